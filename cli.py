@@ -1,0 +1,121 @@
+"""The ``atlas-viewer`` command: serve, demo, prepare, download and bench."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="log debug messages")
+def main(verbose: bool) -> None:
+    """Viewer for the Allen Brain Cell Atlas basal ganglia and mouse taxonomies."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.argument("store_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--host", default=None, help="address to listen on (default 127.0.0.1)")
+@click.option("--port", default=None, type=int, help="port (default 8050)")
+@click.option("--debug", is_flag=True, help="Dash debug mode")
+def serve(store_dir: Path | None, host: str | None, port: int | None, debug: bool) -> None:
+    """Serve the viewer on STORE_DIR (default: ATLAS_VIEWER_STORE or .demo/store)."""
+    from settings import Settings
+    import app as app_module
+
+    settings = Settings.from_env(store=store_dir, host=host, port=port, debug=debug or None)
+    if not Path(settings.store).exists():
+        raise click.ClickException(
+            f"store {settings.store} does not exist: run `atlas-viewer demo CACHE` and "
+            f"`atlas-viewer prepare CACHE {settings.store}` first"
+        )
+    dash_app = app_module.create_app(settings)
+    click.echo(f"Serving {settings.store} on http://{settings.host}:{settings.port}")
+    dash_app.run(host=settings.host, port=settings.port, debug=settings.debug)
+
+
+@main.command()
+@click.argument("cache_dir", type=click.Path(path_type=Path))
+@click.option("--seed", default=0, show_default=True, help="random seed; same seed, same bytes")
+@click.option("--scale", type=click.Choice(["demo", "atlas"]), default="demo", show_default=True,
+              help="demo: small; atlas: real size (4 M-cell WMB UMAP, 1 M-cell BG species)")
+def demo(cache_dir: Path, seed: int, scale: str) -> None:
+    """Write a synthetic ABC cache (exact ABC layout) into CACHE_DIR."""
+    from data_layer.demo import write_demo_cache
+
+    write_demo_cache(cache_dir, seed=seed, scale=scale, progress=True)
+
+
+def _parse_size(text: str) -> int:
+    """'4GB' -> bytes (K/M/G/T with or without B; plain numbers are bytes)."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1] if t and t[-1] in units else ""
+    number = t[: len(t) - len(unit)] if unit else t
+    try:
+        return int(float(number) * units[unit])
+    except ValueError:
+        raise click.BadParameter(f"not a size: {text!r} (e.g. 4GB, 512MB)") from None
+
+
+@main.command()
+@click.argument("cache_dir", type=click.Path(path_type=Path))
+@click.argument("store_dir", type=click.Path(path_type=Path))
+@click.option("--release", default=None, help="release version (default: newest manifest in the cache)")
+@click.option("--datasets", "datasets", multiple=True, help="prepare only these datasets (repeatable)")
+@click.option("--memory-limit", default="4GB", show_default=True, help="peak memory for the expression conversion")
+def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tuple[str, ...], memory_limit: str) -> None:
+    """Prepare the ABC cache CACHE_DIR into the fast store STORE_DIR (atomic, incremental)."""
+    from data_layer.prepare import PrepareError, prepare_store
+
+    try:
+        prepare_store(
+            cache_dir,
+            store_dir,
+            release=release,
+            datasets=list(datasets) or None,
+            memory_limit_bytes=_parse_size(memory_limit),
+            progress=True,
+        )
+    except PrepareError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("cache_dir", type=click.Path(path_type=Path))
+@click.option("--release", default="latest", show_default=True, help="release version or 'latest'")
+@click.option("--dataset", "datasets", multiple=True, help="dataset to fetch (repeatable; default all)")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["metadata", "expression_matrices", "image_volumes"]),
+              help="kind of files to fetch (repeatable; default metadata and image_volumes)")
+@click.option("--base-url", default=None, help="bucket https address (default: the public ABC bucket)")
+@click.option("--list", "list_only", is_flag=True, help="print the release's datasets, kinds, file counts and sizes")
+def download(cache_dir: Path, release: str, datasets: tuple[str, ...], kinds: tuple[str, ...],
+             base_url: str | None, list_only: bool) -> None:
+    """Download ABC release files into CACHE_DIR (manifest driven, resumable, MD5-verified)."""
+    from data_layer.download import DownloadError, run_download
+
+    try:
+        run_download(cache_dir, release=release, datasets=list(datasets) or None, kinds=list(kinds) or None,
+                     base_url=base_url, list_only=list_only, progress=True, echo=click.echo)
+    except DownloadError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--scale", type=click.Choice(["demo", "atlas"]), default="demo", show_default=True)
+@click.option("--work-dir", type=click.Path(path_type=Path), default=None, help="where caches and stores are built")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write results as JSON")
+def bench(scale: str, work_dir: Path | None, json_path: Path | None) -> None:
+    """Measure speed and memory against the plain ways, in one run; print one table."""
+    from bench.run import run_bench
+
+    run_bench(scale=scale, work_dir=work_dir, json_path=json_path, echo=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

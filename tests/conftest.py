@@ -1,0 +1,29 @@
+"""Shared fixtures: the demo cache and store (built once per test session) and browser options."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def pytest_setup_options():
+    """Options for dash_duo's Chromium: headless, and no background traffic (the network is closed)."""
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    if CHROMIUM:
+        options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(arg)
+    return options
