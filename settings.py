@@ -1,70 +1,146 @@
 """Typed settings of the viewer, read once from ``ATLAS_VIEWER_*`` environment variables.
 
 Nothing else in the code base reads ``os.environ``: build a :class:`Settings` with
-:meth:`Settings.from_env` (or directly, in tests) and pass it down.
+:meth:`Settings.from_env` (or directly, in tests) and pass it down. ``python settings.py`` prints the README
+table of every variable (:func:`settings_table_markdown`).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import os
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 PREFIX = "ATLAS_VIEWER_"
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+CACHE_TYPES = ("auto", "simple", "filesystem", "redis", "null")
 
-def _parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {text!r} (use true/false)")
+
+def _help(text: str, **checks: Any) -> dict[str, Any]:
+    """Field metadata: the README meaning plus optional ``choices``, ``min`` and ``max`` checks."""
+    return {"help": text, **checks}
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the app, with its default.
 
-    Each field ``name`` is read from the environment variable ``ATLAS_VIEWER_<NAME>``.
+    Each field ``name`` is read from the environment variable ``ATLAS_VIEWER_<NAME>``; the field metadata holds
+    the meaning shown in the README table and the checks (``choices``, ``min``, ``max``) applied on creation.
     """
 
-    store: Path = field(default=Path(".demo/store"), metadata={"help": "prepared store folder"})
-    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
-    port: int = field(default=8050, metadata={"help": "port to listen on"})
-    debug: bool = field(default=False, metadata={"help": "Dash debug mode (dev tools, reloader off)"})
-    workers: int = field(default=2, metadata={"help": "gunicorn worker processes"})
-    threads: int = field(default=4, metadata={"help": "gunicorn threads per worker"})
+    store: Path = field(default=Path(".demo/store"), metadata=_help("prepared store folder"))
+    host: str = field(default="127.0.0.1", metadata=_help("address to listen on (0.0.0.0 for a lab server)"))
+    port: int = field(default=8050, metadata=_help("port to listen on", min=1, max=65535))
+    debug: bool = field(default=False, metadata=_help("Dash debug mode (dev tools, reloader off)"))
+    # --- serving (gunicorn.conf.py) ---
+    workers: int = field(default=2, metadata=_help("gunicorn worker processes", min=1, max=64))
+    threads: int = field(default=4, metadata=_help("gunicorn threads per worker", min=1, max=256))
+    preload: bool = field(
+        default=True,
+        metadata=_help("gunicorn loads the app once before forking, so workers share the memory-mapped store"),
+    )
+    worker_timeout_s: int = field(
+        default=120, metadata=_help("gunicorn kills and restarts a worker silent for this long", min=5)
+    )
+    max_requests: int = field(
+        default=0, metadata=_help("gunicorn restarts a worker after this many requests (0: never)", min=0)
+    )
+    served_by: str = field(
+        default="dev",
+        metadata=_help("dev | gunicorn; gunicorn.conf.py sets gunicorn (cache_type=auto then shares the cache "
+                       "between workers)", choices=("dev", "gunicorn")),
+    )
+    proxy_count: int = field(
+        default=0,
+        metadata=_help("reverse proxies in front whose X-Forwarded-For/-Proto are trusted (client address for "
+                       "logs and rate limits)", min=0, max=5),
+    )
+    access_log: bool = field(default=True, metadata=_help("one JSON log line per request"))
+    log_level: str = field(default="INFO", metadata=_help("logging level", choices=_LOG_LEVELS))
+    # --- caching ---
     cache_type: str = field(
         default="auto",
-        metadata={"help": "auto | simple | filesystem | redis | null (auto: redis if REDIS_URL, else simple)"},
+        metadata=_help("auto | simple | filesystem | redis | null (auto: redis if REDIS_URL is set, filesystem "
+                       "under gunicorn with more than one worker, else simple)", choices=CACHE_TYPES),
     )
-    cache_dir: Path | None = field(default=None, metadata={"help": "filesystem cache folder (default: <store>/.cache)"})
-    cache_timeout_s: int = field(default=3600, metadata={"help": "seconds a cached picture lives"})
-    cache_max_items: int = field(default=2000, metadata={"help": "entries kept by the in-process/filesystem cache"})
-    redis_url: str | None = field(default=None, metadata={"help": "redis://host:port/db for a shared cache"})
-    max_image_px: int = field(default=4096, metadata={"help": "largest width or height of a rendered picture"})
-    max_export_px: int = field(default=8000, metadata={"help": "largest width or height of an exported figure"})
-    export_rate_per_min: int = field(default=30, metadata={"help": "exports allowed per client per minute"})
-    auth_users_file: Path | None = field(default=None, metadata={"help": "file of 'user:password-hash' lines; enables login"})
-    auth_proxy_header: str | None = field(default=None, metadata={"help": "trust this reverse-proxy header as the user"})
-    secret_key: str = field(default="dev-not-secret", metadata={"help": "Flask session key (set on a shared server)"})
-    log_level: str = field(default="INFO", metadata={"help": "logging level"})
+    cache_dir: Path | None = field(
+        default=None, metadata=_help("filesystem cache folder (default: a folder per store in the system temp)")
+    )
+    cache_timeout_s: int = field(default=3600, metadata=_help("seconds a cached picture or look-up lives", min=0))
+    cache_max_items: int = field(
+        default=1000, metadata=_help("entries kept by the in-process or filesystem cache (bounds its size)", min=1)
+    )
+    redis_url: str | None = field(default=None, metadata=_help("redis://host:port/db of a shared cache"))
+    redis_timeout_s: float = field(
+        default=0.5, metadata=_help("seconds to wait for Redis before serving without cache", min=0.01, max=60)
+    )
+    redis_retry_s: float = field(
+        default=30.0, metadata=_help("seconds between reconnection attempts after Redis went away", min=0)
+    )
+    # --- limits ---
+    max_image_px: int = field(
+        default=4096, metadata=_help("largest width or height of a rendered picture", min=16, max=65536)
+    )
+    max_export_px: int = field(
+        default=8000, metadata=_help("largest width or height of an exported figure", min=16, max=65536)
+    )
+    export_rate_per_min: float = field(
+        default=30.0, metadata=_help("exports allowed per client per minute (sustained)", min=0.01)
+    )
+    export_burst: int = field(default=5, metadata=_help("exports a client may make at once before waiting", min=1))
+    # --- login ---
+    auth_users_file: Path | None = field(
+        default=None,
+        metadata=_help("file of 'user:password-hash' lines (`atlas-viewer hash-password`); enables login"),
+    )
+    auth_proxy_header: str | None = field(
+        default=None,
+        metadata=_help("trust this reverse-proxy header (e.g. X-Forwarded-User) as the user; enables login. Only "
+                       "behind a proxy that sets it and strips it from clients"),
+    )
+    secret_key: str = field(
+        default="dev-not-secret",
+        metadata=_help("Flask session key; must be set when AUTH_USERS_FILE is (e.g. `python -c 'import "
+                       "secrets; print(secrets.token_hex())'`)"),
+    )
+    session_hours: float = field(default=12.0, metadata=_help("hours a login lasts", min=0.01))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind, optional = _kind(f.type)
+            if kind == "Path" and isinstance(value, str):
+                value = Path(value) if value else None
+                object.__setattr__(self, f.name, value)
+            if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                object.__setattr__(self, f.name, value)
+            if f.name == "log_level" and isinstance(value, str):
+                value = value.upper()
+                object.__setattr__(self, f.name, value)
+            problem = _check(f, value, kind, optional)
+            if problem:
+                raise ValueError(f"{env_name(f.name)}={value!r}: {problem}")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
-        """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win.
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from ``environ`` (default ``os.environ``); ``overrides`` that are not None win.
 
         Raises
         ------
         ValueError
-            naming the variable when a value cannot be parsed.
+            naming the variable (``ATLAS_VIEWER_...``) when a value cannot be parsed or is out of range.
         """
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
-            key = PREFIX + f.name.upper()
+            key = env_name(f.name)
             if key not in environ:
                 continue
             raw = environ[key]
@@ -75,18 +151,134 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` applied (checked like a new object)."""
         return dataclasses.replace(self, **changes)
 
+    # --- derived values (computed, never stored) ---
+    @property
+    def auth_enabled(self) -> bool:
+        """True when a users file or a proxy header is configured."""
+        return self.auth_users_file is not None or bool(self.auth_proxy_header)
 
-def _convert(type_name: str, raw: str):
-    t = str(type_name)
-    if t.startswith("bool"):
-        return _parse_bool(raw)
-    if t.startswith("int"):
-        return int(raw)
-    if t.startswith("Path"):
-        return Path(raw) if raw else None
-    if raw == "" and "None" in t:
+    @property
+    def bind(self) -> str:
+        """``host:port`` for gunicorn."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def resolved_cache_type(self) -> str:
+        """The cache backend ``cache_type`` stands for: ``auto`` resolved to simple, filesystem or redis."""
+        if self.cache_type != "auto":
+            return self.cache_type
+        if self.redis_url:
+            return "redis"
+        if self.served_by == "gunicorn" and self.workers > 1:
+            return "filesystem"
+        return "simple"
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        """``cache_dir``, or a folder in the system temp named after the user and the absolute store path,
+        so every worker of one deployment finds the same folder and two stores never share one."""
+        if self.cache_dir is not None:
+            return Path(self.cache_dir)
+        digest = hashlib.sha1(str(Path(self.store).resolve()).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"atlas-viewer-cache-{os.getuid()}-{digest}"
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting: ``cache_type`` -> ``ATLAS_VIEWER_CACHE_TYPE``."""
+    return PREFIX + field_name.upper()
+
+
+def _kind(type_name: Any) -> tuple[str, bool]:
+    """``"Path | None"`` -> ``("Path", True)``; annotations are strings (``from __future__ import annotations``)."""
+    parts = [p.strip() for p in str(type_name).split("|")]
+    optional = "None" in parts
+    base = next(p for p in parts if p != "None")
+    return base, optional
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("not a boolean (use true or false)")
+
+
+def _convert(type_name: Any, raw: str) -> Any:
+    """Parse the text of an environment variable into the field's type."""
+    kind, optional = _kind(type_name)
+    if optional and raw.strip() == "":
         return None
-    return raw
+    if kind == "bool":
+        return _parse_bool(raw)
+    if kind == "int":
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise ValueError("not a whole number") from None
+    if kind == "float":
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("not a number") from None
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return value
+    if kind == "Path":
+        if not raw.strip():
+            raise ValueError("empty path")
+        return Path(raw.strip()).expanduser()
+    return raw.strip()
+
+
+def _check(f: dataclasses.Field, value: Any, kind: str, optional: bool) -> str | None:
+    """Why ``value`` is not acceptable for field ``f``, or None."""
+    if value is None:
+        return None if optional else "may not be empty"
+    expected = {"bool": bool, "int": int, "float": float, "str": str, "Path": Path}.get(kind)
+    if expected is not None and not isinstance(value, expected):
+        return f"expected {kind}, got {type(value).__name__}"
+    if kind == "int" and isinstance(value, bool):
+        return "expected a whole number, got a boolean"
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        return f"must be one of {', '.join(choices)}"
+    if "min" in f.metadata and value < f.metadata["min"]:
+        return f"must be at least {f.metadata['min']}"
+    if "max" in f.metadata and value > f.metadata["max"]:
+        return f"must be at most {f.metadata['max']}"
+    return None
+
+
+def _format_default(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def settings_table_markdown() -> str:
+    """The README table of every environment variable: name, default and meaning, from the field metadata.
+
+    Returns
+    -------
+    str
+        A Markdown table, one row per :class:`Settings` field, in declaration order.
+    """
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        meaning = f.metadata.get("help", "").replace("|", "\\|")
+        rows.append(f"| `{env_name(f.name)}` | `{_format_default(f.default)}` | {meaning} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(settings_table_markdown())

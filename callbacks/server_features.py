@@ -1,0 +1,75 @@
+"""The shared-server features in one call: proxy headers, request log, traversal guard, login, cache, limits, health.
+
+``create_app`` calls :func:`install_server_features` once; the order of the hooks matters and lives here:
+the request log first (so refused requests are logged with their status), then the traversal guard (400 before
+any route reads a value), then login (401 or a redirect to ``/login``; ``/healthz`` stays open), then the export
+rate limit (429).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from callbacks.auth import UsersFile, install_auth
+from callbacks.caching import Caches, install_caches
+from callbacks.health import StoreProbe, install_health, install_request_log
+from callbacks.limits import ExportLimiter, LocalBuckets, install_limits, install_request_guard
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOGIN_ATTEMPTS_PER_MIN = 10
+
+
+@dataclass(frozen=True)
+class ServerFeatures:
+    """What :func:`install_server_features` installed (kept in ``server.extensions["atlas_viewer_features"]``)."""
+
+    caches: Caches
+    limiter: ExportLimiter
+    users: UsersFile | None
+    probe: StoreProbe
+
+
+def install_server_features(app: Any, settings: Settings, atlas: Any = None,
+                            export_endpoints: Iterable[str] = (),
+                            store_opener: Callable[[Path], Any] | None = None) -> ServerFeatures:
+    """Install every shared-server feature on a Dash app (or a bare Flask server).
+
+    Parameters
+    ----------
+    app : dash.Dash or flask.Flask
+        the app; its Flask server gets the hooks and routes.
+    settings : Settings
+        the app's settings.
+    atlas : data_layer.Atlas, optional
+        the app's open atlas, reused by ``/healthz`` (otherwise it opens the store once per process).
+    export_endpoints : iterable of str
+        Flask endpoint names rate-limited as exports (paths under ``/export/`` and ``/download/`` always are).
+    store_opener : callable, optional
+        how ``/healthz`` opens the store when ``atlas`` is not given (tests).
+
+    Returns
+    -------
+    ServerFeatures
+        the caches, the export limiter, the users file and the health probe.
+    """
+    server: Flask = getattr(app, "server", app)
+    if settings.proxy_count:
+        n = settings.proxy_count
+        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    install_request_log(server, settings)
+    install_request_guard(server)
+    login_buckets = LocalBuckets(LOGIN_ATTEMPTS_PER_MIN / 60.0, LOGIN_ATTEMPTS_PER_MIN)
+    users = install_auth(server, settings, login_limiter=login_buckets.consume)
+    caches = install_caches(server, settings)
+    limiter = install_limits(server, settings, guard=caches.guard, export_endpoints=export_endpoints)
+    probe = install_health(server, settings, atlas=atlas, caches=caches, opener=store_opener)
+    features = ServerFeatures(caches=caches, limiter=limiter, users=users, probe=probe)
+    server.extensions["atlas_viewer_features"] = features
+    return features

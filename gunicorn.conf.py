@@ -1,0 +1,46 @@
+"""gunicorn configuration for a shared lab server: ``gunicorn app:server -c gunicorn.conf.py`` (see Procfile).
+
+Workers, threads, bind address, timeouts and preload come from the ``ATLAS_VIEWER_*`` settings. With
+``preload_app`` the app (and its memory-mapped store) is loaded once in the master before forking, so the workers
+share the store's pages in the OS page cache instead of each reading its own copy.
+"""
+import os
+
+from settings import Settings
+
+# Tell the app it runs under gunicorn (cache_type=auto then picks a cache shared by the workers). This is the
+# only write to the environment; the app reads it through Settings.from_env like every other setting.
+os.environ.setdefault("ATLAS_VIEWER_SERVED_BY", "gunicorn")
+_settings = Settings.from_env()
+
+bind = _settings.bind
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+preload_app = _settings.preload
+timeout = _settings.worker_timeout_s
+graceful_timeout = 30
+keepalive = 5
+max_requests = _settings.max_requests
+max_requests_jitter = max(1, _settings.max_requests // 10) if _settings.max_requests else 0
+# The app writes its own JSON request log (callbacks/health.py); gunicorn's access log would repeat it.
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"},
+        "json_line": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+        "access": {"class": "logging.StreamHandler", "formatter": "json_line", "stream": "ext://sys.stdout"},
+    },
+    "root": {"level": _settings.log_level, "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": _settings.log_level, "handlers": ["stderr"], "propagate": False},
+        "atlas_viewer.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+    },
+}
