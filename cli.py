@@ -117,5 +117,34 @@ def bench(scale: str, work_dir: Path | None, json_path: Path | None) -> None:
     run_bench(scale=scale, work_dir=work_dir, json_path=json_path, echo=click.echo)
 
 
+
+@main.command("hash-password")
+@click.argument("user")
+@click.password_option(help="the password (asked twice, hidden, when not given)")
+def hash_password(user: str, password: str) -> None:
+    """Print a 'USER:hash' line for the users file (ATLAS_VIEWER_AUTH_USERS_FILE)."""
+    from callbacks.auth import AuthConfigError, user_line
+
+    try:
+        click.echo(user_line(user, password))
+    except AuthConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command("load-test")
+@click.option("--users", default=20, show_default=True, help="concurrent simulated users")
+@click.option("--duration", default=60.0, show_default=True, help="seconds of load (the run also stops at --max-requests)")
+@click.option("--workers", default=2, show_default=True, help="gunicorn workers")
+@click.option("--store", type=click.Path(path_type=Path), default=None, help="prepared store (default: build the demo)")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write results as JSON")
+def load_test(users: int, duration: float, workers: int, store: Path | None, json_path: Path | None) -> None:
+    """Load and fault test of a real gunicorn on loopback: latency, memory per worker, a killed worker, Redis lost."""
+    from bench.load_test import main as load_main
+
+    args = ["--users", str(users), "--duration", str(duration), "--workers", str(workers)]
+    args += ["--store", str(store)] if store else []
+    args += ["--json", str(json_path)] if json_path else []
+    sys.exit(load_main(args))
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
