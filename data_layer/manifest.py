@@ -75,7 +75,7 @@ class Manifest:
         for dataset, kinds in self.data["file_listing"].items():
             for kind, tags in kinds.items():
                 if kind not in KINDS:
-                    log.info("manifest %s: unknown kind %r of %s ignored", self.version, kind, dataset)
+                    log.debug("manifest %s: unknown kind %r of %s ignored", self.version, kind, dataset)
                     continue
                 for tag, entry in tags.items():
                     if kind == "expression_matrices":
