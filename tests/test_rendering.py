@@ -397,13 +397,27 @@ def test_unknown_colour_map_raises_naming_it():
         cmap_lut("no_such_map")
 
 
-def test_encode_png_round_trips_pixels():
+@pytest.mark.parametrize("method", ["zlib", "pillow"])
+def test_encode_png_round_trips_pixels(method):
     rng = np.random.default_rng(3)
     rgba = rng.integers(0, 256, (7, 11, 4), dtype=np.uint8)
-    data = encode_png(rgba)
+    data = encode_png(rgba, method=method)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    back = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
-    np.testing.assert_array_equal(back, rgba)
+    image = Image.open(io.BytesIO(data))
+    assert image.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(image), rgba)
+
+
+def test_encode_png_round_trips_flipped_view():
+    rgba = np.arange(5 * 3 * 4, dtype=np.uint8).reshape(5, 3, 4)
+    back = np.asarray(Image.open(io.BytesIO(encode_png(rgba[::-1]))))
+    np.testing.assert_array_equal(back, rgba[::-1])
+
+
+@pytest.mark.parametrize("method", ["zlib", "pillow"])
+def test_encode_png_writes_dpi(method):
+    image = Image.open(io.BytesIO(encode_png(np.zeros((2, 2, 4), np.uint8), dpi=300, method=method)))
+    assert image.info["dpi"] == pytest.approx((300, 300), abs=0.1)
 
 
 def test_encode_png_rejects_non_rgba():
