@@ -567,9 +567,9 @@ def download_file(f: ManifestFile, cache_dir: str | Path, url: str, session: req
             transient = 0 if size > furthest else transient + 1
             furthest = max(furthest, size)
             if transient > retries:
-                raise DownloadError(f"{f.relative_path}: gave up after {transient} attempts in a row without progress at {url} "
-                                    f"({exc}); the partial file {fetch.part} is kept and a new run resumes it"
-                                    ) from None
+                raise DownloadError(f"{f.relative_path}: gave up after {transient} attempts in a row without "
+                                    f"progress at {url} ({exc}); the partial file {fetch.part} is kept and a new "
+                                    f"run resumes it") from None
             n = max(transient, 1)
             log.warning("%s: %s; retrying (%d/%d)", f.relative_path, exc, n, retries)
         except _BadBytes as exc:
@@ -610,6 +610,8 @@ def _check_existing(f: ManifestFile, cache_dir: Path, recorded: set[str]) -> str
         log.info("%s: %d of %d bytes present and unrecorded; resuming it", f.relative_path, size, f.size)
         os.replace(final, part)
         return "absent"
+    if (not f.size or size == f.size) and f.file_hash:
+        log.info("%s: present but not recorded in %s; checking its MD5", f.relative_path, DOWNLOADED_DATA)
     if (not f.size or size == f.size) and f.file_hash and file_md5(final) == f.file_hash.lower():
         _record(cache_dir, final, present=True)
         return "verified"

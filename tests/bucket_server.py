@@ -223,13 +223,27 @@ def build_bucket(root: str | Path, files: dict[str, bytes], version: str, url_pr
 
 
 def bucket_from_cache(cache_dir: str | Path, root: str | Path, url_prefix: str) -> str:
-    """Turn an ABC cache (e.g. the demo) into a bucket under ``root``: same files, manifest URLs at ``url_prefix``.
-
-    Returns the release version.
-    """
+    """Serve an ABC cache (e.g. the demo) as a bucket: copy its files and its own manifest to ``root``, with every
+    file URL rewritten to ``url_prefix + relative_path``. Returns the release version."""
     from data_layer.manifest import LocalCache
 
     cache = LocalCache(cache_dir)
-    files = {f.relative_path: f.local_path(cache.root).read_bytes() for f in cache.manifest.files()}
-    build_bucket(root, files, cache.version, url_prefix)
+    root = Path(root)
+    for f in cache.manifest.files():
+        dest = root / f.relative_path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(f.local_path(cache.root).read_bytes())
+
+    def rewrite(node):
+        if isinstance(node, dict):
+            if "relative_path" in node and "url" in node:
+                node["url"] = url_prefix + node["relative_path"] + ("/" if node["url"].endswith("/") else "")
+            for child in node.values():
+                rewrite(child)
+
+    data = json.loads(json.dumps(cache.manifest.data))
+    rewrite(data)
+    m = root / "releases" / cache.version / "manifest.json"
+    m.parent.mkdir(parents=True, exist_ok=True)
+    m.write_text(json.dumps(data, indent=1))
     return cache.version

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from data_layer import download as dl
 from data_layer.download import DownloadError, run_download
-from data_layer.manifest import BUCKET_URL, Manifest
-from bucket_server import BucketServer, build_bucket
+from data_layer.manifest import BUCKET_URL
+from bucket_server import BucketServer, bucket_from_cache, build_bucket
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 REAL = sorted(FIXTURES.glob("manifest-*.json"))
@@ -268,6 +268,29 @@ def test_unrecorded_file_with_wrong_bytes_is_replaced(cache, server, bucket_file
     assert summary.fetched == [GEOJSON]
     assert (cache / GEOJSON).read_bytes() == good
     assert len(json.loads((cache / "_downloaded_data.json").read_text())) == len(bucket_files)
+
+
+def test_unrecorded_file_with_right_md5_is_skipped_and_recorded(cache, server, bucket_files):
+    _run(cache, server)
+    (cache / "_downloaded_data.json").unlink()
+    n_requests = len(server.file_requests())
+    summary = _run(cache, server)
+    assert summary.fetched == [] and len(summary.skipped) == len(bucket_files)
+    assert len(server.file_requests()) == n_requests
+    assert len(json.loads((cache / "_downloaded_data.json").read_text())) == len(bucket_files)
+
+
+def test_a_downloaded_cache_served_as_a_bucket_downloads_identically(cache, server, bucket_files, tmp_path):
+    """The round trip the demo -> download -> prepare test relies on."""
+    _run(cache, server)
+    again = tmp_path / "again"
+    with BucketServer(tmp_path / "bucket2") as srv:
+        version = bucket_from_cache(cache, srv.root, srv.url)
+        summary = run_download(again, release=version, kinds=["metadata", "expression_matrices", "image_volumes"],
+                               base_url=srv.url, progress=False, echo=lambda s: None)
+        assert all(srv.requests_for(rel) for rel in bucket_files)
+    assert sorted(summary.fetched) == sorted(bucket_files)
+    assert all((again / rel).read_bytes() == data for rel, data in bucket_files.items())
 
 
 # ------------------------------------------------------------------------------- the official tool's records
