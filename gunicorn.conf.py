@@ -21,12 +21,14 @@ preload_app = _settings.preload
 timeout = _settings.worker_timeout_s
 graceful_timeout = 30
 keepalive = 5
+# gunicorn 23+ opens a control socket at one fixed path per user; two servers on one machine would collide.
+control_socket_disable = True
 max_requests = _settings.max_requests
 max_requests_jitter = max(1, _settings.max_requests // 10) if _settings.max_requests else 0
 # The app writes its own JSON request log (callbacks/health.py); gunicorn's access log would repeat it.
 accesslog = None
 errorlog = "-"
-loglevel = _settings.log_level.lower()
+loglevel = "debug" if _settings.log_level == "DEBUG" else "info"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -40,7 +42,9 @@ logconfig_dict = {
     },
     "root": {"level": _settings.log_level, "handlers": ["stderr"]},
     "loggers": {
-        "gunicorn.error": {"level": _settings.log_level, "handlers": ["stderr"], "propagate": False},
+        # worker boots and exits are logged at INFO: keep them even when the app logs only warnings
+        "gunicorn.error": {"level": "DEBUG" if _settings.log_level == "DEBUG" else "INFO", "handlers": ["stderr"],
+                           "propagate": False},
         "atlas_viewer.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
     },
 }
