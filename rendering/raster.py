@@ -549,12 +549,15 @@ def auto_spread_px(
     *,
     tissue_fraction: float = 0.5,
     max_spread_px: int = MAX_AUTO_SPREAD_PX,
+    cell_diameter: float | None = None,
 ) -> int:
     """Spread radius that keeps cells visible as tissue when zoomed in.
 
-    The typical distance between cells in pixels is ``sqrt(tissue_fraction * W * H / n)`` (the tissue covers
-    about ``tissue_fraction`` of the window); the radius is half of it, so cells grow until they meet their
-    neighbours (0 when several cells share a pixel), capped at ``max_spread_px``.
+    Without ``cell_diameter`` (e.g. a UMAP): the typical distance between cells in pixels is
+    ``sqrt(tissue_fraction * W * H / n)`` (the cells cover about ``tissue_fraction`` of the window); the radius
+    is half of it, so cells grow until they meet their neighbours (0 when several cells share a pixel).
+    With ``cell_diameter`` in data units (about 0.01 mm for a section): the radius is the cell's own radius in
+    pixels, so a zoomed-in section shows cells at their true size. Both are capped at ``max_spread_px``.
 
     Parameters
     ----------
@@ -562,6 +565,12 @@ def auto_spread_px(
         Cells inside the viewport (``viewport.contains(x, y).sum()``).
     viewport : Viewport
         Window and picture size.
+    tissue_fraction : float
+        Share of the window the cells cover (density estimate only).
+    max_spread_px : int
+        Upper bound of the radius.
+    cell_diameter : float, optional
+        Cell diameter in data units.
 
     Returns
     -------
@@ -570,6 +579,11 @@ def auto_spread_px(
     """
     if n_cells_in_view <= 0:
         return 0
+    if cell_diameter is not None:
+        if not cell_diameter > 0:
+            raise ValueError(f"cell_diameter={cell_diameter!r} must be positive")
+        radius_px = 0.5 * cell_diameter / min(viewport.x_per_px, viewport.y_per_px)
+        return int(min(max_spread_px, max(0, math.floor(radius_px))))
     spacing_px = math.sqrt(tissue_fraction * viewport.width_px * viewport.height_px / n_cells_in_view)
     return int(min(max_spread_px, max(0, math.floor(spacing_px / 2))))
 

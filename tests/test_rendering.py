@@ -257,6 +257,13 @@ def test_auto_spread_grows_when_few_cells_are_in_view():
     assert few <= raster.MAX_AUTO_SPREAD_PX
 
 
+def test_auto_spread_with_cell_diameter_draws_cells_at_true_size():
+    # 1 mm over 500 px = 0.002 mm/px; a 0.01 mm cell has a radius of 2.5 px.
+    assert auto_spread_px(10, Viewport(0, 1, 0, 1, 500, 500), cell_diameter=0.01) == 2
+    assert auto_spread_px(10, Viewport(0, 10, 0, 10, 500, 500), cell_diameter=0.01) == 0
+    assert auto_spread_px(10, Viewport(0, 0.01, 0, 0.01, 500, 500), cell_diameter=0.01) == raster.MAX_AUTO_SPREAD_PX
+
+
 # ------------------------------------------------------------------------------------------------ numeric
 
 
