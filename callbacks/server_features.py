@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from flask import Flask
+from dash.exceptions import DependencyException
+from flask import Flask, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callbacks.auth import UsersFile, install_auth
@@ -69,6 +70,8 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
     users = install_auth(server, settings, login_limiter=login_buckets.consume)
     caches = install_caches(server, settings)
     limiter = install_limits(server, settings, guard=caches.guard, export_endpoints=export_endpoints)
+    # Dash raises (500) for an unknown library in /_dash-component-suites/...: an unknown file is a 404
+    server.register_error_handler(DependencyException, lambda exc: (jsonify({"error": "not found"}), 404))
     probe = install_health(server, settings, atlas=atlas, caches=caches, opener=store_opener)
     features = ServerFeatures(caches=caches, limiter=limiter, users=users, probe=probe)
     server.extensions["atlas_viewer_features"] = features
