@@ -1,0 +1,528 @@
+"""``Atlas``: the one door to a prepared store (contract: docs/atlas_api.md).
+
+``Atlas.open(store)`` reads only the catalog; a dataset's small tables are read and its big arrays memory-mapped
+on first use, so start-up is instant and gunicorn workers share the OS page cache. Every method returns plain
+numpy / pandas values; reads are thread-safe.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import store as st
+from .expression import ClusterStats, GeneMatrix
+from .tables import ADJACENT, UNASSIGNED
+from .taxonomy import Taxonomy, TaxonomyTables
+
+log = logging.getLogger(__name__)
+
+#: Rows of cell tables kept in the LRU cache of ``cells()`` (sum over cached tables).
+CELL_CACHE_ROWS = 8_000_000
+KDTREE_CACHE = 16
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the app needs to know about a dataset without reading its cells."""
+
+    name: str
+    kind: str  # "spatial" or "umap"
+    species: str | None
+    platform: str
+    taxonomy: str | None
+    levels: list[str]
+    n_cells: int
+    n_genes: int
+    umap_dataset: str | None
+    bounds: tuple[float, float, float, float]
+    n_sections: int = 0
+    n_slab_planes: int = 0
+    release: str = ""
+    errors: tuple[str, ...] = ()
+
+
+_SECTION_COLUMNS = ["brain_section_label", "slab_plane_label", "n_cells", "x_min", "x_max", "y_min", "y_max"]
+_PLANE_COLUMNS = ["slab_plane_label", "n_sections", "n_cells", "has_polygons", "x_min", "x_max", "y_min", "y_max"]
+
+
+class _Dataset:
+    """One dataset's store folder, opened lazily (memory maps and small tables)."""
+
+    def __init__(self, atlas: "Atlas", name: str, entry: dict):
+        self.name = name
+        self.entry = entry
+        self.folder = atlas.root / st.UNITS / entry["unit"]
+        if not self.folder.is_dir():
+            raise st.StoreError(f"{atlas.root}: folder {entry['unit']} of dataset {name} is missing; "
+                                f"re-run `atlas-viewer prepare`")
+        self.meta = json.loads((self.folder / "meta.json").read_text())
+        self.kind = entry["kind"]
+        self.n_cells = int(self.meta["n_cells"])
+        self.labels = st.open_strings(self.folder / "cell_label.arrow")
+        self.x = self._map("x.npy")
+        self.y = self._map("y.npy")
+        self.taxonomy: Taxonomy | None = None
+        if entry.get("taxonomy_unit"):
+            tables = atlas._taxonomy_tables(entry["taxonomy_unit"])
+            counts = {lvl: np.asarray(c) for lvl, c in self.meta.get("term_counts", {}).items()}
+            self.taxonomy = Taxonomy(tables, counts)
+        self.levels = [lv["name"] for lv in self.meta["levels"]]
+        self.codes: dict[str, np.ndarray] = {}
+        self.dtypes: dict[str, pd.CategoricalDtype] = {}
+        self.colors: dict[str, list[str]] = {}
+        for lv in self.meta["levels"]:
+            self.codes[lv["name"]] = self._map(lv["file"])
+            self.dtypes[lv["name"]] = pd.CategoricalDtype(self.taxonomy.categories(lv["name"]), ordered=False)
+            self.colors[lv["name"]] = self.taxonomy.colors(lv["name"])
+        for col, spec in self.meta["categorical"].items():
+            self.codes[col] = self._map(spec["file"])
+            self.dtypes[col] = pd.CategoricalDtype(spec["categories"], ordered=False)
+            self.colors[col] = list(spec["colors"])
+        self.bools = {col: self._map(f) for col, f in self.meta.get("bool", {}).items()}
+        self.extra_columns = [c for c in self.meta["categorical"]
+                              if c not in ("brain_section_label", "slab_plane_label", "region")]
+        if self.kind == "spatial":
+            self.sections = pd.read_parquet(self.folder / "sections.parquet")
+            self.planes = pd.read_parquet(self.folder / "slab_planes.parquet")
+        else:
+            self.sections = pd.DataFrame({c: pd.Series(dtype=object if "label" in c else np.int64 if c == "n_cells"
+                                                       else np.float64) for c in _SECTION_COLUMNS + ["row_start", "row_stop"]})
+            self.planes = pd.DataFrame({c: pd.Series(dtype=object) for c in _PLANE_COLUMNS + ["row_start", "row_stop"]})
+        self.section_rows = {lab: (int(a), int(b)) for lab, a, b in
+                             zip(self.sections["brain_section_label"], self.sections["row_start"], self.sections["row_stop"])}
+        self.plane_rows = {lab: (int(a), int(b)) for lab, a, b in
+                           zip(self.planes["slab_plane_label"], self.planes["row_start"], self.planes["row_stop"])}
+        self.polygon_files = self.meta.get("polygons", {})
+        self._genes: GeneMatrix | None = None
+        self._genes_lock = threading.Lock()
+
+    def _map(self, fname: str) -> np.ndarray:
+        path = self.folder / fname
+        arr = np.load(path, mmap_mode="r") if self.n_cells else np.load(path)
+        return arr
+
+    @property
+    def genes(self) -> GeneMatrix | None:
+        if self._genes is None and (self.folder / "expression" / "expression.json").is_file():
+            with self._genes_lock:
+                if self._genes is None:
+                    self._genes = GeneMatrix(self.folder / "expression", self.n_cells)
+        return self._genes
+
+    def rows(self, section: str | None, slab_plane: str | None) -> tuple[int, int]:
+        if section is not None:
+            if section not in self.section_rows:
+                close = difflib.get_close_matches(str(section), list(self.section_rows), n=5)
+                raise KeyError(f"{self.name} has no section {section!r}"
+                               + (f"; close matches: {', '.join(close)}" if close else ""))
+            rows = self.section_rows[section]
+            if slab_plane is not None:
+                plane = self.sections.loc[self.sections["brain_section_label"] == section, "slab_plane_label"].iat[0]
+                if plane != slab_plane:
+                    raise ValueError(f"{self.name}: section {section} lies in slab plane {plane}, not {slab_plane}")
+            return rows
+        if slab_plane is not None:
+            if slab_plane not in self.plane_rows:
+                close = difflib.get_close_matches(str(slab_plane), list(self.plane_rows), n=5)
+                raise KeyError(f"{self.name} has no slab plane {slab_plane!r}"
+                               + (f"; close matches: {', '.join(close)}" if close else ""))
+            return self.plane_rows[slab_plane]
+        return 0, self.n_cells
+
+    def column_name(self, column: str) -> str:
+        if column in self.codes:
+            return column
+        for c in self.codes:
+            if c.lower() == str(column).lower():
+                return c
+        raise KeyError(f"{self.name} has no categorical column {column!r}; it has: {', '.join(self.codes)}")
+
+    def frame(self, start: int, stop: int) -> pd.DataFrame:
+        cols: dict[str, object] = {
+            "cell_label": pd.arrays.ArrowStringArray(self.labels.slice(start, stop - start)),
+            "x": np.array(self.x[start:stop]),
+            "y": np.array(self.y[start:stop]),
+        }
+        order = []
+        if self.kind == "spatial":
+            order += ["brain_section_label", "slab_plane_label", "region"]
+        order += self.levels + self.extra_columns
+        for col in order:
+            if col in self.codes:
+                cols[col] = pd.Categorical.from_codes(np.array(self.codes[col][start:stop]), dtype=self.dtypes[col],
+                                                      validate=False)
+        for col, arr in self.bools.items():
+            cols[col] = np.array(arr[start:stop])
+        return pd.DataFrame(cols, copy=False)
+
+
+class Atlas:
+    """A prepared store, opened read-only. Build with :meth:`open`."""
+
+    def __init__(self, root: Path, catalog: dict):
+        self.root = root
+        self.catalog = catalog
+        self._datasets: dict[str, _Dataset] = {}
+        self._tax_tables: dict[str, TaxonomyTables] = {}
+        self._lock = threading.RLock()
+        self._cells: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+        self._cells_rows = 0
+        self._trees: OrderedDict[tuple, object] = OrderedDict()
+        self._polygons: dict[tuple, dict] = {}
+
+    # ------------------------------------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, store_dir: str | Path) -> "Atlas":
+        """Open a store written by ``atlas-viewer prepare`` (reads only ``catalog.json``).
+
+        Raises
+        ------
+        data_layer.store.StoreError
+            if the folder is not a store (the message says how to make one).
+        """
+        root = Path(store_dir)
+        return cls(root, st.read_catalog(root))
+
+    def __repr__(self) -> str:
+        return f"Atlas({str(self.root)!r}, datasets={self.datasets()})"
+
+    def _ds(self, dataset: str) -> _Dataset:
+        ds = self._datasets.get(dataset)
+        if ds is not None:
+            return ds
+        with self._lock:
+            if dataset not in self._datasets:
+                entry = self.catalog["datasets"].get(dataset)
+                if entry is None:
+                    close = difflib.get_close_matches(str(dataset), list(self.catalog["datasets"]), n=3, cutoff=0.4)
+                    raise KeyError(f"no dataset {dataset!r} in store {self.root}; it has: "
+                                   f"{', '.join(self.catalog['datasets']) or 'none'}"
+                                   + (f" (close: {', '.join(close)})" if close else ""))
+                self._datasets[dataset] = _Dataset(self, dataset, entry)
+            return self._datasets[dataset]
+
+    def _taxonomy_tables(self, unit: str) -> TaxonomyTables:
+        with self._lock:
+            if unit not in self._tax_tables:
+                self._tax_tables[unit] = TaxonomyTables.load(self.root / st.UNITS / unit)
+            return self._tax_tables[unit]
+
+    # ------------------------------------------------------------------------------------------- catalog
+    def datasets(self) -> list[str]:
+        """Dataset names: spatial (human, macaque, marmoset) first, then single-cell (UMAP) ones."""
+        return list(self.catalog["datasets"])
+
+    def taxonomies(self) -> list[str]:
+        """Names of the taxonomies in the store."""
+        return list(self.catalog.get("taxonomies", {}))
+
+    def info(self, dataset: str) -> DatasetInfo:
+        entry = self.catalog["datasets"].get(dataset)
+        if entry is None:
+            self._ds(dataset)  # raises the KeyError with the list
+        return DatasetInfo(
+            name=dataset, kind=entry["kind"], species=entry.get("species"), platform=entry.get("platform") or "10x",
+            taxonomy=entry.get("taxonomy"), levels=list(entry.get("levels", [])), n_cells=int(entry["n_cells"]),
+            n_genes=int(entry.get("n_genes", 0)), umap_dataset=entry.get("umap_dataset"),
+            bounds=tuple(entry.get("bounds", (0.0, 0.0, 0.0, 0.0))), n_sections=int(entry.get("n_sections", 0)),
+            n_slab_planes=int(entry.get("n_slab_planes", 0)), release=entry.get("release", ""),
+            errors=tuple(entry.get("errors", ())),
+        )
+
+    def sections(self, dataset: str) -> pd.DataFrame:
+        """One row per section in atlas order: ``brain_section_label, slab_plane_label, n_cells, x_min, x_max,
+        y_min, y_max`` (+ ``row_start, row_stop`` and specimen columns). Empty for UMAP datasets."""
+        return self._ds(dataset).sections.copy()
+
+    def slab_planes(self, dataset: str) -> pd.DataFrame:
+        """One row per slab plane: ``slab_plane_label, n_sections, n_cells, has_polygons, x_min .. y_max``."""
+        return self._ds(dataset).planes.copy()
+
+    # ------------------------------------------------------------------------------------------- cells
+    def row_range(self, dataset: str, section: str | None = None, slab_plane: str | None = None) -> tuple[int, int]:
+        """Store rows ``(start, stop)`` of a section, a slab plane or the whole dataset."""
+        return self._ds(dataset).rows(section, slab_plane)
+
+    def cells(self, dataset: str, section: str | None = None, slab_plane: str | None = None) -> pd.DataFrame:
+        """Cells of a dataset, a section or a slab plane (see docs/atlas_api.md for the columns).
+
+        The frame is cached (LRU) and returned as a shallow copy: adding columns is fine, editing values in
+        place is not.
+        """
+        ds = self._ds(dataset)
+        start, stop = ds.rows(section, slab_plane)
+        key = (dataset, start, stop)
+        with self._lock:
+            df = self._cells.get(key)
+            if df is not None:
+                self._cells.move_to_end(key)
+                return df.copy(deep=False)
+        df = ds.frame(start, stop)
+        with self._lock:
+            if key not in self._cells:
+                self._cells[key] = df
+                self._cells_rows += stop - start
+                while self._cells_rows > CELL_CACHE_ROWS and len(self._cells) > 1:
+                    (_, a, b), _ = self._cells.popitem(last=False)
+                    self._cells_rows -= b - a
+        return df.copy(deep=False)
+
+    def xy(self, dataset: str, section: str | None = None, slab_plane: str | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` float32 arrays (read-only memory-map views) aligned with ``cells(...)``."""
+        ds = self._ds(dataset)
+        a, b = ds.rows(section, slab_plane)
+        return ds.x[a:b], ds.y[a:b]
+
+    def categorical_columns(self, dataset: str) -> list[str]:
+        """Columns that :meth:`codes` accepts: the taxonomy levels, then region, species, ... ."""
+        ds = self._ds(dataset)
+        return ds.levels + [c for c in ds.codes if c not in ds.levels]
+
+    def codes(self, dataset: str, column: str, section: str | None = None, slab_plane: str | None = None
+              ) -> np.ndarray:
+        """Integer category codes (int8/16/32, read-only memory-map view) of a level or categorical column,
+        aligned with ``cells(...)``; they index :meth:`categories` and :meth:`colors`."""
+        ds = self._ds(dataset)
+        col = ds.column_name(column)
+        a, b = ds.rows(section, slab_plane)
+        return ds.codes[col][a:b]
+
+    def categories(self, dataset: str, column: str) -> list[str]:
+        """Categories of a level (term names + ``Adjacent``, ``unassigned``) or another categorical column."""
+        ds = self._ds(dataset)
+        return list(ds.dtypes[ds.column_name(column)].categories)
+
+    def colors(self, dataset: str, column: str) -> list[str]:
+        """``#rrggbb`` per category of :meth:`categories`."""
+        ds = self._ds(dataset)
+        return list(ds.colors[ds.column_name(column)])
+
+    def region_colors(self, dataset: str) -> dict[str, str]:
+        """Region name -> ``#rrggbb`` in the order of the ``region`` categories (spatial datasets; else {})."""
+        ds = self._ds(dataset)
+        if "region" not in ds.codes:
+            return {}
+        return dict(zip(ds.dtypes["region"].categories, ds.colors["region"]))
+
+    def polygons(self, dataset: str, slab_plane: str) -> dict:
+        """Region outlines of a slab plane: a GeoJSON FeatureCollection in slab mm (``properties.label`` and
+        ``properties.color`` on every feature); an empty collection when the plane has none."""
+        ds = self._ds(dataset)
+        if ds.kind == "spatial" and slab_plane not in ds.plane_rows:
+            ds.rows(None, slab_plane)  # KeyError with close matches
+        fname = ds.polygon_files.get(slab_plane)
+        if fname is None:
+            return {"type": "FeatureCollection", "features": []}
+        key = (dataset, slab_plane)
+        with self._lock:
+            if key not in self._polygons:
+                self._polygons[key] = json.loads((ds.folder / fname).read_text())
+            return json.loads(json.dumps(self._polygons[key]))
+
+    def nearest_cell(self, dataset: str, x: float, y: float, section: str | None = None,
+                     slab_plane: str | None = None, max_distance: float | None = None) -> int | None:
+        """Row position in ``cells(...)`` of the cell nearest to (x, y), or None if there is no cell (or none
+        within ``max_distance``). The KD-tree is built on first use per (dataset, section/plane)."""
+        from scipy.spatial import cKDTree
+
+        ds = self._ds(dataset)
+        a, b = ds.rows(section, slab_plane)
+        if b <= a:
+            return None
+        key = (dataset, a, b)
+        with self._lock:
+            tree = self._trees.get(key)
+            if tree is not None:
+                self._trees.move_to_end(key)
+        if tree is None:
+            pts = np.column_stack([np.asarray(ds.x[a:b], dtype=np.float64), np.asarray(ds.y[a:b], dtype=np.float64)])
+            tree = cKDTree(pts)
+            with self._lock:
+                self._trees[key] = tree
+                while len(self._trees) > KDTREE_CACHE:
+                    self._trees.popitem(last=False)
+        dist, idx = tree.query([float(x), float(y)], k=1,
+                               distance_upper_bound=np.inf if max_distance is None else float(max_distance))
+        if not np.isfinite(dist):
+            return None
+        return int(idx)
+
+    def cells_in_polygon(self, dataset: str, xs: Sequence[float], ys: Sequence[float],
+                         section: str | None = None, slab_plane: str | None = None) -> np.ndarray:
+        """Row positions (int64, ascending) in ``cells(...)`` of the cells inside the polygon (xs, ys)."""
+        from matplotlib.path import Path as MplPath
+
+        xs = np.asarray(xs, dtype=np.float64)
+        ys = np.asarray(ys, dtype=np.float64)
+        if len(xs) < 3:
+            return np.zeros(0, dtype=np.int64)
+        x, y = self.xy(dataset, section, slab_plane)
+        box = (x >= xs.min()) & (x <= xs.max()) & (y >= ys.min()) & (y <= ys.max())
+        cand = np.flatnonzero(box)
+        if not len(cand):
+            return cand.astype(np.int64)
+        inside = MplPath(np.column_stack([xs, ys])).contains_points(np.column_stack([x[cand], y[cand]]))
+        return cand[inside].astype(np.int64)
+
+    # ------------------------------------------------------------------------------------------- genes
+    def _genes(self, dataset: str) -> GeneMatrix:
+        gm = self._ds(dataset).genes
+        if gm is None:
+            raise KeyError(f"dataset {dataset} has no expression data in this store (its h5ad was not downloaded "
+                           f"or could not be read when it was prepared)")
+        return gm
+
+    def genes(self, dataset: str) -> pd.DataFrame:
+        """``gene_identifier, gene_symbol`` of the dataset's expression (empty if it has none)."""
+        gm = self._ds(dataset).genes
+        if gm is None:
+            return pd.DataFrame({"gene_identifier": pd.Series(dtype=object), "gene_symbol": pd.Series(dtype=object)})
+        return gm.genes()
+
+    def resolve_gene(self, dataset: str, gene: str) -> tuple[str, str]:
+        """``(gene_identifier, gene_symbol)`` of a symbol (any case) or identifier; ``KeyError`` naming close
+        matches."""
+        gm = self._genes(dataset)
+        g = gm.resolve(gene, dataset)
+        return str(gm.gene_identifiers[g]), str(gm.gene_symbols[g])
+
+    def gene(self, dataset: str, gene: str, section: str | None = None, slab_plane: str | None = None) -> np.ndarray:
+        """float32 expression of one gene aligned with ``cells(dataset, section, slab_plane)``: 0 where not
+        detected, NaN where the cell has no expression row."""
+        ds = self._ds(dataset)
+        gm = self._genes(dataset)
+        g = gm.resolve(gene, dataset)
+        a, b = ds.rows(section, slab_plane)
+        return gm.values(g, a, b)
+
+    def gene_max(self, dataset: str, gene: str) -> float:
+        """Largest value of a gene over the whole dataset (a fixed colour-scale maximum)."""
+        gm = self._genes(dataset)
+        return gm.max_value(gm.resolve(gene, dataset))
+
+    def search_genes(self, text: str, dataset: str, limit: int = 20) -> list[dict]:
+        """Genes for autocompletion: symbol prefix matches first (case-insensitive), then symbol substrings, then
+        identifier matches. List of ``{"gene_identifier", "gene_symbol"}``."""
+        gm = self._ds(dataset).genes
+        q = str(text).strip().lower()
+        if gm is None or not q:
+            return []
+        syms = pd.Series(gm.gene_symbols).str.lower()
+        ids = pd.Series(gm.gene_identifiers).str.lower()
+        prefix = np.flatnonzero(syms.str.startswith(q, na=False))
+        prefix = prefix[np.lexsort((syms.iloc[prefix].to_numpy(), syms.iloc[prefix].str.len().to_numpy()))]
+        sub = np.flatnonzero(syms.str.contains(q, regex=False, na=False))
+        ident = np.flatnonzero(ids.str.contains(q, regex=False, na=False))
+        out, seen = [], set()
+        for i in [*prefix, *sub, *ident]:
+            if i in seen:
+                continue
+            seen.add(i)
+            out.append({"gene_identifier": str(gm.gene_identifiers[i]), "gene_symbol": str(gm.gene_symbols[i])})
+            if len(out) >= limit:
+                break
+        return out
+
+    def cluster_stats(self, dataset: str) -> ClusterStats:
+        """Mean log2 expression and fraction of expressing cells per cluster and gene (memory-mapped)."""
+        ds = self._ds(dataset)
+        clusters = ds.taxonomy.categories(ds.levels[-1])[:-2] if ds.taxonomy and ds.levels else []
+        gm = ds.genes
+        if gm is None:
+            empty = np.zeros((len(clusters), 0), dtype=np.float32)
+            return ClusterStats(clusters, [], [], empty, empty.copy(), np.zeros(len(clusters), dtype=np.int64))
+        return gm.cluster_stats(clusters)
+
+    def marker_genes(self, dataset: str, level: str, term: str, limit: int = 20) -> pd.DataFrame:
+        """Genes most specific to a term, from the cluster statistics (instant: no cell is read).
+
+        Returns
+        -------
+        DataFrame
+            ``gene_identifier, gene_symbol, mean_in, mean_out, fraction_in, fraction_out, score`` sorted by
+            score = (mean_in - mean_out) * (fraction_in - fraction_out) descending; means weighted by cells.
+        """
+        ds = self._ds(dataset)
+        tax = self.taxonomy(dataset)
+        stats = self.cluster_stats(dataset)
+        inside = tax.cluster_codes(level, term)
+        n = stats.n_cells.astype(np.float64)
+        in_mask = np.zeros(len(n), dtype=bool)
+        in_mask[inside[inside < len(n)]] = True
+        has = n > 0
+        cols = ["gene_identifier", "gene_symbol", "mean_in", "mean_out", "fraction_in", "fraction_out", "score"]
+        if not stats.gene_identifiers or not (in_mask & has).any():
+            return pd.DataFrame({c: [] for c in cols})
+        mean = np.nan_to_num(np.asarray(stats.mean, dtype=np.float64))
+        frac = np.nan_to_num(np.asarray(stats.fraction, dtype=np.float64))
+
+        def weighted(mask):
+            w = n * mask
+            total = w.sum()
+            return (w @ mean) / total if total else np.zeros(mean.shape[1]), (w @ frac) / total if total else \
+                np.zeros(mean.shape[1])
+
+        m_in, f_in = weighted(in_mask & has)
+        m_out, f_out = weighted(~in_mask & has)
+        score = (m_in - m_out) * np.clip(f_in - f_out, 0, None)
+        top = np.argsort(-score, kind="stable")[:limit]
+        return pd.DataFrame({"gene_identifier": np.asarray(stats.gene_identifiers, dtype=object)[top],
+                             "gene_symbol": np.asarray(stats.gene_symbols, dtype=object)[top],
+                             "mean_in": m_in[top], "mean_out": m_out[top], "fraction_in": f_in[top],
+                             "fraction_out": f_out[top], "score": score[top]})[cols]
+
+    # ------------------------------------------------------------------------------------------- taxonomy
+    def taxonomy(self, dataset: str) -> Taxonomy:
+        """The taxonomy of a dataset (n_cells counts that dataset's cells), or a taxonomy by its own name."""
+        if dataset in self.catalog["datasets"]:
+            ds = self._ds(dataset)
+            if ds.taxonomy is None:
+                raise KeyError(f"dataset {dataset} has no taxonomy")
+            return ds.taxonomy
+        entry = self.catalog.get("taxonomies", {}).get(dataset)
+        if entry is None:
+            self._ds(dataset)  # KeyError listing datasets
+        return Taxonomy(self._taxonomy_tables(entry["unit"]))
+
+    def search_terms(self, text: str, dataset: str, limit: int = 20) -> list[dict]:
+        """Taxonomy terms for autocompletion: name prefix matches (coarse levels first), then substrings, then
+        label matches. List of ``{"level", "label", "name", "color"}``."""
+        q = str(text).strip().lower()
+        if not q:
+            return []
+        tax = self.taxonomy(dataset)
+        rows = []
+        for i, level in enumerate(tax.levels):
+            df = tax.terms(level)
+            for lab, name, color in zip(df["label"], df["name"], df["color"]):
+                lname = name.lower()
+                if lname.startswith(q):
+                    rank = 0
+                elif q in lname:
+                    rank = 1
+                elif q in lab.lower():
+                    rank = 2
+                else:
+                    continue
+                rows.append((rank, i, len(name), name, {"level": level, "label": lab, "name": name, "color": color}))
+        rows.sort(key=lambda r: r[:4])
+        return [r[-1] for r in rows[:limit]]
+
+    def close(self) -> None:
+        """Drop caches and memory maps (the object can still be used; it reopens lazily)."""
+        with self._lock:
+            self._datasets.clear()
+            self._cells.clear()
+            self._cells_rows = 0
+            self._trees.clear()
+            self._polygons.clear()

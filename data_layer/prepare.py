@@ -1,0 +1,1020 @@
+"""``atlas-viewer prepare``: read an ABC cache through its manifest and write the fast store the Atlas opens.
+
+What is prepared (see ../shared/ABC_LAYOUT.md and DESIGN.md, "Data flow"):
+
+* every **taxonomy** in the cache (a metadata dataset with term sets, terms and cluster membership);
+* every **spatial** dataset (``cell_metadata`` + ``slab_plane_coordinates``; the basal ganglia MERSCOPE and
+  Xenium sets): cells inner-joined with their slab coordinates, sections and slab planes from
+  ``specimen_metadata``, regions from ``cell_anatomical_annotations``, region polygons from the plane
+  ``.geojson`` files, clusters from ``cell_to_cluster_membership``, expression from the ``-log2.h5ad``;
+* the **10X UMAP** of a taxonomy (``cell_2d_embedding_coordinates``) joined to its cell dataset (the
+  basal ganglia aligned 10X set, with species from ``donor.csv``), or on its own (the consensus mouse taxonomy);
+* every **cell-metadata UMAP** dataset (``cell_metadata`` with ``x, y, cluster_alias``: WMB-10X), with
+  expression from the h5ad files its cells name (``dataset_label`` / ``feature_matrix_label``).
+
+The store is built beside the old one and swapped in atomically (:mod:`data_layer.store`); a dataset whose
+sources (manifest sizes and MD5s) did not change keeps its folder untouched. A dataset that fails (missing
+column, corrupt h5ad) is reported; the others are still prepared, and the previous version of the failed one is
+kept when there is one. :class:`PrepareError` is raised at the end if anything failed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import store as st
+from .expression import ExpressionError, convert_expression
+from .manifest import LocalCache, ManifestError, ManifestFile
+from .tables import (
+    TableError, categories_with_colors, csv_header, normalize_color, read_csv, read_value_sets,
+    smallest_int_dtype,
+)
+from .taxonomy import REQUIRED_TAGS, TaxonomyTables, normalize_aliases, read_taxonomy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REGION = "Basal ganglia and adjacent"
+DEFAULT_REGION_COLOR = "#bebebe"
+SPECIES_ORDER = ("Human", "Macaque", "Marmoset", "Mouse")
+#: The cell dataset whose cells a taxonomy's 2-D embedding holds (else the embedding stands alone).
+EMBEDDING_CELL_DATASETS = {"HMBA-BG-taxonomy": "HMBA-10xMultiome-BG-Aligned"}
+#: Which taxonomy a dataset uses, by name prefix; other datasets are matched by their cluster aliases.
+KNOWN_TAXONOMY = (
+    ("HMBA-MERSCOPE-", "HMBA-BG-taxonomy"),
+    ("HMBA-Xenium-", "HMBA-BG-taxonomy"),
+    ("HMBA-10xMultiome-BG", "HMBA-BG-taxonomy"),
+    ("WMB-10X", "WMB-taxonomy"),
+)
+DONOR_PREFIX_SPECIES = (("QM", "Macaque"), ("CJ", "Marmoset"), ("H", "Human"))
+
+
+class PrepareError(Exception):
+    """Prepare could not run, or some datasets failed (``.report`` holds what was done)."""
+
+    def __init__(self, message: str, report: "PrepareReport | None" = None):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class PrepareReport:
+    """What a prepare did: per dataset/taxonomy ``prepared``, ``unchanged``, ``kept`` or ``failed``."""
+
+    store: Path
+    release: str
+    datasets: dict[str, str] = field(default_factory=dict)
+    taxonomies: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    seconds: float = 0.0
+    bytes_read: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def lines(self) -> list[str]:
+        out = [f"{name}: {status}" for name, status in {**self.taxonomies, **self.datasets}.items()]
+        for name, errs in self.errors.items():
+            out += [f"{name}: ERROR {e}" for e in errs]
+        return out
+
+
+# ------------------------------------------------------------------------------------------------- planning
+@dataclass
+class UnitPlan:
+    """One dataset or taxonomy to prepare and the source files it reads."""
+
+    kind: str  # "taxonomy", "spatial" or "umap"
+    name: str
+    builder: str  # "taxonomy", "spatial", "embedding", "cell_metadata"
+    files: dict[str, ManifestFile] = field(default_factory=dict)  # role -> file
+    polygons: dict[str, ManifestFile] = field(default_factory=dict)  # slab plane -> geojson
+    expression: list[ManifestFile] = field(default_factory=list)  # candidate log2 h5ad files
+    taxonomy: str | None = None
+    problems: list[str] = field(default_factory=list)  # truncated sources found while planning
+
+    def sources(self) -> list[ManifestFile]:
+        return list(self.files.values()) + list(self.polygons.values()) + list(self.expression)
+
+
+class _Cache:
+    """The local cache with per-file state and MD5s (from the manifest; computed only when it has none)."""
+
+    def __init__(self, cache: LocalCache):
+        self.cache = cache
+        self.manifest = cache.manifest
+        self._md5: dict[str, str] = {}
+
+    def path(self, f: ManifestFile) -> Path:
+        return f.local_path(self.cache.root)
+
+    def state(self, f: ManifestFile) -> str:
+        """``ok``, ``missing`` or ``truncated`` (size differs from the manifest's)."""
+        p = self.path(f)
+        if not p.is_file():
+            return "missing"
+        if f.size and p.stat().st_size != f.size:
+            return "truncated"
+        return "ok"
+
+    def problem(self, f: ManifestFile) -> str:
+        p = self.path(f)
+        return (f"{p}: {p.stat().st_size} bytes but the manifest says {f.size}: the download is incomplete or "
+                f"the file changed; download it again")
+
+    def record(self, f: ManifestFile) -> dict:
+        md5 = f.file_hash
+        if not md5:
+            md5 = self._md5.get(f.relative_path)
+            if md5 is None:
+                log.info("%s: the manifest gives no MD5; hashing the local file", f.relative_path)
+                md5 = self._md5[f.relative_path] = st.file_md5(self.path(f))
+        return {"path": f.relative_path, "size": f.size or self.path(f).stat().st_size, "md5": md5}
+
+    def metadata(self, dataset: str) -> dict[str, ManifestFile]:
+        return {f.tag: f for f in self.manifest.files(dataset, "metadata") if f.fmt == "csv"}
+
+    def ok(self, f: ManifestFile | None) -> bool:
+        return f is not None and self.state(f) == "ok"
+
+
+def plan_units(cache: _Cache) -> tuple[dict[str, UnitPlan], list[UnitPlan]]:
+    """Find the taxonomies and datasets a cache holds (only files that are downloaded count)."""
+    manifest = cache.manifest
+    names = manifest.datasets()
+    taxonomies: dict[str, UnitPlan] = {}
+    datasets: list[UnitPlan] = []
+    meta = {ds: cache.metadata(ds) for ds in names}
+
+    def usable(ds: str, tag: str) -> ManifestFile | None:
+        f = meta[ds].get(tag)
+        return f if f is not None and cache.state(f) != "missing" else None
+
+    for ds in names:
+        if all(usable(ds, t) for t in REQUIRED_TAGS):
+            plan = UnitPlan("taxonomy", ds, "taxonomy", taxonomy=ds)
+            for tag in (*REQUIRED_TAGS, "cluster"):
+                if usable(ds, tag):
+                    plan.files[tag] = meta[ds][tag]
+            taxonomies[ds] = plan
+
+    claimed: set[str] = set()
+    for ds in names:
+        if usable(ds, "cell_metadata") and usable(ds, "slab_plane_coordinates"):
+            plan = UnitPlan("spatial", ds, "spatial")
+            for tag in ("cell_metadata", "slab_plane_coordinates", "specimen_metadata", "cell_anatomical_annotations",
+                        "cell_to_cluster_membership", "value_sets", "gene", "donor"):
+                if usable(ds, tag):
+                    plan.files[tag] = meta[ds][tag]
+            for f in manifest.files(ds, "image_volumes"):
+                if f.fmt == "geojson" and cache.state(f) != "missing":
+                    plan.polygons[f.tag] = f
+            plan.expression = _expression_candidates(cache, ds)
+            datasets.append(plan)
+            claimed.add(ds)
+
+    for tax in taxonomies.values():
+        emb = usable(tax.name, "cell_2d_embedding_coordinates")
+        if not emb:
+            continue
+        cell_ds = next((v for k, v in EMBEDDING_CELL_DATASETS.items() if tax.name.startswith(k)), None)
+        if cell_ds and cell_ds in meta and usable(cell_ds, "cell_metadata"):
+            plan = UnitPlan("umap", cell_ds, "embedding", taxonomy=tax.name)
+            for tag in ("cell_metadata", "donor", "library", "value_sets", "gene"):
+                if usable(cell_ds, tag):
+                    plan.files[tag] = meta[cell_ds][tag]
+            plan.expression = _expression_candidates(cache, cell_ds)
+        else:
+            if cell_ds:
+                log.info("%s: its UMAP cells belong to %s, which the cache does not hold; the UMAP is prepared "
+                         "without cell metadata or expression", tax.name, cell_ds)
+            plan = UnitPlan("umap", tax.name, "embedding", taxonomy=tax.name)
+        plan.files["embedding"] = emb
+        if usable(tax.name, "cell_to_cluster_membership"):
+            plan.files["cell_to_cluster_membership"] = meta[tax.name]["cell_to_cluster_membership"]
+        datasets.append(plan)
+        claimed.add(plan.name)
+
+    for ds in names:
+        f = usable(ds, "cell_metadata")
+        if ds in claimed or not f or cache.state(f) != "ok":
+            continue
+        try:
+            header = set(csv_header(cache.path(f)))
+        except TableError:
+            continue
+        if {"x", "y", "cluster_alias"} <= header:
+            plan = UnitPlan("umap", ds, "cell_metadata", files={"cell_metadata": f})
+            for tag in ("value_sets", "gene"):
+                if usable(ds, tag):
+                    plan.files[tag] = meta[ds][tag]
+            plan.expression = _expression_candidates(cache, ds)
+            datasets.append(plan)
+    for plan in [*taxonomies.values(), *datasets]:
+        for f in plan.sources():
+            if cache.state(f) == "truncated":
+                plan.problems.append(cache.problem(f))
+    return taxonomies, datasets
+
+
+def _expression_candidates(cache: _Cache, dataset: str) -> list[ManifestFile]:
+    """log2 h5ad files a dataset's cells may name: those of the dataset and of datasets named ``<dataset>*``
+    (WMB-10X -> WMB-10Xv2, WMB-10Xv3, WMB-10XMulti), if downloaded (a truncated one is kept, to be reported)."""
+    out = []
+    for ds in cache.manifest.datasets():
+        if ds == dataset or ds.startswith(dataset):
+            for f in cache.manifest.files(ds, "expression_matrices"):
+                if f.variant == "log2" and f.fmt == "h5ad" and cache.state(f) != "missing":
+                    out.append(f)
+    return out
+
+
+def _choose_taxonomy(plan: UnitPlan, taxonomies: dict[str, UnitPlan], cache: _Cache,
+                     old_entry: dict | None, own_sig: str) -> str | None:
+    if plan.taxonomy:
+        return plan.taxonomy if plan.taxonomy in taxonomies else None
+    if old_entry and old_entry.get("own_signature") == own_sig and old_entry.get("taxonomy") in taxonomies:
+        return old_entry["taxonomy"]
+    for ds_prefix, tax_prefix in KNOWN_TAXONOMY:
+        if plan.name.startswith(ds_prefix):
+            match = sorted(t for t in taxonomies if t.startswith(tax_prefix))
+            if match:
+                return match[-1]
+    if not taxonomies:
+        return None
+    # Score by cluster aliases found in each taxonomy.
+    f = plan.files.get("cell_to_cluster_membership") or plan.files.get("cell_metadata")
+    if f is None or cache.state(f) != "ok":
+        return None
+    try:
+        aliases = set(normalize_aliases(pd.unique(read_csv(cache.path(f), {"cluster_alias": "str"})
+                                                  .get("cluster_alias", pd.Series([], dtype=object)))))
+    except TableError:
+        return None
+    best, best_n = None, 0
+    for name, tax in taxonomies.items():
+        tf = tax.files.get("cluster") or tax.files["cluster_to_cluster_annotation_membership"]
+        tax_aliases = set(normalize_aliases(read_csv(cache.path(tf), {"cluster_alias": "str"})["cluster_alias"]))
+        n = len(aliases & tax_aliases)
+        if n > best_n:
+            best, best_n = name, n
+    return best
+
+
+# ------------------------------------------------------------------------------------------------ cell tables
+@dataclass
+class CellTable:
+    """A dataset's cells before they are written: one row per cell, in any order."""
+
+    cells: pd.DataFrame  # cell_label, x, y, cluster_alias ("" = unmapped) [+ spatial and extra columns]
+    categorical: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # extra col -> cats, colors
+    bools: list[str] = field(default_factory=list)
+    sections: pd.DataFrame | None = None  # spatial: section metadata in atlas order
+    species: str | None = None
+    platform: str | None = None
+    polygons: dict[str, dict] = field(default_factory=dict)
+    gene_symbols: dict[str, str] = field(default_factory=dict)
+    expression_files: list[ManifestFile] = field(default_factory=list)
+    expression_problems: list[str] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
+
+
+def _dedupe(df: pd.DataFrame, path: Path, key: str = "cell_label") -> pd.DataFrame:
+    dup = df[key].duplicated()
+    if dup.any():
+        log.warning("%s: %d repeated %s values; the first row of each is used", path, int(dup.sum()), key)
+        df = df[~dup]
+    return df
+
+
+def _species_from_name(name: str) -> str | None:
+    parts = name.split("-")
+    for part in parts:
+        for prefix, species in DONOR_PREFIX_SPECIES:
+            if part.startswith(prefix) and part[len(prefix):len(prefix) + 1].isdigit():
+                return species
+    if "WMB" in name or "mouse" in name.lower():
+        return "Mouse"
+    return None
+
+
+def _platform_from_name(name: str) -> str:
+    for p in ("MERSCOPE", "Xenium"):
+        if p.lower() in name.lower():
+            return p
+    return "10x"
+
+
+def _gene_symbols(cache: _Cache, f: ManifestFile | None) -> dict[str, str]:
+    if f is None:
+        return {}
+    genes = read_csv(cache.path(f), {"gene_identifier": "str", "gene_symbol": "str"},
+                     required=["gene_identifier", "gene_symbol"])
+    return dict(zip(genes["gene_identifier"], genes["gene_symbol"]))
+
+
+def _memberships(cache: _Cache, f: ManifestFile | None) -> pd.Series:
+    """cell_label -> normalized cluster_alias ("" when empty)."""
+    if f is None:
+        return pd.Series([], dtype=object)
+    path = cache.path(f)
+    mem = read_csv(path, {"cell_label": "str", "cluster_alias": "str"}, required=["cell_label", "cluster_alias"])
+    mem = _dedupe(mem, path)
+    return pd.Series(normalize_aliases(mem["cluster_alias"].to_numpy()), index=mem["cell_label"].to_numpy())
+
+
+def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table: CellTable) -> None:
+    """The log2 h5ad files the cells name (dataset_label/feature_matrix_label), or all candidates."""
+    if "feature_matrix_label" not in cells:
+        files = list(plan.expression)
+    else:
+        ds = cells["dataset_label"] if "dataset_label" in cells else pd.Series(plan.name, index=cells.index)
+        pairs = pd.DataFrame({"ds": ds.replace("", plan.name), "fml": cells["feature_matrix_label"]})
+        pairs = pairs[pairs["fml"] != ""].drop_duplicates()
+        files = []
+        for dsl, fml in pairs.itertuples(index=False):
+            try:
+                f = cache.manifest.file(dsl, "expression_matrices", fml, "log2")
+            except KeyError:
+                f = next((c for c in plan.expression if c.tag == fml), None)
+                if f is None:
+                    log.info("%s: cells name expression matrix %s/%s, which the manifest does not list",
+                             plan.name, dsl, fml)
+                    continue
+            files.append(f)
+    for f in files:
+        state = cache.state(f)
+        if state == "ok":
+            table.expression_files.append(f)
+        elif state == "missing":
+            log.info("%s: expression matrix %s is not downloaded; its cells get NaN gene values", plan.name,
+                     f.relative_path)
+        else:
+            table.expression_problems.append(cache.problem(f))
+
+
+def _cells_spatial(cache: _Cache, plan: UnitPlan) -> CellTable:
+    f = plan.files
+    p_cells = cache.path(f["cell_metadata"])
+    cm = read_csv(p_cells, {"cell_label": "str", "brain_section_label": "str", "feature_matrix_label": "str",
+                            "dataset_label": "str", "qc_pass": "bool"},
+                  required=["cell_label", "brain_section_label"])
+    cm = _dedupe(cm, p_cells)
+    p_coords = cache.path(f["slab_plane_coordinates"])
+    coords = read_csv(p_coords, {"cell_label": "str", "slab_plane_label": "str", "x_slab_mm": "float",
+                                 "y_slab_mm": "float"},
+                      required=["cell_label", "slab_plane_label", "x_slab_mm", "y_slab_mm"])
+    coords = _dedupe(coords, p_coords)
+    cells = cm.merge(coords, on="cell_label", how="inner")
+    n_no_coords = len(cm) - len(cells)
+    if n_no_coords:
+        log.info("%s: %d of %d cells have no slab-plane coordinates and are left out", plan.name, n_no_coords, len(cm))
+    if len(coords) > len(cells):
+        log.info("%s: %d coordinate rows name cells absent from cell_metadata; ignored", plan.name,
+                 len(coords) - len(cells))
+    bad_xy = ~(np.isfinite(cells["x_slab_mm"]) & np.isfinite(cells["y_slab_mm"]))
+    if bad_xy.any():
+        log.warning("%s: %d cells with empty or non-numeric slab coordinates left out", p_coords, int(bad_xy.sum()))
+        cells = cells[~bad_xy]
+    cells = cells.rename(columns={"x_slab_mm": "x", "y_slab_mm": "y", "slab_plane_label": "coord_plane"})
+
+    # Sections in atlas order: slab plane order, then section ordinal.
+    spec_cols = {"brain_section_label": "str", "slab_plane_label": "str", "slab_plane_order": "str",
+                 "slab_plane_ordinal": "str", "brain_section_ordinal": "str", "section_set_label": "str",
+                 "brain_slab_label": "str", "hemisphere": "str", "donor_label": "str",
+                 "brain_section_barcode": "str"}
+    if "specimen_metadata" in f:
+        p_spec = cache.path(f["specimen_metadata"])
+        spec = _dedupe(read_csv(p_spec, spec_cols, required=["brain_section_label"]), p_spec, "brain_section_label")
+    else:
+        log.warning("%s: no specimen_metadata.csv; sections ordered by label", plan.name)
+        spec = pd.DataFrame({"brain_section_label": pd.Series([], dtype=object)})
+    present = pd.DataFrame({"brain_section_label": pd.unique(cells["brain_section_label"])})
+    sec = present.merge(spec, on="brain_section_label", how="left")
+    for col in spec_cols:
+        if col not in sec:
+            sec[col] = ""
+        sec[col] = sec[col].fillna("").astype(object)
+    plane_mode = cells.groupby("brain_section_label", sort=False)["coord_plane"].agg(lambda s: s.mode().iat[0])
+    no_plane = sec["slab_plane_label"] == ""
+    sec.loc[no_plane, "slab_plane_label"] = sec.loc[no_plane, "brain_section_label"].map(plane_mode)
+    for col in ("slab_plane_order", "slab_plane_ordinal", "brain_section_ordinal"):
+        sec[col] = pd.to_numeric(sec[col], errors="coerce")
+    plane_rank = sec.groupby("slab_plane_label")["slab_plane_order"].min()
+    plane_rank = plane_rank.fillna(sec.groupby("slab_plane_label")["slab_plane_ordinal"].min())
+    sec["_plane_rank"] = sec["slab_plane_label"].map(plane_rank).fillna(np.inf)
+    sec = sec.sort_values(["_plane_rank", "slab_plane_label", "brain_section_ordinal", "brain_section_label"],
+                          na_position="last").drop(columns="_plane_rank").reset_index(drop=True)
+    section_plane = pd.Series(sec["slab_plane_label"].to_numpy(), index=sec["brain_section_label"].to_numpy())
+    cells["slab_plane_label"] = cells["brain_section_label"].map(section_plane).to_numpy(dtype=object)
+    differ = int((cells["slab_plane_label"] != cells["coord_plane"]).sum())
+    if differ:
+        log.warning("%s: %d cells have coordinates in another slab plane than their section's (specimen_metadata); "
+                    "they are drawn in their section's plane", plan.name, differ)
+    cells = cells.drop(columns="coord_plane")
+
+    # Regions.
+    value_sets = read_value_sets(cache.path(f["value_sets"]) if "value_sets" in f else None)
+    if "cell_anatomical_annotations" in f:
+        p_ann = cache.path(f["cell_anatomical_annotations"])
+        ann = _dedupe(read_csv(p_ann, {"cell_label": "str", "parcellation_term_symbol": "str"},
+                               required=["cell_label", "parcellation_term_symbol"]), p_ann)
+        region = cells["cell_label"].map(pd.Series(ann["parcellation_term_symbol"].to_numpy(),
+                                                   index=ann["cell_label"].to_numpy()))
+        region = region.fillna("").replace("", DEFAULT_REGION)
+    else:
+        region = pd.Series(DEFAULT_REGION, index=cells.index)
+    cells["region"] = region.to_numpy(dtype=object)
+    vs = value_sets.get("parcellation_term_symbol")
+    first = []
+    if vs is None or DEFAULT_REGION not in set(vs["label"]):
+        first = [(DEFAULT_REGION, DEFAULT_REGION_COLOR)]
+    cats, colors = categories_with_colors(pd.unique(cells["region"]), vs, first=first)
+
+    mem = _memberships(cache, f.get("cell_to_cluster_membership"))
+    cells["cluster_alias"] = cells["cell_label"].map(mem).fillna("").to_numpy(dtype=object)
+    table = CellTable(cells=cells, categorical={"region": (cats, colors)}, sections=sec,
+                      platform=_platform_from_name(plan.name), bools=["qc_pass"] if "qc_pass" in cells else [])
+    table.species = _species_from_donor(cache, f.get("donor")) or _species_from_name(plan.name)
+    region_color = dict(zip(cats, colors))
+    for plane, pf in plan.polygons.items():
+        if cache.state(pf) != "ok":
+            continue
+        try:
+            table.polygons[plane] = _normalize_polygons(json.loads(cache.path(pf).read_text()), region_color,
+                                                        cache.path(pf))
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError) as exc:
+            log.warning("%s: not a readable GeoJSON (%s); plane %s drawn without region outlines",
+                        cache.path(pf), exc, plane)
+    table.gene_symbols = _gene_symbols(cache, f.get("gene"))
+    _expression_files(cache, plan, cells, table)
+    return table
+
+
+def _species_from_donor(cache: _Cache, f: ManifestFile | None) -> str | None:
+    if f is None:
+        return None
+    try:
+        donor = read_csv(cache.path(f), {"species_genus": "str", "donor_species": "str"})
+    except TableError as exc:
+        log.info("%s", exc)
+        return None
+    for col in ("species_genus", "donor_species"):
+        if col in donor and len(donor):
+            values = [v for v in pd.unique(donor[col]) if v]
+            if len(values) == 1:
+                return _canonical_species(values[0])
+    return None
+
+
+def _canonical_species(value: str) -> str:
+    text = value.strip()
+    low = text.lower()
+    for name, keys in (("Human", ("human", "homo")), ("Macaque", ("macaque", "macaca")),
+                       ("Marmoset", ("marmoset", "callithrix")), ("Mouse", ("mouse", "mus"))):
+        if any(low.startswith(k) for k in keys):
+            return name
+    return text
+
+
+def _normalize_polygons(data: dict, colors: dict[str, str], path: Path) -> dict:
+    """A GeoJSON FeatureCollection of polygonal features with ``properties.label`` and ``properties.color``.
+
+    GeometryCollections of polygons become MultiPolygons; non-polygonal parts are dropped with a log line.
+    """
+    if data.get("type") == "Feature":
+        data = {"type": "FeatureCollection", "features": [data]}
+    elif data.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection"):
+        data = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": data}]}
+    features = []
+    for feat in data.get("features") or []:
+        props = dict(feat.get("properties") or {})
+        label = props.get("label") or props.get("name") or props.get("parcellation_term_symbol") or ""
+        geom = _polygonal(feat.get("geometry") or {})
+        if geom is None:
+            log.info("%s: feature %r has no polygon geometry; skipped", path, label)
+            continue
+        props["label"] = label
+        props["color"] = colors.get(label) or normalize_color(props.get("color")) or "#808080"
+        features.append({"type": "Feature", "properties": props, "geometry": geom})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _polygonal(geom: dict) -> dict | None:
+    kind = geom.get("type")
+    if kind in ("Polygon", "MultiPolygon"):
+        return {"type": kind, "coordinates": geom.get("coordinates") or []}
+    if kind == "GeometryCollection":
+        polys = []
+        for g in geom.get("geometries") or []:
+            sub = _polygonal(g)
+            if sub is None:
+                continue
+            polys += [sub["coordinates"]] if sub["type"] == "Polygon" else sub["coordinates"]
+        return {"type": "MultiPolygon", "coordinates": polys} if polys else None
+    return None
+
+
+def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
+    f = plan.files
+    p_emb = cache.path(f["embedding"])
+    emb = _dedupe(read_csv(p_emb, {"cell_label": "str", "x": "float", "y": "float"},
+                           required=["cell_label", "x", "y"]), p_emb)
+    cells = emb
+    categorical: dict[str, tuple[list[str], list[str]]] = {}
+    table = CellTable(cells=cells, platform="10x")
+    if "cell_metadata" in f:
+        p_cm = cache.path(f["cell_metadata"])
+        cm = _dedupe(read_csv(p_cm, {"cell_label": "str", "donor_label": "str", "library_label": "str",
+                                     "feature_matrix_label": "str", "dataset_label": "str",
+                                     "alignment_job_id": "str", "abc_sample_id": "str"},
+                              required=["cell_label"]), p_cm)
+        cells = emb.merge(cm, on="cell_label", how="inner")
+        if len(cells) < len(emb):
+            log.info("%s: %d of %d UMAP cells are absent from %s and left out", plan.name, len(emb) - len(cells),
+                     len(emb), p_cm)
+        value_sets = read_value_sets(cache.path(f["value_sets"]) if "value_sets" in f else None)
+        species = None
+        if "donor" in f and "donor_label" in cells:
+            donor = read_csv(cache.path(f["donor"]), {"donor_label": "str", "species_genus": "str",
+                                                      "donor_species": "str"}, required=["donor_label"])
+            col = "species_genus" if "species_genus" in donor else ("donor_species" if "donor_species" in donor else None)
+            if col:
+                donor_species = pd.Series([_canonical_species(v) if v else "" for v in donor[col]],
+                                          index=donor["donor_label"].to_numpy())
+                species = cells["donor_label"].map(donor_species).fillna("").replace("", "unknown")
+        if species is None:
+            name_species = _species_from_name(plan.name)
+            if name_species:
+                table.species = name_species
+        else:
+            cells["species"] = species.to_numpy(dtype=object)
+            vs = value_sets.get("species_genus", value_sets.get("species"))
+            order = [(s, None) for s in SPECIES_ORDER if s in set(cells["species"])] if vs is None else []
+            categorical["species"] = categories_with_colors(pd.unique(cells["species"]), vs, first=order)
+            uniq = [s for s in pd.unique(cells["species"]) if s != "unknown"]
+            table.species = uniq[0] if len(uniq) == 1 else None
+        if "library" in f and "library_label" in cells:
+            lib = read_csv(cache.path(f["library"]), {"library_label": "str", "region_of_interest_label": "str"},
+                           required=["library_label"])
+            if "region_of_interest_label" in lib:
+                lib = lib.drop_duplicates("library_label")
+                roi = cells["library_label"].map(pd.Series(lib["region_of_interest_label"].to_numpy(),
+                                                           index=lib["library_label"].to_numpy()))
+                cells["region_of_interest_label"] = roi.fillna("").replace("", "unknown").to_numpy(dtype=object)
+                categorical["region_of_interest_label"] = categories_with_colors(
+                    pd.unique(cells["region_of_interest_label"]), value_sets.get("region_of_interest_label"))
+        table.gene_symbols = _gene_symbols(cache, f.get("gene"))
+    else:
+        table.species = _species_from_name(plan.name)
+    mem = _memberships(cache, f.get("cell_to_cluster_membership"))
+    cells["cluster_alias"] = cells["cell_label"].map(mem).fillna("").to_numpy(dtype=object)
+    table.cells = cells
+    table.categorical = categorical
+    if "cell_metadata" in f:
+        _expression_files(cache, plan, cells, table)
+    return table
+
+
+def _cells_cell_metadata(cache: _Cache, plan: UnitPlan) -> CellTable:
+    f = plan.files
+    p_cm = cache.path(f["cell_metadata"])
+    cm = read_csv(p_cm, {"cell_label": "str", "x": "float", "y": "float", "cluster_alias": "str",
+                         "feature_matrix_label": "str", "dataset_label": "str",
+                         "region_of_interest_acronym": "str", "library_method": "str"},
+                  required=["cell_label", "x", "y", "cluster_alias"])
+    cm = _dedupe(cm, p_cm)
+    bad = ~(np.isfinite(cm["x"]) & np.isfinite(cm["y"]))
+    if bad.any():
+        log.info("%s: %d cells without UMAP coordinates left out", p_cm, int(bad.sum()))
+        cm = cm[~bad]
+    cm["cluster_alias"] = normalize_aliases(cm["cluster_alias"].to_numpy())
+    value_sets = read_value_sets(cache.path(f["value_sets"]) if "value_sets" in f else None)
+    categorical = {}
+    for col in ("region_of_interest_acronym", "library_method"):
+        if col in cm:
+            cm[col] = cm[col].replace("", "unknown").to_numpy(dtype=object)
+            categorical[col] = categories_with_colors(pd.unique(cm[col]), value_sets.get(col))
+    table = CellTable(cells=cm.reset_index(drop=True), categorical=categorical, platform="10x",
+                      species=_species_from_name(plan.name))
+    table.gene_symbols = _gene_symbols(cache, f.get("gene"))
+    _expression_files(cache, plan, cm, table)
+    return table
+
+
+BUILDERS: dict[str, Callable[[_Cache, UnitPlan], CellTable]] = {
+    "spatial": _cells_spatial, "embedding": _cells_embedding, "cell_metadata": _cells_cell_metadata,
+}
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy: TaxonomyTables | None, *,
+                       memory_limit_bytes: int, expression_dtype: str, progress: bool, cache: _Cache) -> dict:
+    """Write one dataset's store folder; returns its catalog entry (without unit/signature fields)."""
+    folder.mkdir(parents=True)
+    cells = table.cells
+    spatial = plan.kind == "spatial"
+    meta: dict = {"name": plan.name, "kind": plan.kind, "categorical": {}, "bool": {}, "levels": []}
+
+    # Order: one section's cells are one contiguous row range (slab plane order, then section).
+    if spatial:
+        sec = table.sections
+        rank = pd.Series(np.arange(len(sec)), index=sec["brain_section_label"].to_numpy())
+        section_code = cells["brain_section_label"].map(rank).to_numpy(dtype=np.int64)
+        order = np.argsort(section_code, kind="stable")
+        cells = cells.iloc[order].reset_index(drop=True)
+        section_code = section_code[order]
+    n = len(cells)
+    labels = pa.array(cells["cell_label"].to_numpy(dtype=object), type=pa.string())
+    st.write_strings(folder / "cell_label.arrow", labels, "cell_label")
+    x = cells["x"].to_numpy(dtype=np.float32)
+    y = cells["y"].to_numpy(dtype=np.float32)
+    st.save_npy(folder / "x.npy", x)
+    st.save_npy(folder / "y.npy", y)
+    bounds = [float(np.nanmin(x)), float(np.nanmax(x)), float(np.nanmin(y)), float(np.nanmax(y))] if n else [0.0] * 4
+
+    def save_categorical(col: str, codes: np.ndarray, cats: list[str], colors: list[str]) -> None:
+        fname = f"cat-{len(meta['categorical'])}.npy"
+        st.save_npy(folder / fname, codes.astype(smallest_int_dtype(len(cats)), copy=False))
+        meta["categorical"][col] = {"file": fname, "categories": list(cats), "colors": list(colors)}
+
+    if spatial:
+        sec = table.sections.copy()
+        counts = np.bincount(section_code, minlength=len(sec))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        sec["n_cells"] = counts.astype(np.int64)
+        sec["row_start"] = starts
+        sec["row_stop"] = starts + counts
+        for name, arr, fn in (("x_min", x, np.minimum), ("x_max", x, np.maximum),
+                              ("y_min", y, np.minimum), ("y_max", y, np.maximum)):
+            sec[name] = fn.reduceat(arr, starts).astype(np.float64) if n else np.zeros(len(sec))
+        planes = list(dict.fromkeys(sec["slab_plane_label"]))
+        plane_of_section = pd.Series(np.arange(len(planes)), index=planes)[sec["slab_plane_label"]].to_numpy()
+        palette_cats, palette_colors = categories_with_colors([], None, first=[(s, None) for s in sec["brain_section_label"]])
+        save_categorical("brain_section_label", section_code, palette_cats, palette_colors)
+        plane_cats, plane_colors = categories_with_colors([], None, first=[(p, None) for p in planes])
+        save_categorical("slab_plane_label", plane_of_section[section_code] if n else np.zeros(0, np.int64),
+                         plane_cats, plane_colors)
+        rows = []
+        for i, plane in enumerate(planes):
+            s = sec[sec["slab_plane_label"] == plane]
+            rows.append({"slab_plane_label": plane, "n_sections": len(s), "n_cells": int(s["n_cells"].sum()),
+                         "has_polygons": plane in table.polygons,
+                         "x_min": float(s["x_min"].min()), "x_max": float(s["x_max"].max()),
+                         "y_min": float(s["y_min"].min()), "y_max": float(s["y_max"].max()),
+                         "row_start": int(s["row_start"].min()), "row_stop": int(s["row_stop"].max())})
+        planes_df = pd.DataFrame(rows, columns=["slab_plane_label", "n_sections", "n_cells", "has_polygons", "x_min",
+                                                "x_max", "y_min", "y_max", "row_start", "row_stop"])
+        front = ["brain_section_label", "slab_plane_label", "n_cells", "x_min", "x_max", "y_min", "y_max",
+                 "row_start", "row_stop"]
+        sec = sec[front + [c for c in sec.columns if c not in front]]
+        sec.to_parquet(folder / "sections.parquet", index=False)
+        planes_df.to_parquet(folder / "slab_planes.parquet", index=False)
+        unused = sorted(set(table.polygons) - set(planes))
+        if unused:
+            log.info("%s: polygons of slab planes without cells ignored: %s", plan.name, ", ".join(unused))
+        (folder / "polygons").mkdir()
+        meta["polygons"] = {}
+        for i, plane in enumerate(planes):
+            if plane in table.polygons:
+                fname = f"polygons/{i:04d}.json"
+                (folder / fname).write_text(json.dumps(table.polygons[plane]))
+                meta["polygons"][plane] = fname
+        missing_poly = [p for p in planes if p not in table.polygons]
+        if missing_poly:
+            log.info("%s: %d slab planes have no region polygons (%s)", plan.name, len(missing_poly),
+                     ", ".join(missing_poly[:5]))
+        n_sections, n_planes = len(sec), len(planes)
+    else:
+        n_sections = n_planes = 0
+
+    for col, (cats, colors) in table.categorical.items():
+        codes = pd.Categorical(cells[col].to_numpy(dtype=object), categories=cats).codes
+        if (codes < 0).any():
+            raise AssertionError(f"{plan.name}: column {col} has values outside its categories")
+        save_categorical(col, codes, cats, colors)
+    for col in table.bools:
+        fname = f"bool-{len(meta['bool'])}.npy"
+        st.save_npy(folder / fname, cells[col].to_numpy(dtype=bool))
+        meta["bool"][col] = fname
+
+    # Taxonomy levels.
+    cluster_codes = None
+    n_clusters = 0
+    term_counts = {}
+    levels: list[str] = []
+    n_unassigned = n_adjacent = 0
+    if taxonomy is not None:
+        levels = list(taxonomy.levels)
+        aliases = cells["cluster_alias"].to_numpy(dtype=object)
+        all_codes = taxonomy.cell_codes(aliases, source=plan.name)
+        for i, level in enumerate(levels):
+            nt = taxonomy.n_terms(i)
+            fname = f"level-{i}.npy"
+            st.save_npy(folder / fname, all_codes[:, i].astype(smallest_int_dtype(nt + 2)))
+            meta["levels"].append({"name": level, "file": fname})
+            term_counts[level] = np.bincount(all_codes[:, i], minlength=nt + 2).astype(int).tolist()
+        n_clusters = taxonomy.n_terms(len(levels) - 1)
+        finest = all_codes[:, -1]
+        cluster_codes = np.where(finest < n_clusters, finest, -1).astype(np.int32)
+        n_unassigned = int((finest == n_clusters + 1).sum())
+        n_adjacent = int((finest == n_clusters).sum())
+        del all_codes
+        if n_unassigned:
+            log.info("%s: %d of %d cells have no cluster (shown as unassigned)", plan.name, n_unassigned, n)
+    elif (cells["cluster_alias"] != "").any():
+        log.warning("%s: no taxonomy in the cache matches this dataset's clusters; cells are not coloured by type",
+                    plan.name)
+    meta["term_counts"] = term_counts
+
+    # Expression.
+    errors: list[str] = list(table.expression_problems)
+    expr_summary = None
+    if table.expression_files:
+        try:
+            expr_summary = convert_expression(
+                [cache.path(f) for f in table.expression_files], labels, folder / "expression",
+                cluster_codes=cluster_codes, n_clusters=n_clusters, memory_limit_bytes=memory_limit_bytes,
+                gene_symbols=table.gene_symbols, dtype=expression_dtype, progress=progress, label=plan.name)
+        except ExpressionError as exc:
+            errors.append(str(exc))
+            shutil.rmtree(folder / "expression", ignore_errors=True)
+    elif not errors:
+        log.info("%s: no expression matrix downloaded; gene colouring unavailable", plan.name)
+    meta["bounds"] = bounds
+    meta["n_cells"] = n
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+    versions = {}
+    for f in plan.files.values():
+        versions.setdefault(f.kind, f.version)
+    for f in table.expression_files:
+        versions.setdefault("expression_matrices", f.version)
+    return {
+        "kind": plan.kind, "species": table.species, "platform": table.platform, "taxonomy": plan.taxonomy,
+        "levels": levels, "n_cells": n, "n_genes": expr_summary.n_genes if expr_summary else 0,
+        "n_sections": n_sections, "n_slab_planes": n_planes, "bounds": bounds,
+        "n_unassigned": n_unassigned, "n_adjacent": n_adjacent,
+        "expression": expr_summary.__dict__ if expr_summary else None,
+        "expression_files": [f.relative_path for f in table.expression_files],
+        "versions": versions, "errors": errors, "complete": not errors,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ orchestration
+def prepare_store(
+    cache_dir: str | Path,
+    store_dir: str | Path,
+    *,
+    release: str | None = None,
+    datasets: Sequence[str] | None = None,
+    memory_limit_bytes: int = 4 << 30,
+    progress: bool = False,
+    expression_dtype: str = "auto",
+) -> PrepareReport:
+    """Prepare the ABC cache ``cache_dir`` into the store ``store_dir`` (atomic, incremental).
+
+    Parameters
+    ----------
+    release
+        manifest version to read (default: the newest in the cache).
+    datasets
+        prepare only these datasets (and the taxonomies they use); the store keeps its other datasets.
+    memory_limit_bytes
+        bound on the expression conversion's working memory.
+    progress
+        show tqdm progress bars (the CLI sets it).
+    expression_dtype
+        ``"auto"``, ``"float16"`` or ``"float32"`` for stored expression values (see :mod:`data_layer.expression`).
+
+    Returns
+    -------
+    PrepareReport
+
+    Raises
+    ------
+    PrepareError
+        when the cache has no usable manifest, the store folder is not a store, another prepare is running,
+        or (after the store was updated with everything that worked) when some dataset failed.
+    """
+    t0 = time.perf_counter()
+    try:
+        local = LocalCache(cache_dir, release)
+    except ManifestError as exc:
+        raise PrepareError(str(exc)) from exc
+    cache = _Cache(local)
+    store_dir = Path(store_dir)
+    if store_dir.exists() and not store_dir.is_dir():
+        raise PrepareError(f"{store_dir} is a file, not a store folder")
+    if store_dir.is_dir() and not st.is_store(store_dir) and not (store_dir / st.UNITS).is_dir():
+        foreign = [p.name for p in store_dir.iterdir() if p.name != st.LOCK and not p.name.startswith(st.TMP_PREFIX)]
+        if foreign:
+            raise PrepareError(f"{store_dir} exists and is not a store (it holds {', '.join(sorted(foreign)[:3])}); "
+                               f"give an empty or new folder")
+    report = PrepareReport(store=store_dir, release=local.version)
+    redirect = nullcontext()
+    if progress:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        redirect = logging_redirect_tqdm()
+    try:
+        with redirect, st.prepare_lock(store_dir):
+            old = None
+            if st.is_store(store_dir):
+                try:
+                    old = st.read_catalog(store_dir)
+                except st.StoreError as exc:
+                    log.warning("%s; every dataset is prepared again", exc)
+            st.cleanup_stale(store_dir, old)
+            _run(cache, store_dir, old, report, datasets=datasets, memory_limit_bytes=memory_limit_bytes,
+                 progress=progress, expression_dtype=expression_dtype)
+    except st.StoreError as exc:
+        raise PrepareError(str(exc)) from exc
+    report.seconds = round(time.perf_counter() - t0, 3)
+    for line in report.lines():
+        log.info("%s", line)
+    if report.errors:
+        lines = [f"{name}: {e}" for name, errs in report.errors.items() for e in errs]
+        raise PrepareError(f"prepare finished with errors ({len(lines)}); the other datasets were prepared:\n  "
+                           + "\n  ".join(lines), report)
+    return report
+
+
+def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport, *, datasets, memory_limit_bytes,
+         progress, expression_dtype) -> None:
+    from tqdm import tqdm
+
+    unknown = cache.cache.unknown_files()
+    for p in unknown[:20]:
+        log.info("ignored: %s is not listed in the manifest of release %s", p, cache.manifest.version)
+    if len(unknown) > 20:
+        log.info("ignored: %d more files not listed in the manifest", len(unknown) - 20)
+    taxonomies, plans = plan_units(cache)
+    if datasets:
+        known = {p.name for p in plans}
+        wrong = [d for d in datasets if d not in known]
+        if wrong:
+            raise PrepareError(f"dataset {wrong[0]!r} not found in the cache {cache.cache.root} (release "
+                               f"{cache.manifest.version}); it holds: {', '.join(sorted(known)) or 'no dataset'}")
+        plans = [p for p in plans if p.name in datasets]
+    if not plans and not taxonomies:
+        raise PrepareError(f"{cache.cache.root}: release {cache.manifest.version} lists no dataset this viewer "
+                           f"reads among the downloaded files (basal ganglia sections, 10X UMAPs, taxonomies)")
+    old_ds = (old or {}).get("datasets", {})
+    old_tax = (old or {}).get("taxonomies", {})
+    tmp = store_dir / f"{st.TMP_PREFIX}{os.getpid()}"
+    tmp.mkdir()
+    new_units: list[str] = []
+    try:
+        # Which taxonomy each dataset uses (from the dataset's own sources).
+        own_sig = {}
+        for plan in plans:
+            own_sig[plan.name] = st.signature([cache.record(f) for f in plan.sources()],
+                                              {"builder": plan.builder, "dtype": expression_dtype})
+            if plan.taxonomy is None:
+                plan.taxonomy = _choose_taxonomy(plan, taxonomies, cache, old_ds.get(plan.name), own_sig[plan.name])
+        needed = set(taxonomies) if not datasets else {p.taxonomy for p in plans if p.taxonomy}
+        tax_entries: dict[str, dict] = {}
+        tax_tables: dict[str, TaxonomyTables] = {}
+        bar = tqdm(total=len(needed) + len(plans), desc="prepare", unit=" datasets", disable=not progress)
+        for name in [t for t in taxonomies if t in needed]:
+            plan = taxonomies[name]
+            bar.set_postfix_str(name)
+            sig = st.signature([cache.record(f) for f in plan.sources()], {"builder": "taxonomy"})
+            prev = old_tax.get(name)
+            if plan.problems:
+                report.errors[name] = list(plan.problems)
+            elif prev and prev.get("signature") == sig and (store_dir / st.UNITS / prev["unit"]).is_dir():
+                tax_entries[name] = prev
+                tax_tables[name] = TaxonomyTables.load(store_dir / st.UNITS / prev["unit"])
+                report.taxonomies[name] = "unchanged"
+            else:
+                unit = st.new_unit_name("taxonomy", name, sig)
+                try:
+                    tables = read_taxonomy(name, {k: cache.path(f) for k, f in plan.files.items()})
+                    tables.write(tmp / unit)
+                except TableError as exc:
+                    report.errors[name] = [str(exc)]
+                else:
+                    new_units.append(unit)
+                    tax_tables[name] = tables
+                    tax_entries[name] = {
+                        "unit": unit, "signature": sig, "levels": tables.levels,
+                        "n_terms": [tables.n_terms(i) for i in range(len(tables.levels))],
+                        "n_clusters": tables.n_terms(len(tables.levels) - 1),
+                        "sources": [cache.record(f) for f in plan.sources()],
+                        "release": cache.manifest.version,
+                    }
+                    report.taxonomies[name] = "prepared"
+            if name in report.errors:
+                if prev and (store_dir / st.UNITS / prev["unit"]).is_dir():
+                    tax_entries[name] = prev
+                    tax_tables[name] = TaxonomyTables.load(store_dir / st.UNITS / prev["unit"])
+                    report.taxonomies[name] = "failed (previous version kept)"
+                else:
+                    report.taxonomies[name] = "failed"
+            bar.update(1)
+
+        ds_entries: dict[str, dict] = {}
+        for plan in plans:
+            bar.set_postfix_str(plan.name)
+            tax_entry = tax_entries.get(plan.taxonomy) if plan.taxonomy else None
+            if plan.taxonomy and tax_entry is None:
+                report.errors.setdefault(plan.name, []).append(f"its taxonomy {plan.taxonomy} could not be prepared")
+            sig = st.signature([], {"own": own_sig[plan.name], "taxonomy": tax_entry["signature"] if tax_entry else None})
+            prev = old_ds.get(plan.name)
+            prev_ok = prev is not None and (store_dir / st.UNITS / prev["unit"]).is_dir()
+            if plan.name in report.errors:
+                pass
+            elif plan.problems:
+                report.errors[plan.name] = list(plan.problems)
+            elif prev_ok and prev.get("signature") == sig and prev.get("complete", True):
+                ds_entries[plan.name] = prev
+                report.datasets[plan.name] = "unchanged"
+                bar.update(1)
+                continue
+            else:
+                unit = st.new_unit_name("dataset", plan.name, sig)
+                try:
+                    table = BUILDERS[plan.builder](cache, plan)
+                    entry = write_dataset_unit(tmp / unit, plan, table, tax_tables.get(plan.taxonomy),
+                                               memory_limit_bytes=memory_limit_bytes,
+                                               expression_dtype=expression_dtype, progress=progress, cache=cache)
+                except TableError as exc:
+                    report.errors[plan.name] = [str(exc)]
+                    shutil.rmtree(tmp / unit, ignore_errors=True)
+                else:
+                    entry.update({"unit": unit, "signature": sig, "own_signature": own_sig[plan.name],
+                                  "taxonomy_unit": tax_entry["unit"] if tax_entry else None,
+                                  "sources": [cache.record(f) for f in plan.sources()],
+                                  "release": cache.manifest.version,
+                                  "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                    if entry["errors"]:
+                        report.errors[plan.name] = list(entry["errors"])
+                    if not entry["errors"] or not prev_ok:
+                        new_units.append(unit)
+                        ds_entries[plan.name] = entry
+                        report.datasets[plan.name] = ("prepared" if not entry["errors"]
+                                                      else "prepared without expression")
+                        bar.update(1)
+                        continue
+                    shutil.rmtree(tmp / unit, ignore_errors=True)
+            if prev_ok:
+                ds_entries[plan.name] = prev
+                report.datasets[plan.name] = "failed (previous version kept)"
+            else:
+                report.datasets[plan.name] = "failed"
+            bar.update(1)
+        bar.close()
+
+        # Keep what this run did not touch (other datasets, or datasets no longer in this cache).
+        for name, entry in old_ds.items():
+            if name not in ds_entries and name not in report.datasets:
+                if (store_dir / st.UNITS / entry["unit"]).is_dir():
+                    ds_entries[name] = entry
+                    report.datasets[name] = "kept"
+                    if not datasets:
+                        log.info("%s: not in this cache; the prepared version is kept", name)
+        for name, entry in old_tax.items():
+            if name not in tax_entries and (store_dir / st.UNITS / entry["unit"]).is_dir():
+                tax_entries[name] = entry
+        _link_umaps(ds_entries)
+        catalog = {
+            "format": st.FORMAT_VERSION,
+            "release": cache.manifest.version,
+            "cache_dir": str(cache.cache.root.resolve()),
+            "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "datasets": dict(sorted(ds_entries.items(), key=lambda kv: _dataset_rank(kv[0], kv[1]))),
+            "taxonomies": tax_entries,
+        }
+        st.commit(store_dir, tmp, new_units, catalog)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _dataset_rank(name: str, entry: dict) -> tuple:
+    species = entry.get("species")
+    srank = SPECIES_ORDER.index(species) if species in SPECIES_ORDER else len(SPECIES_ORDER)
+    return (0 if entry["kind"] == "spatial" else 1, srank if entry["kind"] == "spatial" else 0,
+            0 if entry.get("taxonomy", "") and entry.get("taxonomy", "").startswith("HMBA") else 1, name)
+
+
+def _link_umaps(entries: dict[str, dict]) -> None:
+    """Give each spatial dataset the UMAP dataset sharing its taxonomy."""
+    umaps = {}
+    for name, e in sorted(entries.items()):
+        if e["kind"] == "umap" and e.get("taxonomy"):
+            umaps.setdefault(e["taxonomy"], name)
+    for e in entries.values():
+        e["umap_dataset"] = umaps.get(e.get("taxonomy")) if e["kind"] == "spatial" else None

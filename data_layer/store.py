@@ -1,0 +1,216 @@
+"""The prepared store on disk: layout, catalog, atomic commit and source signatures.
+
+Layout (see docs/atlas_api.md, "Store layout")::
+
+    STORE/
+      catalog.json           # the only mutable file; replaced atomically (os.replace) at the end of a prepare
+      units/<unit-folder>/   # one immutable folder per prepared dataset or taxonomy, named <slug>-<signature>-<n>
+      .tmp-<pid>/            # a prepare in progress builds its new units here
+      .prepare.lock          # held (flock) while a prepare runs
+
+A prepare writes new unit folders into ``.tmp-<pid>``, moves them into ``units/`` and only then replaces
+``catalog.json``, so a crash or Ctrl-C at any moment leaves the previous catalog pointing at complete folders.
+Unchanged datasets keep their folder (no copy, same inodes). Folders no catalog references are deleted after
+the new catalog is in place (and by the next prepare after a crash).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+log = logging.getLogger(__name__)
+
+#: Bump when the store layout changes: every unit is then re-prepared.
+FORMAT_VERSION = 1
+CATALOG = "catalog.json"
+UNITS = "units"
+LOCK = ".prepare.lock"
+TMP_PREFIX = ".tmp-"
+
+
+class StoreError(Exception):
+    """A folder is not a usable store (no catalog, another format version, a unit missing)."""
+
+
+# ----------------------------------------------------------------------------------------------------- catalog
+def read_catalog(store_dir: str | Path) -> dict:
+    """The store's catalog; ``StoreError`` explaining what to do when it is absent or unreadable."""
+    path = Path(store_dir) / CATALOG
+    try:
+        catalog = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StoreError(f"{store_dir} is not a prepared store (no {CATALOG}); "
+                         f"run `atlas-viewer prepare CACHE_DIR {store_dir}` first") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: unreadable catalog ({exc}); re-run `atlas-viewer prepare`") from None
+    if catalog.get("format") != FORMAT_VERSION:
+        raise StoreError(f"{store_dir}: store format {catalog.get('format')!r}, this version reads "
+                         f"{FORMAT_VERSION}; re-run `atlas-viewer prepare`")
+    return catalog
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to ``path`` so that readers see the old or the new file, never a partial one."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------------------- units
+def slug(name: str) -> str:
+    """A file-system-safe short form of a dataset name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
+
+
+def is_store(folder: Path) -> bool:
+    return (folder / CATALOG).is_file()
+
+
+@contextlib.contextmanager
+def prepare_lock(store_dir: Path) -> Iterator[None]:
+    """Hold the store's prepare lock; ``StoreError`` if another prepare holds it."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(store_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise StoreError(f"another `atlas-viewer prepare` is writing {store_dir}; wait for it to end") from None
+            raise
+        yield
+    finally:
+        os.close(fd)
+
+
+def cleanup_stale(store_dir: Path, catalog: dict | None) -> None:
+    """Remove temp folders of dead prepares and unit folders no catalog references (call under the lock)."""
+    for tmp in store_dir.glob(TMP_PREFIX + "*"):
+        pid = tmp.name[len(TMP_PREFIX):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            log.info("removing %s left by an interrupted prepare", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+    units = store_dir / UNITS
+    if not units.is_dir():
+        return
+    used = referenced_units(catalog) if catalog else set()
+    for folder in units.iterdir():
+        if folder.name not in used:
+            log.info("removing unreferenced store folder %s", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def referenced_units(catalog: dict) -> set[str]:
+    used = set()
+    for entry in catalog.get("datasets", {}).values():
+        used.add(entry["unit"])
+        if entry.get("taxonomy_unit"):
+            used.add(entry["taxonomy_unit"])
+    for entry in catalog.get("taxonomies", {}).values():
+        used.add(entry["unit"])
+    return used
+
+
+def new_unit_name(kind: str, name: str, signature: str) -> str:
+    return f"{kind}-{slug(name)}-{signature[:12]}-{time.time_ns() % 10**12:012d}"
+
+
+def commit(store_dir: Path, tmp_dir: Path, new_units: Iterable[str], catalog: dict) -> None:
+    """Move the new unit folders into the store, then atomically replace the catalog, then collect garbage."""
+    units = store_dir / UNITS
+    units.mkdir(exist_ok=True)
+    for name in new_units:
+        os.rename(tmp_dir / name, units / name)
+    _fsync_dir(units)
+    write_json_atomic(store_dir / CATALOG, catalog)
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    cleanup_stale(store_dir, catalog)
+
+
+# ------------------------------------------------------------------------------------------------ signatures
+def file_md5(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def signature(records: Iterable[dict], extra: dict | None = None) -> str:
+    """A stable hash of source records (path, size, md5) and the parameters that shape the output."""
+    payload = {"format": FORMAT_VERSION, "sources": sorted((r["path"], r["size"], r["md5"]) for r in records),
+               "extra": extra or {}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- arrays, strings
+def save_npy(path: Path, array: np.ndarray) -> None:
+    np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def open_npy(path: Path, mmap: bool = True) -> np.ndarray:
+    """A stored array, memory-mapped read-only (an empty array is read, since it cannot be mapped)."""
+    if mmap:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        return arr
+    return np.load(path, allow_pickle=False)
+
+
+def write_strings(path: Path, values, name: str = "value") -> None:
+    """Write a string column as an uncompressed Arrow IPC file (memory-mappable, zero-copy slices)."""
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(list(values) if not
+                                                                               isinstance(values, np.ndarray)
+                                                                               else values, type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string() and arr.nbytes > 1 << 30:
+        arr = arr.cast(pa.large_string())
+    table = pa.table({name: arr})
+    with pa.OSFile(str(path), "wb") as sink:
+        with ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=max(1, len(arr)))
+
+
+def open_strings(path: Path) -> pa.Array:
+    """A string column written by :func:`write_strings`, memory-mapped (one contiguous Arrow array)."""
+    source = pa.memory_map(str(path), "r")
+    table = ipc.open_file(source).read_all()
+    col = table.column(0)
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()

@@ -1,0 +1,232 @@
+"""Read ABC CSV tables with the types the ABC layout needs, and small helpers for colours and value sets.
+
+Every table is read by column NAME (column order differs between datasets, e.g. the marmoset
+``slab_plane_coordinates.csv``), string keys stay strings (``cluster_alias`` is ``Human-143`` in one taxonomy
+and ``14`` in another; ``alignment_job_id`` mixes hashes and integers) and a term literally named ``NA`` stays
+``NA`` (no default NA parsing for string columns). A missing required column raises :class:`TableError`
+naming the file and the column.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+log = logging.getLogger(__name__)
+
+#: Colour of cells mapped to a taxon that the taxonomy does not hold.
+ADJACENT = "Adjacent"
+ADJACENT_COLOR = "#808080"
+#: Colour of cells without any cluster assignment.
+UNASSIGNED = "unassigned"
+UNASSIGNED_COLOR = "#c8c8c8"
+
+#: Colours given to categories that have none in the source (a qualitative palette, stable order).
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+    "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+    "#dbdb8d", "#9edae5",
+)
+
+_TYPES = {"str": pa.string(), "float": pa.float64(), "bool": pa.string(), "int": pa.float64()}
+_HEX6 = re.compile(r"^[0-9a-f]{6}$")
+_HEX3 = re.compile(r"^[0-9a-f]{3}$")
+_TRUE = {"true", "t", "1", "yes", "y"}
+_FALSE = {"false", "f", "0", "no", "n", ""}
+
+
+class TableError(Exception):
+    """A table cannot be read as the ABC layout says: the message names the file and the column."""
+
+
+def csv_header(path: str | Path) -> list[str]:
+    """Column names of a CSV file (first line), without reading the rest.
+
+    Raises
+    ------
+    TableError
+        if the file is missing, empty or not text.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            row = next(csv.reader(f), None)
+    except FileNotFoundError:
+        raise TableError(f"{path}: file not found") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise TableError(f"{path}: not a readable CSV file ({exc})") from None
+    if not row:
+        raise TableError(f"{path}: empty file (no header line)")
+    return [c.strip() for c in row]
+
+
+def read_csv(
+    path: str | Path,
+    columns: Mapping[str, str],
+    required: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Read the named columns of an ABC CSV table.
+
+    Parameters
+    ----------
+    path
+        the CSV file.
+    columns
+        column name -> ``"str"``, ``"float"``, ``"int"`` (read as float64, NaN when empty) or ``"bool"``
+        (``True``/``False``/``1``/``0``, case-insensitive; empty -> False). Columns absent from the file are
+        absent from the result unless required.
+    required
+        columns that must be present.
+
+    Returns
+    -------
+    pandas.DataFrame
+        string columns as ``object`` (never NaN: empty cells are ``""``), float columns as float64, bool
+        columns as bool.
+
+    Raises
+    ------
+    TableError
+        naming the file and the missing column, or the file and the parse problem.
+    """
+    path = Path(path)
+    header = csv_header(path)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise TableError(
+            f"{path}: missing required column {missing[0]!r}"
+            + (f" (and {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
+            + f"; the file has: {', '.join(header)}"
+        )
+    wanted = [c for c in columns if c in header]
+    types = {c: _TYPES[columns[c]] for c in wanted}
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types,
+                include_columns=wanted,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise TableError(f"{path}: cannot parse ({exc})") from None
+    out = {}
+    for name in wanted:
+        col = table.column(name)
+        kind = columns[name]
+        if kind in ("float", "int"):
+            out[name] = col.to_numpy().astype(np.float64, copy=False)
+        elif kind == "bool":
+            out[name] = _parse_bool_column(path, name, col)
+        else:
+            out[name] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
+    return pd.DataFrame(out, index=pd.RangeIndex(table.num_rows))
+
+
+def _parse_bool_column(path: Path, name: str, col: pa.ChunkedArray) -> np.ndarray:
+    lowered = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object).str.strip().str.lower()
+    uniques = set(lowered.unique())
+    bad = uniques - _TRUE - _FALSE
+    if bad:
+        raise TableError(f"{path}: column {name!r} is not boolean (values such as {sorted(bad)[:3]})")
+    return lowered.isin(_TRUE).to_numpy(dtype=bool)
+
+
+def normalize_color(value: object) -> str | None:
+    """``'#FF3358'``, ``'ff3358'``, ``'#abc'`` -> ``'#ff3358'`` / ``'#aabbcc'``; anything else -> None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower().removeprefix("#")
+    if _HEX6.match(text):
+        return "#" + text
+    if _HEX3.match(text):
+        return "#" + "".join(ch * 2 for ch in text)
+    return None
+
+
+def fill_colors(colors: Iterable[str | None]) -> list[str]:
+    """Replace missing colours by palette colours (stable: the i-th missing one gets ``PALETTE[i % 20]``)."""
+    out, k = [], 0
+    for c in colors:
+        if c is None:
+            c = PALETTE[k % len(PALETTE)]
+            k += 1
+        out.append(c)
+    return out
+
+
+def read_value_sets(path: str | Path | None) -> dict[str, pd.DataFrame]:
+    """``value_sets.csv`` -> {field: DataFrame(label, order, color)} sorted by order, then file order.
+
+    A missing file gives ``{}``: colours then come from the palette.
+    """
+    if path is None or not Path(path).is_file():
+        return {}
+    df = read_csv(path, {"label": "str", "field": "str", "order": "float", "color_hex_triplet": "str"},
+                  required=["label", "field"])
+    if "order" not in df:
+        df["order"] = np.nan
+    if "color_hex_triplet" not in df:
+        df["color_hex_triplet"] = ""
+    df["color"] = [normalize_color(c) for c in df["color_hex_triplet"]]
+    df["_pos"] = np.arange(len(df))
+    out = {}
+    for field, rows in df.groupby("field", sort=False):
+        rows = rows.sort_values(["order", "_pos"], na_position="last").drop_duplicates("label")
+        out[field] = rows[["label", "order", "color"]].reset_index(drop=True)
+    return out
+
+
+def categories_with_colors(
+    values: Iterable[str],
+    value_set: pd.DataFrame | None = None,
+    first: Iterable[tuple[str, str]] = (),
+) -> tuple[list[str], list[str]]:
+    """Ordered categories and colours for a categorical column.
+
+    Categories are ``first`` (fixed name/colour pairs), then the value-set labels in value-set order, then any
+    other value seen in ``values`` (sorted), each once. Values without a colour get palette colours.
+
+    Returns
+    -------
+    (categories, colors)
+        two lists of equal length; colours are ``#rrggbb``.
+    """
+    cats: list[str] = []
+    cols: list[str | None] = []
+    seen: set[str] = set()
+    for name, color in first:
+        if name not in seen:
+            seen.add(name)
+            cats.append(name)
+            cols.append(normalize_color(color))
+    if value_set is not None:
+        for label, color in zip(value_set["label"], value_set["color"]):
+            if label not in seen:
+                seen.add(label)
+                cats.append(label)
+                cols.append(color)
+    for v in sorted(set(values) - seen):
+        seen.add(v)
+        cats.append(v)
+        cols.append(None)
+    return cats, fill_colors(cols)
+
+
+def smallest_int_dtype(n_values: int) -> np.dtype:
+    """Smallest signed integer dtype holding codes ``0 .. n_values - 1`` (and -1)."""
+    for dt in (np.int8, np.int16, np.int32):
+        if n_values <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
