@@ -1,0 +1,88 @@
+"""Every component id of the viewer, in one place, so a typo fails at import and not silently in a browser.
+
+Plain constants name single components; the small functions build the dict ids of pattern-matching components
+(one per taxonomy term in the tree and the legend), like dash-slicer's ``_subid`` helper.
+"""
+from __future__ import annotations
+
+from dash import ALL
+
+# ---------------------------------------------------------------------------------------------- page
+ROOT = "app-root"
+URL = "url"  # dcc.Location: read on load and on back/forward
+URL_QUERY = "url-query"  # dcc.Store: {"query": "?dataset=...", "replace": bool}, written to history by JS
+URL_WRITTEN = "url-written"  # dcc.Store: dummy output of the clientside history writer
+HEADER_SUMMARY = "header-summary"
+STORE_PATH = "store-path"
+
+# notices: one slot per producer, so no callback overwrites another's message
+NOTICES = "notices"
+NOTICE_VIEW = "notice-view"  # URL and selection problems (unknown dataset, section, gene, term)
+NOTICE_GENE = "notice-gene"  # gene search box: nothing matches
+NOTICE_MAP = "notice-map"  # map picture problems
+NOTICE_UMAP = "notice-umap"  # UMAP panel problems
+
+# ---------------------------------------------------------------------------------------------- controls
+CONTROLS = "controls"
+DATASET = "dataset"
+SPATIAL_CONTROLS = "spatial-controls"  # slab plane + section + outlines; hidden for UMAP datasets
+SLAB_PLANE = "slab-plane"
+SECTION = "section"
+COLOR_BY = "color-by"
+GENE_CONTROLS = "gene-controls"  # gene box + range; hidden when the dataset has no expression
+GENE = "gene"
+GENE_VMIN = "gene-vmin"
+GENE_VMAX = "gene-vmax"
+GENE_RANGE_AUTO = "gene-range-auto"  # button: back to the default range (99th percentile)
+GENE_RANGE_INFO = "gene-range-info"  # the default range, shown beside the inputs
+POLYGONS = "polygons"  # checklist: region outlines on/off
+LEGEND = "legend"
+LEGEND_TITLE = "legend-title"
+CLEAR_TERM = "clear-term"
+
+# ---------------------------------------------------------------------------------------------- state
+TERM = "term"  # dcc.Store: {"level", "name"} of the highlighted term, or None
+VIEWPORT = "viewport"  # dcc.Store: {"x0", "x1", "y0", "y1"} of the map, or None (whole frame)
+MAP_SIZE = "map-size"  # dcc.Store: {"width_px", "height_px"} of the map's plot area (device pixels)
+UMAP_VIEWPORT = "umap-viewport"
+UMAP_SIZE = "umap-size"
+GENE_RANGE_DEFAULT = "gene-range-default"  # dcc.Store: [vmin, vmax] default of the current gene
+
+# ---------------------------------------------------------------------------------------------- panels
+MAP_PANEL = "map-panel"
+MAP_TITLE = "map-title"
+MAP_GRAPH = "map-graph"
+UMAP_PANEL = "umap-panel"
+UMAP_TITLE = "umap-title"
+UMAP_GRAPH = "umap-graph"
+TREE_PANEL = "tree-panel"
+TREE_SEARCH = "tree-search"
+TREE = "tree"
+TREE_EXPANDED = "tree-expanded"  # dcc.Store: list of "level|name" keys of the expanded terms
+INSPECT = "inspect"  # the cell-inspection panel
+
+
+# ---------------------------------------------------------------------------------------------- pattern ids
+TREE_TERM = "tree-term"
+TREE_TOGGLE = "tree-toggle"
+LEGEND_TERM = "legend-term"
+
+
+def tree_term(level: str, name: str) -> dict:
+    """Id of a term's row button in the taxonomy tree (click: highlight the term)."""
+    return {"type": TREE_TERM, "level": level, "name": name}
+
+
+def tree_toggle(level: str, name: str) -> dict:
+    """Id of a term's expand/collapse caret in the taxonomy tree."""
+    return {"type": TREE_TOGGLE, "level": level, "name": name}
+
+
+def legend_term(level: str, name: str) -> dict:
+    """Id of a legend entry (click: highlight the term)."""
+    return {"type": LEGEND_TERM, "level": level, "name": name}
+
+
+def all_of(kind: str) -> dict:
+    """Pattern matching every component of one kind (``TREE_TERM``, ``TREE_TOGGLE``, ``LEGEND_TERM``)."""
+    return {"type": kind, "level": ALL, "name": ALL}

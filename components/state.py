@@ -1,0 +1,389 @@
+"""The view state (what the address bar holds) and its rules: URL parsing and writing, and consistent switching.
+
+A :class:`ViewState` is the whole view: dataset, slab plane, section, colour-by, gene, highlighted term, viewport
+and gene range. :func:`parse_query` reads it from a query string, checking every value against the
+:class:`~components.catalog.Catalog` (an unknown value becomes a notice and a sensible default, never an error);
+:func:`to_query` writes it back. :func:`switch_dataset`, :func:`switch_slab_plane` and :func:`switch_section`
+return the state after a user choice, keeping what still makes sense (colour-by, gene by symbol, a term of a
+shared taxonomy level) and resetting what does not.
+
+Gene and term checks need the data, so the callers pass two small look-up functions (``GeneLookup``,
+``TermLookup``); everything here stays a pure function of plain values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import parse_qs, urlencode
+
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, Catalog, DatasetEntry
+from components.viewport import Window, make_window
+
+#: ``lookup(dataset, text) -> canonical gene symbol``; raises ``KeyError`` (message names close matches).
+GeneLookup = Callable[[str, str], str]
+#: ``lookup(dataset, name, levels_to_try) -> level holding a term of that name, or None``.
+TermLookup = Callable[[str, str, tuple[str, ...]], "str | None"]
+
+#: Query parameters the viewer reads, in the order it writes them.
+QUERY_KEYS = ("dataset", "slab_plane", "section", "color_by", "gene", "term", "term_level",
+              "x0", "x1", "y0", "y1", "vmin", "vmax")
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """Everything the address bar holds.
+
+    Attributes
+    ----------
+    dataset : str or None
+        Dataset name (None only for an empty store).
+    slab_plane : str or None
+        Slab plane of a spatial dataset.
+    section : str or None
+        Section label; None with a slab plane = the whole slab plane.
+    color_by : str
+        A taxonomy level name, ``"region"`` or ``"gene"``.
+    gene : str or None
+        Gene symbol; used when ``color_by == "gene"``.
+    term, term_level : str or None
+        Highlighted taxonomy term and its level.
+    viewport : Window or None
+        Data window of the main picture; None = the whole section / plane / UMAP.
+    vmin, vmax : float or None
+        Shown gene range; None = the default (99th percentile of expressing cells).
+    """
+
+    dataset: str | None
+    slab_plane: str | None = None
+    section: str | None = None
+    color_by: str = ""
+    gene: str | None = None
+    term: str | None = None
+    term_level: str | None = None
+    viewport: Window | None = None
+    vmin: float | None = None
+    vmax: float | None = None
+
+    def replace(self, **changes) -> "ViewState":
+        return dataclasses.replace(self, **changes)
+
+
+def default_state(catalog: Catalog, dataset: str | None = None) -> ViewState:
+    """The view a dataset opens with: first slab plane and its first section, the default colour-by."""
+    name = dataset if catalog.get(dataset) else catalog.default_dataset()
+    entry = catalog.get(name)
+    if entry is None:
+        return ViewState(dataset=None)
+    plane, section = _first_section(entry)
+    return ViewState(dataset=name, slab_plane=plane, section=section, color_by=entry.default_color_by())
+
+
+def _first_section(entry: DatasetEntry) -> tuple[str | None, str | None]:
+    for plane in entry.slab_planes:
+        if plane.sections:
+            return plane.label, plane.sections[0]
+    if entry.slab_planes:
+        return entry.slab_planes[0].label, None
+    return None, None
+
+
+def _number(params: dict[str, str], key: str) -> float | None:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return None
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(f"{key}={raw!r} is not finite")
+    return value
+
+
+def parse_query(
+    search: str | None, catalog: Catalog, *, gene_lookup: GeneLookup, term_lookup: TermLookup
+) -> tuple[ViewState, list[str]]:
+    """Read a view from a query string; every unknown value becomes a notice and a default.
+
+    Parameters
+    ----------
+    search : str or None
+        ``location.search``, with or without the leading ``?``.
+    catalog : Catalog
+        What the store holds.
+    gene_lookup, term_lookup : callable
+        See :data:`GeneLookup` and :data:`TermLookup`.
+
+    Returns
+    -------
+    (ViewState, list of str)
+        The view and the notices to show (empty when the URL was fine).
+    """
+    query = (search or "").lstrip("?")
+    params = {key: values[-1].strip() for key, values in parse_qs(query, keep_blank_values=True).items()}
+    notices: list[str] = []
+
+    # dataset
+    requested = params.get("dataset") or None
+    if requested and catalog.get(requested) is None:
+        notices.append(f"Unknown dataset '{requested}': showing {catalog.default_dataset()}.")
+        requested = None
+    state = default_state(catalog, requested)
+    entry = catalog.get(state.dataset)
+    if entry is None:
+        return state, notices
+
+    # slab plane and section
+    if entry.spatial:
+        state, more = _parse_place(entry, state, params.get("slab_plane") or None, params.get("section"))
+        notices += more
+
+    # colour-by
+    color_by = params.get("color_by") or None
+    if color_by is not None:
+        match = _match_choice(color_by, entry.color_by_choices())
+        if match is None:
+            notices.append(f"Cannot colour {entry.name} by '{color_by}': showing {state.color_by}.")
+        else:
+            state = state.replace(color_by=match)
+
+    # gene: used when colouring by gene; a gene without color_by also means "colour by this gene"
+    gene = params.get("gene") or None
+    if gene is not None and color_by is None and entry.has_genes:
+        state = state.replace(color_by=COLOR_BY_GENE)
+    if gene is not None and entry.has_genes:
+        try:
+            state = state.replace(gene=gene_lookup(entry.name, gene))
+        except KeyError as exc:
+            if state.color_by == COLOR_BY_GENE:
+                state = state.replace(color_by=entry.default_color_by())
+            notices.append(f"Unknown gene '{gene}' in {entry.name}{_detail(exc)}: showing {state.color_by}.")
+    elif gene is not None:
+        notices.append(f"{entry.name} has no expression data: gene '{gene}' is not shown.")
+    # colour_by=gene without a gene keeps gene=None: the callback shows the dataset's first gene
+
+    # term
+    term = params.get("term") or None
+    if term is not None:
+        preferred = params.get("term_level") or None
+        levels = _levels_to_try(entry, preferred, state.color_by)
+        level = term_lookup(entry.name, term, levels)
+        if level is None:
+            notices.append(f"Unknown taxonomy term '{term}' in {entry.name}: nothing highlighted.")
+        else:
+            state = state.replace(term=term, term_level=level)
+
+    # viewport
+    try:
+        bounds = [_number(params, key) for key in ("x0", "x1", "y0", "y1")]
+        if all(value is not None for value in bounds):
+            state = state.replace(viewport=make_window(*bounds))
+        elif any(value is not None for value in bounds):
+            notices.append("The view needs all of x0, x1, y0 and y1: showing the whole picture.")
+    except ValueError as exc:
+        notices.append(f"Bad view in the address ({exc}): showing the whole picture.")
+
+    # gene range
+    try:
+        vmin, vmax = _number(params, "vmin"), _number(params, "vmax")
+        if vmin is not None and vmax is not None:
+            if vmin < vmax:
+                state = state.replace(vmin=vmin, vmax=vmax)
+            else:
+                notices.append(f"Gene range vmin={vmin:g} must be below vmax={vmax:g}: using the default range.")
+    except ValueError as exc:
+        notices.append(f"Bad gene range in the address ({exc}): using the default range.")
+    return state, notices
+
+
+def _detail(exc: KeyError) -> str:
+    message = exc.args[0] if exc.args else ""
+    return f" ({message})" if message and isinstance(message, str) else ""
+
+
+def _match_choice(value: str, choices: list[str]) -> str | None:
+    """``value`` among ``choices``, exactly or ignoring case."""
+    if value in choices:
+        return value
+    lowered = {choice.lower(): choice for choice in choices}
+    return lowered.get(value.lower())
+
+
+def _levels_to_try(entry: DatasetEntry, preferred: str | None, color_by: str) -> tuple[str, ...]:
+    """Levels to look a term up in: the named one, the colour-by level, then coarse to fine."""
+    order: list[str] = []
+    for level in (preferred and _match_choice(preferred, list(entry.levels)), color_by):
+        if level and level in entry.levels and level not in order:
+            order.append(level)
+    order += [level for level in entry.levels if level not in order]
+    return tuple(order)
+
+
+def _parse_place(
+    entry: DatasetEntry, state: ViewState, plane_label: str | None, section_label: str | None
+) -> tuple[ViewState, list[str]]:
+    notices = []
+    if section_label:
+        section = entry.sections.get(section_label)
+        if section is not None:
+            return state.replace(slab_plane=section.slab_plane, section=section.label), notices
+        notices.append(f"Unknown section '{section_label}' in {entry.name}: showing {state.section}.")
+        return state, notices
+    if plane_label:
+        plane = entry.plane(plane_label)
+        if plane is None:
+            notices.append(f"Unknown slab plane '{plane_label}' in {entry.name}: showing {state.section}.")
+            return state, notices
+        # a slab plane without a section: the whole plane
+        return state.replace(slab_plane=plane.label, section=None), notices
+    return state, notices
+
+
+def _format(value: float) -> str:
+    return f"{value:.6g}" if abs(value) >= 1000 else f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def to_query(state: ViewState) -> str:
+    """The query string of a view (``?dataset=...``), omitting defaults that need no parameter.
+
+    ``slab_plane`` is written only for a whole-slab-plane view (a section implies its plane); ``gene`` only when
+    colouring by gene; the viewport and gene range only when set.
+    """
+    if state.dataset is None:
+        return ""
+    pairs: list[tuple[str, str]] = [("dataset", state.dataset)]
+    if state.section:
+        pairs.append(("section", state.section))
+    elif state.slab_plane:
+        pairs.append(("slab_plane", state.slab_plane))
+    if state.color_by:
+        pairs.append(("color_by", state.color_by))
+    if state.color_by == COLOR_BY_GENE and state.gene:
+        pairs.append(("gene", state.gene))
+    if state.term:
+        pairs.append(("term", state.term))
+        if state.term_level:
+            pairs.append(("term_level", state.term_level))
+    if state.viewport is not None:
+        pairs += [(key, _format(value)) for key, value in zip(("x0", "x1", "y0", "y1"), state.viewport)]
+    if state.color_by == COLOR_BY_GENE and state.vmin is not None and state.vmax is not None:
+        pairs += [("vmin", _format(state.vmin)), ("vmax", _format(state.vmax))]
+    return "?" + urlencode(pairs)
+
+
+# ---------------------------------------------------------------------------------------------- switching
+def switch_dataset(
+    catalog: Catalog,
+    previous: ViewState,
+    dataset: str,
+    *,
+    gene_lookup: GeneLookup,
+    term_lookup: TermLookup,
+    previous_taxonomy: str | None = None,
+) -> tuple[ViewState, list[str]]:
+    """The view after choosing ``dataset``: first section, same colour-by, gene and term where they still apply.
+
+    The colour-by level is kept when the new dataset has a level of that name (case-insensitive), ``region`` when
+    it is spatial, ``gene`` when it has expression and the gene symbol exists in it. The highlighted term is kept
+    when both datasets use the same taxonomy and the term's level is a shared one (down to ``Group``);
+    ``previous_taxonomy`` names the old taxonomy when ``previous.dataset`` is not known any more.
+
+    Returns
+    -------
+    (ViewState, list of str)
+        The view and notices about what could not be kept.
+    """
+    entry = catalog.get(dataset)
+    if entry is None:
+        state = default_state(catalog)
+        return state, [f"Unknown dataset '{dataset}': showing {state.dataset}."]
+    state = default_state(catalog, dataset)
+    notices: list[str] = []
+    old = catalog.get(previous.dataset)
+    old_taxonomy = old.taxonomy if old is not None else previous_taxonomy
+
+    color_by = _match_choice(previous.color_by, entry.color_by_choices()) if previous.color_by else None
+    if color_by == COLOR_BY_GENE:
+        gene = None
+        if previous.gene:
+            try:
+                gene = gene_lookup(entry.name, previous.gene)
+            except KeyError:
+                notices.append(f"Gene {previous.gene} is not measured in {entry.name}: showing {state.color_by}.")
+        if gene is not None:
+            state = state.replace(color_by=COLOR_BY_GENE, gene=gene)
+    elif color_by is not None:
+        state = state.replace(color_by=color_by)
+    if previous.gene and state.gene is None and entry.has_genes and color_by != COLOR_BY_GENE:
+        try:  # keep the chosen gene in the box even while colouring by a level
+            state = state.replace(gene=gene_lookup(entry.name, previous.gene))
+        except KeyError:
+            pass
+
+    if previous.term and previous.term_level and old_taxonomy == entry.taxonomy:
+        shared = entry.shared_levels()
+        if previous.term_level in shared and term_lookup(entry.name, previous.term, (previous.term_level,)):
+            state = state.replace(term=previous.term, term_level=previous.term_level)
+    return state, notices
+
+
+def switch_slab_plane(catalog: Catalog, previous: ViewState, plane_label: str) -> ViewState:
+    """The view after choosing a slab plane: its first section, the whole plane in view."""
+    entry = catalog.get(previous.dataset)
+    plane = entry.plane(plane_label) if entry is not None else None
+    if plane is None:
+        return previous
+    section = plane.sections[0] if plane.sections else None
+    return previous.replace(slab_plane=plane.label, section=section, viewport=None)
+
+
+def switch_section(catalog: Catalog, previous: ViewState, section_label: str | None) -> ViewState:
+    """The view after choosing a section (None = whole slab plane).
+
+    Sections of one slab plane share its coordinates, so the viewport is kept when it still overlaps the new
+    section; otherwise the whole new section is shown.
+    """
+    entry = catalog.get(previous.dataset)
+    if entry is None:
+        return previous
+    if section_label is None:
+        return previous.replace(section=None)
+    section = entry.sections.get(section_label)
+    if section is None:
+        return previous
+    viewport = previous.viewport
+    if viewport is not None:
+        x_min, x_max, y_min, y_max = section.bounds
+        if viewport.x1 < x_min or viewport.x0 > x_max or viewport.y1 < y_min or viewport.y0 > y_max:
+            viewport = None
+    if section.slab_plane != previous.slab_plane:
+        viewport = None
+    return previous.replace(slab_plane=section.slab_plane, section=section.label, viewport=viewport)
+
+
+def frame_bounds(catalog: Catalog, state: ViewState) -> tuple[float, float, float, float] | None:
+    """Bounds ``(x_min, x_max, y_min, y_max)`` of what the main picture draws: section, plane or dataset."""
+    entry = catalog.get(state.dataset)
+    if entry is None:
+        return None
+    if entry.spatial:
+        if state.section and state.section in entry.sections:
+            return entry.sections[state.section].bounds
+        plane = entry.plane(state.slab_plane) if state.slab_plane else None
+        if plane is not None:
+            return plane.bounds
+    return entry.bounds
+
+
+__all__ = [
+    "COLOR_BY_GENE",
+    "COLOR_BY_REGION",
+    "QUERY_KEYS",
+    "ViewState",
+    "default_state",
+    "frame_bounds",
+    "parse_query",
+    "switch_dataset",
+    "switch_section",
+    "switch_slab_plane",
+    "to_query",
+]
