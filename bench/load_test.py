@@ -219,6 +219,28 @@ class Budget:
 
 
 # --------------------------------------------------------------------------------------------- phases
+def probe(scenario: Scenario, base_url: str, rng: random.Random, timeout_s: float, n: int = 10) -> dict:
+    """``n`` picture requests on a new connection each (half of them new pictures, so they must render).
+
+    Returns
+    -------
+    dict
+        ``requests``, ``ok`` (answered 200), ``p95_ms``.
+    """
+    import requests
+
+    recorder = Recorder()
+    for i in range(n):
+        place = scenario.places[i % len(scenario.places)]
+        window = zoomed(place.window, rng) if i % 2 else place.window
+        color_by = place.levels[-1] if place.levels else "region"
+        with requests.Session() as session:
+            request(session, recorder, base_url, "probe", scenario.url(place, color_by, None, window, MAP_SIZE_PX),
+                    timeout_s)
+    times = [s.ms for s in recorder.samples if s.status == 200]
+    return {"requests": n, "ok": len(times), "p95_ms": round(percentile(times, 0.95), 1)}
+
+
 def memory_phase(scenario: Scenario, server, renders: int, seed: int, threads: int = 4,
                  timeout_s: float = 60.0) -> dict:
     """``renders`` distinct pictures (each a cache miss); resident memory of every worker sampled 10 times.
@@ -288,6 +310,8 @@ def load_phase(scenario: Scenario, server, redis_server, users: int, duration_s:
             stop.wait(0.05)
         return True
 
+    probes: dict = {}
+    probe_rng = random.Random(seed + 7)
     if kill_worker and wait_until(0.4):
         victims = server.worker_pids()
         if victims:
@@ -295,6 +319,8 @@ def load_phase(scenario: Scenario, server, redis_server, users: int, duration_s:
             booted_before = len(server.booted_pids())
             t_kill = time.monotonic() - recorder.start
             server.kill_worker(victim)
+            # right away, before gunicorn has booted a replacement: the other workers must answer
+            probes["kill"] = probe(scenario, server.base_url, probe_rng, timeout_s)
             respawned = server.wait_for_workers(booted_before + 1, timeout_s=60)
             faults["kill"] = {"pid": victim, "t_s": round(t_kill, 2), "respawned": respawned,
                               "respawn_s": round(time.monotonic() - recorder.start - t_kill, 2),
@@ -303,6 +329,7 @@ def load_phase(scenario: Scenario, server, redis_server, users: int, duration_s:
         t_stop = time.monotonic() - recorder.start
         redis_server.stop()
         faults["redis_stop"] = {"t_s": round(t_stop, 2)}
+        probes["redis_stop"] = probe(scenario, server.base_url, probe_rng, timeout_s)
 
     deadline = recorder.start + duration_s
     while time.monotonic() < deadline and any(t.is_alive() for t in threads):
@@ -311,7 +338,9 @@ def load_phase(scenario: Scenario, server, redis_server, users: int, duration_s:
     for t in threads:
         t.join(timeout=timeout_s + 5)
     elapsed = time.monotonic() - recorder.start
-    return summarise(recorder.samples, elapsed, faults)
+    summary = summarise(recorder.samples, elapsed, faults)
+    summary["served_after_fault"] = probes
+    return summary
 
 
 def summarise(samples: list[Sample], elapsed_s: float, faults: dict) -> dict:
@@ -332,11 +361,6 @@ def summarise(samples: list[Sample], elapsed_s: float, faults: dict) -> dict:
         times = [s.ms for s in samples if s.action == action and s.status in (200, 304)]
         by_action[action] = {"n": sum(1 for s in samples if s.action == action),
                              "p50_ms": round(percentile(times, 0.5), 1), "p95_ms": round(percentile(times, 0.95), 1)}
-    after = {}
-    for name, fault in (("kill", kill), ("redis_stop", faults.get("redis_stop"))):
-        if fault:
-            later = [s for s in samples if s.t > fault["t_s"] + fault.get("respawn_s", 0) + 1]
-            after[name] = {"requests": len(later), "ok": sum(1 for s in later if s.status in (200, 304))}
     return {
         "requests": len(samples),
         "elapsed_s": round(elapsed_s, 1),
@@ -351,7 +375,6 @@ def summarise(samples: list[Sample], elapsed_s: float, faults: dict) -> dict:
         "lost_with_killed_worker": len(lost),
         "by_action": by_action,
         "faults": faults,
-        "served_after_fault": after,
     }
 
 
