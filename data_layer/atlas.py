@@ -382,6 +382,15 @@ class Atlas:
                            f"or could not be read when it was prepared)")
         return gm
 
+    def expression_matrix(self, dataset: str) -> GeneMatrix:
+        """The dataset's gene-major expression for analyses that scan many genes (e.g. marker genes of a
+        selection): memory-mapped, read-only CSC arrays ``indptr`` (int64 ``[n_genes + 1]``), ``indices``
+        (int32 store rows, sorted within a gene), ``data`` (float16 or float32 log2 values),
+        ``has_expression`` (bool ``[n_cells]``), plus ``gene_identifiers`` / ``gene_symbols`` and
+        ``resolve(gene)``. Rows are store rows: add ``row_range(dataset, section)[0]`` to section positions.
+        ``KeyError`` if the dataset has no expression."""
+        return self._genes(dataset)
+
     def genes(self, dataset: str) -> pd.DataFrame:
         """``gene_identifier, gene_symbol`` of the dataset's expression (empty if it has none)."""
         gm = self._ds(dataset).genes
