@@ -48,3 +48,16 @@ logconfig_dict = {
         "atlas_viewer.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
     },
 }
+
+
+def when_ready(server):
+    """In the master, after the app is loaded (preload) and before the workers fork: compile the rendering code
+    once, so every worker (and every replacement of a crashed one) inherits it."""
+    if not preload_app:
+        return
+    try:
+        from callbacks.server_features import warm_up_rendering
+
+        warm_up_rendering()
+    except Exception:  # a failed warm-up only costs the first users a few seconds
+        server.log.warning("rendering warm-up failed", exc_info=True)

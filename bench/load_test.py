@@ -78,12 +78,11 @@ def build_scenario(store: Path, max_places: int = 40, max_genes: int = 12) -> Sc
     atlas = Atlas.open(store)
     catalog = catalog_from_atlas(atlas)
     places: list[Place] = []
-    for name in catalog.names():
-        entry = catalog.get(name)
+    for name, entry in catalog.datasets.items():
         genes: tuple[str, ...] = ()
         if entry.has_genes:
             genes = tuple(atlas.genes(name)["gene_symbol"].astype(str).head(max_genes))
-        levels = tuple(entry.levels)
+        levels = tuple(c for c in entry.color_by_choices() if c != "gene")  # taxonomy levels, then region
         if entry.spatial:
             for section in list(entry.sections.values())[: max(1, max_places // 4)]:
                 places.append(Place(name, section.label, tuple(section.bounds), levels, genes))

@@ -8,6 +8,7 @@ rate limit (429).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -76,3 +77,36 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
     features = ServerFeatures(caches=caches, limiter=limiter, users=users, probe=probe)
     server.extensions["atlas_viewer_features"] = features
     return features
+
+
+def warm_up_rendering() -> float:
+    """Render three tiny pictures (categorical, categorical with a highlight, numeric) in this process.
+
+    gunicorn's master calls it after loading the app and before forking (``when_ready`` in gunicorn.conf.py), so
+    the rendering code compiled on first use (datashader's and numba's, about 2-3 s) is inherited by every worker,
+    including the ones booted after a crash, instead of each worker's first users waiting for it.
+
+    Returns
+    -------
+    float
+        seconds spent.
+    """
+    import numpy as np
+
+    from rendering.raster import Viewport, render_categorical, render_numeric
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    # the dtypes the picture route passes: float32 coordinates and values, int32 codes, a boolean highlight
+    x, y = rng.random(256, dtype=np.float32), rng.random(256, dtype=np.float32)
+    codes = rng.integers(0, 4, 256).astype(np.int32)
+    values = rng.random(256, dtype=np.float32)
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+    viewport = Viewport(0.0, 1.0, 0.0, 1.0, 32, 32)
+    render_categorical(x, y, codes, colors, viewport, spread_px=1, y_down=True)
+    render_categorical(x, y, codes, colors, viewport, highlight=codes == 1, spread_px=1, y_down=True)
+    render_numeric(x, y, values, viewport, vmin=0.0, vmax=1.0, spread_px=1, y_down=True)
+    render_numeric(x, y, values, viewport, vmin=0.0, vmax=1.0, highlight=codes == 1, spread_px=1, y_down=True)
+    seconds = time.perf_counter() - started
+    log.info("rendering warmed up in %.1f s", seconds)
+    return seconds
