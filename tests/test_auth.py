@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from werkzeug.security import check_password_hash
 
 from callbacks.auth import AuthConfigError, parse_users, safe_next, user_line
-from tests.server_testapp import build_app, settings_for
+from server_testapp import build_app, settings_for
 
 SECRET = "0123456789abcdef0123456789abcdef"
 PROTECTED = ["/", "/_dash-layout", "/_dash-dependencies", "/render/human/H1.png", "/export/human.png"]

@@ -8,7 +8,7 @@ from flask import Flask
 
 from bench.servers import RedisServer
 from callbacks.caching import install_caches, make_key, picture_cache, store_token
-from tests.server_testapp import build_app, settings_for
+from server_testapp import build_app, settings_for
 
 
 @pytest.fixture(scope="module")

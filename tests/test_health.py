@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from callbacks.health import app_version
-from tests.server_testapp import FakeAtlas, build_app, settings_for
+from server_testapp import FakeAtlas, build_app, settings_for
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from callbacks.limits import (
     require_int,
     require_size,
 )
-from tests.server_testapp import build_app, settings_for
+from server_testapp import build_app, settings_for
 
 
 class FakeClock:
@@ -216,10 +216,49 @@ def test_path_traversal_on_every_route_of_the_server_features_gets_400_or_404(tm
     assert probe_every_route(client, test_app.server.url_map, sentinel) == []
 
 
-def test_path_traversal_on_every_route_of_the_viewer_gets_400_or_404(tmp_path, sentinel):
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """A small prepared store (the data layer's hand-made ABC cache), so the viewer's routes have a catalog."""
+    from abc_builders import build_quirky_cache
+    from data_layer.prepare import prepare_store
+
+    root = tmp_path_factory.mktemp("traversal-store")
+    build_quirky_cache(root / "cache")
+    prepare_store(root / "cache", root / "store")
+    return root / "store"
+
+
+@pytest.fixture(scope="module")
+def viewer_client(small_store):
     from app import create_app
     from settings import Settings
 
-    app = create_app(Settings(store=tmp_path / "store"))
-    client = app.server.test_client()
-    assert probe_every_route(client, app.server.url_map, sentinel) == []
+    app = create_app(Settings(store=small_store))
+    return app.server.test_client(), app.server.url_map
+
+
+def test_path_traversal_on_every_route_of_the_viewer_gets_400_or_404(viewer_client, sentinel):
+    client, url_map = viewer_client
+    assert probe_every_route(client, url_map, sentinel) == []
+
+
+def test_traversal_in_each_picture_parameter_gets_400_or_404(viewer_client, small_store, sentinel):
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    from bench.load_test import build_scenario
+
+    client, _ = viewer_client
+    scenario = build_scenario(small_store)
+    place = scenario.places[0]
+    url = scenario.url(place, place.levels[0], None, place.window, (64, 48))
+    assert client.get(url).status_code == 200  # the untouched picture renders
+    path, pairs = urlsplit(url).path, parse_qsl(urlsplit(url).query)
+    problems = []
+    for i, (key, _) in enumerate(pairs):
+        for payload in ["../../etc/passwd", "/etc/passwd", str(sentinel), "a\x00b", "..\\..\\etc"]:
+            query = urlencode(pairs[:i] + [(key, payload)] + pairs[i + 1:])
+            response = client.get(f"{path}?{query}")
+            body = response.get_data()
+            if response.status_code not in (400, 404) or b"root:" in body or b"SENTINEL-CONTENT" in body:
+                problems.append((key, payload, response.status_code, body[:80]))
+    assert problems == []
