@@ -252,7 +252,7 @@ def memory_phase(scenario: Scenario, server, renders: int, seed: int, threads: i
     """
     import requests
 
-    from bench.servers import rss_mb
+    from bench.servers import rss_mb, uss_mb
 
     rng = random.Random(seed)
     urls = []
@@ -260,7 +260,11 @@ def memory_phase(scenario: Scenario, server, renders: int, seed: int, threads: i
         place = scenario.places[i % len(scenario.places)]
         color_by = rng.choice(list(place.levels) or ["region"])
         urls.append(scenario.url(place, color_by, None, zoomed(place.window, rng), MAP_SIZE_PX))
-    samples = [{"renders": 0, "rss_mb": rss_mb(server.worker_pids())}]
+    def sample(done: int) -> dict:
+        pids = server.worker_pids()
+        return {"renders": done, "rss_mb": rss_mb(pids), "uss_mb": uss_mb(pids)}
+
+    samples = [sample(0)]
     step = max(1, renders // 10)
     recorder = Recorder()
     for start in range(0, renders, step):
@@ -277,12 +281,15 @@ def memory_phase(scenario: Scenario, server, renders: int, seed: int, threads: i
             w.start()
         for w in workers:
             w.join()
-        samples.append({"renders": min(renders, start + step), "rss_mb": rss_mb(server.worker_pids())})
+        samples.append(sample(min(renders, start + step)))
     errors = sum(1 for s in recorder.samples if s.status != 200)
     first, last = samples[1]["rss_mb"] if len(samples) > 1 else samples[0]["rss_mb"], samples[-1]["rss_mb"]
     growth = {pid: round(last[pid] - first[pid], 1) for pid in last if pid in first}
+    first_uss, last_uss = samples[1 if len(samples) > 1 else 0]["uss_mb"], samples[-1]["uss_mb"]
+    growth_uss = {pid: round(last_uss[pid] - first_uss[pid], 1) for pid in last_uss if pid in first_uss}
     latencies = [s.ms for s in recorder.samples if s.status == 200]
     return {"renders": renders, "errors": errors, "samples": samples, "growth_mb": growth,
+            "growth_uss_mb": growth_uss,
             "p50_ms": round(percentile(latencies, 0.5), 1), "p95_ms": round(percentile(latencies, 0.95), 1)}
 
 
@@ -490,10 +497,15 @@ def format_report(result: dict) -> str:
                      f"{result.get('cache_warnings')}")
     memory = result.get("memory")
     if memory:
-        first, last = memory["samples"][0]["rss_mb"], memory["samples"][-1]["rss_mb"]
-        per_worker = ", ".join(f"{pid}: {first.get(pid, math.nan):.0f} -> {mb:.0f} MB" for pid, mb in last.items())
+        first, last = memory["samples"][0], memory["samples"][-1]
+        per_worker = ", ".join(
+            f"{pid}: RSS {first['rss_mb'].get(pid, math.nan):.0f} -> {mb:.0f} MB (private "
+            f"{first['uss_mb'].get(pid, math.nan):.0f} -> {last['uss_mb'].get(pid, math.nan):.0f} MB)"
+            for pid, mb in last["rss_mb"].items())
         lines.append(f"memory over {memory['renders']} renders (p50 {memory['p50_ms']} ms, p95 {memory['p95_ms']} "
-                     f"ms, errors {memory['errors']}): {per_worker}; growth after warm-up {memory['growth_mb']} MB")
+                     f"ms, errors {memory['errors']}): {per_worker}")
+        lines.append(f"  growth after the first tenth: RSS {memory['growth_mb']} MB, private "
+                     f"{memory['growth_uss_mb']} MB")
     for example in load["error_examples"]:
         lines.append(f"  error: {example}")
     lines.append("PASSED" if result["passed"] else "FAILED")

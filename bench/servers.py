@@ -257,7 +257,7 @@ def demo_store(work_dir: Path, seed: int = 0) -> Path:
 
 
 def rss_mb(pids: Iterable[int]) -> dict[int, float]:
-    """Resident memory (MB) of each live pid."""
+    """Resident memory (MB) of each live pid (pages shared with the master after fork count in each)."""
     import psutil
 
     out = {}
@@ -265,5 +265,18 @@ def rss_mb(pids: Iterable[int]) -> dict[int, float]:
         try:
             out[pid] = psutil.Process(pid).memory_info().rss / 1e6
         except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def uss_mb(pids: Iterable[int]) -> dict[int, float]:
+    """Memory (MB) private to each live pid (freed if it exited): what a worker adds beyond shared pages."""
+    import psutil
+
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = psutil.Process(pid).memory_full_info().uss / 1e6
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return out
