@@ -1,0 +1,759 @@
+"""Analyses of a set of cells: selection geometry, composition, linked clusters, marker genes, CSV export.
+
+Plain numpy / pandas in and out (no Dash): the viewer's callbacks, the HTTP API and a notebook call the same
+functions.
+
+* **Selections** (:class:`Selection`, :func:`selection_from_plotly`): a Plotly box or lasso becomes a boolean
+  mask over cells. Lasso tests use shapely's vectorised ``contains_xy`` on a prepared polygon after a
+  bounding-box prefilter: at 1 M cells and a 200-vertex concave lasso it takes ~70 ms against ~230 ms for
+  ``matplotlib.path.Path.contains_points`` on the same prefiltered cells (610 ms without the prefilter). A
+  self-intersecting lasso is made valid first (GEOS ``make_valid``: the parts a hand-drawn loop encloses an
+  odd number of times, the even-odd rule Plotly itself uses to mark the selected points).
+* **Composition** (:func:`composition`) counts a taxonomy level's Categorical codes with ``np.bincount``.
+* **Linking views** (:func:`clusters_of`, :func:`cells_of_terms`): a selection in one view becomes the clusters
+  it holds, which become a mask in another view (the UMAP's 10X cells and a section's cells share the taxonomy,
+  not the cells).
+* **Marker genes**: :func:`markers_for_term` reads only the per-cluster statistics of the store (instant);
+  :func:`markers_for_selection` scans the gene-major store once with a compiled kernel (sums and counts of
+  the selected cells and of the whole scope per gene, reading only the scope's row range of each gene);
+  :func:`dot_plot_table` gives the long table of a dot plot.
+* **Export** (:func:`export_cells_csv`).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numba
+import numpy as np
+import pandas as pd
+
+from .tables import ADJACENT, UNASSIGNED
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .atlas import Atlas
+
+log = logging.getLogger(__name__)
+
+#: Colour given to a term when no colour table is passed to :func:`composition`.
+FALLBACK_COLOR = "#9e9e9e"
+#: Columns of the marker tables.
+MARKER_COLUMNS = ["gene_symbol", "gene_identifier", "mean_in", "mean_out", "frac_in", "frac_out", "diff"]
+_NOT_TERMS = (ADJACENT, UNASSIGNED)
+
+
+# ============================================================================================== selections
+def cells_in_box(x: np.ndarray, y: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+    """Cells inside an axis-aligned box (bounds included; ``x0 > x1`` or ``y0 > y1`` are swapped).
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        ``(n,)`` float cell coordinates.
+    x0, x1, y0, y1 : float
+        The box in the same units.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` bool mask.
+    """
+    x, y = _xy(x, y)
+    xa, xb = sorted((float(x0), float(x1)))
+    ya, yb = sorted((float(y0), float(y1)))
+    return (x >= xa) & (x <= xb) & (y >= ya) & (y <= yb)
+
+
+def cells_in_polygon(x: np.ndarray, y: np.ndarray, polygon_xy) -> np.ndarray:
+    """Cells inside a polygon (a lasso), concave or self-intersecting.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        ``(n,)`` float cell coordinates.
+    polygon_xy : array-like
+        ``(k, 2)`` vertices in order (closing vertex optional), or a pair ``(xs, ys)`` of two length-k
+        sequences (the shape of Plotly's ``lassoPoints``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` bool mask; points exactly on the outline may fall either side. Fewer than three distinct
+        vertices select nothing.
+    """
+    import shapely
+
+    x, y = _xy(x, y)
+    vertices = _vertices(polygon_xy)
+    out = np.zeros(x.shape[0], dtype=bool)
+    if len(np.unique(vertices, axis=0)) < 3 or not x.size:
+        return out
+    (xmin, ymin), (xmax, ymax) = vertices.min(axis=0), vertices.max(axis=0)
+    candidates = np.flatnonzero((x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax))
+    if not candidates.size:
+        return out
+    polygon = shapely.Polygon(vertices)
+    if not polygon.is_valid:
+        polygon = shapely.make_valid(polygon)
+    shapely.prepare(polygon)
+    inside = shapely.contains_xy(polygon, x[candidates].astype(np.float64), y[candidates].astype(np.float64))
+    out[candidates[inside]] = True
+    return out
+
+
+def _xy(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x and y must be 1-D arrays of the same length, got shapes {x.shape} and {y.shape}")
+    return x, y
+
+
+def _vertices(polygon_xy) -> np.ndarray:
+    if isinstance(polygon_xy, Mapping):
+        polygon_xy = (polygon_xy["x"], polygon_xy["y"])
+    arr = np.asarray(polygon_xy, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[0] == 2 and arr.shape[1] != 2:
+        arr = arr.T
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"a polygon must be (k, 2) vertices or a pair (xs, ys); got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("a polygon vertex is not a finite number")
+    return arr
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A box or lasso in data coordinates; JSON-able with :meth:`to_dict` for a ``dcc.Store``.
+
+    Attributes
+    ----------
+    kind : {"box", "lasso"}
+    xs, ys : tuple of float
+        box: ``(x0, x1)`` and ``(y0, y1)`` sorted ascending; lasso: the vertices.
+    """
+
+    kind: str
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+
+    def __post_init__(self):
+        if self.kind not in ("box", "lasso"):
+            raise ValueError(f"Selection.kind={self.kind!r} must be 'box' or 'lasso'")
+        if len(self.xs) != len(self.ys):
+            raise ValueError(f"Selection has {len(self.xs)} x values but {len(self.ys)} y values")
+        if self.kind == "box" and len(self.xs) != 2:
+            raise ValueError(f"a box selection needs two x and two y values, got {len(self.xs)}")
+        if not all(math.isfinite(v) for v in (*self.xs, *self.ys)):
+            raise ValueError("a selection coordinate is not a finite number")
+
+    def mask(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool mask of the cells at ``(x, y)`` inside the selection."""
+        if self.kind == "box":
+            return cells_in_box(x, y, self.xs[0], self.xs[1], self.ys[0], self.ys[1])
+        return cells_in_polygon(x, y, (self.xs, self.ys))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(x_min, x_max, y_min, y_max)`` of the selection."""
+        return min(self.xs), max(self.xs), min(self.ys), max(self.ys)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "xs": list(self.xs), "ys": list(self.ys)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Selection":
+        """Inverse of :meth:`to_dict`; ``ValueError`` naming what is wrong."""
+        try:
+            return cls.make(str(data["kind"]), data["xs"], data["ys"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a selection dict ({exc!r}): {str(dict(data))[:200]}") from None
+
+    @classmethod
+    def make(cls, kind: str, xs: Iterable[float], ys: Iterable[float]) -> "Selection":
+        xs = tuple(float(v) for v in xs)
+        ys = tuple(float(v) for v in ys)
+        if kind == "box":
+            xs, ys = tuple(sorted(xs)), tuple(sorted(ys))
+        return cls(kind, xs, ys)
+
+
+def _axis_entry(mapping: Mapping, letter: str, axis: str | None):
+    if axis is not None:
+        return mapping.get(axis)
+    if letter in mapping:
+        return mapping[letter]
+    keys = sorted(k for k in mapping if re.fullmatch(rf"{letter}\d*", str(k)))
+    return mapping[keys[0]] if keys else None
+
+
+def selection_from_plotly(selected_data: Mapping | None, *, xaxis: str | None = None,
+                          yaxis: str | None = None) -> Selection | None:
+    """The box or lasso of a Plotly ``selectedData`` event (pure function of the dict).
+
+    Plotly sends ``{"points": [...], "range": {"x": [x0, x1], "y": [y0, y1]}}`` for a box and
+    ``{"points": [...], "lassoPoints": {"x": [...], "y": [...]}}`` for a lasso (axis keys ``x2``/``y2``... on
+    other subplots; give ``xaxis``/``yaxis`` to pick one). With several shift-selections the event carries only
+    the latest shape: read the figure's ``layout.selections`` with :func:`selections_from_layout` for all.
+
+    Returns
+    -------
+    Selection or None
+        None for a cleared selection (``None``, ``{}``, or an event with neither ``range`` nor
+        ``lassoPoints``, e.g. a click).
+    """
+    if not selected_data:
+        return None
+    rng = selected_data.get("range")
+    if rng:
+        xs, ys = _axis_entry(rng, "x", xaxis), _axis_entry(rng, "y", yaxis)
+        if xs is not None and ys is not None and len(xs) == 2 and len(ys) == 2:
+            return Selection.make("box", xs, ys)
+    lasso = selected_data.get("lassoPoints")
+    if lasso:
+        xs, ys = _axis_entry(lasso, "x", xaxis), _axis_entry(lasso, "y", yaxis)
+        if xs is not None and ys is not None and len(xs) >= 3 and len(xs) == len(ys):
+            return Selection.make("lasso", xs, ys)
+    return None
+
+
+_PATH_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def selections_from_layout(selections: Sequence[Mapping] | None) -> list[Selection]:
+    """Shapes of a figure's ``layout.selections`` (Plotly >= 5.10: shift adds shapes): ``type="rect"`` with
+    ``x0, x1, y0, y1`` and ``type="path"`` with an SVG path ``"M x,y L x,y ... Z"`` (straight segments; a
+    path holding several ``M`` sub-paths gives one lasso per sub-path)."""
+    out: list[Selection] = []
+    for shape in selections or []:
+        kind = shape.get("type", "rect")
+        if kind == "rect":
+            try:
+                out.append(Selection.make("box", (shape["x0"], shape["x1"]), (shape["y0"], shape["y1"])))
+            except (KeyError, TypeError, ValueError):
+                log.debug("selection shape without usable x0/x1/y0/y1 ignored: %s", shape)
+        elif kind == "path":
+            for part in re.split(r"(?=M)", str(shape.get("path", ""))):
+                nums = [float(v) for v in _PATH_NUMBER.findall(part)]
+                if len(nums) >= 6 and len(nums) % 2 == 0:
+                    out.append(Selection.make("lasso", nums[0::2], nums[1::2]))
+    return out
+
+
+def selection_mask(selections: Selection | Iterable[Selection] | None, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool mask of the cells inside any of the selections (none -> all False)."""
+    x, y = _xy(x, y)
+    if selections is None:
+        return np.zeros(x.shape[0], dtype=bool)
+    if isinstance(selections, Selection):
+        return selections.mask(x, y)
+    out = np.zeros(x.shape[0], dtype=bool)
+    for sel in selections:
+        out |= sel.mask(x, y)
+    return out
+
+
+# ============================================================================================== composition
+def _as_mask(mask, n: int, name: str = "mask") -> np.ndarray:
+    """A bool mask of length n from None (all), a bool array or integer row positions."""
+    if mask is None:
+        return np.ones(n, dtype=bool)
+    arr = np.asarray(mask)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise ValueError(f"{name} has shape {arr.shape}; expected one bool per cell ({n},)")
+        return arr
+    if arr.size == 0:
+        return np.zeros(n, dtype=bool)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be a bool mask or integer row positions, got dtype {arr.dtype}")
+    arr = arr.ravel()
+    if arr.min() < 0 or arr.max() >= n:
+        raise ValueError(f"{name}: row positions must lie in 0..{n - 1}, got {int(arr.min())}..{int(arr.max())}")
+    out = np.zeros(n, dtype=bool)
+    out[arr] = True
+    return out
+
+
+def _categorical(cells_df: pd.DataFrame, level: str) -> pd.Categorical:
+    if level not in cells_df.columns:
+        for col in cells_df.columns:
+            if str(col).lower() == str(level).lower():
+                level = col
+                break
+        else:
+            raise KeyError(f"the cell table has no column {level!r}; it has: {', '.join(map(str, cells_df.columns))}")
+    col = cells_df[level]
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        raise ValueError(f"column {level!r} is {col.dtype}, not a Categorical taxonomy level")
+    return col.array
+
+
+def _counts(cat: pd.Categorical, mask: np.ndarray) -> np.ndarray:
+    codes = np.asarray(cat.codes)[mask]
+    return np.bincount(codes[codes >= 0], minlength=len(cat.categories)).astype(np.int64)
+
+
+def composition(cells_df: pd.DataFrame, level: str, mask=None,
+                colors: Sequence[str] | Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Cells of a selection per term of a taxonomy level (or any categorical column, e.g. ``region``).
+
+    Parameters
+    ----------
+    cells_df : DataFrame
+        ``atlas.cells(...)``: the level is a Categorical column.
+    level : str
+        Column name (any case).
+    mask : numpy.ndarray, optional
+        ``(n,)`` bool mask or integer row positions of the selected cells; None = all cells.
+    colors : sequence or mapping, optional
+        ``atlas.colors(dataset, level)`` (aligned with the categories) or ``{term: colour}``; missing ->
+        :data:`FALLBACK_COLOR`.
+
+    Returns
+    -------
+    DataFrame
+        ``term`` (str), ``n_cells`` (int64), ``fraction`` (float64, of the selected cells), ``color`` (str);
+        terms with cells only, by count descending (ties in taxonomy order). ``Adjacent``/``unassigned``
+        cells are included as their own rows.
+    """
+    cat = _categorical(cells_df, level)
+    counts = _counts(cat, _as_mask(mask, len(cells_df)))
+    names = np.asarray(cat.categories, dtype=object)
+    if colors is None:
+        table = np.full(len(names), FALLBACK_COLOR, dtype=object)
+    elif isinstance(colors, Mapping):
+        table = np.array([colors.get(t, FALLBACK_COLOR) for t in names], dtype=object)
+    else:
+        colors = list(colors)
+        if len(colors) != len(names):
+            raise ValueError(f"{len(colors)} colours given for the {len(names)} categories of {level!r}")
+        table = np.asarray(colors, dtype=object)
+    present = np.flatnonzero(counts)
+    order = present[np.argsort(-counts[present], kind="stable")]
+    total = counts.sum()
+    return pd.DataFrame({"term": names[order].astype(str), "n_cells": counts[order],
+                         "fraction": counts[order] / total if total else np.zeros(len(order)),
+                         "color": table[order]})
+
+
+def _finest_level(cells_df: pd.DataFrame) -> str:
+    for col in cells_df.columns:
+        if str(col).lower() == "cluster" and isinstance(cells_df[col].dtype, pd.CategoricalDtype):
+            return col
+    raise KeyError("the cell table has no 'cluster' column; pass level= (the finest taxonomy level)")
+
+
+def clusters_of(cells_df: pd.DataFrame, mask, *, level: str | None = None, min_fraction: float = 0.0,
+                min_cells: int = 1, include_unassigned: bool = False) -> pd.DataFrame:
+    """The clusters (or terms of ``level``) present in a selection, to highlight them in another view.
+
+    Parameters
+    ----------
+    cells_df : DataFrame
+        ``atlas.cells(...)``.
+    mask : numpy.ndarray
+        ``(n,)`` bool mask or integer row positions of the selected cells.
+    level : str, optional
+        Default: the ``cluster`` column (any case), the finest level of both taxonomies.
+    min_fraction : float
+        Keep terms holding at least this share of the selected cells (0.01 drops a stray cell's cluster in
+        a large lasso).
+    min_cells : int
+        Keep terms with at least this many selected cells.
+    include_unassigned : bool
+        Keep ``Adjacent`` / ``unassigned`` (not taxonomy terms, so they link nothing by default).
+
+    Returns
+    -------
+    DataFrame
+        ``term`` (str), ``n_cells`` (int64), ``fraction`` (float64, of the selected cells), count descending.
+    """
+    level = _finest_level(cells_df) if level is None else level
+    table = composition(cells_df, level, mask)[["term", "n_cells", "fraction"]]
+    keep = (table["n_cells"] >= max(1, int(min_cells))) & (table["fraction"] >= float(min_fraction))
+    if not include_unassigned:
+        keep &= ~table["term"].isin(_NOT_TERMS)
+    return table[keep].reset_index(drop=True)
+
+
+def cells_of_terms(cells_df: pd.DataFrame, level: str, terms: Iterable[str]) -> np.ndarray:
+    """``(n,)`` bool mask of the cells whose term at ``level`` is one of ``terms`` (names; unknown names match
+    nothing). Use it to carry :func:`clusters_of` of one view to another."""
+    cat = _categorical(cells_df, level)
+    wanted = pd.Index(cat.categories).get_indexer(list(terms))
+    by_code = np.zeros(len(cat.categories) + 1, dtype=bool)  # last entry: code -1
+    by_code[wanted[wanted >= 0]] = True
+    return by_code[np.asarray(cat.codes)]
+
+
+# ============================================================================================== markers: terms
+def _empty_markers() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c.startswith("gene") else np.float64) for c in MARKER_COLUMNS})
+
+
+def _rank(symbols, identifiers, m_in, m_out, f_in, f_out, n: int | None, min_frac_in: float) -> pd.DataFrame:
+    diff = m_in - m_out
+    keep = np.flatnonzero(np.isfinite(diff) & (f_in >= min_frac_in))
+    # np.lexsort: last key is primary -> diff descending, then fraction in descending, then gene order.
+    order = keep[np.lexsort((keep, -f_in[keep], -diff[keep]))]
+    if n is not None:
+        order = order[: max(0, int(n))]
+    return pd.DataFrame({
+        "gene_symbol": np.asarray(symbols, dtype=object)[order], "gene_identifier": np.asarray(identifiers, dtype=object)[order],
+        "mean_in": m_in[order], "mean_out": m_out[order], "frac_in": f_in[order], "frac_out": f_out[order],
+        "diff": diff[order]})[MARKER_COLUMNS]
+
+
+def _term_weights(atlas: "Atlas", dataset: str, level: str, terms: Sequence[str]) -> tuple[np.ndarray, object]:
+    """``(n_terms, n_clusters)`` float64 weights (cells with expression of each cluster in each term)."""
+    stats = atlas.cluster_stats(dataset)
+    tax = atlas.taxonomy(dataset)
+    n = np.asarray(stats.n_cells, dtype=np.float64)
+    weights = np.zeros((len(terms), len(n)), dtype=np.float64)
+    for i, term in enumerate(terms):
+        codes = tax.cluster_codes(level, term)
+        codes = codes[codes < len(n)]
+        weights[i, codes] = n[codes]
+    return weights, stats
+
+
+def _weighted(weights: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Weighted means of cluster rows; NaN rows (clusters without cells) carry zero weight."""
+    table = np.nan_to_num(np.asarray(table, dtype=np.float64))
+    total = weights.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (weights @ table) / total, np.nan)
+
+
+def markers_for_term(atlas: "Atlas", dataset: str, level: str, term: str, n: int | None = 10, *,
+                     min_frac_in: float = 0.0) -> pd.DataFrame:
+    """Marker genes of a taxonomy term from the store's per-cluster statistics (no cell is read).
+
+    ``mean_in`` is the mean log2 expression over the term's clusters weighted by their cells with expression,
+    ``mean_out`` the same over every other cluster of the dataset; ``frac_*`` the fraction of cells with a
+    value > 0. Genes are ranked by ``diff = mean_in - mean_out`` (descending), ties by ``frac_in``.
+
+    Parameters
+    ----------
+    level, term : str
+        A taxonomy level and a term name or label at that level.
+    n : int or None
+        Number of genes returned (None = all).
+    min_frac_in : float
+        Drop genes expressed in fewer of the term's cells.
+
+    Returns
+    -------
+    DataFrame
+        :data:`MARKER_COLUMNS`: ``gene_symbol, gene_identifier`` (str), ``mean_in, mean_out, frac_in, frac_out,
+        diff`` (float64). Empty when the term has no cells with expression in the dataset.
+
+    Raises
+    ------
+    KeyError
+        unknown dataset, level or term (message with close matches).
+    """
+    weights, stats = _term_weights(atlas, dataset, level, [term])
+    if not len(stats.gene_identifiers) or weights.sum() == 0:
+        log.info("%s: no cells with expression in %s %s; no markers", dataset, level, term)
+        return _empty_markers()
+    n_cells = np.asarray(stats.n_cells, dtype=np.float64)
+    rest = np.where(weights[0] > 0, 0.0, n_cells)[None, :]
+    both = np.vstack([weights, rest])
+    mean = _weighted(both, stats.mean)
+    frac = _weighted(both, stats.fraction)
+    if not np.isfinite(mean[1]).any():
+        mean[1] = 0.0
+        frac[1] = 0.0
+    return _rank(stats.gene_symbols, stats.gene_identifiers, mean[0], mean[1], frac[0], frac[1], n, min_frac_in)
+
+
+def dot_plot_table(atlas: "Atlas", dataset: str, level: str, terms: Sequence[str], genes: Sequence[str]) -> pd.DataFrame:
+    """Long table for a dot plot of terms x genes from the per-cluster statistics.
+
+    Parameters
+    ----------
+    terms : sequence of str
+        Term names (or labels) at ``level``, in the rows' order.
+    genes : sequence of str
+        Gene symbols (any case) or identifiers, in the columns' order.
+
+    Returns
+    -------
+    DataFrame
+        One row per (term, gene), terms outer, genes inner: ``term`` (str, as given), ``gene`` (str, symbol),
+        ``gene_identifier``, ``mean`` (float64 mean log2 over the term's cells with expression), ``fraction``
+        (float64, share of them with a value > 0), ``n_cells`` (int64 cells with expression; mean and fraction
+        are NaN where 0).
+
+    Raises
+    ------
+    KeyError
+        an unknown term or gene (message with close matches).
+    """
+    terms = list(terms)
+    gm = atlas.expression_matrix(dataset)
+    cols = np.array([gm.resolve(g, dataset) for g in genes], dtype=np.int64)
+    weights, stats = _term_weights(atlas, dataset, level, terms)
+    mean = np.full((len(terms), len(cols)), np.nan)
+    frac = np.full((len(terms), len(cols)), np.nan)
+    if len(cols) and len(terms) and np.asarray(stats.mean).shape[1]:
+        mean = _weighted(weights, np.asarray(stats.mean)[:, cols])
+        frac = _weighted(weights, np.asarray(stats.fraction)[:, cols])
+    n_cells = weights.sum(axis=1).astype(np.int64)
+    return pd.DataFrame({
+        "term": np.repeat(np.asarray(terms, dtype=object), len(cols)),
+        "gene": np.tile(np.asarray(gm.gene_symbols, dtype=object)[cols], len(terms)),
+        "gene_identifier": np.tile(np.asarray(gm.gene_identifiers, dtype=object)[cols], len(terms)),
+        "mean": mean.ravel(), "fraction": frac.ravel(), "n_cells": np.repeat(n_cells, len(cols)),
+    })
+
+
+# ============================================================================================== markers: selections
+#: float16 bit pattern -> float32 value (numba has no float16 on the CPU; a 256 kB table stays in L2).
+_F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan_f16(indptr, indices, data, table, genes, s0, s1, r0, selected, out):  # pragma: no cover - compiled
+    for k in range(genes.shape[0]):
+        g = genes[k]
+        a = indptr[g]
+        b = indptr[g + 1]
+        seg = indices[a:b]
+        lo = a + np.searchsorted(seg, s0)
+        hi = a + np.searchsorted(seg, s1)
+        r1 = r0 + selected.shape[0]
+        sum_in = 0.0
+        pos_in = 0
+        sum_all = 0.0
+        pos_all = 0
+        for j in range(lo, hi):
+            v = table[data[j]]
+            if v != v:  # NaN stored value: not counted
+                continue
+            sum_all += v
+            if v > 0:
+                pos_all += 1
+            row = indices[j]
+            if r0 <= row < r1 and selected[row - r0]:
+                sum_in += v
+                if v > 0:
+                    pos_in += 1
+        out[k, 0] = sum_in
+        out[k, 1] = pos_in
+        out[k, 2] = sum_all
+        out[k, 3] = pos_all
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan_f32(indptr, indices, data, genes, s0, s1, r0, selected, out):  # pragma: no cover - compiled
+    for k in range(genes.shape[0]):
+        g = genes[k]
+        a = indptr[g]
+        b = indptr[g + 1]
+        seg = indices[a:b]
+        lo = a + np.searchsorted(seg, s0)
+        hi = a + np.searchsorted(seg, s1)
+        r1 = r0 + selected.shape[0]
+        sum_in = 0.0
+        pos_in = 0
+        sum_all = 0.0
+        pos_all = 0
+        for j in range(lo, hi):
+            v = np.float64(data[j])
+            if v != v:
+                continue
+            sum_all += v
+            if v > 0:
+                pos_all += 1
+            row = indices[j]
+            if r0 <= row < r1 and selected[row - r0]:
+                sum_in += v
+                if v > 0:
+                    pos_in += 1
+        out[k, 0] = sum_in
+        out[k, 1] = pos_in
+        out[k, 2] = sum_all
+        out[k, 3] = pos_all
+
+
+@dataclass(frozen=True)
+class SelectionStats:
+    """Per-gene sums of a selection and of its scope (the numbers behind :func:`markers_for_selection`).
+
+    Attributes
+    ----------
+    genes : ndarray of int64, shape (g,)
+        gene columns of the expression matrix.
+    mean_in, mean_out, frac_in, frac_out : ndarray of float64, shape (g,)
+        over the selected cells with expression and over the scope's other cells with expression.
+    n_in, n_out : int
+        cells with expression in the selection and in the rest of the scope.
+    """
+
+    genes: np.ndarray
+    mean_in: np.ndarray
+    mean_out: np.ndarray
+    frac_in: np.ndarray
+    frac_out: np.ndarray
+    n_in: int
+    n_out: int
+
+
+def selection_stats(atlas: "Atlas", dataset: str, rows, *, section: str | None = None,
+                    slab_plane: str | None = None, against: str = "scope",
+                    genes: Sequence[str] | None = None) -> SelectionStats:
+    """Mean and fraction expressing of every gene (or ``genes``) in a selection and in the rest.
+
+    ``rows`` select cells of ``atlas.cells(dataset, section, slab_plane)`` (the *scope*): an ``(n,)`` bool mask
+    or integer positions. The rest is the scope's other cells (``against="scope"``) or the whole dataset's
+    (``against="dataset"``). Cells without an expression row count in neither. One compiled pass over each
+    gene's entries of the compared row range; see :func:`markers_for_selection`.
+    """
+    if against not in ("scope", "dataset"):
+        raise ValueError(f"against={against!r} must be 'scope' or 'dataset'")
+    gm = atlas.expression_matrix(dataset)
+    a, b = atlas.row_range(dataset, section, slab_plane)
+    mask = _as_mask(rows, b - a, "rows")
+    s0, s1 = (a, b) if against == "scope" else (0, gm.n_cells)
+    if genes is None:
+        cols = np.arange(gm.n_genes, dtype=np.int64)
+    else:
+        cols = np.array([gm.resolve(g, dataset) for g in genes], dtype=np.int64)
+    picked = np.flatnonzero(mask)
+    if picked.size:
+        lo, hi = int(picked[0]), int(picked[-1]) + 1
+        selected = np.ascontiguousarray(mask[lo:hi])
+        r0 = a + lo
+    else:
+        selected = np.zeros(0, dtype=bool)
+        r0 = a
+    out = np.zeros((len(cols), 4), dtype=np.float64)
+    if len(cols) and int(gm.indptr[-1]):
+        data = gm.data
+        if data.dtype == np.float16:
+            _scan_f16(gm.indptr, gm.indices, data.view(np.uint16), _F16_TABLE, cols, s0, s1, r0, selected, out)
+        else:
+            _scan_f32(gm.indptr, gm.indices, data, cols, s0, s1, r0, selected, out)
+    has = gm.has_expression
+    n_in = int(np.count_nonzero(np.asarray(has[a:b])[mask]))
+    n_scope = int(np.count_nonzero(has[s0:s1]))
+    n_out = n_scope - n_in
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_in = out[:, 0] / n_in if n_in else np.full(len(cols), np.nan)
+        frac_in = out[:, 1] / n_in if n_in else np.full(len(cols), np.nan)
+        mean_out = (out[:, 2] - out[:, 0]) / n_out if n_out else np.full(len(cols), np.nan)
+        frac_out = (out[:, 3] - out[:, 1]) / n_out if n_out else np.full(len(cols), np.nan)
+    return SelectionStats(cols, mean_in, mean_out, frac_in, frac_out, n_in, n_out)
+
+
+def markers_for_selection(atlas: "Atlas", dataset: str, rows, n: int | None = 10, *, section: str | None = None,
+                          slab_plane: str | None = None, against: str = "scope", genes: Sequence[str] | None = None,
+                          min_frac_in: float = 0.0) -> pd.DataFrame:
+    """Marker genes of a selection, computed directly on the gene-major store.
+
+    For every gene the compiled kernel walks the gene's entries inside the compared row range (binary search on
+    its sorted cell indices, so a section's selection reads only that section's bytes of each gene) and sums
+    values and counts values > 0 over the selected cells (a bool look-up) and over all cells; the rest is the
+    difference. Zeros are implicit, so means divide by the cells with expression.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        ``(n,)`` bool mask or integer positions in ``atlas.cells(dataset, section, slab_plane)``.
+    n : int or None
+        Number of genes returned (None = all, ranked).
+    section, slab_plane : str, optional
+        The scope ``rows`` refer to (default: the whole dataset).
+    against : {"scope", "dataset"}
+        Compare with the scope's other cells or with every other cell of the dataset.
+    genes : sequence of str, optional
+        Only these genes (symbols or identifiers), e.g. a user's dot-plot columns.
+    min_frac_in : float
+        Drop genes expressed in fewer of the selected cells.
+
+    Returns
+    -------
+    DataFrame
+        :data:`MARKER_COLUMNS`, ranked by ``diff = mean_in - mean_out`` descending, ties by ``frac_in``. Empty
+        when the selection has no cell with expression.
+    """
+    st = selection_stats(atlas, dataset, rows, section=section, slab_plane=slab_plane, against=against, genes=genes)
+    if st.n_in == 0:
+        return _empty_markers()
+    gm = atlas.expression_matrix(dataset)
+    mean_out = np.nan_to_num(st.mean_out)
+    frac_out = np.nan_to_num(st.frac_out)
+    return _rank(gm.gene_symbols[st.genes], gm.gene_identifiers[st.genes], st.mean_in, mean_out, st.frac_in,
+                 frac_out, n, min_frac_in)
+
+
+def selection_dot_plot_table(atlas: "Atlas", dataset: str, rows, genes: Sequence[str], *,
+                             section: str | None = None, slab_plane: str | None = None, against: str = "scope",
+                             labels: tuple[str, str] = ("Selection", "Rest")) -> pd.DataFrame:
+    """Dot-plot rows (same columns as :func:`dot_plot_table`) for a selection and the rest of its scope, to
+    stack under a term dot plot."""
+    st = selection_stats(atlas, dataset, rows, section=section, slab_plane=slab_plane, against=against, genes=genes)
+    gm = atlas.expression_matrix(dataset)
+    k = len(st.genes)
+    return pd.DataFrame({
+        "term": np.repeat(np.asarray(labels, dtype=object), k),
+        "gene": np.tile(gm.gene_symbols[st.genes], 2), "gene_identifier": np.tile(gm.gene_identifiers[st.genes], 2),
+        "mean": np.concatenate([st.mean_in, st.mean_out]), "fraction": np.concatenate([st.frac_in, st.frac_out]),
+        "n_cells": np.repeat(np.array([st.n_in, st.n_out], dtype=np.int64), k),
+    })
+
+
+# ============================================================================================== export
+def export_cells_csv(cells_df: pd.DataFrame, gene_columns: Mapping[str, np.ndarray] | None = None, mask=None, *,
+                     columns: Sequence[str] | None = None, float_format: str = "%.6g",
+                     max_rows: int | None = None) -> str:
+    """The selected cells as CSV text: labels, section, coordinates, taxonomy levels and the chosen genes.
+
+    Parameters
+    ----------
+    cells_df : DataFrame
+        ``atlas.cells(...)`` (all its columns are written unless ``columns`` is given).
+    gene_columns : mapping, optional
+        ``{gene symbol: (n,) float array aligned with cells_df}`` (``atlas.gene(...)``); written after the
+        cell columns in the mapping's order, NaN as an empty field.
+    mask : numpy.ndarray, optional
+        ``(n,)`` bool mask or integer positions; None = every cell.
+    columns : sequence of str, optional
+        Cell columns to write, in this order.
+    float_format : str
+        printf format of floats (coordinates in mm keep micrometres with 6 significant digits).
+    max_rows : int, optional
+        Refuse (``ValueError``) to write more rows, e.g. a server limit.
+
+    Returns
+    -------
+    str
+        CSV with a header line and one line per selected cell, in cell-table order.
+    """
+    n = len(cells_df)
+    keep = _as_mask(mask, n)
+    n_rows = int(np.count_nonzero(keep))
+    if max_rows is not None and n_rows > max_rows:
+        raise ValueError(f"the selection has {n_rows} cells; an export is limited to {max_rows}")
+    cols = list(cells_df.columns) if columns is None else list(columns)
+    missing = [c for c in cols if c not in cells_df.columns]
+    if missing:
+        raise KeyError(f"the cell table has no column(s) {', '.join(map(repr, missing))}")
+    out = cells_df.loc[keep, cols].reset_index(drop=True)
+    for name, values in (gene_columns or {}).items():
+        values = np.asarray(values)
+        if values.shape != (n,):
+            raise ValueError(f"gene column {name!r} has shape {values.shape}; expected one value per cell ({n},)")
+        if name in out.columns:
+            raise ValueError(f"gene column {name!r} would overwrite the cell column of the same name")
+        out[name] = values[keep]
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False, float_format=float_format, lineterminator="\n")
+    return buffer.getvalue()
