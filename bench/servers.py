@@ -256,27 +256,24 @@ def demo_store(work_dir: Path, seed: int = 0) -> Path:
     return store
 
 
-def rss_mb(pids: Iterable[int]) -> dict[int, float]:
-    """Resident memory (MB) of each live pid (pages shared with the master after fork count in each)."""
+def _memory_mb(pids: Iterable[int], private: bool) -> dict[int, float]:
     import psutil
 
     out = {}
     for pid in pids:
         try:
-            out[pid] = psutil.Process(pid).memory_info().rss / 1e6
-        except psutil.NoSuchProcess:
+            process = psutil.Process(pid)
+            out[pid] = (process.memory_full_info().uss if private else process.memory_info().rss) / 1e6
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return out
+
+
+def rss_mb(pids: Iterable[int]) -> dict[int, float]:
+    """Resident memory (MB) of each live pid (pages shared with the master after fork count in each)."""
+    return _memory_mb(pids, private=False)
 
 
 def uss_mb(pids: Iterable[int]) -> dict[int, float]:
     """Memory (MB) private to each live pid (freed if it exited): what a worker adds beyond shared pages."""
-    import psutil
-
-    out = {}
-    for pid in pids:
-        try:
-            out[pid] = psutil.Process(pid).memory_full_info().uss / 1e6
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return out
+    return _memory_mb(pids, private=True)

@@ -41,6 +41,14 @@ def caches_for(tmp_path, clock=None, **changes):
     return install_caches(server, settings_for(tmp_path, **changes), **kwargs)
 
 
+def caches_of_backend(backend, tmp_path, request):
+    """Caches of one backend kind; for Redis, on the module's real server (emptied)."""
+    changes = {"cache_type": backend}
+    if backend == "redis":
+        changes["redis_url"] = request.getfixturevalue("fresh_redis").url
+    return caches_for(tmp_path, **changes)
+
+
 def counting_render(calls, payload=b"PNG"):
     def render():
         calls.append(1)
@@ -83,10 +91,7 @@ def test_store_token_changes_when_the_store_is_rebuilt(tmp_path):
 # --------------------------------------------------------------------------------------------- backends
 @pytest.mark.parametrize("backend", ["simple", "filesystem", "redis"])
 def test_each_backend_renders_a_picture_once_per_key(backend, tmp_path, request):
-    changes = {"cache_type": backend}
-    if backend == "redis":
-        changes["redis_url"] = request.getfixturevalue("fresh_redis").url
-    caches = caches_for(tmp_path, **changes)
+    caches = caches_of_backend(backend, tmp_path, request)
     assert caches.kind == backend
     calls = []
     first = caches.pictures.get_or_render(("d", "H1", 1.5), counting_render(calls, b"A"))
@@ -98,10 +103,7 @@ def test_each_backend_renders_a_picture_once_per_key(backend, tmp_path, request)
 
 @pytest.mark.parametrize("backend", ["simple", "filesystem", "redis"])
 def test_lookups_cache_plain_values_apart_from_pictures(backend, tmp_path, request):
-    changes = {"cache_type": backend}
-    if backend == "redis":
-        changes["redis_url"] = request.getfixturevalue("fresh_redis").url
-    caches = caches_for(tmp_path, **changes)
+    caches = caches_of_backend(backend, tmp_path, request)
     calls = []
     value = caches.lookups.get_or_compute(("terms", "D1"), lambda: calls.append(1) or [{"name": "D1 MSN"}])
     again = caches.lookups.get_or_compute(("terms", "D1"), lambda: calls.append(1) or [])
