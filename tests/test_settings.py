@@ -117,3 +117,14 @@ def test_gunicorn_conf_takes_workers_threads_bind_and_preload_from_settings(monk
 
 def test_procfile_serves_app_server_with_the_gunicorn_config():
     assert (REPO / "Procfile").read_text().strip() == "web: gunicorn app:server -c gunicorn.conf.py"
+
+
+def test_readme_settings_table_matches_the_settings():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    header = "| Variable | Default | Meaning |"
+    if header not in readme:
+        pytest.skip("README.md has no settings table yet (paste `python settings.py`)")
+    start = readme.index(header)
+    lines = readme[start:].splitlines()
+    table = "\n".join(lines[: next((i for i, ln in enumerate(lines) if not ln.startswith("|")), len(lines))])
+    assert table == settings_table_markdown(), "README.md's table is stale: paste the output of `python settings.py`"
