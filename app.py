@@ -1,27 +1,85 @@
 """The Dash application: ``create_app(settings)`` builds it; ``server`` is the Flask app for gunicorn.
 
-``python app.py`` serves it on the settings' host and port.
+``python app.py`` serves it on the settings' host and port. The app opens the prepared store as a
+:class:`data_layer.Atlas` (the only door to the data), snapshots its catalog, lays out the page
+(``components``) and registers one callback module per feature (``callbacks``) plus the picture route.
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
-from dash import Dash, html
+from dash import Dash
 
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
+HERE = Path(__file__).resolve().parent
 
-def create_app(settings: Settings | None = None) -> Dash:
-    """Build the viewer for the store named in ``settings``."""
+
+def open_atlas(settings: Settings) -> tuple[Any, str | None]:
+    """The store of ``settings`` opened as an Atlas, or ``(None, reason)`` when it cannot be opened."""
+    store = Path(settings.store)
+    if not store.exists():
+        return None, (f"The store {store} does not exist. Write and prepare the demo atlas with "
+                      f"`atlas-viewer demo .demo/cache` and `atlas-viewer prepare .demo/cache {store}` "
+                      "(or `make run`).")
+    try:
+        from data_layer import Atlas
+
+        return Atlas.open(store), None
+    except Exception as exc:  # the page says why instead of failing to start
+        log.exception("cannot open the store %s", store)
+        return None, f"The store {store} cannot be opened: {exc}"
+
+
+def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
+    """Build the viewer for the store named in ``settings``.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Default: :meth:`Settings.from_env`.
+    atlas : data_layer.Atlas, optional
+        An already open atlas (tests); default: open ``settings.store``.
+
+    Returns
+    -------
+    dash.Dash
+    """
+    from components.layout import build_layout, empty_layout
+    from components.state import default_state
+
     settings = settings or Settings.from_env()
-    app = Dash(__name__, title="ABC Atlas viewer", update_title=None)
-    app.server.config["ATLAS_SETTINGS"] = settings
-    app.layout = html.Div(
-        [html.H1("ABC Atlas viewer"), html.P(f"Store: {settings.store}", id="store-path")],
-        id="app-root",
+    app = Dash(
+        __name__,
+        title="ABC Atlas viewer",
+        update_title=None,
+        assets_folder=str(HERE / "assets"),
     )
+    app.server.config["ATLAS_SETTINGS"] = settings
+    problem = None
+    if atlas is None:
+        atlas, problem = open_atlas(settings)
+    try:
+        from callbacks.server_features import install_server_features
+
+        install_server_features(app, settings, atlas=atlas)
+    except ImportError:  # pragma: no cover - the shared-server features are optional
+        log.debug("shared-server features not installed")
+    if atlas is None:
+        app.layout = empty_layout(problem or "No store.", store_label=str(settings.store))
+        return app
+
+    from callbacks import inspector, legend, map_view, navigation, routes, tree, umap_view
+    from callbacks.context import ViewerContext
+
+    context = ViewerContext.build(atlas, settings)
+    app.layout = build_layout(context.catalog, default_state(context.catalog), store_label=str(settings.store))
+    for module in (routes, navigation, map_view, umap_view, tree, legend, inspector):
+        module.register(app, atlas, settings, context=context)
     return app
 
 

@@ -222,7 +222,8 @@ def picture_figure(
             "shapes": shapes,
             "annotations": annotations,
             "margin": {"l": 56, "r": 12, "t": 8, "b": 44},
-            "plot_bgcolor": "#ffffff",
+            # transparent: an opaque plot background would hide a layer="below" image
+            "plot_bgcolor": "rgba(0,0,0,0)",
             "paper_bgcolor": "#ffffff",
             "font": {"family": FONT, "color": INK},
             "dragmode": "pan",

@@ -44,7 +44,9 @@ CLEAR_TERM = "clear-term"
 TERM = "term"  # dcc.Store: {"level", "name"} of the highlighted term, or None
 VIEWPORT = "viewport"  # dcc.Store: {"x0", "x1", "y0", "y1"} of the map, or None (whole frame)
 MAP_SIZE = "map-size"  # dcc.Store: {"width_px", "height_px"} of the map's plot area (device pixels)
+MAP_FRAME = "map-frame"  # dcc.Store: key of the frame the map figure is drawn for (dataset|plane|section)
 UMAP_VIEWPORT = "umap-viewport"
+UMAP_FRAME = "umap-frame"
 UMAP_SIZE = "umap-size"
 GENE_RANGE_DEFAULT = "gene-range-default"  # dcc.Store: [vmin, vmax] default of the current gene
 

@@ -227,6 +227,8 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
             dcc.Store(id=ids.TERM, data=None),
             dcc.Store(id=ids.VIEWPORT, data=None),
             dcc.Store(id=ids.MAP_SIZE, data=None),
+            dcc.Store(id=ids.MAP_FRAME, data=None),
+            dcc.Store(id=ids.UMAP_FRAME, data=None),
             dcc.Store(id=ids.UMAP_VIEWPORT, data=None),
             dcc.Store(id=ids.UMAP_SIZE, data=None),
             dcc.Store(id=ids.TREE_EXPANDED, data=[]),

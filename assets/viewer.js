@@ -1,0 +1,89 @@
+/*
+ * Small browser helpers of the viewer (used by clientside callbacks):
+ *  - watchSize: report a graph's plot-area size (device pixels) into a dcc.Store, now and on every resize,
+ *    so pictures are rendered at the size they are shown;
+ *  - writeUrl: put the view's query string in the address bar (pushState, or replaceState for zoom/pan)
+ *    without reloading and without a Dash round trip.
+ */
+window.atlasViewer = (function () {
+  "use strict";
+  var MAX_RATIO = 2;
+  var lastSize = {};
+
+  function noUpdate() {
+    return window.dash_clientside.no_update;
+  }
+
+  function plotArea(graphId) {
+    var outer = document.getElementById(graphId);
+    if (!outer || outer.offsetParent === null) {
+      return null; // missing or hidden (display: none)
+    }
+    var gd = outer.querySelector(".js-plotly-plot") || outer;
+    var size = gd._fullLayout && gd._fullLayout._size;
+    var width, height;
+    if (size && size.w > 0 && size.h > 0) {
+      width = size.w;
+      height = size.h;
+    } else {
+      var rect = outer.getBoundingClientRect();
+      width = rect.width - 68;
+      height = rect.height - 52;
+    }
+    if (!(width > 16 && height > 16)) {
+      return null;
+    }
+    var ratio = Math.min(window.devicePixelRatio || 1, MAX_RATIO);
+    return { width_px: Math.round(width * ratio), height_px: Math.round(height * ratio) };
+  }
+
+  function report(graphId, storeId) {
+    var size = plotArea(graphId);
+    if (!size) {
+      return;
+    }
+    var previous = lastSize[storeId];
+    if (previous && Math.abs(previous.width_px - size.width_px) < 2 &&
+        Math.abs(previous.height_px - size.height_px) < 2) {
+      return;
+    }
+    lastSize[storeId] = size;
+    window.dash_clientside.set_props(storeId, { data: size });
+  }
+
+  function watchSize(graphId, storeId) {
+    var outer = document.getElementById(graphId);
+    if (outer && !outer._atlasObserved && window.ResizeObserver) {
+      outer._atlasObserved = true;
+      var timer = null;
+      new ResizeObserver(function () {
+        clearTimeout(timer);
+        timer = setTimeout(function () { report(graphId, storeId); }, 120);
+      }).observe(outer);
+    }
+    // measure once Plotly has drawn the new figure
+    window.requestAnimationFrame(function () {
+      window.setTimeout(function () { report(graphId, storeId); }, 30);
+    });
+    return noUpdate();
+  }
+
+  function writeUrl(data) {
+    if (!data || typeof data.query !== "string") {
+      return noUpdate();
+    }
+    var location = window.location;
+    var target = location.pathname + data.query + location.hash;
+    if (target === location.pathname + location.search + location.hash) {
+      return noUpdate();
+    }
+    if (data.replace) {
+      window.history.replaceState(null, "", target);
+    } else {
+      window.history.pushState(null, "", target);
+    }
+    return data.query;
+  }
+
+  return { watchSize: watchSize, writeUrl: writeUrl, plotArea: plotArea };
+})();

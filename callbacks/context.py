@@ -1,0 +1,172 @@
+"""What every callback module of one app shares: the atlas, the settings, the catalog and the picture helpers.
+
+Built once in ``create_app`` and handed to each module's ``register``; nothing here is global, so several apps
+(tests) can live in one process. All data goes through the :class:`data_layer.Atlas`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from callbacks.catalog import AtlasLookups, catalog_from_atlas
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, Catalog
+from components.figures import layout_image
+from components.picture import PictureRequest
+from components.state import ViewState, frame_bounds
+from components.viewport import Window, padded, picture_geometry
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Picture size used until the browser reports the plot area's size.
+DEFAULT_SIZE_PX = (900, 700)
+
+
+@dataclass
+class ViewerContext:
+    """The shared pieces of one app.
+
+    Attributes
+    ----------
+    atlas : data_layer.Atlas
+    settings : Settings
+    catalog : Catalog
+    lookups : AtlasLookups
+    version : str
+        Store token added to picture URLs so a re-prepared store never shows cached stale pictures.
+    """
+
+    atlas: Any
+    settings: Settings
+    catalog: Catalog
+    lookups: AtlasLookups
+    version: str = ""
+    _gene_ranges: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, atlas: Any, settings: Settings) -> "ViewerContext":
+        """Snapshot the catalog of ``atlas`` (small tables only)."""
+        try:
+            from callbacks.caching import store_token
+
+            version = store_token(settings.store)
+        except Exception:  # pragma: no cover - the token only busts browser caches
+            version = ""
+        return cls(atlas=atlas, settings=settings, catalog=catalog_from_atlas(atlas),
+                   lookups=AtlasLookups(atlas), version=version)
+
+    # ------------------------------------------------------------------------------------------ genes
+    def gene_range(self, dataset: str, gene: str) -> tuple[float, float]:
+        """Default shown range of a gene over the whole dataset (99th percentile of expressing cells).
+
+        The range is per dataset, not per section, so sections of one dataset compare on one scale.
+        """
+        key = (dataset, gene)
+        if key not in self._gene_ranges:
+            from rendering.raster import default_gene_range
+
+            values = self.atlas.gene(dataset, gene)
+            self._gene_ranges[key] = tuple(float(v) for v in default_gene_range(values))
+        return self._gene_ranges[key]
+
+    # ------------------------------------------------------------------------------------------ pictures
+    def frame(self, state: ViewState) -> Window | None:
+        """Padded extent of what the main picture draws (section, plane or dataset)."""
+        bounds = frame_bounds(self.catalog, state)
+        return padded(bounds) if bounds is not None else None
+
+    def frame_of_dataset(self, dataset: str) -> Window | None:
+        """Padded extent of every cell of a dataset (the UMAP's frame)."""
+        entry = self.catalog.get(dataset)
+        return padded(entry.bounds) if entry is not None else None
+
+    def picture_image(
+        self,
+        *,
+        dataset: str,
+        section: str | None,
+        slab_plane: str | None,
+        color_by: str,
+        gene: str | None,
+        term: tuple[str, str] | None,
+        window: Window,
+        frame: Window,
+        size: dict | None,
+        vmin: float | None,
+        vmax: float | None,
+        y_down: bool,
+    ) -> dict | None:
+        """The layout image (URL and placement) of a picture, or None when the view misses the cells.
+
+        Parameters
+        ----------
+        term : (level, name) or None
+            Highlighted term.
+        size : dict or None
+            ``{"width_px", "height_px"}`` of the plot area; None = :data:`DEFAULT_SIZE_PX`.
+        """
+        width_px, height_px = DEFAULT_SIZE_PX
+        if size:
+            width_px = int(size.get("width_px") or width_px)
+            height_px = int(size.get("height_px") or height_px)
+        geometry = picture_geometry(window, frame, width_px, height_px, self.settings.max_image_px)
+        if geometry is None:
+            return None
+        placed, w, h = geometry
+        if color_by != COLOR_BY_GENE:
+            gene = None
+            vmin = vmax = None
+        request = PictureRequest(
+            dataset=dataset, section=section, slab_plane=None if section else slab_plane, color_by=color_by,
+            gene=gene, term=term[1] if term else None, term_level=term[0] if term else None, window=placed,
+            width_px=w, height_px=h, vmin=vmin, vmax=vmax,
+        )
+        url = request.url()
+        if self.version:
+            url += f"&v={self.version}"
+        return layout_image(url, placed, y_down=y_down)
+
+    # ------------------------------------------------------------------------------------------ umap
+    def umap_dataset(self, dataset: str | None) -> str | None:
+        """The single-cell dataset whose UMAP sits beside ``dataset`` (itself for UMAP datasets)."""
+        entry = self.catalog.get(dataset)
+        if entry is None:
+            return None
+        if not entry.spatial:
+            return entry.name
+        if entry.umap_dataset and self.catalog.get(entry.umap_dataset) is not None:
+            return entry.umap_dataset
+        return None
+
+    def umap_color_by(self, umap_dataset: str, color_by: str, gene: str | None) -> tuple[str, str | None, str | None]:
+        """Colouring of the UMAP following the map's: ``(color_by, gene, notice)``.
+
+        ``region`` has no meaning for single cells: the UMAP then shows the map's default level.
+        A gene missing from the single-cell data falls back to that level too, with a notice.
+        """
+        entry = self.catalog.get(umap_dataset)
+        fallback = entry.default_color_by() if entry is not None else color_by
+        if entry is None:
+            return color_by, gene, None
+        if color_by == COLOR_BY_GENE:
+            if not entry.has_genes or not gene:
+                return fallback, None, f"{umap_dataset} has no expression data: UMAP coloured by {fallback}."
+            try:
+                return COLOR_BY_GENE, self.lookups.gene_symbol(umap_dataset, gene), None
+            except KeyError:
+                return fallback, None, f"Gene {gene} is not measured in {umap_dataset}: UMAP coloured by {fallback}."
+        if color_by == COLOR_BY_REGION or color_by not in entry.levels:
+            return fallback, None, None
+        return color_by, None, None
+
+
+def term_counts(cells: Any, level: str) -> dict[str, int]:
+    """Cells per term name of ``level`` in a cell table (terms without cells omitted)."""
+    column = cells[level]
+    counts = np.bincount(np.asarray(column.cat.codes, dtype=np.int64) + 1,
+                         minlength=len(column.cat.categories) + 1)[1:]
+    return {str(name): int(n) for name, n in zip(column.cat.categories, counts) if n}
+

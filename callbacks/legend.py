@@ -1,0 +1,85 @@
+"""The legend beside the map: the terms (or regions) present in the current section with their colours and
+counts, clickable to highlight; or, for a gene, the colour bar with its shown range.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dash import Input, Output
+
+from callbacks.context import ViewerContext, term_counts
+from components import ids
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE
+from components.panels import categorical_legend, gene_legend
+
+log = logging.getLogger(__name__)
+
+#: Colour map of gene pictures (the render route's default).
+GENE_CMAP = "viridis"
+
+
+def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
+                context: ViewerContext) -> tuple[list, str, str, Any, Any]:
+    """``(legend children, legend title, range info, vmin placeholder, vmax placeholder)``."""
+    from rendering.colors import NAN_GREY, colorscale_stops
+
+    entry = context.catalog.get(dataset)
+    if entry is None or not color_by:
+        return [], "Legend", "", "min", "max"
+    section = None if section in (None, WHOLE_SLAB_PLANE) else section
+    where = {}
+    if entry.spatial:
+        where = {"section": section} if section else ({"slab_plane": slab_plane} if slab_plane else {})
+    atlas = context.atlas
+    if color_by == COLOR_BY_GENE:
+        if not gene:
+            return [], "Gene expression", "", "min", "max"
+        try:
+            low, high = context.gene_range(entry.name, gene)
+        except KeyError as exc:
+            return [], "Gene expression", str(exc), "min", "max"
+        user = vmin not in (None, "") and vmax not in (None, "")
+        shown = (float(vmin), float(vmax)) if user else (low, high)
+        info = f"Default range {low:.3g} – {high:.3g} (99th percentile of expressing cells)"
+        children = gene_legend(gene, colorscale_stops(GENE_CMAP), *shown, default=not user, nan_color=NAN_GREY)
+        return children, "Gene expression", info, f"{low:.3g}", f"{high:.3g}"
+    cells = atlas.cells(entry.name, **where)
+    counts = term_counts(cells, color_by)
+    highlighted = term.get("name") if term and term.get("level") == color_by else None
+    if color_by == COLOR_BY_REGION:
+        colors = atlas.region_colors(entry.name)
+        items = [(name, colors.get(name, "#bebebe"), counts[name]) for name in cells[color_by].cat.categories
+                 if name in counts]
+        return categorical_legend(color_by, items, None, clickable=False), "Regions", "", "min", "max"
+    taxonomy = atlas.taxonomy(entry.name)
+    palette = taxonomy.colors(color_by)
+    categories = list(cells[color_by].cat.categories)
+    items = [(str(name), palette[i], counts[str(name)]) for i, name in enumerate(categories) if str(name) in counts]
+    title = f"{color_by} ({len(items):,} here)"
+    return categorical_legend(color_by, items, highlighted), title, "", "min", "max"
+
+
+def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+    """Register the legend callback on ``app``; returns name -> callback function."""
+    context = context or ViewerContext.build(atlas, settings)
+
+    @app.callback(
+        Output(ids.LEGEND, "children"),
+        Output(ids.LEGEND_TITLE, "children"),
+        Output(ids.GENE_RANGE_INFO, "children"),
+        Output(ids.GENE_VMIN, "placeholder"),
+        Output(ids.GENE_VMAX, "placeholder"),
+        Input(ids.DATASET, "value"),
+        Input(ids.SLAB_PLANE, "value"),
+        Input(ids.SECTION, "value"),
+        Input(ids.COLOR_BY, "value"),
+        Input(ids.GENE, "value"),
+        Input(ids.TERM, "data"),
+        Input(ids.GENE_VMIN, "value"),
+        Input(ids.GENE_VMAX, "value"),
+    )
+    def draw_legend(dataset, slab_plane, section, color_by, gene, term, vmin, vmax):
+        return legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, context)
+
+    return {"draw_legend": draw_legend}

@@ -1,0 +1,249 @@
+"""The map: a section, a whole slab plane, or (for single-cell datasets) the UMAP, drawn by the render route.
+
+* :func:`map_figure_step` builds the full figure when the frame changes (dataset, slab plane, section) and
+  otherwise returns a :class:`dash.Patch` that swaps only the picture (colour, gene, range, term, zoom, size).
+* ``relayoutData`` (zoom, pan, reset, in every shape Plotly emits) becomes the viewport store.
+* The plot area's pixel size comes from the browser (``assets/viewer.js``), so pictures match the screen.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dash import Input, Output, State, no_update
+
+from callbacks.context import ViewerContext
+from components import ids
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE
+from components.figures import message_figure, picture_figure, polygons_visibility_patch, view_patch
+from components.layout import notice_children
+from components.state import ViewState
+from components.viewport import Window, window_from_relayout
+
+log = logging.getLogger(__name__)
+
+def _term(term: dict | None) -> tuple[str, str] | None:
+    if term and term.get("level") and term.get("name"):
+        return str(term["level"]), str(term["name"])
+    return None
+
+
+def map_state(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, viewport) -> ViewState:
+    """The view drawn by the map, from the callback's inputs."""
+    term_pair = _term(term)
+    return ViewState(
+        dataset=dataset,
+        slab_plane=slab_plane,
+        section=None if section in (None, WHOLE_SLAB_PLANE) else section,
+        color_by=color_by or "",
+        gene=gene,
+        term=term_pair[1] if term_pair else None,
+        term_level=term_pair[0] if term_pair else None,
+        viewport=Window.from_dict(viewport),
+        vmin=_float(vmin),
+        vmax=_float(vmax),
+    )
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def map_title(state: ViewState, context: ViewerContext) -> str:
+    """Line above the map: what is drawn, how many cells, coloured by what."""
+    entry = context.catalog.get(state.dataset)
+    if entry is None:
+        return ""
+    if not entry.spatial:
+        where, n_cells = f"{entry.name} UMAP", entry.n_cells
+    elif state.section and state.section in entry.sections:
+        where, n_cells = f"Section {state.section}", entry.sections[state.section].n_cells
+    else:
+        plane = entry.plane(state.slab_plane) if state.slab_plane else None
+        where, n_cells = f"Slab plane {state.slab_plane}", plane.n_cells if plane else 0
+    if state.color_by == COLOR_BY_GENE:
+        colour = f"{state.gene} expression" if state.gene else "gene expression"
+    elif state.color_by == COLOR_BY_REGION:
+        colour = "region"
+    else:
+        colour = state.color_by
+    text = f"{where} · {n_cells:,} cells · coloured by {colour}"
+    if state.term:
+        text += f" · highlighting {state.term_level} {state.term}"
+    return text
+
+
+def frame_key(state: ViewState) -> str:
+    """Key of what the map's figure is drawn for: a new key needs a new figure, the same key a Patch."""
+    return f"{state.dataset}|{state.slab_plane}|{state.section}"
+
+
+def map_figure_step(
+    drawn_frame: str | None,
+    state: ViewState,
+    size: dict | None,
+    polygons_on: bool,
+    context: ViewerContext,
+) -> tuple[Any, str, list, Any]:
+    """The map's figure (full or Patch), its title and its notices, for the inputs of one callback run.
+
+    Parameters
+    ----------
+    drawn_frame : str or None
+        :func:`frame_key` of the figure on screen (None: none yet). Another frame gets a full figure; the same
+        frame gets a Patch that swaps the picture only.
+    state : ViewState
+        The view to draw.
+    size : dict or None
+        ``{"width_px", "height_px"}`` of the plot area.
+    polygons_on : bool
+        Region outlines visible.
+
+    Returns
+    -------
+    (figure or Patch, str, list, str or no_update)
+        Figure, title, notices, and the new frame key (``no_update`` for a Patch).
+    """
+    entry = context.catalog.get(state.dataset)
+    if entry is None:
+        text = "Choose a dataset" if context.catalog.datasets else "The store holds no dataset"
+        return message_figure(text), "", [], None
+    if entry.spatial and not state.section and not state.slab_plane:
+        return message_figure("Choose a slab plane and a section"), "", [], None
+    frame = context.frame(state)
+    window = state.viewport or frame
+    notices: list[str] = []
+    image = None
+    try:
+        image = context.picture_image(
+            dataset=entry.name,
+            section=state.section if entry.spatial else None,
+            slab_plane=state.slab_plane if entry.spatial else None,
+            color_by=state.color_by or entry.default_color_by(),
+            gene=state.gene,
+            term=(state.term_level, state.term) if state.term else None,
+            window=window,
+            frame=frame,
+            size=size,
+            vmin=state.vmin,
+            vmax=state.vmax,
+            y_down=entry.spatial,
+        )
+    except Exception as exc:  # a bad value must give a notice, never a blank panel
+        log.exception("map picture for %s failed", state)
+        notices.append(f"The map could not be drawn: {exc}")
+    if image is None and not notices:
+        notices.append("Nothing to draw in this view: double-click the map to see the whole section.")
+    title = map_title(state, context)
+    key = frame_key(state)
+    if key != drawn_frame:
+        polygons = None
+        if entry.spatial and state.slab_plane:
+            plane = entry.plane(state.slab_plane)
+            if plane is not None and plane.has_polygons:
+                polygons = context.atlas.polygons(entry.name, state.slab_plane)
+        figure = picture_figure(
+            frame=frame,
+            window=window,
+            image=image,
+            y_down=entry.spatial,
+            axis_titles=("x (mm)", "y (mm)") if entry.spatial else ("UMAP 1", "UMAP 2"),
+            polygons=polygons,
+            show_polygons=polygons_on,
+            with_scale_bar=entry.spatial,
+            uirevision="map",
+        )
+        return figure, title, notice_children(notices), key
+    patch = view_patch(window, image, y_down=entry.spatial, with_scale_bar=entry.spatial)
+    return patch, title, notice_children(notices), no_update
+
+
+def viewport_step(relayout: dict | None, current: dict | None, state: ViewState, context: ViewerContext) -> Any:
+    """The viewport store after a ``relayoutData`` event (``no_update`` when the view did not move)."""
+    frame = context.frame(state)
+    if frame is None:
+        return no_update
+    new = window_from_relayout(relayout, Window.from_dict(current), frame)
+    if new is None:
+        return no_update
+    if new == frame:
+        return None if current is not None else no_update
+    old = Window.from_dict(current)
+    if old is not None and all(abs(a - b) <= 1e-9 * max(1.0, abs(a)) for a, b in zip(new, old)):
+        return no_update
+    return new.to_dict()
+
+
+def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+    """Register the map callbacks on ``app``; returns name -> callback function."""
+    context = context or ViewerContext.build(atlas, settings)
+
+    @app.callback(
+        Output(ids.MAP_GRAPH, "figure"),
+        Output(ids.MAP_TITLE, "children"),
+        Output(ids.NOTICE_MAP, "children"),
+        Output(ids.MAP_FRAME, "data"),
+        Input(ids.DATASET, "value"),
+        Input(ids.SLAB_PLANE, "value"),
+        Input(ids.SECTION, "value"),
+        Input(ids.COLOR_BY, "value"),
+        Input(ids.GENE, "value"),
+        Input(ids.TERM, "data"),
+        Input(ids.GENE_VMIN, "value"),
+        Input(ids.GENE_VMAX, "value"),
+        Input(ids.VIEWPORT, "data"),
+        Input(ids.MAP_SIZE, "data"),
+        State(ids.POLYGONS, "value"),
+        State(ids.MAP_FRAME, "data"),
+    )
+    def draw_map(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, viewport, size, polygons,
+                 drawn_frame):
+        state = map_state(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, viewport)
+        return map_figure_step(drawn_frame, state, size, bool(polygons), context)
+
+    @app.callback(
+        Output(ids.VIEWPORT, "data", allow_duplicate=True),
+        Input(ids.MAP_GRAPH, "relayoutData"),
+        State(ids.VIEWPORT, "data"),
+        State(ids.DATASET, "value"),
+        State(ids.SLAB_PLANE, "value"),
+        State(ids.SECTION, "value"),
+        prevent_initial_call=True,
+    )
+    def follow_zoom(relayout, current, dataset, slab_plane, section):
+        state = map_state(dataset, slab_plane, section, None, None, None, None, None, None)
+        return viewport_step(relayout, current, state, context)
+
+    @app.callback(
+        Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
+        Input(ids.POLYGONS, "value"),
+        State(ids.DATASET, "value"),
+        State(ids.SLAB_PLANE, "value"),
+        prevent_initial_call=True,
+    )
+    def toggle_polygons(value, dataset, slab_plane):
+        return polygons_step(bool(value), dataset, slab_plane, context)
+
+    app.clientside_callback(
+        f"function (figure) {{ return window.atlasViewer.watchSize('{ids.MAP_GRAPH}', '{ids.MAP_SIZE}'); }}",
+        Output(ids.MAP_SIZE, "data"),
+        Input(ids.MAP_GRAPH, "figure"),
+    )
+    return {"draw_map": draw_map, "follow_zoom": follow_zoom, "toggle_polygons": toggle_polygons}
+
+
+def polygons_step(visible: bool, dataset: str | None, slab_plane: str | None, context: ViewerContext) -> Any:
+    """Patch showing or hiding the region outlines of the current slab plane."""
+    entry = context.catalog.get(dataset)
+    plane = entry.plane(slab_plane) if entry is not None and slab_plane else None
+    if plane is None or not plane.has_polygons:
+        return no_update
+    from components.figures import polygon_traces
+
+    n_outlines = len(polygon_traces(context.atlas.polygons(entry.name, slab_plane), visible=visible))
+    if n_outlines == 0:
+        return no_update
+    return polygons_visibility_patch(1 + n_outlines, visible)

@@ -1,0 +1,331 @@
+"""The view's controls kept consistent, and the address bar kept in step with them.
+
+One callback owns the selection (dataset, slab plane, section, colour-by, gene, gene range, and the term and
+viewport when the URL or a dataset switch sets them): every trigger goes through the pure rules of
+:mod:`components.state`, and only the properties that changed are sent back (``no_update`` elsewhere), so no
+picture is redrawn for nothing. The dropdowns are inputs and outputs of this one callback (Dash allows that
+circle inside one callback), which is what lets a URL set a dataset AND its section at once.
+
+A second callback writes the view into the query string (``history.pushState``/``replaceState`` in the browser,
+never a reload), and a third offers gene completions as the user types.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dash import Input, Output, State, ctx, no_update
+
+from callbacks.context import ViewerContext
+from components import ids
+from components.catalog import COLOR_BY_GENE, WHOLE_SLAB_PLANE
+from components.layout import (color_by_options, gene_options, notice_children, section_options,
+                               slab_plane_options)
+from components.state import (ViewState, default_state, parse_query, switch_dataset, switch_section,
+                              switch_slab_plane, to_query)
+from components.viewport import Window
+
+log = logging.getLogger(__name__)
+
+#: Genes offered in the gene box before anything is typed.
+FIRST_GENES = 50
+#: Completions offered for a typed text.
+GENE_MATCHES = 30
+
+
+def current_state(values: dict[str, Any]) -> ViewState:
+    """The view the controls show now (``values`` keyed by the control ids)."""
+    term = values.get(ids.TERM) or None
+    section = values.get(ids.SECTION)
+    return ViewState(
+        dataset=values.get(ids.DATASET),
+        slab_plane=values.get(ids.SLAB_PLANE),
+        section=None if section in (None, WHOLE_SLAB_PLANE) else section,
+        color_by=values.get(ids.COLOR_BY) or "",
+        gene=values.get(ids.GENE),
+        term=term.get("name") if term else None,
+        term_level=term.get("level") if term else None,
+        viewport=Window.from_dict(values.get(ids.VIEWPORT)),
+        vmin=_number_or_none(values.get(ids.GENE_VMIN)),
+        vmax=_number_or_none(values.get(ids.GENE_VMAX)),
+    )
+
+
+def _number_or_none(value: Any) -> float | None:
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def resolve_view(
+    trigger: str | None, values: dict[str, Any], context: ViewerContext, *, search: str | None = None,
+    previous_taxonomy: str | None = None,
+) -> tuple[ViewState, list[str]]:
+    """The view after ``trigger`` changed (None or ``ids.URL``: read the URL).
+
+    Parameters
+    ----------
+    trigger : str or None
+        Id of the control that changed.
+    values : dict
+        Current control values keyed by id (the trigger's already new).
+    context : ViewerContext
+    search : str or None
+        ``location.search`` for a URL trigger.
+    previous_taxonomy : str or None
+        Taxonomy of the highlighted term (to keep it across a dataset switch).
+
+    Returns
+    -------
+    (ViewState, list of str)
+        The consistent view and notices to show.
+    """
+    catalog = context.catalog
+    lookups = context.lookups
+    state = current_state(values)
+    notices: list[str] = []
+    if trigger in (None, ids.URL):
+        state, notices = parse_query(search, catalog, gene_lookup=lookups.gene_symbol, term_lookup=lookups.term_level)
+    elif trigger == ids.DATASET:
+        if catalog.get(state.dataset) is None:
+            state, notices = default_state(catalog), [f"Unknown dataset '{state.dataset}'."]
+        else:
+            state, notices = switch_dataset(
+                catalog, state.replace(dataset=None), state.dataset, gene_lookup=lookups.gene_symbol,
+                term_lookup=lookups.term_level, previous_taxonomy=previous_taxonomy,
+            )
+    elif trigger == ids.SLAB_PLANE:
+        if state.slab_plane:
+            state = switch_slab_plane(catalog, state, state.slab_plane)
+    elif trigger == ids.SECTION:
+        state = switch_section(catalog, state, state.section)
+    elif trigger == ids.COLOR_BY:
+        if state.color_by == COLOR_BY_GENE and not state.gene:
+            state = state.replace(gene=lookups.first_gene(state.dataset))
+    elif trigger == ids.GENE:
+        entry = catalog.get(state.dataset)
+        if state.gene:
+            state = state.replace(color_by=COLOR_BY_GENE, vmin=None, vmax=None)
+        elif state.color_by == COLOR_BY_GENE and entry is not None:
+            state = state.replace(color_by=entry.default_color_by(), vmin=None, vmax=None)
+    elif trigger == ids.GENE_RANGE_AUTO:
+        state = state.replace(vmin=None, vmax=None)
+    if state.color_by == COLOR_BY_GENE and not state.gene and state.dataset:
+        state = state.replace(gene=lookups.first_gene(state.dataset))
+    return state, notices
+
+
+def selection_outputs(
+    state: ViewState, before: ViewState, context: ViewerContext, notices: list[str], *, force: bool = False
+) -> tuple:
+    """The outputs of the selection callback: changed properties, ``no_update`` for the others.
+
+    Parameters
+    ----------
+    state, before : ViewState
+        The view after and before the trigger.
+    force : bool
+        Send every property (first load).
+    """
+    catalog = context.catalog
+    entry = catalog.get(state.dataset)
+    dataset_changed = force or state.dataset != before.dataset
+    plane_changed = dataset_changed or state.slab_plane != before.slab_plane
+
+    def changed(new: Any, old: Any) -> Any:
+        return new if force or new != old else no_update
+
+    section_value = state.section or (WHOLE_SLAB_PLANE if state.slab_plane else None)
+    before_section_value = before.section or (WHOLE_SLAB_PLANE if before.slab_plane else None)
+    gene_opts = no_update
+    if dataset_changed or state.gene != before.gene:
+        gene_opts = _gene_option_list(context, state.dataset, state.gene, None)
+    term = {"level": state.term_level, "name": state.term, "taxonomy": entry.taxonomy if entry else None} \
+        if state.term else None
+    before_term = (before.term_level, before.term)
+    viewport = state.viewport.to_dict() if state.viewport is not None else None
+    return (
+        changed(state.dataset, before.dataset),
+        slab_plane_options(entry) if dataset_changed else no_update,
+        changed(state.slab_plane, before.slab_plane),
+        section_options(entry, state.slab_plane) if plane_changed else no_update,
+        changed(section_value, before_section_value),
+        not (entry is not None and entry.spatial) if dataset_changed else no_update,
+        color_by_options(entry) if dataset_changed else no_update,
+        changed(state.color_by or None, before.color_by or None),
+        not (entry is not None and entry.has_genes) if dataset_changed else no_update,
+        gene_opts,
+        changed(state.gene, before.gene),
+        changed(state.vmin, before.vmin),
+        changed(state.vmax, before.vmax),
+        term if force or (state.term_level, state.term) != before_term else no_update,
+        viewport if force or state.viewport != before.viewport else no_update,
+        notice_children(notices),
+    )
+
+
+def _gene_option_list(context: ViewerContext, dataset: str | None, current: str | None,
+                      text: str | None) -> list[dict]:
+    """Gene box options: matches of ``text`` (or the first genes), always including the current gene."""
+    entry = context.catalog.get(dataset)
+    if entry is None or not entry.has_genes:
+        return []
+    atlas = context.atlas
+    if text:
+        matches = [(m["gene_symbol"], m["gene_identifier"]) for m in atlas.search_genes(text, dataset,
+                                                                                          limit=GENE_MATCHES)]
+    else:
+        table = atlas.genes(dataset).head(FIRST_GENES)
+        matches = list(zip(table["gene_symbol"].astype(str), table["gene_identifier"].astype(str)))
+    if current and current not in {symbol for symbol, _ in matches}:
+        try:
+            identifier, symbol = atlas.resolve_gene(dataset, current)
+            matches.insert(0, (str(symbol), str(identifier)))
+        except KeyError:
+            pass
+    return gene_options(matches)
+
+
+SELECTION_OUTPUTS = [
+    Output(ids.DATASET, "value"),
+    Output(ids.SLAB_PLANE, "options"),
+    Output(ids.SLAB_PLANE, "value"),
+    Output(ids.SECTION, "options"),
+    Output(ids.SECTION, "value"),
+    Output(ids.SPATIAL_CONTROLS, "hidden"),
+    Output(ids.COLOR_BY, "options"),
+    Output(ids.COLOR_BY, "value"),
+    Output(ids.GENE_CONTROLS, "hidden"),
+    Output(ids.GENE, "options", allow_duplicate=True),
+    Output(ids.GENE, "value"),
+    Output(ids.GENE_VMIN, "value"),
+    Output(ids.GENE_VMAX, "value"),
+    Output(ids.TERM, "data", allow_duplicate=True),
+    Output(ids.VIEWPORT, "data", allow_duplicate=True),
+    Output(ids.NOTICE_VIEW, "children"),
+]
+SELECTION_INPUTS = [ids.URL, ids.DATASET, ids.SLAB_PLANE, ids.SECTION, ids.COLOR_BY, ids.GENE, ids.GENE_RANGE_AUTO]
+
+
+def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+    """Register the selection, URL and gene-completion callbacks on ``app``.
+
+    Returns
+    -------
+    dict
+        name -> the callback functions (plain functions, callable in tests).
+    """
+    context = context or ViewerContext.build(atlas, settings)
+
+    @app.callback(
+        *SELECTION_OUTPUTS,
+        Input(ids.URL, "search"),
+        Input(ids.DATASET, "value"),
+        Input(ids.SLAB_PLANE, "value"),
+        Input(ids.SECTION, "value"),
+        Input(ids.COLOR_BY, "value"),
+        Input(ids.GENE, "value"),
+        Input(ids.GENE_RANGE_AUTO, "n_clicks"),
+        State(ids.TERM, "data"),
+        State(ids.VIEWPORT, "data"),
+        State(ids.GENE_VMIN, "value"),
+        State(ids.GENE_VMAX, "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def update_selection(search, dataset, slab_plane, section, color_by, gene, _auto, term, viewport, vmin, vmax):
+        trigger = ctx.triggered_id
+        values = {ids.DATASET: dataset, ids.SLAB_PLANE: slab_plane, ids.SECTION: section, ids.COLOR_BY: color_by,
+                  ids.GENE: gene, ids.TERM: term, ids.VIEWPORT: viewport, ids.GENE_VMIN: vmin,
+                  ids.GENE_VMAX: vmax}
+        return selection_step(trigger, values, context, search=search)
+
+    @app.callback(
+        Output(ids.URL_QUERY, "data"),
+        Input(ids.DATASET, "value"),
+        Input(ids.SLAB_PLANE, "value"),
+        Input(ids.SECTION, "value"),
+        Input(ids.COLOR_BY, "value"),
+        Input(ids.GENE, "value"),
+        Input(ids.TERM, "data"),
+        Input(ids.VIEWPORT, "data"),
+        Input(ids.GENE_VMIN, "value"),
+        Input(ids.GENE_VMAX, "value"),
+        prevent_initial_call=True,
+    )
+    def write_url(dataset, slab_plane, section, color_by, gene, term, viewport, vmin, vmax):
+        values = {ids.DATASET: dataset, ids.SLAB_PLANE: slab_plane, ids.SECTION: section, ids.COLOR_BY: color_by,
+                  ids.GENE: gene, ids.TERM: term, ids.VIEWPORT: viewport, ids.GENE_VMIN: vmin,
+                  ids.GENE_VMAX: vmax}
+        return url_query(values, only_viewport=ctx.triggered_id == ids.VIEWPORT)
+
+    # history.pushState/replaceState in the browser: no reload, no Dash round trip
+    app.clientside_callback(
+        "function (data) { return window.atlasViewer.writeUrl(data); }",
+        Output(ids.URL_WRITTEN, "data"),
+        Input(ids.URL_QUERY, "data"),
+        prevent_initial_call=True,
+    )
+
+    @app.callback(
+        Output(ids.GENE, "options", allow_duplicate=True),
+        Output(ids.NOTICE_GENE, "children"),
+        Input(ids.GENE, "search_value"),
+        State(ids.DATASET, "value"),
+        State(ids.GENE, "value"),
+        prevent_initial_call=True,
+    )
+    def complete_gene(text, dataset, current):
+        return gene_completions(text, dataset, current, context)
+
+    @app.callback(Output(ids.HEADER_SUMMARY, "children"), Input(ids.DATASET, "value"))
+    def header_summary(dataset):
+        return dataset_summary(dataset, context)
+
+    return {"update_selection": update_selection, "write_url": write_url, "complete_gene": complete_gene,
+            "header_summary": header_summary}
+
+
+def selection_step(trigger: str | None, values: dict[str, Any], context: ViewerContext, *,
+                   search: str | None = None) -> tuple:
+    """One run of the selection callback (the callback's body, callable in tests)."""
+    before = current_state(values)
+    term = values.get(ids.TERM) or {}
+    previous_taxonomy = term.get("taxonomy") if isinstance(term, dict) else None
+    state, notices = resolve_view(trigger, values, context, search=search, previous_taxonomy=previous_taxonomy)
+    first_load = trigger is None
+    if trigger == ids.DATASET:
+        # the dropdown already shows the new dataset, but its planes, sections and options are the old ones
+        before = before.replace(dataset=None)
+    return selection_outputs(state, before, context, notices, force=first_load)
+
+
+def url_query(values: dict[str, Any], *, only_viewport: bool = False) -> dict:
+    """The query string of the controls' view, and whether it replaces the history entry (viewport moves)."""
+    return {"query": to_query(current_state(values)), "replace": bool(only_viewport)}
+
+
+def gene_completions(text: str | None, dataset: str | None, current: str | None,
+                     context: ViewerContext) -> tuple[list[dict], list]:
+    """Gene box options for ``text`` and a notice when nothing matches."""
+    entry = context.catalog.get(dataset)
+    if entry is None or not entry.has_genes:
+        return [], []
+    text = (text or "").strip()
+    options = _gene_option_list(context, dataset, current, text or None)
+    matched = [o for o in options if o["value"] != current] if text else options
+    if text and not matched:
+        return options, notice_children([f"No gene matches '{text}' in {dataset}."])
+    return options, []
+
+
+def dataset_summary(dataset: str | None, context: ViewerContext) -> str:
+    """Header line: species, platform, cells, genes and taxonomy of the dataset."""
+    entry = context.catalog.get(dataset)
+    if entry is None:
+        return ""
+    parts = [entry.species or "multi-species", entry.platform, f"{entry.n_cells:,} cells"]
+    if entry.has_genes:
+        parts.append(f"{entry.n_genes:,} genes")
+    parts.append(f"taxonomy {entry.taxonomy}")
+    return " · ".join(parts)

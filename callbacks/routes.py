@@ -1,0 +1,135 @@
+"""``GET /render/map.png``: the datashader picture of a section, slab plane or UMAP, as PNG with cache headers.
+
+Every query parameter is checked against the catalog (:func:`components.picture.parse_picture_args`); a bad one
+gets ``400`` with a message naming it, and no request value ever reaches a file path. Pictures are cached by
+their plain-value key in the app's picture cache (``callbacks.caching``) and by the browser (the URL carries
+every parameter and the store version).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Response, request
+
+from callbacks.context import ViewerContext
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION
+from components.picture import PICTURE_PATH, PictureRequest, PictureRequestError, parse_picture_args
+
+log = logging.getLogger(__name__)
+
+#: Seconds a browser or proxy may keep a picture (the URL changes with the store version).
+MAX_AGE_S = 24 * 3600
+
+
+def render_png(context: ViewerContext, picture: PictureRequest) -> bytes:
+    """Render one picture through the atlas and ``rendering``.
+
+    Returns
+    -------
+    bytes
+        PNG of ``picture.height_px x picture.width_px`` RGBA pixels, row 0 at the top as displayed.
+    """
+    from rendering.png import encode_png
+    from rendering.raster import Viewport, auto_spread_px, render_categorical, render_numeric
+
+    atlas = context.atlas
+    entry = context.catalog.get(picture.dataset)
+    y_down = entry.spatial
+    where = {"section": picture.section} if picture.section else (
+        {"slab_plane": picture.slab_plane} if picture.slab_plane else {})
+    cells = atlas.cells(picture.dataset, **where)
+    x = cells["x"].to_numpy()
+    y = cells["y"].to_numpy()
+    viewport = Viewport(*picture.window, picture.width_px, picture.height_px,
+                        max_px=max(context.settings.max_image_px, picture.width_px, picture.height_px))
+    in_view = int(np.count_nonzero(viewport.contains(x, y)))
+    spread = auto_spread_px(in_view, viewport)
+    highlight = None
+    if picture.term and picture.term_level:
+        column = cells[picture.term_level]
+        code = column.cat.categories.get_loc(picture.term) if picture.term in column.cat.categories else -2
+        highlight = np.asarray(column.cat.codes) == code
+    if picture.color_by == COLOR_BY_GENE:
+        values = atlas.gene(picture.dataset, picture.gene, **where)
+        if picture.vmin is not None and picture.vmax is not None:
+            vmin, vmax = picture.vmin, picture.vmax
+        else:
+            vmin, vmax = context.gene_range(picture.dataset, picture.gene)
+        rgba = render_numeric(x, y, values, viewport, vmin=vmin, vmax=vmax, highlight=highlight,
+                              spread_px=spread, y_down=y_down)
+    else:
+        column = cells[picture.color_by]
+        if picture.color_by == COLOR_BY_REGION:
+            colors_by_name = atlas.region_colors(picture.dataset)
+            colors = [colors_by_name.get(str(name), "#bebebe") for name in column.cat.categories]
+        else:
+            colors = atlas.taxonomy(picture.dataset).colors(picture.color_by)
+        codes = np.asarray(column.cat.codes, dtype=np.int32)
+        rgba = render_categorical(x, y, codes, colors, viewport, highlight=highlight, spread_px=spread,
+                                  y_down=y_down)
+    return encode_png(rgba)
+
+
+def picture_blueprint(context: ViewerContext) -> Blueprint:
+    """The Flask blueprint serving :data:`components.picture.PICTURE_PATH` for ``context``'s atlas."""
+    blueprint = Blueprint("pictures", __name__)
+
+    @blueprint.get(PICTURE_PATH)
+    def map_png() -> Response:
+        args = {key: request.args.get(key, "") for key in request.args}
+        try:
+            picture = parse_picture_args(
+                args,
+                context.catalog,
+                max_px=context.settings.max_image_px,
+                gene_lookup=context.lookups.gene_symbol,
+                term_exists=context.lookups.term_exists,
+            )
+        except PictureRequestError as exc:
+            return Response(f"Bad picture request: {exc}\n", status=400, mimetype="text/plain")
+        started = time.perf_counter()
+        key = picture.cache_key()
+        etag = hashlib.sha1(repr((context.version, key)).encode()).hexdigest()[:20]
+        if request.if_none_match and etag in request.if_none_match:
+            return Response(status=304, headers={"ETag": etag})
+        try:
+            png = _cached_render(context, picture, key)
+        except Exception:  # a broken picture must say so, not hang the map
+            log.exception("rendering %s failed", request.full_path)
+            return Response("The picture could not be rendered; see the server log.\n", status=500,
+                            mimetype="text/plain")
+        log.debug("picture %sx%s %s in %.1f ms", picture.width_px, picture.height_px, picture.dataset,
+                  (time.perf_counter() - started) * 1000)
+        response = Response(png, mimetype="image/png")
+        response.headers["Cache-Control"] = f"public, max-age={MAX_AGE_S}"
+        response.headers["ETag"] = etag
+        return response
+
+    return blueprint
+
+
+def _cached_render(context: ViewerContext, picture: PictureRequest, key: tuple) -> bytes:
+    try:
+        from callbacks.caching import picture_cache
+    except ImportError:  # pragma: no cover - caching is optional
+        return render_png(context, picture)
+    return picture_cache().get_or_render(key, lambda: render_png(context, picture))
+
+
+def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> Blueprint:
+    """Serve the pictures of ``atlas`` on ``app``'s Flask server.
+
+    Returns
+    -------
+    flask.Blueprint
+        The registered blueprint.
+    """
+    context = context or ViewerContext.build(atlas, settings)
+    blueprint = picture_blueprint(context)
+    server = getattr(app, "server", app)
+    server.register_blueprint(blueprint)
+    return blueprint

@@ -1,0 +1,241 @@
+"""The taxonomy tree and the highlighted term.
+
+The tree lists every level with term colours and cell counts (in the current section or slab plane, and in the
+whole dataset); it is lazy (children of expanded terms only) and searchable, so 5,322 clusters stay usable.
+A term picked anywhere — a tree row, a legend entry, a click on the map or the UMAP (the clicked cell's term at
+the colour-by level) — becomes the highlighted term: its cells keep their colour in every picture, the others dim.
+Picking it again, or "Clear highlight", removes the highlight.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dash import Input, Output, State, ctx, no_update
+
+from callbacks.context import ViewerContext, term_counts
+from callbacks.inspector import event_position, nearest_cell_info
+from components import ids
+from components.catalog import WHOLE_SLAB_PLANE
+from components.panels import TermRow, term_key, tree_children, tree_search_children
+
+log = logging.getLogger(__name__)
+
+#: Search results listed at most.
+SEARCH_LIMIT = 500
+
+
+class TreeData:
+    """Term rows with counts, memoised per dataset for the totals (the section counts are cheap)."""
+
+    def __init__(self, context: ViewerContext):
+        self.context = context
+        self._totals: dict[tuple[str, str], dict[str, int]] = {}
+
+    def totals(self, dataset: str, level: str) -> dict[str, int]:
+        """Cells per term of ``level`` in the whole dataset."""
+        key = (dataset, level)
+        if key not in self._totals:
+            self._totals[key] = term_counts(self.context.atlas.cells(dataset), level)
+        return self._totals[key]
+
+    def rows(self, dataset: str, section: str | None, slab_plane: str | None) -> dict[str, list[TermRow]]:
+        """level -> :class:`TermRow` of every term, in taxonomy order."""
+        atlas = self.context.atlas
+        taxonomy = atlas.taxonomy(dataset)
+        entry = self.context.catalog.get(dataset)
+        where = {}
+        if entry is not None and entry.spatial:
+            where = {"section": section} if section else ({"slab_plane": slab_plane} if slab_plane else {})
+        local_cells = atlas.cells(dataset, **where) if where else None
+        rows: dict[str, list[TermRow]] = {}
+        for level in taxonomy.levels:
+            totals = self.totals(dataset, level)
+            local = term_counts(local_cells, level) if local_cells is not None else totals
+            terms = taxonomy.terms(level)
+            rows[level] = [
+                TermRow(level=level, name=str(name), color=str(color), parent=str(parent or ""),
+                        n_section=local.get(str(name), 0), n_total=totals.get(str(name), 0))
+                for name, color, parent in zip(terms["name"], terms["color"], terms["parent"])
+            ]
+        return rows
+
+
+def tree_step(dataset, slab_plane, section, term, expanded, search, data: TreeData) -> list:
+    """Tree content for the current dataset, place, highlight, expanded terms and search text."""
+    context = data.context
+    entry = context.catalog.get(dataset)
+    if entry is None:
+        return []
+    section = None if section in (None, WHOLE_SLAB_PLANE) else section
+    rows = data.rows(entry.name, section, slab_plane)
+    highlighted = (term["level"], term["name"]) if term and term.get("name") else None
+    text = (search or "").strip()
+    if text:
+        found = context.atlas.search_terms(text, entry.name, limit=SEARCH_LIMIT)
+        index = {(row.level, row.name): row for level_rows in rows.values() for row in level_rows}
+        matches = [index[(m["level"], m["name"])] for m in found if (m["level"], m["name"]) in index]
+        return tree_search_children(matches, highlighted, text)
+    return tree_children(list(entry.levels), rows, expanded or [], highlighted)
+
+
+def toggle_step(triggered: dict | None, clicks: int | None, expanded: list | None) -> Any:
+    """Expanded-term keys after a caret click (``no_update`` for a newly drawn caret)."""
+    if not triggered or not clicks:
+        return no_update
+    key = term_key(triggered["level"], triggered["name"])
+    current = list(expanded or [])
+    if key in current:
+        current.remove(key)
+    else:
+        current.append(key)
+    return current
+
+
+def pick_step(
+    trigger: Any,
+    clicks: int | None,
+    map_click: dict | None,
+    umap_click: dict | None,
+    dataset: str | None,
+    slab_plane: str | None,
+    section: str | None,
+    color_by: str | None,
+    term: dict | None,
+    context: ViewerContext,
+) -> Any:
+    """Highlighted term after a pick (tree row, legend entry, clear button, map or UMAP click).
+
+    Returns
+    -------
+    dict, None or no_update
+        ``{"level", "name", "taxonomy"}`` of the new term, None to clear, no_update for a non-click.
+    """
+    entry = context.catalog.get(dataset)
+    if entry is None or trigger is None:
+        return no_update
+    if trigger == ids.CLEAR_TERM:
+        return None if term else no_update
+    picked: tuple[str, str] | None = None
+    if isinstance(trigger, dict):
+        if not clicks:
+            return no_update  # a newly drawn row, not a click
+        picked = (trigger["level"], trigger["name"])
+    elif trigger in (ids.MAP_GRAPH, ids.UMAP_GRAPH):
+        picked = _clicked_term(trigger, map_click if trigger == ids.MAP_GRAPH else umap_click, entry, slab_plane,
+                               section, color_by, context)
+        if picked is None:
+            return no_update
+    else:
+        return no_update
+    current = (term.get("level"), term.get("name")) if term else None
+    if current == picked:
+        return None  # picking the highlighted term again clears it
+    return {"level": picked[0], "name": picked[1], "taxonomy": entry.taxonomy}
+
+
+def expanded_step(trigger: Any, clicks: int | None, dataset: str | None, term: dict | None,
+                  expanded: list | None, context: ViewerContext) -> Any:
+    """Expanded terms of the tree after a caret click, a new highlighted term (its ancestors open, so it
+    shows) or a new dataset (collapsed, but for the highlighted term's ancestors)."""
+    if isinstance(trigger, dict):
+        return toggle_step(trigger, clicks, expanded)
+    if trigger == ids.DATASET:
+        expanded = []
+    elif trigger != ids.TERM:
+        return no_update
+    if not term or not term.get("name") or context.catalog.get(dataset) is None:
+        return expanded if trigger == ids.DATASET else no_update
+    revealed = _with_ancestors(expanded, (term["level"], term["name"]), dataset, context)
+    if revealed is no_update:
+        return expanded if trigger == ids.DATASET else no_update
+    return revealed
+
+
+def _clicked_term(trigger, event, entry, slab_plane, section, color_by, context) -> tuple[str, str] | None:
+    position = event_position(event)
+    if position is None:
+        return None
+    level = color_by if color_by in entry.levels else entry.default_color_by()
+    if trigger == ids.UMAP_GRAPH:
+        target = context.umap_dataset(entry.name)
+        where: dict = {}
+    else:
+        target = entry.name
+        section = None if section in (None, WHOLE_SLAB_PLANE) else section
+        where = ({"section": section} if section else {"slab_plane": slab_plane}) if entry.spatial else {}
+    if target is None:
+        return None
+    target_entry = context.catalog.get(target)
+    frame = context.frame_of_dataset(target) if trigger == ids.UMAP_GRAPH else None
+    max_distance = 0.03 * frame.width if frame is not None else None
+    info = nearest_cell_info(context, target, *position, max_distance=max_distance, **where)
+    if info is None or target_entry is None:
+        return None
+    for cell_level, name, _ in info["levels"]:
+        if cell_level == level and name not in ("unassigned", "Adjacent"):
+            return level, name
+    return None
+
+
+def _with_ancestors(expanded: list | None, picked: tuple[str, str], dataset: str, context: ViewerContext) -> Any:
+    """``expanded`` plus the ancestors of ``picked``, so the term shows in the tree."""
+    try:
+        path = context.atlas.taxonomy(dataset).path(*picked)
+    except (KeyError, ValueError):
+        return no_update
+    keys = [term_key(level, name) for level, name in path.items() if (level, name) != picked]
+    current = list(expanded or [])
+    added = [key for key in keys if key not in current]
+    return current + added if added else no_update
+
+
+def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+    """Register the tree and term-picking callbacks on ``app``; returns name -> callback function."""
+    context = context or ViewerContext.build(atlas, settings)
+    data = TreeData(context)
+
+    @app.callback(
+        Output(ids.TREE, "children"),
+        Input(ids.DATASET, "value"),
+        Input(ids.SLAB_PLANE, "value"),
+        Input(ids.SECTION, "value"),
+        Input(ids.TERM, "data"),
+        Input(ids.TREE_EXPANDED, "data"),
+        Input(ids.TREE_SEARCH, "value"),
+    )
+    def draw_tree(dataset, slab_plane, section, term, expanded, search):
+        return tree_step(dataset, slab_plane, section, term, expanded, search, data)
+
+    @app.callback(
+        Output(ids.TREE_EXPANDED, "data"),
+        Input(ids.all_of(ids.TREE_TOGGLE), "n_clicks"),
+        Input(ids.TERM, "data"),
+        Input(ids.DATASET, "value"),
+        State(ids.TREE_EXPANDED, "data"),
+        prevent_initial_call=True,
+    )
+    def update_expanded(_clicks, term, dataset, expanded):
+        value = ctx.triggered[0]["value"] if ctx.triggered else None
+        return expanded_step(ctx.triggered_id, value, dataset, term, expanded, context)
+
+    @app.callback(
+        Output(ids.TERM, "data", allow_duplicate=True),
+        Input(ids.all_of(ids.TREE_TERM), "n_clicks"),
+        Input(ids.all_of(ids.LEGEND_TERM), "n_clicks"),
+        Input(ids.CLEAR_TERM, "n_clicks"),
+        Input(ids.MAP_GRAPH, "clickData"),
+        Input(ids.UMAP_GRAPH, "clickData"),
+        State(ids.DATASET, "value"),
+        State(ids.SLAB_PLANE, "value"),
+        State(ids.SECTION, "value"),
+        State(ids.COLOR_BY, "value"),
+        State(ids.TERM, "data"),
+        prevent_initial_call=True,
+    )
+    def pick_term(_tree, _legend, _clear, map_click, umap_click, dataset, slab_plane, section, color_by, term):
+        value = ctx.triggered[0]["value"] if ctx.triggered else None
+        return pick_step(ctx.triggered_id, value, map_click, umap_click, dataset, slab_plane, section, color_by,
+                         term, context)
+
+    return {"draw_tree": draw_tree, "update_expanded": update_expanded, "pick_term": pick_term}
