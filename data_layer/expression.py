@@ -255,21 +255,23 @@ def convert_expression(
     n_genes = len(gene_pos)
 
     fixed = n_cells * (12 + 1 + 4 + 4) + sum(i.n_rows for i in infos[:1]) * 12
-    work = int(memory_limit_bytes * 0.6) - fixed
+    work = int(memory_limit_bytes * 0.4) - fixed  # the rest: allocator, HDF5 buffers, interpreter
     if work < 4 << 20:
         log.warning("memory limit %d MB is tight for %d cells; using 4 MB of working memory",
                     memory_limit_bytes >> 20, n_cells)
         work = 4 << 20
     chunk_entries = max(1, work // BYTES_PER_ENTRY)
 
-    index = LabelIndex(cell_labels)
+    # Labels are hashed and looked up in chunks: a Python string costs ~100 bytes while it lives.
+    label_chunk = max(1024, work // 400)
+    index = LabelIndex(cell_labels, chunk=label_chunk)
     claimed = np.zeros(n_cells, dtype=bool)
     srcs: list[_Source] = []
     for info in infos:
         row_map = np.full(info.n_rows, -1, dtype=np.int32)
         try:
             with h5py.File(info.path, "r") as f:
-                for start, labels in _obs_label_chunks(f, info.path, chunk=min(1 << 18, chunk_entries)):
+                for start, labels in _obs_label_chunks(f, info.path, chunk=label_chunk):
                     row_map[start:start + len(labels)] = index.lookup(labels)
         except ExpressionError:
             raise

@@ -19,6 +19,7 @@ kept when there is one. :class:`PrepareError` is raised at the end if anything f
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -730,7 +731,7 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
         cluster_codes = np.where(finest < n_clusters, finest, -1).astype(np.int32)
         n_unassigned = int((finest == n_clusters + 1).sum())
         n_adjacent = int((finest == n_clusters).sum())
-        del all_codes
+        del all_codes, aliases, finest
         if n_unassigned:
             log.info("%s: %d of %d cells have no cluster (shown as unassigned)", plan.name, n_unassigned, n)
     elif (cells["cluster_alias"] != "").any():
@@ -738,14 +739,18 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
                     plan.name)
     meta["term_counts"] = term_counts
 
-    # Expression.
+    # Expression. The cell table is no longer needed: free it so the conversion gets the memory.
     errors: list[str] = list(table.expression_problems)
     expr_summary = None
-    if table.expression_files:
+    expression_files = list(table.expression_files)
+    table.cells = cells = None
+    gc.collect()
+    if expression_files:
+        budget = memory_budget(memory_limit_bytes)
         try:
             expr_summary = convert_expression(
-                [cache.path(f) for f in table.expression_files], labels, folder / "expression",
-                cluster_codes=cluster_codes, n_clusters=n_clusters, memory_limit_bytes=memory_limit_bytes,
+                [cache.path(f) for f in expression_files], labels, folder / "expression",
+                cluster_codes=cluster_codes, n_clusters=n_clusters, memory_limit_bytes=budget,
                 gene_symbols=table.gene_symbols, dtype=expression_dtype, progress=progress, label=plan.name)
         except ExpressionError as exc:
             errors.append(str(exc))
@@ -758,7 +763,7 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
     versions = {}
     for f in plan.files.values():
         versions.setdefault(f.kind, f.version)
-    for f in table.expression_files:
+    for f in expression_files:
         versions.setdefault("expression_matrices", f.version)
     return {
         "kind": plan.kind, "species": table.species, "platform": table.platform, "taxonomy": plan.taxonomy,
@@ -766,12 +771,35 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
         "n_sections": n_sections, "n_slab_planes": n_planes, "bounds": bounds,
         "n_unassigned": n_unassigned, "n_adjacent": n_adjacent,
         "expression": expr_summary.__dict__ if expr_summary else None,
-        "expression_files": [f.relative_path for f in table.expression_files],
+        "expression_files": [f.relative_path for f in expression_files],
         "versions": versions, "errors": errors, "complete": not errors,
     }
 
 
 # ------------------------------------------------------------------------------------------------ orchestration
+_RSS_AT_START: list[int] = []
+MIN_EXPRESSION_BUDGET = 16 << 20
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def memory_budget(memory_limit_bytes: int) -> int:
+    """The part of ``memory_limit_bytes`` not yet used since prepare started (the limit bounds prepare's growth
+    over the interpreter's baseline; cell tables of a huge dataset may already hold part of it)."""
+    used = _rss() - _RSS_AT_START[-1] if _RSS_AT_START else 0
+    budget = memory_limit_bytes - max(0, used)
+    if budget < MIN_EXPRESSION_BUDGET:
+        log.warning("memory limit %d MB: %d MB are already used by the cell tables; the expression conversion "
+                    "gets %d MB (raise --memory-limit)", memory_limit_bytes >> 20, used >> 20,
+                    MIN_EXPRESSION_BUDGET >> 20)
+        budget = MIN_EXPRESSION_BUDGET
+    return budget
+
+
 def prepare_store(
     cache_dir: str | Path,
     store_dir: str | Path,
@@ -808,6 +836,17 @@ def prepare_store(
         or (after the store was updated with everything that worked) when some dataset failed.
     """
     t0 = time.perf_counter()
+    _RSS_AT_START.append(_rss())
+    try:
+        return _prepare_store(cache_dir, store_dir, release=release, datasets=datasets,
+                              memory_limit_bytes=memory_limit_bytes, progress=progress,
+                              expression_dtype=expression_dtype, t0=t0)
+    finally:
+        _RSS_AT_START.pop()
+
+
+def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_bytes, progress, expression_dtype,
+                   t0) -> PrepareReport:
     try:
         local = LocalCache(cache_dir, release)
     except ManifestError as exc:

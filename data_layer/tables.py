@@ -110,7 +110,7 @@ def read_csv(
     try:
         table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 24),
+            read_options=pacsv.ReadOptions(use_threads=True),
             parse_options=pacsv.ParseOptions(newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
                 column_types=types,
@@ -118,6 +118,8 @@ def read_csv(
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
+            # The system allocator gives freed memory back; the default pool keeps tens of MB per read.
+            memory_pool=pa.system_memory_pool(),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise TableError(f"{path}: cannot parse ({exc})") from None

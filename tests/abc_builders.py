@@ -65,9 +65,12 @@ class CacheBuilder:
              variant: str = "log2", version: str = EXPR_VERSION, encoding: str = "csr") -> Path:
         rel = f"expression_matrices/{dataset}/{version}/{tag}-{variant}.h5ad"
         path = self._register(dataset, "expression_matrices", tag, rel, "h5ad", variant=variant, version=version)
-        dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
-        dense = dense.astype(np.float32)
-        x = {"csr": sp.csr_matrix, "csc": sp.csc_matrix, "dense": np.asarray}[encoding](dense)
+        if sp.issparse(matrix) and encoding in ("csr", "csc"):
+            x = matrix.asformat(encoding)  # no densifying: matrices of the memory tests are large
+        else:
+            dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+            dense = dense.astype(np.float32)
+            x = {"csr": sp.csr_matrix, "csc": sp.csc_matrix, "dense": np.asarray}[encoding](dense)
         var = pd.DataFrame(index=pd.Index(list(gene_ids), name="gene_identifier"))
         if gene_symbols is not None:
             var["gene_symbol"] = list(gene_symbols)
@@ -457,3 +460,47 @@ def expected_gene(q: QuirkyCache, dataset: str, symbol: str, cell_labels) -> np.
         ok = idx >= 0
         out[idx[ok]] = values[ok, j]
     return out
+
+
+def build_umap_cache(root: Path, *, n_cells: int, n_genes: int, per_row: int, seed: int = 0,
+                     n_clusters: int = 12, dataset: str = WMB) -> CacheBuilder:
+    """A minimal mouse-like cache (WMB taxonomy + a cell_metadata UMAP dataset + one CSR log2 h5ad) with a
+    matrix of ``n_cells * per_row`` non-zeros, built without densifying (for memory and atomicity tests)."""
+    rng = np.random.default_rng(seed)
+    b = CacheBuilder(root)
+    q = QuirkyCache(root=Path(root), builder=b)
+    _wmb_taxonomy_only(b, n_clusters)
+    labels = np.array([f"CELL{i:08d}" for i in range(n_cells)], dtype=object)
+    cm = pd.DataFrame({"cell_label": labels, "x": rng.normal(0, 10, n_cells), "y": rng.normal(0, 10, n_cells),
+                       "cluster_alias": (np.arange(n_cells) % n_clusters + 1).astype(str),
+                       "feature_matrix_label": "WMB-10Xv3-STR", "dataset_label": "WMB-10Xv3",
+                       "region_of_interest_acronym": "STR"})
+    b.csv(dataset, "cell_metadata", cm)
+    indptr = np.arange(n_cells + 1, dtype=np.int64) * per_row
+    start = (np.arange(n_cells, dtype=np.int64) * 7919) % max(1, n_genes - per_row + 1)
+    indices = (start[:, None] + np.arange(per_row, dtype=np.int64)[None, :]).astype(np.int32).ravel()
+    data = rng.uniform(0.5, 12.0, n_cells * per_row).astype(np.float32)
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(n_cells, n_genes))
+    gene_ids = [f"ENSMUSG{i:011d}" for i in range(n_genes)]
+    b.h5ad("WMB-10Xv3", "WMB-10Xv3-STR", matrix, labels, gene_ids, [f"Gene{i}" for i in range(n_genes)])
+    b.write_manifest()
+    return b
+
+
+def _wmb_taxonomy_only(b: CacheBuilder, n_clusters: int) -> None:
+    sets = pd.DataFrame({"label": ["L0", "L1"], "name": ["class", "cluster"], "order": [0, 1]})
+    classes = [f"{k:02d} Class" for k in range(3)]
+    rows = [{"label": f"C{k}", "name": c, "cluster_annotation_term_set_label": "L0", "parent_term_label": "",
+             "color_hex_triplet": "#112233", "term_order": k} for k, c in enumerate(classes)]
+    mem = []
+    for i in range(n_clusters):
+        alias = str(i + 1)
+        rows.append({"label": f"K{i}", "name": f"{i:04d} Cluster_{i}", "cluster_annotation_term_set_label": "L1",
+                     "parent_term_label": f"C{i % 3}", "color_hex_triplet": "#445566", "term_order": 10 + i})
+        mem += [{"cluster_alias": alias, "cluster_annotation_term_label": f"C{i % 3}",
+                 "cluster_annotation_term_set_label": "L0"},
+                {"cluster_alias": alias, "cluster_annotation_term_label": f"K{i}",
+                 "cluster_annotation_term_set_label": "L1"}]
+    b.csv(WMB_TAX, "cluster_annotation_term_set", sets)
+    b.csv(WMB_TAX, "cluster_annotation_term", pd.DataFrame(rows))
+    b.csv(WMB_TAX, "cluster_to_cluster_annotation_membership", pd.DataFrame(mem))
