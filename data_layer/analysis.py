@@ -528,7 +528,7 @@ def _scan_f16(indptr, indices, data, table, genes, s0, s1, r0, selected, out):  
         seg = indices[a:b]
         lo = a + np.searchsorted(seg, s0)
         hi = a + np.searchsorted(seg, s1)
-        r1 = r0 + selected.shape[0]
+        n_window = selected.shape[0]
         sum_in = 0.0
         pos_in = 0
         sum_all = 0.0
@@ -540,11 +540,11 @@ def _scan_f16(indptr, indices, data, table, genes, s0, s1, r0, selected, out):  
             sum_all += v
             if v > 0:
                 pos_all += 1
-            row = indices[j]
-            if r0 <= row < r1 and selected[row - r0]:
-                sum_in += v
-                if v > 0:
-                    pos_in += 1
+            idx = indices[j] - r0
+            if 0 <= idx < n_window:  # rows are sorted: this branch is predictable, the mask look-up is not
+                w = selected[idx]  # uint8 0/1, multiplied in: no branch on a random mask
+                sum_in += v * w
+                pos_in += (v > 0) * w
         out[k, 0] = sum_in
         out[k, 1] = pos_in
         out[k, 2] = sum_all
@@ -560,7 +560,7 @@ def _scan_f32(indptr, indices, data, genes, s0, s1, r0, selected, out):  # pragm
         seg = indices[a:b]
         lo = a + np.searchsorted(seg, s0)
         hi = a + np.searchsorted(seg, s1)
-        r1 = r0 + selected.shape[0]
+        n_window = selected.shape[0]
         sum_in = 0.0
         pos_in = 0
         sum_all = 0.0
@@ -572,11 +572,11 @@ def _scan_f32(indptr, indices, data, genes, s0, s1, r0, selected, out):  # pragm
             sum_all += v
             if v > 0:
                 pos_all += 1
-            row = indices[j]
-            if r0 <= row < r1 and selected[row - r0]:
-                sum_in += v
-                if v > 0:
-                    pos_in += 1
+            idx = indices[j] - r0
+            if 0 <= idx < n_window:  # rows are sorted: this branch is predictable, the mask look-up is not
+                w = selected[idx]  # uint8 0/1, multiplied in: no branch on a random mask
+                sum_in += v * w
+                pos_in += (v > 0) * w
         out[k, 0] = sum_in
         out[k, 1] = pos_in
         out[k, 2] = sum_all
@@ -629,10 +629,10 @@ def selection_stats(atlas: "Atlas", dataset: str, rows, *, section: str | None =
     picked = np.flatnonzero(mask)
     if picked.size:
         lo, hi = int(picked[0]), int(picked[-1]) + 1
-        selected = np.ascontiguousarray(mask[lo:hi])
+        selected = np.ascontiguousarray(mask[lo:hi]).view(np.uint8)
         r0 = a + lo
     else:
-        selected = np.zeros(0, dtype=bool)
+        selected = np.zeros(0, dtype=np.uint8)
         r0 = a
     out = np.zeros((len(cols), 4), dtype=np.float64)
     if len(cols) and int(gm.indptr[-1]):
