@@ -583,6 +583,22 @@ def _scan_f32(indptr, indices, data, genes, s0, s1, r0, selected, out):  # pragm
         out[k, 3] = pos_all
 
 
+def warm_up() -> None:
+    """Load (or compile, the first time on a machine) the marker kernels for the array types a store gives
+    (read-only memory maps), so the first selection of a server worker does not pay ~1 s for it."""
+    indptr = np.array([0, 1], dtype=np.int64)
+    indices = np.zeros(1, dtype=np.int32)
+    genes = np.zeros(1, dtype=np.int64)
+    selected = np.ones(1, dtype=np.uint8)
+    out = np.zeros((1, 4))
+    data16 = np.zeros(1, dtype=np.float16).view(np.uint16)
+    data32 = np.zeros(1, dtype=np.float32)
+    for arr in (indices, data16, data32):
+        arr.setflags(write=False)
+    _scan_f16(indptr, indices, data16, _F16_TABLE, genes, 0, 1, 0, selected, out)
+    _scan_f32(indptr, indices, data32, genes, 0, 1, 0, selected, out)
+
+
 @dataclass(frozen=True)
 class SelectionStats:
     """Per-gene sums of a selection and of its scope (the numbers behind :func:`markers_for_selection`).

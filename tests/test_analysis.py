@@ -336,3 +336,10 @@ def test_export_refuses_more_rows_than_the_limit(table):
 def test_export_rejects_a_gene_column_of_the_wrong_length(table):
     with pytest.raises(ValueError, match="DRD1"):
         an.export_cells_csv(table, {"DRD1": np.zeros(3)})
+
+
+def test_warm_up_compiles_the_kernels_for_read_only_store_arrays():
+    an.warm_up()
+    for kernel in (an._scan_f16, an._scan_f32):
+        index_types = [sig[1] for sig in kernel.signatures]
+        assert any(not t.mutable for t in index_types), f"{kernel.__name__}: {index_types}"
