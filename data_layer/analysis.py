@@ -404,7 +404,8 @@ def _rank(symbols, identifiers, m_in, m_out, f_in, f_out, n: int | None, min_fra
     if n is not None:
         order = order[: max(0, int(n))]
     return pd.DataFrame({
-        "gene_symbol": np.asarray(symbols, dtype=object)[order], "gene_identifier": np.asarray(identifiers, dtype=object)[order],
+        "gene_symbol": np.asarray(symbols, dtype=object)[order],
+        "gene_identifier": np.asarray(identifiers, dtype=object)[order],
         "mean_in": m_in[order], "mean_out": m_out[order], "frac_in": f_in[order], "frac_out": f_out[order],
         "diff": diff[order]})[MARKER_COLUMNS]
 
@@ -473,7 +474,8 @@ def markers_for_term(atlas: "Atlas", dataset: str, level: str, term: str, n: int
     return _rank(stats.gene_symbols, stats.gene_identifiers, mean[0], mean[1], frac[0], frac[1], n, min_frac_in)
 
 
-def dot_plot_table(atlas: "Atlas", dataset: str, level: str, terms: Sequence[str], genes: Sequence[str]) -> pd.DataFrame:
+def dot_plot_table(atlas: "Atlas", dataset: str, level: str, terms: Sequence[str],
+                   genes: Sequence[str]) -> pd.DataFrame:
     """Long table for a dot plot of terms x genes from the per-cluster statistics.
 
     Parameters

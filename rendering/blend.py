@@ -14,11 +14,11 @@ legend always matches the picture.
 Colours (why these)
 -------------------
 * ``theme="dark"`` (default; a fluorescence-style picture on a near-black background): **magenta** (gene A)
-  and **green** (gene B), both high -> **white**, as two fluorescence channels add up. Magenta/green is the colour-blind-safe
-  replacement for red/green recommended for two-channel microscopy: magenta carries blue, which deuteranopes
-  and protanopes (about 1 in 12 men) still see, so the two channels never collapse into one hue, and the sum
-  is white for everyone (under protanopia magenta reads violet-blue, green reads olive-yellow). Cells
-  expressing neither stay a dark grey, so the tissue remains visible.
+  and **green** (gene B), both high -> **white**, as two fluorescence channels add up. Magenta/green is the
+  colour-blind-safe replacement for red/green recommended for two-channel microscopy: magenta carries blue,
+  which deuteranopes and protanopes (about 1 in 12 men) still see, so the two channels never collapse into
+  one hue, and the sum is white for everyone (under protanopia magenta reads violet-blue, green reads
+  olive-yellow). Cells expressing neither stay a dark grey, so the tissue remains visible.
 * ``theme="light"`` (for a white page): the bivariate scheme of J. Stevens ("Bivariate choropleth maps: a
   how-to guide", 2015): light grey (neither), **pink** ``#be64ac`` (A), **teal** ``#5ac8c8`` (B), **dark
   blue** ``#3b4994`` (both), interpolated bilinearly. Pink and teal differ in lightness and on the blue-yellow

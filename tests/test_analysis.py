@@ -120,7 +120,8 @@ def table():
 
 def test_composition_counts_equal_pandas_value_counts(table):
     mask = table["x"].to_numpy() < 0.6
-    comp = an.composition(table, "cluster", mask, colors=["#111111", "#222222", "#333333", "#444444", "#808080", "#c8c8c8"])
+    colors = ["#111111", "#222222", "#333333", "#444444", "#808080", "#c8c8c8"]
+    comp = an.composition(table, "cluster", mask, colors=colors)
     expected = table.loc[mask, "cluster"].value_counts()
     expected = expected[expected > 0]
     assert dict(zip(comp["term"], comp["n_cells"])) == expected.to_dict()
@@ -213,7 +214,8 @@ def test_term_markers_match_cell_level_means(marker_store):
     drd1 = marker_store.gene(HUMAN, "DRD1")
     inside = (cells["Subclass"] == "STR D1 MSN").to_numpy() & np.isfinite(drd1)
     other_clusters = cells["Cluster"].isin([D2, "Human-88", "Human-2"]).to_numpy() & np.isfinite(drd1)
-    row = an.markers_for_term(marker_store, HUMAN, "Subclass", "STR D1 MSN", n=None).set_index("gene_symbol").loc["DRD1"]
+    markers = an.markers_for_term(marker_store, HUMAN, "Subclass", "STR D1 MSN", n=None)
+    row = markers.set_index("gene_symbol").loc["DRD1"]
     # cluster statistics come from the source float32 values; stored float16 values differ by < 0.004 at 8-16
     assert row["mean_in"] == pytest.approx(drd1[inside].mean(), abs=4e-3)
     assert row["frac_in"] == pytest.approx((drd1[inside] > 0).mean())
