@@ -9,7 +9,8 @@
   ``atlas.gene(...)`` vector per gene and numpy means over the selected cells and the rest.
 
 Without a store, a synthetic one is built with the test builders: 1 M cells x 300 genes with 60 non-zeros per
-cell (a MERSCOPE-like 20% density, 60 M entries, float16), 200 clusters (about 70 s on two cores).
+cell (a MERSCOPE-like 20% density, 60 M entries, float16), 200 clusters (about 70 s on two cores), under
+``--work-dir`` (default: ``<tmp>/atlas-viewer-analysis-bench``, reused by later runs).
 
 Run: ``python -m bench.analysis_bench [--store STORE] [--work-dir DIR] [--repeats 7]`` (prints JSON).
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,7 +114,7 @@ def bench_markers(store: str | Path | None = None, *, dataset: str | None = None
     from data_layer import analysis as an
 
     if store is None:
-        work = Path(work_dir) if work_dir else Path("bench_work") / "analysis"
+        work = Path(work_dir) if work_dir else Path(tempfile.gettempdir()) / "atlas-viewer-analysis-bench"
         store = build_synthetic_store(work)
     atlas = Atlas.open(store)
     dataset = dataset or _largest_expression_dataset(atlas)
