@@ -135,13 +135,15 @@ def hash_password(user: str, password: str) -> None:
 @click.option("--users", default=20, show_default=True, help="concurrent simulated users")
 @click.option("--duration", default=60.0, show_default=True, help="seconds of load (the run also stops at --max-requests)")
 @click.option("--workers", default=2, show_default=True, help="gunicorn workers")
+@click.option("--think", default=1.0, show_default=True, help="mean seconds a user looks between actions (0: none)")
 @click.option("--store", type=click.Path(path_type=Path), default=None, help="prepared store (default: build the demo)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write results as JSON")
-def load_test(users: int, duration: float, workers: int, store: Path | None, json_path: Path | None) -> None:
+def load_test(users: int, duration: float, workers: int, think: float, store: Path | None,
+              json_path: Path | None) -> None:
     """Load and fault test of a real gunicorn on loopback: latency, memory per worker, a killed worker, Redis lost."""
     from bench.load_test import main as load_main
 
-    args = ["--users", str(users), "--duration", str(duration), "--workers", str(workers)]
+    args = ["--users", str(users), "--duration", str(duration), "--workers", str(workers), "--think", str(think)]
     args += ["--store", str(store)] if store else []
     args += ["--json", str(json_path)] if json_path else []
     sys.exit(load_main(args))

@@ -163,8 +163,12 @@ def request(session, recorder: Recorder, base_url: str, action: str, path: str, 
 
 # --------------------------------------------------------------------------------------------- simulated user
 def simulated_user(user: int, scenario: Scenario, base_url: str, recorder: Recorder, stop: threading.Event,
-                   budget: "Budget", seed: int, timeout_s: float) -> None:
-    """One user: opens the page, then changes sections, colours, zooms and exports until stopped."""
+                   budget: "Budget", seed: int, timeout_s: float, think_s: float = 0.0) -> None:
+    """One user: opens the page, then changes sections, colours, zooms and exports until stopped.
+
+    Between two actions the user looks at the picture for a random time of mean ``think_s`` (exponential);
+    0 sends the next request as soon as the last answer came (a saturation test, not a person).
+    """
     import requests
 
     rng = random.Random(seed * 1000 + user)
@@ -200,6 +204,8 @@ def simulated_user(user: int, scenario: Scenario, base_url: str, recorder: Recor
             size = EXPORT_SIZE_PX if action == "export" else MAP_SIZE_PX
             request(session, recorder, base_url, action, scenario.url(place, color_by, gene, window, size),
                     timeout_s)
+            if think_s > 0:
+                stop.wait(rng.expovariate(1.0 / think_s))
 
 
 class Budget:
@@ -294,13 +300,14 @@ def memory_phase(scenario: Scenario, server, renders: int, seed: int, threads: i
 
 
 def load_phase(scenario: Scenario, server, redis_server, users: int, duration_s: float, max_requests: int,
-               seed: int, kill_worker: bool, stop_redis: bool, timeout_s: float) -> dict:
+               seed: int, kill_worker: bool, stop_redis: bool, timeout_s: float, think_s: float = 0.0) -> dict:
     """Simulated users for ``duration_s`` (or ``max_requests``), with a worker killed and Redis stopped."""
     recorder = Recorder()
     stop = threading.Event()
     budget = Budget(max_requests)
     threads = [threading.Thread(target=simulated_user, name=f"user-{u}", daemon=True,
-                                args=(u, scenario, server.base_url, recorder, stop, budget, seed, timeout_s))
+                                args=(u, scenario, server.base_url, recorder, stop, budget, seed, timeout_s,
+                                      think_s))
                for u in range(users)]
     faults: dict = {}
     recorder.start = time.monotonic()
@@ -401,6 +408,7 @@ class LoadTestConfig:
     kill_worker: bool = True
     stop_redis: bool = True
     seed: int = 0
+    think_s: float = 1.0
     timeout_s: float = 30.0
     python: str = sys.executable
 
@@ -452,10 +460,11 @@ def run_load_test(config: LoadTestConfig, echo: Callable[[str], None] = print) -
                 result["memory"] = memory_phase(scenario, server, config.renders, config.seed,
                                                 timeout_s=config.timeout_s)
             echo(f"load: {config.users} users for {config.duration_s:g} s (at most {config.max_requests} "
-                 "requests) ...")
+                 f"requests, think time {config.think_s:g} s) ...")
             result["load"] = load_phase(scenario, server, redis_server, config.users, config.duration_s,
                                         config.max_requests, config.seed, config.kill_worker,
-                                        config.stop_redis and redis_server is not None, config.timeout_s)
+                                        config.stop_redis and redis_server is not None, config.timeout_s,
+                                        config.think_s)
             final = requests.get(server.base_url + "/healthz", timeout=config.timeout_s)
             result["health_after"] = {"status": final.status_code, **final.json()}
             log_text = server.log_tail(2000)
@@ -478,8 +487,10 @@ def run_load_test(config: LoadTestConfig, echo: Callable[[str], None] = print) -
 
 def format_report(result: dict) -> str:
     """A short plain-text report of :func:`run_load_test`'s figures."""
-    load = result["load"]
+    load, config = result["load"], result["config"]
     lines = [
+        f"config: {config['users']} users, think {config['think_s']} s, {config['workers']} workers x "
+        f"{config['threads']} threads, {config['duration_s']} s",
         f"load: {load['requests']} requests in {load['elapsed_s']} s ({load['throughput_rps']} req/s), "
         f"p50 {load['p50_ms']} ms, p95 {load['p95_ms']} ms, p99 {load['p99_ms']} ms, max {load['max_ms']} ms",
         f"errors: {load['errors']}; lost with the killed worker: {load['lost_with_killed_worker']}",
@@ -524,6 +535,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=None, help="where the demo store and cache go")
     parser.add_argument("--no-redis", action="store_true", help="filesystem cache instead of Redis")
     parser.add_argument("--no-kill", action="store_true", help="do not kill a worker")
+    parser.add_argument("--think", type=float, default=1.0,
+                        help="mean seconds a user looks before the next action (default 1; 0: back to back)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
@@ -532,6 +545,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 < args.duration <= 3600:
         parser.error("--duration must be in (0, 3600] seconds")
+    if not 0 <= args.think <= 60:
+        parser.error("--think must be in [0, 60] seconds")
     return args
 
 
@@ -543,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         users=args.users, duration_s=args.duration, workers=args.workers, threads=args.threads,
         max_requests=args.max_requests, renders=args.renders, store=args.store, work_dir=args.work_dir,
         redis=not args.no_redis, kill_worker=not args.no_kill, stop_redis=not args.no_redis, seed=args.seed,
+        think_s=args.think,
     )
     result = run_load_test(config)
     print(format_report(result))

@@ -37,7 +37,7 @@ def test_failures_while_the_killed_worker_dies_are_counted_apart_from_errors():
 
 @pytest.mark.slow
 def test_small_load_run_has_no_errors_and_survives_a_killed_worker_and_redis_stopping(demo_store_dir, tmp_path):
-    config = LoadTestConfig(users=4, duration_s=60, max_requests=40, renders=20, workers=2, threads=2,
+    config = LoadTestConfig(users=4, duration_s=60, max_requests=40, renders=20, workers=2, threads=2, think_s=0.0,
                             store=demo_store_dir, work_dir=tmp_path, python=sys.executable)
     result = run_load_test(config, echo=lambda line: None)
     report = format_report(result)
