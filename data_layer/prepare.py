@@ -215,7 +215,8 @@ def plan_units(cache: _Cache) -> tuple[dict[str, UnitPlan], list[UnitPlan]]:
             header = set(csv_header(cache.path(f)))
         except TableError:
             continue
-        if {"x", "y", "cluster_alias"} <= header:
+        # x, y without z: a UMAP (WMB-10X). Mouse MERFISH tables also have x, y, cluster_alias, but with z.
+        if {"x", "y", "cluster_alias"} <= header and "z" not in header:
             plan = UnitPlan("umap", ds, "cell_metadata", files={"cell_metadata": f})
             for tag in ("value_sets", "gene"):
                 if usable(ds, tag):
@@ -880,6 +881,11 @@ def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_byte
     except st.StoreError as exc:
         raise PrepareError(str(exc)) from exc
     report.seconds = round(time.perf_counter() - t0, 3)
+    if st.is_store(store_dir):
+        catalog = st.read_catalog(store_dir)
+        report.bytes_read = sum((catalog["datasets"][d].get("expression") or {}).get("bytes_read", 0)
+                                for d, status in report.datasets.items()
+                                if status.startswith("prepared") and d in catalog["datasets"])
     for line in report.lines():
         log.info("%s", line)
     if report.errors:

@@ -504,3 +504,35 @@ def _wmb_taxonomy_only(b: CacheBuilder, n_clusters: int) -> None:
     b.csv(WMB_TAX, "cluster_annotation_term_set", sets)
     b.csv(WMB_TAX, "cluster_annotation_term", pd.DataFrame(rows))
     b.csv(WMB_TAX, "cluster_to_cluster_annotation_membership", pd.DataFrame(mem))
+
+
+CONSENSUS_LEVELS = ["neurotransmitter", "neighborhood", "class", "subclass", "supertype", "cluster"]
+
+
+def add_consensus(b: CacheBuilder, q: QuirkyCache, rng: np.random.Generator, n: int = 30,
+                  embedding: bool = True) -> None:
+    """The consensus mouse taxonomy: six levels, integer aliases, an embedding and a two-column membership."""
+    sets = pd.DataFrame({"label": [f"CCN20250101_LEVEL_{i}" for i in range(6)], "name": CONSENSUS_LEVELS,
+                         "description": "", "order": range(6)})
+    rows, mem = [], []
+    for alias in ("1", "2", "3"):
+        parent = ""
+        for level, lname in enumerate(CONSENSUS_LEVELS):
+            name = f"{lname}-{alias if level >= 3 else 'shared'}"
+            label = f"CS20250101_{level}_{name}"
+            if not any(r["label"] == label for r in rows):
+                rows.append({"label": label, "name": name, "cluster_annotation_term_set_label": sets["label"][level],
+                             "parent_term_label": parent, "color_hex_triplet": "#ABCDEF", "term_order": len(rows)})
+            mem.append({"cluster_alias": alias, "cluster_annotation_term_label": label,
+                        "cluster_annotation_term_set_label": sets["label"][level]})
+            parent = label
+    b.csv(CONSENSUS, "cluster_annotation_term_set", sets)
+    b.csv(CONSENSUS, "cluster_annotation_term", pd.DataFrame(rows))
+    b.csv(CONSENSUS, "cluster_to_cluster_annotation_membership", pd.DataFrame(mem))
+    if embedding:
+        labels = [f"CONS{i:05d}" for i in range(n)]
+        b.csv(CONSENSUS, "cell_2d_embedding_coordinates",
+              pd.DataFrame({"cell_label": labels, "x": rng.normal(0, 3, n), "y": rng.normal(0, 3, n)}))
+        b.csv(CONSENSUS, "cell_to_cluster_membership",
+              pd.DataFrame({"cell_label": labels[:-2], "cluster_alias": [str(i % 3 + 1) for i in range(n - 2)]}))
+        q.tables["consensus/labels"] = pd.DataFrame({"cell_label": labels})

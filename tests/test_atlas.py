@@ -300,3 +300,13 @@ def test_open_reads_only_the_catalog(atlas):
     fresh = Atlas.open(atlas.root)
     assert fresh._datasets == {}
     assert fresh.info(HUMAN).n_cells > 0 and fresh._datasets == {}
+
+
+def test_a_taxonomy_opened_by_name_counts_cells_from_its_cluster_table(atlas):
+    from abc_builders import BG_TAX, WMB_TAX
+
+    assert set(atlas.taxonomies()) == {BG_TAX, WMB_TAX}
+    tax = atlas.taxonomy(WMB_TAX)
+    assert list(tax.terms("cluster")["n_cells"]) == [10] * 5  # number_of_cells of cluster.csv
+    glut = tax.terms("neurotransmitter").set_index("name").loc["Glut", "n_cells"]
+    assert glut == 20  # the two Glut clusters

@@ -255,3 +255,36 @@ def test_dense_and_csc_expression_matrices_are_read(quirky, dataset):
     np.testing.assert_allclose(atlas.gene(dataset, "TAC1"),
                                expected_gene(q, dataset, "TAC1", cells["cell_label"].astype(str)),
                                rtol=2e-3, atol=2e-3, equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def mouse_extras(tmp_path_factory):
+    """A cache with the consensus mouse taxonomy (embedding + two-column membership) and a MERFISH-like table."""
+    from abc_builders import CONSENSUS, CacheBuilder, QuirkyCache, add_consensus
+
+    root = tmp_path_factory.mktemp("consensus")
+    b = CacheBuilder(root / "cache")
+    q = QuirkyCache(root=root / "cache", builder=b)
+    add_consensus(b, q, np.random.default_rng(0))
+    b.csv("MERFISH-C57BL6J-638850", "cell_metadata", pd.DataFrame(
+        {"cell_label": ["m1", "m2"], "x": [1.0, 2.0], "y": [1.0, 2.0], "z": [5.0, 5.0], "cluster_alias": ["1", "2"]}))
+    b.write_manifest()
+    prepare_store(q.root, root / "store")
+    return q, Atlas.open(root / "store"), CONSENSUS
+
+
+def test_the_consensus_taxonomy_is_prepared_with_its_own_umap(mouse_extras):
+    q, atlas, name = mouse_extras
+    assert atlas.datasets() == [name]
+    info = atlas.info(name)
+    assert (info.kind, info.species, info.n_genes) == ("umap", "Mouse", 0)
+    assert info.levels == ["neurotransmitter", "neighborhood", "class", "subclass", "supertype", "cluster"]
+    cells = atlas.cells(name)
+    assert list(cells["cell_label"]) == list(q.tables["consensus/labels"]["cell_label"])
+    assert list(cells["cluster"].astype(str))[-2:] == ["unassigned", "unassigned"]
+    assert cells["cluster"].iloc[0] == "cluster-1"
+
+
+def test_mouse_merfish_cell_tables_with_z_are_not_taken_for_a_umap(mouse_extras):
+    _, atlas, _ = mouse_extras
+    assert "MERFISH-C57BL6J-638850" not in atlas.datasets()
