@@ -11,11 +11,13 @@ from bench.load_test import LoadTestConfig, Sample, format_report, percentile, r
 
 
 @pytest.fixture(scope="module")
-def demo_store_dir(tmp_path_factory):
-    """The demo atlas, written and prepared once for this module."""
-    from bench.servers import demo_store
+def demo_store_dir(demo_cache, tmp_path_factory):
+    """The session's demo cache, prepared once for this module."""
+    from data_layer.prepare import prepare_store
 
-    return demo_store(tmp_path_factory.mktemp("load-demo"))
+    store = tmp_path_factory.mktemp("load-demo") / "store"
+    prepare_store(demo_cache, store)
+    return store
 
 
 def test_percentile_interpolates_between_ranks():
