@@ -337,10 +337,11 @@ def _memberships(cache: _Cache, f: ManifestFile | None) -> pd.Series:
 
 
 def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table: CellTable) -> None:
-    """The log2 h5ad files the cells name (dataset_label/feature_matrix_label), or all candidates."""
-    if "feature_matrix_label" not in cells:
-        files = list(plan.expression)
-    else:
+    """The log2 h5ad files of the dataset (its own or ``<dataset>*`` ones) that its cells name through
+    ``dataset_label``/``feature_matrix_label``; all of them if the cells name none of the dataset's own (e.g.
+    aligned 10X cells whose labels point at per-species matrices)."""
+    files: list[ManifestFile] = []
+    if "feature_matrix_label" in cells:
         ds = cells["dataset_label"] if "dataset_label" in cells else pd.Series(plan.name, index=cells.index)
         pairs = pd.DataFrame({"ds": ds.replace("", plan.name), "fml": cells["feature_matrix_label"]})
         pairs = pairs[pairs["fml"] != ""].drop_duplicates()
@@ -355,6 +356,13 @@ def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table:
                              plan.name, dsl, fml)
                     continue
             files.append(f)
+        own = [f for f in files if f.dataset.startswith(plan.name)]
+        if len(own) < len(files):
+            log.info("%s: cells also name expression matrices of other datasets (%s); only the dataset's own are "
+                     "used", plan.name, ", ".join(sorted({f.dataset for f in files} - {f.dataset for f in own})))
+        files = own
+    if not files:
+        files = list(plan.expression)
     for f in files:
         state = cache.state(f)
         if state == "ok":

@@ -277,3 +277,17 @@ def test_the_cli_exits_nonzero_and_names_the_problem_when_a_dataset_failed(quirk
 def test_atlas_open_on_a_folder_that_is_not_a_store_says_how_to_make_one(tmp_path):
     with pytest.raises(StoreError, match="atlas-viewer prepare"):
         Atlas.open(tmp_path)
+
+
+def test_aligned_10x_cells_naming_per_species_matrices_still_get_the_aligned_matrix(quirky, tmp_path):
+    def per_species(df):
+        df["dataset_label"] = "HMBA-10xMultiome-BG"
+        df["feature_matrix_label"] = "HMBA-10xMultiome-BG-Human"
+        return df
+
+    _rewrite_csv(quirky, BG_10X, "cell_metadata", per_species)
+    prepare_store(quirky.root, tmp_path / "store", datasets=[BG_10X])
+    atlas = Atlas.open(tmp_path / "store")
+    assert atlas.catalog["datasets"][BG_10X]["expression_files"] == [
+        e["rel"] for e in quirky.builder.entries if e["dataset"] == BG_10X and e["kind"] == "expression_matrices"]
+    assert not np.isnan(atlas.gene(BG_10X, "DRD1")).any()
