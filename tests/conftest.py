@@ -27,3 +27,13 @@ def pytest_setup_options():
     ):
         options.add_argument(arg)
     return options
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory) -> Path:
+    """The synthetic demo ABC cache (``write_demo_cache``, seed 0), written once per test session."""
+    from data_layer.demo import write_demo_cache
+
+    cache = tmp_path_factory.mktemp("demo") / "cache"
+    write_demo_cache(cache, seed=0, scale="demo", progress=False)
+    return cache
