@@ -146,6 +146,7 @@ def safe_next(target: str | None) -> str:
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Log in - ABC Atlas viewer</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
 body {{ font-family: system-ui, sans-serif; background: #f4f5f7; display: flex; justify-content: center;
        align-items: center; min-height: 90vh; margin: 0; }}
