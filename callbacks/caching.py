@@ -119,7 +119,6 @@ class BackendGuard:
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._next_try = 0.0
-        self.outages = 0  # count of outages seen by this process (for tests and /healthz)
 
     @property
     def down(self) -> bool:
@@ -145,7 +144,6 @@ class BackendGuard:
                 log.debug("cache backend %s still unavailable: %s", self.name, exc)
                 return
             self._down_since = now
-            self.outages += 1
         log.warning("cache backend %s unavailable (%s: %s); serving without cache, retrying every %g s",
                     self.name, type(exc).__name__, exc, self.retry_s)
 
@@ -185,8 +183,6 @@ class ResilientCache:
         self.guard = guard
         self.timeout_s = timeout_s
         self.token = token
-        self.hits = 0
-        self.misses = 0
 
     def key(self, key: Sequence[Any]) -> str:
         """The backend key of a plain-value key tuple (see :func:`make_key`)."""
@@ -222,9 +218,7 @@ class ResilientCache:
         """The cached value of ``key``, else ``compute()`` stored then returned (exceptions are not cached)."""
         value = self.get(key)
         if value is not None:
-            self.hits += 1
             return value
-        self.misses += 1
         value = compute()
         self.set(key, value)
         return value
@@ -280,7 +274,6 @@ class Caches:
     pictures: ResilientCache
     lookups: ResilientCache
     guard: BackendGuard
-    flask_cache: Cache | None
 
 
 def flask_cache_config(settings: Settings) -> dict[str, Any]:
@@ -343,7 +336,6 @@ def install_caches(server: Flask, settings: Settings, clock: Callable[[], float]
         pictures=ResilientCache(None if kind == "null" else backend, "png", guard, settings.cache_timeout_s, token),
         lookups=ResilientCache(None if kind == "null" else backend, "lookup", guard, settings.cache_timeout_s, token),
         guard=guard,
-        flask_cache=flask_cache,
     )
     server.extensions[EXTENSION_KEY] = caches
     where = {"filesystem": f" in {config.get('CACHE_DIR')}", "redis": f" at {_redact(settings.redis_url)}"}
