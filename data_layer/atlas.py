@@ -13,14 +13,13 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import store as st
 from .expression import ClusterStats, GeneMatrix
-from .tables import ADJACENT, UNASSIGNED
 from .taxonomy import Taxonomy, TaxonomyTables
 
 log = logging.getLogger(__name__)

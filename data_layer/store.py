@@ -195,9 +195,10 @@ def open_npy(path: Path, mmap: bool = True) -> np.ndarray:
 
 def write_strings(path: Path, values, name: str = "value") -> None:
     """Write a string column as an uncompressed Arrow IPC file (memory-mappable, zero-copy slices)."""
-    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(list(values) if not
-                                                                               isinstance(values, np.ndarray)
-                                                                               else values, type=pa.string())
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        arr = values
+    else:
+        arr = pa.array(values if isinstance(values, np.ndarray) else list(values), type=pa.string())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if arr.type != pa.large_string() and arr.nbytes > 1 << 30:
