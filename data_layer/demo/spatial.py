@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import shapely
 from shapely.geometry import mapping
 from shapely.ops import unary_union
@@ -303,7 +302,6 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
         bar.update(1)
 
     t = np.flatnonzero(in_table)
-    sec_arr = np.array(sections, dtype=object)
     sec_labels = np.array([s.label for s in sections], dtype=object)
     sec_barcodes = np.array([s.barcode for s in sections])
     plane_labels = np.array([s.plane_label for s in sections], dtype=object)
@@ -407,7 +405,8 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
     write_csv(_visualization(planes, x, y, plane_of, geojson_planes), meta_dir / "visualization.csv")
     if bar is not None:
         bar.update(1)
-    del sec_arr
+    log.debug("%s: %d cells in %d sections, %d in the h5ad, %d genes", spec.dataset, int(in_table.sum()),
+              len(sections), int(in_h5ad.sum()), len(panel))
     return {
         "dataset": spec.dataset, "cells": int(in_table.sum()), "h5ad_cells": int(in_h5ad.sum()),
         "sections": [s.label for s in sections], "planes": [p[3] for p in planes],

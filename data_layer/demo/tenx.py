@@ -163,6 +163,7 @@ def write_tenx_and_taxonomy(cache: Path, model: BGModel, scale: DemoScale, seed:
     if bar is not None:
         bar.update(1)
     species_counts = {s: int((species_of_cell == s).sum()) for s in SPECIES_SHARE}
+    log.debug("%s: %d nuclei (%s), %d genes, %d libraries", ALIGNED, n, species_counts, len(model.genes), len(lib))
     return {"dataset": ALIGNED, "cells": n, "genes": len(model.genes), "species": species_counts,
             "clusters": len(tax.clusters), "adjacent_clusters": len(tax.adjacent_clusters)}
 
