@@ -37,3 +37,13 @@ def demo_cache(tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("demo") / "cache"
     write_demo_cache(cache, seed=0, scale="demo", progress=False)
     return cache
+
+
+@pytest.fixture(scope="session")
+def demo_store(demo_cache, tmp_path_factory) -> Path:
+    """The demo cache prepared into a store (``prepare_store``), once per test session; treat as read-only."""
+    from data_layer.prepare import prepare_store
+
+    store = tmp_path_factory.mktemp("demo_store") / "store"
+    prepare_store(demo_cache, store, progress=False)
+    return store
