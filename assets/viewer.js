@@ -37,15 +37,43 @@ window.atlasViewer = (function () {
     return { width_px: Math.round(width * ratio), height_px: Math.round(height * ratio) };
   }
 
+  // True when the picture on screen was rendered at another resolution than the plot shows it
+  // (e.g. a figure built before the plot's size was known arrived after a newer one).
+  function pictureMismatch(graphId, size) {
+    var outer = document.getElementById(graphId);
+    var gd = outer && outer.querySelector(".js-plotly-plot");
+    var images = gd && gd.layout && gd.layout.images;
+    var xaxis = gd && gd._fullLayout && gd._fullLayout.xaxis;
+    if (!images || !images.length || !xaxis || !xaxis.range) {
+      return false;
+    }
+    var params = new URLSearchParams(String(images[0].source).split("?")[1] || "");
+    var width = parseFloat(params.get("x1")) - parseFloat(params.get("x0"));
+    var pictureDensity = parseInt(params.get("w"), 10) / width;
+    var screenDensity = size.width_px / Math.abs(xaxis.range[1] - xaxis.range[0]);
+    if (!(pictureDensity > 0 && screenDensity > 0)) {
+      return false;
+    }
+    return Math.abs(pictureDensity / screenDensity - 1) > 0.04;
+  }
+
   function report(graphId, storeId) {
     var size = plotArea(graphId);
     if (!size) {
       return;
     }
     var previous = lastSize[storeId];
-    if (previous && Math.abs(previous.width_px - size.width_px) < 2 &&
-        Math.abs(previous.height_px - size.height_px) < 2) {
+    var same = previous && Math.abs(previous.width_px - size.width_px) < 2 &&
+        Math.abs(previous.height_px - size.height_px) < 2;
+    if (same && !pictureMismatch(graphId, size)) {
+      previous.check = 0;
       return;
+    }
+    if (same) {
+      size.check = (previous.check || 0) + 1; // a new value, so the picture is drawn again at this size
+      if (size.check > 3) {
+        return; // never loop: the picture may legitimately differ (size limit)
+      }
     }
     lastSize[storeId] = size;
     window.dash_clientside.set_props(storeId, { data: size });

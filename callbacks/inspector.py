@@ -150,7 +150,7 @@ def inspect_step(
     max_distance = MAX_DISTANCE_OF_VIEW * window.width if window is not None else None
     info = nearest_cell_info(context, target, *position, gene=gene_for_target, max_distance=max_distance, **where)
     if info is None:
-        return inspect_children(None)
+        return inspect_children(None, message="No cell under the cursor.")
     return inspect_children(info)
 
 

@@ -169,17 +169,20 @@ def gene_legend(symbol: str, stops: Sequence[Sequence], vmin: float, vmax: float
     ]
 
 
-def inspect_children(cell: Mapping | None) -> list:
+HOVER_HINT = "Hover over a cell to inspect it; click to highlight its term."
+
+
+def inspect_children(cell: Mapping | None, *, message: str = HOVER_HINT) -> list:
     """The cell inspector: label, section, region, every level with its colour, the gene value.
 
     Parameters
     ----------
     cell : mapping or None
         ``{"cell_label", "dataset", "section", "region", "x", "y", "levels": [(level, name, colour)],
-        "gene": (symbol, value) or None}``; None shows the hint.
+        "gene": (symbol, value) or None}``; None shows ``message``.
     """
     if not cell:
-        return [html.Span("Hover over a cell to inspect it; click to highlight its term.", className="muted")]
+        return [html.Span(message, className="muted")]
     facts = [("Cell", cell.get("cell_label", ""))]
     if cell.get("section"):
         facts.append(("Section", cell["section"]))
@@ -193,9 +196,10 @@ def inspect_children(cell: Mapping | None) -> list:
         facts.append((symbol, "not measured" if value is None else f"{value:.3f}"))
     items = [html.Div([html.Span(k, className="fact-key"), html.Span(str(v), className="fact-value")],
                       className="fact") for k, v in facts]
-    levels = [
-        html.Div([html.Span(level, className="fact-key"),
-                  html.Span([_swatch(color), html.Span(name)], className="fact-value")], className="fact")
+    path = [
+        html.Div([html.Div(level, className="path-level"),
+                  html.Div([_swatch(color), html.Span(name, className="path-name")], className="path-term")],
+                 className="path-step", title=f"{level}: {name}")
         for level, name, color in cell.get("levels", [])
     ]
-    return [html.Div(items, className="facts"), html.Div(levels, className="facts levels")]
+    return [html.Div(items, className="facts"), html.Div(path, className="taxonomy-path")]

@@ -332,7 +332,7 @@ def test_hover_far_from_cells_says_nothing_is_there(context):
     section = first_section(context, HUMAN)
     children = inspector.inspect_step(ids.MAP_GRAPH, {"points": [], "xvals": [500.0], "yvals": [500.0]}, None,
                                       HUMAN, None, section, None, {"x0": 0, "x1": 10, "y0": 0, "y1": 10}, context)
-    assert "Hover over a cell" in str(children)
+    assert "No cell under the cursor" in str(children)
 
 
 def test_event_position_reads_cursor_or_point():

@@ -1,0 +1,298 @@
+"""The viewer in a real headless Chromium (dash_duo) on the demo store: load, pick a section, colour by a gene,
+click a tree term, restore from a URL, an unknown gene's notice, zoom, hover; no console errors anywhere.
+
+Screenshots of every state go to ``/tmp/shots/`` (look at them: a blank panel is a bug). The time from choosing a
+gene to the new picture on screen is printed, not asserted.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from app import create_app
+from settings import Settings
+
+SHOTS = Path("/tmp/shots")
+TIMEOUT = 30
+
+pytestmark = pytest.mark.browser
+
+# JavaScript reading a picture: its URL in the figure, the URL the <image> element shows, whether the browser
+# has received that picture (resource timing), and the x range on screen
+PICTURE_JS = """
+var gd = document.querySelector('#%s .js-plotly-plot');
+if (!gd || !gd.layout || !gd.layout.images || !gd.layout.images.length) { return null; }
+var img = gd.querySelector('image');
+var shown = img ? (img.getAttribute('href') || '') : '';
+var loaded = shown ? performance.getEntriesByName(new URL(shown, window.location.href).href)
+    .some(function (e) { return e.responseEnd > 0; }) : false;
+return {source: gd.layout.images[0].source, shown: shown, loaded: loaded, xrange: gd._fullLayout.xaxis.range,
+        plot_px: gd._fullLayout._size.w * Math.min(window.devicePixelRatio || 1, 2)};
+"""
+
+
+@pytest.fixture(scope="module")
+def store(request, tmp_path_factory):
+    """The prepared demo store (``demo_store`` from conftest, else the demo cache prepared here)."""
+    try:
+        return request.getfixturevalue("demo_store")
+    except pytest.FixtureLookupError:
+        from data_layer.prepare import prepare_store
+
+        cache = request.getfixturevalue("demo_cache")
+        store = tmp_path_factory.mktemp("viewer-browser") / "store"
+        prepare_store(cache, store, progress=False)
+        return store
+
+
+@pytest.fixture(scope="module")
+def atlas(store):
+    from data_layer import Atlas
+
+    return Atlas.open(store)
+
+
+@pytest.fixture()
+def viewer(dash_duo, store, atlas):
+    """dash_duo serving the viewer on the store; checks for console errors after the test."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    app = create_app(Settings(store=Path(store)), atlas=atlas)
+    dash_duo.start_server(app)
+    yield dash_duo
+    assert dash_duo.get_logs() == []
+
+
+def picture(duo, graph="map-graph"):
+    return duo.driver.execute_script(PICTURE_JS % graph)
+
+
+def wait_for_picture(duo, *fragments, graph="map-graph", shown=True, timeout=TIMEOUT):
+    """Wait until the picture's URL holds every fragment and (``shown``) the browser has drawn it."""
+    def ready(driver):
+        info = driver.execute_script(PICTURE_JS % graph)
+        if not info or not all(fragment in info["source"] for fragment in fragments):
+            return False
+        if shown and not (info["shown"] == info["source"] and info["loaded"]):
+            return False
+        return info
+    return WebDriverWait(duo.driver, timeout, poll_frequency=0.05).until(ready)
+
+
+def shot(duo, name):
+    duo.driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def first_spatial(atlas):
+    return next(d for d in atlas.datasets() if atlas.info(d).kind == "spatial")
+
+
+def open_view(duo, query=""):
+    duo.driver.get(duo.server_url + "/" + query)
+    duo.wait_for_element("#map-graph .js-plotly-plot", timeout=TIMEOUT)
+
+
+def choose_option(duo, dropdown_id, text):
+    """Open a Dash 4 dropdown and click the option whose text starts with ``text``."""
+    duo.find_element(f"#{dropdown_id}").click()
+    def option(driver):
+        for element in driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options .dash-dropdown-option"):
+            if element.text.strip().startswith(text):
+                return element
+        return False
+    WebDriverWait(duo.driver, TIMEOUT).until(option).click()
+
+
+# ---------------------------------------------------------------------------------------------- tests
+def test_load_shows_first_section_picture_legend_tree_and_umap(viewer, atlas):
+    dataset = first_spatial(atlas)
+    section = atlas.sections(dataset)["brain_section_label"].iloc[0]
+    open_view(viewer)
+    info = wait_for_picture(viewer, f"section={quote(section)}")
+    assert "dataset=" + quote(dataset) in info["source"]
+    viewer.wait_for_element("#legend .legend-item", timeout=TIMEOUT)
+    viewer.wait_for_element("#tree .tree-row", timeout=TIMEOUT)
+    umap = atlas.info(dataset).umap_dataset
+    if umap:
+        wait_for_picture(viewer, "dataset=" + quote(umap), graph="umap-graph")
+    viewer.wait_for_contains_text("#map-title", section, timeout=TIMEOUT)
+    assert "section=" + quote(section, safe="") in viewer.driver.current_url.replace(".", "%2E") or \
+        section in viewer.driver.current_url
+    shot(viewer, "01_load")
+
+
+def test_picking_a_section_changes_the_picture(viewer, atlas):
+    dataset = first_spatial(atlas)
+    sections = atlas.sections(dataset)
+    plane = sections["slab_plane_label"].iloc[0]
+    in_plane = sections[sections["slab_plane_label"] == plane]["brain_section_label"].tolist()
+    if len(in_plane) < 2:
+        pytest.skip("the first slab plane has a single section")
+    open_view(viewer)
+    before = wait_for_picture(viewer, f"section={quote(in_plane[0])}")
+    choose_option(viewer, "section", in_plane[1])
+    after = wait_for_picture(viewer, f"section={quote(in_plane[1])}")
+    assert after["source"] != before["source"]
+    viewer.wait_for_contains_text("#map-title", in_plane[1], timeout=TIMEOUT)
+    shot(viewer, "02_section")
+
+
+def test_colouring_by_a_gene_changes_the_picture_and_shows_a_colour_bar(viewer, atlas):
+    dataset = first_spatial(atlas)
+    symbol = str(atlas.genes(dataset)["gene_symbol"].iloc[1])
+    open_view(viewer)
+    before = wait_for_picture(viewer, "color_by=")
+    viewer.find_element("#gene").click()
+    search = viewer.wait_for_element(".dash-dropdown-search", timeout=TIMEOUT)
+    search.send_keys(symbol[:3])
+    def option(driver):
+        for element in driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options .dash-dropdown-option"):
+            if element.text.strip().split(" ")[0] == symbol:
+                return element
+        return False
+    target = WebDriverWait(viewer.driver, TIMEOUT).until(option)
+    started = time.perf_counter()
+    target.click()
+    after = wait_for_picture(viewer, f"gene={quote(symbol)}", "color_by=gene")
+    elapsed = time.perf_counter() - started
+    print(f"\nchoosing gene {symbol} -> new picture on screen: {elapsed * 1000:.0f} ms")
+    assert after["shown"] != before["shown"]
+    viewer.wait_for_element("#legend .colorbar", timeout=TIMEOUT)
+    viewer.wait_for_contains_text("#map-title", f"{symbol} expression", timeout=TIMEOUT)
+    shot(viewer, "03_gene")
+
+
+def test_clicking_a_tree_term_highlights_it_in_the_pictures(viewer, atlas):
+    dataset = first_spatial(atlas)
+    taxonomy = atlas.taxonomy(dataset)
+    top = taxonomy.terms(taxonomy.levels[0])["name"].iloc[0]
+    open_view(viewer)
+    before = wait_for_picture(viewer, "color_by=")
+    row = viewer.wait_for_element("#tree .tree-row .term", timeout=TIMEOUT)
+    row.click()
+    after = wait_for_picture(viewer, "term=" + quote(top).replace("%20", "+"), f"term_level={taxonomy.levels[0]}")
+    assert after["shown"] != before["shown"]
+    viewer.wait_for_element("#tree .tree-row.highlighted", timeout=TIMEOUT)
+    viewer.wait_for_contains_text("#tree .tree-row.highlighted", top, timeout=TIMEOUT)
+    viewer.wait_for_contains_text("#map-title", f"highlighting {taxonomy.levels[0]} {top}", timeout=TIMEOUT)
+    if atlas.info(dataset).umap_dataset:
+        wait_for_picture(viewer, "term=", graph="umap-graph")
+    shot(viewer, "04_term")
+    viewer.find_element("#tree .tree-row.highlighted .term").click()
+    wait_for_picture(viewer, "color_by=")
+    viewer.wait_for_no_elements("#tree .tree-row.highlighted", timeout=TIMEOUT)
+
+
+def test_a_url_restores_section_gene_term_and_view(viewer, atlas):
+    dataset = first_spatial(atlas)
+    sections = atlas.sections(dataset)
+    section = sections["brain_section_label"].iloc[-1]
+    row = sections.iloc[-1]
+    symbol = str(atlas.genes(dataset)["gene_symbol"].iloc[0])
+    taxonomy = atlas.taxonomy(dataset)
+    level = taxonomy.levels[1]
+    term = str(taxonomy.terms(level)["name"].iloc[0])
+    width = float(row["x_max"] - row["x_min"])
+    side = 0.3 * min(width, float(row["y_max"] - row["y_min"]))
+    cx, cy = float(row["x_min"] + row["x_max"]) / 2, float(row["y_min"] + row["y_max"]) / 2
+    x0, x1, y0, y1 = cx - side / 2, cx + side / 2, cy - side / 2, cy + side / 2
+    query = (f"?dataset={quote(dataset)}&section={quote(section)}&color_by=gene&gene={symbol.lower()}"
+             f"&term={quote(term)}&term_level={level}&x0={x0:.4f}&x1={x1:.4f}&y0={y0:.4f}&y1={y1:.4f}")
+    open_view(viewer, query)
+    info = wait_for_picture(viewer, f"section={quote(section)}", f"gene={symbol}", "term=")
+    shown_x0, shown_x1 = sorted(info["xrange"])
+    assert shown_x0 <= x0 + 1e-3 and shown_x1 >= x1 - 1e-3  # the requested view is on screen...
+    assert shown_x1 - shown_x0 < width  # ...zoomed in, not the whole section
+    viewer.wait_for_contains_text("#gene", symbol, timeout=TIMEOUT)
+    viewer.wait_for_contains_text("#section", section, timeout=TIMEOUT)
+    viewer.wait_for_element("#tree .tree-row.highlighted", timeout=TIMEOUT)
+    assert viewer.find_element("#notice-view").text == ""
+    shot(viewer, "05_url")
+
+
+def test_an_unknown_gene_in_the_url_shows_a_notice_and_a_picture(viewer, atlas):
+    dataset = first_spatial(atlas)
+    open_view(viewer, f"?dataset={quote(dataset)}&color_by=gene&gene=NOTAGENE9")
+    viewer.wait_for_contains_text("#notice-view", "NOTAGENE9", timeout=TIMEOUT)
+    info = wait_for_picture(viewer, "color_by=")
+    assert "gene=" not in info["source"]
+    shot(viewer, "06_unknown_gene")
+
+
+def test_an_unknown_dataset_and_section_show_notices(viewer, atlas):
+    open_view(viewer, "?dataset=NOPE-DATASET&section=NOPE")
+    viewer.wait_for_contains_text("#notice-view", "NOPE-DATASET", timeout=TIMEOUT)
+    wait_for_picture(viewer, "dataset=" + quote(atlas.datasets()[0]))
+    shot(viewer, "07_unknown_dataset")
+
+
+def test_typing_a_gene_that_does_not_exist_shows_a_notice(viewer, atlas):
+    open_view(viewer)
+    wait_for_picture(viewer, "color_by=")
+    viewer.find_element("#gene").click()
+    viewer.wait_for_element(".dash-dropdown-search", timeout=TIMEOUT).send_keys("QQQZZZ")
+    viewer.wait_for_contains_text("#notice-gene", "QQQZZZ", timeout=TIMEOUT)
+    shot(viewer, "08_typed_unknown_gene")
+    viewer.find_element(".dash-dropdown-search").send_keys(Keys.ESCAPE)
+
+
+def test_zoom_rerenders_at_full_resolution_and_updates_the_url(viewer, atlas):
+    dataset = first_spatial(atlas)
+    row = atlas.sections(dataset).iloc[0]
+    open_view(viewer)
+    before = wait_for_picture(viewer, "color_by=")
+    cx = float(row["x_min"] + row["x_max"]) / 2
+    cy = float(row["y_min"] + row["y_max"]) / 2
+    half = float(row["x_max"] - row["x_min"]) / 8
+    viewer.driver.execute_script(
+        "var gd = document.querySelector('#map-graph .js-plotly-plot');"
+        f"window.Plotly.relayout(gd, {{'xaxis.range[0]': {cx - half}, 'xaxis.range[1]': {cx + half},"
+        f" 'yaxis.range[0]': {cy + half}, 'yaxis.range[1]': {cy - half}}});")
+    after = WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: (lambda info: info if info and info["source"] != before["source"] else False)(picture(viewer)))
+    params = parse_qs(urlsplit(after["source"]).query)
+    drawn = float(params["x1"][0]) - float(params["x0"][0])
+    assert drawn < float(row["x_max"] - row["x_min"])  # the picture covers the zoomed view only...
+    picture_px_per_mm = int(params["w"][0]) / drawn
+    screen_px_per_mm = after["plot_px"] / (max(after["xrange"]) - min(after["xrange"]))
+    assert picture_px_per_mm == pytest.approx(screen_px_per_mm, rel=0.05)  # ...at screen resolution
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: "x0=" in d.current_url)
+    shot(viewer, "09_zoom")
+    viewer.driver.execute_script(
+        "var gd = document.querySelector('#map-graph .js-plotly-plot');"
+        "window.Plotly.relayout(gd, {'xaxis.autorange': true, 'yaxis.autorange': true});")
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: "x0=" not in d.current_url)
+
+
+def test_hovering_a_cell_fills_the_inspector(viewer, atlas):
+    open_view(viewer)
+    wait_for_picture(viewer, "color_by=")
+    drag = viewer.wait_for_element("#map-graph .nsewdrag", timeout=TIMEOUT)
+    width, height = drag.size["width"], drag.size["height"]
+    actions = ActionChains(viewer.driver)
+    for dx, dy in ((0, 0), (5, 5), (-20, 10), (12, -6)):  # around the centre, where the section's cells are
+        actions.move_to_element_with_offset(drag, width // 2 + dx, height // 2 + dy)
+    actions.perform()
+    viewer.wait_for_contains_text("#inspect", "Cell", timeout=TIMEOUT)
+    shot(viewer, "10_hover")
+
+
+def test_switching_species_keeps_the_gene(viewer, atlas):
+    spatial = [d for d in atlas.datasets() if atlas.info(d).kind == "spatial"]
+    if len(spatial) < 2:
+        pytest.skip("needs two spatial datasets")
+    first, second = spatial[0], spatial[1]
+    shared = sorted(set(atlas.genes(first)["gene_symbol"]) & set(atlas.genes(second)["gene_symbol"]))
+    symbol = shared[0]
+    open_view(viewer, f"?dataset={quote(first)}&gene={symbol}")
+    wait_for_picture(viewer, f"gene={symbol}")
+    label = atlas.info(second).species
+    choose_option(viewer, "dataset", label)
+    wait_for_picture(viewer, "dataset=" + quote(second), f"gene={symbol}")
+    shot(viewer, "11_species")
