@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -427,6 +428,7 @@ def run_load_test(config: LoadTestConfig, echo: Callable[[str], None] = print) -
     from bench.servers import GunicornServer, RedisServer, demo_store
 
     work_dir = Path(config.work_dir or tempfile.mkdtemp(prefix="atlas-load-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
     store = Path(config.store) if config.store else demo_store(work_dir / "demo")
     echo(f"store: {store}")
     scenario = build_scenario(store)
@@ -434,7 +436,8 @@ def run_load_test(config: LoadTestConfig, echo: Callable[[str], None] = print) -
         "ATLAS_VIEWER_STORE": str(store),
         "ATLAS_VIEWER_WORKERS": str(config.workers),
         "ATLAS_VIEWER_THREADS": str(config.threads),
-        "ATLAS_VIEWER_CACHE_DIR": str(work_dir / "picture-cache"),
+        # a new folder each run: pictures cached by an earlier run would flatter the figures
+        "ATLAS_VIEWER_CACHE_DIR": tempfile.mkdtemp(prefix="picture-cache-", dir=work_dir),
         "ATLAS_VIEWER_LOG_LEVEL": "WARNING",
         "ATLAS_VIEWER_REDIS_RETRY_S": "5",
         "ATLAS_VIEWER_EXPORT_RATE_PER_MIN": "600",  # users export often here; the limit is tested elsewhere
@@ -473,6 +476,7 @@ def run_load_test(config: LoadTestConfig, echo: Callable[[str], None] = print) -
     finally:
         if redis_server is not None:
             redis_server.close()
+        shutil.rmtree(env["ATLAS_VIEWER_CACHE_DIR"], ignore_errors=True)
     load = result["load"]
     passed = load["errors"] == 0 and result["health_after"]["status"] == 200
     for name, after in load["served_after_fault"].items():
