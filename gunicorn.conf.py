@@ -51,13 +51,13 @@ logconfig_dict = {
 
 
 def when_ready(server):
-    """In the master, after the app is loaded (preload) and before the workers fork: compile the rendering code
-    once, so every worker (and every replacement of a crashed one) inherits it."""
+    """In the master, after the app is loaded (preload) and before the workers fork: compile the rendering and
+    analysis code once, so every worker (and every replacement of a crashed one) inherits it."""
     if not preload_app:
         return
     try:
-        from callbacks.server_features import warm_up_rendering
+        from callbacks.server_features import warm_up_compiled_code
 
-        warm_up_rendering()
+        warm_up_compiled_code()
     except Exception:  # a failed warm-up only costs the first users a few seconds
-        server.log.warning("rendering warm-up failed", exc_info=True)
+        server.log.warning("warm-up of the compiled code failed", exc_info=True)

@@ -79,12 +79,13 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
     return features
 
 
-def warm_up_rendering() -> float:
-    """Render three tiny pictures (categorical, categorical with a highlight, numeric) in this process.
+def warm_up_compiled_code() -> float:
+    """Render tiny pictures (categorical and numeric, with and without a highlight) and load the marker kernels
+    (``data_layer.analysis.warm_up``) in this process.
 
     gunicorn's master calls it after loading the app and before forking (``when_ready`` in gunicorn.conf.py), so
-    the rendering code compiled on first use (datashader's and numba's, about 2-3 s) is inherited by every worker,
-    including the ones booted after a crash, instead of each worker's first users waiting for it.
+    the code compiled on first use (datashader's and numba's, about 2-3 s) is inherited by every worker, including
+    the ones booted after a crash, instead of each worker's first users waiting for it.
 
     Returns
     -------
@@ -107,6 +108,9 @@ def warm_up_rendering() -> float:
     render_categorical(x, y, codes, colors, viewport, highlight=codes == 1, spread_px=1, y_down=True)
     render_numeric(x, y, values, viewport, vmin=0.0, vmax=1.0, spread_px=1, y_down=True)
     render_numeric(x, y, values, viewport, vmin=0.0, vmax=1.0, highlight=codes == 1, spread_px=1, y_down=True)
+    from data_layer import analysis
+
+    analysis.warm_up()
     seconds = time.perf_counter() - started
-    log.info("rendering warmed up in %.1f s", seconds)
+    log.info("compiled code warmed up in %.1f s", seconds)
     return seconds
