@@ -113,5 +113,24 @@ window.atlasViewer = (function () {
     return data.query;
   }
 
+  // One click listener for every taxonomy term of the tree and the legend (data-action/level/name
+  // attributes): far cheaper for the Dash renderer than one pattern-matching component per term.
+  var STORES = { pick: "term-picked", toggle: "tree-toggled" };
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest && event.target.closest("[data-action][data-level][data-name]");
+    if (!target || !window.dash_clientside || !window.dash_clientside.set_props) {
+      return;
+    }
+    var store = STORES[target.getAttribute("data-action")];
+    if (!store) {
+      return;
+    }
+    window.dash_clientside.set_props(store, { data: {
+      level: target.getAttribute("data-level"),
+      name: target.getAttribute("data-name"),
+      t: Date.now()
+    } });
+  });
+
   return { watchSize: watchSize, writeUrl: writeUrl, plotArea: plotArea };
 })();

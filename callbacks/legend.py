@@ -11,7 +11,7 @@ from dash import Input, Output
 from callbacks.context import ViewerContext, term_counts
 from components import ids
 from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE
-from components.panels import categorical_legend, gene_legend
+from components.panels import gene_legend, html_block, legend_html
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ GENE_CMAP = "viridis"
 
 
 def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
-                context: ViewerContext) -> tuple[list, str, str, Any, Any]:
+                context: ViewerContext) -> tuple[Any, str, str, Any, Any]:
     """``(legend children, legend title, range info, vmin placeholder, vmax placeholder)``."""
     from rendering.colors import NAN_GREY, colorscale_stops
 
@@ -51,13 +51,13 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
         colors = atlas.region_colors(entry.name)
         items = [(name, colors.get(name, "#bebebe"), counts[name]) for name in cells[color_by].cat.categories
                  if name in counts]
-        return categorical_legend(color_by, items, None, clickable=False), "Regions", "", "min", "max"
+        return html_block(legend_html(color_by, items, None, clickable=False)), "Regions", "", "min", "max"
     taxonomy = atlas.taxonomy(entry.name)
     palette = taxonomy.colors(color_by)
     categories = list(cells[color_by].cat.categories)
     items = [(str(name), palette[i], counts[str(name)]) for i, name in enumerate(categories) if str(name) in counts]
     title = f"{color_by} ({len(items):,} here)"
-    return categorical_legend(color_by, items, highlighted), title, "", "min", "max"
+    return html_block(legend_html(color_by, items, highlighted)), title, "", "min", "max"
 
 
 def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:

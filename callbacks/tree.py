@@ -17,7 +17,7 @@ from callbacks.context import ViewerContext, term_counts
 from callbacks.inspector import event_position, nearest_cell_info
 from components import ids
 from components.catalog import WHOLE_SLAB_PLANE
-from components.panels import TermRow, term_key, tree_children, tree_search_children
+from components.panels import TermRow, html_block, term_key, tree_html, tree_search_html
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,12 @@ class TreeData:
         return rows
 
 
-def tree_step(dataset, slab_plane, section, term, expanded, search, data: TreeData) -> list:
+def tree_step(dataset, slab_plane, section, term, expanded, search, data: TreeData) -> Any:
     """Tree content for the current dataset, place, highlight, expanded terms and search text."""
     context = data.context
     entry = context.catalog.get(dataset)
     if entry is None:
-        return []
+        return None
     section = None if section in (None, WHOLE_SLAB_PLANE) else section
     rows = data.rows(entry.name, section, slab_plane)
     highlighted = (term["level"], term["name"]) if term and term.get("name") else None
@@ -75,15 +75,23 @@ def tree_step(dataset, slab_plane, section, term, expanded, search, data: TreeDa
         found = context.atlas.search_terms(text, entry.name, limit=SEARCH_LIMIT)
         index = {(row.level, row.name): row for level_rows in rows.values() for row in level_rows}
         matches = [index[(m["level"], m["name"])] for m in found if (m["level"], m["name"]) in index]
-        return tree_search_children(matches, highlighted, text)
-    return tree_children(list(entry.levels), rows, expanded or [], highlighted)
+        return html_block(tree_search_html(matches, highlighted, text), "tree-rows")
+    return html_block(tree_html(list(entry.levels), rows, expanded or [], highlighted), "tree-rows")
 
 
-def toggle_step(triggered: dict | None, clicks: int | None, expanded: list | None) -> Any:
-    """Expanded-term keys after a caret click (``no_update`` for a newly drawn caret)."""
-    if not triggered or not clicks:
+def _event_term(event: dict | None) -> tuple[str, str] | None:
+    """``(level, name)`` of a click event of the tree or legend (``TERM_PICKED``/``TREE_TOGGLED`` data)."""
+    if not isinstance(event, dict) or not event.get("level") or not event.get("name"):
+        return None
+    return str(event["level"]), str(event["name"])
+
+
+def toggle_step(event: dict | None, expanded: list | None) -> Any:
+    """Expanded-term keys after a caret click (``no_update`` without a valid event)."""
+    picked = _event_term(event)
+    if picked is None:
         return no_update
-    key = term_key(triggered["level"], triggered["name"])
+    key = term_key(*picked)
     current = list(expanded or [])
     if key in current:
         current.remove(key)
@@ -94,7 +102,7 @@ def toggle_step(triggered: dict | None, clicks: int | None, expanded: list | Non
 
 def pick_step(
     trigger: Any,
-    clicks: int | None,
+    event: dict | None,
     map_click: dict | None,
     umap_click: dict | None,
     dataset: str | None,
@@ -105,6 +113,13 @@ def pick_step(
     context: ViewerContext,
 ) -> Any:
     """Highlighted term after a pick (tree row, legend entry, clear button, map or UMAP click).
+
+    Parameters
+    ----------
+    trigger : str or None
+        Id of the input that fired.
+    event : dict or None
+        ``TERM_PICKED`` data (``{"level", "name", "t"}``) of a tree row or legend click.
 
     Returns
     -------
@@ -117,10 +132,10 @@ def pick_step(
     if trigger == ids.CLEAR_TERM:
         return None if term else no_update
     picked: tuple[str, str] | None = None
-    if isinstance(trigger, dict):
-        if not clicks:
-            return no_update  # a newly drawn row, not a click
-        picked = (trigger["level"], trigger["name"])
+    if trigger == ids.TERM_PICKED:
+        picked = _event_term(event)
+        if picked is None or picked[0] not in entry.levels:
+            return no_update
     elif trigger in (ids.MAP_GRAPH, ids.UMAP_GRAPH):
         picked = _clicked_term(trigger, map_click if trigger == ids.MAP_GRAPH else umap_click, entry, slab_plane,
                                section, color_by, context)
@@ -134,12 +149,12 @@ def pick_step(
     return {"level": picked[0], "name": picked[1], "taxonomy": entry.taxonomy}
 
 
-def expanded_step(trigger: Any, clicks: int | None, dataset: str | None, term: dict | None,
+def expanded_step(trigger: Any, event: dict | None, dataset: str | None, term: dict | None,
                   expanded: list | None, context: ViewerContext) -> Any:
     """Expanded terms of the tree after a caret click, a new highlighted term (its ancestors open, so it
     shows) or a new dataset (collapsed, but for the highlighted term's ancestors)."""
-    if isinstance(trigger, dict):
-        return toggle_step(trigger, clicks, expanded)
+    if trigger == ids.TREE_TOGGLED:
+        return toggle_step(event, expanded)
     if trigger == ids.DATASET:
         expanded = []
     elif trigger != ids.TERM:
@@ -195,6 +210,11 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
     context = context or ViewerContext.build(atlas, settings)
     data = TreeData(context)
 
+    @app.callback(Output(ids.TREE_COUNT_HEAD, "children"), Input(ids.DATASET, "value"))
+    def count_head(dataset):
+        entry = context.catalog.get(dataset)
+        return "section · all" if entry is not None and entry.spatial else "cells"
+
     @app.callback(
         Output(ids.TREE, "children"),
         Input(ids.DATASET, "value"),
@@ -209,20 +229,18 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
 
     @app.callback(
         Output(ids.TREE_EXPANDED, "data"),
-        Input(ids.all_of(ids.TREE_TOGGLE), "n_clicks"),
+        Input(ids.TREE_TOGGLED, "data"),
         Input(ids.TERM, "data"),
         Input(ids.DATASET, "value"),
         State(ids.TREE_EXPANDED, "data"),
         prevent_initial_call=True,
     )
-    def update_expanded(_clicks, term, dataset, expanded):
-        value = ctx.triggered[0]["value"] if ctx.triggered else None
-        return expanded_step(ctx.triggered_id, value, dataset, term, expanded, context)
+    def update_expanded(toggled, term, dataset, expanded):
+        return expanded_step(ctx.triggered_id, toggled, dataset, term, expanded, context)
 
     @app.callback(
         Output(ids.TERM, "data", allow_duplicate=True),
-        Input(ids.all_of(ids.TREE_TERM), "n_clicks"),
-        Input(ids.all_of(ids.LEGEND_TERM), "n_clicks"),
+        Input(ids.TERM_PICKED, "data"),
         Input(ids.CLEAR_TERM, "n_clicks"),
         Input(ids.MAP_GRAPH, "clickData"),
         Input(ids.UMAP_GRAPH, "clickData"),
@@ -233,9 +251,8 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
         State(ids.TERM, "data"),
         prevent_initial_call=True,
     )
-    def pick_term(_tree, _legend, _clear, map_click, umap_click, dataset, slab_plane, section, color_by, term):
-        value = ctx.triggered[0]["value"] if ctx.triggered else None
-        return pick_step(ctx.triggered_id, value, map_click, umap_click, dataset, slab_plane, section, color_by,
+    def pick_term(picked, _clear, map_click, umap_click, dataset, slab_plane, section, color_by, term):
+        return pick_step(ctx.triggered_id, picked, map_click, umap_click, dataset, slab_plane, section, color_by,
                          term, context)
 
-    return {"draw_tree": draw_tree, "update_expanded": update_expanded, "pick_term": pick_term}
+    return {"count_head": count_head, "draw_tree": draw_tree, "update_expanded": update_expanded, "pick_term": pick_term}

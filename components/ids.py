@@ -1,11 +1,9 @@
 """Every component id of the viewer, in one place, so a typo fails at import and not silently in a browser.
 
-Plain constants name single components; the small functions build the dict ids of pattern-matching components
-(one per taxonomy term in the tree and the legend), like dash-slicer's ``_subid`` helper.
+Plain constants name single components. The many taxonomy terms of the tree and the legend have no ids of their
+own: they carry ``data-*`` attributes and a single click listener reports them (see ``TERM_PICKED``).
 """
 from __future__ import annotations
-
-from dash import ALL
 
 # ---------------------------------------------------------------------------------------------- page
 ROOT = "app-root"
@@ -60,31 +58,14 @@ UMAP_GRAPH = "umap-graph"
 TREE_PANEL = "tree-panel"
 TREE_SEARCH = "tree-search"
 TREE = "tree"
+TREE_COUNT_HEAD = "tree-count-head"  # "section · all" or "cells"
 TREE_EXPANDED = "tree-expanded"  # dcc.Store: list of "level|name" keys of the expanded terms
 INSPECT = "inspect"  # the cell-inspection panel
 
 
-# ---------------------------------------------------------------------------------------------- pattern ids
-TREE_TERM = "tree-term"
-TREE_TOGGLE = "tree-toggle"
-LEGEND_TERM = "legend-term"
-
-
-def tree_term(level: str, name: str) -> dict:
-    """Id of a term's row button in the taxonomy tree (click: highlight the term)."""
-    return {"type": TREE_TERM, "level": level, "name": name}
-
-
-def tree_toggle(level: str, name: str) -> dict:
-    """Id of a term's expand/collapse caret in the taxonomy tree."""
-    return {"type": TREE_TOGGLE, "level": level, "name": name}
-
-
-def legend_term(level: str, name: str) -> dict:
-    """Id of a legend entry (click: highlight the term)."""
-    return {"type": LEGEND_TERM, "level": level, "name": name}
-
-
-def all_of(kind: str) -> dict:
-    """Pattern matching every component of one kind (``TREE_TERM``, ``TREE_TOGGLE``, ``LEGEND_TERM``)."""
-    return {"type": kind, "level": ALL, "name": ALL}
+# ---------------------------------------------------------------------------------------------- term events
+# Tree rows and legend entries carry their term in data-* attributes (see components.panels.term_attributes);
+# one click listener in assets/viewer.js turns a click into one of these stores. No pattern-matching ids: the
+# Dash renderer re-indexes every pattern-matching component on each update, which gets slow with hundreds.
+TERM_PICKED = "term-picked"  # dcc.Store: {"level", "name", "t"} of a clicked tree row or legend entry
+TREE_TOGGLED = "tree-toggled"  # dcc.Store: {"level", "name", "t"} of a clicked expand/collapse caret

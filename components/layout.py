@@ -130,6 +130,15 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
                             clearable=False,
                         ),
                     ),
+                    html.Div(
+                        className="field",
+                        children=dcc.Checklist(
+                            id=ids.POLYGONS,
+                            options=[{"label": " Region outlines", "value": "on"}],
+                            value=["on"],
+                            className="checklist",
+                        ),
+                    ),
                 ],
             ),
             _field(
@@ -177,16 +186,6 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
                 ],
             ),
             html.Div(
-                className="field",
-                hidden=not spatial,
-                children=dcc.Checklist(
-                    id=ids.POLYGONS,
-                    options=[{"label": " Region outlines", "value": "on"}],
-                    value=["on"],
-                    className="checklist",
-                ),
-            ),
-            html.Div(
                 className="legend-box",
                 children=[
                     html.Div(
@@ -232,6 +231,8 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
             dcc.Store(id=ids.UMAP_VIEWPORT, data=None),
             dcc.Store(id=ids.UMAP_SIZE, data=None),
             dcc.Store(id=ids.TREE_EXPANDED, data=[]),
+            dcc.Store(id=ids.TERM_PICKED, data=None),
+            dcc.Store(id=ids.TREE_TOGGLED, data=None),
             dcc.Store(id=ids.GENE_RANGE_DEFAULT, data=None),
             html.Header(
                 className="topbar",
@@ -305,7 +306,8 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
                                     html.Div(
                                         className="panel-title tree-head",
                                         children=[html.Span("Taxonomy"),
-                                                  html.Span("section · all", className="tree-count-head")],
+                                                  html.Span("section · all", id=ids.TREE_COUNT_HEAD, className="tree-count-head",
+                                                            title="cells in the section (or slab plane) · in the dataset")],
                                     ),
                                     dcc.Input(
                                         id=ids.TREE_SEARCH,

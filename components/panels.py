@@ -6,11 +6,11 @@ The tree is lazy: it shows the top level and, under each expanded term, its chil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 from typing import Iterable, Mapping, Sequence
 
-from dash import html
+from dash import dcc, html
 
-from components import ids
 
 #: Most rows listed under one expanded term or in a search result before a "more" line.
 MAX_ROWS = 2000
@@ -30,50 +30,72 @@ class TermRow:
     n_total: int
 
 
+#: ``data-action`` values read by the click listener of ``assets/viewer.js``.
+ACTION_PICK = "pick"
+ACTION_TOGGLE = "toggle"
+
+
 def term_key(level: str, name: str) -> str:
     """Key of a term in the expanded-terms store."""
     return f"{level}|{name}"
 
 
-def _swatch(color: str) -> html.Span:
-    return html.Span(className="swatch", style={"backgroundColor": color})
+# The tree and the legend can hold hundreds of rows. As Dash components each row would be 4-5 components, and
+# the Dash renderer runs a selector per component on every store update (every callback answer, every hover):
+# hundreds of rows made the whole page sluggish. So rows are written as escaped HTML and shown by ONE
+# dcc.Markdown; their clicks reach Dash through one listener (data-action/level/name, assets/viewer.js).
+def _attr(value: object) -> str:
+    return escape(str(value), quote=True)
 
 
-def _row(term: TermRow, depth: int, *, expandable: bool, expanded: bool, highlighted: bool,
-         show_level: bool = False) -> html.Div:
-    classes = ["tree-row"]
-    if highlighted:
-        classes.append("highlighted")
-    if term.n_section == 0:
-        classes.append("absent")
-    caret = (
-        html.Button("▾" if expanded else "▸", id=ids.tree_toggle(term.level, term.name), className="caret",
-                    title=("Collapse" if expanded else "Expand") + f" {term.name}", n_clicks=0)
-        if expandable
-        else html.Span(className="caret-space")
+def _term_data(level: str, name: str, action: str) -> str:
+    return f'data-action="{action}" data-level="{_attr(level)}" data-name="{_attr(name)}"'
+
+
+def _swatch_html(color: str) -> str:
+    return f'<span class="swatch" style="background-color:{_attr(color)}"></span>'
+
+
+def html_block(markup: str, class_name: str = "") -> dcc.Markdown:
+    """One component showing ``markup`` (HTML written by this module from escaped values).
+
+    The markup is wrapped in a ``div`` and kept on one line, so Markdown passes it through as one raw HTML
+    block (a line starting with an inline tag such as ``<button>`` would become a paragraph instead).
+    """
+    one_line = markup.replace("\n", " ")
+    return dcc.Markdown(f'<div class="html-rows">{one_line}</div>', dangerously_allow_html=True,
+                        className=f"html-block {class_name}".strip())
+
+
+def _row_html(term: TermRow, depth: int, *, expandable: bool, expanded: bool, highlighted: bool,
+              show_level: bool = False) -> str:
+    classes = "tree-row" + (" highlighted" if highlighted else "") + (" absent" if term.n_section == 0 else "")
+    if expandable:
+        verb = "Collapse" if expanded else "Expand"
+        caret = (f'<button class="caret" title="{verb} {_attr(term.name)}" '
+                 f'{_term_data(term.level, term.name, ACTION_TOGGLE)}>{"▾" if expanded else "▸"}</button>')
+    else:
+        caret = '<span class="caret-space"></span>'
+    chip = f'<span class="level-chip">{_attr(term.level)}</span>' if show_level else ""
+    return (
+        f'<div class="{classes}" style="padding-left:{depth * 14}px">{caret}'
+        f'<button class="term" title="{_attr(term.level)}: {_attr(term.name)} — click to highlight" '
+        f'{_term_data(term.level, term.name, ACTION_PICK)}>{_swatch_html(term.color)}'
+        f'<span class="term-name">{_attr(term.name)}</span>{chip}</button>'
+        f'<span class="counts">{term.n_section:,} · {term.n_total:,}</span></div>'
     )
-    label = [_swatch(term.color), html.Span(term.name, className="term-name")]
-    if show_level:
-        label.append(html.Span(term.level, className="level-chip"))
-    return html.Div(
-        className=" ".join(classes),
-        style={"paddingLeft": f"{depth * 14}px"},
-        children=[
-            caret,
-            html.Button(label, id=ids.tree_term(term.level, term.name), className="term", n_clicks=0,
-                        title=f"{term.level}: {term.name} — click to highlight"),
-            html.Span(f"{term.n_section:,} · {term.n_total:,}", className="counts"),
-        ],
-    )
 
 
-def tree_children(
+def tree_html(
     levels: Sequence[str],
     terms: Mapping[str, Sequence[TermRow]],
     expanded: Iterable[str],
     highlighted: tuple[str, str] | None,
-) -> list:
-    """Rows of the collapsible tree: top-level terms, and the children of every expanded term.
+) -> str:
+    """HTML rows of the collapsible tree: top-level terms, and the children of every expanded term.
+
+    A level whose terms have no parent in the level above (the mouse ``neurotransmitter`` beside ``class``)
+    is a group of its own.
 
     Parameters
     ----------
@@ -88,68 +110,79 @@ def tree_children(
 
     Returns
     -------
-    list of dash components
+    str
+        Escaped HTML, one ``div.tree-row`` per shown term.
     """
     if not levels:
-        return [html.Div("This dataset has no taxonomy.", className="muted pad")]
+        return '<div class="muted pad">This dataset has no taxonomy.</div>'
     expanded = set(expanded)
+    names_at = [{term.name for term in terms.get(level, ())} for level in levels]
     children_of: dict[tuple[int, str], list[TermRow]] = {}
-    for depth, level in enumerate(levels[1:], start=1):
+    roots_at: dict[int, list[TermRow]] = {}
+    for index, level in enumerate(levels):
         for term in terms.get(level, ()):
-            children_of.setdefault((depth, term.parent), []).append(term)
-    rows: list = [html.Div(" › ".join(levels), className="tree-levels")]
+            if index > 0 and term.parent and term.parent in names_at[index - 1]:
+                children_of.setdefault((index, term.parent), []).append(term)
+            else:  # a top term, or a level not nested in the one above
+                roots_at.setdefault(index, []).append(term)
+    rows = [f'<div class="tree-levels">{_attr(" › ".join(levels))}</div>']
 
-    def add(term: TermRow, depth: int) -> None:
-        key = term_key(term.level, term.name)
-        expandable = depth + 1 < len(levels) and bool(children_of.get((depth + 1, term.name)))
-        is_open = expandable and key in expanded
-        rows.append(_row(term, depth, expandable=expandable, expanded=is_open,
-                         highlighted=highlighted == (term.level, term.name)))
+    def add(term: TermRow, index: int, depth: int) -> None:
+        kids = children_of.get((index + 1, term.name), [])
+        is_open = bool(kids) and term_key(term.level, term.name) in expanded
+        rows.append(_row_html(term, depth, expandable=bool(kids), expanded=is_open,
+                              highlighted=highlighted == (term.level, term.name)))
         if is_open:
-            kids = children_of[(depth + 1, term.name)]
             for child in kids[:MAX_ROWS]:
-                add(child, depth + 1)
+                add(child, index + 1, depth + 1)
             if len(kids) > MAX_ROWS:
-                rows.append(html.Div(f"… {len(kids) - MAX_ROWS:,} more: use the search box",
-                                     className="muted pad"))
+                rows.append(f'<div class="muted pad">… {len(kids) - MAX_ROWS:,} more: use the search box</div>')
 
-    for top in terms.get(levels[0], ()):
-        add(top, 0)
-    return rows
+    grouped = len(roots_at) > 1
+    for index in sorted(roots_at):
+        if grouped:
+            rows.append(f'<div class="tree-group">{_attr(levels[index])}</div>')
+        for top in roots_at[index]:
+            add(top, index, 0)
+    return "".join(rows)
 
 
-def tree_search_children(matches: Sequence[TermRow], highlighted: tuple[str, str] | None, text: str) -> list:
-    """Rows of a term search: every match with its level, flat."""
+def tree_search_html(matches: Sequence[TermRow], highlighted: tuple[str, str] | None, text: str) -> str:
+    """HTML rows of a term search: every match with its level, flat."""
     if not matches:
-        return [html.Div(f"No term matches '{text}'.", className="muted pad")]
-    rows = [html.Div(f"{len(matches):,} terms match '{text}'", className="tree-levels")]
-    for term in matches[:MAX_ROWS]:
-        rows.append(_row(term, 0, expandable=False, expanded=False,
-                         highlighted=highlighted == (term.level, term.name), show_level=True))
-    return rows
+        return f'<div class="muted pad">No term matches \'{_attr(text)}\'.</div>'
+    rows = [f'<div class="tree-levels">{len(matches):,} terms match \'{_attr(text)}\'</div>']
+    rows += [_row_html(term, 0, expandable=False, expanded=False,
+                       highlighted=highlighted == (term.level, term.name), show_level=True)
+             for term in matches[:MAX_ROWS]]
+    return "".join(rows)
 
 
-def categorical_legend(level: str, items: Sequence[tuple[str, str, int]], highlighted: str | None,
-                       *, clickable: bool = True) -> list:
-    """Legend of a colouring by level or region: ``(name, colour, n cells)`` items, present ones only.
+def legend_html(level: str, items: Sequence[tuple[str, str, int]], highlighted: str | None,
+                *, clickable: bool = True) -> str:
+    """HTML legend of a colouring by level or region: ``(name, colour, n cells)`` items, present ones only.
 
     Clicking an entry highlights the term (``clickable`` for taxonomy levels, not regions).
     """
     if not items:
-        return [html.Div("No cells here.", className="muted")]
+        return '<div class="muted">No cells here.</div>'
     entries = []
     for name, color, count in items[:MAX_LEGEND]:
-        body = [_swatch(color), html.Span(name, className="legend-name"),
-                html.Span(f"{count:,}", className="counts")]
+        body = (f'{_swatch_html(color)}<span class="legend-name">{_attr(name)}</span>'
+                f'<span class="counts">{count:,}</span>')
         classes = "legend-item" + (" highlighted" if highlighted == name else "")
         if clickable:
-            entries.append(html.Button(body, id=ids.legend_term(level, name), className=classes, n_clicks=0,
-                                       title=f"Highlight {name}"))
+            entries.append(f'<button class="{classes}" title="Highlight {_attr(name)}" '
+                           f'{_term_data(level, name, ACTION_PICK)}>{body}</button>')
         else:
-            entries.append(html.Div(body, className=classes))
+            entries.append(f'<div class="{classes} static">{body}</div>')
     if len(items) > MAX_LEGEND:
-        entries.append(html.Div(f"… {len(items) - MAX_LEGEND:,} more in the taxonomy tree", className="muted"))
-    return entries
+        entries.append(f'<div class="muted">… {len(items) - MAX_LEGEND:,} more in the taxonomy tree</div>')
+    return "".join(entries)
+
+
+def _swatch(color: str) -> html.Span:
+    return html.Span(className="swatch", style={"backgroundColor": color})
 
 
 def gene_legend(symbol: str, stops: Sequence[Sequence], vmin: float, vmax: float, *, default: bool,

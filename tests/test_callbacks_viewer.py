@@ -233,12 +233,17 @@ def test_umap_panel_hides_for_a_umap_dataset(context):
 
 
 # ---------------------------------------------------------------------------------------------- legend and tree
+def n_rows(block, row_class):
+    """Rows of an HTML block (a dcc.Markdown written by components.panels)."""
+    return block.children.count(f'class="{row_class}')
+
+
 def test_legend_lists_the_terms_present_with_counts(context):
     section = first_section(context, HUMAN)
-    children, title, *_ = legend.legend_step(HUMAN, None, section, "Class", None, None, None, None, context)
+    block, title, *_ = legend.legend_step(HUMAN, None, section, "Class", None, None, None, None, context)
     cells = context.atlas.cells(HUMAN, section=section)
     present = cells["Class"].value_counts()
-    assert len(children) == int((present > 0).sum())
+    assert n_rows(block, "legend-item") == int((present > 0).sum())
     assert title.startswith("Class")
 
 
@@ -251,9 +256,9 @@ def test_gene_legend_shows_the_default_range(context):
 
 def test_tree_shows_top_level_collapsed(context):
     data = tree.TreeData(context)
-    rows = tree.tree_step(HUMAN, None, first_section(context, HUMAN), None, [], "", data)
+    block = tree.tree_step(HUMAN, None, first_section(context, HUMAN), None, [], "", data)
     top = context.atlas.taxonomy(HUMAN).terms(context.atlas.taxonomy(HUMAN).levels[0])
-    assert len(rows) == 1 + len(top)  # a header line and one row per top-level term
+    assert n_rows(block, "tree-row") == len(top)
 
 
 def test_tree_expands_the_children_of_an_expanded_term(context):
@@ -262,28 +267,36 @@ def test_tree_expands_the_children_of_an_expanded_term(context):
     top = taxonomy.terms(taxonomy.levels[0])["name"].iloc[0]
     children = taxonomy.terms(taxonomy.levels[1])
     n_children = int((children["parent"] == top).sum())
-    rows = tree.tree_step(HUMAN, None, first_section(context, HUMAN), None,
-                          [f"{taxonomy.levels[0]}|{top}"], "", data)
-    assert len(rows) == 1 + len(taxonomy.terms(taxonomy.levels[0])) + n_children
+    block = tree.tree_step(HUMAN, None, first_section(context, HUMAN), None,
+                           [f"{taxonomy.levels[0]}|{top}"], "", data)
+    assert n_rows(block, "tree-row") == len(taxonomy.terms(taxonomy.levels[0])) + n_children
 
 
 def test_tree_search_lists_terms_of_every_level(context):
     data = tree.TreeData(context)
-    rows = tree.tree_step(HUMAN, None, first_section(context, HUMAN), None, [], "STR", data)
+    block = tree.tree_step(HUMAN, None, first_section(context, HUMAN), None, [], "STR", data)
     expected = context.atlas.search_terms("STR", HUMAN, limit=tree.SEARCH_LIMIT)
-    assert len(rows) == 1 + len(expected)
+    assert n_rows(block, "tree-row") == len(expected)
+    assert {m["level"] for m in expected} <= {level for level in context.atlas.taxonomy(HUMAN).levels
+                                              if f'level-chip">{level}<' in block.children}
 
 
 def test_tree_click_highlights_and_second_click_clears(context):
-    trigger = ids.tree_term("Subclass", "STR D1 MSN")
-    term = tree.pick_step(trigger, 1, None, None, HUMAN, None, None, "Class", None, context)
+    event = {"level": "Subclass", "name": "STR D1 MSN", "t": 1}
+    term = tree.pick_step(ids.TERM_PICKED, event, None, None, HUMAN, None, None, "Class", None, context)
     assert term["name"] == "STR D1 MSN" and term["level"] == "Subclass"
-    assert tree.pick_step(trigger, 2, None, None, HUMAN, None, None, "Class", term, context) is None
+    again = {**event, "t": 2}
+    assert tree.pick_step(ids.TERM_PICKED, again, None, None, HUMAN, None, None, "Class", term, context) is None
 
 
-def test_newly_drawn_tree_rows_do_not_pick(context):
-    trigger = ids.tree_term("Subclass", "STR D1 MSN")
-    assert tree.pick_step(trigger, 0, None, None, HUMAN, None, None, "Class", None, context) is no_update
+@pytest.mark.parametrize("event", [None, {}, {"level": "Subclass"}, {"level": "Flavour", "name": "x"}])
+def test_malformed_pick_events_change_nothing(context, event):
+    assert tree.pick_step(ids.TERM_PICKED, event, None, None, HUMAN, None, None, "Class", None, context) is no_update
+
+
+def test_clear_button_removes_the_highlight(context):
+    term = {"level": "Class", "name": "Astro-Epen"}
+    assert tree.pick_step(ids.CLEAR_TERM, None, None, None, HUMAN, None, None, "Class", term, context) is None
 
 
 def test_map_click_highlights_the_clicked_cells_term(context):
@@ -307,10 +320,14 @@ def test_new_term_opens_its_ancestors(context):
 
 
 def test_caret_click_toggles_expansion(context):
-    trigger = ids.tree_toggle("Class", "CN LGE GABA")
-    opened = tree.expanded_step(trigger, 1, HUMAN, None, [], context)
+    event = {"level": "Class", "name": "CN LGE GABA", "t": 1}
+    opened = tree.expanded_step(ids.TREE_TOGGLED, event, HUMAN, None, [], context)
     assert opened == ["Class|CN LGE GABA"]
-    assert tree.expanded_step(trigger, 2, HUMAN, None, opened, context) == []
+    assert tree.expanded_step(ids.TREE_TOGGLED, {**event, "t": 2}, HUMAN, None, opened, context) == []
+
+
+def test_new_dataset_collapses_the_tree(context):
+    assert tree.expanded_step(ids.DATASET, None, MARMOSET, None, ["Class|CN LGE GABA"], context) == []
 
 
 # ---------------------------------------------------------------------------------------------- inspector
