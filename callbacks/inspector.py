@@ -92,6 +92,7 @@ def nearest_cell_info(
         "dataset": dataset,
         "section": str(cells["brain_section_label"].iat[row]) if "brain_section_label" in cells else None,
         "region": str(cells["region"].iat[row]) if "region" in cells else None,
+        "species": str(cells["species"].iat[row]) if "species" in cells else None,
         "x": cell_x,
         "y": cell_y,
         "levels": levels,
@@ -151,6 +152,7 @@ def inspect_step(
     info = nearest_cell_info(context, target, *position, gene=gene_for_target, max_distance=max_distance, **where)
     if info is None:
         return inspect_children(None, message="No cell under the cursor.")
+    info["show_dataset"] = on_umap
     return inspect_children(info)
 
 

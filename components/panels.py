@@ -217,12 +217,16 @@ def inspect_children(cell: Mapping | None, *, message: str = HOVER_HINT) -> list
     if not cell:
         return [html.Span(message, className="muted")]
     facts = [("Cell", cell.get("cell_label", ""))]
+    if cell.get("show_dataset") and cell.get("dataset"):
+        facts.append(("Dataset", cell["dataset"]))
+    if cell.get("species"):
+        facts.append(("Species", cell["species"]))
     if cell.get("section"):
         facts.append(("Section", cell["section"]))
     if cell.get("region"):
         facts.append(("Region", cell["region"]))
-    facts.append(("Position", f"{cell.get('x', 0):.3f}, {cell.get('y', 0):.3f}" + (" mm" if cell.get("section")
-                                                                                     else "")))
+    unit = " mm" if cell.get("section") else ""
+    facts.append(("Position", f"{cell.get('x', 0):.3f}, {cell.get('y', 0):.3f}{unit}"))
     gene = cell.get("gene")
     if gene:
         symbol, value = gene

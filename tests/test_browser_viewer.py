@@ -296,3 +296,59 @@ def test_switching_species_keeps_the_gene(viewer, atlas):
     choose_option(viewer, "dataset", label)
     wait_for_picture(viewer, "dataset=" + quote(second), f"gene={symbol}")
     shot(viewer, "11_species")
+
+
+def test_the_back_button_returns_to_the_previous_section(viewer, atlas):
+    dataset = first_spatial(atlas)
+    sections = atlas.sections(dataset)
+    plane = sections["slab_plane_label"].iloc[0]
+    in_plane = sections[sections["slab_plane_label"] == plane]["brain_section_label"].tolist()
+    if len(in_plane) < 2:
+        pytest.skip("the first slab plane has a single section")
+    open_view(viewer)
+    wait_for_picture(viewer, f"section={quote(in_plane[0])}")
+    choose_option(viewer, "section", in_plane[1])
+    wait_for_picture(viewer, f"section={quote(in_plane[1])}")
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: quote(in_plane[1]) in d.current_url)
+    viewer.driver.back()
+    wait_for_picture(viewer, f"section={quote(in_plane[0])}")
+    viewer.wait_for_contains_text("#section", in_plane[0], timeout=TIMEOUT)
+
+
+def test_typing_a_gene_range_redraws_with_that_range(viewer, atlas):
+    dataset = first_spatial(atlas)
+    symbol = str(atlas.genes(dataset)["gene_symbol"].iloc[0])
+    open_view(viewer, f"?dataset={quote(dataset)}&gene={symbol}")
+    wait_for_picture(viewer, f"gene={symbol}")
+    for element_id, value in (("gene-vmin", "0.5"), ("gene-vmax", "2.5")):
+        field = viewer.find_element(f"#{element_id}")
+        field.clear()
+        field.send_keys(value, Keys.ENTER)
+    wait_for_picture(viewer, "vmin=0.5", "vmax=2.5")
+    viewer.wait_for_contains_text("#legend", "set by hand", timeout=TIMEOUT)
+    viewer.find_element("#gene-range-auto").click()  # back to the default range: no vmin/vmax in the picture
+    WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: f"gene={symbol}" in picture(viewer)["source"] and "vmin=" not in picture(viewer)["source"])
+
+
+def test_clicking_a_cell_in_the_umap_highlights_its_term_in_the_map(viewer, atlas):
+    dataset = first_spatial(atlas)
+    umap = atlas.info(dataset).umap_dataset
+    if not umap:
+        pytest.skip("no UMAP beside the first dataset")
+    level = atlas.info(dataset).levels[min(2, len(atlas.info(dataset).levels) - 1)]
+    cells = atlas.cells(umap)
+    named = cells[~cells[level].isin(["unassigned", "Adjacent"])]
+    counts = named[level].value_counts()
+    term = counts.index[0]
+    member = named[named[level] == term].iloc[0]
+    open_view(viewer, f"?dataset={quote(dataset)}&color_by={level}")
+    wait_for_picture(viewer, f"dataset={quote(umap)}", graph="umap-graph")
+    x_px, y_px = viewer.driver.execute_script(
+        "var gd = document.querySelector('#umap-graph .js-plotly-plot'); var L = gd._fullLayout;"
+        f"return [L.xaxis.l2p({float(member['x'])}), L.yaxis.l2p({float(member['y'])})];")
+    drag = viewer.find_element("#umap-graph .nsewdrag")
+    ActionChains(viewer.driver).move_to_element_with_offset(drag, int(x_px), int(y_px)).click().perform()
+    wait_for_picture(viewer, "term=" + quote(str(term)).replace("%20", "+"), f"term_level={level}")
+    viewer.wait_for_contains_text("#map-title", f"highlighting {level} {term}", timeout=TIMEOUT)
+    shot(viewer, "12_umap_click")
