@@ -11,8 +11,9 @@
 * the whole mouse brain taxonomy ``WMB-taxonomy`` with ``WMB-10X`` cells and regional ``WMB-10Xv3``
   expression files;
 
-plus ``releases/<version>/manifest.json`` (true sizes and MD5s, the release schema),
-``_manifest_last_used.txt`` and ``_downloaded_data.json``. The same seed gives byte-identical files
+``scale="atlas"`` writes the same layout at real size (see :data:`scale.ATLAS`), streaming the big tables and
+matrices in chunks of cells so memory stays bounded. Always written: ``releases/<version>/manifest.json`` (true
+sizes and MD5s, the release schema), ``_manifest_last_used.txt`` and ``_downloaded_data.json``. The same seed gives byte-identical files
 (``_downloaded_data.json`` aside: it records absolute paths). Nothing here imports Dash.
 """
 from __future__ import annotations
@@ -76,7 +77,9 @@ def write_demo_cache(cache_dir: str | Path, seed: int = 0, scale: str | DemoScal
     seed : int
         Random seed; the same seed gives the same bytes.
     scale : str or DemoScale
-        ``"demo"`` (about 0.5 M cells) or a :class:`DemoScale`; ``"atlas"`` raises ``NotImplementedError``.
+        ``"demo"`` (about 0.5 M cells), ``"atlas"`` (real size: a 4 M-cell ``WMB-10X`` with the 5,322-cluster
+        mouse taxonomy, a 1 M-cell human MERSCOPE dataset; streamed in chunks, bounded memory) or a
+        :class:`DemoScale`.
     progress : bool
         Show one tqdm progress bar per dataset.
 

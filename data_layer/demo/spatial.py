@@ -26,7 +26,7 @@ from .bgmodel import BGModel, assign_clusters, assign_groups
 from .compositions import COMPOSITIONS
 from .counts import log2_cpm, sample_counts
 from .genes import EXAMPLE_GENES, GENE_BY_SYMBOL, ensembl_id, ncbi_id
-from .h5ad_writer import write_h5ad
+from .h5ad_writer import StreamingH5adWriter, write_h5ad
 from .scale import DemoScale
 from .util import LABEL_DATE, letters_id, stable_int, stream, uuids, write_csv
 
@@ -186,6 +186,7 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
     warp_rng = stream(seed, "spatial", spec.species, "warp")
     warp = (warp_rng.normal(0, 0.35), warp_rng.uniform(0, 6.28), warp_rng.normal(0, 0.35), warp_rng.uniform(0, 6.28))
 
+    cells_per_section, sections_per_plane = scale.spatial_size(spec.species)
     sections: list[Section] = []
     cols: dict[str, list] = {k: [] for k in ("section", "u", "v", "comp", "plane")}
     planes = []
@@ -194,10 +195,10 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
         origin = (spec.origin[0] + 0.6 * spec.scale * p_i, spec.origin[1] - 0.8 * spec.scale * p_i)
         frame = SpeciesFrame(spec.scale, origin, warp)
         plane_label = f"{spec.donor}.CX.{slab}.Plane.{plane_ordinal:02d}"
-        n_sec = scale.sections_per_plane[p_i]
+        n_sec = sections_per_plane[p_i]
         planes.append((kind, anat, frame, plane_label, slab, plane_ordinal))
         if spec.layout == "tiles":
-            u, v, comp = _sample_points(anat, scale.cells_per_section * n_sec, rng)
+            u, v, comp = _sample_points(anat, cells_per_section * n_sec, rng)
             tile = _tile_of(u, v, n_sec)
             set_ordinal = 8 - plane_ordinal
             for t in range(n_sec):
@@ -220,7 +221,7 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
                 sec = Section(f"{spec.donor}.CX.{slab}.{set_ordinal:02d}.{number:02d}",
                               spec.barcode_base + int(rng.integers(0, 99_999_999)), kind, plane_label,
                               plane_ordinal, slab, slab, set_ordinal, number)
-                n = int(scale.cells_per_section * rng.uniform(0.9, 1.1))
+                n = int(cells_per_section * rng.uniform(0.9, 1.1))
                 u, v, comp = _sample_points(anat, n, rng)
                 uu, vv = _jitter(u, v, rng, 0.12, 0.01, 0.8, (FRAME_U / 2, FRAME_V / 2))
                 sections.append(sec)
@@ -285,19 +286,31 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
     panel = model.panels[spec.species]
     gidx = np.array([model.gene_index[g] for g in panel])
     mean = model.profiles[:, gidx] * model.species_factor[spec.species][gidx][None, :]
-    counts = sample_counts(mean, cluster_rows, size, rng)
-    if bar is not None:
-        bar.update(1)
-
-    missing = np.sort(rng.choice(np.flatnonzero(in_table & ~qc_fail), size=q, replace=False))
-    in_h5ad = np.ones(n_all, dtype=bool)
-    in_h5ad[missing] = False
-
     genes_df = _gene_table(spec, panel)
-    log2 = log2_cpm(counts)
-    h5_rows = np.flatnonzero(in_h5ad)
-    write_h5ad(expr_dir / f"{spec.tag}-log2.h5ad", log2[h5_rows], labels[h5_rows],
-               genes_df["gene_identifier"].to_numpy(), genes_df["gene_symbol"].to_numpy())
+    ex_genes = [g for g in EXAMPLE_GENES if g in panel]
+    ex_cols = [panel.index(g) for g in ex_genes]
+    h5ad_path = expr_dir / f"{spec.tag}-log2.h5ad"
+    ids, symbols = genes_df["gene_identifier"].to_numpy(), genes_df["gene_symbol"].to_numpy()
+    if scale.chunk_cells is None:
+        counts = sample_counts(mean, cluster_rows, size, rng)
+        if bar is not None:
+            bar.update(1)
+        in_h5ad = _missing_from_h5ad(in_table, qc_fail, q, rng)
+        log2 = log2_cpm(counts)
+        h5_rows = np.flatnonzero(in_h5ad)
+        write_h5ad(h5ad_path, log2[h5_rows], labels[h5_rows], ids, symbols)
+        totals = np.asarray(counts.sum(axis=1)).ravel()
+        n_detected = np.diff(counts.indptr)
+        # example genes: values of the expression file (log2; raw counts for the Xenium marmoset)
+        ex_all = (counts if spec.platform == "Xenium" else log2)[:, ex_cols].toarray()
+        del counts, log2
+    else:
+        in_h5ad = _missing_from_h5ad(in_table, qc_fail, q, rng)
+        totals, n_detected, ex_all = _stream_expression(h5ad_path, ids, symbols, mean, cluster_rows, size, labels,
+                                                        in_h5ad, ex_cols, spec.platform == "Xenium",
+                                                        scale.chunk_cells, rng)
+        if bar is not None:
+            bar.update(1)
     if bar is not None:
         bar.update(1)
 
@@ -383,17 +396,12 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
               meta_dir / "cell_to_cluster_membership.csv")
     _write_mmc_results(meta_dir, labels[m], groups[m], cluster_rows[m], model, rng)
 
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    n_detected = np.diff(counts.indptr)
     _write_supplemental(meta_dir, spec, labels[t], totals[t], n_detected[t], qc_fail[t], rng)
     if bar is not None:
         bar.update(1)
 
-    # example genes: values of the expression file (log2; raw counts for the Xenium marmoset)
     ex_rows = np.flatnonzero(in_table & in_h5ad)
-    ex_genes = [g for g in EXAMPLE_GENES if g in panel]
-    source = counts if spec.platform == "Xenium" else log2
-    ex_vals = source[ex_rows][:, [panel.index(g) for g in ex_genes]].toarray()
+    ex_vals = ex_all[ex_rows]
     example = pd.DataFrame({"cell_label": labels[ex_rows]}
                            | {g: np.round(ex_vals[:, i].astype(np.float64), 4) for i, g in enumerate(ex_genes)})
     write_csv(example, meta_dir / "example_gene_expression.csv")
@@ -412,6 +420,43 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
         "sections": [s.label for s in sections], "planes": [p[3] for p in planes],
         "geojson_planes": geojson_planes, "genes": len(panel),
     }
+
+
+def _missing_from_h5ad(in_table: np.ndarray, qc_fail: np.ndarray, q: int, rng: np.random.Generator) -> np.ndarray:
+    """Bool mask of the cells in the h5ad: all but ``q`` QC-passed table cells."""
+    missing = np.sort(rng.choice(np.flatnonzero(in_table & ~qc_fail), size=q, replace=False))
+    in_h5ad = np.ones(len(in_table), dtype=bool)
+    in_h5ad[missing] = False
+    return in_h5ad
+
+
+def _stream_expression(path: Path, ids, symbols, mean: np.ndarray, cluster_rows: np.ndarray, size: np.ndarray,
+                       labels: np.ndarray, in_h5ad: np.ndarray, ex_cols: list[int], raw_examples: bool,
+                       chunk_cells: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw counts and write the log2 h5ad ``chunk_cells`` cells at a time (bounded memory).
+
+    Returns
+    -------
+    tuple
+        ``totals`` (float, counts per cell), ``n_detected`` (int, genes per cell), ``examples`` (float32,
+        shape (n_cells, len(ex_cols)): the example genes' values, raw counts when ``raw_examples``).
+    """
+    n = len(cluster_rows)
+    totals = np.empty(n)
+    n_detected = np.empty(n, dtype=np.int64)
+    examples = np.empty((n, len(ex_cols)), dtype=np.float32)
+    with StreamingH5adWriter(path, ids, symbols) as h5:
+        for a in range(0, n, chunk_cells):
+            b = min(n, a + chunk_cells)
+            counts = sample_counts(mean, cluster_rows[a:b], size[a:b], rng)
+            log2 = log2_cpm(counts)
+            totals[a:b] = np.asarray(counts.sum(axis=1)).ravel()
+            n_detected[a:b] = np.diff(counts.indptr)
+            examples[a:b] = (counts if raw_examples else log2)[:, ex_cols].toarray()
+            keep = np.flatnonzero(in_h5ad[a:b])
+            h5.append(log2[keep], labels[a:b][keep])
+    log.debug("%s: %d cells, %d non-zeros", path.name, h5.n_cells, h5.nnz)
+    return totals, n_detected, examples
 
 
 def _gene_table(spec: SpatialSpec, panel: list[str]) -> pd.DataFrame:

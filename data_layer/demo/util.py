@@ -53,6 +53,23 @@ def write_csv(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def append_csv(df: pd.DataFrame, path: Path, header: bool) -> Path:
+    """Write ``df`` as :func:`write_csv` does, but in pieces: ``header=True`` starts ``path`` with the column
+    names, otherwise the rows are appended (a big table written chunk by chunk, in bounded memory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb" if header else "ab") as fh:
+        if header:
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerow(list(df.columns))
+            fh.write(text.getvalue().encode())
+        table = _arrow_table(df) if len(df) else None
+        if table is not None:
+            pacsv.write_csv(table, fh, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
+        elif len(df):
+            fh.write(df.to_csv(index=False, header=False, lineterminator="\n").encode())
+    return path
+
+
 def _arrow_table(df: pd.DataFrame):
     """An all-text Arrow table printing like pandas, or ``None`` when a value would need quoting."""
     arrays = []

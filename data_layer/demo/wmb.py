@@ -9,18 +9,22 @@ by the cells' ``feature_matrix_label``.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from .counts import cluster_profiles, group_profiles, log2_cpm, sample_counts
 from .genes import REAL_GENES, Gene, ensembl_id, mouse_symbol, ncbi_id
-from .h5ad_writer import write_h5ad
+from .h5ad_writer import StreamingH5adWriter, write_h5ad
 from .scale import DemoScale
 from .umap import layout_centres, scatter_islands
-from .util import palette, stable_int, stream, uuids, write_csv
+from .util import append_csv, palette, stable_int, stream, uuids, write_csv
+
+log = logging.getLogger(__name__)
 
 TAXONOMY = "WMB-taxonomy"
 TAXONOMY_VERSION = "20231215"
@@ -130,8 +134,47 @@ def _tags(cls: str, nt: str, subclass: str) -> frozenset[str]:
     return frozenset(tags)
 
 
-def build_wmb_taxonomy(target_clusters: int) -> dict:
-    """The mouse taxonomy (seed independent): terms per level and the cluster table."""
+def _fill_subclasses(subclasses: list[dict], n_subclasses: int) -> list[dict]:
+    """The catalogue's subclasses plus numbered ones in the gaps of ``001..n_subclasses``, in number order.
+
+    A new subclass joins the class of the catalogue subclass numbered just below it (the atlas numbers subclasses
+    class by class), keeps that subclass's first word (a region or lineage) and its transmitter suffix, and adds a
+    marker gene, as atlas names do (``003 CLA Nr4a2 Glut``).
+    """
+    listed = {int(s["name"][:3]): s for s in subclasses}
+    if len(listed) > n_subclasses or max(listed) > n_subclasses:
+        raise ValueError(f"wmb_subclasses={n_subclasses} is below the catalogue's {len(listed)} subclasses "
+                         f"(numbered up to {max(listed)})")
+    markers = [mouse_symbol(g.symbol) for g in REAL_GENES if g.rules and g.symbol.isalnum()]
+    out, template = [], subclasses[0]
+    for number in range(1, n_subclasses + 1):
+        if number in listed:
+            template = listed[number]
+            out.append(template)
+            continue
+        words = template["name"].split()[1:]
+        gene = markers[stable_int(f"wmb-subclass-{number}", 6) % len(markers)]
+        name = f"{number:03d} {words[0]} {gene} {words[-1]}" if len(words) > 1 else f"{number:03d} {gene} {words[0]}"
+        out.append({"name": name, "class": template["class"]})
+    return out
+
+
+def _split_exact(parents: list[dict], n_children: int, rng: np.random.Generator) -> np.ndarray:
+    """Children per parent (int array, each >= 1) summing to exactly ``n_children``, Dirichlet-skewed."""
+    if n_children < len(parents):
+        raise ValueError(f"{n_children} terms cannot give each of {len(parents)} parents a child")
+    weights = rng.dirichlet(np.ones(len(parents)) * 2.0)
+    return 1 + rng.multinomial(n_children - len(parents), weights)
+
+
+def build_wmb_taxonomy(target_clusters: int, n_subclasses: int | None = None,
+                       n_supertypes: int | None = None) -> dict:
+    """The mouse taxonomy (seed independent): terms per level and the cluster table.
+
+    With ``n_subclasses`` and ``n_supertypes`` the taxonomy has exactly that many subclasses and supertypes and
+    ``target_clusters`` clusters (the atlas: 338, 1,201 and 5,322); without, the catalogue's subclasses get
+    1-3 supertypes each and about ``target_clusters`` clusters.
+    """
     rng = stream(0, "wmb", "taxonomy")
     classes, subclasses, supertypes, clusters = [], [], [], []
     st_num = 0
@@ -141,16 +184,25 @@ def build_wmb_taxonomy(target_clusters: int) -> dict:
         classes.append({"name": cls, "nt": nt, "abundance": float(abundance), "regions": region_w})
         for sub in subs.split(";"):
             subclasses.append({"name": sub, "class": cls})
+    exact = n_subclasses is not None or n_supertypes is not None
+    if exact:
+        if n_subclasses is None or n_supertypes is None:
+            raise ValueError("give both wmb_subclasses and wmb_supertypes, or neither")
+        subclasses = _fill_subclasses(subclasses, n_subclasses)
+        per_sub_exact = _split_exact(subclasses, n_supertypes, rng)
     per_sub = max(1.0, target_clusters / len(subclasses))
-    for sub in subclasses:
+    for i, sub in enumerate(subclasses):
         core = sub["name"].split(" ", 1)[1]
-        n_st = 1 + int(rng.integers(0, 3 if per_sub > 3 else 2))
+        n_st = int(per_sub_exact[i]) if exact else 1 + int(rng.integers(0, 3 if per_sub > 3 else 2))
         for k in range(n_st):
             st_num += 1
             supertypes.append({"name": f"{st_num:04d} {core}_{k + 1}", "subclass": sub["name"], "class": sub["class"]})
     n_target = target_clusters
-    weights = rng.dirichlet(np.ones(len(supertypes)) * 2.0)
-    per_st = np.maximum(1, np.round(weights * n_target)).astype(int)
+    if exact:
+        per_st = _split_exact(supertypes, n_target, rng)
+    else:
+        weights = rng.dirichlet(np.ones(len(supertypes)) * 2.0)
+        per_st = np.maximum(1, np.round(weights * n_target)).astype(int)
     cl_num = 0
     for st, k in zip(supertypes, per_st):
         core = st["name"].split(" ", 1)[1].rsplit("_", 1)[0]
@@ -271,9 +323,25 @@ def mouse_genes(n: int) -> list[Gene]:
     return genes
 
 
+@dataclass
+class _Cells:
+    """Per-cell arrays of ``WMB-10X`` in file order (cells sorted by region, then cluster); no per-cell strings."""
+
+    cluster: np.ndarray   # int64 row of ``tax["clusters"]``
+    region: np.ndarray    # object: feature-matrix region (shared string objects)
+    library: np.ndarray   # object
+    sample: np.ndarray    # object
+    donor: np.ndarray     # int64 index of ``DONORS``
+    roi: np.ndarray       # object
+
+
 def write_wmb(cache: Path, scale: DemoScale, seed: int, bar=None) -> dict:
-    """Write ``WMB-taxonomy``, ``WMB-10X`` and the regional ``WMB-10Xv3`` matrices; returns a summary."""
-    tax = build_wmb_taxonomy(scale.wmb_clusters)
+    """Write ``WMB-taxonomy``, ``WMB-10X`` and the regional ``WMB-10Xv3`` matrices; returns a summary.
+
+    With ``scale.chunk_cells`` the cell table and the matrices are written chunk by chunk of cells (memory bounded
+    by the chunk, not by ``scale.wmb_cells``); otherwise in one piece (the demo's bytes).
+    """
+    tax = build_wmb_taxonomy(scale.wmb_clusters, scale.wmb_subclasses, scale.wmb_supertypes)
     rng = stream(seed, "wmb")
     classes = {c["name"]: c for c in tax["classes"]}
     clusters = tax["clusters"]
@@ -291,21 +359,22 @@ def write_wmb(cache: Path, scale: DemoScale, seed: int, bar=None) -> dict:
 
     # dissection region of each cell from its class
     regions = list(REGIONS)
+    position = {id(c): i for i, c in enumerate(clusters)}
     region_of_cell = np.empty(n, dtype=object)
     for cls_name, cl in per_class.items():
         rw = classes[cls_name]["regions"]
         names = [r for r in regions if (r.split("-")[0] in rw) or not rw]
         p = np.array([rw.get(r.split("-")[0], 1.0) / (2 if r.startswith("Isocortex") else 1) for r in names])
-        idx_cl = np.array([clusters.index(c) for c in cl])
+        idx_cl = np.array([position[id(c)] for c in cl])
         idx = np.flatnonzero(np.isin(cluster_of_cell, idx_cl))
         region_of_cell[idx] = np.array(names, dtype=object)[rng.choice(len(names), size=len(idx), p=p / p.sum())]
-    order = np.lexsort((cluster_of_cell, np.array([regions.index(r) for r in region_of_cell])))
+    region_index = {r: i for i, r in enumerate(regions)}
+    order = np.lexsort((cluster_of_cell, np.array([region_index[r] for r in region_of_cell])))
     cluster_of_cell, region_of_cell = cluster_of_cell[order], region_of_cell[order]
     if bar is not None:
         bar.update(1)
 
     # libraries: a few per region, each from one donor
-    lib_rows = []
     library_of_cell = np.empty(n, dtype=object)
     sample_of_cell = np.empty(n, dtype=object)
     donor_of_cell = np.empty(n, dtype=np.int64)
@@ -327,81 +396,15 @@ def write_wmb(cache: Path, scale: DemoScale, seed: int, bar=None) -> dict:
             sample_of_cell[sel] = sample
             donor_of_cell[sel] = donor
             roi_of_cell[sel] = REGIONS[region][j % len(REGIONS[region])]
-            lib_rows.append(label)
-
-    barcodes = np.ascontiguousarray(np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, size=(n, 16))]
-                                    ).view("S16").ravel().astype(str).astype(object)
-    labels = np.array([f"{b}-{s}" for b, s in zip(barcodes, sample_of_cell)], dtype=object)
-
-    # UMAP
-    broad = {"Glut": "Glut", "GABA": "GABA", "GABA-Glyc": "GABA", "Dopa": "Glut", "Sero": "Glut", "NA": "NN"}
-    paths = [(broad[classes[c["class"]]["nt"]], c["class"], c["subclass"], c["supertype"], c["name"]) for c in clusters]
-    urng = stream(seed, "wmb", "umap")
-    centres = layout_centres(paths, (3.4, 1.3, 0.5, 0.17), urng, top_radius=8.5)
-    xy = scatter_islands(centres, cluster_of_cell, urng, base_sd=0.05)
-
-    meta_dir = cache / "metadata" / CELLS / CELLS_VERSION
-    donor_labels = np.array([d[0] for d in DONORS], dtype=object)
-    cell_metadata = pd.DataFrame({
-        "cell_label": labels, "cell_barcode": barcodes, "barcoded_cell_sample_label": sample_of_cell,
-        "library_label": library_of_cell,
-        "feature_matrix_label": np.array([f"{MATRICES}-{r}" for r in region_of_cell], dtype=object),
-        "entity": "cell", "brain_section_label": np.nan, "library_method": "10Xv3",
-        "region_of_interest_acronym": roi_of_cell, "donor_label": donor_labels[donor_of_cell],
-        "donor_genotype": np.array([d[1] for d in DONORS], dtype=object)[donor_of_cell],
-        "donor_sex": np.array([d[2] for d in DONORS], dtype=object)[donor_of_cell],
-        "dataset_label": MATRICES, "x": np.round(xy[:, 0], 6), "y": np.round(xy[:, 1], 6),
-        "cluster_alias": np.array([c["alias"] for c in clusters])[cluster_of_cell],
-        "abc_sample_id": uuids(rng, n),
-    })
-    write_csv(cell_metadata, meta_dir / "cell_metadata.csv")
-    rois = [(r, roi) for r, rs in REGIONS.items() for roi in rs]
-    roi_colors = palette([roi for _, roi in rois], 0.33)
-    write_csv(pd.DataFrame({
-        "acronym": [roi for _, roi in rois], "name": [roi for _, roi in rois],
-        "order": range(len(rois)), "color_hex_triplet": [roi_colors[roi] for _, roi in rois],
-    }), meta_dir / "region_of_interest_metadata.csv")
+    cells = _Cells(cluster_of_cell, region_of_cell, library_of_cell, sample_of_cell, donor_of_cell, roi_of_cell)
 
     genes = mouse_genes(scale.wmb_genes)
-    gene_df = pd.DataFrame({
-        "gene_identifier": [ensembl_id("ENSMUSG", g.symbol) for g in genes],
-        "gene_symbol": [g.symbol for g in genes],
-        "name": [g.description for g in genes],
-        "mapped_ncbi_identifier": [f"NCBIGene:{ncbi_id('mouse', g.symbol)}" if not g.symbol.startswith("Gm")
-                                   or stable_int(g.symbol, 2) % 3 else "" for g in genes],
-        "comment": "",
-    })
-    write_csv(gene_df, meta_dir / "gene.csv")
+    if scale.chunk_cells is None:
+        written = _write_cells_in_memory(cache, tax, cells, genes, rng, seed)
+    else:
+        written = _write_cells_streamed(cache, tax, cells, genes, seed, scale.chunk_cells, bar)
     if bar is not None:
-        bar.update(1)
-
-    # expression: supertype programs, cluster variation, one h5ad per region
-    supertypes = {s["name"]: s for s in tax["supertypes"]}
-    nodes = []
-    st_index = {}
-    for name, s in supertypes.items():
-        nt = classes[s["class"]]["nt"]
-        st_index[name] = len(nodes)
-        nodes.append(Node(name, s["subclass"], s["class"], nt, _tags(s["class"], nt, s["subclass"])))
-    prof_rng = stream(seed, "wmb", "profiles")
-    gprof = group_profiles(genes, nodes, prof_rng)
-    cprof = cluster_profiles(gprof, np.array([st_index[c["supertype"]] for c in clusters]), prof_rng,
-                             specific_genes=np.array([i for i, g in enumerate(genes) if not g.rules]))
-    neuron = np.array([classes[c["class"]]["nt"] != "NA" for c in clusters])[cluster_of_cell]
-    size = np.where(neuron, 3.0, 1.4) * rng.lognormal(0.0, 0.35, n)
-    counts = sample_counts(cprof, cluster_of_cell, size, rng)
-    log2 = log2_cpm(counts)
-    written = []
-    for region in regions:
-        idx = np.flatnonzero(region_of_cell == region)
-        if not len(idx):
-            continue
-        path = cache / "expression_matrices" / MATRICES / MATRICES_VERSION / f"{MATRICES}-{region}-log2.h5ad"
-        write_h5ad(path, log2[idx], labels[idx], gene_df["gene_identifier"].to_numpy(),
-                   gene_df["gene_symbol"].to_numpy())
-        written.append(region)
-    if bar is not None:
-        bar.update(1)
+        bar.update(2)
 
     aliases = np.array([c["alias"] for c in clusters])
     cells_per_alias = dict(zip(*np.unique(aliases[cluster_of_cell], return_counts=True)))
@@ -413,3 +416,168 @@ def write_wmb(cache: Path, scale: DemoScale, seed: int, bar=None) -> dict:
     return {"dataset": CELLS, "cells": n, "clusters": n_clusters, "genes": len(genes), "regions": written,
             "classes": len(tax["classes"]), "subclasses": len(tax["subclasses"]),
             "supertypes": len(tax["supertypes"])}
+
+
+def _barcodes(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.ascontiguousarray(np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, size=(n, 16))]
+                                ).view("S16").ravel().astype(str).astype(object)
+
+
+def _unique_barcodes(start: int, stop: int, seed: int) -> np.ndarray:
+    """16-letter barcodes of cells ``start..stop-1``, distinct over the whole dataset (object array of str).
+
+    Random barcodes of millions of cells collide (the birthday problem, about 40 pairs at 4 M cells within a
+    sample); here the cell number goes through a bijection of 32-bit integers (an odd multiplier and a seed
+    offset), two bits per letter, so they look random and never repeat.
+    """
+    offset = np.uint64(stable_int(f"wmb-barcodes-{seed}", 9) % (1 << 32))
+    v = (np.arange(start, stop, dtype=np.uint64) * np.uint64(2654435761) + offset) % np.uint64(1 << 32)
+    letters = (v[:, None] >> (np.arange(16, dtype=np.uint64) * np.uint64(2))) & np.uint64(3)
+    return np.ascontiguousarray(np.frombuffer(b"ACGT", dtype=np.uint8)[letters.astype(np.intp)]
+                                ).view("S16").ravel().astype(str).astype(object)
+
+
+def _umap(tax: dict, cells: _Cells, seed: int) -> np.ndarray:
+    """UMAP (x, y) float64 of every cell, shape (n, 2): islands per cluster, grouped by the taxonomy."""
+    broad = {"Glut": "Glut", "GABA": "GABA", "GABA-Glyc": "GABA", "Dopa": "Glut", "Sero": "Glut", "NA": "NN"}
+    classes = {c["name"]: c for c in tax["classes"]}
+    paths = [(broad[classes[c["class"]]["nt"]], c["class"], c["subclass"], c["supertype"], c["name"])
+             for c in tax["clusters"]]
+    urng = stream(seed, "wmb", "umap")
+    centres = layout_centres(paths, (3.4, 1.3, 0.5, 0.17), urng, top_radius=8.5)
+    return scatter_islands(centres, cells.cluster, urng, base_sd=0.05)
+
+
+def _cell_metadata(tax: dict, cells: _Cells, rows, labels, barcodes, sample_ids, xy: np.ndarray) -> pd.DataFrame:
+    """Rows ``rows`` (a slice or index array) of ``cell_metadata.csv``."""
+    donor_labels = np.array([d[0] for d in DONORS], dtype=object)
+    aliases = np.array([c["alias"] for c in tax["clusters"]])
+    donor = cells.donor[rows]
+    return pd.DataFrame({
+        "cell_label": labels, "cell_barcode": barcodes, "barcoded_cell_sample_label": cells.sample[rows],
+        "library_label": cells.library[rows],
+        "feature_matrix_label": np.array([f"{MATRICES}-{r}" for r in cells.region[rows]], dtype=object),
+        "entity": "cell", "brain_section_label": np.nan, "library_method": "10Xv3",
+        "region_of_interest_acronym": cells.roi[rows], "donor_label": donor_labels[donor],
+        "donor_genotype": np.array([d[1] for d in DONORS], dtype=object)[donor],
+        "donor_sex": np.array([d[2] for d in DONORS], dtype=object)[donor],
+        "dataset_label": MATRICES, "x": np.round(xy[rows, 0], 6), "y": np.round(xy[rows, 1], 6),
+        "cluster_alias": aliases[cells.cluster[rows]],
+        "abc_sample_id": sample_ids,
+    })
+
+
+def _write_small_tables(meta_dir: Path, genes: list[Gene]) -> pd.DataFrame:
+    """``region_of_interest_metadata.csv`` and ``gene.csv``; returns the gene table."""
+    rois = [(r, roi) for r, rs in REGIONS.items() for roi in rs]
+    roi_colors = palette([roi for _, roi in rois], 0.33)
+    write_csv(pd.DataFrame({
+        "acronym": [roi for _, roi in rois], "name": [roi for _, roi in rois],
+        "order": range(len(rois)), "color_hex_triplet": [roi_colors[roi] for _, roi in rois],
+    }), meta_dir / "region_of_interest_metadata.csv")
+    gene_df = pd.DataFrame({
+        "gene_identifier": [ensembl_id("ENSMUSG", g.symbol) for g in genes],
+        "gene_symbol": [g.symbol for g in genes],
+        "name": [g.description for g in genes],
+        "mapped_ncbi_identifier": [f"NCBIGene:{ncbi_id('mouse', g.symbol)}" if not g.symbol.startswith("Gm")
+                                   or stable_int(g.symbol, 2) % 3 else "" for g in genes],
+        "comment": "",
+    })
+    write_csv(gene_df, meta_dir / "gene.csv")
+    return gene_df
+
+
+def _cluster_means(tax: dict, genes: list[Gene], seed: int) -> np.ndarray:
+    """Mean counts per cluster, shape (n_clusters, n_genes): supertype programs, varied per cluster."""
+    classes = {c["name"]: c for c in tax["classes"]}
+    nodes = []
+    st_index = {}
+    for s in tax["supertypes"]:
+        nt = classes[s["class"]]["nt"]
+        st_index[s["name"]] = len(nodes)
+        nodes.append(Node(s["name"], s["subclass"], s["class"], nt, _tags(s["class"], nt, s["subclass"])))
+    prof_rng = stream(seed, "wmb", "profiles")
+    gprof = group_profiles(genes, nodes, prof_rng)
+    return cluster_profiles(gprof, np.array([st_index[c["supertype"]] for c in tax["clusters"]]), prof_rng,
+                            specific_genes=np.array([i for i, g in enumerate(genes) if not g.rules]))
+
+
+def _is_neuron(tax: dict) -> np.ndarray:
+    classes = {c["name"]: c for c in tax["classes"]}
+    return np.array([classes[c["class"]]["nt"] != "NA" for c in tax["clusters"]])
+
+
+def _write_cells_in_memory(cache: Path, tax: dict, cells: _Cells, genes: list[Gene], rng: np.random.Generator,
+                           seed: int) -> list[str]:
+    """Cell table and regional matrices built whole (the demo); returns the regions written."""
+    n = len(cells.cluster)
+    barcodes = _barcodes(rng, n)
+    labels = np.array([f"{b}-{s}" for b, s in zip(barcodes, cells.sample)], dtype=object)
+    xy = _umap(tax, cells, seed)
+    meta_dir = cache / "metadata" / CELLS / CELLS_VERSION
+    sample_ids = uuids(rng, n)
+    write_csv(_cell_metadata(tax, cells, slice(None), labels, barcodes, sample_ids, xy),
+              meta_dir / "cell_metadata.csv")
+    gene_df = _write_small_tables(meta_dir, genes)
+
+    # expression: supertype programs, cluster variation, one h5ad per region
+    cprof = _cluster_means(tax, genes, seed)
+    neuron = _is_neuron(tax)[cells.cluster]
+    size = np.where(neuron, 3.0, 1.4) * rng.lognormal(0.0, 0.35, n)
+    counts = sample_counts(cprof, cells.cluster, size, rng)
+    log2 = log2_cpm(counts)
+    written = []
+    for region in REGIONS:
+        idx = np.flatnonzero(cells.region == region)
+        if not len(idx):
+            continue
+        path = cache / "expression_matrices" / MATRICES / MATRICES_VERSION / f"{MATRICES}-{region}-log2.h5ad"
+        write_h5ad(path, log2[idx], labels[idx], gene_df["gene_identifier"].to_numpy(),
+                   gene_df["gene_symbol"].to_numpy())
+        written.append(region)
+    return written
+
+
+def _write_cells_streamed(cache: Path, tax: dict, cells: _Cells, genes: list[Gene], seed: int, chunk_cells: int,
+                          bar=None) -> list[str]:
+    """Cell table and regional matrices written ``chunk_cells`` cells at a time; returns the regions written.
+
+    Each chunk draws from its own random stream (labels, sample ids, size factors, counts), so the bytes depend on
+    the seed and the chunk size only. Cells of a region are contiguous, so each regional h5ad grows chunk by chunk
+    beside the cell table.
+    """
+    xy = _umap(tax, cells, seed)
+    meta_dir = cache / "metadata" / CELLS / CELLS_VERSION
+    gene_df = _write_small_tables(meta_dir, genes)
+    cprof = _cluster_means(tax, genes, seed)
+    neuron = _is_neuron(tax)
+    ids, symbols = gene_df["gene_identifier"].to_numpy(), gene_df["gene_symbol"].to_numpy()
+    table = meta_dir / "cell_metadata.csv"
+    written, first = [], True
+    region_index = {r: i for i, r in enumerate(REGIONS)}
+    codes = np.array([region_index[r] for r in cells.region])
+    bounds = np.searchsorted(codes, np.arange(len(REGIONS) + 1))  # cells are sorted by region
+    chunk_bar = tqdm(total=len(codes), desc="  WMB-10X cells", unit="cell", unit_scale=True, leave=False,
+                     disable=bar is None or getattr(bar, "disable", True))
+    with chunk_bar:
+        for r, region in enumerate(REGIONS):
+            start, stop = int(bounds[r]), int(bounds[r + 1])
+            if start == stop:
+                continue
+            path = cache / "expression_matrices" / MATRICES / MATRICES_VERSION / f"{MATRICES}-{region}-log2.h5ad"
+            with StreamingH5adWriter(path, ids, symbols) as h5:
+                for a in range(start, stop, chunk_cells):
+                    b = min(stop, a + chunk_cells)
+                    crng = stream(seed, "wmb", "cells", str(a))
+                    barcodes = _unique_barcodes(a, b, seed)
+                    labels = np.array([f"{bc}-{s}" for bc, s in zip(barcodes, cells.sample[a:b])], dtype=object)
+                    sample_ids = uuids(crng, b - a)
+                    append_csv(_cell_metadata(tax, cells, slice(a, b), labels, barcodes, sample_ids, xy), table,
+                               header=first)
+                    first = False
+                    size = np.where(neuron[cells.cluster[a:b]], 3.0, 1.4) * crng.lognormal(0.0, 0.35, b - a)
+                    h5.append(log2_cpm(sample_counts(cprof, cells.cluster[a:b], size, crng)), labels)
+                    chunk_bar.update(b - a)
+            written.append(region)
+            log.debug("%s: %d cells, %d non-zeros", path.name, h5.n_cells, h5.nnz)
+    return written
