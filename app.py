@@ -73,12 +73,12 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
         app.layout = empty_layout(problem or "No store.", store_label=str(settings.store))
         return app
 
-    from callbacks import inspector, legend, map_view, navigation, routes, tree, umap_view
+    from callbacks import api, export, inspector, legend, map_view, navigation, routes, share, tree, umap_view
     from callbacks.context import ViewerContext
 
     context = ViewerContext.build(atlas, settings)
     app.layout = build_layout(context.catalog, default_state(context.catalog), store_label=str(settings.store))
-    for module in (routes, navigation, map_view, umap_view, tree, legend, inspector):
+    for module in (routes, navigation, map_view, umap_view, tree, legend, inspector, export, share, api):
         module.register(app, atlas, settings, context=context)
     return app
 

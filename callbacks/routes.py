@@ -26,7 +26,7 @@ MAX_AGE_S = 24 * 3600
 
 
 def render_png(context: ViewerContext, picture: PictureRequest) -> bytes:
-    """Render one picture through the atlas and ``rendering``.
+    """Render one picture through the atlas and ``rendering`` (:func:`render_rgba`) and encode it.
 
     Returns
     -------
@@ -34,6 +34,23 @@ def render_png(context: ViewerContext, picture: PictureRequest) -> bytes:
         PNG of ``picture.height_px x picture.width_px`` RGBA pixels, row 0 at the top as displayed.
     """
     from rendering.png import encode_png
+
+    return encode_png(render_rgba(context, picture))
+
+
+def render_rgba(context: ViewerContext, picture: PictureRequest) -> np.ndarray:
+    """The cells of one picture request as an RGBA raster: the ONE rendering path of the picture route, the
+    HTTP API and the figure export (``callbacks.export``), so all three draw a view the same way.
+
+    The size is taken as given (``picture.width_px x picture.height_px``): the caller bounds it
+    (``max_image_px`` for the route, ``max_export_px`` for exports).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(picture.height_px, picture.width_px, 4)`` uint8 RGBA, row 0 at the top as displayed (sections are drawn
+        y-down, UMAPs y-up).
+    """
     from rendering.raster import Viewport, auto_spread_px, render_categorical, render_numeric
 
     atlas = context.atlas
@@ -56,10 +73,7 @@ def render_png(context: ViewerContext, picture: PictureRequest) -> bytes:
         highlight = np.asarray(column.cat.codes) == code
     if picture.color_by == COLOR_BY_GENE:
         values = atlas.gene(picture.dataset, picture.gene, **where)
-        if picture.vmin is not None and picture.vmax is not None:
-            vmin, vmax = picture.vmin, picture.vmax
-        else:
-            vmin, vmax = context.gene_range(picture.dataset, picture.gene)
+        vmin, vmax = shown_gene_range(context, picture)
         rgba = render_numeric(x, y, values, viewport, vmin=vmin, vmax=vmax, highlight=highlight,
                               spread_px=spread, y_down=y_down)
     else:
@@ -72,7 +86,14 @@ def render_png(context: ViewerContext, picture: PictureRequest) -> bytes:
         codes = np.asarray(column.cat.codes, dtype=np.int32)
         rgba = render_categorical(x, y, codes, colors, viewport, highlight=highlight, spread_px=spread,
                                   y_down=y_down)
-    return encode_png(rgba)
+    return rgba
+
+
+def shown_gene_range(context: ViewerContext, picture: PictureRequest) -> tuple[float, float]:
+    """``(vmin, vmax)`` a gene picture is coloured over: the request's range, else the gene's default range."""
+    if picture.vmin is not None and picture.vmax is not None:
+        return picture.vmin, picture.vmax
+    return context.gene_range(picture.dataset, picture.gene)
 
 
 def picture_blueprint(context: ViewerContext) -> Blueprint:

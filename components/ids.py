@@ -69,3 +69,33 @@ INSPECT = "inspect"  # the cell-inspection panel
 # Dash renderer re-indexes every pattern-matching component on each update, which gets slow with hundreds.
 TERM_PICKED = "term-picked"  # dcc.Store: {"level", "name", "t"} of a clicked tree row or legend entry
 TREE_TOGGLED = "tree-toggled"  # dcc.Store: {"level", "name", "t"} of a clicked expand/collapse caret
+
+
+# ---------------------------------------------------------------------------------------------- export and sharing
+# (components.export lays them out; callbacks.export_panel drives them)
+EXPORT_TOOLS = "export-tools"  # the buttons at the top of the map card
+EXPORT_OPEN = "export-open"  # button: show / hide the export panel
+EXPORT_PANEL = "export-panel"
+EXPORT_CLOSE = "export-close"
+EXPORT_TARGET = "export-target"  # radio: "map" or "umap"
+EXPORT_FORMAT = "export-format"  # radio: png, svg, pdf
+EXPORT_WIDTH = "export-width"
+EXPORT_HEIGHT = "export-height"
+EXPORT_UNIT = "export-unit"  # radio: px or in
+EXPORT_DPI = "export-dpi"
+EXPORT_TITLE = "export-title"
+EXPORT_LEGEND = "export-legend"  # legend entries at most
+EXPORT_FIGURE = "export-figure"  # button: download the figure
+EXPORT_FIGURE_INFO = "export-figure-info"  # size summary, or what is wrong
+EXPORT_DOWNLOAD = "export-download"  # dcc.Download of the figure
+EXPORT_GENES = "export-genes"  # multi dropdown: genes written with the cells
+EXPORT_CELLS_CSV = "export-cells-csv"  # link to /export/cells.csv?...
+EXPORT_CELLS_H5AD = "export-cells-h5ad"  # link to /export/cells.h5ad?...
+EXPORT_CELLS_INFO = "export-cells-info"  # "1,234 cells in view"
+EXPORT_API_URL = "export-api-url"  # the same figure from the HTTP API, for scripts
+SHARE_BUTTON = "share-button"  # button: "Copy link"
+SHARE_LINK = "share-link"  # dcc.Store: {"path": "/s/<id>", "long": "/?...", "n"} written by the server
+SHARE_BOX = "share-box"  # the link shown (fallback when the clipboard is refused)
+SHARE_URL = "share-url"  # read-only input holding the full short link
+SHARE_STATUS = "share-status"  # "Copied" / "Press Ctrl+C"
+SHARE_WRITTEN = "share-written"  # dcc.Store: dummy output of the clipboard writer

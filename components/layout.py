@@ -9,6 +9,7 @@ from dash import dcc, html
 
 from components import ids
 from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE, Catalog, DatasetEntry
+from components.export import export_panel, export_toolbar, share_box
 from components.figures import message_figure
 from components.state import ViewState
 
@@ -265,7 +266,10 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
                         id=ids.MAP_PANEL,
                         className="panel map-panel",
                         children=[
-                            html.Div(id=ids.MAP_TITLE, className="panel-title"),
+                            html.Div(className="panel-head", children=[
+                                html.Div(id=ids.MAP_TITLE, className="panel-title"), export_toolbar()]),
+                            share_box(),
+                            export_panel(),
                             dcc.Graph(
                                 id=ids.MAP_GRAPH,
                                 className="picture",

@@ -89,6 +89,37 @@ def _first_section(entry: DatasetEntry) -> tuple[str | None, str | None]:
     return None, None
 
 
+class Notice(str):
+    """A message for the user (a plain ``str``) that also names the query parameter it is about.
+
+    :func:`parse_query` is lenient (a bad value becomes a notice and a default); the HTTP API reads the same
+    parameters strictly and answers 400 naming ``notice.parameter``.
+    """
+
+    parameter: str
+
+    def __new__(cls, parameter: str, text: str) -> "Notice":
+        notice = super().__new__(cls, text)
+        notice.parameter = parameter
+        return notice
+
+    def __getnewargs__(self) -> tuple[str, str]:  # pickling and copying keep the parameter
+        return self.parameter, str(self)
+
+
+def _bad_key(params: dict[str, str], keys: tuple[str, ...]) -> str:
+    """The first of ``keys`` whose value is not a finite number, else the last key (an empty or inverted range)."""
+    for key in keys:
+        try:
+            _number(params, key)
+        except ValueError:
+            return key
+    if len(keys) == 4:  # a window: name the axis with no extent
+        x0, x1 = _number(params, keys[0]), _number(params, keys[1])
+        return keys[1] if x0 is not None and x0 == x1 else keys[3]
+    return keys[-1]
+
+
 def _number(params: dict[str, str], key: str) -> float | None:
     raw = params.get(key)
     if raw is None or raw == "":
@@ -125,7 +156,7 @@ def parse_query(
     # dataset
     requested = params.get("dataset") or None
     if requested and catalog.get(requested) is None:
-        notices.append(f"Unknown dataset '{requested}': showing {catalog.default_dataset()}.")
+        notices.append(Notice("dataset", f"Unknown dataset '{requested}': showing {catalog.default_dataset()}."))
         requested = None
     state = default_state(catalog, requested)
     entry = catalog.get(state.dataset)
@@ -142,7 +173,7 @@ def parse_query(
     if color_by is not None:
         match = _match_choice(color_by, entry.color_by_choices())
         if match is None:
-            notices.append(f"Cannot colour {entry.name} by '{color_by}': showing {state.color_by}.")
+            notices.append(Notice("color_by", f"Cannot colour {entry.name} by '{color_by}': showing {state.color_by}."))
         else:
             state = state.replace(color_by=match)
 
@@ -156,9 +187,10 @@ def parse_query(
         except KeyError as exc:
             if state.color_by == COLOR_BY_GENE:
                 state = state.replace(color_by=entry.default_color_by())
-            notices.append(f"Unknown gene '{gene}' in {entry.name}{_detail(exc)}: showing {state.color_by}.")
+            notices.append(Notice("gene", f"Unknown gene '{gene}' in {entry.name}{_detail(exc)}: "
+                                          f"showing {state.color_by}."))
     elif gene is not None:
-        notices.append(f"{entry.name} has no expression data: gene '{gene}' is not shown.")
+        notices.append(Notice("gene", f"{entry.name} has no expression data: gene '{gene}' is not shown."))
     # colour_by=gene without a gene keeps gene=None: the callback shows the dataset's first gene
 
     # term
@@ -168,7 +200,7 @@ def parse_query(
         levels = _levels_to_try(entry, preferred, state.color_by)
         level = term_lookup(entry.name, term, levels)
         if level is None:
-            notices.append(f"Unknown taxonomy term '{term}' in {entry.name}: nothing highlighted.")
+            notices.append(Notice("term", f"Unknown taxonomy term '{term}' in {entry.name}: nothing highlighted."))
         else:
             state = state.replace(term=term, term_level=level)
 
@@ -178,9 +210,11 @@ def parse_query(
         if all(value is not None for value in bounds):
             state = state.replace(viewport=make_window(*bounds))
         elif any(value is not None for value in bounds):
-            notices.append("The view needs all of x0, x1, y0 and y1: showing the whole picture.")
+            missing = next(key for key, value in zip(("x0", "x1", "y0", "y1"), bounds) if value is None)
+            notices.append(Notice(missing, "The view needs all of x0, x1, y0 and y1: showing the whole picture."))
     except ValueError as exc:
-        notices.append(f"Bad view in the address ({exc}): showing the whole picture.")
+        notices.append(Notice(_bad_key(params, ("x0", "x1", "y0", "y1")),
+                              f"Bad view in the address ({exc}): showing the whole picture."))
 
     # gene range
     try:
@@ -189,9 +223,11 @@ def parse_query(
             if vmin < vmax:
                 state = state.replace(vmin=vmin, vmax=vmax)
             else:
-                notices.append(f"Gene range vmin={vmin:g} must be below vmax={vmax:g}: using the default range.")
+                notices.append(Notice("vmax", f"Gene range vmin={vmin:g} must be below vmax={vmax:g}: "
+                                              "using the default range."))
     except ValueError as exc:
-        notices.append(f"Bad gene range in the address ({exc}): using the default range.")
+        notices.append(Notice(_bad_key(params, ("vmin", "vmax")),
+                              f"Bad gene range in the address ({exc}): using the default range."))
     return state, notices
 
 
@@ -226,12 +262,14 @@ def _parse_place(
         section = entry.sections.get(section_label)
         if section is not None:
             return state.replace(slab_plane=section.slab_plane, section=section.label), notices
-        notices.append(f"Unknown section '{section_label}' in {entry.name}: showing {state.section}.")
+        notices.append(Notice("section",
+                              f"Unknown section '{section_label}' in {entry.name}: showing {state.section}."))
         return state, notices
     if plane_label:
         plane = entry.plane(plane_label)
         if plane is None:
-            notices.append(f"Unknown slab plane '{plane_label}' in {entry.name}: showing {state.section}.")
+            notices.append(Notice("slab_plane",
+                                  f"Unknown slab plane '{plane_label}' in {entry.name}: showing {state.section}."))
             return state, notices
         # a slab plane without a section: the whole plane
         return state.replace(slab_plane=plane.label, section=None), notices
@@ -377,6 +415,7 @@ def frame_bounds(catalog: Catalog, state: ViewState) -> tuple[float, float, floa
 __all__ = [
     "COLOR_BY_GENE",
     "COLOR_BY_REGION",
+    "Notice",
     "QUERY_KEYS",
     "ViewState",
     "default_state",

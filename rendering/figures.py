@@ -187,10 +187,15 @@ def export_figure(
         axes.set_ylabel(f"y{unit_suffix}")
     else:
         axes.set_axis_off()
-    if title:
-        axes.set_title(title, loc="left", fontsize=11)
-    if species:
-        axes.set_title(species, loc="right", fontsize=10, fontstyle="italic")
+    # figure-level, not axes titles: a narrow section's axes is shorter than its title, which then ran into the
+    # species and the legend; constrained layout makes room for the suptitle above the axes AND the legend
+    if title or species:
+        heading = figure.suptitle(title or " ", x=0.01, ha="left", fontsize=11)  # y: set by the layout
+        if species:  # right after the title (measured), so it never lands on the legend at the top right
+            right = heading.get_window_extent(figure.canvas.get_renderer()).x1 / figure.bbox.width if title else 0.01
+            top = 1.0 - figure.get_layout_engine().get()["h_pad"] / height_in  # where the layout puts the title
+            figure.text(right + (0.012 if title else 0.0), top, species, ha="left", va="top", fontsize=10,
+                        fontstyle="italic")
 
     if scale_bar_mm and units == "mm":
         from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar

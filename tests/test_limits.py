@@ -233,7 +233,8 @@ def viewer_client(small_store):
     from app import create_app
     from settings import Settings
 
-    app = create_app(Settings(store=small_store))
+    # a burst large enough that every payload reaches the export routes themselves, not the rate limit's 429
+    app = create_app(Settings(store=small_store, export_burst=100_000))
     return app.server.test_client(), app.server.url_map
 
 

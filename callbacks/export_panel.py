@@ -1,0 +1,380 @@
+"""The export panel's and the "Copy link" button's callbacks.
+
+The panel turns the view on screen (the map, or the UMAP beside it) and its options into the SAME parameters the
+``/export/`` routes and the HTTP API take (:func:`panel_args`), and checks them with the same parsers, so what the
+panel says is what the route does. A figure downloads through ``dcc.Download`` (the export rate limit and any
+error become a message in the panel); the cells download through links to ``/export/cells.<csv|h5ad>`` (a cell
+table can be too big for a callback's JSON).
+
+"Copy link" stores the canonical view (``callbacks.share``) and a clientside callback copies ``/s/<id>`` to the
+clipboard, showing the link in a text box in any case (the clipboard is refused outside secure contexts).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from dash import Input, Output, State, ctx, dcc, no_update
+from flask import request
+
+from callbacks.context import ViewerContext
+from callbacks.export import count_cells, export_filename, figure_from_args
+from callbacks.limits import RateLimited, check_export_rate
+from callbacks.navigation import current_state
+from components import ids
+from components.catalog import COLOR_BY_GENE
+from components.export import target_options
+from components.export_request import MAX_EXPORT_CELLS, ExportRequestError, figure_options
+from components.layout import gene_options
+from components.state import ViewState, to_query
+from components.viewport import Window
+
+log = logging.getLogger(__name__)
+
+#: The view controls, as (component id, property) in the order the callbacks receive them.
+VIEW_INPUTS = [(ids.DATASET, "value"), (ids.SLAB_PLANE, "value"), (ids.SECTION, "value"), (ids.COLOR_BY, "value"),
+               (ids.GENE, "value"), (ids.TERM, "data"), (ids.VIEWPORT, "data"), (ids.GENE_VMIN, "value"),
+               (ids.GENE_VMAX, "value"), (ids.UMAP_VIEWPORT, "data")]
+#: The figure options, in order.
+OPTION_INPUTS = [(ids.EXPORT_TARGET, "value"), (ids.EXPORT_FORMAT, "value"), (ids.EXPORT_WIDTH, "value"),
+                 (ids.EXPORT_HEIGHT, "value"), (ids.EXPORT_UNIT, "value"), (ids.EXPORT_DPI, "value"),
+                 (ids.EXPORT_TITLE, "value"), (ids.EXPORT_LEGEND, "value")]
+OPTION_KEYS = ("target", "format", "width", "height", "unit", "dpi", "title", "legend")
+
+
+def view_values(*values: Any) -> dict[str, Any]:
+    """The view controls' values keyed by id (``values`` in :data:`VIEW_INPUTS` order)."""
+    return {component: value for (component, _), value in zip(VIEW_INPUTS, values)}
+
+
+def option_values(*values: Any) -> dict[str, Any]:
+    """The figure options keyed by :data:`OPTION_KEYS` (``values`` in :data:`OPTION_INPUTS` order)."""
+    return dict(zip(OPTION_KEYS, values))
+
+
+def panel_view(values: dict[str, Any], target: str, context: ViewerContext) -> ViewState | None:
+    """The view to export: the map's, or the UMAP panel's (its dataset, colouring, highlighted term and zoom).
+
+    Returns None when ``target`` is ``"umap"`` and no UMAP is shown beside the map.
+    """
+    state = current_state(values)
+    if target != "umap":
+        return state
+    entry = context.catalog.get(state.dataset)
+    umap = context.umap_dataset(state.dataset)
+    if entry is None or not entry.spatial or umap is None:
+        return None
+    color_by, gene, _ = context.umap_color_by(umap, state.color_by, state.gene)
+    term, level = state.term, state.term_level
+    if not (term and level and context.lookups.term_exists(umap, level, term)):
+        term = level = None
+    stored = values.get(ids.UMAP_VIEWPORT) or {}
+    viewport = Window.from_dict(stored) if stored.get("dataset") == umap else None
+    return ViewState(dataset=umap, color_by=color_by, gene=gene, term=term, term_level=level, viewport=viewport)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def panel_args(state: ViewState, options: dict[str, Any]) -> dict[str, str]:
+    """The query parameters of the export route for a view and the panel's options.
+
+    Empty options are left out (the route's defaults apply); an empty title means automatic.
+    """
+    args = dict(parse_qsl(to_query(state).lstrip("?"), keep_blank_values=True))
+    for key in ("width", "height", "unit", "dpi", "legend"):
+        text = _text(options.get(key))
+        if text != "":
+            args[key] = text
+    title = options.get("title")
+    if title not in (None, ""):
+        args["title"] = str(title)
+    return args
+
+
+def preview_step(values: dict[str, Any], options: dict[str, Any], genes: list[str] | None,
+                 context: ViewerContext) -> tuple:
+    """What the panel shows for the current view and options.
+
+    Returns
+    -------
+    tuple
+        ``(figure info, download disabled, API URL, CSV href, h5ad href, cells info)``.
+    """
+    fmt = options.get("format") or "png"
+    state = panel_view(values, options.get("target") or "map", context)
+    if state is None or context.catalog.get(state.dataset) is None:
+        message = "No UMAP beside this view." if options.get("target") == "umap" else "Choose a dataset."
+        return message, True, "", None, None, ""
+    args = panel_args(state, options)
+    try:
+        figure = figure_options(args, fmt=fmt, max_export_px=context.settings.max_export_px)
+        info = (f"{figure.width_px:,} × {figure.height_px:,} px · {figure.width_in:.3g} × "
+                f"{figure.height_in:.3g} in at {figure.dpi:g} dpi · {fmt.upper()}")
+        disabled = False
+    except ExportRequestError as exc:
+        info, disabled = f"Cannot export: {exc}", True
+    api = dict(args)
+    api["format"] = fmt
+    if fmt == "png":
+        api["figure"] = "1"
+    base = _host()
+    api_url = f"{base}/api/render?{urlencode(api)}"
+    cell_args = dict(parse_qsl(to_query(state).lstrip("?"), keep_blank_values=True))
+    cell_args["genes"] = ",".join(genes or [])
+    query = urlencode(cell_args)
+    try:
+        n_cells = count_cells(context, state)
+    except Exception as exc:  # a broken view must give a message, not an error in the console
+        log.exception("counting the cells of %s failed", state)
+        return info, disabled, api_url, None, None, f"Cannot count the cells: {exc}"
+    if n_cells > MAX_EXPORT_CELLS:
+        return (info, disabled, api_url, None, None,
+                f"{n_cells:,} cells in this view: over the {MAX_EXPORT_CELLS:,} an export may hold; zoom in.")
+    cells_info = f"{n_cells:,} cells in this view" + (f" · {len(genes)} gene(s)" if genes else "")
+    return (info, disabled, api_url, f"/export/cells.csv?{query}", f"/export/cells.h5ad?{query}", cells_info)
+
+
+def _host() -> str:
+    try:
+        return request.host_url.rstrip("/")
+    except RuntimeError:  # outside a request (tests calling the step directly)
+        return ""
+
+
+def download_step(values: dict[str, Any], options: dict[str, Any], context: ViewerContext,
+                  *, check_rate: bool = True) -> tuple[Any, str]:
+    """Render the figure for the Download button: ``(dcc.Download data or no_update, message)``."""
+    fmt = options.get("format") or "png"
+    state = panel_view(values, options.get("target") or "map", context)
+    if state is None:
+        return no_update, "No UMAP beside this view."
+    try:
+        if check_rate:
+            check_export_rate()
+        data, state = figure_from_args(context, panel_args(state, options), fmt)
+    except RateLimited as exc:
+        return no_update, f"Too many exports: {exc}."
+    except ExportRequestError as exc:
+        return no_update, f"Cannot export: {exc}"
+    except Exception as exc:  # the panel says so instead of failing silently
+        log.exception("figure export of %s failed", state)
+        return no_update, f"The figure could not be made: {exc}"
+    name = export_filename(state, "figure", fmt)
+    return dcc.send_bytes(data, name), f"Downloaded {name} ({len(data) / 1e6:.2f} MB)."
+
+
+def convert_size(unit: str | None, width: Any, height: Any, dpi: Any) -> tuple[Any, Any]:
+    """Width and height in the newly chosen unit (pixels <-> inches at ``dpi``)."""
+    try:
+        dpi = float(dpi)
+    except (TypeError, ValueError):
+        return no_update, no_update
+    if not dpi > 0:
+        return no_update, no_update
+
+    def convert(value: Any) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return no_update
+        if unit == "in":
+            return round(number / dpi, 3)
+        return int(round(number * dpi))
+
+    return convert(width), convert(height)
+
+
+def gene_choices(text: str | None, dataset: str | None, chosen: list[str] | None,
+                 context: ViewerContext) -> list[dict]:
+    """Options of the genes box: the chosen genes, then the matches of ``text`` (the first genes without text)."""
+    entry = context.catalog.get(dataset)
+    if entry is None or not entry.has_genes:
+        return []
+    atlas = context.atlas
+    text = (text or "").strip()
+    if text:
+        pairs = [(m["gene_symbol"], m["gene_identifier"]) for m in atlas.search_genes(text, dataset, limit=30)]
+    else:
+        table = atlas.genes(dataset).head(30)
+        pairs = list(zip(table["gene_symbol"].astype(str), table["gene_identifier"].astype(str)))
+    chosen_pairs = [(gene, gene) for gene in (chosen or [])]
+    return gene_options(chosen_pairs + pairs)
+
+
+def genes_for_view(dataset: str | None, color_by: str | None, gene: str | None, chosen: list[str] | None,
+                   trigger: str | None, context: ViewerContext) -> tuple[list[str], list[dict]]:
+    """The genes box after the view changed: a new dataset starts from the map's gene; a new gene is added."""
+    entry = context.catalog.get(dataset)
+    if entry is None or not entry.has_genes:
+        return [], []
+    if trigger == ids.DATASET or chosen is None:
+        chosen = []
+    chosen = [g for g in chosen if g]
+    if gene and color_by == COLOR_BY_GENE and gene not in chosen:
+        chosen = chosen + [gene]
+    return chosen, gene_choices(None, dataset, chosen, context)
+
+
+def register_panel(app: Any, context: ViewerContext) -> dict:
+    """Register the export panel's callbacks on ``app``; returns name -> callback function."""
+    view_inputs = [Input(component, prop) for component, prop in VIEW_INPUTS]
+    view_states = [State(component, prop) for component, prop in VIEW_INPUTS]
+    option_inputs = [Input(component, prop) for component, prop in OPTION_INPUTS]
+    option_states = [State(component, prop) for component, prop in OPTION_INPUTS]
+    n_view = len(VIEW_INPUTS)
+
+    @app.callback(
+        Output(ids.EXPORT_PANEL, "hidden"),
+        Input(ids.EXPORT_OPEN, "n_clicks"),
+        Input(ids.EXPORT_CLOSE, "n_clicks"),
+        State(ids.EXPORT_PANEL, "hidden"),
+        prevent_initial_call=True,
+    )
+    def toggle_panel(_open, _close, hidden):
+        if ctx.triggered_id == ids.EXPORT_CLOSE:
+            return True
+        return not hidden
+
+    @app.callback(
+        Output(ids.EXPORT_TARGET, "options"),
+        Output(ids.EXPORT_TARGET, "value"),
+        Input(ids.DATASET, "value"),
+        State(ids.EXPORT_TARGET, "value"),
+    )
+    def targets(dataset, target):
+        entry = context.catalog.get(dataset)
+        has_umap = bool(entry and entry.spatial and context.umap_dataset(dataset))
+        return target_options(has_umap), target if has_umap else "map"
+
+    @app.callback(
+        Output(ids.EXPORT_WIDTH, "value"),
+        Output(ids.EXPORT_HEIGHT, "value"),
+        Input(ids.EXPORT_UNIT, "value"),
+        State(ids.EXPORT_WIDTH, "value"),
+        State(ids.EXPORT_HEIGHT, "value"),
+        State(ids.EXPORT_DPI, "value"),
+        prevent_initial_call=True,
+    )
+    def change_unit(unit, width, height, dpi):
+        return convert_size(unit, width, height, dpi)
+
+    @app.callback(
+        Output(ids.EXPORT_FIGURE_INFO, "children"),
+        Output(ids.EXPORT_FIGURE, "disabled"),
+        Output(ids.EXPORT_API_URL, "children"),
+        Output(ids.EXPORT_CELLS_CSV, "href"),
+        Output(ids.EXPORT_CELLS_H5AD, "href"),
+        Output(ids.EXPORT_CELLS_INFO, "children"),
+        Input(ids.EXPORT_PANEL, "hidden"),
+        *view_inputs,
+        *option_inputs,
+        Input(ids.EXPORT_GENES, "value"),
+    )
+    def preview(hidden, *rest):
+        if hidden:
+            return (no_update,) * 6
+        values = view_values(*rest[:n_view])
+        options = option_values(*rest[n_view:n_view + len(OPTION_INPUTS)])
+        return preview_step(values, options, rest[-1], context)
+
+    @app.callback(
+        Output(ids.EXPORT_DOWNLOAD, "data"),
+        Output(ids.EXPORT_FIGURE_INFO, "children", allow_duplicate=True),
+        Input(ids.EXPORT_FIGURE, "n_clicks"),
+        *view_states,
+        *option_states,
+        prevent_initial_call=True,
+    )
+    def download_figure(n_clicks, *rest):
+        if not n_clicks:
+            return no_update, no_update
+        values = view_values(*rest[:n_view])
+        options = option_values(*rest[n_view:])
+        return download_step(values, options, context)
+
+    @app.callback(
+        Output(ids.EXPORT_GENES, "value"),
+        Output(ids.EXPORT_GENES, "options", allow_duplicate=True),
+        Input(ids.DATASET, "value"),
+        Input(ids.GENE, "value"),
+        State(ids.COLOR_BY, "value"),
+        State(ids.EXPORT_GENES, "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def genes_follow_view(dataset, gene, color_by, chosen):
+        return genes_for_view(dataset, color_by, gene, chosen, ctx.triggered_id, context)
+
+    @app.callback(
+        Output(ids.EXPORT_GENES, "options", allow_duplicate=True),
+        Input(ids.EXPORT_GENES, "search_value"),
+        State(ids.DATASET, "value"),
+        State(ids.EXPORT_GENES, "value"),
+        prevent_initial_call=True,
+    )
+    def search_genes(text, dataset, chosen):
+        return gene_choices(text, dataset, chosen, context)
+
+    return {"toggle_panel": toggle_panel, "targets": targets, "change_unit": change_unit, "preview": preview,
+            "download_figure": download_figure, "genes_follow_view": genes_follow_view,
+            "search_genes": search_genes}
+
+
+# ---------------------------------------------------------------------------------------------- share
+def share_step(values: dict[str, Any], n_clicks: int | None, context: ViewerContext, store: Any,
+               home: str = "/") -> dict:
+    """Store the view on screen and return ``{"path": "/s/<id>", "long": "/?...", "n"}`` (or ``{"error"}``)."""
+    from callbacks.share import ShareError, canonical_query, share_path
+
+    state = current_state(values)
+    if context.catalog.get(state.dataset) is None:
+        return {"error": "Nothing to link to yet.", "n": n_clicks}
+    query = canonical_query(state, context)
+    long = home + query
+    try:
+        share = store.create(query)
+    except ShareError as exc:
+        log.warning("short link not made: %s", exc)
+        return {"error": f"No short link ({exc}); the full address works too.", "long": long, "n": n_clicks}
+    return {"path": share_path(share, home), "long": long, "n": n_clicks}
+
+
+def register_share_callbacks(app: Any, context: ViewerContext, store: Any, home: str = "/") -> dict:
+    """Register "Copy link": the server stores the view, the browser copies the link."""
+    view_states = [State(component, prop) for component, prop in VIEW_INPUTS]
+
+    @app.callback(
+        Output(ids.SHARE_LINK, "data"),
+        Input(ids.SHARE_BUTTON, "n_clicks"),
+        *view_states,
+        prevent_initial_call=True,
+    )
+    def make_link(n_clicks, *values):
+        if not n_clicks:
+            return no_update
+        return share_step(view_values(*values), n_clicks, context, store, home)
+
+    app.clientside_callback(
+        "function (data) { return window.atlasExport.showLink(data); }",
+        Output(ids.SHARE_URL, "value"),
+        Output(ids.SHARE_BOX, "hidden"),
+        Output(ids.SHARE_STATUS, "children"),
+        Input(ids.SHARE_LINK, "data"),
+        prevent_initial_call=True,
+    )
+
+    @app.callback(
+        Output(ids.SHARE_BOX, "hidden", allow_duplicate=True),
+        Input(ids.URL_QUERY, "data"),
+        prevent_initial_call=True,
+    )
+    def hide_stale_link(_query):
+        return True  # the view moved on: the link shown is another view's
+
+    return {"make_link": make_link, "hide_stale_link": hide_stale_link}

@@ -1,0 +1,381 @@
+"""Export and API requests: the view (the URL state's parameters, read strictly) plus figure or cell options.
+
+The figure export (``/export/figure.<fmt>``), the cell export (``/export/cells.<fmt>``) and the HTTP API
+(``/api/...``) take the SAME view parameters as the address bar (:data:`components.state.QUERY_KEYS`), read by the
+same parser (:func:`components.state.parse_query`). The address bar is lenient (a bad value becomes a notice and a
+default); here every notice is an error naming its parameter (:class:`ExportRequestError`, answered with 400).
+Pure functions of plain values: the catalog checks use the look-up functions the caller passes.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+from urllib.parse import urlencode
+
+from components.catalog import COLOR_BY_GENE, Catalog
+from components.state import QUERY_KEYS, GeneLookup, TermLookup, ViewState, parse_query
+
+#: Formats of a figure and of a cell export.
+FIGURE_FORMATS = ("png", "svg", "pdf")
+CELL_FORMATS = ("csv", "h5ad")
+#: Units of a figure's width and height.
+SIZE_UNITS = ("px", "in")
+#: Figure defaults: 7 x 5 inches at 300 dpi (a journal column and a half).
+DEFAULT_DPI = 300.0
+DEFAULT_SIZE_IN = (7.0, 5.0)
+#: dpi bounds and largest side in inches (those of ``rendering.figures``).
+MIN_DPI, MAX_DPI = 50.0, 1200.0
+MAX_SIZE_IN = 40.0
+#: Legend entries of a figure: default and largest number of visible categories listed (the most frequent).
+DEFAULT_LEGEND_ENTRIES = 20
+MAX_LEGEND_ENTRIES = 60
+#: Longest title accepted.
+MAX_TITLE_CHARS = 200
+#: Genes one cell export may carry, and cells x genes values (a dense h5ad X of float32: 4 bytes each).
+MAX_EXPORT_GENES = 200
+MAX_EXPORT_VALUES = 50_000_000
+#: Cells one export may carry.
+MAX_EXPORT_CELLS = 2_000_000
+#: Vertices of a polygon selection.
+MAX_SELECTION_VERTICES = 10_000
+#: The end of an address-bar notice naming the fallback shown (dropped from an error message).
+_FALLBACK_TAIL = re.compile(r":\s+(showing|using|nothing highlighted)\b[^:]*$")
+#: Short-link ids: 10 characters of lowercase RFC 4648 base32.
+SHARE_ID_RE = re.compile(r"^[a-z2-7]{10}$")
+
+
+class ExportRequestError(ValueError):
+    """A bad export or API request; ``parameter`` names the offending query parameter (answered with 400)."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message
+
+    def to_json(self) -> dict[str, str]:
+        """``{"error": ..., "parameter": ...}`` for a JSON 400 answer."""
+        return {"error": str(self), "parameter": self.parameter}
+
+
+# ---------------------------------------------------------------------------------------------- view
+def view_query(args: Mapping[str, str]) -> str:
+    """The view parameters of ``args`` as a query string (``?dataset=...``), others dropped."""
+    pairs = [(key, str(args[key])) for key in QUERY_KEYS if key in args]
+    return "?" + urlencode(pairs)
+
+
+def check_keys(args: Iterable[str], extra: Iterable[str]) -> None:
+    """Raise :class:`ExportRequestError` for a key that is neither a view parameter nor one of ``extra``."""
+    allowed = set(QUERY_KEYS) | set(extra)
+    for key in args:
+        if key not in allowed:
+            raise ExportRequestError(key, f"is not a parameter here (known: {', '.join(sorted(allowed))})")
+
+
+def strict_view(
+    args: Mapping[str, str],
+    catalog: Catalog,
+    *,
+    gene_lookup: GeneLookup,
+    term_lookup: TermLookup,
+    extra_keys: Iterable[str] = (),
+    require_dataset: bool = False,
+) -> ViewState:
+    """The view named by the URL-state parameters of ``args``, or an error naming the first bad one.
+
+    Parameters
+    ----------
+    args : mapping of str to str
+        Query parameters (``flask.request.args`` as a dict).
+    catalog : Catalog
+        What the store holds.
+    gene_lookup, term_lookup : callable
+        See :data:`components.state.GeneLookup` and :data:`components.state.TermLookup`.
+    extra_keys : iterable of str
+        Parameters allowed besides the view's (``width``, ``format``...).
+    require_dataset : bool
+        Refuse a request without ``dataset`` (else the store's first dataset, as the address bar does).
+
+    Returns
+    -------
+    ViewState
+        Canonical (a section implies its slab plane; the gene is its symbol; the term's level is found).
+
+    Raises
+    ------
+    ExportRequestError
+    """
+    check_keys(args, extra_keys)
+    if not catalog.datasets:
+        raise ExportRequestError("dataset", "the store holds no dataset")
+    if require_dataset and not args.get("dataset"):
+        raise ExportRequestError("dataset", f"is required (one of {', '.join(catalog.names)})")
+    if args.get("term_level") and not args.get("term"):
+        raise ExportRequestError("term", "is required with term_level")
+    state, notices = parse_query(view_query(args), catalog, gene_lookup=gene_lookup, term_lookup=term_lookup)
+    if notices:
+        first = notices[0]
+        # the address bar's notice says what it shows instead ("...: showing Subclass."); a request is refused
+        message = _FALLBACK_TAIL.sub("", str(first)).rstrip(".")
+        raise ExportRequestError(getattr(first, "parameter", "query"), message)
+    entry = catalog.get(state.dataset)
+    if state.color_by == COLOR_BY_GENE and not state.gene:
+        raise ExportRequestError("gene", f"is required with color_by=gene (a gene of {entry.name})")
+    if entry.spatial and not state.section and not state.slab_plane:  # pragma: no cover - parse_query fills one
+        raise ExportRequestError("section", f"a section or slab_plane of {entry.name} is required")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------- numbers
+def read_number(args: Mapping[str, str], key: str, default: float, lo: float, hi: float) -> float:
+    """``args[key]`` as a finite float in ``[lo, hi]`` (``default`` when absent or empty), else an error naming it."""
+    raw = args.get(key)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ExportRequestError(key, f"{str(raw)[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ExportRequestError(key, "must be a finite number")
+    if not lo <= value <= hi:
+        raise ExportRequestError(key, f"{value:g} is outside {lo:g}..{hi:g}")
+    return value
+
+
+def read_choice(args: Mapping[str, str], key: str, choices: tuple[str, ...], default: str) -> str:
+    """``args[key]`` (lowercased) if one of ``choices`` (``default`` when absent), else an error naming it."""
+    raw = args.get(key)
+    value = default if raw is None or raw == "" else str(raw).strip().lower()
+    if value not in choices:
+        raise ExportRequestError(key, f"{str(raw)[:40]!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def read_flag(args: Mapping[str, str], key: str) -> bool:
+    """``args[key]`` as a yes/no value (absent = no), else an error naming it."""
+    raw = str(args.get(key, "")).strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ExportRequestError(key, f"{raw[:40]!r} is not a yes/no value (1, 0, true, false)")
+
+
+# ---------------------------------------------------------------------------------------------- figures
+@dataclass(frozen=True)
+class FigureOptions:
+    """How to draw a figure.
+
+    Attributes
+    ----------
+    fmt : {"png", "svg", "pdf"}
+    width_in, height_in : float
+        Figure size in inches.
+    dpi : float
+        Resolution; a PNG is ``width_px x height_px`` pixels with this dpi in its metadata.
+    title : str or None
+        Title; None = automatic (what is drawn and how it is coloured).
+    legend_entries : int
+        Visible categories listed at most (the most frequent in the view).
+    """
+
+    fmt: str
+    width_in: float
+    height_in: float
+    dpi: float
+    title: str | None = None
+    legend_entries: int = DEFAULT_LEGEND_ENTRIES
+
+    @property
+    def width_px(self) -> int:
+        return int(round(self.width_in * self.dpi))
+
+    @property
+    def height_px(self) -> int:
+        return int(round(self.height_in * self.dpi))
+
+    def query_pairs(self) -> list[tuple[str, str]]:
+        """The options as query parameters (``width``/``height`` in pixels)."""
+        pairs = [("width", str(self.width_px)), ("height", str(self.height_px)), ("dpi", f"{self.dpi:g}")]
+        if self.title is not None:
+            pairs.append(("title", self.title))
+        if self.legend_entries != DEFAULT_LEGEND_ENTRIES:
+            pairs.append(("legend", str(self.legend_entries)))
+        return pairs
+
+
+#: Figure parameters besides the view's.
+FIGURE_KEYS = ("width", "height", "unit", "dpi", "title", "legend", "format")
+
+
+def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> FigureOptions:
+    """Read a figure's size, dpi, title and legend length; sizes are bounded by ``max_export_px``.
+
+    Parameters
+    ----------
+    args : mapping of str to str
+        ``width``, ``height`` (in ``unit``; default 7 x 5 in), ``unit`` (``px`` default, or ``in``), ``dpi``
+        (default 300), ``title`` (default automatic; empty = none), ``legend`` (entries, default 20).
+    fmt : str
+        ``png``, ``svg`` or ``pdf`` (from the route).
+    max_export_px : int
+        Largest side in pixels (``settings.max_export_px``).
+
+    Raises
+    ------
+    ExportRequestError
+        Naming ``width``, ``height``, ``dpi``, ``unit``, ``title`` or ``legend``; an oversized figure names
+        the setting that bounds it.
+    """
+    if fmt not in FIGURE_FORMATS:
+        raise ExportRequestError("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FIGURE_FORMATS)}")
+    unit = read_choice(args, "unit", SIZE_UNITS, "px")
+    dpi = read_number(args, "dpi", DEFAULT_DPI, MIN_DPI, MAX_DPI)
+    sizes = {}
+    for key, default_in in zip(("width", "height"), DEFAULT_SIZE_IN):
+        default = default_in if unit == "in" else round(default_in * dpi)
+        value = read_number(args, key, default, 0.0, math.inf)
+        if not value > 0:
+            raise ExportRequestError(key, "must be positive")
+        inches = value if unit == "in" else value / dpi
+        pixels = inches * dpi
+        if round(pixels) > max_export_px:
+            raise ExportRequestError(
+                key, f"{pixels:.0f} px ({inches:.3g} in at {dpi:g} dpi) is over the export limit of "
+                     f"{max_export_px} px (setting max_export_px, ATLAS_VIEWER_MAX_EXPORT_PX)")
+        if round(pixels) < 16:
+            raise ExportRequestError(key, f"{pixels:.0f} px is too small for a figure (at least 16 px)")
+        if inches > MAX_SIZE_IN:
+            raise ExportRequestError(key, f"{inches:.3g} in is over {MAX_SIZE_IN:g} in")
+        sizes[key] = inches
+    title = args.get("title")
+    if title is not None:
+        title = str(title)
+        if len(title) > MAX_TITLE_CHARS:
+            raise ExportRequestError("title", f"is {len(title)} characters, over {MAX_TITLE_CHARS}")
+        if any(ord(ch) < 32 for ch in title):
+            raise ExportRequestError("title", "holds control characters")
+    legend = int(read_number(args, "legend", DEFAULT_LEGEND_ENTRIES, 0, MAX_LEGEND_ENTRIES))
+    return FigureOptions(fmt=fmt, width_in=sizes["width"], height_in=sizes["height"], dpi=dpi, title=title,
+                         legend_entries=legend)
+
+
+# ---------------------------------------------------------------------------------------------- cells
+@dataclass(frozen=True)
+class Selection:
+    """Cells chosen inside the view: a box ``(x0, x1, y0, y1)`` or a polygon (its vertices).
+
+    Attributes
+    ----------
+    box : tuple of float or None
+        ``(x0, x1, y0, y1)``, ``x0 < x1`` and ``y0 < y1``, data units.
+    xs, ys : tuple of float
+        Polygon vertices (empty for a box).
+    """
+
+    box: tuple[float, float, float, float] | None = None
+    xs: tuple[float, ...] = ()
+    ys: tuple[float, ...] = ()
+
+    def to_param(self) -> str:
+        """The selection as its query value (``x0,x1,y0,y1`` or ``x1,y1,x2,y2,...``)."""
+        numbers = self.box if self.box is not None else [v for pair in zip(self.xs, self.ys) for v in pair]
+        return ",".join(f"{v:.6g}" for v in numbers)
+
+
+def parse_selection(raw: str | None) -> Selection | None:
+    """``selection=x0,x1,y0,y1`` (a box) or ``selection=x1,y1,x2,y2,x3,y3,...`` (a polygon of 3+ vertices).
+
+    Raises
+    ------
+    ExportRequestError
+        Naming ``selection``.
+    """
+    if raw is None or str(raw).strip() == "":
+        return None
+    parts = [p for p in str(raw).replace(";", ",").split(",") if p.strip()]
+    if len(parts) > 2 * MAX_SELECTION_VERTICES:
+        raise ExportRequestError("selection", f"more than {MAX_SELECTION_VERTICES} vertices")
+    numbers = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise ExportRequestError("selection", f"{part.strip()[:30]!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ExportRequestError("selection", "holds a number that is not finite")
+        numbers.append(value)
+    if len(numbers) == 4:
+        x0, x1, y0, y1 = numbers
+        if not (x0 < x1 and y0 < y1):
+            raise ExportRequestError("selection", "a box x0,x1,y0,y1 needs x0 < x1 and y0 < y1")
+        return Selection(box=(x0, x1, y0, y1))
+    if len(numbers) >= 6 and len(numbers) % 2 == 0:
+        return Selection(xs=tuple(numbers[0::2]), ys=tuple(numbers[1::2]))
+    raise ExportRequestError("selection", "expected a box x0,x1,y0,y1 or a polygon x1,y1,x2,y2,x3,y3,...")
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """What a cell export holds.
+
+    Attributes
+    ----------
+    fmt : {"csv", "h5ad"}
+    genes : tuple of str
+        Gene symbols written (CSV columns, h5ad ``X``), in the asked order.
+    selection : Selection or None
+        Cells chosen inside the view; None = every cell of the view.
+    """
+
+    fmt: str
+    genes: tuple[str, ...] = ()
+    selection: Selection | None = None
+
+
+#: Cell-export parameters besides the view's.
+CELL_KEYS = ("genes", "selection", "format")
+
+
+def cell_options(args: Mapping[str, str], state: ViewState, *, fmt: str, gene_lookup: GeneLookup,
+                 has_genes: bool) -> CellOptions:
+    """Read the genes and the selection of a cell export.
+
+    ``genes`` is a comma-separated list of symbols or identifiers; without it, the view's gene (colour by gene)
+    is written. ``genes=`` (empty) writes none.
+
+    Raises
+    ------
+    ExportRequestError
+        Naming ``format``, ``genes`` or ``selection``.
+    """
+    if fmt not in CELL_FORMATS:
+        raise ExportRequestError("format", f"{str(fmt)[:20]!r} is not one of {', '.join(CELL_FORMATS)}")
+    raw = args.get("genes")
+    if raw is None:
+        names = [state.gene] if state.gene and state.color_by == COLOR_BY_GENE else []
+    else:
+        names = [name.strip() for name in str(raw).split(",") if name.strip()]
+    if names and not has_genes:
+        raise ExportRequestError("genes", f"{state.dataset} has no expression data")
+    if len(names) > MAX_EXPORT_GENES:
+        raise ExportRequestError("genes", f"{len(names)} genes asked; at most {MAX_EXPORT_GENES}")
+    symbols: list[str] = []
+    for name in names:
+        try:
+            symbol = gene_lookup(state.dataset, name)
+        except KeyError as exc:
+            detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+            raise ExportRequestError("genes", f"unknown gene {name[:40]!r} in {state.dataset}"
+                                              + (f" ({detail})" if detail else "")) from None
+        if symbol not in symbols:
+            symbols.append(symbol)
+    return CellOptions(fmt=fmt, genes=tuple(symbols), selection=parse_selection(args.get("selection")))
+
+
+def share_id_ok(share_id: str) -> bool:
+    """True when ``share_id`` has the form of a short-link id (``^[a-z2-7]{10}$``)."""
+    return bool(SHARE_ID_RE.fullmatch(share_id or ""))
