@@ -108,7 +108,7 @@ def render_from_args(context: ViewerContext, args: dict[str, str]) -> tuple[byte
 
 def genes_from_args(context: ViewerContext, args: dict[str, str]) -> list[dict]:
     """The body of ``/api/genes``: matches of ``q`` among the genes of ``dataset`` (the first genes without ``q``)."""
-    check_keys(args, ("q", "dataset", "limit"))
+    check_keys(args, ("q", "dataset", "limit"), view=False)
     catalog = context.catalog
     dataset = args.get("dataset") or catalog.default_dataset()
     entry = catalog.get(dataset)

@@ -66,9 +66,10 @@ def view_query(args: Mapping[str, str]) -> str:
     return "?" + urlencode(pairs)
 
 
-def check_keys(args: Iterable[str], extra: Iterable[str]) -> None:
-    """Raise :class:`ExportRequestError` for a key that is neither a view parameter nor one of ``extra``."""
-    allowed = set(QUERY_KEYS) | set(extra)
+def check_keys(args: Iterable[str], extra: Iterable[str], *, view: bool = True) -> None:
+    """Raise :class:`ExportRequestError` for a key that is neither a view parameter (unless ``view`` is False) nor
+    one of ``extra``."""
+    allowed = (set(QUERY_KEYS) if view else set()) | set(extra)
     for key in args:
         if key not in allowed:
             raise ExportRequestError(key, f"is not a parameter here (known: {', '.join(sorted(allowed))})")
@@ -208,7 +209,7 @@ class FigureOptions:
 
 
 #: Figure parameters besides the view's.
-FIGURE_KEYS = ("width", "height", "unit", "dpi", "title", "legend", "format")
+FIGURE_KEYS = ("width", "height", "unit", "dpi", "title", "legend")
 
 
 def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> FigureOptions:
@@ -337,7 +338,7 @@ class CellOptions:
 
 
 #: Cell-export parameters besides the view's.
-CELL_KEYS = ("genes", "selection", "format")
+CELL_KEYS = ("genes", "selection")
 
 
 def cell_options(args: Mapping[str, str], state: ViewState, *, fmt: str, gene_lookup: GeneLookup,
