@@ -91,7 +91,14 @@ def _lazy_server():
 if __name__ == "__main__":  # pragma: no cover
     _settings = Settings.from_env()
     logging.basicConfig(level=_settings.log_level)
-    create_app(_settings).run(host=_settings.host, port=_settings.port, debug=_settings.debug)
+    _app = create_app(_settings)
+    try:  # compile the rendering code now rather than during the first user's first picture
+        from callbacks.server_features import warm_up_compiled_code
+
+        warm_up_compiled_code()
+    except ImportError:
+        pass
+    _app.run(host=_settings.host, port=_settings.port, debug=_settings.debug)
 
 
 def __getattr__(name):
