@@ -101,6 +101,26 @@ def _validate(rgba, fmt, width_in, height_in, dpi) -> np.ndarray:
     return rgba
 
 
+def _keep_labels_inside(figure, axes, pad_in: float = 3 / 72) -> None:
+    """Lay the figure out, and if the axes' labels stick out on the left or bottom, shrink the axes to fit.
+
+    Constrained layout is not exact for an equal-aspect axes squeezed both by a figure legend outside and by the
+    heading: a near-square UMAP with a two-column legend put its y label a few pixels left of the figure. The
+    positions found are then frozen (layout engine "none") with the axes moved in by the overflow.
+    """
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    width_in, height_in = figure.get_size_inches()
+    box = axes.get_tightbbox(renderer).transformed(figure.dpi_scale_trans.inverted())
+    left, bottom = max(0.0, pad_in - box.x0), max(0.0, pad_in - box.y0)
+    if left == 0.0 and bottom == 0.0:
+        return
+    figure.set_layout_engine("none")
+    position = axes.get_position(original=True)
+    axes.set_position([position.x0 + left / width_in, position.y0 + bottom / height_in,
+                       position.width - left / width_in, position.height - bottom / height_in])
+
+
 def export_figure(
     rgba: np.ndarray,
     viewport: Viewport,
@@ -227,6 +247,7 @@ def export_figure(
         bar.set_label(label, fontsize=9)
         bar.ax.tick_params(labelsize=8)
 
+    _keep_labels_inside(figure, axes)
     metadata = {"png": {"Software": "abc-atlas-viewer"},
                 "svg": {"Date": None, "Creator": "abc-atlas-viewer"},
                 "pdf": {"CreationDate": None, "Creator": "abc-atlas-viewer"}}[fmt]

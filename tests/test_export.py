@@ -187,6 +187,16 @@ def test_umap_figure_has_no_scale_bar_and_no_mm_axes(client, atlas):
     assert "x" in texts and not any(t.endswith(" mm") or t.endswith("µm") for t in texts)
 
 
+def test_figure_labels_stay_inside_the_figure_edges(client, atlas):
+    """A near-square UMAP with a two-column legend once had its y label cut by the left edge."""
+    umap = next(d for d in atlas.datasets() if atlas.info(d).kind == "umap")
+    query = urlencode({"dataset": umap, "color_by": atlas.info(umap).levels[1], "width": 1050, "height": 750,
+                       "dpi": 150, "legend": 30})
+    ink = np.asarray(Image.open(io.BytesIO(client.get(f"/export/figure.png?{query}").data)).convert("L")) < 128
+    assert ink.any()
+    assert not ink[:, :3].any() and not ink[:, -3:].any() and not ink[-3:, :].any() and not ink[:3, :].any()
+
+
 @pytest.mark.parametrize("params, parameter", [
     ({"width": "9000"}, "width"),
     ({"height": "40", "unit": "in"}, "height"),
