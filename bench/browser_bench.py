@@ -127,7 +127,13 @@ def load_once(url: str, graph: str = "map-graph", timeout_s: float = 120.0) -> d
             info = WebDriverWait(driver, timeout_s, poll_frequency=0.05).until(
                 lambda d: d.execute_script(FIRST_PICTURE_JS % graph))
         except TimeoutException:
-            raise BrowserBenchError(f"no picture in #{graph} within {timeout_s:.0f} s of opening {url}") from None
+            requests = driver.execute_script(
+                "return performance.getEntriesByType('resource').slice(-12).map(function (e) {"
+                " return e.name.split('?')[0].split('/').pop() + ' ' + Math.round(e.startTime) + '-'"
+                " + Math.round(e.responseEnd); })")
+            console = [e.get("message", "") for e in driver.get_log("browser")]
+            raise BrowserBenchError(f"no picture in #{graph} within {timeout_s:.0f} s of opening {url}; last "
+                                    f"requests (ms): {requests}; console: {console[-5:]}") from None
         info["wall_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         info["console_errors"] = [e.get("message", "") for e in driver.get_log("browser")]
         return info
@@ -154,6 +160,9 @@ def bench_first_picture(store: str | Path, loads: int = 4, timeout_s: float = 12
         try:
             url = f"http://127.0.0.1:{port}/"
             runs = [load_once(url, timeout_s=timeout_s) for _ in range(max(1, loads))]
+        except BrowserBenchError as exc:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise BrowserBenchError(f"{exc}\nserver log:\n{tail}") from None
         finally:
             stop_server(proc)
     warm = [r["picture_ms"] for r in runs[1:]]
