@@ -276,11 +276,17 @@ def test_zoom_rerenders_at_full_resolution_and_updates_the_url(viewer, atlas):
         "var gd = document.querySelector('#map-graph .js-plotly-plot');"
         f"window.Plotly.relayout(gd, {{'xaxis.range[0]': {cx - half}, 'xaxis.range[1]': {cx + half},"
         f" 'yaxis.range[0]': {cy + half}, 'yaxis.range[1]': {cy - half}}});")
-    after = WebDriverWait(viewer.driver, TIMEOUT).until(
-        lambda d: (lambda info: info if info and info["source"] != before["source"] else False)(picture(viewer)))
-    params = parse_qs(urlsplit(after["source"]).query)
-    drawn = float(params["x1"][0]) - float(params["x0"][0])
-    assert drawn < float(row["x_max"] - row["x_min"])  # the picture covers the zoomed view only...
+    section_width = float(row["x_max"] - row["x_min"])
+
+    def zoomed_picture(driver):
+        info = picture(viewer)
+        if not info or info["source"] == before["source"]:
+            return False
+        query = parse_qs(urlsplit(info["source"]).query)
+        width = float(query["x1"][0]) - float(query["x0"][0])
+        return (info, query, width) if width < section_width else False  # the picture of the zoomed view only
+
+    after, params, drawn = WebDriverWait(viewer.driver, TIMEOUT).until(zoomed_picture)
     picture_px_per_mm = int(params["w"][0]) / drawn
     screen_px_per_mm = after["plot_px"] / (max(after["xrange"]) - min(after["xrange"]))
     assert picture_px_per_mm == pytest.approx(screen_px_per_mm, rel=0.05)  # ...at screen resolution
