@@ -9,7 +9,6 @@ import io
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
