@@ -35,6 +35,9 @@ def serve(store_dir: Path | None, host: str | None, port: int | None, debug: boo
             f"`atlas-viewer prepare CACHE {settings.store}` first"
         )
     dash_app = app_module.create_app(settings)
+    from callbacks.server_features import warm_up_compiled_code
+
+    warm_up_compiled_code()  # compile the rendering code now, not during the first user's first picture
     click.echo(f"Serving {settings.store} on http://{settings.host}:{settings.port}")
     dash_app.run(host=settings.host, port=settings.port, debug=settings.debug)
 
