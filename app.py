@@ -80,6 +80,10 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
     app.layout = build_layout(context.catalog, default_state(context.catalog), store_label=str(settings.store))
     for module in (routes, navigation, map_view, umap_view, tree, legend, inspector, export, share, api):
         module.register(app, atlas, settings, context=context)
+    from callbacks import compare, markers, selection, two_genes
+
+    for module in (selection, markers, two_genes, compare):  # selections and comparisons (issue 5)
+        module.register(app, atlas, settings, context=context)
     return app
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from callbacks.catalog import AtlasLookups, catalog_from_atlas
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, Catalog
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog
 from components.figures import layout_image
 from components.picture import PictureRequest
 from components.state import ViewState, frame_bounds
@@ -98,6 +98,7 @@ class ViewerContext:
         vmin: float | None,
         vmax: float | None,
         y_down: bool,
+        extra: dict | None = None,
     ) -> dict | None:
         """The layout image (URL and placement) of a picture, or None when the view misses the cells.
 
@@ -107,6 +108,9 @@ class ViewerContext:
             Highlighted term.
         size : dict or None
             ``{"width_px", "height_px"}`` of the plot area; None = :data:`DEFAULT_SIZE_PX`.
+        extra : dict, optional
+            More :class:`PictureRequest` fields: the selection highlight (``selection``, ``clusters``) and the
+            second gene of a two-gene picture (``gene2``, ``blend_mode``, ``threshold_a``, ``threshold_b``).
         """
         width_px, height_px = DEFAULT_SIZE_PX
         if size:
@@ -116,13 +120,20 @@ class ViewerContext:
         if geometry is None:
             return None
         placed, w, h = geometry
-        if color_by != COLOR_BY_GENE:
+        extra = dict(extra or {})
+        if color_by == COLOR_BY_TWO_GENES and not extra.get("gene2"):
+            color_by = COLOR_BY_GENE  # until the second gene is known: the first alone
+        if color_by != COLOR_BY_TWO_GENES:
+            for key in ("gene2", "blend_mode", "threshold_a", "threshold_b"):
+                extra.pop(key, None)
+        if color_by not in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
             gene = None
+        if color_by != COLOR_BY_GENE:
             vmin = vmax = None
         request = PictureRequest(
             dataset=dataset, section=section, slab_plane=None if section else slab_plane, color_by=color_by,
             gene=gene, term=term[1] if term else None, term_level=term[0] if term else None, window=placed,
-            width_px=w, height_px=h, vmin=vmin, vmax=vmax,
+            width_px=w, height_px=h, vmin=vmin, vmax=vmax, **extra,
         )
         url = request.url()
         if self.version:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dash import Input, Output
+from dash import Input, Output, no_update
 
 from callbacks.context import ViewerContext, term_counts
 from components import ids
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.panels import gene_legend, html_block, legend_html
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
     entry = context.catalog.get(dataset)
     if entry is None or not color_by:
         return [], "Legend", "", "min", "max"
+    if color_by == COLOR_BY_TWO_GENES:  # the 2-D key is drawn by callbacks.two_genes (it knows the second gene)
+        return no_update, "Two genes", "", "min", "max"
     section = None if section in (None, WHOLE_SLAB_PLANE) else section
     where = {}
     if entry.spatial:

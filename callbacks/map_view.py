@@ -14,7 +14,7 @@ from dash import Input, Output, State, no_update
 
 from callbacks.context import ViewerContext
 from components import ids
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.figures import message_figure, picture_figure, polygons_visibility_patch, view_patch
 from components.layout import notice_children
 from components.state import ViewState
@@ -52,8 +52,9 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def map_title(state: ViewState, context: ViewerContext) -> str:
-    """Line above the map: what is drawn, how many cells, coloured by what."""
+def map_title(state: ViewState, context: ViewerContext, gene2: str | None = None) -> str:
+    """Line above the map: what is drawn, how many cells, coloured by what (``gene2``: a two-gene picture's
+    second gene)."""
     entry = context.catalog.get(state.dataset)
     if entry is None:
         return ""
@@ -64,7 +65,9 @@ def map_title(state: ViewState, context: ViewerContext) -> str:
     else:
         plane = entry.plane(state.slab_plane) if state.slab_plane else None
         where, n_cells = f"Slab plane {state.slab_plane}", plane.n_cells if plane else 0
-    if state.color_by == COLOR_BY_GENE:
+    if state.color_by == COLOR_BY_TWO_GENES and gene2:
+        colour = f"{state.gene} (magenta) and {gene2} (green)"
+    elif state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
         colour = f"{state.gene} expression" if state.gene else "gene expression"
     elif state.color_by == COLOR_BY_REGION:
         colour = "region"
@@ -87,6 +90,7 @@ def map_figure_step(
     size: dict | None,
     polygons_on: bool,
     context: ViewerContext,
+    extra: dict | None = None,
 ) -> tuple[Any, str, list, Any]:
     """The map's figure (full or Patch), its title and its notices, for the inputs of one callback run.
 
@@ -101,6 +105,8 @@ def map_figure_step(
         ``{"width_px", "height_px"}`` of the plot area.
     polygons_on : bool
         Region outlines visible.
+    extra : dict, optional
+        Picture parameters of the selection highlight and the two-gene colouring (``ViewerContext.picture_image``).
 
     Returns
     -------
@@ -131,13 +137,14 @@ def map_figure_step(
             vmin=state.vmin,
             vmax=state.vmax,
             y_down=entry.spatial,
+            extra=extra,
         )
     except Exception as exc:  # a bad value must give a notice, never a blank panel
         log.exception("map picture for %s failed", state)
         notices.append(f"The map could not be drawn: {exc}")
     if image is None and not notices:
         notices.append("Nothing to draw in this view: double-click the map to see the whole section.")
-    title = map_title(state, context)
+    title = map_title(state, context, gene2=(extra or {}).get("gene2"))
     key = frame_key(state)
     if key != drawn_frame:
         polygons = None
@@ -196,13 +203,16 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
         Input(ids.GENE_VMAX, "value"),
         Input(ids.VIEWPORT, "data"),
         Input(ids.MAP_SIZE, "data"),
+        Input(ids.MAP_HIGHLIGHT, "data"),
+        Input(ids.TWO_GENES, "data"),
         State(ids.POLYGONS, "value"),
         State(ids.MAP_FRAME, "data"),
     )
-    def draw_map(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, viewport, size, polygons,
-                 drawn_frame):
+    def draw_map(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, viewport, size, highlight,
+                 two_genes, polygons, drawn_frame):
         state = map_state(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, viewport)
-        return map_figure_step(drawn_frame, state, size, bool(polygons), context)
+        extra = {**(highlight or {}), **(two_genes or {})}
+        return map_figure_step(drawn_frame, state, size, bool(polygons), context, extra=extra)
 
     @app.callback(
         Output(ids.VIEWPORT, "data", allow_duplicate=True),

@@ -18,7 +18,7 @@ from dash import Input, Output, State, ctx, no_update
 
 from callbacks.context import ViewerContext
 from components import ids
-from components.catalog import COLOR_BY_GENE, WHOLE_SLAB_PLANE
+from components.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.layout import (color_by_options, gene_options, notice_children, section_options,
                                slab_plane_options)
 from components.state import (ViewState, default_state, parse_query, switch_dataset, switch_section,
@@ -27,6 +27,8 @@ from components.viewport import Window
 
 log = logging.getLogger(__name__)
 
+#: Colourings that need the gene box.
+GENE_COLORINGS = (COLOR_BY_GENE, COLOR_BY_TWO_GENES)
 #: Genes offered in the gene box before anything is typed.
 FIRST_GENES = 50
 #: Completions offered for a typed text.
@@ -101,17 +103,18 @@ def resolve_view(
     elif trigger == ids.SECTION:
         state = switch_section(catalog, state, state.section)
     elif trigger == ids.COLOR_BY:
-        if state.color_by == COLOR_BY_GENE and not state.gene:
+        if state.color_by in GENE_COLORINGS and not state.gene:
             state = state.replace(gene=lookups.first_gene(state.dataset))
     elif trigger == ids.GENE:
         entry = catalog.get(state.dataset)
-        if state.gene:
-            state = state.replace(color_by=COLOR_BY_GENE, vmin=None, vmax=None)
-        elif state.color_by == COLOR_BY_GENE and entry is not None:
+        if state.gene:  # a gene colours by it (a two-gene picture keeps both: this is its first gene)
+            color_by = state.color_by if state.color_by == COLOR_BY_TWO_GENES else COLOR_BY_GENE
+            state = state.replace(color_by=color_by, vmin=None, vmax=None)
+        elif state.color_by in GENE_COLORINGS and entry is not None:
             state = state.replace(color_by=entry.default_color_by(), vmin=None, vmax=None)
     elif trigger == ids.GENE_RANGE_AUTO:
         state = state.replace(vmin=None, vmax=None)
-    if state.color_by == COLOR_BY_GENE and not state.gene and state.dataset:
+    if state.color_by in GENE_COLORINGS and not state.gene and state.dataset:
         state = state.replace(gene=lookups.first_gene(state.dataset))
     return state, notices
 

@@ -16,7 +16,7 @@ import numpy as np
 from flask import Blueprint, Response, request
 
 from callbacks.context import ViewerContext
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.picture import PICTURE_PATH, PictureRequest, PictureRequestError, parse_picture_args
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,9 @@ def render_rgba(context: ViewerContext, picture: PictureRequest) -> np.ndarray:
         column = cells[picture.term_level]
         code = column.cat.categories.get_loc(picture.term) if picture.term in column.cat.categories else -2
         highlight = np.asarray(column.cat.codes) == code
+    highlight = selection_highlight(picture, cells, highlight, entry.levels[-1] if entry.levels else None)
+    if picture.color_by == COLOR_BY_TWO_GENES and picture.gene2:
+        return render_two_gene_picture(context, picture, x, y, viewport, where, spread, y_down)
     if picture.color_by == COLOR_BY_GENE:
         values = atlas.gene(picture.dataset, picture.gene, **where)
         vmin, vmax = shown_gene_range(context, picture)
@@ -87,6 +90,62 @@ def render_rgba(context: ViewerContext, picture: PictureRequest) -> np.ndarray:
         rgba = render_categorical(x, y, codes, colors, viewport, highlight=highlight, spread_px=spread,
                                   y_down=y_down)
     return rgba
+
+
+def selection_highlight(picture: PictureRequest, cells: Any, highlight: np.ndarray | None,
+                        cluster_level: str | None) -> np.ndarray | None:
+    """The highlight mask with the picture's selection (its cells) and linked clusters (cells of those codes of
+    ``cluster_level``) applied: a cell stays bright only when it is in every one given.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(n,)`` bool, or None when nothing is highlighted.
+    """
+    from components.selection_geometry import MAX_CODE, decode_codes, parse_selection_param
+    from data_layer.analysis import Selection, cells_in_box
+
+    if picture.selection:
+        geometry = parse_selection_param(picture.selection)
+        x, y = cells["x"].to_numpy(), cells["y"].to_numpy()
+        if geometry["kind"] == "box":
+            inside = cells_in_box(x, y, *geometry["xs"], *geometry["ys"])
+        else:
+            inside = Selection.make("lasso", geometry["xs"], geometry["ys"]).mask(x, y)
+        highlight = inside if highlight is None else highlight & inside
+    if picture.clusters and cluster_level is not None and cluster_level in cells.columns:
+        codes = np.asarray(cells[cluster_level].cat.codes, dtype=np.int64)
+        wanted = np.zeros(len(cells[cluster_level].cat.categories) + 1, dtype=bool)  # last entry: code -1
+        picked = decode_codes(picture.clusters, MAX_CODE + 1)
+        wanted[picked[picked < len(wanted) - 1]] = True
+        linked = wanted[codes]
+        highlight = linked if highlight is None else highlight & linked
+    return highlight
+
+
+def render_two_gene_picture(context: ViewerContext, picture: PictureRequest, x: np.ndarray, y: np.ndarray,
+                            viewport: Any, where: dict, spread: int, y_down: bool) -> np.ndarray:
+    """The cells coloured by ``picture.gene`` and ``picture.gene2`` at once (:func:`rendering.blend.render_two_genes`:
+    magenta / green, white where both are high, on a near-black background), each over its default range.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(picture.height_px, picture.width_px, 4)`` uint8 RGBA.
+    """
+    from rendering.blend import render_two_genes
+
+    atlas = context.atlas
+    values_a = atlas.gene(picture.dataset, picture.gene, **where)
+    values_b = atlas.gene(picture.dataset, picture.gene2, **where)
+    return render_two_genes(
+        x, y, values_a, values_b, viewport,
+        range_a=context.gene_range(picture.dataset, picture.gene),
+        range_b=context.gene_range(picture.dataset, picture.gene2),
+        mode=picture.blend_mode,
+        threshold_a=picture.threshold_a or 0.0, threshold_b=picture.threshold_b or 0.0,
+        spread_px=spread, y_down=y_down,
+    )
 
 
 def shown_gene_range(context: ViewerContext, picture: PictureRequest) -> tuple[float, float]:

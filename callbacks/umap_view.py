@@ -35,13 +35,15 @@ def umap_figure_step(
     viewport: dict | None,
     size: dict | None,
     context: ViewerContext,
+    linked: dict | None = None,
 ) -> tuple[Any, str, list, bool]:
     """The UMAP panel for one callback run: ``(figure or Patch, title, notices, panel hidden, frame key)``.
 
     ``drawn_frame`` names the UMAP dataset the figure on screen shows; another one gets a full figure.
 
     The viewport store remembers which UMAP it belongs to (``{"dataset", "x0", ...}``); a window of another
-    UMAP is ignored.
+    UMAP is ignored. ``linked`` holds the selection highlight's picture parameters (``selection``,
+    ``clusters``).
     """
     entry = context.catalog.get(dataset)
     if entry is None:
@@ -65,7 +67,7 @@ def umap_figure_step(
     try:
         image = context.picture_image(
             dataset=target, section=None, slab_plane=None, color_by=umap_color, gene=umap_gene, term=highlight,
-            window=window, frame=frame, size=size, vmin=None, vmax=None, y_down=False,
+            window=window, frame=frame, size=size, vmin=None, vmax=None, y_down=False, extra=linked,
         )
     except Exception as exc:
         log.exception("UMAP picture for %s failed", target)
@@ -115,10 +117,12 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
         Input(ids.TERM, "data"),
         Input(ids.UMAP_VIEWPORT, "data"),
         Input(ids.UMAP_SIZE, "data"),
+        Input(ids.UMAP_HIGHLIGHT, "data"),
         State(ids.UMAP_FRAME, "data"),
     )
-    def draw_umap(dataset, color_by, gene, term, viewport, size, drawn_frame):
-        return umap_figure_step(drawn_frame, dataset, color_by, gene, term, viewport, size, context)
+    def draw_umap(dataset, color_by, gene, term, viewport, size, highlight, drawn_frame):
+        return umap_figure_step(drawn_frame, dataset, color_by, gene, term, viewport, size, context,
+                                linked=highlight)
 
     @app.callback(
         Output(ids.UMAP_VIEWPORT, "data"),

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 #: Pseudo colour-by values besides the taxonomy levels.
 COLOR_BY_REGION = "region"
 COLOR_BY_GENE = "gene"
+#: Two genes in one picture (a two-channel blend; ``gene`` and the picture's ``gene2``).
+COLOR_BY_TWO_GENES = "two_genes"
 #: Section dropdown value meaning "every section of the slab plane".
 WHOLE_SLAB_PLANE = "__whole_slab_plane__"
 
@@ -72,12 +74,13 @@ class DatasetEntry:
         return None
 
     def color_by_choices(self) -> list[str]:
-        """Valid colour-by values: the levels, then ``region`` (spatial), then ``gene`` (with expression)."""
+        """Valid colour-by values: the levels, then ``region`` (spatial), then ``gene`` and ``two_genes`` (with
+        expression)."""
         choices = list(self.levels)
         if self.spatial:
             choices.append(COLOR_BY_REGION)
         if self.has_genes:
-            choices.append(COLOR_BY_GENE)
+            choices += [COLOR_BY_GENE, COLOR_BY_TWO_GENES]
         return choices
 
     def default_color_by(self) -> str:

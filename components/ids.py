@@ -99,3 +99,76 @@ SHARE_BOX = "share-box"  # the link shown (fallback when the clipboard is refuse
 SHARE_URL = "share-url"  # read-only input holding the full short link
 SHARE_STATUS = "share-status"  # "Copied" / "Press Ctrl+C"
 SHARE_WRITTEN = "share-written"  # dcc.Store: dummy output of the clipboard writer
+
+
+# ---------------------------------------------------------------------------------------------- selections and analyses
+# (components.analysis_panels lays them out; callbacks.selection, markers, two_genes and compare drive them)
+SELECTION = "selection"  # dcc.Store: compact box/lasso + {"view": "map"|"umap", "dataset", "section", "slab_plane"}
+MAP_HIGHLIGHT = "map-highlight"  # dcc.Store: {"selection", "clusters"} picture parameters of the map
+UMAP_HIGHLIGHT = "umap-highlight"  # dcc.Store: the same for the UMAP
+ANALYSIS_OPEN = "analysis-open"  # button in the map card's head: show / hide the analysis panel
+ANALYSIS_PANEL = "analysis-panel"  # under the map: the selection card and the marker-gene card
+SELECTION_SUMMARY = "selection-summary"  # "1,234 cells selected in section ..."
+SELECTION_CLEAR = "selection-clear"  # button: clear the selection
+SELECTION_EXPORT = "selection-export"  # link: the selected cells as CSV
+COMPOSITION_LEVEL = "composition-level"  # dropdown: taxonomy level of the composition chart
+COMPOSITION_GRAPH = "composition-graph"  # horizontal bars in term colours
+MARKERS_TITLE = "markers-title"
+MARKERS_GRAPH = "markers-graph"  # the dot plot (terms x genes)
+MARKERS_GENES = "markers-genes"  # multi dropdown: genes the user adds to the dot plot
+MARKERS_INFO = "markers-info"  # what the markers were computed on, and how long it took
+MARKERS_SHOWN = "markers-shown"  # dcc.Store: {"dataset", "genes"}: the dot plot's genes (exported with the cells)
+
+# two genes at once (colour by "two_genes")
+TWO_GENE_CONTROLS = "two-gene-controls"  # hidden unless colouring by two genes
+GENE2 = "gene2"  # dropdown: the second gene
+BLEND_MODE = "blend-mode"  # radio: "blend" (every cell) or "both" (only cells above both thresholds)
+THRESHOLDS = "thresholds"  # the two threshold inputs (shown in "both" mode)
+THRESHOLD_A = "threshold-a"
+THRESHOLD_B = "threshold-b"
+TWO_GENES = "two-genes"  # dcc.Store: {"gene2", "blend_mode", "threshold_a", "threshold_b"} picture parameters
+
+# species side by side and the section gallery
+MAP_VIEW_MODE = "map-view-mode"  # radio: "map", "species" (side by side) or "gallery"
+COMPARE_VIEW = "compare-view"
+COMPARE_LEGEND = "compare-legend"  # one legend shared by the side-by-side maps
+GALLERY_VIEW = "gallery-view"
+GALLERY = "gallery"  # the small pictures of every section (one HTML block)
+GALLERY_PICKED = "gallery-picked"  # dcc.Store: {"section", "t"} of a clicked small picture (assets/analysis.js)
+#: Side-by-side slots (one per spatial species, at most three).
+COMPARE_SLOTS = 3
+
+
+def compare_graph(slot: int) -> str:
+    """Id of the map of side-by-side slot ``slot``."""
+    return f"compare-graph-{int(slot)}"
+
+
+def compare_section(slot: int) -> str:
+    """Id of the section dropdown of side-by-side slot ``slot``."""
+    return f"compare-section-{int(slot)}"
+
+
+def compare_title(slot: int) -> str:
+    """Id of the title line of side-by-side slot ``slot``."""
+    return f"compare-title-{int(slot)}"
+
+
+def compare_viewport(slot: int) -> str:
+    """Id of the viewport store of side-by-side slot ``slot`` (each map zooms on its own)."""
+    return f"compare-viewport-{int(slot)}"
+
+
+def compare_frame(slot: int) -> str:
+    """Id of the store naming the frame the slot's figure is drawn for."""
+    return f"compare-frame-{int(slot)}"
+
+
+def compare_size(slot: int) -> str:
+    """Id of the store of the slot's plot-area size."""
+    return f"compare-size-{int(slot)}"
+
+
+def compare_slot(slot: int) -> str:
+    """Id of the card of side-by-side slot ``slot``."""
+    return f"compare-slot-{int(slot)}"

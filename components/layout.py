@@ -8,7 +8,9 @@ from typing import Iterable, Sequence
 from dash import dcc, html
 
 from components import ids
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE, Catalog, DatasetEntry
+from components.analysis_panels import analysis_stores, map_panel_extras, two_gene_controls, view_mode_toggle
+from components.catalog import (COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE, Catalog,
+                                DatasetEntry)
 from components.export import export_panel, export_toolbar, share_box
 from components.figures import message_figure
 from components.state import ViewState
@@ -56,7 +58,7 @@ def color_by_options(entry: DatasetEntry | None) -> list[dict]:
     """Dropdown options of the colourings: the taxonomy levels, region, gene expression."""
     if entry is None:
         return []
-    labels = {COLOR_BY_REGION: "Region", COLOR_BY_GENE: "Gene expression"}
+    labels = {COLOR_BY_REGION: "Region", COLOR_BY_GENE: "Gene expression", COLOR_BY_TWO_GENES: "Two genes"}
     return [{"label": labels.get(choice, choice), "value": choice} for choice in entry.color_by_choices()]
 
 
@@ -184,6 +186,7 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
                         hint=None,
                     ),
                     html.Div(id=ids.GENE_RANGE_INFO, className="field-hint"),
+                    two_gene_controls(),
                 ],
             ),
             html.Div(
@@ -235,6 +238,7 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
             dcc.Store(id=ids.TERM_PICKED, data=None),
             dcc.Store(id=ids.TREE_TOGGLED, data=None),
             dcc.Store(id=ids.GENE_RANGE_DEFAULT, data=None),
+            *analysis_stores(),
             html.Header(
                 className="topbar",
                 children=[
@@ -267,7 +271,8 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
                         className="panel map-panel",
                         children=[
                             html.Div(className="panel-head", children=[
-                                html.Div(id=ids.MAP_TITLE, className="panel-title"), export_toolbar()]),
+                                html.Div(id=ids.MAP_TITLE, className="panel-title"), view_mode_toggle(),
+                                export_toolbar()]),
                             share_box(),
                             export_panel(),
                             dcc.Graph(
@@ -284,6 +289,7 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
                                 children=html.Span("Hover over a cell to inspect it; click to highlight its term.",
                                                    className="muted"),
                             ),
+                            *map_panel_extras(),
                         ],
                     ),
                     html.Aside(

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import urlencode
 
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, Catalog
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog
+from components.selection_geometry import MAX_CODE, decode_codes, encode_codes, parse_selection_param, selection_param
 from components.viewport import Window
 
 #: Path of the picture route.
@@ -50,6 +51,17 @@ class PictureRequest:
         Gene range; None = the gene's default range.
     y_down : bool
         Row 0 at ``window.y0`` (sections) instead of ``window.y1`` (UMAP).
+    selection : str or None
+        A box or lasso (:func:`components.selection_geometry.selection_param` format): its cells are highlighted.
+    clusters : str or None
+        Codes of the finest taxonomy level (:func:`components.selection_geometry.encode_codes` ranges): the
+        clusters of a selection in another view, highlighted here. With a term too, only cells in all are bright.
+    gene2 : str or None
+        Second gene of ``color_by == "two_genes"`` (``gene`` is the first).
+    blend_mode : {"blend", "both"}
+        Two genes: every cell in its blend colour, or only the cells above both thresholds.
+    threshold_a, threshold_b : float or None
+        Thresholds (log2) of ``blend_mode == "both"`` (None = 0, detected at all).
     """
 
     dataset: str
@@ -64,12 +76,19 @@ class PictureRequest:
     height_px: int
     vmin: float | None = None
     vmax: float | None = None
+    selection: str | None = None
+    clusters: str | None = None
+    gene2: str | None = None
+    blend_mode: str = "blend"
+    threshold_a: float | None = None
+    threshold_b: float | None = None
 
     def cache_key(self) -> tuple:
         """Plain-value key of the picture (for the picture cache)."""
         return (
             self.dataset, self.section, self.slab_plane, self.color_by, self.gene, self.term, self.term_level,
             *(round(v, 9) for v in self.window), self.width_px, self.height_px, self.vmin, self.vmax,
+            self.selection, self.clusters, self.gene2, self.blend_mode, self.threshold_a, self.threshold_b,
         )
 
     def url(self) -> str:
@@ -80,14 +99,23 @@ class PictureRequest:
         elif self.slab_plane:
             pairs.append(("slab_plane", self.slab_plane))
         pairs.append(("color_by", self.color_by))
-        if self.color_by == COLOR_BY_GENE and self.gene:
+        if self.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) and self.gene:
             pairs.append(("gene", self.gene))
+        if self.color_by == COLOR_BY_TWO_GENES and self.gene2:
+            pairs.append(("gene2", self.gene2))
+            if self.blend_mode == "both":
+                pairs += [("blend", "both"), ("ta", f"{self.threshold_a or 0:.6g}"),
+                          ("tb", f"{self.threshold_b or 0:.6g}")]
         if self.term and self.term_level:
             pairs += [("term", self.term), ("term_level", self.term_level)]
         pairs += [(key, f"{value:.6g}") for key, value in zip(("x0", "x1", "y0", "y1"), self.window)]
         pairs += [("w", str(self.width_px)), ("h", str(self.height_px))]
         if self.color_by == COLOR_BY_GENE and self.vmin is not None and self.vmax is not None:
             pairs += [("vmin", f"{self.vmin:.6g}"), ("vmax", f"{self.vmax:.6g}")]
+        if self.selection:
+            pairs.append(("selection", self.selection))
+        if self.clusters:
+            pairs.append(("clusters", self.clusters))
         return PICTURE_PATH + "?" + urlencode(pairs)
 
 
@@ -152,7 +180,8 @@ def parse_picture_args(
         Naming the first bad parameter.
     """
     known = {"dataset", "section", "slab_plane", "color_by", "gene", "term", "term_level",
-             "x0", "x1", "y0", "y1", "w", "h", "vmin", "vmax", "v"}
+             "x0", "x1", "y0", "y1", "w", "h", "vmin", "vmax", "v",
+             "selection", "clusters", "gene2", "blend", "ta", "tb"}
     for key in args:
         if key not in known:
             raise PictureRequestError(key, "is not a parameter of this picture")
@@ -185,15 +214,16 @@ def parse_picture_args(
             "color_by", f"{color_by!r} is not one of {', '.join(entry.color_by_choices())}"
         )
     gene = args.get("gene") or None
-    if color_by == COLOR_BY_GENE:
+    if color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
         if gene is None:
-            raise PictureRequestError("gene", "is required when color_by=gene")
+            raise PictureRequestError("gene", f"is required when color_by={color_by}")
         try:
             gene = gene_lookup(dataset, gene)
         except KeyError as exc:
             raise PictureRequestError("gene", str(exc.args[0] if exc.args else exc)) from None
     elif gene is not None:
         gene = None  # ignored unless colouring by gene
+    two = _two_genes(args, dataset, color_by, gene_lookup)
     if color_by == COLOR_BY_REGION and not entry.spatial:  # pragma: no cover - excluded by choices
         raise PictureRequestError("color_by", f"{dataset} has no regions")
 
@@ -219,8 +249,51 @@ def parse_picture_args(
         raise PictureRequestError("vmin" if vmin is None else "vmax", "vmin and vmax go together")
     if vmin is not None and not vmin < vmax:
         raise PictureRequestError("vmax", f"must be greater than vmin ({vmin:g})")
+    selection = _selection(args)
+    clusters = _clusters(args)
     return PictureRequest(
         dataset=dataset, section=section, slab_plane=slab_plane, color_by=color_by, gene=gene, term=term,
         term_level=term_level, window=Window(x0, x1, y0, y1), width_px=width_px, height_px=height_px,
-        vmin=vmin, vmax=vmax,
+        vmin=vmin, vmax=vmax, selection=selection, clusters=clusters, **two,
     )
+
+
+def _selection(args: Mapping[str, str]) -> str | None:
+    """The ``selection`` parameter, checked and written canonically (so equal selections share a cache key)."""
+    try:
+        return selection_param(parse_selection_param(args.get("selection")))
+    except ValueError as exc:
+        raise PictureRequestError("selection", str(exc)) from None
+
+
+def _clusters(args: Mapping[str, str]) -> str | None:
+    """The ``clusters`` parameter (code ranges of the finest level), checked for form and written canonically;
+    codes past the taxonomy's last term match no cell."""
+    raw = args.get("clusters") or None
+    if raw is None:
+        return None
+    try:
+        return encode_codes(decode_codes(raw, MAX_CODE + 1)) or None
+    except ValueError as exc:
+        raise PictureRequestError("clusters", str(exc)) from None
+
+
+def _two_genes(args: Mapping[str, str], dataset: str, color_by: str,
+               gene_lookup: Callable[[str, str], str]) -> dict:
+    """``gene2``, ``blend`` (mode) and the thresholds ``ta``/``tb`` of a two-gene picture (ignored otherwise)."""
+    if color_by != COLOR_BY_TWO_GENES:
+        return {}
+    raw = args.get("gene2") or None
+    if raw is None:
+        raise PictureRequestError("gene2", "is required when color_by=two_genes")
+    try:
+        gene2 = gene_lookup(dataset, raw)
+    except KeyError as exc:
+        raise PictureRequestError("gene2", str(exc.args[0] if exc.args else exc)) from None
+    mode = args.get("blend") or "blend"
+    if mode not in ("blend", "both"):
+        raise PictureRequestError("blend", f"{mode[:20]!r} is not one of blend, both")
+    threshold_a, threshold_b = _float(args, "ta", False), _float(args, "tb", False)
+    return {"gene2": gene2, "blend_mode": mode,
+            "threshold_a": threshold_a if mode == "both" else None,
+            "threshold_b": threshold_b if mode == "both" else None}

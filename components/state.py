@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import parse_qs, urlencode
 
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, Catalog, DatasetEntry
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog, DatasetEntry
 from components.viewport import Window, make_window
 
 #: ``lookup(dataset, text) -> canonical gene symbol``; raises ``KeyError`` (message names close matches).
@@ -185,7 +185,7 @@ def parse_query(
         try:
             state = state.replace(gene=gene_lookup(entry.name, gene))
         except KeyError as exc:
-            if state.color_by == COLOR_BY_GENE:
+            if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
                 state = state.replace(color_by=entry.default_color_by())
             notices.append(Notice("gene", f"Unknown gene '{gene}' in {entry.name}{_detail(exc)}: "
                                           f"showing {state.color_by}."))
@@ -295,7 +295,7 @@ def to_query(state: ViewState) -> str:
         pairs.append(("slab_plane", state.slab_plane))
     if state.color_by:
         pairs.append(("color_by", state.color_by))
-    if state.color_by == COLOR_BY_GENE and state.gene:
+    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) and state.gene:
         pairs.append(("gene", state.gene))
     if state.term:
         pairs.append(("term", state.term))
@@ -340,7 +340,7 @@ def switch_dataset(
     old_taxonomy = old.taxonomy if old is not None else previous_taxonomy
 
     color_by = _match_choice(previous.color_by, entry.color_by_choices()) if previous.color_by else None
-    if color_by == COLOR_BY_GENE:
+    if color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
         gene = None
         if previous.gene:
             try:
@@ -348,7 +348,7 @@ def switch_dataset(
             except KeyError:
                 notices.append(f"Gene {previous.gene} is not measured in {entry.name}: showing {state.color_by}.")
         if gene is not None:
-            state = state.replace(color_by=COLOR_BY_GENE, gene=gene)
+            state = state.replace(color_by=color_by, gene=gene)
     elif color_by is not None:
         state = state.replace(color_by=color_by)
     if previous.gene and state.gene is None and entry.has_genes and color_by != COLOR_BY_GENE:

@@ -1,0 +1,460 @@
+"""Species side by side and the section gallery: two views of the map card besides the single map.
+
+* **Species side by side**: one map per spatial species (human, macaque, marmoset; the first dataset of each),
+  one section each (its first section by default, a dropdown per map), all coloured like the main map: the same
+  taxonomy level, the same gene matched by symbol (a species without it says so and shows the default level), the
+  same highlighted term when its level is shared across species (down to Group), and for a gene one shared colour
+  range. Each map zooms and pans on its own (its own viewport store), and one legend below counts every term in
+  each species' section.
+* **Section gallery**: a small picture (:data:`components.analysis_panels.GALLERY_SIZE_PX`) of every section of
+  the current dataset, from the picture route and coloured like the map; clicking one opens it in the map.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from dash import Input, Output, State, no_update
+
+from callbacks.context import ViewerContext, term_counts
+from components import ids
+from components.analysis_panels import GALLERY_SIZE_PX, gallery_html, shared_legend_html, two_gene_legend
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from components.figures import message_figure, picture_figure, view_patch
+from components.panels import gene_legend
+from components.viewport import Window, padded, window_from_relayout
+
+log = logging.getLogger(__name__)
+
+#: Colour map of gene pictures (the render route's default).
+GENE_CMAP = "viridis"
+MODE_MAP, MODE_SPECIES, MODE_GALLERY = "map", "species", "gallery"
+
+
+# ---------------------------------------------------------------------------------------------- slots
+def compare_datasets(context: ViewerContext) -> list[str]:
+    """The side-by-side datasets: the first spatial dataset of each species, in catalog order (at most
+    :data:`components.ids.COMPARE_SLOTS`)."""
+    chosen: list[str] = []
+    species_seen: set = set()
+    for name, entry in context.catalog.datasets.items():
+        if not entry.spatial or not entry.sections:
+            continue
+        key = entry.species or name
+        if key in species_seen:
+            continue
+        species_seen.add(key)
+        chosen.append(name)
+    return chosen[: ids.COMPARE_SLOTS]
+
+
+def section_choices(context: ViewerContext, dataset: str) -> list[dict]:
+    """Dropdown options of every section of ``dataset`` (atlas order), labelled with their cell counts."""
+    entry = context.catalog.get(dataset)
+    if entry is None:
+        return []
+    return [{"label": f"{label} ({section.n_cells:,} cells)", "value": label}
+            for label, section in entry.sections.items()]
+
+
+def first_section(context: ViewerContext, dataset: str) -> str | None:
+    """The first section of ``dataset`` in atlas order."""
+    entry = context.catalog.get(dataset)
+    for plane in entry.slab_planes if entry is not None else ():
+        if plane.sections:
+            return plane.sections[0]
+    return None
+
+
+@dataclass(frozen=True)
+class SlotColouring:
+    """How one side-by-side map is coloured, after matching the main map's choice to its dataset."""
+
+    color_by: str
+    gene: str | None
+    term: tuple[str, str] | None
+    extra: dict
+    note: str
+
+
+def slot_colouring(context: ViewerContext, dataset: str, color_by: str | None, gene: str | None,
+                   term: dict | None, two_genes: dict | None, *, shared_only: bool = True) -> SlotColouring:
+    """The main map's colouring carried to ``dataset``: level, gene (by symbol), term (with ``shared_only``, only
+    at a level shared across species: down to Group)."""
+    entry = context.catalog.get(dataset)
+    fallback = entry.default_color_by()
+    notes: list[str] = []
+    colour = color_by if color_by in entry.color_by_choices() else fallback
+    symbol = None
+    extra: dict = {}
+    if colour in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
+        try:
+            symbol = context.lookups.gene_symbol(dataset, gene) if gene else None
+        except KeyError:
+            symbol = None
+        if symbol is None:
+            notes.append(f"{gene} not measured: {fallback}")
+            colour = fallback
+        elif colour == COLOR_BY_TWO_GENES:
+            gene2 = (two_genes or {}).get("gene2")
+            try:
+                extra = {**two_genes, "gene2": context.lookups.gene_symbol(dataset, gene2)} if gene2 else {}
+            except KeyError:
+                notes.append(f"{gene2} not measured: {symbol} alone")
+                colour, extra = COLOR_BY_GENE, {}
+            if not extra:
+                colour = COLOR_BY_GENE
+    highlight = None
+    if term and term.get("level") and term.get("name"):
+        level, name = str(term["level"]), str(term["name"])
+        levels = entry.shared_levels() if shared_only else entry.levels
+        if level in levels and context.lookups.term_exists(dataset, level, name):
+            highlight = (level, name)
+        elif level not in levels:
+            notes.append(f"{level} terms are not shared across species")
+        else:
+            notes.append(f"no {name} here")
+    return SlotColouring(colour, symbol, highlight, extra, "; ".join(notes))
+
+
+def shared_gene_range(context: ViewerContext, datasets: list[str], gene: str | None, vmin: Any,
+                      vmax: Any) -> tuple[float, float] | None:
+    """One colour range for a gene over every side-by-side dataset measuring it: the range set by hand, else
+    from the lowest default low end to the highest default high end."""
+    try:
+        if vmin not in (None, "") and vmax not in (None, "") and float(vmin) < float(vmax):
+            return float(vmin), float(vmax)
+    except (TypeError, ValueError):
+        pass
+    ranges = []
+    for dataset in datasets:
+        try:
+            symbol = context.lookups.gene_symbol(dataset, gene) if gene else None
+        except KeyError:
+            continue
+        if symbol:
+            ranges.append(context.gene_range(dataset, symbol))
+    if not ranges:
+        return None
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
+def slot_title(context: ViewerContext, dataset: str, section: str | None, colouring: SlotColouring) -> str:
+    """Title of one side-by-side map: species, platform, cells, colouring and what could not be matched."""
+    entry = context.catalog.get(dataset)
+    n_cells = entry.sections[section].n_cells if section in entry.sections else 0
+    if colouring.color_by == COLOR_BY_TWO_GENES:
+        colour = f"{colouring.gene} + {colouring.extra.get('gene2')}"
+    elif colouring.color_by == COLOR_BY_GENE:
+        colour = str(colouring.gene)
+    else:
+        colour = colouring.color_by
+    text = f"{entry.species or entry.name} · {entry.platform} · {n_cells:,} cells · {colour}"
+    if colouring.term:
+        text += f" · {colouring.term[1]}"
+    if colouring.note:
+        text += f" ({colouring.note})"
+    return text
+
+
+def slot_step(slot: int, mode: str | None, section: str | None, color_by: str | None, gene: str | None,
+              term: dict | None, two_genes: dict | None, vmin: Any, vmax: Any, viewport: dict | None,
+              size: dict | None, drawn_frame: str | None, context: ViewerContext) -> tuple[Any, Any, Any]:
+    """``(figure or Patch, title, frame key)`` of side-by-side map ``slot`` (no_update while the view is hidden)."""
+    datasets = compare_datasets(context)
+    if mode != MODE_SPECIES or slot >= len(datasets):
+        return no_update, no_update, no_update
+    dataset = datasets[slot]
+    entry = context.catalog.get(dataset)
+    section = section if section in entry.sections else first_section(context, dataset)
+    if section is None:
+        return message_figure(f"{dataset} has no sections"), entry.species or dataset, None
+    colouring = slot_colouring(context, dataset, color_by, gene, term, two_genes)
+    frame = padded(entry.sections[section].bounds)
+    key = f"{dataset}|{section}"
+    window = Window.from_dict(viewport) if viewport and viewport.get("frame") == key else None
+    window = window or frame
+    low = high = None
+    if colouring.color_by == COLOR_BY_GENE:
+        shown = shared_gene_range(context, datasets, gene, vmin, vmax)
+        low, high = shown if shown else (None, None)
+    try:
+        image = context.picture_image(
+            dataset=dataset, section=section, slab_plane=None, color_by=colouring.color_by, gene=colouring.gene,
+            term=colouring.term, window=window, frame=frame, size=size, vmin=low, vmax=high, y_down=True,
+            extra=colouring.extra,
+        )
+    except Exception as exc:  # a bad value must give a message, never a blank panel
+        log.exception("side-by-side picture of %s failed", dataset)
+        return message_figure(f"The map could not be drawn: {exc}"), slot_title(context, dataset, section,
+                                                                                colouring), None
+    title = slot_title(context, dataset, section, colouring)
+    if key != drawn_frame:
+        figure = picture_figure(frame=frame, window=window, image=image, y_down=True, with_scale_bar=True,
+                                axis_titles=("x (mm)", "y (mm)"), uirevision=f"compare-{slot}")
+        figure["layout"]["margin"] = {"l": 44, "r": 8, "t": 6, "b": 36}
+        figure["layout"]["dragmode"] = "pan"
+        return figure, title, key
+    return view_patch(window, image, y_down=True, with_scale_bar=True), title, no_update
+
+
+def slot_viewport_step(slot: int, relayout: dict | None, current: dict | None, section: str | None,
+                       context: ViewerContext) -> Any:
+    """Viewport store of side-by-side map ``slot`` after its own zoom or pan (the others do not move)."""
+    datasets = compare_datasets(context)
+    if slot >= len(datasets):
+        return no_update
+    entry = context.catalog.get(datasets[slot])
+    section = section if section in entry.sections else first_section(context, entry.name)
+    if section is None:
+        return no_update
+    frame = padded(entry.sections[section].bounds)
+    key = f"{entry.name}|{section}"
+    old = Window.from_dict(current) if current and current.get("frame") == key else None
+    new = window_from_relayout(relayout, old, frame)
+    if new is None or new == old:
+        return no_update
+    if new == frame:
+        return None if current is not None else no_update
+    return {"frame": key, **new.to_dict()}
+
+
+def slots_step(mode: str | None, sections: list, context: ViewerContext) -> tuple[list, list, list, list]:
+    """Per slot: ``(hidden, section options, section value)`` lists for the side-by-side view."""
+    datasets = compare_datasets(context)
+    hidden, options, values = [], [], []
+    for slot in range(ids.COMPARE_SLOTS):
+        if slot >= len(datasets):
+            hidden.append(True)
+            options.append([])
+            values.append(None)
+            continue
+        dataset = datasets[slot]
+        hidden.append(False)
+        options.append(section_choices(context, dataset))
+        current = sections[slot] if slot < len(sections) else None
+        entry = context.catalog.get(dataset)
+        values.append(current if current in entry.sections else first_section(context, dataset))
+    return hidden, options, values
+
+
+def legend_step(mode: str | None, sections: list, color_by: str | None, gene: str | None, term: dict | None,
+                two_genes: dict | None, vmin: Any, vmax: Any, context: ViewerContext) -> Any:
+    """The one legend of the side-by-side maps: terms (or regions) with their cells in each species' section,
+    or the shared gene colour bar, or the 2-D key of two genes."""
+    from rendering.colors import NAN_GREY, colorscale_stops
+
+    datasets = compare_datasets(context)
+    if mode != MODE_SPECIES or not datasets:
+        return no_update
+    colourings = [slot_colouring(context, d, color_by, gene, term, two_genes) for d in datasets]
+    kinds = {c.color_by for c in colourings}
+    if COLOR_BY_TWO_GENES in kinds:
+        from rendering.blend import legend_2d_png
+
+        main = next(c for c, d in zip(colourings, datasets) if c.color_by == COLOR_BY_TWO_GENES)
+        dataset = datasets[colourings.index(main)]
+        range_a = context.gene_range(dataset, main.gene)
+        range_b = context.gene_range(dataset, main.extra["gene2"])
+        key = legend_2d_png(96, range_a=range_a, range_b=range_b, gene_a=main.gene, gene_b=main.extra["gene2"])
+        return two_gene_legend(key.to_dict()["src"], main.gene, main.extra["gene2"], range_a, range_b,
+                               main.extra.get("blend_mode", "blend"),
+                               (main.extra.get("threshold_a") or 0.0, main.extra.get("threshold_b") or 0.0))
+    if COLOR_BY_GENE in kinds:
+        shown = shared_gene_range(context, datasets, gene, vmin, vmax)
+        if shown is None:
+            return []
+        return gene_legend(str(gene), colorscale_stops(GENE_CMAP), *shown, default=vmin in (None, ""),
+                           nan_color=NAN_GREY)
+    level = next(iter(kinds)) if len(kinds) == 1 else None
+    if level is None:
+        return [f"The maps are coloured differently: {', '.join(sorted(kinds))}."]
+    species = [context.catalog.get(d).species or d for d in datasets]
+    totals: dict[str, list[int]] = {}
+    colours: dict[str, str] = {}
+    for slot, dataset in enumerate(datasets):
+        section = sections[slot] if slot < len(sections) and sections[slot] else first_section(context, dataset)
+        cells = context.atlas.cells(dataset, section=section)
+        counts = term_counts(cells, level)
+        categories = [str(c) for c in cells[level].cat.categories]
+        if level == COLOR_BY_REGION:
+            by_name = context.atlas.region_colors(dataset)
+            palette = [by_name.get(name, "#bebebe") for name in categories]
+        else:
+            palette = list(context.atlas.taxonomy(dataset).colors(level))
+        for name, colour in zip(categories, palette):
+            if name in counts:
+                totals.setdefault(name, [0] * len(datasets))[slot] = counts[name]
+                colours.setdefault(name, colour)
+    items = sorted(totals.items(), key=lambda kv: -sum(kv[1]))
+    highlighted = term.get("name") if term and term.get("level") == level else None
+    return shared_legend_html(level, [(name, colours[name], counts) for name, counts in items], species,
+                              highlighted=highlighted)
+
+
+def mode_step(mode: str | None) -> tuple[str, bool, bool]:
+    """``(map card class, side-by-side hidden, gallery hidden)`` for a view mode."""
+    mode = mode if mode in (MODE_SPECIES, MODE_GALLERY) else MODE_MAP
+    return f"panel map-panel mode-{mode}", mode != MODE_SPECIES, mode != MODE_GALLERY
+
+
+# ---------------------------------------------------------------------------------------------- gallery
+def gallery_step(mode: str | None, dataset: str | None, section: str | None, color_by: str | None,
+                 gene: str | None, term: dict | None, two_genes: dict | None, vmin: Any, vmax: Any,
+                 context: ViewerContext) -> Any:
+    """The gallery: every section of ``dataset`` as a small picture coloured like the map."""
+    if mode != MODE_GALLERY:
+        return no_update
+    entry = context.catalog.get(dataset)
+    if entry is None or not entry.spatial:
+        return gallery_html([])
+    colouring = slot_colouring(context, entry.name, color_by, gene, term, two_genes, shared_only=False)
+    low = high = None
+    if colouring.color_by == COLOR_BY_GENE:
+        try:
+            if vmin not in (None, "") and vmax not in (None, "") and float(vmin) < float(vmax):
+                low, high = float(vmin), float(vmax)
+        except (TypeError, ValueError):
+            pass
+    width, height = GALLERY_SIZE_PX
+    items = []
+    for plane in entry.slab_planes:
+        for label in plane.sections:
+            info = entry.sections[label]
+            frame = padded(info.bounds)
+            image = context.picture_image(
+                dataset=entry.name, section=label, slab_plane=None, color_by=colouring.color_by,
+                gene=colouring.gene, term=colouring.term, window=frame, frame=frame,
+                size={"width_px": width, "height_px": height}, vmin=low, vmax=high, y_down=True,
+                extra=colouring.extra)
+            items.append({"section": label, "src": image["source"] if image else None, "n_cells": info.n_cells,
+                          "current": label == section})
+    return gallery_html(items)
+
+
+def gallery_pick_step(picked: dict | None, dataset: str | None, context: ViewerContext) -> tuple[Any, Any]:
+    """``(section value, view mode)`` after a click on a gallery picture: the section opens in the map."""
+    entry = context.catalog.get(dataset)
+    section = (picked or {}).get("section")
+    if entry is None or section not in entry.sections:
+        return no_update, no_update
+    return section, MODE_MAP
+
+
+# ---------------------------------------------------------------------------------------------- register
+def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+    """Register the side-by-side and gallery callbacks on ``app``; returns name -> callback function."""
+    context = context or ViewerContext.build(atlas, settings)
+    slots = range(ids.COMPARE_SLOTS)
+    callbacks: dict = {}
+
+    @app.callback(
+        Output(ids.MAP_PANEL, "className"),
+        Output(ids.COMPARE_VIEW, "hidden"),
+        Output(ids.GALLERY_VIEW, "hidden"),
+        Input(ids.MAP_VIEW_MODE, "value"),
+    )
+    def switch_view(mode):
+        return mode_step(mode)
+
+    @app.callback(
+        *[Output(ids.compare_slot(s), "hidden") for s in slots],
+        *[Output(ids.compare_section(s), "options") for s in slots],
+        *[Output(ids.compare_section(s), "value") for s in slots],
+        Input(ids.MAP_VIEW_MODE, "value"),
+        *[State(ids.compare_section(s), "value") for s in slots],
+    )
+    def setup_slots(mode, *sections):
+        if mode != MODE_SPECIES:
+            return (no_update,) * (3 * len(slots))
+        hidden, options, values = slots_step(mode, list(sections), context)
+        return (*hidden, *options, *values)
+
+    for slot in slots:
+        def draw(mode, section, color_by, gene, term, two_genes, vmin, vmax, viewport, size, drawn, slot=slot):
+            return slot_step(slot, mode, section, color_by, gene, term, two_genes, vmin, vmax, viewport, size,
+                             drawn, context)
+
+        app.callback(
+            Output(ids.compare_graph(slot), "figure"),
+            Output(ids.compare_title(slot), "children"),
+            Output(ids.compare_frame(slot), "data"),
+            Input(ids.MAP_VIEW_MODE, "value"),
+            Input(ids.compare_section(slot), "value"),
+            Input(ids.COLOR_BY, "value"),
+            Input(ids.GENE, "value"),
+            Input(ids.TERM, "data"),
+            Input(ids.TWO_GENES, "data"),
+            Input(ids.GENE_VMIN, "value"),
+            Input(ids.GENE_VMAX, "value"),
+            Input(ids.compare_viewport(slot), "data"),
+            Input(ids.compare_size(slot), "data"),
+            State(ids.compare_frame(slot), "data"),
+        )(draw)
+
+        def follow(relayout, current, section, slot=slot):
+            return slot_viewport_step(slot, relayout, current, section, context)
+
+        app.callback(
+            Output(ids.compare_viewport(slot), "data"),
+            Input(ids.compare_graph(slot), "relayoutData"),
+            State(ids.compare_viewport(slot), "data"),
+            State(ids.compare_section(slot), "value"),
+            prevent_initial_call=True,
+        )(follow)
+
+        app.clientside_callback(
+            f"function (figure) {{ return window.atlasViewer.watchSize('{ids.compare_graph(slot)}', "
+            f"'{ids.compare_size(slot)}'); }}",
+            Output(ids.compare_size(slot), "data"),
+            Input(ids.compare_graph(slot), "figure"),
+        )
+        callbacks[f"draw_slot_{slot}"] = draw
+        callbacks[f"follow_slot_{slot}"] = follow
+
+    @app.callback(
+        Output(ids.COMPARE_LEGEND, "children"),
+        Input(ids.MAP_VIEW_MODE, "value"),
+        *[Input(ids.compare_section(s), "value") for s in slots],
+        Input(ids.COLOR_BY, "value"),
+        Input(ids.GENE, "value"),
+        Input(ids.TERM, "data"),
+        Input(ids.TWO_GENES, "data"),
+        Input(ids.GENE_VMIN, "value"),
+        Input(ids.GENE_VMAX, "value"),
+    )
+    def shared_legend(mode, *values):
+        sections = list(values[: len(slots)])
+        color_by, gene, term, two_genes, vmin, vmax = values[len(slots):]
+        return legend_step(mode, sections, color_by, gene, term, two_genes, vmin, vmax, context)
+
+    @app.callback(
+        Output(ids.GALLERY, "children"),
+        Input(ids.MAP_VIEW_MODE, "value"),
+        Input(ids.DATASET, "value"),
+        Input(ids.SECTION, "value"),
+        Input(ids.COLOR_BY, "value"),
+        Input(ids.GENE, "value"),
+        Input(ids.TERM, "data"),
+        Input(ids.TWO_GENES, "data"),
+        Input(ids.GENE_VMIN, "value"),
+        Input(ids.GENE_VMAX, "value"),
+    )
+    def draw_gallery(mode, dataset, section, color_by, gene, term, two_genes, vmin, vmax):
+        section = None if section in (None, WHOLE_SLAB_PLANE) else section
+        return gallery_step(mode, dataset, section, color_by, gene, term, two_genes, vmin, vmax, context)
+
+    @app.callback(
+        Output(ids.SECTION, "value", allow_duplicate=True),
+        Output(ids.MAP_VIEW_MODE, "value"),
+        Input(ids.GALLERY_PICKED, "data"),
+        State(ids.DATASET, "value"),
+        prevent_initial_call=True,
+    )
+    def open_section(picked, dataset):
+        return gallery_pick_step(picked, dataset, context)
+
+    callbacks.update({"switch_view": switch_view, "setup_slots": setup_slots, "shared_legend": shared_legend,
+                      "draw_gallery": draw_gallery, "open_section": open_section})
+    return callbacks

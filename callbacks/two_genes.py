@@ -1,0 +1,181 @@
+"""Colour by two genes at once: the second gene box, the blend / "both above thresholds" mode, the picture
+parameters they add to the map, and the 2-D colour key in the legend.
+
+The picture itself is drawn by the render route (:func:`callbacks.routes.render_two_gene_picture`, built on
+:func:`rendering.blend.render_two_genes`): the first gene (the gene box) in magenta, the second in green, white
+where both are high, each over its default range (the 99th percentile of its expressing cells in the dataset).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dash import Input, Output, State, no_update
+
+from callbacks.context import ViewerContext
+from components import ids
+from components.analysis_panels import two_gene_legend
+from components.catalog import COLOR_BY_TWO_GENES
+from components.layout import gene_options
+
+log = logging.getLogger(__name__)
+
+#: Side of the 2-D colour key (px).
+KEY_PX = 96
+#: Genes offered by the second gene box per typed text.
+GENE_MATCHES = 30
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number == number and abs(number) != float("inf") else 0.0
+
+
+def default_second_gene(context: ViewerContext, dataset: str, first: str | None, previous: str | None) -> str | None:
+    """The second gene: the previous one when ``dataset`` measures it (matched by symbol), else the dataset's
+    first gene that is not ``first``."""
+    if previous:
+        try:
+            return context.lookups.gene_symbol(dataset, previous)
+        except KeyError:
+            pass
+    table = context.atlas.genes(dataset).head(4)
+    for symbol in table["gene_symbol"].astype(str):
+        if symbol != first:
+            return symbol
+    return None
+
+
+def second_gene_step(color_by: str | None, dataset: str | None, gene: str | None, gene2: str | None,
+                     context: ViewerContext) -> tuple[Any, Any]:
+    """``(value, options)`` of the second gene box when colouring by two genes (its gene kept when the dataset
+    measures it, else a default); no_update otherwise."""
+    entry = context.catalog.get(dataset)
+    if color_by != COLOR_BY_TWO_GENES or entry is None or not entry.has_genes:
+        return no_update, no_update
+    value = default_second_gene(context, entry.name, gene, gene2)
+    if value is None:
+        return None, []
+    if value == gene2:
+        return no_update, no_update
+    identifier = str(context.atlas.resolve_gene(entry.name, value)[0])
+    return value, gene_options([(value, identifier)])
+
+
+def params_step(color_by: str | None, dataset: str | None, gene2: str | None, mode: str | None, threshold_a: Any,
+                threshold_b: Any, current: dict | None, context: ViewerContext) -> Any:
+    """The picture parameters of a two-gene map (``{"gene2", "blend_mode", "threshold_a", "threshold_b"}``),
+    None when not colouring by two genes; no_update when unchanged."""
+    value = None
+    entry = context.catalog.get(dataset)
+    if color_by == COLOR_BY_TWO_GENES and gene2 and entry is not None and entry.has_genes:
+        try:
+            symbol = context.lookups.gene_symbol(entry.name, gene2)
+        except KeyError:
+            symbol = None
+        if symbol:
+            both = mode == "both"
+            value = {"gene2": symbol, "blend_mode": "both" if both else "blend",
+                     "threshold_a": _number(threshold_a) if both else None,
+                     "threshold_b": _number(threshold_b) if both else None}
+    return no_update if value == current else value
+
+
+def legend_step(params: dict | None, color_by: str | None, dataset: str | None, gene: str | None,
+                context: ViewerContext) -> Any:
+    """The legend's 2-D colour key for a two-gene map (no_update otherwise: the legend callback draws it)."""
+    from rendering.blend import legend_2d_png
+
+    entry = context.catalog.get(dataset)
+    if color_by != COLOR_BY_TWO_GENES or not params or not gene or entry is None:
+        return no_update
+    gene2 = params["gene2"]
+    range_a = context.gene_range(entry.name, gene)
+    range_b = context.gene_range(entry.name, gene2)
+    key = legend_2d_png(KEY_PX, range_a=range_a, range_b=range_b, gene_a=gene, gene_b=gene2)
+    thresholds = (params.get("threshold_a") or 0.0, params.get("threshold_b") or 0.0)
+    return two_gene_legend(key.to_dict()["src"], gene, gene2, range_a, range_b, params.get("blend_mode", "blend"),
+                           thresholds)
+
+
+def completions(text: str | None, dataset: str | None, current: str | None, context: ViewerContext) -> list[dict]:
+    """Options of the second gene box for a typed text (the current gene kept)."""
+    entry = context.catalog.get(dataset)
+    if entry is None or not entry.has_genes:
+        return []
+    text = (text or "").strip()
+    if text:
+        matches = [(m["gene_symbol"], m["gene_identifier"])
+                   for m in context.atlas.search_genes(text, entry.name, limit=GENE_MATCHES)]
+    else:
+        table = context.atlas.genes(entry.name).head(GENE_MATCHES)
+        matches = list(zip(table["gene_symbol"].astype(str), table["gene_identifier"].astype(str)))
+    if current and current not in {s for s, _ in matches}:
+        matches.insert(0, (current, current))
+    return gene_options(matches)
+
+
+def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+    """Register the two-gene callbacks on ``app``; returns name -> callback function."""
+    context = context or ViewerContext.build(atlas, settings)
+
+    @app.callback(Output(ids.TWO_GENE_CONTROLS, "hidden"), Input(ids.COLOR_BY, "value"))
+    def show_controls(color_by):
+        return color_by != COLOR_BY_TWO_GENES
+
+    @app.callback(Output(ids.THRESHOLDS, "hidden"), Input(ids.BLEND_MODE, "value"))
+    def show_thresholds(mode):
+        return mode != "both"
+
+    @app.callback(
+        Output(ids.GENE2, "value"),
+        Output(ids.GENE2, "options", allow_duplicate=True),
+        Input(ids.COLOR_BY, "value"),
+        Input(ids.DATASET, "value"),
+        State(ids.GENE, "value"),
+        State(ids.GENE2, "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def second_gene(color_by, dataset, gene, gene2):
+        return second_gene_step(color_by, dataset, gene, gene2, context)
+
+    @app.callback(
+        Output(ids.GENE2, "options", allow_duplicate=True),
+        Input(ids.GENE2, "search_value"),
+        State(ids.DATASET, "value"),
+        State(ids.GENE2, "value"),
+        prevent_initial_call=True,
+    )
+    def complete_second_gene(text, dataset, current):
+        return completions(text, dataset, current, context)
+
+    @app.callback(
+        Output(ids.TWO_GENES, "data"),
+        Input(ids.COLOR_BY, "value"),
+        Input(ids.GENE2, "value"),
+        Input(ids.BLEND_MODE, "value"),
+        Input(ids.THRESHOLD_A, "value"),
+        Input(ids.THRESHOLD_B, "value"),
+        State(ids.DATASET, "value"),
+        State(ids.TWO_GENES, "data"),
+    )
+    def two_gene_params(color_by, gene2, mode, threshold_a, threshold_b, dataset, current):
+        return params_step(color_by, dataset, gene2, mode, threshold_a, threshold_b, current, context)
+
+    @app.callback(
+        Output(ids.LEGEND, "children", allow_duplicate=True),
+        Input(ids.TWO_GENES, "data"),
+        Input(ids.GENE, "value"),
+        State(ids.COLOR_BY, "value"),
+        State(ids.DATASET, "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def two_gene_key(params, gene, color_by, dataset):
+        return legend_step(params, color_by, dataset, gene, context)
+
+    return {"show_controls": show_controls, "show_thresholds": show_thresholds, "second_gene": second_gene,
+            "complete_second_gene": complete_second_gene, "two_gene_params": two_gene_params,
+            "two_gene_key": two_gene_key}

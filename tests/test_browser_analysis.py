@@ -1,0 +1,289 @@
+"""Selections and comparisons in a real headless Chromium (dash_duo) on the demo store: a lasso drawn on the map
+(count, composition, highlighted pictures, marker dot plot, export link, clearing), a box on the UMAP, the term dot
+plot and a click on one of its genes, two genes at once, species side by side, and the section gallery; no console
+errors anywhere.
+
+Screenshots of every state go to ``/tmp/shots/`` (look at them: a blank panel is a bug). The time from releasing
+the lasso to the dot plot on screen is printed, not asserted.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import numpy as np
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.support.ui import WebDriverWait
+
+from app import create_app
+from settings import Settings
+
+SHOTS = Path("/tmp/shots")
+TIMEOUT = 30
+
+pytestmark = pytest.mark.browser
+
+PICTURE_JS = """
+var gd = document.querySelector('#%s .js-plotly-plot');
+if (!gd || !gd.layout || !gd.layout.images || !gd.layout.images.length) { return null; }
+var img = gd.querySelector('image');
+var shown = img ? (img.getAttribute('href') || '') : '';
+var loaded = shown ? performance.getEntriesByName(new URL(shown, window.location.href).href)
+    .some(function (e) { return e.responseEnd > 0; }) : false;
+return {source: gd.layout.images[0].source, shown: shown, loaded: loaded};
+"""
+
+# page coordinates (CSS px, viewport) of data points of a graph's plot area
+TO_PAGE_JS = """
+var gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
+var L = gd._fullLayout, box = gd.getBoundingClientRect();
+return arguments[1].map(function (p) {
+  return [box.left + L._size.l + L.xaxis.l2p(p[0]), box.top + L._size.t + L.yaxis.l2p(p[1])];
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def store(request):
+    return request.getfixturevalue("demo_store")
+
+
+@pytest.fixture(scope="module")
+def atlas(store):
+    from data_layer import Atlas
+
+    return Atlas.open(store)
+
+
+@pytest.fixture()
+def viewer(dash_duo, store, atlas):
+    """dash_duo serving the viewer on the demo store; checks for console errors after the test."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    app = create_app(Settings(store=Path(store)), atlas=atlas)
+    dash_duo.start_server(app)
+    yield dash_duo
+    assert dash_duo.get_logs() == []
+
+
+def picture(duo, graph="map-graph"):
+    return duo.driver.execute_script(PICTURE_JS % graph)
+
+
+def wait_for_picture(duo, *fragments, graph="map-graph", absent=(), timeout=TIMEOUT):
+    """Wait until the picture's URL holds every fragment (and none of ``absent``) and the browser has drawn it."""
+    def ready(driver):
+        info = driver.execute_script(PICTURE_JS % graph)
+        if not info or not all(f in info["source"] for f in fragments) or any(a in info["source"] for a in absent):
+            return False
+        return info if info["shown"] == info["source"] and info["loaded"] else False
+    return WebDriverWait(duo.driver, timeout, poll_frequency=0.05).until(ready)
+
+
+def shot(duo, name):
+    duo.driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def first_spatial(atlas):
+    return next(d for d in atlas.datasets() if atlas.info(d).kind == "spatial")
+
+
+def open_view(duo, query=""):
+    duo.driver.get(duo.server_url + "/" + query)
+    duo.wait_for_element("#map-graph .js-plotly-plot", timeout=TIMEOUT)
+
+
+def drag_path(duo, graph, points_xy, close=True):
+    """Press, move through ``points_xy`` (data units; back to the first with ``close``) and release on a graph, as
+    a hand does with the mouse."""
+    page = duo.driver.execute_script(TO_PAGE_JS, graph, [list(map(float, p)) for p in points_xy])
+    builder = ActionBuilder(duo.driver, duration=10)
+    pointer = builder.pointer_action
+    pointer.move_to_location(int(page[0][0]), int(page[0][1]))
+    pointer.pointer_down()
+    for x, y in page[1:] + (page[:1] if close else []):
+        pointer.move_to_location(int(x), int(y))
+    pointer.pointer_up()
+    builder.perform()
+
+
+def set_dragmode(duo, graph, mode):
+    """Click the graph's mode-bar button of ``mode`` (``lasso`` or ``select``)."""
+    duo.driver.execute_script(
+        "document.querySelector('#' + arguments[0] + ' .modebar-btn[data-val=\"' + arguments[1] + '\"]').click();",
+        graph, mode)
+
+
+def hexagon(cx, cy, r):
+    angles = np.linspace(0, 2 * np.pi, 7)[:-1]
+    return [(cx + r * np.cos(a), cy + r * np.sin(a) * 1.2) for a in angles]
+
+
+def choose_view(duo, label):
+    for element in duo.driver.find_elements("css selector", "#map-view-mode label"):
+        if element.text.strip() == label:
+            element.click()
+            return
+    raise AssertionError(f"no view {label!r}")
+
+
+# ---------------------------------------------------------------------------------------------- tests
+def test_a_lasso_on_the_map_shows_count_composition_highlight_and_marker_dot_plot(viewer, atlas):
+    from data_layer.analysis import cells_in_polygon
+
+    dataset = first_spatial(atlas)
+    row = atlas.sections(dataset).iloc[0]
+    section = row["brain_section_label"]
+    cells = atlas.cells(dataset, section=section)
+    # around the densest part of the section: the middle of its cells
+    cx, cy = float(np.median(cells["x"])), float(np.median(cells["y"]))
+    radius = 0.18 * float(row["x_max"] - row["x_min"])
+    open_view(viewer)
+    wait_for_picture(viewer, f"section={quote(section)}")
+    set_dragmode(viewer, "map-graph", "lasso")
+    started = time.perf_counter()
+    drag_path(viewer, "map-graph", hexagon(cx, cy, radius))
+    viewer.wait_for_contains_text("#selection-summary", "cells selected", timeout=TIMEOUT)
+    viewer.wait_for_element("#markers-graph .scatterlayer .point", timeout=TIMEOUT)
+    dot_plot_s = time.perf_counter() - started
+    info = viewer.find_element("#markers-info").get_attribute("textContent")
+    print(f"\nlasso released -> marker dot plot on screen: {dot_plot_s * 1000:.0f} ms ({info})")
+
+    # the count shown is the number of cells inside the polygon the export link (and the pictures) carry
+    href = viewer.find_element("#selection-export").get_attribute("href")
+    params = parse_qs(urlsplit(href).query)
+    numbers = [float(v) for v in params["selection"][0].split(",")]
+    inside = cells_in_polygon(cells["x"].to_numpy(), cells["y"].to_numpy(), (numbers[0::2], numbers[1::2]))
+    expected = int(inside.sum())
+    assert expected > 0
+    viewer.wait_for_contains_text("#selection-summary", f"{expected:,} cells selected", timeout=TIMEOUT)
+    assert params["dataset"] == [dataset] and params["section"] == [section]
+
+    viewer.wait_for_element("#composition-graph .barlayer .point", timeout=TIMEOUT)
+    assert len(viewer.driver.find_elements("css selector", "#composition-graph .barlayer .point")) >= 1
+    wait_for_picture(viewer, "selection=")
+    umap = atlas.info(dataset).umap_dataset
+    if umap:
+        wait_for_picture(viewer, "clusters=", graph="umap-graph")
+    shot(viewer, "20_lasso_map")
+
+    viewer.find_element("#selection-clear").click()
+    wait_for_picture(viewer, f"section={quote(section)}", absent=("selection=",))
+    viewer.wait_for_contains_text("#selection-summary", "Draw a box or lasso", timeout=TIMEOUT)
+    if umap:
+        wait_for_picture(viewer, "color_by=", graph="umap-graph", absent=("clusters=",))
+    shot(viewer, "21_selection_cleared")
+
+
+def test_a_box_on_the_umap_highlights_its_clusters_in_the_map(viewer, atlas):
+    dataset = first_spatial(atlas)
+    umap = atlas.info(dataset).umap_dataset
+    if not umap:
+        pytest.skip("no UMAP beside the first dataset")
+    cells = atlas.cells(umap)
+    level = atlas.info(umap).levels[2]
+    term = cells[level].value_counts().index[0]  # the biggest island of the UMAP
+    members = cells[cells[level] == term]
+    x0, x1 = np.percentile(members["x"], [20, 80])
+    y0, y1 = np.percentile(members["y"], [20, 80])
+    open_view(viewer)
+    wait_for_picture(viewer, f"dataset={quote(umap)}", graph="umap-graph")
+    set_dragmode(viewer, "umap-graph", "select")
+    drag_path(viewer, "umap-graph", [(x0, y0), (x1, y0), (x1, y1)], close=False)
+    viewer.wait_for_contains_text("#selection-summary", "cells selected in the UMAP", timeout=TIMEOUT)
+    wait_for_picture(viewer, "selection=", graph="umap-graph")
+    wait_for_picture(viewer, "clusters=")
+    viewer.wait_for_contains_text("#selection-summary", "clusters highlighted in the map", timeout=TIMEOUT)
+    viewer.wait_for_element("#composition-graph .barlayer .point", timeout=TIMEOUT)
+    viewer.wait_for_element("#markers-graph .scatterlayer .point", timeout=TIMEOUT)
+    shot(viewer, "22_box_umap")
+
+
+def test_a_highlighted_term_shows_its_dot_plot_and_a_gene_click_colours_the_map(viewer, atlas):
+    dataset = first_spatial(atlas)
+    open_view(viewer, f"?dataset={quote(dataset)}&color_by=Subclass&term=STR+D1+MSN&term_level=Subclass")
+    wait_for_picture(viewer, "term=STR+D1+MSN")
+    viewer.find_element("#analysis-open").click()
+    viewer.wait_for_element("#markers-graph .scatterlayer .point", timeout=TIMEOUT)
+    viewer.wait_for_contains_text("#markers-title", "STR D1 MSN", timeout=TIMEOUT)
+    genes = viewer.driver.execute_script(
+        "return document.querySelector('#markers-graph .js-plotly-plot').layout.xaxis.categoryarray;")
+    assert "DRD1" in genes[:2]  # the demo plants TAC1 and DRD1 as the top D1 MSN markers
+    shot(viewer, "23_term_dot_plot")
+    viewer.driver.execute_script("""
+        var gd = document.querySelector('#markers-graph .js-plotly-plot');
+        var trace = gd.data[0];
+        var i = trace.customdata.indexOf('DRD1');
+        gd.emit('plotly_click', {points: [{curveNumber: 0, pointNumber: i, pointIndex: i, x: trace.x[i],
+                                           y: trace.y[i], customdata: trace.customdata[i], data: trace}]});""")
+    wait_for_picture(viewer, "color_by=gene", "gene=DRD1")
+    viewer.wait_for_contains_text("#map-title", "DRD1", timeout=TIMEOUT)
+    shot(viewer, "24_gene_from_dot_plot")
+
+
+def test_two_genes_blend_and_both_above_thresholds(viewer, atlas):
+    dataset = first_spatial(atlas)
+    open_view(viewer, f"?dataset={quote(dataset)}&color_by=two_genes&gene=DRD1")
+    info = wait_for_picture(viewer, "color_by=two_genes", "gene=DRD1", "gene2=")
+    viewer.wait_for_element("#legend .legend-2d-img", timeout=TIMEOUT)
+    assert "blend=both" not in info["source"]
+    shot(viewer, "25_two_genes_blend")
+    viewer.driver.find_element("css selector", "#blend-mode input[value='both']").click()
+    wait_for_picture(viewer, "color_by=two_genes", "blend=both", "ta=0", "tb=0")
+    field = viewer.find_element("#threshold-a")
+    field.clear()
+    field.send_keys("1.5\n")
+    wait_for_picture(viewer, "blend=both", "ta=1.5")
+    viewer.wait_for_contains_text("#legend", "> 1.5", timeout=TIMEOUT)
+    shot(viewer, "26_two_genes_both")
+
+
+def test_species_side_by_side_draws_one_map_per_species_with_one_legend(viewer, atlas):
+    spatial = [d for d in atlas.datasets() if atlas.info(d).kind == "spatial"]
+    open_view(viewer, f"?dataset={quote(spatial[0])}&color_by=Subclass&term=STR+D1+MSN&term_level=Subclass")
+    wait_for_picture(viewer, "term=STR+D1+MSN")
+    choose_view(viewer, "Species")
+    firsts = [atlas.sections(d)["brain_section_label"].iloc[0] for d in spatial[:3]]
+    for slot, (dataset, section) in enumerate(zip(spatial[:3], firsts)):
+        wait_for_picture(viewer, f"dataset={quote(dataset)}", f"section={quote(section)}", "term=STR+D1+MSN",
+                         graph=f"compare-graph-{slot}")
+    viewer.wait_for_element("#compare-legend .shared-row.highlighted", timeout=TIMEOUT)
+    assert viewer.driver.find_element("css selector", "#map-graph").is_displayed() is False
+    shot(viewer, "27_species_side_by_side")
+    # zooming one map leaves the others where they are
+    others = [picture(viewer, f"compare-graph-{slot}")["source"] for slot in (1, 2)]
+    row = atlas.sections(spatial[0]).iloc[0]
+    cx, cy = float(row["x_min"] + row["x_max"]) / 2, float(row["y_min"] + row["y_max"]) / 2
+    half = float(row["x_max"] - row["x_min"]) / 6
+    viewer.driver.execute_script(
+        "var gd = document.querySelector('#compare-graph-0 .js-plotly-plot');"
+        f"window.Plotly.relayout(gd, {{'xaxis.range[0]': {cx - half}, 'xaxis.range[1]': {cx + half},"
+        f" 'yaxis.range[0]': {cy + half}, 'yaxis.range[1]': {cy - half}}});")
+    zoomed = WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: (lambda p: p if p and f"x0={cx - half:.6g}"[:7] in p["source"] else False)(
+            picture(viewer, "compare-graph-0")))
+    assert zoomed
+    assert [picture(viewer, f"compare-graph-{slot}")["source"] for slot in (1, 2)] == others
+    # the colour-by follows the main control: a gene matched by symbol in every species
+    shot(viewer, "28_species_zoom_one")
+
+
+def test_the_gallery_shows_every_section_and_a_click_opens_it(viewer, atlas):
+    dataset = first_spatial(atlas)
+    sections = atlas.sections(dataset)["brain_section_label"].tolist()
+    open_view(viewer)
+    wait_for_picture(viewer, f"section={quote(sections[0])}")
+    choose_view(viewer, "Gallery")
+    viewer.wait_for_element("#gallery .gallery-item img", timeout=TIMEOUT)
+    items = viewer.driver.find_elements("css selector", "#gallery .gallery-item")
+    assert [i.get_attribute("data-gallery-section") for i in items] == sections
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(
+        "return Array.from(document.querySelectorAll('#gallery img')).every(function (i) {"
+        " return i.complete && i.naturalWidth > 0; });"))
+    shot(viewer, "29_gallery")
+    items[2].click()
+    wait_for_picture(viewer, f"section={quote(sections[2])}")
+    assert viewer.driver.find_element("css selector", "#map-graph").is_displayed()
+    viewer.wait_for_contains_text("#map-title", sections[2], timeout=TIMEOUT)
