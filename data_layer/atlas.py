@@ -359,19 +359,12 @@ class Atlas:
     def cells_in_polygon(self, dataset: str, xs: Sequence[float], ys: Sequence[float],
                          section: str | None = None, slab_plane: str | None = None) -> np.ndarray:
         """Row positions (int64, ascending) in ``cells(...)`` of the cells inside the polygon (xs, ys)."""
-        from matplotlib.path import Path as MplPath
+        from .analysis import cells_in_polygon
 
-        xs = np.asarray(xs, dtype=np.float64)
-        ys = np.asarray(ys, dtype=np.float64)
         if len(xs) < 3:
             return np.zeros(0, dtype=np.int64)
         x, y = self.xy(dataset, section, slab_plane)
-        box = (x >= xs.min()) & (x <= xs.max()) & (y >= ys.min()) & (y <= ys.max())
-        cand = np.flatnonzero(box)
-        if not len(cand):
-            return cand.astype(np.int64)
-        inside = MplPath(np.column_stack([xs, ys])).contains_points(np.column_stack([x[cand], y[cand]]))
-        return cand[inside].astype(np.int64)
+        return np.flatnonzero(cells_in_polygon(x, y, (np.asarray(xs, float), np.asarray(ys, float)))).astype(np.int64)
 
     # ------------------------------------------------------------------------------------------- genes
     def _genes(self, dataset: str) -> GeneMatrix:
@@ -450,44 +443,6 @@ class Atlas:
             empty = np.zeros((len(clusters), 0), dtype=np.float32)
             return ClusterStats(clusters, [], [], empty, empty.copy(), np.zeros(len(clusters), dtype=np.int64))
         return gm.cluster_stats(clusters)
-
-    def marker_genes(self, dataset: str, level: str, term: str, limit: int = 20) -> pd.DataFrame:
-        """Genes most specific to a term, from the cluster statistics (instant: no cell is read).
-
-        Returns
-        -------
-        DataFrame
-            ``gene_identifier, gene_symbol, mean_in, mean_out, fraction_in, fraction_out, score`` sorted by
-            score = (mean_in - mean_out) * (fraction_in - fraction_out) descending; means weighted by cells.
-        """
-        ds = self._ds(dataset)
-        tax = self.taxonomy(dataset)
-        stats = self.cluster_stats(dataset)
-        inside = tax.cluster_codes(level, term)
-        n = stats.n_cells.astype(np.float64)
-        in_mask = np.zeros(len(n), dtype=bool)
-        in_mask[inside[inside < len(n)]] = True
-        has = n > 0
-        cols = ["gene_identifier", "gene_symbol", "mean_in", "mean_out", "fraction_in", "fraction_out", "score"]
-        if not stats.gene_identifiers or not (in_mask & has).any():
-            return pd.DataFrame({c: [] for c in cols})
-        mean = np.nan_to_num(np.asarray(stats.mean, dtype=np.float64))
-        frac = np.nan_to_num(np.asarray(stats.fraction, dtype=np.float64))
-
-        def weighted(mask):
-            w = n * mask
-            total = w.sum()
-            return (w @ mean) / total if total else np.zeros(mean.shape[1]), (w @ frac) / total if total else \
-                np.zeros(mean.shape[1])
-
-        m_in, f_in = weighted(in_mask & has)
-        m_out, f_out = weighted(~in_mask & has)
-        score = (m_in - m_out) * np.clip(f_in - f_out, 0, None)
-        top = np.argsort(-score, kind="stable")[:limit]
-        return pd.DataFrame({"gene_identifier": np.asarray(stats.gene_identifiers, dtype=object)[top],
-                             "gene_symbol": np.asarray(stats.gene_symbols, dtype=object)[top],
-                             "mean_in": m_in[top], "mean_out": m_out[top], "fraction_in": f_in[top],
-                             "fraction_out": f_out[top], "score": score[top]})[cols]
 
     # ------------------------------------------------------------------------------------------- taxonomy
     def taxonomy(self, dataset: str) -> Taxonomy:

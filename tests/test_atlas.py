@@ -250,11 +250,11 @@ def test_cluster_stats_are_the_mean_and_fraction_of_each_cluster(any_atlas):
         assert stats.fraction[c, g] == pytest.approx((values[rows] > 0).mean(), abs=1e-6)
 
 
-def test_marker_genes_report_the_cell_weighted_mean_inside_a_term(atlas):
-    markers = atlas.marker_genes(HUMAN, "Class", "Astro-Epen", limit=3)
-    assert list(markers.columns) == ["gene_identifier", "gene_symbol", "mean_in", "mean_out", "fraction_in",
-                                     "fraction_out", "score"]
-    assert markers["score"].is_monotonic_decreasing
+def test_term_markers_report_the_cell_weighted_mean_inside_a_term(atlas):
+    from data_layer.analysis import markers_for_term
+
+    markers = markers_for_term(atlas, HUMAN, "Class", "Astro-Epen", n=3)
+    assert markers["diff"].is_monotonic_decreasing
     cells = atlas.cells(HUMAN)
     values = atlas.gene(HUMAN, markers["gene_identifier"].iloc[0])
     inside = (cells["Class"] == "Astro-Epen").to_numpy() & ~np.isnan(values)

@@ -39,8 +39,8 @@ RGS9|regulator of G protein signaling 9|msn:4
 GPR88|G protein-coupled receptor 88|msn:4,icj:2
 PDE10A|phosphodiesterase 10A|msn:6,icj:2
 PDE1B|phosphodiesterase 1B|msn:4
-DRD1|dopamine receptor D1|d1:9,d1d2:3,icj:5,amy_d1:3
-TAC1|tachykinin precursor 1|d1:8,d1d2:4,icj:3
+DRD1|dopamine receptor D1|d1:12,d1d2:3,icj:5,amy_d1:3
+TAC1|tachykinin precursor 1|d1:6,d1d2:4,icj:3
 PDYN|prodynorphin|d1:5,strio:2
 ISL1|ISL LIM homeobox 1|d1:2,chat:3
 EBF1|EBF transcription factor 1|d1:2,vlmc:2
