@@ -1,5 +1,5 @@
 """The marker-gene card (``callbacks.markers``) on the demo store, whose D1 medium spiny neurons carry planted
-markers (TAC1 first, DRD1 second, PDYN third by mean log2 difference): the dot plot of a highlighted term and of
+markers (DRD1 first, TAC1 and PDYN next by mean log2 difference): the dot plot of a highlighted term and of
 a selection, the genes a user adds, and a click on a gene colouring the map by it."""
 from __future__ import annotations
 
@@ -39,13 +39,13 @@ def dots(figure) -> dict:
                                                  trace["marker"]["color"])}
 
 
-def test_a_highlighted_d1_msn_gets_drd1_among_its_top_two_markers_and_its_siblings_as_rows(demo):
+def test_a_highlighted_d1_msn_gets_drd1_as_its_top_marker_and_its_siblings_as_rows(demo):
     figure, title, info, shown = markers.markers_step(None, {"level": "Subclass", "name": D1}, None, None,
                                                       demo.dataset, demo.plane, demo.section,
                                                       SelectedCells(demo.context))
     genes = figure["layout"]["xaxis"]["categoryarray"]
     rows = figure["layout"]["yaxis"]["categoryarray"]
-    assert genes[:2] == ["TAC1", "DRD1"]  # the demo plants TAC1 above DRD1, both D1 markers
+    assert genes[0] == "DRD1" and "TAC1" in genes[:3]  # the demo's planted D1 markers
     assert rows[0] == D1 and "STR D2 MSN" in rows  # siblings under the same parent
     table = dots(figure)
     assert table[(D1, "DRD1")][1] > 4 * table[("STR D2 MSN", "DRD1")][1]
