@@ -29,7 +29,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from callbacks.context import ViewerContext
 from callbacks.routes import render_rgba, shown_gene_range
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION
+from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.export_request import (CELL_FORMATS, CELL_KEYS, FIGURE_FORMATS, FIGURE_KEYS, MAX_EXPORT_CELLS,
                                        MAX_EXPORT_VALUES, CellOptions, ExportRequestError, FigureOptions,
                                        Selection, cell_options, figure_options, strict_view)
@@ -79,13 +79,18 @@ def view_window(context: ViewerContext, state: ViewState) -> Window:
 
 def view_picture(state: ViewState, window: Window, width_px: int, height_px: int) -> PictureRequest:
     """The picture request of a view at a size (what the map's picture URL holds, at another resolution)."""
-    gene = state.gene if state.color_by == COLOR_BY_GENE else None
-    by_gene = gene is not None
+    gene = state.gene if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) else None
+    by_gene = gene is not None and state.color_by == COLOR_BY_GENE
+    two = {}
+    if state.color_by == COLOR_BY_TWO_GENES:
+        two = {"gene2": state.gene2, "blend_mode": state.blend_mode,
+               "threshold_a": state.threshold_a if state.blend_mode == "both" else None,
+               "threshold_b": state.threshold_b if state.blend_mode == "both" else None}
     return PictureRequest(
         dataset=state.dataset, section=state.section, slab_plane=None if state.section else state.slab_plane,
         color_by=state.color_by, gene=gene, term=state.term, term_level=state.term_level if state.term else None,
         window=window, width_px=int(width_px), height_px=int(height_px),
-        vmin=state.vmin if by_gene else None, vmax=state.vmax if by_gene else None,
+        vmin=state.vmin if by_gene else None, vmax=state.vmax if by_gene else None, **two,
     )
 
 
@@ -123,7 +128,7 @@ def visible_legend(context: ViewerContext, state: ViewState, window: Window, lim
     -------
     list of (label, ``#rrggbb``)
     """
-    if state.color_by == COLOR_BY_GENE or limit <= 0:
+    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) or limit <= 0:
         return []
     from rendering.colors import DIM_GREY
 
@@ -172,7 +177,9 @@ def auto_title(context: ViewerContext, state: ViewState) -> str:
         where = f"Section {state.section}"
     else:
         where = f"Slab plane {state.slab_plane}"
-    if state.color_by == COLOR_BY_GENE:
+    if state.color_by == COLOR_BY_TWO_GENES:
+        colour = f"{state.gene} (magenta) and {state.gene2} (green)"
+    elif state.color_by == COLOR_BY_GENE:
         colour = f"{state.gene} expression"
     elif state.color_by == COLOR_BY_REGION:
         colour = "region"

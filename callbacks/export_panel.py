@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 #: The view controls, as (component id, property) in the order the callbacks receive them.
 VIEW_INPUTS = [(ids.DATASET, "value"), (ids.SLAB_PLANE, "value"), (ids.SECTION, "value"), (ids.COLOR_BY, "value"),
                (ids.GENE, "value"), (ids.TERM, "data"), (ids.VIEWPORT, "data"), (ids.GENE_VMIN, "value"),
-               (ids.GENE_VMAX, "value"), (ids.UMAP_VIEWPORT, "data")]
+               (ids.GENE_VMAX, "value"), (ids.UMAP_VIEWPORT, "data"), (ids.GENE2, "value"),
+               (ids.BLEND_MODE, "value"), (ids.THRESHOLD_A, "value"), (ids.THRESHOLD_B, "value")]
 #: The figure options, in order.
 OPTION_INPUTS = [(ids.EXPORT_TARGET, "value"), (ids.EXPORT_FORMAT, "value"), (ids.EXPORT_WIDTH, "value"),
                  (ids.EXPORT_HEIGHT, "value"), (ids.EXPORT_UNIT, "value"), (ids.EXPORT_DPI, "value"),

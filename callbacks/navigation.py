@@ -50,6 +50,10 @@ def current_state(values: dict[str, Any]) -> ViewState:
         viewport=Window.from_dict(values.get(ids.VIEWPORT)),
         vmin=_number_or_none(values.get(ids.GENE_VMIN)),
         vmax=_number_or_none(values.get(ids.GENE_VMAX)),
+        gene2=values.get(ids.GENE2) or None,
+        blend_mode="both" if values.get(ids.BLEND_MODE) == "both" else "blend",
+        threshold_a=_number_or_none(values.get(ids.THRESHOLD_A)),
+        threshold_b=_number_or_none(values.get(ids.THRESHOLD_B)),
     )
 
 
@@ -254,12 +258,18 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
         Input(ids.VIEWPORT, "data"),
         Input(ids.GENE_VMIN, "value"),
         Input(ids.GENE_VMAX, "value"),
+        Input(ids.GENE2, "value"),
+        Input(ids.BLEND_MODE, "value"),
+        Input(ids.THRESHOLD_A, "value"),
+        Input(ids.THRESHOLD_B, "value"),
         prevent_initial_call=True,
     )
-    def write_url(dataset, slab_plane, section, color_by, gene, term, viewport, vmin, vmax):
+    def write_url(dataset, slab_plane, section, color_by, gene, term, viewport, vmin, vmax, gene2, blend_mode,
+                  threshold_a, threshold_b):
         values = {ids.DATASET: dataset, ids.SLAB_PLANE: slab_plane, ids.SECTION: section, ids.COLOR_BY: color_by,
                   ids.GENE: gene, ids.TERM: term, ids.VIEWPORT: viewport, ids.GENE_VMIN: vmin,
-                  ids.GENE_VMAX: vmax}
+                  ids.GENE_VMAX: vmax, ids.GENE2: gene2, ids.BLEND_MODE: blend_mode, ids.THRESHOLD_A: threshold_a,
+                  ids.THRESHOLD_B: threshold_b}
         return url_query(values, only_viewport=ctx.triggered_id == ids.VIEWPORT)
 
     # history.pushState/replaceState in the browser: no reload, no Dash round trip

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dash import Input, Output, State, no_update
+from dash import Input, Output, State, ctx, no_update
 
 from callbacks.context import ViewerContext
 from components import ids
 from components.analysis_panels import two_gene_legend
 from components.catalog import COLOR_BY_TWO_GENES
 from components.layout import gene_options
+from components.state import ViewState, parse_query
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +50,39 @@ def default_second_gene(context: ViewerContext, dataset: str, first: str | None,
     return None
 
 
-def second_gene_step(color_by: str | None, dataset: str | None, gene: str | None, gene2: str | None,
-                     context: ViewerContext) -> tuple[Any, Any]:
-    """``(value, options)`` of the second gene box when colouring by two genes (its gene kept when the dataset
-    measures it, else a default); no_update otherwise."""
+def url_two_genes(search: str | None, context: ViewerContext) -> ViewState | None:
+    """The two-gene part of the address (``gene2``, ``blend``, ``ta``, ``tb``), read by the URL rules; None when
+    the address does not colour by two genes."""
+    state, _ = parse_query(search, context.catalog, gene_lookup=context.lookups.gene_symbol,
+                           term_lookup=context.lookups.term_level)
+    return state if state.color_by == COLOR_BY_TWO_GENES else None
+
+
+def second_gene_step(trigger: str | None, search: str | None, color_by: str | None, dataset: str | None,
+                     gene: str | None, gene2: str | None, context: ViewerContext) -> tuple[Any, Any, Any, Any, Any]:
+    """``(second gene, its options, mode, threshold a, threshold b)`` of the two-gene controls.
+
+    On page load (or back/forward) they follow the address; when the colouring becomes two genes or the dataset
+    changes, the second gene is kept when the dataset measures it (by symbol), else the address's, else a default.
+    no_update where nothing changes.
+    """
     entry = context.catalog.get(dataset)
     if color_by != COLOR_BY_TWO_GENES or entry is None or not entry.has_genes:
-        return no_update, no_update
+        return (no_update,) * 5
+    from_url = url_two_genes(search, context)
+    mode = threshold_a = threshold_b = no_update
+    if trigger in (None, ids.URL) and from_url is not None:
+        mode = from_url.blend_mode
+        threshold_a = from_url.threshold_a or 0
+        threshold_b = from_url.threshold_b or 0
+        gene2 = from_url.gene2 or gene2
+    elif not gene2 and from_url is not None:
+        gene2 = from_url.gene2
     value = default_second_gene(context, entry.name, gene, gene2)
     if value is None:
-        return None, []
-    if value == gene2:
-        return no_update, no_update
+        return None, [], mode, threshold_a, threshold_b
     identifier = str(context.atlas.resolve_gene(entry.name, value)[0])
-    return value, gene_options([(value, identifier)])
+    return value, gene_options([(value, identifier)]), mode, threshold_a, threshold_b
 
 
 def params_step(color_by: str | None, dataset: str | None, gene2: str | None, mode: str | None, threshold_a: Any,
@@ -133,14 +153,18 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
     @app.callback(
         Output(ids.GENE2, "value"),
         Output(ids.GENE2, "options", allow_duplicate=True),
+        Output(ids.BLEND_MODE, "value"),
+        Output(ids.THRESHOLD_A, "value"),
+        Output(ids.THRESHOLD_B, "value"),
+        Input(ids.URL, "search"),
         Input(ids.COLOR_BY, "value"),
         Input(ids.DATASET, "value"),
         State(ids.GENE, "value"),
         State(ids.GENE2, "value"),
         prevent_initial_call="initial_duplicate",
     )
-    def second_gene(color_by, dataset, gene, gene2):
-        return second_gene_step(color_by, dataset, gene, gene2, context)
+    def second_gene(search, color_by, dataset, gene, gene2):
+        return second_gene_step(ctx.triggered_id, search, color_by, dataset, gene, gene2, context)
 
     @app.callback(
         Output(ids.GENE2, "options", allow_duplicate=True),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 from urllib.parse import urlencode
 
-from components.catalog import COLOR_BY_GENE, Catalog
+from components.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, Catalog
 from components.state import QUERY_KEYS, GeneLookup, TermLookup, ViewState, parse_query
 
 #: Formats of a figure and of a cell export.
@@ -122,8 +122,10 @@ def strict_view(
         message = _FALLBACK_TAIL.sub("", str(first)).rstrip(".")
         raise ExportRequestError(getattr(first, "parameter", "query"), message)
     entry = catalog.get(state.dataset)
-    if state.color_by == COLOR_BY_GENE and not state.gene:
-        raise ExportRequestError("gene", f"is required with color_by=gene (a gene of {entry.name})")
+    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) and not state.gene:
+        raise ExportRequestError("gene", f"is required with color_by={state.color_by} (a gene of {entry.name})")
+    if state.color_by == COLOR_BY_TWO_GENES and not state.gene2:
+        raise ExportRequestError("gene2", f"is required with color_by=two_genes (a gene of {entry.name})")
     if entry.spatial and not state.section and not state.slab_plane:  # pragma: no cover - parse_query fills one
         raise ExportRequestError("section", f"a section or slab_plane of {entry.name} is required")
     return state
@@ -357,7 +359,9 @@ def cell_options(args: Mapping[str, str], state: ViewState, *, fmt: str, gene_lo
         raise ExportRequestError("format", f"{str(fmt)[:20]!r} is not one of {', '.join(CELL_FORMATS)}")
     raw = args.get("genes")
     if raw is None:
-        names = [state.gene] if state.gene and state.color_by == COLOR_BY_GENE else []
+        names = [state.gene] if state.gene and state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) else []
+        if state.gene2 and state.color_by == COLOR_BY_TWO_GENES:
+            names.append(state.gene2)
     else:
         names = [name.strip() for name in str(raw).split(",") if name.strip()]
     if names and not has_genes:

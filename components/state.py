@@ -28,7 +28,9 @@ TermLookup = Callable[[str, str, tuple[str, ...]], "str | None"]
 
 #: Query parameters the viewer reads, in the order it writes them.
 QUERY_KEYS = ("dataset", "slab_plane", "section", "color_by", "gene", "term", "term_level",
-              "x0", "x1", "y0", "y1", "vmin", "vmax")
+              "x0", "x1", "y0", "y1", "vmin", "vmax", "gene2", "blend", "ta", "tb")
+#: Modes of a two-gene picture: every cell in its blend colour, or only the cells above both thresholds.
+BLEND_MODES = ("blend", "both")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ class ViewState:
         Data window of the main picture; None = the whole section / plane / UMAP.
     vmin, vmax : float or None
         Shown gene range; None = the default (99th percentile of expressing cells).
+    gene2 : str or None
+        Second gene symbol of ``color_by == "two_genes"`` (``gene`` is the first).
+    blend_mode : {"blend", "both"}
+        Two genes: every cell in its blend colour, or only cells above both thresholds.
+    threshold_a, threshold_b : float or None
+        Thresholds (log2) of the ``both`` mode; None = 0.
     """
 
     dataset: str | None
@@ -65,6 +73,10 @@ class ViewState:
     viewport: Window | None = None
     vmin: float | None = None
     vmax: float | None = None
+    gene2: str | None = None
+    blend_mode: str = "blend"
+    threshold_a: float | None = None
+    threshold_b: float | None = None
 
     def replace(self, **changes) -> "ViewState":
         return dataclasses.replace(self, **changes)
@@ -193,6 +205,10 @@ def parse_query(
         notices.append(Notice("gene", f"{entry.name} has no expression data: gene '{gene}' is not shown."))
     # colour_by=gene without a gene keeps gene=None: the callback shows the dataset's first gene
 
+    if state.color_by == COLOR_BY_TWO_GENES:
+        state, more = _parse_two_genes(entry, state, params, gene_lookup)
+        notices += more
+
     # term
     term = params.get("term") or None
     if term is not None:
@@ -228,6 +244,35 @@ def parse_query(
     except ValueError as exc:
         notices.append(Notice(_bad_key(params, ("vmin", "vmax")),
                               f"Bad gene range in the address ({exc}): using the default range."))
+    return state, notices
+
+
+def _parse_two_genes(entry: DatasetEntry, state: ViewState, params: dict[str, str],
+                     gene_lookup: GeneLookup) -> tuple[ViewState, list[str]]:
+    """The second gene, mode and thresholds of a two-gene view (``gene2``, ``blend``, ``ta``, ``tb``).
+
+    An unknown second gene colours by the first gene alone; no ``gene2`` leaves it to the viewer's default.
+    """
+    notices: list[str] = []
+    gene2 = params.get("gene2") or None
+    if gene2 is not None:
+        try:
+            state = state.replace(gene2=gene_lookup(entry.name, gene2))
+        except KeyError as exc:
+            state = state.replace(color_by=COLOR_BY_GENE)
+            notices.append(Notice("gene2", f"Unknown gene '{gene2}' in {entry.name}{_detail(exc)}: "
+                                           f"showing {state.gene} alone."))
+    mode = params.get("blend") or "blend"
+    if mode not in BLEND_MODES:
+        notices.append(Notice("blend", f"Unknown two-gene mode '{mode}' (blend or both): showing the blend."))
+        mode = "blend"
+    state = state.replace(blend_mode=mode)
+    if mode == "both":
+        for key, field in (("ta", "threshold_a"), ("tb", "threshold_b")):
+            try:
+                state = state.replace(**{field: _number(params, key)})
+            except ValueError as exc:
+                notices.append(Notice(key, f"Bad threshold in the address ({exc}): using 0."))
     return state, notices
 
 
@@ -297,6 +342,11 @@ def to_query(state: ViewState) -> str:
         pairs.append(("color_by", state.color_by))
     if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) and state.gene:
         pairs.append(("gene", state.gene))
+    if state.color_by == COLOR_BY_TWO_GENES and state.gene2:
+        pairs.append(("gene2", state.gene2))
+        if state.blend_mode == "both":
+            pairs += [("blend", "both"), ("ta", _format(state.threshold_a or 0.0)),
+                      ("tb", _format(state.threshold_b or 0.0))]
     if state.term:
         pairs.append(("term", state.term))
         if state.term_level:
@@ -349,6 +399,13 @@ def switch_dataset(
                 notices.append(f"Gene {previous.gene} is not measured in {entry.name}: showing {state.color_by}.")
         if gene is not None:
             state = state.replace(color_by=color_by, gene=gene)
+        if gene is not None and color_by == COLOR_BY_TWO_GENES and previous.gene2:
+            try:  # the second gene by symbol, with the same mode and thresholds
+                state = state.replace(gene2=gene_lookup(entry.name, previous.gene2), blend_mode=previous.blend_mode,
+                                      threshold_a=previous.threshold_a, threshold_b=previous.threshold_b)
+            except KeyError:
+                notices.append(f"Gene {previous.gene2} is not measured in {entry.name}: showing {gene} alone.")
+                state = state.replace(color_by=COLOR_BY_GENE)
     elif color_by is not None:
         state = state.replace(color_by=color_by)
     if previous.gene and state.gene is None and entry.has_genes and color_by != COLOR_BY_GENE:

@@ -36,6 +36,19 @@ var loaded = shown ? performance.getEntriesByName(new URL(shown, window.location
 return {source: gd.layout.images[0].source, shown: shown, loaded: loaded};
 """
 
+# in-page clock: when Plotly reports the selection, and when the dot plot's first dots are drawn
+TIMING_JS = """
+var gd = document.querySelector('#map-graph .js-plotly-plot');
+window._selectedAt = null; window._dotsAt = null;
+gd.on('plotly_selected', function () { if (!window._selectedAt) { window._selectedAt = performance.now(); } });
+var target = document.getElementById('markers-graph');
+new MutationObserver(function () {
+  if (window._selectedAt && !window._dotsAt && target.querySelector('.scatterlayer .point')) {
+    window._dotsAt = performance.now();
+  }
+}).observe(target, {childList: true, subtree: true, attributes: true});
+"""
+
 # page coordinates (CSS px, viewport) of data points of a graph's plot area
 TO_PAGE_JS = """
 var gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
@@ -143,13 +156,14 @@ def test_a_lasso_on_the_map_shows_count_composition_highlight_and_marker_dot_plo
     open_view(viewer)
     wait_for_picture(viewer, f"section={quote(section)}")
     set_dragmode(viewer, "map-graph", "lasso")
-    started = time.perf_counter()
+    viewer.driver.execute_script(TIMING_JS)
     drag_path(viewer, "map-graph", hexagon(cx, cy, radius))
     viewer.wait_for_contains_text("#selection-summary", "cells selected", timeout=TIMEOUT)
     viewer.wait_for_element("#markers-graph .scatterlayer .point", timeout=TIMEOUT)
-    dot_plot_s = time.perf_counter() - started
+    elapsed_ms = WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: d.execute_script("return window._dotsAt && window._dotsAt - window._selectedAt;"))
     info = viewer.find_element("#markers-info").get_attribute("textContent")
-    print(f"\nlasso released -> marker dot plot on screen: {dot_plot_s * 1000:.0f} ms ({info})")
+    print(f"\nlasso released -> marker dot plot on screen: {elapsed_ms:.0f} ms in the page ({info})")
 
     # the count shown is the number of cells inside the polygon the export link (and the pictures) carry
     href = viewer.find_element("#selection-export").get_attribute("href")
@@ -169,11 +183,13 @@ def test_a_lasso_on_the_map_shows_count_composition_highlight_and_marker_dot_plo
         wait_for_picture(viewer, "clusters=", graph="umap-graph")
     shot(viewer, "20_lasso_map")
 
-    viewer.find_element("#selection-clear").click()
+    # a double-click on the map (still in lasso mode) clears the selection
+    ActionChains(viewer.driver).double_click(viewer.find_element("#map-graph .nsewdrag")).perform()
     wait_for_picture(viewer, f"section={quote(section)}", absent=("selection=",))
     viewer.wait_for_contains_text("#selection-summary", "Draw a box or lasso", timeout=TIMEOUT)
     if umap:
         wait_for_picture(viewer, "color_by=", graph="umap-graph", absent=("clusters=",))
+    assert viewer.find_element("#selection-export").get_attribute("href") is None
     shot(viewer, "21_selection_cleared")
 
 
@@ -199,6 +215,9 @@ def test_a_box_on_the_umap_highlights_its_clusters_in_the_map(viewer, atlas):
     viewer.wait_for_element("#composition-graph .barlayer .point", timeout=TIMEOUT)
     viewer.wait_for_element("#markers-graph .scatterlayer .point", timeout=TIMEOUT)
     shot(viewer, "22_box_umap")
+    viewer.find_element("#selection-clear").click()  # one click clears it
+    wait_for_picture(viewer, "color_by=", absent=("clusters=",))
+    wait_for_picture(viewer, "color_by=", graph="umap-graph", absent=("selection=",))
 
 
 def test_a_highlighted_term_shows_its_dot_plot_and_a_gene_click_colours_the_map(viewer, atlas):
@@ -210,7 +229,7 @@ def test_a_highlighted_term_shows_its_dot_plot_and_a_gene_click_colours_the_map(
     viewer.wait_for_contains_text("#markers-title", "STR D1 MSN", timeout=TIMEOUT)
     genes = viewer.driver.execute_script(
         "return document.querySelector('#markers-graph .js-plotly-plot').layout.xaxis.categoryarray;")
-    assert "DRD1" in genes[:2]  # the demo plants TAC1 and DRD1 as the top D1 MSN markers
+    assert genes[0] == "DRD1"  # the demo's top D1 MSN marker
     shot(viewer, "23_term_dot_plot")
     viewer.driver.execute_script("""
         var gd = document.querySelector('#markers-graph .js-plotly-plot');
@@ -237,7 +256,17 @@ def test_two_genes_blend_and_both_above_thresholds(viewer, atlas):
     field.send_keys("1.5\n")
     wait_for_picture(viewer, "blend=both", "ta=1.5")
     viewer.wait_for_contains_text("#legend", "> 1.5", timeout=TIMEOUT)
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: "ta=1.5" in d.current_url and "gene2=" in d.current_url)
     shot(viewer, "26_two_genes_both")
+
+
+def test_a_two_gene_address_restores_both_genes_mode_and_thresholds(viewer, atlas):
+    dataset = first_spatial(atlas)
+    open_view(viewer, f"?dataset={quote(dataset)}&color_by=two_genes&gene=DRD1&gene2=PENK&blend=both&ta=1.5&tb=0.5")
+    wait_for_picture(viewer, "gene=DRD1", "gene2=PENK", "blend=both", "ta=1.5", "tb=0.5")
+    viewer.wait_for_contains_text("#gene2", "PENK", timeout=TIMEOUT)
+    assert viewer.find_element("#threshold-a").get_attribute("value") == "1.5"
+    viewer.wait_for_contains_text("#map-title", "DRD1 (magenta) and PENK (green)", timeout=TIMEOUT)
 
 
 def test_species_side_by_side_draws_one_map_per_species_with_one_legend(viewer, atlas):

@@ -15,7 +15,9 @@ from PIL import Image
 from app import create_app
 from callbacks import two_genes
 from callbacks.context import ViewerContext
+from components import ids
 from components.catalog import COLOR_BY_TWO_GENES
+from components.state import parse_query, to_query
 from components.viewport import padded
 from rendering.blend import THEMES, blend_table
 from rendering.colors import to_rgba
@@ -122,13 +124,48 @@ def test_the_controls_give_the_picture_its_second_gene_mode_and_thresholds(demo)
     assert two_genes.params_step("Subclass", demo.dataset, GENE_B, "both", 1, 1, params, demo.context) is None
 
 
-def test_the_second_gene_defaults_to_another_gene_and_follows_a_dataset_switch_by_symbol(demo):
-    value, options = two_genes.second_gene_step(COLOR_BY_TWO_GENES, demo.dataset, GENE_A, None, demo.context)
-    assert value and value != GENE_A and options[0]["value"] == value
-    assert two_genes.second_gene_step(COLOR_BY_TWO_GENES, demo.dataset, GENE_A, GENE_B, demo.context) == (
-        no_update, no_update)
-    assert two_genes.second_gene_step("Subclass", demo.dataset, GENE_A, None, demo.context) == (
-        no_update, no_update)
+def test_the_second_gene_defaults_to_another_gene_and_is_kept_while_measured(demo):
+    value, options, mode, _, _ = two_genes.second_gene_step(ids.COLOR_BY, "", COLOR_BY_TWO_GENES, demo.dataset,
+                                                            GENE_A, None, demo.context)
+    assert value and value != GENE_A and options[0]["value"] == value and mode is no_update
+    value, _, _, _, _ = two_genes.second_gene_step(ids.DATASET, "", COLOR_BY_TWO_GENES, demo.dataset, GENE_A,
+                                                   GENE_B.lower(), demo.context)
+    assert value == GENE_B
+    assert two_genes.second_gene_step(ids.COLOR_BY, "", "Subclass", demo.dataset, GENE_A, None,
+                                      demo.context) == (no_update,) * 5
+
+
+def test_the_address_sets_the_second_gene_mode_and_thresholds(demo):
+    search = (f"?dataset={demo.dataset}&color_by=two_genes&gene={GENE_A}&gene2={GENE_B.lower()}&blend=both"
+              "&ta=1.5&tb=0.25")
+    assert two_genes.second_gene_step(ids.URL, search, COLOR_BY_TWO_GENES, demo.dataset, GENE_A, None,
+                                      demo.context)[::2] == (GENE_B, "both", 0.25)
+    state, notices = parse_query(search, demo.context.catalog, gene_lookup=demo.context.lookups.gene_symbol,
+                                 term_lookup=demo.context.lookups.term_level)
+    assert notices == [] and (state.gene2, state.blend_mode, state.threshold_a, state.threshold_b) == (
+        GENE_B, "both", 1.5, 0.25)
+    assert to_query(state).endswith(f"gene={GENE_A}&gene2={GENE_B}&blend=both&ta=1.5&tb=0.25")
+
+
+def test_an_unknown_second_gene_in_the_address_shows_the_first_gene_alone_with_a_notice(demo):
+    state, notices = parse_query(f"?dataset={demo.dataset}&color_by=two_genes&gene={GENE_A}&gene2=NOTAGENE",
+                                 demo.context.catalog, gene_lookup=demo.context.lookups.gene_symbol,
+                                 term_lookup=demo.context.lookups.term_level)
+    assert state.color_by == "gene" and state.gene == GENE_A
+    assert notices[0].parameter == "gene2" and "NOTAGENE" in notices[0]
+
+
+def test_a_two_gene_view_exports_as_a_figure_and_its_cells_carry_both_genes(demo):
+    query = urlencode({"dataset": demo.dataset, "section": demo.section, "color_by": COLOR_BY_TWO_GENES,
+                       "gene": GENE_A, "gene2": GENE_B, "blend": "both", "ta": 1})
+    figure = demo.client.get("/export/figure.png?" + query + "&width=600&height=400&dpi=100")
+    assert figure.status_code == 200 and figure.data[:4] == b"\x89PNG"
+    cells = demo.client.get("/export/cells.csv?" + query + "&selection=15,16,70,71")
+    assert cells.status_code == 200
+    assert cells.data.split(b"\n")[0].endswith(f",{GENE_A},{GENE_B}".encode())
+    missing = demo.client.get("/export/figure.png?" + urlencode({"dataset": demo.dataset,
+                                                                 "color_by": COLOR_BY_TWO_GENES, "gene": GENE_A}))
+    assert missing.status_code == 400 and missing.get_json()["parameter"] == "gene2"
 
 
 def test_the_legend_shows_the_two_dimensional_key_with_both_ranges(demo):
