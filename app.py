@@ -96,12 +96,9 @@ if __name__ == "__main__":  # pragma: no cover
     _settings = Settings.from_env()
     logging.basicConfig(level=_settings.log_level)
     _app = create_app(_settings)
-    try:  # compile the rendering code now rather than during the first user's first picture
-        from callbacks.server_features import warm_up_compiled_code
+    from callbacks.server_features import warm_up_compiled_code
 
-        warm_up_compiled_code()
-    except ImportError:
-        pass
+    warm_up_compiled_code()  # compile the rendering code now, not during the first user's first picture
     _app.run(host=_settings.host, port=_settings.port, debug=_settings.debug)
 
 
