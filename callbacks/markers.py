@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from dash import Input, Output, State, no_update
 
 from callbacks.context import ViewerContext
@@ -103,8 +104,6 @@ def selection_markers(selection: dict, level: str | None, added: list[str] | Non
         table = table[~table["term"].isin(["Adjacent", "unassigned"])].head(SELECTION_TERM_ROWS)
         if len(table):
             terms = table["term"].astype(str).tolist()
-            import pandas as pd
-
             long = pd.concat([long, dot_plot_table(context.atlas, dataset, level, terms, genes)],
                              ignore_index=True)
             rows += terms

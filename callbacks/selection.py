@@ -284,11 +284,15 @@ def export_href(selection: dict | None, dataset: str | None, slab_plane: str | N
 
 def outline_patches(selection: dict | None) -> tuple[Any, Any]:
     """Patches of the map and UMAP figures that drop Plotly's drawn selection outline where it no longer
-    belongs (both views when there is no selection, the other view otherwise), by a new ``selectionrevision``."""
+    belongs (both views when there is no selection, the other view otherwise).
+
+    The outline is a GUI edit of ``layout.selections`` that Plotly keeps across figure updates (``uirevision``);
+    an explicit empty list removes it, and a new ``selectionrevision`` resets the traces' selected points."""
     revision = f"sel-{time.monotonic_ns()}"
 
     def clear() -> Patch:
         patch = Patch()
+        patch["layout"]["selections"] = []
         patch["layout"]["selectionrevision"] = revision
         return patch
 

@@ -8,7 +8,6 @@ the lasso to the dot plot on screen is printed, not asserted.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -134,6 +133,31 @@ def hexagon(cx, cy, r):
     return [(cx + r * np.cos(a), cy + r * np.sin(a) * 1.2) for a in angles]
 
 
+def outlines(duo, graph):
+    """Selection outlines Plotly draws on a graph."""
+    return duo.driver.execute_script(
+        "var gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');"
+        "return (gd._fullLayout.selections || []).length;", graph)
+
+
+def choose_option(duo, dropdown_id, text):
+    """Open a Dash dropdown and click the option whose text starts with ``text``."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    duo.find_element(f"#{dropdown_id}").click()
+
+    def click_option(driver):
+        try:
+            for element in driver.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option"):
+                if element.text.strip().startswith(text):
+                    element.click()
+                    return True
+        except StaleElementReferenceException:
+            return False
+        return False
+    WebDriverWait(duo.driver, TIMEOUT, poll_frequency=0.05).until(click_option)
+
+
 def choose_view(duo, label):
     for element in duo.driver.find_elements("css selector", "#map-view-mode label"):
         if element.text.strip() == label:
@@ -215,9 +239,29 @@ def test_a_box_on_the_umap_highlights_its_clusters_in_the_map(viewer, atlas):
     viewer.wait_for_element("#composition-graph .barlayer .point", timeout=TIMEOUT)
     viewer.wait_for_element("#markers-graph .scatterlayer .point", timeout=TIMEOUT)
     shot(viewer, "22_box_umap")
-    viewer.find_element("#selection-clear").click()  # one click clears it
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: outlines(viewer, "umap-graph") == 1)
+    viewer.find_element("#selection-clear").click()  # one click clears it, outline included
     wait_for_picture(viewer, "color_by=", absent=("clusters=",))
     wait_for_picture(viewer, "color_by=", graph="umap-graph", absent=("selection=",))
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: outlines(viewer, "umap-graph") == 0)
+
+
+def test_moving_to_another_section_drops_the_map_selection_and_its_outline(viewer, atlas):
+    dataset = first_spatial(atlas)
+    sections = atlas.sections(dataset)
+    first, second = sections["brain_section_label"].iloc[0], sections["brain_section_label"].iloc[1]
+    cells = atlas.cells(dataset, section=first)
+    cx, cy = float(np.median(cells["x"])), float(np.median(cells["y"]))
+    open_view(viewer)
+    wait_for_picture(viewer, f"section={quote(first)}")
+    set_dragmode(viewer, "map-graph", "lasso")
+    drag_path(viewer, "map-graph", hexagon(cx, cy, 1.5))
+    wait_for_picture(viewer, "selection=")
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: outlines(viewer, "map-graph") == 1)
+    choose_option(viewer, "section", second)
+    wait_for_picture(viewer, f"section={quote(second)}", absent=("selection=",))
+    viewer.wait_for_contains_text("#selection-summary", "Draw a box or lasso", timeout=TIMEOUT)
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: outlines(viewer, "map-graph") == 0)
 
 
 def test_a_highlighted_term_shows_its_dot_plot_and_a_gene_click_colours_the_map(viewer, atlas):
