@@ -83,7 +83,7 @@ def build_scenario(store: Path, max_places: int = 40, max_genes: int = 12) -> Sc
         genes: tuple[str, ...] = ()
         if entry.has_genes:
             genes = tuple(atlas.genes(name)["gene_symbol"].astype(str).head(max_genes))
-        levels = tuple(c for c in entry.color_by_choices() if c != "gene")  # taxonomy levels, then region
+        levels = tuple(c for c in entry.color_by_choices() if c not in ("gene", "two_genes"))  # taxonomy levels, then region
         if entry.spatial:
             for section in list(entry.sections.values())[: max(1, max_places // 4)]:
                 places.append(Place(name, section.label, tuple(section.bounds), levels, genes))
