@@ -254,6 +254,10 @@ def test_moving_to_another_section_drops_the_map_selection_and_its_outline(viewe
     cx, cy = float(np.median(cells["x"])), float(np.median(cells["y"]))
     open_view(viewer)
     wait_for_picture(viewer, f"section={quote(first)}")
+    # Lasso once the page's first callbacks have settled (a late first figure can drop an early selection).
+    WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: d.execute_script("return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length")
+        == 0)
     set_dragmode(viewer, "map-graph", "lasso")
     drag_path(viewer, "map-graph", hexagon(cx, cy, 1.5))
     wait_for_picture(viewer, "selection=")
