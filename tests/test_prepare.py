@@ -143,9 +143,12 @@ def test_a_prepare_killed_midway_leaves_the_previous_store_usable(tmp_path):
     deadline = time.monotonic() + 120
     # Poll the file system until the child is midway through the expression conversion of its new unit.
     while not list(tmp.glob("*/expression/_blocks")):
-        assert child.poll() is None, "prepare ended before it could be killed midway"
         assert time.monotonic() < deadline, "prepare never reached the expression conversion"
-        time.sleep(0.002)
+        try:  # wait on the child itself between looks at the file system: it must not end first
+            child.wait(timeout=0.002)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError("prepare ended before it could be killed midway")
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     assert tmp.is_dir()  # the kill really happened mid-build
