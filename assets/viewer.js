@@ -3,7 +3,11 @@
  *  - watchSize: report a graph's plot-area size (device pixels) into a dcc.Store, now and on every resize,
  *    so pictures are rendered at the size they are shown;
  *  - writeUrl: put the view's query string in the address bar (pushState, or replaceState for zoom/pan)
- *    without reloading and without a Dash round trip.
+ *    without reloading and without a Dash round trip;
+ *  - holdWhileDragging: a new figure that arrives while the user is dragging a box or a lasso on a graph waits
+ *    for the mouse to be released. Plotly.js throws (reading 'getAttribute') and loses the selection when a
+ *    figure with new axes or a new size is drawn under a drag in progress: a late picture after a zoom, a
+ *    window resize, the page's first figures.
  */
 window.atlasViewer = (function () {
   "use strict";
@@ -132,5 +136,40 @@ window.atlasViewer = (function () {
     } });
   });
 
-  return { watchSize: watchSize, writeUrl: writeUrl, plotArea: plotArea };
+  // dcc.Graph draws every figure and Patch with the global Plotly.react; it loads plotly.js on demand.
+  var HOLD_POLL_MS = 40;
+  function holdWhileDragging(plotly) {
+    if (!plotly || plotly._atlasHeld || typeof plotly.react !== "function") {
+      return false;
+    }
+    var react = plotly.react;
+    plotly.react = function (gd) {
+      var self = this, args = arguments;
+      if (!gd || !gd._dragging) {
+        return react.apply(self, args);
+      }
+      return new Promise(function (resolve, reject) {
+        (function wait() {
+          if (gd._dragging) {
+            window.setTimeout(wait, HOLD_POLL_MS);
+            return;
+          }
+          try {
+            resolve(react.apply(self, args));
+          } catch (error) {
+            reject(error);
+          }
+        })();
+      });
+    };
+    plotly._atlasHeld = true;
+    return true;
+  }
+  (function installHold() {
+    if (!holdWhileDragging(window.Plotly)) {
+      window.setTimeout(installHold, 20);
+    }
+  })();
+
+  return { watchSize: watchSize, writeUrl: writeUrl, plotArea: plotArea, holdWhileDragging: holdWhileDragging };
 })();

@@ -8,6 +8,7 @@ the lasso to the dot plot on screen is printed, not asserted.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -107,9 +108,9 @@ def open_view(duo, query=""):
     duo.wait_for_element("#map-graph .js-plotly-plot", timeout=TIMEOUT)
 
 
-def drag_path(duo, graph, points_xy, close=True):
+def drag_path(duo, graph, points_xy, close=True, release=True):
     """Press, move through ``points_xy`` (data units; back to the first with ``close``) and release on a graph, as
-    a hand does with the mouse."""
+    a hand does with the mouse. Without ``release`` the button stays down: :func:`release_at` ends the drag."""
     page = duo.driver.execute_script(TO_PAGE_JS, graph, [list(map(float, p)) for p in points_xy])
     builder = ActionBuilder(duo.driver, duration=10)
     pointer = builder.pointer_action
@@ -117,8 +118,25 @@ def drag_path(duo, graph, points_xy, close=True):
     pointer.pointer_down()
     for x, y in page[1:] + (page[:1] if close else []):
         pointer.move_to_location(int(x), int(y))
-    pointer.pointer_up()
+    if release:
+        pointer.pointer_up()
     builder.perform()
+    return page
+
+
+def release_at(duo, point):
+    """Release the mouse button at page ``point`` (the end of a :func:`drag_path` with ``release=False``)."""
+    builder = ActionBuilder(duo.driver, duration=10)
+    builder.pointer_action.move_to_location(int(point[0]), int(point[1]))
+    builder.pointer_action.pointer_up()
+    builder.perform()
+
+
+def wait_settled(duo):
+    """Wait until no Dash callback is in flight (the page's first figures have all arrived)."""
+    WebDriverWait(duo.driver, TIMEOUT).until(
+        lambda d: d.execute_script("return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length")
+        == 0)
 
 
 def set_dragmode(duo, graph, mode):
@@ -167,7 +185,6 @@ def choose_view(duo, label):
 
 
 # ---------------------------------------------------------------------------------------------- tests
-@pytest.mark.skip(reason="known intermittent Plotly.js console error (reading 'getAttribute') during a lasso drag under CI load; issue 5 stays open for it")
 def test_a_lasso_on_the_map_shows_count_composition_highlight_and_marker_dot_plot(viewer, atlas):
     from data_layer.analysis import cells_in_polygon
 
@@ -218,6 +235,35 @@ def test_a_lasso_on_the_map_shows_count_composition_highlight_and_marker_dot_plo
     shot(viewer, "21_selection_cleared")
 
 
+def test_a_figure_arriving_during_a_lasso_drag_waits_for_the_release(viewer, atlas):
+    """A new map figure (new axes) drawn under a lasso still being dragged made Plotly.js throw and lose the
+    selection (a console error, which the fixture fails on); assets/viewer.js holds it until the mouse is released,
+    then draws it."""
+    dataset = first_spatial(atlas)
+    section = atlas.sections(dataset)["brain_section_label"].iloc[0]
+    cells = atlas.cells(dataset, section=section)
+    cx, cy = float(np.median(cells["x"])), float(np.median(cells["y"]))
+    open_view(viewer)
+    wait_for_picture(viewer, f"section={quote(section)}")
+    wait_settled(viewer)
+    set_dragmode(viewer, "map-graph", "lasso")
+    range_js = "return document.querySelector('#map-graph .js-plotly-plot').layout.xaxis.range.slice();"
+    before = viewer.driver.execute_script(range_js)
+    page = drag_path(viewer, "map-graph", hexagon(cx, cy, 1.5), release=False)
+    # the server's answer to, say, a zoom made a moment before: the same picture over wider axes
+    viewer.driver.execute_script(
+        "var gd = document.querySelector('#map-graph .js-plotly-plot');"
+        "var layout = JSON.parse(JSON.stringify(gd.layout));"
+        "layout.xaxis.range = [layout.xaxis.range[0] - 1, layout.xaxis.range[1] + 1];"
+        "layout.xaxis.autorange = false;"
+        "window.dash_clientside.set_props('map-graph', {figure: {data: gd.data, layout: layout}});")
+    time.sleep(0.3)  # ample time for Dash to hand the figure to Plotly (the viewer fixture fails on its error)
+    release_at(viewer, page[0])
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(range_js)[0] < before[0] - 0.5)
+    viewer.wait_for_contains_text("#selection-summary", "cells selected", timeout=TIMEOUT)
+    wait_for_picture(viewer, "selection=")
+
+
 def test_a_box_on_the_umap_highlights_its_clusters_in_the_map(viewer, atlas):
     dataset = first_spatial(atlas)
     umap = atlas.info(dataset).umap_dataset
@@ -247,7 +293,6 @@ def test_a_box_on_the_umap_highlights_its_clusters_in_the_map(viewer, atlas):
     WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: outlines(viewer, "umap-graph") == 0)
 
 
-@pytest.mark.skip(reason="known intermittent Plotly.js console error (reading 'getAttribute') during a lasso drag under CI load; issue 5 stays open for it")
 def test_moving_to_another_section_drops_the_map_selection_and_its_outline(viewer, atlas):
     dataset = first_spatial(atlas)
     sections = atlas.sections(dataset)
@@ -256,10 +301,7 @@ def test_moving_to_another_section_drops_the_map_selection_and_its_outline(viewe
     cx, cy = float(np.median(cells["x"])), float(np.median(cells["y"]))
     open_view(viewer)
     wait_for_picture(viewer, f"section={quote(first)}")
-    # Lasso once the page's first callbacks have settled (a late first figure can drop an early selection).
-    WebDriverWait(viewer.driver, TIMEOUT).until(
-        lambda d: d.execute_script("return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length")
-        == 0)
+    wait_settled(viewer)  # a late first figure replaces the axes the lasso is drawn in
     set_dragmode(viewer, "map-graph", "lasso")
     drag_path(viewer, "map-graph", hexagon(cx, cy, 1.5))
     wait_for_picture(viewer, "selection=")
