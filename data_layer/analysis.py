@@ -521,68 +521,59 @@ def dot_plot_table(atlas: "Atlas", dataset: str, level: str, terms: Sequence[str
 _F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
-@numba.njit(nogil=True, cache=True)
-def _scan_f16(indptr, indices, data, table, genes, s0, s1, r0, selected, out):  # pragma: no cover - compiled
-    for k in range(genes.shape[0]):
-        g = genes[k]
-        a = indptr[g]
-        b = indptr[g + 1]
-        seg = indices[a:b]
-        lo = a + np.searchsorted(seg, s0)
-        hi = a + np.searchsorted(seg, s1)
-        n_window = selected.shape[0]
-        sum_in = 0.0
-        pos_in = 0
-        sum_all = 0.0
-        pos_all = 0
-        for j in range(lo, hi):
-            v = table[data[j]]
-            if v != v:  # NaN stored value: not counted
-                continue
-            sum_all += v
-            if v > 0:
-                pos_all += 1
-            idx = indices[j] - r0
-            if 0 <= idx < n_window:  # rows are sorted: this branch is predictable, the mask look-up is not
-                w = selected[idx]  # uint8 0/1, multiplied in: no branch on a random mask
-                sum_in += v * w
-                pos_in += (v > 0) * w
-        out[k, 0] = sum_in
-        out[k, 1] = pos_in
-        out[k, 2] = sum_all
-        out[k, 3] = pos_all
+@numba.njit(inline="always")
+def _value_f16(data, table, j):  # pragma: no cover - compiled
+    return table[data[j]]
 
 
-@numba.njit(nogil=True, cache=True)
-def _scan_f32(indptr, indices, data, genes, s0, s1, r0, selected, out):  # pragma: no cover - compiled
-    for k in range(genes.shape[0]):
-        g = genes[k]
-        a = indptr[g]
-        b = indptr[g + 1]
-        seg = indices[a:b]
-        lo = a + np.searchsorted(seg, s0)
-        hi = a + np.searchsorted(seg, s1)
-        n_window = selected.shape[0]
-        sum_in = 0.0
-        pos_in = 0
-        sum_all = 0.0
-        pos_all = 0
-        for j in range(lo, hi):
-            v = np.float64(data[j])
-            if v != v:
-                continue
-            sum_all += v
-            if v > 0:
-                pos_all += 1
-            idx = indices[j] - r0
-            if 0 <= idx < n_window:  # rows are sorted: this branch is predictable, the mask look-up is not
-                w = selected[idx]  # uint8 0/1, multiplied in: no branch on a random mask
-                sum_in += v * w
-                pos_in += (v > 0) * w
-        out[k, 0] = sum_in
-        out[k, 1] = pos_in
-        out[k, 2] = sum_all
-        out[k, 3] = pos_all
+@numba.njit(inline="always")
+def _value_f32(data, table, j):  # pragma: no cover - compiled
+    return np.float64(data[j])
+
+
+def _scan_kernel(value, name):
+    """The marker scan over a gene-major store, compiled for one way of reading a stored value (``value(data,
+    table, j)``): float16 bit patterns through a table, or float32 as they are.
+
+    For each gene ``genes[k]``, over the stored rows in ``[s0, s1)``: ``out[k] = (sum inside, expressing inside,
+    sum in scope, expressing in scope)``, "inside" being the rows ``r0 + i`` with ``selected[i] == 1``."""
+    def scan(indptr, indices, data, table, genes, s0, s1, r0, selected, out):  # pragma: no cover - compiled
+        for k in range(genes.shape[0]):
+            g = genes[k]
+            a = indptr[g]
+            b = indptr[g + 1]
+            seg = indices[a:b]
+            lo = a + np.searchsorted(seg, s0)
+            hi = a + np.searchsorted(seg, s1)
+            n_window = selected.shape[0]
+            sum_in = 0.0
+            pos_in = 0
+            sum_all = 0.0
+            pos_all = 0
+            for j in range(lo, hi):
+                v = value(data, table, j)
+                if v != v:  # NaN stored value: not counted
+                    continue
+                sum_all += v
+                if v > 0:
+                    pos_all += 1
+                idx = indices[j] - r0
+                if 0 <= idx < n_window:  # rows are sorted: this branch is predictable, the mask look-up is not
+                    w = selected[idx]  # uint8 0/1, multiplied in: no branch on a random mask
+                    sum_in += v * w
+                    pos_in += (v > 0) * w
+            out[k, 0] = sum_in
+            out[k, 1] = pos_in
+            out[k, 2] = sum_all
+            out[k, 3] = pos_all
+
+    # numba's on-disk cache is named after the function's qualified name: one name per compiled variant
+    scan.__name__ = scan.__qualname__ = name
+    return numba.njit(nogil=True, cache=True)(scan)
+
+
+_scan_f16 = _scan_kernel(_value_f16, "_scan_f16")
+_scan_f32 = _scan_kernel(_value_f32, "_scan_f32")
 
 
 def warm_up() -> None:
@@ -598,7 +589,7 @@ def warm_up() -> None:
     for arr in (indices, data16, data32):
         arr.setflags(write=False)
     _scan_f16(indptr, indices, data16, _F16_TABLE, genes, 0, 1, 0, selected, out)
-    _scan_f32(indptr, indices, data32, genes, 0, 1, 0, selected, out)
+    _scan_f32(indptr, indices, data32, _F16_TABLE, genes, 0, 1, 0, selected, out)
 
 
 @dataclass(frozen=True)
@@ -658,7 +649,7 @@ def selection_stats(atlas: "Atlas", dataset: str, rows, *, section: str | None =
         if data.dtype == np.float16:
             _scan_f16(gm.indptr, gm.indices, data.view(np.uint16), _F16_TABLE, cols, s0, s1, r0, selected, out)
         else:
-            _scan_f32(gm.indptr, gm.indices, data, cols, s0, s1, r0, selected, out)
+            _scan_f32(gm.indptr, gm.indices, data, _F16_TABLE, cols, s0, s1, r0, selected, out)
     has = gm.has_expression
     n_in = int(np.count_nonzero(np.asarray(has[a:b])[mask]))
     n_scope = int(np.count_nonzero(has[s0:s1]))
