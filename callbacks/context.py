@@ -62,14 +62,12 @@ class ViewerContext:
     def gene_range(self, dataset: str, gene: str) -> tuple[float, float]:
         """Default shown range of a gene over the whole dataset (99th percentile of expressing cells).
 
-        The range is per dataset, not per section, so sections of one dataset compare on one scale.
+        The range is per dataset, not per section, so sections of one dataset compare on one scale. It is
+        ``atlas.gene_range`` (stored by prepare: no pass over every cell for a new gene).
         """
         key = (dataset, gene)
         if key not in self._gene_ranges:
-            from rendering.raster import default_gene_range
-
-            values = self.atlas.gene(dataset, gene)
-            self._gene_ranges[key] = tuple(float(v) for v in default_gene_range(values))
+            self._gene_ranges[key] = tuple(float(v) for v in self.atlas.gene_range(dataset, gene))
         return self._gene_ranges[key]
 
     # ------------------------------------------------------------------------------------------ pictures

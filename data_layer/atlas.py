@@ -411,6 +411,14 @@ class Atlas:
         gm = self._genes(dataset)
         return gm.max_value(gm.resolve(gene, dataset))
 
+    def gene_range(self, dataset: str, gene: str) -> tuple[float, float]:
+        """Default colour range ``(vmin, vmax)`` of a gene over the whole dataset: ``0 .. 99th percentile`` of the
+        cells expressing it (values > 0), as ``rendering.raster.default_gene_range(atlas.gene(dataset, gene))``
+        defines it. Read from the store (written by prepare), or computed from the gene's stored entries in stores
+        prepared before it was stored. ``KeyError`` for an unknown gene or a dataset without expression."""
+        gm = self._genes(dataset)
+        return gm.default_range(gm.resolve(gene, dataset))
+
     def search_genes(self, text: str, dataset: str, limit: int = 20) -> list[dict]:
         """Genes for autocompletion: symbol prefix matches first (case-insensitive), then symbol substrings, then
         identifier matches. List of ``{"gene_identifier", "gene_symbol"}``."""

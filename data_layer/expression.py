@@ -10,7 +10,10 @@ Store layout of one dataset's expression (folder ``expression/``)::
     cluster_mean.npy      float32 [n_clusters, n_genes]  mean log2 over the cluster's cells with expression
     cluster_fraction.npy  float32 [n_clusters, n_genes]  fraction of those cells with a value > 0
     cluster_n_cells.npy   int64   [n_clusters]    cells with expression per cluster (NaN stats where 0)
-    expression.json       dtype, nnz, sources and counts
+    gene_range.npy        float64 [n_genes, 2]    each gene's default colour range (vmin, vmax) over the dataset:
+                                                  0 .. 99th percentile of its values > 0 (NaN row: not stored,
+                                                  computed when asked: a gene with negative values)
+    expression.json       dtype, nnz, sources, counts and ``default_range_percentile``
 
 Why float16 for ``data`` (chosen automatically when every value is finite and <= 2048): log2(CPM + 1) values lie
 in 0..~20 where float16 keeps 11 significant bits (a step of 0.004 at 8-16), far finer than the 256 levels of a
@@ -24,6 +27,11 @@ chunks), which plans gene blocks that fit the memory budget; pass 2 reads row ch
 (gene, store row), appends it to the output files and computes the per-cluster statistics of its genes.
 Peak memory is bounded by ``memory_limit_bytes`` (plus per-cell arrays of a few bytes per cell), whatever the
 size of the h5ad files.
+
+The default colour range of a gene (:func:`default_range_of_entries`, the definition of
+``rendering.raster.default_gene_range`` applied to the stored entries) is computed in pass 3 from each gene's
+sorted entries, so a picture of a new gene needs no pass over every cell for it; stores written before it existed
+(no ``gene_range.npy``) compute it from the gene's entries when asked.
 """
 from __future__ import annotations
 
@@ -51,6 +59,11 @@ BYTES_PER_ENTRY = 64
 #: Bytes per (cluster, gene) cell of the statistics accumulators of one block.
 BYTES_PER_STAT = 32
 FLOAT16_MAX_EXACT = 2048.0
+#: Percentile of a gene's expressing cells (values > 0) at the top of its default colour range.
+DEFAULT_RANGE_PERCENTILE = 99.0
+#: Version of the files written in ``expression/`` (part of a dataset's prepare signature, so a store prepared
+#: by an older version is converted again by the next incremental prepare). 2: ``gene_range.npy``.
+LAYOUT_VERSION = 2
 
 
 class ExpressionError(Exception):
@@ -402,6 +415,7 @@ def convert_expression(
     f_data = _open_npy_for_append(out_dir / "data.npy", out_dtype, (nnz,))
     mean_fd, mean_off = _open_npy_for_pwrite(out_dir / "cluster_mean.npy", np.float32, (n_clusters, n_genes))
     frac_fd, frac_off = _open_npy_for_pwrite(out_dir / "cluster_fraction.npy", np.float32, (n_clusters, n_genes))
+    gene_ranges = np.full((n_genes, 2), np.nan, dtype=np.float64)
     bar = _bar(progress, len(blocks), f"{label} expression 3/3 sort" if label else "sort")
     try:
         for b, (g0, g1) in enumerate(blocks):
@@ -435,6 +449,7 @@ def convert_expression(
                 del mean, frac
             rows_sorted, vals_sorted = _sort_block(rec, g0, bg, n_cells, out_dtype)
             del rec
+            gene_ranges[g0:g1] = _block_default_ranges(vals_sorted, indptr[g0:g1 + 1] - indptr[g0])
             f_indices.write(memoryview(rows_sorted))
             f_data.write(memoryview(vals_sorted).cast("B"))
             del rows_sorted, vals_sorted
@@ -449,6 +464,7 @@ def convert_expression(
     np.save(out_dir / "indptr.npy", indptr)
     np.save(out_dir / "has_expression.npy", has_expression)
     np.save(out_dir / "cluster_n_cells.npy", n_per_cluster)
+    np.save(out_dir / "gene_range.npy", gene_ranges)
     pd.DataFrame({"gene_identifier": np.asarray(list(gene_pos), dtype=object),
                   "gene_symbol": np.asarray(symbols, dtype=object)}).to_parquet(out_dir / "genes.parquet", index=False)
     summary = ExpressionSummary(
@@ -458,10 +474,78 @@ def convert_expression(
                 "rows_used": s.rows_used, "rows_dropped": s.rows_extra} for s in srcs],
         seconds=round(time.perf_counter() - t0, 3), bytes_read=bytes_read,
     )
-    (out_dir / "expression.json").write_text(json.dumps(summary.__dict__, indent=1))
+    (out_dir / "expression.json").write_text(json.dumps(
+        {**summary.__dict__, "default_range_percentile": DEFAULT_RANGE_PERCENTILE}, indent=1))
     log.info("%s: expression of %d genes x %d cells, %d non-zeros (%s) in %.1f s", label, n_genes, n_cells, nnz,
              out_dtype.name, summary.seconds)
     return summary
+
+
+def default_range_of_entries(entries: np.ndarray, n_implicit_zeros: int,
+                             percentile: float = DEFAULT_RANGE_PERCENTILE) -> tuple[float, float]:
+    """A gene's default colour range from its stored entries: the definition of
+    ``rendering.raster.default_gene_range`` (``0 .. percentile`` of the values > 0; ``100 - percentile ..
+    percentile`` of all finite values when some are negative; ``(0, 1)`` when nothing is expressed) applied to
+    the gene's vector over the dataset WITHOUT building it.
+
+    The vector's finite values are the finite entries plus ``n_implicit_zeros`` zeros (cells with an expression
+    row but no entry); NaN cells (no expression row) are ignored by the definition. Percentiles depend only on
+    the multiset of values, so the result equals ``default_gene_range(atlas.gene(dataset, gene))`` exactly.
+
+    Parameters
+    ----------
+    entries : numpy.ndarray
+        ``(nnz,)`` float16/float32 stored values of the gene (explicit zeros allowed).
+    n_implicit_zeros : int
+        Cells with an expression row and no entry for the gene.
+    percentile : float
+        0-100.
+
+    Returns
+    -------
+    tuple of float
+        ``(vmin, vmax)`` with ``vmin < vmax``.
+    """
+    values = np.asarray(entries, dtype=np.float64).ravel()
+    finite = values if np.isfinite(values).all() else values[np.isfinite(values)]
+    n_zeros = max(0, int(n_implicit_zeros))
+    if finite.size + n_zeros == 0:
+        return 0.0, 1.0
+    lowest = min(float(finite.min()) if finite.size else np.inf, 0.0 if n_zeros else np.inf)
+    if lowest < 0:
+        everything = np.concatenate([finite, np.zeros(n_zeros)])
+        vmin = float(np.percentile(everything, 100.0 - percentile))
+        vmax = float(np.percentile(everything, percentile))
+    else:
+        expressing = finite[finite > 0]
+        if expressing.size == 0:
+            return 0.0, 1.0
+        vmin = 0.0
+        vmax = float(np.percentile(expressing, percentile))
+    if vmax <= vmin:
+        top = max(float(finite.max()) if finite.size else -np.inf, 0.0 if n_zeros else -np.inf)
+        vmax = top if top > vmin else vmin + 1.0
+    return vmin, vmax
+
+
+def _block_default_ranges(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Default ranges of a block's genes from their sorted entries (``values[offsets[i]:offsets[i+1]]``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_genes_in_block, 2)`` float64; NaN rows for genes with negative values (their range needs the
+        count of implicit zeros; :meth:`GeneMatrix.default_range` computes it when asked).
+    """
+    out = np.full((len(offsets) - 1, 2), np.nan, dtype=np.float64)
+    for i in range(len(offsets) - 1):
+        segment = values[int(offsets[i]):int(offsets[i + 1])]
+        finite = segment[np.isfinite(segment)]
+        if finite.size and finite.min() < 0:
+            continue
+        # No negative value: the implicit zeros do not change the range, only the values > 0 do.
+        out[i] = default_range_of_entries(finite, 0)
+    return out
 
 
 def _sort_block(rec: np.ndarray, g0: int, bg: int, n_cells: int, out_dtype: np.dtype
@@ -692,6 +776,17 @@ class GeneMatrix:
             self._lookup.setdefault(gid.lower(), i)
         self._base: np.ndarray | None = None
         self._all_expressed = bool(np.all(self.has_expression)) if n_cells else True
+        self._n_expressed: int | None = None
+        # Default colour ranges written by prepare (absent in older stores, or for another percentile).
+        self.default_ranges: np.ndarray | None = None
+        path_ranges = folder / "gene_range.npy"
+        if path_ranges.is_file() and self.meta.get("default_range_percentile") == DEFAULT_RANGE_PERCENTILE:
+            ranges = np.load(path_ranges)
+            if ranges.shape == (self.n_genes, 2):
+                self.default_ranges = ranges
+            else:
+                log.warning("%s: gene_range.npy has shape %s for %d genes; computing ranges when asked",
+                            folder, ranges.shape, self.n_genes)
 
     def genes(self) -> pd.DataFrame:
         return pd.DataFrame({"gene_identifier": self.gene_identifiers, "gene_symbol": self.gene_symbols})
@@ -737,6 +832,25 @@ class GeneMatrix:
         else:
             out[np.asarray(idx)] = self.data[a:b]
         return out
+
+    def default_range(self, g: int) -> tuple[float, float]:
+        """Default colour range of gene column ``g`` over the whole dataset (:func:`default_range_of_entries`):
+        the value stored by prepare, else computed from the gene's entries (no dense vector is built).
+
+        Returns
+        -------
+        tuple of float
+            ``(vmin, vmax)``, ``vmin < vmax``.
+        """
+        if self.default_ranges is not None:
+            vmin, vmax = self.default_ranges[g]
+            if np.isfinite(vmin) and np.isfinite(vmax):
+                return float(vmin), float(vmax)
+        if self._n_expressed is None:
+            self._n_expressed = int(np.count_nonzero(self.has_expression)) if not self._all_expressed \
+                else self.n_cells
+        a, b = int(self.indptr[g]), int(self.indptr[g + 1])
+        return default_range_of_entries(self.data[a:b], self._n_expressed - (b - a))
 
     def max_value(self, g: int) -> float:
         a, b = int(self.indptr[g]), int(self.indptr[g + 1])

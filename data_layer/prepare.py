@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import store as st
-from .expression import ExpressionError, convert_expression
+from .expression import LAYOUT_VERSION as EXPRESSION_LAYOUT, ExpressionError, convert_expression
 from .manifest import LocalCache, ManifestError, ManifestFile
 from .tables import (
     TableError, categories_with_colors, csv_header, normalize_color, read_csv, read_value_sets,
@@ -933,7 +933,8 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
         own_sig = {}
         for plan in plans:
             own_sig[plan.name] = st.signature([cache.record(f) for f in plan.sources()],
-                                              {"builder": plan.builder, "dtype": expression_dtype})
+                                              {"builder": plan.builder, "dtype": expression_dtype,
+                                               "expression_layout": EXPRESSION_LAYOUT})
             if plan.taxonomy is None:
                 plan.taxonomy = _choose_taxonomy(plan, taxonomies, cache, old_ds.get(plan.name), own_sig[plan.name])
         needed = set(taxonomies) if not datasets else {p.taxonomy for p in plans if p.taxonomy}

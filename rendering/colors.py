@@ -78,6 +78,9 @@ def rgb_to_hex(rgb: Sequence[int]) -> str:
 def lut_from_hex(colors: Sequence[str], *, alpha: int = 255, missing: str | None = None) -> np.ndarray:
     """Build a colour look-up table from a list of hex colours indexed by code.
 
+    Tables are cached by their colour list (a picture route asks for the same taxonomy level's table on every
+    zoom; parsing 5,000 hex strings costs about a millisecond), so a repeated call only copies the table.
+
     Parameters
     ----------
     colors : sequence of str
@@ -92,13 +95,38 @@ def lut_from_hex(colors: Sequence[str], *, alpha: int = 255, missing: str | None
     Returns
     -------
     numpy.ndarray
-        ``(N, 4)`` uint8 RGBA table, ``N = len(colors)``.
+        ``(N, 4)`` uint8 RGBA table, ``N = len(colors)``; a new array the caller may modify.
 
     Raises
     ------
     ValueError
         Naming the index and value of the first colour that cannot be parsed.
     """
+    return cached_lut(colors, alpha=alpha, missing=missing).copy()
+
+
+def cached_lut(colors: Sequence[str], *, alpha: int = 255, missing: str | None = None) -> np.ndarray:
+    """:func:`lut_from_hex` without the copy: the cached table itself, READ-ONLY.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 4)`` uint8 RGBA table (``flags.writeable`` is False).
+    """
+    try:
+        key = tuple(colors)
+        hash(key)
+    except TypeError:  # unhashable entries: parse without the cache (the parser names the bad entry)
+        return _parse_lut(list(colors), int(alpha), missing)
+    return _lut_cached(key, int(alpha), missing)
+
+
+@functools.lru_cache(maxsize=64)
+def _lut_cached(colors: tuple, alpha: int, missing: str | None) -> np.ndarray:
+    return _parse_lut(colors, alpha, missing)
+
+
+def _parse_lut(colors: Sequence, alpha: int, missing: str | None) -> np.ndarray:
     lut = np.empty((len(colors), 4), dtype=np.uint8)
     lut[:, 3] = alpha
     for i, color in enumerate(colors):
@@ -108,6 +136,7 @@ def lut_from_hex(colors: Sequence[str], *, alpha: int = 255, missing: str | None
             lut[i, :3] = parse_hex(color)
         except ValueError as exc:
             raise ValueError(f"colour table entry {i}: {exc}") from None
+    lut.setflags(write=False)
     return lut
 
 
