@@ -21,7 +21,7 @@ from flask import request
 from callbacks.context import ViewerContext
 from callbacks.export import count_cells, export_filename, figure_from_args
 from callbacks.limits import RateLimited, check_export_rate
-from callbacks.navigation import current_state
+from callbacks.navigation import address_state, current_state
 from components import ids
 from components.catalog import COLOR_BY_GENE
 from components.export import target_options
@@ -330,10 +330,13 @@ def register_panel(app: Any, context: ViewerContext) -> dict:
 # ---------------------------------------------------------------------------------------------- share
 def share_step(values: dict[str, Any], n_clicks: int | None, context: ViewerContext, store: Any,
                home: str = "/") -> dict:
-    """Store the view on screen and return ``{"path": "/s/<id>", "long": "/?...", "n"}`` (or ``{"error"}``)."""
+    """Store the view on screen and return ``{"path": "/s/<id>", "long": "/?...", "n"}`` (or ``{"error"}``).
+
+    ``values[ids.SELECTION]`` (the selection store) is part of the view when it belongs to it.
+    """
     from callbacks.share import ShareError, canonical_query, share_path
 
-    state = current_state(values)
+    state = address_state(values, context)
     if context.catalog.get(state.dataset) is None:
         return {"error": "Nothing to link to yet.", "n": n_clicks}
     query = canonical_query(state, context)
@@ -353,13 +356,14 @@ def register_share_callbacks(app: Any, context: ViewerContext, store: Any, home:
     @app.callback(
         Output(ids.SHARE_LINK, "data"),
         Input(ids.SHARE_BUTTON, "n_clicks"),
+        State(ids.SELECTION, "data"),
         *view_states,
         prevent_initial_call=True,
     )
-    def make_link(n_clicks, *values):
+    def make_link(n_clicks, selection, *values):
         if not n_clicks:
             return no_update
-        return share_step(view_values(*values), n_clicks, context, store, home)
+        return share_step({**view_values(*values), ids.SELECTION: selection}, n_clicks, context, store, home)
 
     app.clientside_callback(
         "function (data) { return window.atlasExport.showLink(data); }",

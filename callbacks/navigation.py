@@ -8,6 +8,12 @@ circle inside one callback), which is what lets a URL set a dataset AND its sect
 
 A second callback writes the view into the query string (``history.pushState``/``replaceState`` in the browser,
 never a reload), and a third offers gene completions as the user types.
+
+The box/lasso selection is part of the address (``sel_view``, ``sel``). The selection store is written by the
+selection callbacks (``callbacks.selection``) and, when an address is read, by the first callback here: in the
+same answer as the section it belongs to, so the clearing that follows a section change sees both together.
+Writing the address never feeds back: ``history.replaceState`` does not change the ``dcc.Location`` it is read
+from (only loading and back/forward do).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import Any
 from dash import Input, Output, State, ctx, no_update
 
 from callbacks.context import ViewerContext
+from callbacks.selection import store_of_view, view_selection
 from components import ids
 from components.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.layout import (color_by_options, gene_options, notice_children, section_options,
@@ -55,6 +62,15 @@ def current_state(values: dict[str, Any]) -> ViewState:
         threshold_a=_number_or_none(values.get(ids.THRESHOLD_A)),
         threshold_b=_number_or_none(values.get(ids.THRESHOLD_B)),
     )
+
+
+def address_state(values: dict[str, Any], context: ViewerContext) -> ViewState:
+    """The view the controls show now with the selection that belongs to it (``values[ids.SELECTION]``): what the
+    address bar and a short link hold."""
+    state = current_state(values)
+    selection = view_selection(values.get(ids.SELECTION), state.dataset, values.get(ids.SLAB_PLANE),
+                               values.get(ids.SECTION), context)
+    return state.replace(selection=selection)
 
 
 def _number_or_none(value: Any) -> float | None:
@@ -124,7 +140,8 @@ def resolve_view(
 
 
 def selection_outputs(
-    state: ViewState, before: ViewState, context: ViewerContext, notices: list[str], *, force: bool = False
+    state: ViewState, before: ViewState, context: ViewerContext, notices: list[str], *, force: bool = False,
+    selection: Any = no_update,
 ) -> tuple:
     """The outputs of the selection callback: changed properties, ``no_update`` for the others.
 
@@ -134,6 +151,8 @@ def selection_outputs(
         The view after and before the trigger.
     force : bool
         Send every property (first load).
+    selection : dict, None or no_update
+        The box/lasso selection store (set only when an address is read).
     """
     catalog = context.catalog
     entry = catalog.get(state.dataset)
@@ -168,6 +187,7 @@ def selection_outputs(
         changed(state.vmax, before.vmax),
         term if force or (state.term_level, state.term) != before_term else no_update,
         viewport if force or state.viewport != before.viewport else no_update,
+        selection,
         notice_children(notices),
     )
 
@@ -210,6 +230,7 @@ SELECTION_OUTPUTS = [
     Output(ids.GENE_VMAX, "value"),
     Output(ids.TERM, "data", allow_duplicate=True),
     Output(ids.VIEWPORT, "data", allow_duplicate=True),
+    Output(ids.SELECTION, "data", allow_duplicate=True),
     Output(ids.NOTICE_VIEW, "children"),
 ]
 SELECTION_INPUTS = [ids.URL, ids.DATASET, ids.SLAB_PLANE, ids.SECTION, ids.COLOR_BY, ids.GENE, ids.GENE_RANGE_AUTO]
@@ -238,13 +259,15 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
         State(ids.VIEWPORT, "data"),
         State(ids.GENE_VMIN, "value"),
         State(ids.GENE_VMAX, "value"),
+        State(ids.SELECTION, "data"),
         prevent_initial_call="initial_duplicate",
     )
-    def update_selection(search, dataset, slab_plane, section, color_by, gene, _auto, term, viewport, vmin, vmax):
+    def update_selection(search, dataset, slab_plane, section, color_by, gene, _auto, term, viewport, vmin, vmax,
+                         selection):
         trigger = ctx.triggered_id
         values = {ids.DATASET: dataset, ids.SLAB_PLANE: slab_plane, ids.SECTION: section, ids.COLOR_BY: color_by,
                   ids.GENE: gene, ids.TERM: term, ids.VIEWPORT: viewport, ids.GENE_VMIN: vmin,
-                  ids.GENE_VMAX: vmax}
+                  ids.GENE_VMAX: vmax, ids.SELECTION: selection}
         return selection_step(trigger, values, context, search=search)
 
     @app.callback(
@@ -262,15 +285,16 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
         Input(ids.BLEND_MODE, "value"),
         Input(ids.THRESHOLD_A, "value"),
         Input(ids.THRESHOLD_B, "value"),
+        Input(ids.SELECTION, "data"),
         prevent_initial_call=True,
     )
     def write_url(dataset, slab_plane, section, color_by, gene, term, viewport, vmin, vmax, gene2, blend_mode,
-                  threshold_a, threshold_b):
+                  threshold_a, threshold_b, selection):
         values = {ids.DATASET: dataset, ids.SLAB_PLANE: slab_plane, ids.SECTION: section, ids.COLOR_BY: color_by,
                   ids.GENE: gene, ids.TERM: term, ids.VIEWPORT: viewport, ids.GENE_VMIN: vmin,
                   ids.GENE_VMAX: vmax, ids.GENE2: gene2, ids.BLEND_MODE: blend_mode, ids.THRESHOLD_A: threshold_a,
-                  ids.THRESHOLD_B: threshold_b}
-        return url_query(values, only_viewport=ctx.triggered_id == ids.VIEWPORT)
+                  ids.THRESHOLD_B: threshold_b, ids.SELECTION: selection}
+        return url_query(values, context, only_viewport=ctx.triggered_id in (ids.VIEWPORT, ids.SELECTION))
 
     # history.pushState/replaceState in the browser: no reload, no Dash round trip
     app.clientside_callback(
@@ -310,12 +334,27 @@ def selection_step(trigger: str | None, values: dict[str, Any], context: ViewerC
     if trigger == ids.DATASET:
         # the dropdown already shows the new dataset, but its planes, sections and options are the old ones
         before = before.replace(dataset=None)
-    return selection_outputs(state, before, context, notices, force=first_load)
+    selection = no_update
+    if trigger in (None, ids.URL):  # the address's selection (or none), in the frame of the place it names
+        stored = store_of_view(state, context)
+        selection = no_update if stored == values.get(ids.SELECTION) else stored
+    return selection_outputs(state, before, context, notices, force=first_load, selection=selection)
 
 
-def url_query(values: dict[str, Any], *, only_viewport: bool = False) -> dict:
-    """The query string of the controls' view, and whether it replaces the history entry (viewport moves)."""
-    return {"query": to_query(current_state(values)), "replace": bool(only_viewport)}
+def url_query(values: dict[str, Any], context: ViewerContext | None = None, *, only_viewport: bool = False) -> dict:
+    """The query string of the controls' view, and whether it replaces the history entry.
+
+    Parameters
+    ----------
+    values : dict
+        Control values keyed by id; ``ids.SELECTION`` (the selection store) is written when ``context`` is given
+        and the selection belongs to the view.
+    only_viewport : bool
+        Only the viewport or the selection moved: replace the history entry (a zoom or a lasso is not a step
+        back/forward walks through).
+    """
+    state = address_state(values, context) if context is not None else current_state(values)
+    return {"query": to_query(state), "replace": bool(only_viewport)}
 
 
 def gene_completions(text: str | None, dataset: str | None, current: str | None,

@@ -12,6 +12,10 @@ highlight in both views, clearing, and the CSV export link.
   clusters_of`), which a map and a UMAP share through the taxonomy, not through their cells.
 * Clearing: the "Clear selection" button, a double-click on the map or UMAP in box/lasso mode (Plotly's
   deselect), or moving to another section (a map selection belongs to its section).
+* The address bar: the selection that belongs to the view on screen is part of its address (``sel_view``,
+  ``sel``: :func:`view_selection`, written by ``callbacks.navigation``); an address with a selection restores the
+  store (:func:`store_of_view`), set by the navigation callback in the same answer as the section it belongs to,
+  so the clearing on a section change never sees one without the other.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from components.analysis_panels import composition_figure
 from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE
 from components.figures import message_figure
 from components.selection_geometry import NOTHING_LINKED, encode_codes, selection_from_event, selection_param
+from components.state import ViewSelection, ViewState
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,23 @@ def applies(selection: dict | None, dataset: str | None, slab_plane: str | None,
         return False
     frame = view_frame(selection.get("view", "map"), dataset, slab_plane, section, context)
     return frame is not None and all(selection.get(k) == frame[k] for k in ("dataset", "section", "slab_plane"))
+
+
+def store_of_view(state: ViewState, context: ViewerContext) -> dict | None:
+    """The selection store of a view's selection (read from an address): its geometry in the frame of the view's
+    map or UMAP panel, or None (no selection, or a view with no such panel)."""
+    if state.selection is None:
+        return None
+    frame = view_frame(state.selection.view, state.dataset, state.slab_plane, state.section, context)
+    return {**frame, **state.selection.geometry()} if frame is not None else None
+
+
+def view_selection(selection: dict | None, dataset: str | None, slab_plane: str | None, section: str | None,
+                   context: ViewerContext) -> ViewSelection | None:
+    """The address-bar part of the selection store when it belongs to what the map shows now, else None."""
+    if not applies(selection, dataset, slab_plane, section, context):
+        return None
+    return ViewSelection.from_geometry(selection["view"], selection)
 
 
 def _where(selection: dict) -> dict:

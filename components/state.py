@@ -1,7 +1,7 @@
 """The view state (what the address bar holds) and its rules: URL parsing and writing, and consistent switching.
 
-A :class:`ViewState` is the whole view: dataset, slab plane, section, colour-by, gene, highlighted term, viewport
-and gene range. :func:`parse_query` reads it from a query string, checking every value against the
+A :class:`ViewState` is the whole view: dataset, slab plane, section, colour-by, gene, highlighted term, viewport,
+gene range and the box/lasso selection (:class:`ViewSelection`). :func:`parse_query` reads it from a query string, checking every value against the
 :class:`~components.catalog.Catalog` (an unknown value becomes a notice and a sensible default, never an error);
 :func:`to_query` writes it back. :func:`switch_dataset`, :func:`switch_slab_plane` and :func:`switch_section`
 return the state after a user choice, keeping what still makes sense (colour-by, gene by symbol, a term of a
@@ -19,6 +19,7 @@ from typing import Callable
 from urllib.parse import parse_qs, urlencode
 
 from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog, DatasetEntry
+from components.selection_geometry import compact_selection, parse_selection_param, selection_param
 from components.viewport import Window, make_window
 
 #: ``lookup(dataset, text) -> canonical gene symbol``; raises ``KeyError`` (message names close matches).
@@ -31,6 +32,43 @@ QUERY_KEYS = ("dataset", "slab_plane", "section", "color_by", "gene", "term", "t
               "x0", "x1", "y0", "y1", "vmin", "vmax", "gene2", "blend", "ta", "tb")
 #: Modes of a two-gene picture: every cell in its blend colour, or only the cells above both thresholds.
 BLEND_MODES = ("blend", "both")
+#: Address-bar parameters of the box/lasso selection, written after :data:`QUERY_KEYS`: the view it was drawn in
+#: and its geometry (``components.selection_geometry.selection_param``). Not view parameters of the picture,
+#: export and API routes, which take the selection as their own ``selection=`` parameter.
+SELECTION_KEYS = ("sel_view", "sel")
+#: Views a selection is drawn in: the main picture, or the UMAP panel beside a spatial dataset.
+SELECTION_VIEWS = ("map", "umap")
+
+
+@dataclass(frozen=True)
+class ViewSelection:
+    """A box or lasso selection as the address bar holds it (its frame is the view's own place).
+
+    Attributes
+    ----------
+    view : {"map", "umap"}
+        ``map``: the main picture (the section, slab plane or single-cell dataset in the same address);
+        ``umap``: the UMAP panel beside a spatial dataset.
+    kind : {"box", "lasso"}
+    xs, ys : tuple of float
+        Compact geometry (:func:`components.selection_geometry.compact_selection`): a box's ascending bounds, or a
+        lasso's vertices without a closing repeat.
+    """
+
+    view: str
+    kind: str
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+
+    def geometry(self) -> dict:
+        """``{"kind", "xs", "ys"}`` with lists: the geometry part of the selection store."""
+        return {"kind": self.kind, "xs": list(self.xs), "ys": list(self.ys)}
+
+    @classmethod
+    def from_geometry(cls, view: str, geometry: dict) -> "ViewSelection":
+        """From a compact geometry dict (the selection store, or :func:`compact_selection`'s answer)."""
+        return cls(view=view, kind=geometry["kind"], xs=tuple(float(v) for v in geometry["xs"]),
+                   ys=tuple(float(v) for v in geometry["ys"]))
 
 
 @dataclass(frozen=True)
@@ -61,6 +99,8 @@ class ViewState:
         Two genes: every cell in its blend colour, or only cells above both thresholds.
     threshold_a, threshold_b : float or None
         Thresholds (log2) of the ``both`` mode; None = 0.
+    selection : ViewSelection or None
+        Box or lasso selection of the map (this dataset, slab plane and section) or of the UMAP beside it.
     """
 
     dataset: str | None
@@ -77,6 +117,7 @@ class ViewState:
     blend_mode: str = "blend"
     threshold_a: float | None = None
     threshold_b: float | None = None
+    selection: ViewSelection | None = None
 
     def replace(self, **changes) -> "ViewState":
         return dataclasses.replace(self, **changes)
@@ -244,7 +285,41 @@ def parse_query(
     except ValueError as exc:
         notices.append(Notice(_bad_key(params, ("vmin", "vmax")),
                               f"Bad gene range in the address ({exc}): using the default range."))
+
+    # selection: drawn on the place this address names (a place that fell back to a default is another one)
+    if params.get("sel"):
+        place_notices = [n for n in notices if getattr(n, "parameter", None) in ("dataset", "section", "slab_plane")]
+        selection, notice = _parse_selection(catalog, entry, state, params, place_notices)
+        state = state.replace(selection=selection)
+        if notice is not None:
+            notices.append(notice)
+    elif params.get("sel_view"):
+        notices.append(Notice("sel_view", "sel_view without a selection (sel): nothing selected."))
     return state, notices
+
+
+def _parse_selection(catalog: Catalog, entry: DatasetEntry, state: ViewState, params: dict[str, str],
+                     place_notices: list[str]) -> tuple[ViewSelection | None, Notice | None]:
+    """The selection of the address (``sel_view``, ``sel``), or None and the notice saying why it is dropped."""
+    view = params.get("sel_view") or "map"
+    if view not in SELECTION_VIEWS:
+        return None, Notice("sel_view", f"Unknown selection view '{view}' (map or umap): nothing selected.")
+    try:
+        parsed = parse_selection_param(params["sel"])
+        geometry = compact_selection(parsed["kind"], parsed["xs"], parsed["ys"]) if parsed else None
+    except ValueError as exc:
+        return None, Notice("sel", f"Bad selection in the address ({exc}): nothing selected.")
+    if geometry is None:
+        return None, Notice("sel", "The selection in the address encloses nothing: nothing selected.")
+    if view == "umap":
+        umap = catalog.get(entry.umap_dataset) if entry.spatial and entry.umap_dataset else None
+        if umap is None:
+            return None, Notice("sel_view", f"{entry.name} has no UMAP beside it: nothing selected.")
+        if any(n.parameter == "dataset" for n in place_notices):
+            return None, Notice("sel", "The selection belongs to a dataset that is not shown: nothing selected.")
+    elif place_notices:
+        return None, Notice("sel", "The selection belongs to a place that is not shown: nothing selected.")
+    return ViewSelection.from_geometry(view, geometry), None
 
 
 def _parse_two_genes(entry: DatasetEntry, state: ViewState, params: dict[str, str],
@@ -329,7 +404,7 @@ def to_query(state: ViewState) -> str:
     """The query string of a view (``?dataset=...``), omitting defaults that need no parameter.
 
     ``slab_plane`` is written only for a whole-slab-plane view (a section implies its plane); ``gene`` only when
-    colouring by gene; the viewport and gene range only when set.
+    colouring by gene; the viewport, gene range and selection (``sel_view``, ``sel``) only when set.
     """
     if state.dataset is None:
         return ""
@@ -355,6 +430,8 @@ def to_query(state: ViewState) -> str:
         pairs += [(key, _format(value)) for key, value in zip(("x0", "x1", "y0", "y1"), state.viewport)]
     if state.color_by == COLOR_BY_GENE and state.vmin is not None and state.vmax is not None:
         pairs += [("vmin", _format(state.vmin)), ("vmax", _format(state.vmax))]
+    if state.selection is not None:
+        pairs += [("sel_view", state.selection.view), ("sel", selection_param(state.selection.geometry()))]
     return "?" + urlencode(pairs)
 
 
@@ -474,6 +551,9 @@ __all__ = [
     "COLOR_BY_REGION",
     "Notice",
     "QUERY_KEYS",
+    "SELECTION_KEYS",
+    "SELECTION_VIEWS",
+    "ViewSelection",
     "ViewState",
     "default_state",
     "frame_bounds",
