@@ -63,7 +63,7 @@ def render_rgba(context: ViewerContext, picture: PictureRequest) -> np.ndarray:
     y = cells["y"].to_numpy()
     viewport = Viewport(*picture.window, picture.width_px, picture.height_px,
                         max_px=max(context.settings.max_image_px, picture.width_px, picture.height_px))
-    in_view = int(np.count_nonzero(viewport.contains(x, y)))
+    in_view = viewport.count_inside(x, y)
     # a section's picture is clipped to the section, which the tissue mostly fills; a UMAP is mostly empty
     spread = auto_spread_px(in_view, viewport, tissue_fraction=0.8 if y_down else 0.5)
     highlight = None

@@ -123,7 +123,20 @@ class Viewport:
         """Boolean mask ``(n,)`` of the cells inside the window (bounds included)."""
         x = np.asarray(x)
         y = np.asarray(y)
+        if (x.ndim == 1 and x.shape == y.shape and x.dtype == y.dtype and x.dtype in (np.float32, np.float64)):
+            # one pass instead of seven over millions of cells; bounds in the coordinates' dtype, as numpy compares
+            kind = x.dtype.type
+            return _inside_kernel(x, y, kind(self.x0), kind(self.x1), kind(self.y0), kind(self.y1))
         return (x >= self.x0) & (x <= self.x1) & (y >= self.y0) & (y <= self.y1)
+
+    def count_inside(self, x: np.ndarray, y: np.ndarray) -> int:
+        """Number of cells inside the window (bounds included): ``contains(x, y).sum()`` without the mask."""
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if (x.ndim == 1 and x.shape == y.shape and x.dtype == y.dtype and x.dtype in (np.float32, np.float64)):
+            kind = x.dtype.type
+            return int(_count_inside_kernel(x, y, kind(self.x0), kind(self.x1), kind(self.y0), kind(self.y1)))
+        return int(np.count_nonzero(self.contains(x, y)))
 
     def plotly_image(self, *, y_down: bool) -> dict:
         """Placement of a picture rendered for this viewport as a Plotly layout image (without ``source``).
@@ -214,6 +227,40 @@ def _codes_index_kernel(agg):  # pragma: no cover - compiled
             value = agg[r, c]
             index[r, c] = -1 if np.isnan(value) else np.int32(value)
     return index
+
+
+@numba.njit(cache=True, nogil=True)
+def _inside_kernel(x, y, x0, x1, y0, y1):  # pragma: no cover - compiled
+    inside = np.empty(x.shape[0], dtype=np.bool_)
+    for i in range(x.shape[0]):
+        inside[i] = (x[i] >= x0) and (x[i] <= x1) and (y[i] >= y0) and (y[i] <= y1)
+    return inside
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_inside_kernel(x, y, x0, x1, y0, y1):  # pragma: no cover - compiled
+    n = 0
+    for i in range(x.shape[0]):
+        if (x[i] >= x0) and (x[i] <= x1) and (y[i] >= y0) and (y[i] <= y1):
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _has_nan_kernel(values):  # pragma: no cover - compiled
+    for i in range(values.shape[0]):
+        if np.isnan(values[i]):
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _nan_to_neg_inf_kernel(values):  # pragma: no cover - compiled
+    out = np.empty_like(values)
+    for i in range(values.shape[0]):
+        value = values[i]
+        out[i] = -np.inf if np.isnan(value) else value
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -613,7 +660,7 @@ def render_numeric(
     x, y = _coords(x, y)
     values = np.asarray(values)
     _check_length("values", values, x.shape[0])
-    if not np.issubdtype(values.dtype, np.floating):
+    if values.dtype not in (np.float32, np.float64):  # integers, float16 (exact in float32)
         values = values.astype(np.float32)
     if how not in _HOW_NUMERIC:
         raise ValueError(f"how={how!r} must be one of {_HOW_NUMERIC}")
@@ -637,7 +684,10 @@ def render_numeric(
     reductions: dict = {}
     if how == "max":
         # -inf stands for NaN: max skips NaN but keeps -inf, so a pixel of only-NaN cells is told from an empty one.
-        sentinel = np.where(np.isnan(values), values.dtype.type(-np.inf), values)
+        # (a read-only scan first: most genes of most datasets have no NaN, and a fresh copy of millions of
+        # values costs more in page faults than the scan)
+        values = np.ascontiguousarray(values)
+        sentinel = _nan_to_neg_inf_kernel(values) if _has_nan_kernel(values) else values
         for name, layer in layer_masks.items():
             columns[name] = sentinel if layer is None else np.where(layer, sentinel, nan)
             reductions[name] = ds.max(name)

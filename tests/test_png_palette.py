@@ -153,3 +153,36 @@ def test_numeric_picture_maps_each_pixels_max_onto_the_colour_map(y_down):
     expected = expected if y_down else expected[::-1]
     picture = render_numeric(x, y, values, VIEW, vmin=0.5, vmax=4.0, y_down=y_down)
     np.testing.assert_array_equal(picture, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_viewport_contains_matches_numpy_comparisons_at_the_bounds(dtype):
+    view = Viewport(0.1, 0.7, -0.3, 0.2, 10, 10)
+    edges = np.array([0.1, 0.7, -0.3, 0.2], dtype=dtype)
+    near = np.concatenate([edges, np.nextafter(edges, dtype(-9)), np.nextafter(edges, dtype(9))])
+    x, y = np.meshgrid(near, near)
+    x, y = x.ravel().astype(dtype), y.ravel().astype(dtype)
+    expected = (x >= view.x0) & (x <= view.x1) & (y >= view.y0) & (y <= view.y1)
+    inside = view.contains(x, y)
+    assert inside.dtype == bool and 0 < inside.sum() < inside.size
+    np.testing.assert_array_equal(inside, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_viewport_count_inside_is_the_number_of_cells_contains_marks(dtype):
+    rng = np.random.default_rng(6)
+    x, y = (rng.normal(0, 1, 5000) * 3).astype(dtype), (rng.normal(0, 1, 5000) * 3).astype(dtype)
+    view = Viewport(-1.0, 2.0, -0.5, 1.5, 10, 10)
+    assert view.count_inside(x, y) == int(view.contains(x, y).sum()) > 0
+
+
+def test_numeric_picture_draws_nan_cells_grey_and_others_from_the_colour_map():
+    x = np.array([1.0, 5.0, 5.0], dtype=np.float32)
+    y = np.array([1.0, 4.0, 4.0], dtype=np.float32)
+    values = np.array([np.nan, np.nan, 2.0], dtype=np.float32)  # a NaN-only pixel; a pixel with one value
+    picture = render_numeric(x, y, values, VIEW, vmin=0.0, vmax=4.0, y_down=True)
+    from rendering.colors import NAN_GREY, cmap_lut, to_rgba
+
+    assert tuple(picture[5, 6]) == to_rgba(NAN_GREY)
+    assert tuple(picture[20, 30]) == tuple(cmap_lut("viridis")[128])
+    assert picture[..., 3].astype(bool).sum() == 2
