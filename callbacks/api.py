@@ -3,7 +3,8 @@
 =====================================  ==============================================================================
 ``GET /api/render``                    the view as a PNG picture (``format=png``, the default) exactly ``width`` x
                                        ``height`` pixels, or a figure (``format=svg|pdf``, or ``figure=1`` for a PNG
-                                       figure with axes, legend, scale bar)
+                                       figure with axes, legend, scale bar); ``panels=species|gallery`` for the
+                                       species side by side or the section gallery as one figure
 ``GET /api/cells.csv`` / ``.h5ad``     the cells of the view (``genes=A,B``, ``selection=x0,x1,y0,y1``)
 ``GET /api/genes?q=&dataset=``         gene search (JSON)
 ``GET /api/datasets``                  what the store holds (JSON): datasets, sections, levels, colourings
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
 #: Parameters of ``/api/render`` besides the view's.
-RENDER_KEYS = ("width", "height", "format", "figure", "unit", "dpi", "title", "legend")
+RENDER_KEYS = ("width", "height", "format", "figure", "unit", "dpi", "title", "legend", "panels", "sections")
 #: Width of a picture when neither ``width`` nor ``height`` is given.
 DEFAULT_PICTURE_WIDTH_PX = 1200
 #: Gene search results at most.
@@ -91,7 +92,7 @@ def render_from_args(context: ViewerContext, args: dict[str, str]) -> tuple[byte
     if fmt != "png" or read_flag(args, "figure"):
         data, state = figure_from_args(context, args, fmt, extra_keys=RENDER_KEYS)
         return data, fmt, export_filename(state, "figure", fmt)
-    for key in ("unit", "dpi", "title", "legend"):
+    for key in ("unit", "dpi", "title", "legend", "panels", "sections"):
         if args.get(key):
             raise ExportRequestError(key, "applies to figures only (format=svg|pdf, or figure=1)")
     state = read_view(context, args, RENDER_KEYS)

@@ -67,6 +67,22 @@ def first_section(context: ViewerContext, dataset: str) -> str | None:
     return None
 
 
+def gallery_sections(context: ViewerContext, dataset: str) -> list[str]:
+    """Every section of ``dataset`` in atlas order (slab plane by slab plane): the gallery's pictures."""
+    entry = context.catalog.get(dataset)
+    return [label for plane in (entry.slab_planes if entry is not None else ()) for label in plane.sections]
+
+
+def hand_gene_range(vmin: Any, vmax: Any) -> tuple[float, float] | None:
+    """The gene range set by hand (``vmin < vmax``, both numbers), else None (the default range applies)."""
+    try:
+        if vmin not in (None, "") and vmax not in (None, "") and float(vmin) < float(vmax):
+            return float(vmin), float(vmax)
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
 @dataclass(frozen=True)
 class SlotColouring:
     """How one side-by-side map is coloured, after matching the main map's choice to its dataset."""
@@ -122,11 +138,9 @@ def shared_gene_range(context: ViewerContext, datasets: list[str], gene: str | N
                       vmax: Any) -> tuple[float, float] | None:
     """One colour range for a gene over every side-by-side dataset measuring it: the range set by hand, else
     from the lowest default low end to the highest default high end."""
-    try:
-        if vmin not in (None, "") and vmax not in (None, "") and float(vmin) < float(vmax):
-            return float(vmin), float(vmax)
-    except (TypeError, ValueError):
-        pass
+    chosen = hand_gene_range(vmin, vmax)
+    if chosen is not None:
+        return chosen
     ranges = []
     for dataset in datasets:
         try:
@@ -312,24 +326,19 @@ def gallery_step(mode: str | None, dataset: str | None, section: str | None, col
     colouring = slot_colouring(context, entry.name, color_by, gene, term, two_genes, shared_only=False)
     low = high = None
     if colouring.color_by == COLOR_BY_GENE:
-        try:
-            if vmin not in (None, "") and vmax not in (None, "") and float(vmin) < float(vmax):
-                low, high = float(vmin), float(vmax)
-        except (TypeError, ValueError):
-            pass
+        low, high = hand_gene_range(vmin, vmax) or (None, None)
     width, height = GALLERY_SIZE_PX
     items = []
-    for plane in entry.slab_planes:
-        for label in plane.sections:
-            info = entry.sections[label]
-            frame = padded(info.bounds)
-            image = context.picture_image(
-                dataset=entry.name, section=label, slab_plane=None, color_by=colouring.color_by,
-                gene=colouring.gene, term=colouring.term, window=frame, frame=frame,
-                size={"width_px": width, "height_px": height}, vmin=low, vmax=high, y_down=True,
-                extra=colouring.extra)
-            items.append({"section": label, "src": image["source"] if image else None, "n_cells": info.n_cells,
-                          "current": label == section})
+    for label in gallery_sections(context, entry.name):
+        info = entry.sections[label]
+        frame = padded(info.bounds)
+        image = context.picture_image(
+            dataset=entry.name, section=label, slab_plane=None, color_by=colouring.color_by,
+            gene=colouring.gene, term=colouring.term, window=frame, frame=frame,
+            size={"width_px": width, "height_px": height}, vmin=low, vmax=high, y_down=True,
+            extra=colouring.extra)
+        items.append({"section": label, "src": image["source"] if image else None, "n_cells": info.n_cells,
+                      "current": label == section})
     return gallery_html(items)
 
 

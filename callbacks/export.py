@@ -12,8 +12,11 @@
 * The export panel (``components.export``) downloads a figure through ``dcc.Download`` (errors and the rate limit
   become a visible message) and the cells through links to the routes (a cell table can be large).
 
-A figure is built from a list of :class:`FigurePanel` (today one: the map or the UMAP); a side-by-side or gallery
-export (selections, issue 5) adds panels, not a second rendering path.
+A figure is built from a list of :class:`FigurePanel`: one (the map or the UMAP), or with ``panels=species`` /
+``panels=gallery`` one per species side by side or per section of the gallery (:func:`render_comparison`). Their
+choice and colouring come from ``callbacks.compare`` (the views on screen), each panel is rendered by the same
+:func:`figure_panel`, and :func:`rendering.figures.export_panel_grid` lays them out at one scale with one legend
+or colour bar: more panels, not a second rendering path.
 """
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ from callbacks.context import ViewerContext
 from callbacks.routes import render_rgba, shown_gene_range
 from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.export_request import (CELL_FORMATS, CELL_KEYS, FIGURE_FORMATS, FIGURE_KEYS, MAX_EXPORT_CELLS,
-                                       MAX_EXPORT_VALUES, CellOptions, ExportRequestError, FigureOptions,
-                                       Selection, cell_options, figure_options, strict_view)
+                                       MAX_EXPORT_VALUES, MAX_FIGURE_PANELS, MIN_PANEL_PX, CellOptions,
+                                       ExportRequestError, FigureOptions, PanelRequest, Selection, cell_options,
+                                       figure_options, panel_request, strict_view)
 from components.picture import PictureRequest
 from components.state import ViewState, frame_bounds, to_query
 from components.viewport import Window, padded
@@ -118,22 +122,33 @@ def _inside(x: np.ndarray, y: np.ndarray, window: Window) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- legends
-def visible_legend(context: ViewerContext, state: ViewState, window: Window, limit: int) -> list[tuple[str, str]]:
-    """Legend of the categories drawn in the view, the most frequent first.
+@dataclass(frozen=True)
+class LegendCounts:
+    """Cells per category drawn bright in one view (inside its window; with a highlighted term, only its cells).
 
-    Only cells inside ``window`` count (and, with a highlighted term, only its cells: the others are drawn
-    dimmed, listed as one grey entry). More than ``limit`` categories end with a "+ N more" line.
-
-    Returns
-    -------
-    list of (label, ``#rrggbb``)
+    Attributes
+    ----------
+    names, colors : list of str
+        Every category of the colour-by column and its ``#rrggbb``.
+    counts : numpy.ndarray
+        ``(len(names),)`` int64 cells per category.
+    dimmed : bool
+        Whether cells outside the highlighted term are drawn (dimmed) in the window.
     """
-    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) or limit <= 0:
-        return []
-    from rendering.colors import DIM_GREY
 
+    names: list
+    colors: list
+    counts: np.ndarray
+    dimmed: bool
+
+
+def legend_counts(context: ViewerContext, state: ViewState, window: Window) -> LegendCounts | None:
+    """The categories drawn in a view and their cells (None for a gene or two-gene view)."""
+    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
+        return None
     atlas = context.atlas
-    cells = atlas.cells(state.dataset, **_where(context, state))
+    where = _where(context, state)
+    cells = atlas.cells(state.dataset, **where)
     column = cells[state.color_by]
     x = cells["x"].to_numpy()
     y = cells["y"].to_numpy()
@@ -148,14 +163,53 @@ def visible_legend(context: ViewerContext, state: ViewState, window: Window, lim
         colors = [by_name.get(name, "#bebebe") for name in categories]
     else:
         colors = list(atlas.taxonomy(state.dataset).colors(state.color_by))
-    present = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
-    entries = [(categories[i], colors[i]) for i in present[:limit]]
+    dimmed = bool(highlight is not None and np.any(inside & ~highlight))
+    return LegendCounts(categories, colors, counts.astype(np.int64), dimmed)
+
+
+def legend_entries(found: Sequence[LegendCounts], limit: int) -> list[tuple[str, str]]:
+    """ONE legend of one or several views: the categories with cells in any of them, the most cells (summed over
+    the views, by name) first; the colour is the first view's. More than ``limit`` end with a "+ N more" line; a
+    dimmed rest with one grey "other cells (dimmed)" entry.
+
+    Returns
+    -------
+    list of (label, ``#rrggbb``)
+    """
+    from rendering.colors import DIM_GREY
+
+    if limit <= 0:
+        return []
+    totals: dict[str, int] = {}
+    colours: dict[str, str] = {}
+    for item in found:
+        for name, colour, count in zip(item.names, item.colors, item.counts):
+            if count > 0:
+                totals[name] = totals.get(name, 0) + int(count)
+                colours.setdefault(name, colour)
+    present = sorted(totals, key=lambda name: -totals[name])  # stable: ties keep the first view's order
+    entries = [(name, colours[name]) for name in present[:limit]]
     if len(present) > limit:
-        rest = len(present) - limit
-        entries.append((f"+ {rest} more with fewer cells", "#ffffff"))
-    if highlight is not None and np.any(inside & ~highlight):
+        entries.append((f"+ {len(present) - limit} more with fewer cells", "#ffffff"))
+    if any(item.dimmed for item in found):
         entries.append(("other cells (dimmed)", DIM_GREY))
     return entries
+
+
+def visible_legend(context: ViewerContext, state: ViewState, window: Window, limit: int) -> list[tuple[str, str]]:
+    """Legend of the categories drawn in the view, the most frequent first.
+
+    Only cells inside ``window`` count (and, with a highlighted term, only its cells: the others are drawn
+    dimmed, listed as one grey entry). More than ``limit`` categories end with a "+ N more" line.
+
+    Returns
+    -------
+    list of (label, ``#rrggbb``)
+    """
+    if limit <= 0:
+        return []
+    found = legend_counts(context, state, window)
+    return legend_entries([found], limit) if found is not None else []
 
 
 def gene_colorbar(context: ViewerContext, picture: PictureRequest) -> tuple[str, float, float, str] | None:
@@ -164,6 +218,16 @@ def gene_colorbar(context: ViewerContext, picture: PictureRequest) -> tuple[str,
         return None
     vmin, vmax = shown_gene_range(context, picture)
     return GENE_CMAP, float(vmin), float(vmax), f"{picture.gene} (log2 expression)"
+
+
+def _colour_text(state: ViewState) -> str:
+    if state.color_by == COLOR_BY_TWO_GENES:
+        return f"{state.gene} (magenta) and {state.gene2} (green)"
+    if state.color_by == COLOR_BY_GENE:
+        return f"{state.gene} expression"
+    if state.color_by == COLOR_BY_REGION:
+        return "region"
+    return state.color_by
 
 
 def auto_title(context: ViewerContext, state: ViewState) -> str:
@@ -177,15 +241,7 @@ def auto_title(context: ViewerContext, state: ViewState) -> str:
         where = f"Section {state.section}"
     else:
         where = f"Slab plane {state.slab_plane}"
-    if state.color_by == COLOR_BY_TWO_GENES:
-        colour = f"{state.gene} (magenta) and {state.gene2} (green)"
-    elif state.color_by == COLOR_BY_GENE:
-        colour = f"{state.gene} expression"
-    elif state.color_by == COLOR_BY_REGION:
-        colour = "region"
-    else:
-        colour = state.color_by
-    title = f"{where} · {colour}"
+    title = f"{where} · {_colour_text(state)}"
     if state.term:
         title += f" · {state.term}"
     return title
@@ -224,46 +280,74 @@ class FigurePanel:
 
 
 def figure_panel(context: ViewerContext, state: ViewState, options: FigureOptions, *,
-                 max_px: int | None = None) -> FigurePanel:
+                 max_px: int | None = None, window: Window | None = None, size_px: tuple[int, int] | None = None,
+                 title: str | None = None, with_legend: bool = True) -> FigurePanel:
     """Render one view for a figure of ``options``' size: cells at print resolution plus legend or colour bar.
 
     Parameters
     ----------
     max_px : int, optional
         Largest raster side; default ``settings.max_export_px``.
+    window : Window, optional
+        Data window to draw; default the view's (:func:`view_window`).
+    size_px : (int, int), optional
+        Raster size; default as large as the whole figure (:func:`rendering.figures.export_raster_px`). A panel
+        of a grid passes its box at the figure's dpi.
+    title : str, optional
+        Panel title; default the figure's (``options.title``, else automatic).
+    with_legend : bool
+        Count the visible categories (a grid draws one legend of all its panels instead).
     """
     from rendering.figures import MAX_FIGURE_PX, export_raster_px
     from rendering.raster import Viewport
 
     entry = context.catalog.get(state.dataset)
-    window = view_window(context, state)
+    window = window or view_window(context, state)
     limit = min(max_px or context.settings.max_export_px, MAX_FIGURE_PX)
-    shape = Viewport(*window, 1, 1)
-    width_px, height_px = export_raster_px(shape, options.width_in, options.height_in, options.dpi, max_px=limit)
+    if size_px is None:
+        shape = Viewport(*window, 1, 1)
+        width_px, height_px = export_raster_px(shape, options.width_in, options.height_in, options.dpi,
+                                               max_px=limit)
+    else:
+        width_px, height_px = (max(1, min(int(v), limit)) for v in size_px)
     picture = view_picture(state, window, width_px, height_px)
     rgba = render_rgba(context, picture)
+    if title is None:
+        title = auto_title(context, state) if options.title is None else options.title
     return FigurePanel(
         rgba=rgba, window=window, y_down=entry.spatial, units="mm" if entry.spatial else "",
-        title=auto_title(context, state) if options.title is None else options.title,
-        species=entry.species or "",
-        legend=visible_legend(context, state, window, options.legend_entries),
+        title=title, species=entry.species or "",
+        legend=visible_legend(context, state, window, options.legend_entries) if with_legend else [],
         colorbar=gene_colorbar(context, picture),
     )
 
 
-def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions) -> bytes:
-    """The figure file of ``panels`` (today exactly one; several come with side-by-side and gallery views).
+def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: Any = None) -> bytes:
+    """The figure file of ``panels``: one view as today, or several laid out by ``grid``.
+
+    Parameters
+    ----------
+    panels : sequence of FigurePanel
+        One panel (its legend, colour bar, title and species are the figure's), or one per box of ``grid``.
+    grid : rendering.figures.PanelGrid, optional
+        The plan of a figure of several panels (:func:`plan_comparison`): their boxes at one scale, the ONE
+        legend or colour bar, the heading.
 
     Raises
     ------
     ExportRequestError
-        For a number of panels the figure layout cannot draw yet.
+        For several panels without a grid, or a grid of another number of panels.
     """
-    from rendering.figures import export_figure
+    from rendering.figures import export_figure, export_panel_grid
     from rendering.raster import Viewport
 
+    if grid is not None:
+        if len(panels) != len(grid.geometry.boxes):
+            raise ExportRequestError("panels", f"{len(panels)} pictures for a grid of {len(grid.geometry.boxes)}")
+        return export_panel_grid([p.rgba for p in panels], [p.window for p in panels], grid, fmt=options.fmt,
+                                 dpi=options.dpi, y_down=all(p.y_down for p in panels))
     if len(panels) != 1:
-        raise ExportRequestError("view", f"a figure of {len(panels)} views is not supported yet (one view)")
+        raise ExportRequestError("panels", f"a figure of {len(panels)} views needs a panel grid")
     panel = panels[0]
     height, width = panel.rgba.shape[:2]
     viewport = Viewport(*panel.window, width, height, max_px=max(width, height))
@@ -283,6 +367,175 @@ def render_figure(context: ViewerContext, state: ViewState, options: FigureOptio
         When the view misses the cells.
     """
     return compose_figure([figure_panel(context, state, options)], options)
+
+
+# ---------------------------------------------------------------------------------------------- panels
+@dataclass(frozen=True)
+class PanelView:
+    """One panel of a comparison figure before it is drawn.
+
+    Attributes
+    ----------
+    state : ViewState
+        Its own view: dataset, section (and its slab plane), colouring carried over from the main view.
+    window : Window
+        The whole section (padded, as the map frames it).
+    title : str
+        Species and platform then section (side by side), or the section (gallery); a colouring that could not
+        be carried over says so on a last line.
+    """
+
+    state: ViewState
+    window: Window
+    title: str
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """A comparison figure before its cells are drawn: the views and their layout (see :func:`plan_comparison`)."""
+
+    kind: str
+    views: tuple[PanelView, ...]
+    grid: Any  # rendering.figures.PanelGrid
+    heading: str
+
+
+def _two_genes(state: ViewState) -> dict | None:
+    if state.color_by != COLOR_BY_TWO_GENES or not state.gene2:
+        return None
+    return {"gene2": state.gene2, "blend_mode": state.blend_mode, "threshold_a": state.threshold_a,
+            "threshold_b": state.threshold_b}
+
+
+def _panel_state(context: ViewerContext, dataset: str, section: str, colouring: Any,
+                 gene_range: tuple[float, float] | None) -> ViewState:
+    """The view of one panel: ``colouring`` (``callbacks.compare.SlotColouring``) on ``section`` of ``dataset``."""
+    entry = context.catalog.get(dataset)
+    extra = colouring.extra or {}
+    by_gene = colouring.color_by == COLOR_BY_GENE
+    return ViewState(
+        dataset=dataset, slab_plane=entry.sections[section].slab_plane, section=section,
+        color_by=colouring.color_by, gene=colouring.gene,
+        term=colouring.term[1] if colouring.term else None, term_level=colouring.term[0] if colouring.term else None,
+        vmin=gene_range[0] if by_gene and gene_range else None, vmax=gene_range[1] if by_gene and gene_range else None,
+        gene2=extra.get("gene2"), blend_mode=extra.get("blend_mode") or "blend",
+        threshold_a=extra.get("threshold_a"), threshold_b=extra.get("threshold_b"),
+    )
+
+
+def comparison_views(context: ViewerContext, state: ViewState, request: PanelRequest) -> list[PanelView]:
+    """The panels of a side-by-side or gallery figure, chosen and coloured as ``callbacks.compare`` shows them.
+
+    * ``species``: the side-by-side datasets (``compare_datasets``: the first of each species), each on the
+      section asked (else its first), coloured by ``slot_colouring`` (the term only at a level shared across
+      species); a gene on ONE range for all: the range set by hand (``vmin``/``vmax``), else from the lowest
+      default low end to the highest default high end over the species measuring it (``shared_gene_range``).
+    * ``gallery``: every section of the view's dataset (``gallery_sections``), coloured like the map (any level's
+      term); a gene on the range set by hand, else the DATASET's default range (one range for all sections).
+    """
+    from callbacks.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range,
+                                   shared_gene_range, slot_colouring)
+
+    term = {"level": state.term_level, "name": state.term} if state.term and state.term_level else None
+    views = []
+    if request.kind == "species":
+        datasets = compare_datasets(context)
+        gene_range = shared_gene_range(context, datasets, state.gene, state.vmin, state.vmax)
+        for slot, dataset in enumerate(datasets):
+            entry = context.catalog.get(dataset)
+            asked = request.sections[slot] if slot < len(request.sections) else None
+            section = asked or first_section(context, dataset)
+            colouring = slot_colouring(context, dataset, state.color_by, state.gene, term, _two_genes(state))
+            lines = [f"{entry.species or dataset} · {entry.platform}", section]
+            if colouring.note:
+                lines.append(colouring.note)
+            views.append(PanelView(_panel_state(context, dataset, section, colouring, gene_range),
+                                   padded(entry.sections[section].bounds), "\n".join(lines)))
+        return views
+    entry = context.catalog.get(state.dataset)
+    colouring = slot_colouring(context, entry.name, state.color_by, state.gene, term, _two_genes(state),
+                               shared_only=False)
+    gene_range = hand_gene_range(state.vmin, state.vmax)
+    for section in gallery_sections(context, entry.name):
+        title = section if not colouring.note else f"{section}\n{colouring.note}"
+        views.append(PanelView(_panel_state(context, entry.name, section, colouring, gene_range),
+                               padded(entry.sections[section].bounds), title))
+    return views
+
+
+def comparison_title(context: ViewerContext, state: ViewState, request: PanelRequest, n_panels: int) -> str:
+    """Default title of a comparison figure: which panels and how they are coloured (and the highlighted term)."""
+    if request.kind == "species":
+        title = f"Species side by side · {_colour_text(state)}"
+    else:
+        title = f"{state.dataset} · {n_panels} sections · {_colour_text(state)}"
+    return title + (f" · {state.term}" if state.term else "")
+
+
+def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOptions,
+                    request: PanelRequest) -> ComparisonPlan:
+    """The views and layout of a side-by-side (a row) or gallery (the columns giving the largest panels) figure.
+
+    All panels share ONE scale (inches per mm; see :mod:`rendering.figures`), ONE legend of the categories
+    visible in any panel (most cells first) or ONE colour bar (the range of :func:`comparison_views`), and each
+    has its own scale bar (one length for all). Nothing is rendered yet: the preview of the export panel shows
+    this plan.
+
+    Raises
+    ------
+    ExportRequestError
+        Naming ``panels`` when the panels would be smaller than :data:`MIN_PANEL_PX` (or find no room) at this
+        figure size and dpi.
+    """
+    from rendering.figures import plan_panel_grid
+
+    views = comparison_views(context, state, request)
+    if len(views) > MAX_FIGURE_PANELS:
+        raise ExportRequestError("panels", f"{len(views)} panels; a figure holds at most {MAX_FIGURE_PANELS}")
+    found = [legend_counts(context, v.state, v.window) for v in views]
+    legend = legend_entries([f for f in found if f is not None], options.legend_entries)
+    colorbar = None
+    for view in views:
+        if view.state.color_by == COLOR_BY_GENE:
+            colorbar = gene_colorbar(context, view_picture(view.state, view.window, 1, 1))
+            break
+    heading = comparison_title(context, state, request, len(views)) if options.title is None else options.title
+    species = ""
+    if request.kind == "gallery":
+        species = context.catalog.get(state.dataset).species or ""
+    grid = plan_panel_grid(
+        [(v.window.width, v.window.height) for v in views], [v.title for v in views],
+        width_in=options.width_in, height_in=options.height_in, dpi=options.dpi, heading=heading, species=species,
+        legend=legend, colorbar=colorbar, n_cols=len(views) if request.kind == "species" else None,
+    )
+    sizes = grid.raster_px(options.dpi) if grid.geometry.boxes else [(0, 0)]
+    smallest = min(min(size) for size in sizes)
+    if smallest < MIN_PANEL_PX:
+        what = "sections" if request.kind == "gallery" else "species"
+        raise ExportRequestError(
+            "panels", f"{len(views)} {what} in a {options.width_px} x {options.height_px} px figure leave panels "
+                      f"of {smallest} px (at least {MIN_PANEL_PX}): make the figure larger (up to max_export_px) "
+                      f"or the legend shorter")
+    return ComparisonPlan(request.kind, tuple(views), grid, heading)
+
+
+def render_comparison(context: ViewerContext, state: ViewState, options: FigureOptions,
+                      request: PanelRequest) -> bytes:
+    """The side-by-side or gallery figure as ``options.fmt`` bytes: every panel re-rendered through the ONE
+    rendering path (:func:`figure_panel`) at its box's size at the figure's dpi, then composed
+    (:func:`compose_figure`). The panels' rasters together never exceed the figure's pixels (their boxes lie
+    inside it), so the export size limit bounds them too.
+
+    Raises
+    ------
+    ExportRequestError
+        See :func:`plan_comparison`.
+    """
+    plan = plan_comparison(context, state, options, request)
+    panels = [figure_panel(context, view.state, options, window=view.window, size_px=size, title=view.title,
+                           with_legend=False)
+              for view, size in zip(plan.views, plan.grid.raster_px(options.dpi))]
+    return compose_figure(panels, options, plan.grid)
 
 
 # ---------------------------------------------------------------------------------------------- cells
@@ -390,9 +643,14 @@ def _h5ad_bytes(context: ViewerContext, state: ViewState, cells: Any, genes: dic
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def export_filename(state: ViewState, kind: str, fmt: str) -> str:
-    """A safe download name: ``<dataset>_<section or plane>_<colour>[_<gene>].<fmt>`` (``kind`` = figure|cells)."""
+def export_filename(state: ViewState, kind: str, fmt: str, panels: str | None = None) -> str:
+    """A safe download name: ``<dataset>_<section or plane>_<colour>[_<gene>].<fmt>`` (``kind`` = figure|cells);
+    a figure of ``panels`` is ``species-side-by-side_<colour>`` or ``<dataset>_gallery_<colour>``."""
     parts = [state.dataset or "atlas", state.section or state.slab_plane or "umap"]
+    if panels == "species":
+        parts = ["species-side-by-side"]
+    elif panels == "gallery":
+        parts = [state.dataset or "atlas", "gallery"]
     parts.append(state.gene if state.color_by == COLOR_BY_GENE and state.gene else state.color_by)
     if kind == "cells":
         parts.append("cells")
@@ -427,12 +685,25 @@ def read_view(context: ViewerContext, args: dict[str, str], extra_keys: Sequence
                        term_lookup=context.lookups.term_level, extra_keys=extra_keys)
 
 
-def figure_from_args(context: ViewerContext, args: dict[str, str], fmt: str,
-                     extra_keys: Sequence[str] = FIGURE_KEYS) -> tuple[bytes, ViewState]:
-    """Parse, render and return a figure of a request's parameters (the route's and the API's body)."""
+def figure_request(context: ViewerContext, args: dict[str, str], fmt: str,
+                   extra_keys: Sequence[str] = FIGURE_KEYS) -> tuple[ViewState, FigureOptions, PanelRequest | None]:
+    """Parse a figure request strictly: the view, the options and the panels (None = the one view)."""
+    from callbacks.compare import compare_datasets
+
     state = read_view(context, args, extra_keys)
     options = figure_options(args, fmt=fmt, max_export_px=context.settings.max_export_px)
-    return render_figure(context, state, options), state
+    request = panel_request(args, context.catalog, state, compare_datasets(context))
+    return state, options, request
+
+
+def figure_from_args(context: ViewerContext, args: dict[str, str], fmt: str,
+                     extra_keys: Sequence[str] = FIGURE_KEYS) -> tuple[bytes, ViewState]:
+    """Parse, render and return a figure of a request's parameters (the route's, the API's and the export
+    panel's body): the one view, or with ``panels=species|gallery`` the side-by-side or gallery figure."""
+    state, options, request = figure_request(context, args, fmt, extra_keys)
+    if request is None:
+        return render_figure(context, state, options), state
+    return render_comparison(context, state, options, request), state
 
 
 def cells_from_args(context: ViewerContext, args: dict[str, str], fmt: str) -> tuple[bytes, ViewState, int]:
@@ -457,10 +728,11 @@ def export_blueprint(context: ViewerContext) -> Blueprint:
             return error_response(ExportRequestError("format", f"{fmt[:20]!r} is not one of "
                                                                f"{', '.join(FIGURE_FORMATS)}"))
         try:
-            data, state = figure_from_args(context, request_args(), fmt)
+            args = request_args()
+            data, state = figure_from_args(context, args, fmt)
         except ExportRequestError as exc:
             return error_response(exc)
-        return file_response(data, fmt, export_filename(state, "figure", fmt))
+        return file_response(data, fmt, export_filename(state, "figure", fmt, panels=args.get("panels")))
 
     @blueprint.get(EXPORT_CELLS_PATH)
     def export_cells_route(fmt: str) -> Response:

@@ -1,10 +1,11 @@
 """The export panel's and the "Copy link" button's callbacks.
 
-The panel turns the view on screen (the map, or the UMAP beside it) and its options into the SAME parameters the
-``/export/`` routes and the HTTP API take (:func:`panel_args`), and checks them with the same parsers, so what the
-panel says is what the route does. A figure downloads through ``dcc.Download`` (the export rate limit and any
-error become a message in the panel); the cells download through links to ``/export/cells.<csv|h5ad>`` (a cell
-table can be too big for a callback's JSON).
+The panel turns the view on screen (the map, the UMAP beside it, or the map card's species side by side or section
+gallery) and its options into the SAME parameters the ``/export/`` routes and the HTTP API take (:func:`panel_args`;
+``panels=species|gallery`` and the side-by-side ``sections`` for the comparison views), and checks them with the
+same parsers, so what the panel says is what the route does. A figure downloads through ``dcc.Download`` (the
+export rate limit and any error become a message in the panel); the cells download through links to
+``/export/cells.<csv|h5ad>`` (a cell table can be too big for a callback's JSON).
 
 "Copy link" stores the canonical view (``callbacks.share``) and a clientside callback copies ``/s/<id>`` to the
 clipboard, showing the link in a text box in any case (the clipboard is refused outside secure contexts).
@@ -19,12 +20,13 @@ from dash import Input, Output, State, ctx, dcc, no_update
 from flask import request
 
 from callbacks.context import ViewerContext
-from callbacks.export import count_cells, export_filename, figure_from_args
+from callbacks.export import (count_cells, export_filename, figure_from_args, figure_request,
+                              plan_comparison)
 from callbacks.limits import RateLimited, check_export_rate
 from callbacks.navigation import address_state, current_state
 from components import ids
 from components.catalog import COLOR_BY_GENE
-from components.export import target_options
+from components.export import COMPARISON_TARGETS, target_options
 from components.export_request import MAX_EXPORT_CELLS, ExportRequestError, figure_options
 from components.layout import gene_options
 from components.state import ViewState, to_query
@@ -42,6 +44,8 @@ OPTION_INPUTS = [(ids.EXPORT_TARGET, "value"), (ids.EXPORT_FORMAT, "value"), (id
                  (ids.EXPORT_HEIGHT, "value"), (ids.EXPORT_UNIT, "value"), (ids.EXPORT_DPI, "value"),
                  (ids.EXPORT_TITLE, "value"), (ids.EXPORT_LEGEND, "value")]
 OPTION_KEYS = ("target", "format", "width", "height", "unit", "dpi", "title", "legend")
+#: The side-by-side maps' sections, in slot order (the ``sections`` of a ``panels=species`` figure).
+COMPARE_INPUTS = [(ids.compare_section(slot), "value") for slot in range(ids.COMPARE_SLOTS)]
 
 
 def view_values(*values: Any) -> dict[str, Any]:
@@ -54,12 +58,31 @@ def option_values(*values: Any) -> dict[str, Any]:
     return dict(zip(OPTION_KEYS, values))
 
 
+def target_step(dataset: str | None, mode: str | None, target: str | None, trigger: str | None,
+                context: ViewerContext) -> tuple[list[dict], str]:
+    """``(options, value)`` of the figure target: the map, the UMAP beside it, and the comparison view the map card
+    shows; switching the map card to side by side or the gallery makes it the target, leaving it goes back to
+    the map."""
+    entry = context.catalog.get(dataset)
+    has_umap = bool(entry and entry.spatial and context.umap_dataset(dataset))
+    comparison = mode if mode == "species" or (mode == "gallery" and entry is not None and entry.spatial) else None
+    valid = {"map"} | ({"umap"} if has_umap else set()) | ({comparison} if comparison else set())
+    if comparison and (trigger == ids.MAP_VIEW_MODE or target not in valid):
+        value = comparison
+    else:
+        value = target if target in valid else "map"
+    return target_options(has_umap, comparison), value
+
+
 def panel_view(values: dict[str, Any], target: str, context: ViewerContext) -> ViewState | None:
-    """The view to export: the map's, or the UMAP panel's (its dataset, colouring, highlighted term and zoom).
+    """The view to export: the map's, or the UMAP panel's (its dataset, colouring, highlighted term and zoom); for
+    a comparison target the map's colouring without its zoom (the panels draw whole sections).
 
     Returns None when ``target`` is ``"umap"`` and no UMAP is shown beside the map.
     """
     state = current_state(values)
+    if target in COMPARISON_TARGETS:
+        return state.replace(viewport=None)
     if target != "umap":
         return state
     entry = context.catalog.get(state.dataset)
@@ -83,12 +106,26 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def panel_args(state: ViewState, options: dict[str, Any]) -> dict[str, str]:
+def compare_sections(values: dict[str, Any], context: ViewerContext) -> list[str | None]:
+    """The section of each side-by-side map (``values`` keyed by the :data:`COMPARE_INPUTS` ids), one per
+    side-by-side dataset."""
+    from callbacks.compare import compare_datasets
+
+    return [values.get(ids.compare_section(slot)) or None for slot in range(len(compare_datasets(context)))]
+
+
+def panel_args(state: ViewState, options: dict[str, Any], sections: list[str | None] | None = None) -> dict[str, str]:
     """The query parameters of the export route for a view and the panel's options.
 
-    Empty options are left out (the route's defaults apply); an empty title means automatic.
+    Empty options are left out (the route's defaults apply); an empty title means automatic. A comparison target
+    adds ``panels`` (and for the species side by side ``sections``: the slots' sections, empty = the first).
     """
     args = dict(parse_qsl(to_query(state).lstrip("?"), keep_blank_values=True))
+    target = options.get("target")
+    if target in COMPARISON_TARGETS:
+        args["panels"] = target
+        if target == "species" and any(sections or ()):
+            args["sections"] = ",".join(section or "" for section in sections)
     for key in ("width", "height", "unit", "dpi", "legend"):
         text = _text(options.get(key))
         if text != "":
@@ -99,9 +136,32 @@ def panel_args(state: ViewState, options: dict[str, Any]) -> dict[str, str]:
     return args
 
 
+def figure_info(args: dict[str, str], fmt: str, context: ViewerContext) -> str:
+    """What the figure will be: its size and, for a comparison, its panels and their common scale.
+
+    Raises
+    ------
+    ExportRequestError
+        As the route would answer.
+    """
+    if not args.get("panels"):
+        figure = figure_options(args, fmt=fmt, max_export_px=context.settings.max_export_px)
+        panels = ""
+    else:
+        state, figure, request = figure_request(context, args, fmt)
+        plan = plan_comparison(context, state, figure, request)
+        names = [view.title.split("\n")[0] for view in plan.views]
+        shown = ", ".join(names) if len(names) <= 3 else f"{len(names)} sections"
+        paper_mm = plan.grid.in_per_unit * 25.4
+        panels = (f"{COMPARISON_TARGETS[request.kind].strip()}: {shown} · one scale, 1 mm of tissue = "
+                  f"{paper_mm:.2g} mm on paper · ")
+    return (f"{panels}{figure.width_px:,} × {figure.height_px:,} px · {figure.width_in:.3g} × "
+            f"{figure.height_in:.3g} in at {figure.dpi:g} dpi · {fmt.upper()}")
+
+
 def preview_step(values: dict[str, Any], options: dict[str, Any], genes: list[str] | None,
                  context: ViewerContext) -> tuple:
-    """What the panel shows for the current view and options.
+    """What the panel shows for the current view and options (``values`` may hold the :data:`COMPARE_INPUTS`).
 
     Returns
     -------
@@ -109,18 +169,22 @@ def preview_step(values: dict[str, Any], options: dict[str, Any], genes: list[st
         ``(figure info, download disabled, API URL, CSV href, h5ad href, cells info)``.
     """
     fmt = options.get("format") or "png"
-    state = panel_view(values, options.get("target") or "map", context)
+    target = options.get("target") or "map"
+    state = panel_view(values, target, context)
     if state is None or context.catalog.get(state.dataset) is None:
-        message = "No UMAP beside this view." if options.get("target") == "umap" else "Choose a dataset."
+        message = "No UMAP beside this view." if target == "umap" else "Choose a dataset."
         return message, True, "", None, None, ""
-    args = panel_args(state, options)
+    args = panel_args(state, options, compare_sections(values, context))
     try:
-        figure = figure_options(args, fmt=fmt, max_export_px=context.settings.max_export_px)
-        info = (f"{figure.width_px:,} × {figure.height_px:,} px · {figure.width_in:.3g} × "
-                f"{figure.height_in:.3g} in at {figure.dpi:g} dpi · {fmt.upper()}")
+        info = figure_info(args, fmt, context)
         disabled = False
     except ExportRequestError as exc:
         info, disabled = f"Cannot export: {exc}", True
+    except Exception as exc:  # a broken view must give a message, not an error in the console
+        log.exception("planning the figure of %s failed", state)
+        info, disabled = f"Cannot export: {exc}", True
+    if target in COMPARISON_TARGETS:
+        state = current_state(values)  # the cell links stay those of the map's view
     api = dict(args)
     api["format"] = fmt
     if fmt == "png":
@@ -153,13 +217,14 @@ def download_step(values: dict[str, Any], options: dict[str, Any], context: View
                   *, check_rate: bool = True) -> tuple[Any, str]:
     """Render the figure for the Download button: ``(dcc.Download data or no_update, message)``."""
     fmt = options.get("format") or "png"
-    state = panel_view(values, options.get("target") or "map", context)
+    target = options.get("target") or "map"
+    state = panel_view(values, target, context)
     if state is None:
         return no_update, "No UMAP beside this view."
     try:
         if check_rate:
             check_export_rate()
-        data, state = figure_from_args(context, panel_args(state, options), fmt)
+        data, state = figure_from_args(context, panel_args(state, options, compare_sections(values, context)), fmt)
     except RateLimited as exc:
         return no_update, f"Too many exports: {exc}."
     except ExportRequestError as exc:
@@ -167,7 +232,7 @@ def download_step(values: dict[str, Any], options: dict[str, Any], context: View
     except Exception as exc:  # the panel says so instead of failing silently
         log.exception("figure export of %s failed", state)
         return no_update, f"The figure could not be made: {exc}"
-    name = export_filename(state, "figure", fmt)
+    name = export_filename(state, "figure", fmt, panels=target if target in COMPARISON_TARGETS else None)
     return dcc.send_bytes(data, name), f"Downloaded {name} ({len(data) / 1e6:.2f} MB)."
 
 
@@ -229,7 +294,12 @@ def register_panel(app: Any, context: ViewerContext) -> dict:
     view_states = [State(component, prop) for component, prop in VIEW_INPUTS]
     option_inputs = [Input(component, prop) for component, prop in OPTION_INPUTS]
     option_states = [State(component, prop) for component, prop in OPTION_INPUTS]
-    n_view = len(VIEW_INPUTS)
+    compare_inputs = [Input(component, prop) for component, prop in COMPARE_INPUTS]
+    compare_states = [State(component, prop) for component, prop in COMPARE_INPUTS]
+    n_view, n_options, n_compare = len(VIEW_INPUTS), len(OPTION_INPUTS), len(COMPARE_INPUTS)
+
+    def comparison_values(values: tuple) -> dict[str, Any]:
+        return {component: value for (component, _), value in zip(COMPARE_INPUTS, values)}
 
     @app.callback(
         Output(ids.EXPORT_PANEL, "hidden"),
@@ -247,12 +317,11 @@ def register_panel(app: Any, context: ViewerContext) -> dict:
         Output(ids.EXPORT_TARGET, "options"),
         Output(ids.EXPORT_TARGET, "value"),
         Input(ids.DATASET, "value"),
+        Input(ids.MAP_VIEW_MODE, "value"),
         State(ids.EXPORT_TARGET, "value"),
     )
-    def targets(dataset, target):
-        entry = context.catalog.get(dataset)
-        has_umap = bool(entry and entry.spatial and context.umap_dataset(dataset))
-        return target_options(has_umap), target if has_umap else "map"
+    def targets(dataset, mode, target):
+        return target_step(dataset, mode, target, ctx.triggered_id, context)
 
     @app.callback(
         Output(ids.EXPORT_WIDTH, "value"),
@@ -276,13 +345,15 @@ def register_panel(app: Any, context: ViewerContext) -> dict:
         Input(ids.EXPORT_PANEL, "hidden"),
         *view_inputs,
         *option_inputs,
+        *compare_inputs,
         Input(ids.EXPORT_GENES, "value"),
     )
     def preview(hidden, *rest):
         if hidden:
             return (no_update,) * 6
         values = view_values(*rest[:n_view])
-        options = option_values(*rest[n_view:n_view + len(OPTION_INPUTS)])
+        options = option_values(*rest[n_view:n_view + n_options])
+        values.update(comparison_values(rest[n_view + n_options:n_view + n_options + n_compare]))
         return preview_step(values, options, rest[-1], context)
 
     @app.callback(
@@ -291,13 +362,15 @@ def register_panel(app: Any, context: ViewerContext) -> dict:
         Input(ids.EXPORT_FIGURE, "n_clicks"),
         *view_states,
         *option_states,
+        *compare_states,
         prevent_initial_call=True,
     )
     def download_figure(n_clicks, *rest):
         if not n_clicks:
             return no_update, no_update
         values = view_values(*rest[:n_view])
-        options = option_values(*rest[n_view:])
+        options = option_values(*rest[n_view:n_view + n_options])
+        values.update(comparison_values(rest[n_view + n_options:]))
         return download_step(values, options, context)
 
     @app.callback(

@@ -17,10 +17,18 @@ FORMAT_OPTIONS = [{"label": " PNG", "value": "png"}, {"label": " SVG", "value": 
 UNIT_OPTIONS = [{"label": " px", "value": "px"}, {"label": " in", "value": "in"}]
 
 
-def target_options(has_umap: bool) -> list[dict]:
-    """What to export: the map, and the UMAP panel when one is shown beside it."""
-    return [{"label": " Map", "value": "map"},
-            {"label": " UMAP", "value": "umap", "disabled": not has_umap}]
+#: Export targets besides the map and the UMAP: the map card's comparison views (``panels=`` of the route).
+COMPARISON_TARGETS = {"species": " Species side by side", "gallery": " Section gallery"}
+
+
+def target_options(has_umap: bool, comparison: str | None = None) -> list[dict]:
+    """What to export: the map, the UMAP panel when one is shown beside it, and the comparison view the map card
+    shows (``"species"`` side by side or the section ``"gallery"``), if any."""
+    options = [{"label": " Map", "value": "map"},
+               {"label": " UMAP", "value": "umap", "disabled": not has_umap}]
+    if comparison in COMPARISON_TARGETS:
+        options.append({"label": COMPARISON_TARGETS[comparison], "value": comparison})
+    return options
 
 
 def _row(label: str, *children, hint: str | None = None) -> html.Div:

@@ -210,8 +210,18 @@ class FigureOptions:
         return pairs
 
 
+#: Figures of several panels: ``panels=species`` (the species side by side, ``sections=`` one per species) or
+#: ``panels=gallery`` (every section of the dataset); absent = the one view.
+PANEL_KINDS = ("species", "gallery")
+#: Panels one figure may hold at most, and the smallest panel side (pixels at the figure's dpi) it may draw: a
+#: gallery of more or smaller sections is refused rather than drawn as specks.
+MAX_FIGURE_PANELS = 120
+MIN_PANEL_PX = 48
+#: View parameters a figure of panels refuses: its panels draw whole sections.
+_VIEWPORT_KEYS = ("x0", "x1", "y0", "y1")
+
 #: Figure parameters besides the view's.
-FIGURE_KEYS = ("width", "height", "unit", "dpi", "title", "legend")
+FIGURE_KEYS = ("width", "height", "unit", "dpi", "title", "legend", "panels", "sections")
 
 
 def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> FigureOptions:
@@ -264,6 +274,85 @@ def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> 
     legend = int(read_number(args, "legend", DEFAULT_LEGEND_ENTRIES, 0, MAX_LEGEND_ENTRIES))
     return FigureOptions(fmt=fmt, width_in=sizes["width"], height_in=sizes["height"], dpi=dpi, title=title,
                          legend_entries=legend)
+
+
+@dataclass(frozen=True)
+class PanelRequest:
+    """A figure of several panels.
+
+    Attributes
+    ----------
+    kind : {"species", "gallery"}
+    sections : tuple of (str or None)
+        ``species``: the section of each side-by-side dataset, in their order (None = its first section; fewer
+        entries than datasets leave the rest at their first). ``gallery``: empty (every section).
+    """
+
+    kind: str
+    sections: tuple[str | None, ...] = ()
+
+
+def panel_request(args: Mapping[str, str], catalog: Catalog, state: ViewState,
+                  species_datasets: list[str]) -> PanelRequest | None:
+    """Read ``panels`` and ``sections`` strictly; None for a figure of the one view.
+
+    Parameters
+    ----------
+    args : mapping of str to str
+        ``panels`` (``species`` or ``gallery``; absent or empty = the one view) and, with ``species``, ``sections``:
+        comma-separated section labels, one per side-by-side dataset in ``species_datasets`` order (an empty entry
+        = that dataset's first section).
+    catalog : Catalog
+    state : ViewState
+        The view read from ``args`` (the gallery draws its dataset).
+    species_datasets : list of str
+        The side-by-side datasets (``callbacks.compare.compare_datasets``).
+
+    Raises
+    ------
+    ExportRequestError
+        Naming ``panels`` (unknown kind, no dataset to compare, a UMAP gallery, more than
+        :data:`MAX_FIGURE_PANELS` sections), ``sections`` (not with ``species``, too many, unknown) or ``x0``
+        (a viewport: panels draw whole sections).
+    """
+    raw = args.get("panels")
+    if raw is None or str(raw).strip() == "":
+        if str(args.get("sections") or "").strip():
+            raise ExportRequestError("sections", "applies to panels=species only")
+        return None
+    kind = str(raw).strip().lower()
+    if kind not in PANEL_KINDS:
+        raise ExportRequestError("panels", f"{str(raw)[:40]!r} is not one of {', '.join(PANEL_KINDS)}")
+    for key in _VIEWPORT_KEYS:
+        if str(args.get(key) or "").strip():
+            raise ExportRequestError(key, f"a figure of panels ({kind}) draws whole sections; leave out x0, x1, y0, "
+                                          "y1")
+    if kind == "gallery":
+        if str(args.get("sections") or "").strip():
+            raise ExportRequestError("sections", "applies to panels=species only (a gallery draws every section)")
+        entry = catalog.get(state.dataset)
+        if entry is None or not entry.spatial or not entry.sections:
+            raise ExportRequestError("panels", f"a gallery needs a dataset of sections; {state.dataset} has none")
+        if len(entry.sections) > MAX_FIGURE_PANELS:
+            raise ExportRequestError("panels", f"{entry.name} has {len(entry.sections)} sections; a gallery figure "
+                                               f"holds at most {MAX_FIGURE_PANELS}")
+        return PanelRequest(kind)
+    if not species_datasets:
+        raise ExportRequestError("panels", "the store holds no dataset of sections to put side by side")
+    text = str(args.get("sections") or "")
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []
+    if len(parts) > len(species_datasets):
+        raise ExportRequestError("sections", f"{len(parts)} sections for {len(species_datasets)} side-by-side "
+                                             f"datasets ({', '.join(species_datasets)})")
+    sections: list[str | None] = []
+    for dataset, label in zip(species_datasets, parts):
+        entry = catalog.get(dataset)
+        if label and label not in entry.sections:
+            first = next(iter(entry.sections), "")
+            raise ExportRequestError("sections", f"{label[:60]!r} is not a section of {dataset} "
+                                                 f"({entry.species or dataset}; e.g. {first})")
+        sections.append(label or None)
+    return PanelRequest(kind, tuple(sections))
 
 
 # ---------------------------------------------------------------------------------------------- cells

@@ -5,6 +5,12 @@ everything else (axes, ticks, scale bar, legend, colour bar labels, title, speci
 so a journal figure can be edited in Illustrator/Inkscape: SVG keeps text as ``<text>`` (``svg.fonttype =
 'none'``) and PDF embeds TrueType fonts (``pdf.fonttype = 42``).
 
+A figure of several pictures (species side by side, a section gallery) is laid out by :func:`plan_panel_grid` and
+drawn by :func:`export_panel_grid`: one raster per panel, each titled and with its own scale bar, ONE legend or
+colour bar for all. Every panel is drawn at the SAME scale (inches per mm), not stretched to the same size: a
+macaque section then looks smaller than a human one, as it is, and one scale bar length reads the same on every
+panel, which is what a paper comparing tissue needs (equal extents would give each panel its own magnification).
+
 The raster is drawn as given: the caller re-renders the cells at the export resolution first (see
 :func:`export_raster_px` for the size to ask :mod:`rendering.raster` for), otherwise a 1000-pixel screen picture
 is stretched over a 300-dpi figure.
@@ -20,6 +26,7 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -99,6 +106,60 @@ def _validate(rgba, fmt, width_in, height_in, dpi) -> np.ndarray:
         if inches * dpi > MAX_FIGURE_PX:
             raise ValueError(f"{name}={inches!r} at dpi={dpi!r} is {inches * dpi:.0f} px, over {MAX_FIGURE_PX} px")
     return rgba
+
+
+def _legend_handles(legend: Sequence[tuple[str, str]]) -> list:
+    """Colour patches of a legend, at most :data:`MAX_LEGEND_ENTRIES` (the rest in one "... and N more" line)."""
+    from matplotlib.patches import Patch
+
+    entries = list(legend)
+    handles = [Patch(facecolor=np.asarray(parse_hex(color)) / 255.0, edgecolor="none", label=str(label))
+               for label, color in entries[:MAX_LEGEND_ENTRIES]]
+    if len(entries) > MAX_LEGEND_ENTRIES:
+        handles.append(Patch(facecolor="none", edgecolor="none",
+                             label=f"... and {len(entries) - MAX_LEGEND_ENTRIES} more"))
+    return handles
+
+
+def _legend_columns(n_handles: int) -> int:
+    return 1 if n_handles <= 20 else 2 if n_handles <= 40 else 3
+
+
+def _add_scale_bar(axes, length: float, fontsize: float = 8, pad: float = 0.6) -> None:
+    """A ``length`` (data units, mm) bar at the lower right of ``axes``, labelled in mm or µm."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    axes.add_artist(
+        AnchoredSizeBar(
+            axes.transData, length, _scale_bar_label(length), loc="lower right", frameon=False,
+            size_vertical=0, pad=pad, sep=3 if fontsize >= 8 else 2, color="black", fontproperties={"size": fontsize},
+        )
+    )
+
+
+def _colorbar_mappable(colorbar: tuple[str, float, float, str]):
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    cmap_name, vmin, vmax, _ = colorbar
+    if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
+        raise ValueError(f"colorbar range vmin={vmin!r}, vmax={vmax!r} must be finite with vmin < vmax")
+    return ScalarMappable(norm=Normalize(vmin=vmin, vmax=vmax), cmap=_listed_cmap(cmap_name))
+
+
+def _save(figure, fmt: str, dpi: float, title: str) -> bytes:
+    """The figure as ``fmt`` bytes: vector text in SVG/PDF, reproducible metadata, white background."""
+    import matplotlib
+
+    metadata = {"png": {"Software": "abc-atlas-viewer"},
+                "svg": {"Date": None, "Creator": "abc-atlas-viewer"},
+                "pdf": {"CreationDate": None, "Creator": "abc-atlas-viewer"}}[fmt]
+    if title:
+        metadata["Title"] = title
+    buffer = io.BytesIO()
+    with _RC_LOCK, matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "atlas"}):
+        figure.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
+    return buffer.getvalue()
 
 
 def _keep_labels_inside(figure, axes, pad_in: float = 3 / 72) -> None:
@@ -181,12 +242,8 @@ def export_figure(
         On a bad picture, format, size or dpi (naming it).
     """
     rgba = _validate(rgba, fmt, width_in, height_in, dpi)
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
     figure = Figure(figsize=(width_in, height_in), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
@@ -218,42 +275,419 @@ def export_figure(
                         fontstyle="italic")
 
     if scale_bar_mm and units == "mm":
-        from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
-
-        length = _nice_scale_bar_mm(viewport.x1 - viewport.x0)
-        axes.add_artist(
-            AnchoredSizeBar(
-                axes.transData, length, _scale_bar_label(length), loc="lower right", frameon=False,
-                size_vertical=0, pad=0.6, sep=3, color="black", fontproperties={"size": 8},
-            )
-        )
+        _add_scale_bar(axes, _nice_scale_bar_mm(viewport.x1 - viewport.x0))
 
     if legend:
-        entries = list(legend)
-        handles = [Patch(facecolor=np.asarray(parse_hex(color)) / 255.0, edgecolor="none", label=str(label))
-                   for label, color in entries[:MAX_LEGEND_ENTRIES]]
-        if len(entries) > MAX_LEGEND_ENTRIES:
-            handles.append(Patch(facecolor="none", edgecolor="none",
-                                 label=f"... and {len(entries) - MAX_LEGEND_ENTRIES} more"))
-        n_cols = 1 if len(handles) <= 20 else 2 if len(handles) <= 40 else 3
-        figure.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False, ncols=n_cols,
-                      handlelength=1.0, handleheight=1.0, borderaxespad=0.2)
+        handles = _legend_handles(legend)
+        figure.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False,
+                      ncols=_legend_columns(len(handles)), handlelength=1.0, handleheight=1.0, borderaxespad=0.2)
     if colorbar is not None:
-        cmap_name, vmin, vmax, label = colorbar
-        if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
-            raise ValueError(f"colorbar range vmin={vmin!r}, vmax={vmax!r} must be finite with vmin < vmax")
-        mappable = ScalarMappable(norm=Normalize(vmin=vmin, vmax=vmax), cmap=_listed_cmap(cmap_name))
-        bar = figure.colorbar(mappable, ax=axes, shrink=0.6, pad=0.02)
-        bar.set_label(label, fontsize=9)
+        bar = figure.colorbar(_colorbar_mappable(colorbar), ax=axes, shrink=0.6, pad=0.02)
+        bar.set_label(colorbar[3], fontsize=9)
         bar.ax.tick_params(labelsize=8)
 
     _keep_labels_inside(figure, axes)
-    metadata = {"png": {"Software": "abc-atlas-viewer"},
-                "svg": {"Date": None, "Creator": "abc-atlas-viewer"},
-                "pdf": {"CreationDate": None, "Creator": "abc-atlas-viewer"}}[fmt]
-    if title:
-        metadata["Title"] = title
-    buffer = io.BytesIO()
-    with _RC_LOCK, matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "atlas"}):
-        figure.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
-    return buffer.getvalue()
+    return _save(figure, fmt, dpi, title)
+
+
+# ---------------------------------------------------------------------------------------------- several panels
+#: Space between panel columns and rows, and around the figure (inches).
+PANEL_GAP_IN = 0.12
+FIGURE_PAD_IN = 0.08
+#: Font sizes (points): figure heading, panel titles, scale bar labels of panels, legend.
+HEADING_PT = 11.0
+PANEL_TITLE_PT = 7.5
+MIN_PANEL_TITLE_PT = 5.0
+TITLE_PT_STEPS = (7.5, 7.0, 6.5, 6.0, 5.5, 5.0)
+PANEL_SCALE_BAR_PT = 6.5
+LEGEND_PT = 7.0
+#: Width of the colour bar and of the band holding it with its tick labels and label (inches).
+COLORBAR_WIDTH_IN = 0.13
+COLORBAR_BAND_IN = 0.95
+#: Longest colour bar (inches).
+COLORBAR_MAX_IN = 3.0
+
+Box = tuple[float, float, float, float]  # (left, bottom, width, height), inches from the figure's bottom left
+
+
+@dataclass(frozen=True)
+class GridGeometry:
+    """Where the panels of a grid go inside an area, all at one scale.
+
+    Attributes
+    ----------
+    in_per_unit : float
+        Inches per data unit (mm) of EVERY panel; 0 when nothing fits.
+    n_cols, n_rows : int
+    boxes : tuple of Box
+        Each panel's picture, ``(left, bottom, width, height)`` in inches; ``width = extent_width * in_per_unit``
+        and ``height = extent_height * in_per_unit`` (its own extent, its own size).
+    title_anchors : tuple of (float, float)
+        Each panel title's top centre in inches (the centre of its column, the top of its row).
+    right_in : float
+        Right edge of the last column (inches).
+    """
+
+    in_per_unit: float
+    n_cols: int
+    n_rows: int
+    boxes: tuple[Box, ...]
+    title_anchors: tuple[tuple[float, float], ...]
+    right_in: float = 0.0
+
+
+def grid_geometry(
+    extents: Sequence[tuple[float, float]],
+    title_sizes_in: Sequence[tuple[float, float]],
+    area: Box,
+    *,
+    n_cols: int,
+    gap_in: float = PANEL_GAP_IN,
+) -> GridGeometry:
+    """Lay ``extents`` out in rows of ``n_cols`` inside ``area`` at the largest scale common to all of them.
+
+    A column is as wide as its widest picture (or its widest title, whichever is wider); a row as tall as its
+    tallest picture plus its tallest title. Pictures sit centred in their column and at the top of their row
+    (under their title); the grid starts at the top left of ``area``.
+
+    Parameters
+    ----------
+    extents : sequence of (float, float)
+        ``(width, height)`` in data units (mm) of each panel's window, panel order = reading order.
+    title_sizes_in : sequence of (float, float)
+        ``(width, height)`` in inches of each panel's title (``(0, 0)`` without one).
+    area : Box
+        ``(left, bottom, width, height)`` available, inches.
+    n_cols : int
+        Columns (``>= 1``; more than ``len(extents)`` is clipped).
+
+    Returns
+    -------
+    GridGeometry
+        ``in_per_unit == 0`` (and empty boxes) when the titles and gaps alone do not fit.
+    """
+    n = len(extents)
+    if n == 0:
+        raise ValueError("grid_geometry needs at least one panel")
+    if len(title_sizes_in) != n:
+        raise ValueError(f"{len(title_sizes_in)} title sizes for {n} panels")
+    for width, height in extents:
+        if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
+            raise ValueError(f"panel extent {(width, height)!r} must be positive and finite")
+    n_cols = max(1, min(int(n_cols), n))
+    n_rows = math.ceil(n / n_cols)
+    left, bottom, area_w, area_h = area
+    columns = [list(range(c, n, n_cols)) for c in range(n_cols)]
+    rows = [list(range(r * n_cols, min(n, (r + 1) * n_cols))) for r in range(n_rows)]
+    col_units = [max(extents[i][0] for i in col) for col in columns]
+    col_titles = [max(title_sizes_in[i][0] for i in col) for col in columns]
+    row_units = [max(extents[i][1] for i in row) for row in rows]
+    row_titles = [max(title_sizes_in[i][1] for i in row) for row in rows]
+    empty = GridGeometry(0.0, n_cols, n_rows, (), ())
+
+    scale = (area_h - sum(row_titles) - gap_in * (n_rows - 1)) / sum(row_units)  # the height allows this
+
+    def used_width(s: float) -> float:
+        return sum(max(u * s, t) for u, t in zip(col_units, col_titles)) + gap_in * (n_cols - 1)
+
+    if scale <= 0 or used_width(0.0) > area_w:
+        return empty
+    if used_width(scale) > area_w:  # the width binds: largest s with used_width(s) <= area_w (increasing in s)
+        low, high = 0.0, scale
+        for _ in range(60):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if used_width(middle) <= area_w else (low, middle)
+        scale = low
+    if scale <= 0:
+        return empty
+    col_w = [max(u * scale, t) for u, t in zip(col_units, col_titles)]
+    col_x = [left]
+    for width in col_w[:-1]:
+        col_x.append(col_x[-1] + width + gap_in)
+    row_top = [bottom + area_h]
+    for r in range(n_rows - 1):
+        row_top.append(row_top[-1] - row_titles[r] - row_units[r] * scale - gap_in)
+    boxes, anchors = [], []
+    for i, (width, height) in enumerate(extents):
+        r, c = divmod(i, n_cols)
+        w, h = width * scale, height * scale
+        top = row_top[r] - row_titles[r]
+        boxes.append((col_x[c] + 0.5 * (col_w[c] - w), top - h, w, h))
+        anchors.append((col_x[c] + 0.5 * col_w[c], row_top[r]))
+    return GridGeometry(scale, n_cols, n_rows, tuple(boxes), tuple(anchors), col_x[-1] + col_w[-1])
+
+
+def best_columns(extents: Sequence[tuple[float, float]], title_sizes_in: Sequence[tuple[float, float]],
+                 area: Box, *, gap_in: float = PANEL_GAP_IN) -> GridGeometry:
+    """The grid of ``extents`` (see :func:`grid_geometry`) whose number of columns gives the largest scale.
+
+    Ties go to fewer columns (a taller, easier-to-read grid of the same scale).
+    """
+    best = None
+    for n_cols in range(1, len(extents) + 1):
+        geometry = grid_geometry(extents, title_sizes_in, area, n_cols=n_cols, gap_in=gap_in)
+        if best is None or geometry.in_per_unit > best.in_per_unit * (1 + 1e-9):
+            best = geometry
+    return best
+
+
+@dataclass(frozen=True)
+class PanelGrid:
+    """The plan of a multi-panel figure (:func:`plan_panel_grid`), drawn by :func:`export_panel_grid`.
+
+    Attributes
+    ----------
+    width_in, height_in : float
+        Figure size.
+    geometry : GridGeometry
+        The panels' pictures and titles; one scale for all.
+    titles : tuple of str
+        Panel titles (may hold line breaks).
+    title_pt : float
+        Their font size.
+    heading : str
+        Figure title; ``species`` beside it in italics.
+    species : str
+    legend : tuple of (label, colour)
+    legend_ncols : int
+    legend_anchor : (float, float) or None
+        Upper-right corner of the legend, inches.
+    colorbar : (cmap, vmin, vmax, label) or None
+    colorbar_box : Box or None
+    scale_bar : float
+        ONE scale bar length (data units, mm) drawn on every panel: the same length reads the same everywhere.
+    units : str
+        ``"mm"`` draws the scale bars.
+    """
+
+    width_in: float
+    height_in: float
+    geometry: GridGeometry
+    titles: tuple[str, ...]
+    title_pt: float
+    heading: str
+    species: str
+    legend: tuple
+    legend_ncols: int
+    legend_anchor: tuple[float, float] | None
+    colorbar: tuple | None
+    colorbar_box: Box | None
+    scale_bar: float
+    units: str
+
+    @property
+    def in_per_unit(self) -> float:
+        return self.geometry.in_per_unit
+
+    def raster_px(self, dpi: float) -> list[tuple[int, int]]:
+        """``(width_px, height_px)`` to render each panel's cells at: its box at ``dpi`` (never upsampled)."""
+        return [(max(1, int(round(w * dpi))), max(1, int(round(h * dpi)))) for _, _, w, h in self.geometry.boxes]
+
+
+def _measure_figure(width_in: float, height_in: float, dpi: float):
+    """A scratch figure at the export's dpi: text extents change with it (hinting; 9 % between 100 and 300 dpi)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure, figure.canvas.get_renderer()
+
+
+def _text_size_in(figure, renderer, text: str, fontsize: float, **kwargs) -> tuple[float, float]:
+    if not text:
+        return 0.0, 0.0
+    artist = figure.text(0, 0, text, fontsize=fontsize, **kwargs)
+    box = artist.get_window_extent(renderer)
+    artist.remove()
+    return float(box.width / figure.dpi), float(box.height / figure.dpi)
+
+
+def _draw_legend(figure, legend: Sequence[tuple[str, str]], ncols: int, anchor: tuple[float, float]):
+    width_in, height_in = figure.get_size_inches()
+    return figure.legend(handles=_legend_handles(legend), loc="upper right", fontsize=LEGEND_PT, frameon=False,
+                         ncols=ncols, handlelength=1.0, handleheight=1.0, borderaxespad=0.0, borderpad=0.0,
+                         bbox_to_anchor=(anchor[0] / width_in, anchor[1] / height_in),
+                         bbox_transform=figure.transFigure)
+
+
+def plan_panel_grid(
+    extents: Sequence[tuple[float, float]],
+    titles: Sequence[str],
+    *,
+    width_in: float,
+    height_in: float,
+    dpi: float = 300,
+    heading: str = "",
+    species: str = "",
+    legend: Sequence[tuple[str, str]] | None = None,
+    colorbar: tuple[str, float, float, str] | None = None,
+    n_cols: int | None = None,
+    units: str = "mm",
+) -> PanelGrid:
+    """Plan a figure of several panels: heading at the top, ONE legend (or colour bar) at the right, the panels
+    in a grid at one common scale in the rest (text measured with matplotlib's renderer).
+
+    Parameters
+    ----------
+    extents : sequence of (float, float)
+        ``(width, height)`` of each panel's data window (mm).
+    titles : sequence of str
+        One title per panel (line breaks allowed).
+    width_in, height_in : float
+        Figure size (inches).
+    dpi : float
+        The export's resolution (text is measured at it).
+    heading, species : str
+        Figure title and species (italics, after the title).
+    legend, colorbar
+        As in :func:`export_figure`; shared by all panels.
+    n_cols : int, optional
+        Columns; None chooses the number giving the largest panels (:func:`best_columns`). A row: ``len(extents)``.
+    units : str
+        ``"mm"``: a scale bar on every panel.
+
+    Panel titles are :data:`PANEL_TITLE_PT`, or smaller (down to :data:`MIN_PANEL_TITLE_PT`) when long titles
+    (section labels) over narrow pictures would shrink the panels by more than a tenth.
+
+    Returns
+    -------
+    PanelGrid
+        ``in_per_unit == 0`` when the text leaves no room for pictures (the caller refuses such a figure).
+    """
+    if len(titles) != len(extents):
+        raise ValueError(f"{len(titles)} titles for {len(extents)} panels")
+    figure, renderer = _measure_figure(width_in, height_in, dpi)
+    pad, gap = FIGURE_PAD_IN, PANEL_GAP_IN
+    heading_h = 0.0
+    if heading or species:
+        heading_h = max(_text_size_in(figure, renderer, heading or "Ag", HEADING_PT)[1],
+                        _text_size_in(figure, renderer, species, 10.0, fontstyle="italic")[1]) + gap
+    top = height_in - pad - heading_h
+    right = width_in - pad
+    legend = tuple(legend or ())
+    ncols, anchor = 1, None
+    if legend:
+        n_handles = len(_legend_handles(legend))
+        while True:  # as many columns as the height needs (a legend taller than the figure is cut off)
+            drawn = _draw_legend(figure, legend, ncols, (right, top))
+            box = drawn.get_window_extent(renderer)
+            drawn.remove()
+            if box.height / figure.dpi <= top - pad or ncols >= 4 or ncols >= n_handles:
+                break
+            ncols += 1
+        anchor = (right, top)
+        right -= float(box.width / figure.dpi) + gap
+    colorbar_box = None
+    if colorbar is not None:
+        right -= COLORBAR_BAND_IN
+        bar_h = min(COLORBAR_MAX_IN, 0.6 * (top - pad))
+        colorbar_box = (right + gap, top - bar_h, COLORBAR_WIDTH_IN, bar_h)
+    measured = [_text_size_in(figure, renderer, text, PANEL_TITLE_PT) for text in titles]
+    area = (pad, pad, max(0.0, right - pad), max(0.0, top - pad))
+
+    def layout(points: float) -> GridGeometry:
+        ratio = points / PANEL_TITLE_PT  # text extents scale with the font size (+3 %: hinting, a little air)
+        sizes = [(1.03 * w * ratio, h * ratio + 0.04 if h else 0.0) for w, h in measured]
+        if n_cols is None:
+            return best_columns(extents, sizes, area)
+        return grid_geometry(extents, sizes, area, n_cols=n_cols)
+
+    options = [(points, layout(points)) for points in TITLE_PT_STEPS]
+    largest = max(geometry.in_per_unit for _, geometry in options)
+    title_pt, geometry = next((p, g) for p, g in options if g.in_per_unit >= 0.9 * largest)
+    if geometry.boxes:  # centre the grid and the legend (or colour bar) beside it across the figure
+        slack = max(0.0, area[0] + area[2] - geometry.right_in)
+        shift = 0.5 * slack
+        geometry = GridGeometry(
+            geometry.in_per_unit, geometry.n_cols, geometry.n_rows,
+            tuple((left + shift, bottom, w, h) for left, bottom, w, h in geometry.boxes),
+            tuple((x + shift, y) for x, y in geometry.title_anchors), geometry.right_in + shift)
+        if anchor is not None:
+            anchor = (anchor[0] - slack + shift, anchor[1])
+        if colorbar_box is not None:
+            colorbar_box = (colorbar_box[0] - slack + shift, *colorbar_box[1:])
+    scale_bar = _nice_scale_bar_mm(min(w for w, _ in extents)) if units == "mm" else 0.0
+    return PanelGrid(width_in=width_in, height_in=height_in, geometry=geometry, titles=tuple(titles),
+                     title_pt=title_pt, heading=heading, species=species, legend=legend, legend_ncols=ncols,
+                     legend_anchor=anchor, colorbar=colorbar, colorbar_box=colorbar_box, scale_bar=scale_bar,
+                     units=units)
+
+
+def export_panel_grid(
+    pictures: Sequence[np.ndarray],
+    windows: Sequence[Viewport | tuple[float, float, float, float]],
+    grid: PanelGrid,
+    *,
+    fmt: str = "png",
+    dpi: float = 300,
+    y_down: bool = True,
+) -> bytes:
+    """Draw a planned multi-panel figure (:func:`plan_panel_grid`): one embedded raster per panel in its box,
+    its title above it and a scale bar on it; the heading, the one legend or colour bar.
+
+    Parameters
+    ----------
+    pictures : sequence of numpy.ndarray
+        ``(H, W, 4)`` uint8 per panel, rendered for its window with the same ``y_down``, best at
+        ``grid.raster_px(dpi)`` (any size is stretched over the panel's box).
+    windows : sequence of Viewport or (x0, x1, y0, y1)
+        Data window of each picture.
+    grid : PanelGrid
+    fmt, dpi, y_down
+        As in :func:`export_figure`; a PNG is exactly ``round(width_in * dpi) x round(height_in * dpi)``.
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    ValueError
+        On a bad picture, format, size or dpi, a plan with no room for pictures, or a count mismatch.
+    """
+    boxes = grid.geometry.boxes
+    if not boxes:
+        raise ValueError("the panel grid has no room for the pictures (in_per_unit == 0)")
+    if not (len(pictures) == len(windows) == len(boxes)):
+        raise ValueError(f"{len(pictures)} pictures and {len(windows)} windows for {len(boxes)} panels")
+    pictures = [_validate(rgba, fmt, grid.width_in, grid.height_in, dpi) for rgba in pictures]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    width_in, height_in = grid.width_in, grid.height_in
+    figure = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(figure)
+    for rgba, window, box, text, (tx, ty) in zip(pictures, windows, boxes, grid.titles,
+                                                  grid.geometry.title_anchors):
+        x0, x1, y0, y1 = (window.x0, window.x1, window.y0, window.y1) if isinstance(window, Viewport) else window
+        left, bottom, w, h = box
+        axes = figure.add_axes((left / width_in, bottom / height_in, w / width_in, h / height_in))
+        low, high = (y1, y0) if y_down else (y0, y1)
+        # the box already has the window's aspect (one scale for x and y): "auto" keeps it exactly
+        axes.imshow(rgba, extent=(x0, x1, low, high), origin="upper", interpolation="none", aspect="auto")
+        axes.set_xlim(x0, x1)
+        axes.set_ylim(low, high)
+        axes.set_axis_off()
+        if grid.units == "mm" and grid.scale_bar > 0:
+            _add_scale_bar(axes, grid.scale_bar, fontsize=PANEL_SCALE_BAR_PT, pad=0.3)
+        if text:
+            figure.text(tx / width_in, ty / height_in, text, ha="center", va="top", fontsize=grid.title_pt,
+                        multialignment="center")
+    pad = FIGURE_PAD_IN
+    if grid.heading or grid.species:
+        heading = figure.text(pad / width_in, 1 - pad / height_in, grid.heading, ha="left", va="top",
+                              fontsize=HEADING_PT)
+        if grid.species:
+            renderer = figure.canvas.get_renderer()
+            x = heading.get_window_extent(renderer).x1 / figure.bbox.width + 0.012 if grid.heading else pad / width_in
+            figure.text(x, 1 - pad / height_in, grid.species, ha="left", va="top", fontsize=10, fontstyle="italic")
+    if grid.legend and grid.legend_anchor is not None:
+        _draw_legend(figure, grid.legend, grid.legend_ncols, grid.legend_anchor)
+    if grid.colorbar is not None and grid.colorbar_box is not None:
+        left, bottom, w, h = grid.colorbar_box
+        cax = figure.add_axes((left / width_in, bottom / height_in, w / width_in, h / height_in))
+        bar = figure.colorbar(_colorbar_mappable(grid.colorbar), cax=cax)
+        bar.set_label(grid.colorbar[3], fontsize=9)
+        bar.ax.tick_params(labelsize=8)
+    return _save(figure, fmt, dpi, grid.heading)
