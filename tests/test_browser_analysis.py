@@ -9,32 +9,18 @@ the lasso to the dot plot on screen is printed, not asserted.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
-from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app import create_app
-from settings import Settings
-
-SHOTS = Path("/tmp/shots")
-TIMEOUT = 30
+from browser_helpers import (  # noqa: F401  (atlas, store, viewer: fixtures)
+    TIMEOUT, atlas, choose_option, choose_view, drag_path, first_spatial, hexagon, open_view, outlines, picture,
+    release_at, set_dragmode, shot, store, viewer, wait_for_picture, wait_settled)
 
 pytestmark = pytest.mark.browser
-
-PICTURE_JS = """
-var gd = document.querySelector('#%s .js-plotly-plot');
-if (!gd || !gd.layout || !gd.layout.images || !gd.layout.images.length) { return null; }
-var img = gd.querySelector('image');
-var shown = img ? (img.getAttribute('href') || '') : '';
-var loaded = shown ? performance.getEntriesByName(new URL(shown, window.location.href).href)
-    .some(function (e) { return e.responseEnd > 0; }) : false;
-return {source: gd.layout.images[0].source, shown: shown, loaded: loaded};
-"""
 
 # in-page clock: when Plotly reports the selection, and when the dot plot's first dots are drawn
 TIMING_JS = """
@@ -48,141 +34,6 @@ new MutationObserver(function () {
   }
 }).observe(target, {childList: true, subtree: true, attributes: true});
 """
-
-# page coordinates (CSS px, viewport) of data points of a graph's plot area
-TO_PAGE_JS = """
-var gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
-var L = gd._fullLayout, box = gd.getBoundingClientRect();
-return arguments[1].map(function (p) {
-  return [box.left + L._size.l + L.xaxis.l2p(p[0]), box.top + L._size.t + L.yaxis.l2p(p[1])];
-});
-"""
-
-
-@pytest.fixture(scope="module")
-def store(request):
-    return request.getfixturevalue("demo_store")
-
-
-@pytest.fixture(scope="module")
-def atlas(store):
-    from data_layer import Atlas
-
-    return Atlas.open(store)
-
-
-@pytest.fixture()
-def viewer(dash_duo, store, atlas):
-    """dash_duo serving the viewer on the demo store; checks for console errors after the test."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    app = create_app(Settings(store=Path(store)), atlas=atlas)
-    dash_duo.start_server(app)
-    yield dash_duo
-    assert dash_duo.get_logs() == []
-
-
-def picture(duo, graph="map-graph"):
-    return duo.driver.execute_script(PICTURE_JS % graph)
-
-
-def wait_for_picture(duo, *fragments, graph="map-graph", absent=(), timeout=TIMEOUT):
-    """Wait until the picture's URL holds every fragment (and none of ``absent``) and the browser has drawn it."""
-    def ready(driver):
-        info = driver.execute_script(PICTURE_JS % graph)
-        if not info or not all(f in info["source"] for f in fragments) or any(a in info["source"] for a in absent):
-            return False
-        return info if info["shown"] == info["source"] and info["loaded"] else False
-    return WebDriverWait(duo.driver, timeout, poll_frequency=0.05).until(ready)
-
-
-def shot(duo, name):
-    duo.driver.save_screenshot(str(SHOTS / f"{name}.png"))
-
-
-def first_spatial(atlas):
-    return next(d for d in atlas.datasets() if atlas.info(d).kind == "spatial")
-
-
-def open_view(duo, query=""):
-    duo.driver.get(duo.server_url + "/" + query)
-    duo.wait_for_element("#map-graph .js-plotly-plot", timeout=TIMEOUT)
-
-
-def drag_path(duo, graph, points_xy, close=True, release=True):
-    """Press, move through ``points_xy`` (data units; back to the first with ``close``) and release on a graph, as
-    a hand does with the mouse. Without ``release`` the button stays down: :func:`release_at` ends the drag."""
-    page = duo.driver.execute_script(TO_PAGE_JS, graph, [list(map(float, p)) for p in points_xy])
-    builder = ActionBuilder(duo.driver, duration=10)
-    pointer = builder.pointer_action
-    pointer.move_to_location(int(page[0][0]), int(page[0][1]))
-    pointer.pointer_down()
-    for x, y in page[1:] + (page[:1] if close else []):
-        pointer.move_to_location(int(x), int(y))
-    if release:
-        pointer.pointer_up()
-    builder.perform()
-    return page
-
-
-def release_at(duo, point):
-    """Release the mouse button at page ``point`` (the end of a :func:`drag_path` with ``release=False``)."""
-    builder = ActionBuilder(duo.driver, duration=10)
-    builder.pointer_action.move_to_location(int(point[0]), int(point[1]))
-    builder.pointer_action.pointer_up()
-    builder.perform()
-
-
-def wait_settled(duo):
-    """Wait until no Dash callback is in flight (the page's first figures have all arrived)."""
-    WebDriverWait(duo.driver, TIMEOUT).until(
-        lambda d: d.execute_script("return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length")
-        == 0)
-
-
-def set_dragmode(duo, graph, mode):
-    """Click the graph's mode-bar button of ``mode`` (``lasso`` or ``select``)."""
-    duo.driver.execute_script(
-        "document.querySelector('#' + arguments[0] + ' .modebar-btn[data-val=\"' + arguments[1] + '\"]').click();",
-        graph, mode)
-
-
-def hexagon(cx, cy, r):
-    angles = np.linspace(0, 2 * np.pi, 7)[:-1]
-    return [(cx + r * np.cos(a), cy + r * np.sin(a) * 1.2) for a in angles]
-
-
-def outlines(duo, graph):
-    """Selection outlines Plotly draws on a graph."""
-    return duo.driver.execute_script(
-        "var gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');"
-        "return (gd._fullLayout.selections || []).length;", graph)
-
-
-def choose_option(duo, dropdown_id, text):
-    """Open a Dash dropdown and click the option whose text starts with ``text``."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    duo.find_element(f"#{dropdown_id}").click()
-
-    def click_option(driver):
-        try:
-            for element in driver.find_elements("css selector", ".dash-dropdown-options .dash-dropdown-option"):
-                if element.text.strip().startswith(text):
-                    element.click()
-                    return True
-        except StaleElementReferenceException:
-            return False
-        return False
-    WebDriverWait(duo.driver, TIMEOUT, poll_frequency=0.05).until(click_option)
-
-
-def choose_view(duo, label):
-    for element in duo.driver.find_elements("css selector", "#map-view-mode label"):
-        if element.text.strip() == label:
-            element.click()
-            return
-    raise AssertionError(f"no view {label!r}")
-
 
 # ---------------------------------------------------------------------------------------------- tests
 def test_a_lasso_on_the_map_shows_count_composition_highlight_and_marker_dot_plot(viewer, atlas):

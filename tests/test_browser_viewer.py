@@ -7,7 +7,6 @@ gene to the new picture on screen is printed, not asserted.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
@@ -17,106 +16,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app import create_app
-from settings import Settings
-
-SHOTS = Path("/tmp/shots")
-TIMEOUT = 30
+from browser_helpers import (  # noqa: F401  (atlas, store, viewer: fixtures)
+    TIMEOUT, atlas, choose_option, first_spatial, open_view, picture, shot, store, viewer, wait_for_picture,
+    wait_settled)
 
 pytestmark = pytest.mark.browser
-
-# JavaScript reading a picture: its URL in the figure, the URL the <image> element shows, whether the browser
-# has received that picture (resource timing), and the x range on screen
-PICTURE_JS = """
-var gd = document.querySelector('#%s .js-plotly-plot');
-if (!gd || !gd.layout || !gd.layout.images || !gd.layout.images.length) { return null; }
-var img = gd.querySelector('image');
-var shown = img ? (img.getAttribute('href') || '') : '';
-var loaded = shown ? performance.getEntriesByName(new URL(shown, window.location.href).href)
-    .some(function (e) { return e.responseEnd > 0; }) : false;
-return {source: gd.layout.images[0].source, shown: shown, loaded: loaded, xrange: gd._fullLayout.xaxis.range,
-        plot_px: gd._fullLayout._size.w * Math.min(window.devicePixelRatio || 1, 2)};
-"""
-
-
-@pytest.fixture(scope="module")
-def store(request, tmp_path_factory):
-    """The prepared demo store (``demo_store`` from conftest, else the demo cache prepared here)."""
-    try:
-        return request.getfixturevalue("demo_store")
-    except pytest.FixtureLookupError:
-        from data_layer.prepare import prepare_store
-
-        cache = request.getfixturevalue("demo_cache")
-        store = tmp_path_factory.mktemp("viewer-browser") / "store"
-        prepare_store(cache, store, progress=False)
-        return store
-
-
-@pytest.fixture(scope="module")
-def atlas(store):
-    from callbacks.server_features import warm_up_compiled_code
-    from data_layer import Atlas
-
-    # as gunicorn's master does before forking: compile the rendering code once, so timings are steady-state
-    warm_up_compiled_code()
-    return Atlas.open(store)
-
-
-@pytest.fixture()
-def viewer(dash_duo, store, atlas):
-    """dash_duo serving the viewer on the store; checks for console errors after the test."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    app = create_app(Settings(store=Path(store)), atlas=atlas)
-    dash_duo.start_server(app)
-    yield dash_duo
-    assert dash_duo.get_logs() == []
-
-
-def picture(duo, graph="map-graph"):
-    return duo.driver.execute_script(PICTURE_JS % graph)
-
-
-def wait_for_picture(duo, *fragments, graph="map-graph", shown=True, timeout=TIMEOUT):
-    """Wait until the picture's URL holds every fragment and (``shown``) the browser has drawn it."""
-    def ready(driver):
-        info = driver.execute_script(PICTURE_JS % graph)
-        if not info or not all(fragment in info["source"] for fragment in fragments):
-            return False
-        if shown and not (info["shown"] == info["source"] and info["loaded"]):
-            return False
-        return info
-    return WebDriverWait(duo.driver, timeout, poll_frequency=0.05).until(ready)
-
-
-def shot(duo, name):
-    duo.driver.save_screenshot(str(SHOTS / f"{name}.png"))
-
-
-def first_spatial(atlas):
-    return next(d for d in atlas.datasets() if atlas.info(d).kind == "spatial")
-
-
-def open_view(duo, query=""):
-    duo.driver.get(duo.server_url + "/" + query)
-    duo.wait_for_element("#map-graph .js-plotly-plot", timeout=TIMEOUT)
-
-
-def choose_option(duo, dropdown_id, text):
-    """Open a Dash 4 dropdown and click the option whose text starts with ``text``."""
-    duo.find_element(f"#{dropdown_id}").click()
-
-    def click_option(driver):
-        try:
-            for element in driver.find_elements(By.CSS_SELECTOR, ".dash-dropdown-options .dash-dropdown-option"):
-                if element.text.strip().startswith(text):
-                    element.click()
-                    return True
-        except StaleElementReferenceException:  # options re-rendered under us: look again
-            return False
-        return False
-    WebDriverWait(duo.driver, TIMEOUT, poll_frequency=0.05).until(click_option)
-
 
 # ---------------------------------------------------------------------------------------------- tests
 def test_load_shows_first_section_picture_legend_tree_and_umap(viewer, atlas):
@@ -273,9 +177,7 @@ def test_zoom_rerenders_at_full_resolution_and_updates_the_url(viewer, atlas):
     cy = float(row["y_min"] + row["y_max"]) / 2
     half = float(row["x_max"] - row["x_min"]) / 8
     # Zoom once the page's first callbacks have settled (see the note on the race in zoomed_picture).
-    WebDriverWait(viewer.driver, TIMEOUT).until(
-        lambda d: d.execute_script("return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length")
-        == 0)
+    wait_settled(viewer)
     zoom_js = ("var gd = document.querySelector('#map-graph .js-plotly-plot');"
                f"window.Plotly.relayout(gd, {{'xaxis.range[0]': {cx - half}, 'xaxis.range[1]': {cx + half},"
                f" 'yaxis.range[0]': {cy + half}, 'yaxis.range[1]': {cy - half}}});")
