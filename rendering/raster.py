@@ -25,8 +25,10 @@ Datashader's aggregate has row 0 at ``y0``. The returned picture has row 0 = the
 Column ``c`` always covers ``[x0 + c * dx, x0 + (c + 1) * dx)``. Place the picture in Plotly with
 :meth:`Viewport.plotly_image` (``x=x0``, ``y=`` the top edge, ``sizex``, ``sizey``, ``sizing="stretch"``).
 
-A two-gene picture (two values blended into one colour) can reuse :func:`_aggregate`, :func:`_to_index` style
-index rasters and :func:`_composite`; it is not built yet.
+Every per-pixel step after the aggregation (aggregate -> index raster -> colours, the rows flipped into display
+order in the same pass) is one numba loop, and colour tables are parsed once per colour list
+(:func:`rendering.colors.cached_lut`). :mod:`rendering.blend` (two genes in one picture) builds on
+:func:`_aggregate`, index rasters, :func:`spread_index` and :func:`_composite`.
 """
 from __future__ import annotations
 
@@ -595,13 +597,6 @@ def render_categorical(
     top = spread_index(_codes_to_index(aggs["top"]), spread_px)
     under = spread_index(_codes_to_index(aggs["under"]), spread_px)
     return _paint(top, lut, under, dim_lut(lut, dim), background, flip=not y_down)
-
-
-def _values_to_index(agg: np.ndarray, vmin: float, vmax: float, nan_only: np.ndarray | None) -> np.ndarray:
-    """Float aggregate -> int32 index: 0..255 colour, 256 = NaN grey, -1 = empty."""
-    mask = _NO_MASK if nan_only is None else np.ascontiguousarray(nan_only, dtype=np.bool_)
-    return _values_index_kernel(np.ascontiguousarray(agg), float(vmin), N_NUMERIC_COLORS / (vmax - vmin),
-                                N_NUMERIC_COLORS, mask, False)
 
 
 def render_numeric(
