@@ -10,6 +10,8 @@ drawn by :func:`export_panel_grid`: one raster per panel, each titled and with i
 colour bar for all. Every panel is drawn at the SAME scale (inches per mm), not stretched to the same size: a
 macaque section then looks smaller than a human one, as it is, and one scale bar length reads the same on every
 panel, which is what a paper comparing tissue needs (equal extents would give each panel its own magnification).
+Panels carry no tick axes: slab coordinates differ between species and sections, and the scale bars (one length
+for all, white on a dark picture) give the size.
 
 The raster is drawn as given: the caller re-renders the cells at the export resolution first (see
 :func:`export_raster_px` for the size to ask :mod:`rendering.raster` for), otherwise a 1000-pixel screen picture
@@ -125,14 +127,25 @@ def _legend_columns(n_handles: int) -> int:
     return 1 if n_handles <= 20 else 2 if n_handles <= 40 else 3
 
 
-def _add_scale_bar(axes, length: float, fontsize: float = 8, pad: float = 0.6) -> None:
+def _bar_colour(rgba: np.ndarray) -> str:
+    """``"black"``, or ``"white"`` when the picture's lower-right corner (where the scale bar goes) is dark, as a
+    two-gene picture's black background is (transparent pixels count as the white page)."""
+    height, width = rgba.shape[:2]
+    corner = rgba[height - max(1, height // 5):, width - max(1, width // 3):].astype(np.float32)
+    alpha = corner[..., 3:4] / 255.0
+    shown = corner[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    luminance = float(np.mean(shown @ np.array([0.299, 0.587, 0.114], dtype=np.float32)))
+    return "white" if luminance < 110 else "black"
+
+
+def _add_scale_bar(axes, length: float, fontsize: float = 8, pad: float = 0.6, color: str = "black") -> None:
     """A ``length`` (data units, mm) bar at the lower right of ``axes``, labelled in mm or µm."""
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     axes.add_artist(
         AnchoredSizeBar(
             axes.transData, length, _scale_bar_label(length), loc="lower right", frameon=False,
-            size_vertical=0, pad=pad, sep=3 if fontsize >= 8 else 2, color="black", fontproperties={"size": fontsize},
+            size_vertical=0, pad=pad, sep=3 if fontsize >= 8 else 2, color=color, fontproperties={"size": fontsize},
         )
     )
 
@@ -275,7 +288,7 @@ def export_figure(
                         fontstyle="italic")
 
     if scale_bar_mm and units == "mm":
-        _add_scale_bar(axes, _nice_scale_bar_mm(viewport.x1 - viewport.x0))
+        _add_scale_bar(axes, _nice_scale_bar_mm(viewport.x1 - viewport.x0), color=_bar_colour(rgba))
 
     if legend:
         handles = _legend_handles(legend)
@@ -670,7 +683,7 @@ def export_panel_grid(
         axes.set_ylim(low, high)
         axes.set_axis_off()
         if grid.units == "mm" and grid.scale_bar > 0:
-            _add_scale_bar(axes, grid.scale_bar, fontsize=PANEL_SCALE_BAR_PT, pad=0.3)
+            _add_scale_bar(axes, grid.scale_bar, fontsize=PANEL_SCALE_BAR_PT, pad=0.3, color=_bar_colour(rgba))
         if text:
             figure.text(tx / width_in, ty / height_in, text, ha="center", va="top", fontsize=grid.title_pt,
                         multialignment="center")

@@ -30,7 +30,7 @@ from components.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEnt
 from components.export_request import (MAX_FIGURE_PANELS, MIN_PANEL_PX, ExportRequestError, PanelRequest,
                                        panel_request)
 from components.state import ViewState
-from rendering.figures import best_columns, grid_geometry, plan_panel_grid
+from rendering.figures import best_columns, export_panel_grid, grid_geometry, plan_panel_grid
 from settings import Settings
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -112,6 +112,29 @@ def test_the_plan_of_a_gene_keeps_one_colour_bar_beside_the_panels():
     left, bottom, width, height = grid.colorbar_box
     assert all(box[0] + box[2] < left for box in grid.geometry.boxes)
     assert left + width <= 7.0 and bottom >= 0 and height > 0
+
+
+def test_the_scale_bar_turns_white_on_a_dark_picture():
+    from rendering.figures import _bar_colour
+
+    dark = np.zeros((40, 60, 4), dtype=np.uint8)
+    dark[..., 3] = 255  # a two-gene picture's black background
+    assert _bar_colour(dark) == "white"
+    assert _bar_colour(np.zeros((40, 60, 4), dtype=np.uint8)) == "black"  # transparent: the white page
+
+
+def test_a_grid_figure_draws_one_raster_per_panel_and_refuses_a_plan_without_room():
+    grid = plan_panel_grid(EXTENTS, ["a", "b", "c"], width_in=5, height_in=3, dpi=100, n_cols=3)
+    pictures = [np.full((h, w, 4), 200, dtype=np.uint8) for w, h in grid.raster_px(100)]
+    windows = [(0.0, w, 0.0, h) for w, h in EXTENTS]
+    svg = export_panel_grid(pictures, windows, grid, fmt="svg", dpi=100)
+    assert len(list(ET.fromstring(svg).iter(f"{SVG_NS}image"))) == 3
+    with pytest.raises(ValueError, match="3 pictures and 2 windows"):
+        export_panel_grid(pictures, windows[:2], grid, fmt="svg", dpi=100)
+    cramped = plan_panel_grid(EXTENTS, ["a very long title for a panel"] * 3, width_in=1, height_in=1, dpi=100,
+                              n_cols=3)
+    with pytest.raises(ValueError, match="no room"):
+        export_panel_grid(pictures, windows, cramped, fmt="png", dpi=100)
 
 
 # ---------------------------------------------------------------------------------------------- parameters
