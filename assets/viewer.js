@@ -2,8 +2,9 @@
  * Small browser helpers of the viewer (used by clientside callbacks):
  *  - watchSize: report a graph's plot-area size (device pixels) into a dcc.Store, now and on every resize,
  *    so pictures are rendered at the size they are shown;
- *  - writeUrl: put the view's query string in the address bar (pushState, or replaceState for zoom/pan)
- *    without reloading and without a Dash round trip;
+ *  - writeUrl: put the view's query string in the address bar (pushState, or replaceState for zoom/pan and
+ *    selections) without reloading and without a Dash round trip; back/forward to the address the page was
+ *    opened with is reported to the dcc.Location too (see the popstate listener below);
  *  - holdWhileDragging: a new figure that arrives while the user is dragging a box or a lasso on a graph waits
  *    for the mouse to be released. Plotly.js throws (reading 'getAttribute') and loses the selection when a
  *    figure with new axes or a new size is drawn under a drag in progress: a late picture after a zoom, a
@@ -116,6 +117,19 @@ window.atlasViewer = (function () {
     }
     return data.query;
   }
+
+  // dcc.Location reports back/forward only when the address differs from the one it holds, which is the address
+  // the page was opened with (writeUrl bypasses it). Going back to exactly that address (a shared link, then
+  // another section, then back) would change nothing: report it here. Other addresses are left to dcc.Location.
+  var URL_ID = "url";
+  var locationSearch = window.location.search;
+  window.addEventListener("popstate", function () {
+    var search = window.location.search;
+    if (search === locationSearch && window.dash_clientside && window.dash_clientside.set_props) {
+      window.dash_clientside.set_props(URL_ID, { search: search });
+    }
+    locationSearch = search;
+  });
 
   // One click listener for every taxonomy term of the tree and the legend (data-action/level/name
   // attributes): far cheaper for the Dash renderer than one pattern-matching component per term.

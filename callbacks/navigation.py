@@ -286,15 +286,16 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
         Input(ids.THRESHOLD_A, "value"),
         Input(ids.THRESHOLD_B, "value"),
         Input(ids.SELECTION, "data"),
+        State(ids.URL_QUERY, "data"),
         prevent_initial_call=True,
     )
     def write_url(dataset, slab_plane, section, color_by, gene, term, viewport, vmin, vmax, gene2, blend_mode,
-                  threshold_a, threshold_b, selection):
+                  threshold_a, threshold_b, selection, written):
         values = {ids.DATASET: dataset, ids.SLAB_PLANE: slab_plane, ids.SECTION: section, ids.COLOR_BY: color_by,
                   ids.GENE: gene, ids.TERM: term, ids.VIEWPORT: viewport, ids.GENE_VMIN: vmin,
                   ids.GENE_VMAX: vmax, ids.GENE2: gene2, ids.BLEND_MODE: blend_mode, ids.THRESHOLD_A: threshold_a,
                   ids.THRESHOLD_B: threshold_b, ids.SELECTION: selection}
-        return url_query(values, context, only_viewport=ctx.triggered_id in (ids.VIEWPORT, ids.SELECTION))
+        return url_write(values, context, ctx.triggered_prop_ids.values(), written)
 
     # history.pushState/replaceState in the browser: no reload, no Dash round trip
     app.clientside_callback(
@@ -339,6 +340,39 @@ def selection_step(trigger: str | None, values: dict[str, Any], context: ViewerC
         stored = store_of_view(state, context)
         selection = no_update if stored == values.get(ids.SELECTION) else stored
     return selection_outputs(state, before, context, notices, force=first_load, selection=selection)
+
+
+#: Controls whose change alone replaces the address's history entry (a zoom, a selection drawn or cleared).
+REPLACING_INPUTS = frozenset({ids.VIEWPORT, ids.SELECTION})
+
+
+def replaces_history(triggered: Any) -> bool:
+    """True when every changed input (component ids) only moves the view or the selection: the address replaces
+    its history entry. A section change arriving with the clearing of its old selection still adds one."""
+    changed = set(triggered)
+    return bool(changed) and changed <= REPLACING_INPUTS
+
+
+def url_write(values: dict[str, Any], context: ViewerContext, triggered: Any, written: dict | None) -> Any:
+    """What the URL-writing callback stores: :func:`url_query` of the view, or no_update when it is the query
+    written last.
+
+    Why skip an unchanged query: a section change writes the new address (a new history entry), and the clearing
+    of the old section's selection that follows gives the same address as a replacing write; the browser can see
+    only the second of two quick store updates, which would turn the new entry into a replaced one (the back button
+    would then skip the previous section).
+
+    Parameters
+    ----------
+    triggered : iterable of str
+        Ids of the inputs that changed (:func:`replaces_history`).
+    written : dict or None
+        The ``{"query", "replace"}`` stored last.
+    """
+    result = url_query(values, context, only_viewport=replaces_history(triggered))
+    if written and written.get("query") == result["query"]:
+        return no_update
+    return result
 
 
 def url_query(values: dict[str, Any], context: ViewerContext | None = None, *, only_viewport: bool = False) -> dict:

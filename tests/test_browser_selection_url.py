@@ -1,6 +1,7 @@
 """A lasso drawn on the map becomes part of the address (``sel_view``, ``sel``): opening that address, or the
 short link of the view, in a fresh page shows the same selection (count, composition, highlighted picture, marker
-dot plot), in a real headless Chromium (dash_duo) on the demo store, with no console errors.
+dot plot), and so does the back button after moving to another section; in a real headless Chromium (dash_duo) on
+the demo store, with no console errors.
 
 The section is not the dataset's first one, so the page's first section callback (which clears a map selection of
 another section) runs with the address's section and selection together.
@@ -13,8 +14,8 @@ import numpy as np
 import pytest
 from selenium.webdriver.support.ui import WebDriverWait
 
-from test_browser_analysis import (TIMEOUT, drag_path, first_spatial, hexagon, open_view, set_dragmode, shot,
-                                   wait_for_picture, wait_settled)
+from test_browser_analysis import (TIMEOUT, choose_option, drag_path, first_spatial, hexagon, open_view,
+                                   set_dragmode, shot, wait_for_picture, wait_settled)
 from test_browser_analysis import atlas, store, viewer  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -43,7 +44,7 @@ def wait_for_restored_selection(duo, count_text, sel):
 
 def test_a_lasso_in_the_address_and_its_short_link_reopen_the_same_selection(viewer, atlas):
     dataset = first_spatial(atlas)
-    section = str(atlas.sections(dataset)["brain_section_label"].iloc[1])
+    other, section = atlas.sections(dataset)["brain_section_label"].astype(str).iloc[:2]
     cells = atlas.cells(dataset, section=section)
     cx, cy = float(np.median(cells["x"])), float(np.median(cells["y"]))
     open_view(viewer, f"?dataset={quote(dataset)}&section={quote(section)}")
@@ -81,6 +82,16 @@ def test_a_lasso_in_the_address_and_its_short_link_reopen_the_same_selection(vie
     WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: "/s/" not in d.current_url)
     wait_for_restored_selection(viewer, count_text, drawn["sel"])
     assert address(viewer)["sel"] == drawn["sel"]
+
+    # another section drops the selection; back returns to the section and its selection
+    choose_option(viewer, "section", other)
+    wait_for_picture(viewer, f"section={quote(other)}", absent=("selection=",))
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: "sel=" not in d.current_url)
+    viewer.wait_for_contains_text("#selection-summary", "Draw a box or lasso", timeout=TIMEOUT)
+    viewer.driver.back()
+    wait_for_restored_selection(viewer, count_text, drawn["sel"])
+    wait_settled(viewer)
+    assert address(viewer) == drawn
 
     # clearing takes the selection out of the address
     viewer.find_element("#selection-clear").click()

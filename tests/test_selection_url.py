@@ -264,3 +264,24 @@ def test_a_short_link_carries_the_selection(demo):
     target = urlsplit(response.headers["Location"]).query
     restored = output(navigation.selection_step(None, {}, demo.context, search=target), ids.SELECTION)
     assert restored == store
+
+
+def test_a_selection_alone_replaces_the_history_entry_but_a_section_change_with_it_adds_one():
+    assert navigation.replaces_history([ids.SELECTION]) is True
+    assert navigation.replaces_history([ids.VIEWPORT, ids.SELECTION]) is True
+    # one write for the new section and the clearing of the old section's selection: back must find the old one
+    assert navigation.replaces_history([ids.SELECTION, ids.SECTION]) is False
+    assert navigation.replaces_history([]) is False
+
+
+def test_clearing_the_old_sections_selection_does_not_rewrite_the_new_sections_address(demo):
+    after_move = control_values(demo, section=demo.other, selection=drawn(demo))
+    pushed = navigation.url_write(after_move, demo.context, [ids.SECTION], None)
+    assert pushed["replace"] is False and "sel" not in query_of(pushed["query"])
+    cleared = control_values(demo, section=demo.other, selection=None)
+    assert navigation.url_write(cleared, demo.context, [ids.SELECTION], pushed) is no_update
+    # a selection drawn there is a new address, replacing the entry
+    drawn_there = sel.selection_step(demo.lasso, "map", demo.dataset, demo.plane, demo.other, None, demo.context)
+    replaced = navigation.url_write(control_values(demo, section=demo.other, selection=drawn_there), demo.context,
+                                    [ids.SELECTION], pushed)
+    assert replaced["replace"] is True and "sel" in query_of(replaced["query"])
