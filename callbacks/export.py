@@ -31,7 +31,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from callbacks.context import ViewerContext
-from callbacks.routes import render_rgba, shown_gene_range
+from callbacks.routes import picture_spread_px, render_rgba, shown_gene_range
 from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.export_request import (CELL_FORMATS, CELL_KEYS, FIGURE_FORMATS, FIGURE_KEYS, MAX_EXPORT_CELLS,
                                        MAX_EXPORT_VALUES, MAX_FIGURE_PANELS, MIN_PANEL_PX, CellOptions,
@@ -281,7 +281,7 @@ class FigurePanel:
 
 def figure_panel(context: ViewerContext, state: ViewState, options: FigureOptions, *,
                  max_px: int | None = None, window: Window | None = None, size_px: tuple[int, int] | None = None,
-                 title: str | None = None, with_legend: bool = True) -> FigurePanel:
+                 title: str | None = None, with_legend: bool = True, spread_px: int | None = None) -> FigurePanel:
     """Render one view for a figure of ``options``' size: cells at print resolution plus legend or colour bar.
 
     Parameters
@@ -297,6 +297,8 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
         Panel title; default the figure's (``options.title``, else automatic).
     with_legend : bool
         Count the visible categories (a grid draws one legend of all its panels instead).
+    spread_px : int, optional
+        Dot radius of the cells; default from their density (:func:`callbacks.routes.picture_spread_px`).
     """
     from rendering.figures import MAX_FIGURE_PX, export_raster_px
     from rendering.raster import Viewport
@@ -311,7 +313,7 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
     else:
         width_px, height_px = (max(1, min(int(v), limit)) for v in size_px)
     picture = view_picture(state, window, width_px, height_px)
-    rgba = render_rgba(context, picture)
+    rgba = render_rgba(context, picture, spread_px=spread_px)
     if title is None:
         title = auto_title(context, state) if options.title is None else options.title
     return FigurePanel(
@@ -519,6 +521,15 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     return ComparisonPlan(request.kind, tuple(views), grid, heading)
 
 
+def comparison_spread_px(context: ViewerContext, views: Sequence[PanelView], sizes: Sequence[tuple[int, int]]) -> int:
+    """One dot radius for every panel of a comparison figure: the panels share one scale, so one radius in
+    pixels is one cell size in mm on paper. It is the largest of the panels' own (density) radii: the sparsest
+    panel's cells meet their neighbours, the denser panels read as solid tissue instead of scattered pixels."""
+    radii = [picture_spread_px(context, view_picture(view.state, view.window, *size))
+             for view, size in zip(views, sizes) if min(size) > 0]
+    return max(radii, default=0)
+
+
 def render_comparison(context: ViewerContext, state: ViewState, options: FigureOptions,
                       request: PanelRequest) -> bytes:
     """The side-by-side or gallery figure as ``options.fmt`` bytes: every panel re-rendered through the ONE
@@ -532,9 +543,11 @@ def render_comparison(context: ViewerContext, state: ViewState, options: FigureO
         See :func:`plan_comparison`.
     """
     plan = plan_comparison(context, state, options, request)
+    sizes = plan.grid.raster_px(options.dpi)
+    spread = comparison_spread_px(context, plan.views, sizes)
     panels = [figure_panel(context, view.state, options, window=view.window, size_px=size, title=view.title,
-                           with_legend=False)
-              for view, size in zip(plan.views, plan.grid.raster_px(options.dpi))]
+                           with_legend=False, spread_px=spread)
+              for view, size in zip(plan.views, sizes)]
     return compose_figure(panels, options, plan.grid)
 
 

@@ -38,12 +38,39 @@ def render_png(context: ViewerContext, picture: PictureRequest) -> bytes:
     return encode_png(render_rgba(context, picture))
 
 
-def render_rgba(context: ViewerContext, picture: PictureRequest) -> np.ndarray:
+def _picture_cells(context: ViewerContext, picture: PictureRequest) -> tuple[Any, dict, Any]:
+    """``(cells, where, viewport)`` of a picture request."""
+    from rendering.raster import Viewport
+
+    where = {"section": picture.section} if picture.section else (
+        {"slab_plane": picture.slab_plane} if picture.slab_plane else {})
+    cells = context.atlas.cells(picture.dataset, **where)
+    viewport = Viewport(*picture.window, picture.width_px, picture.height_px,
+                        max_px=max(context.settings.max_image_px, picture.width_px, picture.height_px))
+    return cells, where, viewport
+
+
+def picture_spread_px(context: ViewerContext, picture: PictureRequest, cells: Any = None,
+                      viewport: Any = None) -> int:
+    """Radius (px) cells are drawn with in ``picture``: from the density of the cells in view
+    (:func:`rendering.raster.auto_spread_px`; a section's cells mostly fill it, a UMAP's do not)."""
+    from rendering.raster import auto_spread_px
+
+    if cells is None or viewport is None:
+        cells, _, viewport = _picture_cells(context, picture)
+    in_view = viewport.count_inside(cells["x"].to_numpy(), cells["y"].to_numpy())
+    spatial = context.catalog.get(picture.dataset).spatial
+    return auto_spread_px(in_view, viewport, tissue_fraction=0.8 if spatial else 0.5)
+
+
+def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int | None = None) -> np.ndarray:
     """The cells of one picture request as an RGBA raster: the ONE rendering path of the picture route, the
     HTTP API and the figure export (``callbacks.export``), so all three draw a view the same way.
 
     The size is taken as given (``picture.width_px x picture.height_px``): the caller bounds it
-    (``max_image_px`` for the route, ``max_export_px`` for exports).
+    (``max_image_px`` for the route, ``max_export_px`` for exports). ``spread_px`` sets the dot radius (a figure
+    of several panels at one scale draws every panel's cells the same size); default
+    :func:`picture_spread_px`.
 
     Returns
     -------
@@ -51,21 +78,15 @@ def render_rgba(context: ViewerContext, picture: PictureRequest) -> np.ndarray:
         ``(picture.height_px, picture.width_px, 4)`` uint8 RGBA, row 0 at the top as displayed (sections are drawn
         y-down, UMAPs y-up).
     """
-    from rendering.raster import Viewport, auto_spread_px, render_categorical, render_numeric
+    from rendering.raster import render_categorical, render_numeric
 
     atlas = context.atlas
     entry = context.catalog.get(picture.dataset)
     y_down = entry.spatial
-    where = {"section": picture.section} if picture.section else (
-        {"slab_plane": picture.slab_plane} if picture.slab_plane else {})
-    cells = atlas.cells(picture.dataset, **where)
+    cells, where, viewport = _picture_cells(context, picture)
     x = cells["x"].to_numpy()
     y = cells["y"].to_numpy()
-    viewport = Viewport(*picture.window, picture.width_px, picture.height_px,
-                        max_px=max(context.settings.max_image_px, picture.width_px, picture.height_px))
-    in_view = viewport.count_inside(x, y)
-    # a section's picture is clipped to the section, which the tissue mostly fills; a UMAP is mostly empty
-    spread = auto_spread_px(in_view, viewport, tissue_fraction=0.8 if y_down else 0.5)
+    spread = picture_spread_px(context, picture, cells, viewport) if spread_px is None else int(spread_px)
     highlight = None
     if picture.term and picture.term_level:
         column = cells[picture.term_level]

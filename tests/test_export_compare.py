@@ -319,6 +319,20 @@ def test_every_comparison_panel_shares_one_scale_in_inches_per_mm(demo):
             assert len({round(box[2], 3) for box in plan.grid.geometry.boxes}) == len(plan.views)
 
 
+def test_every_comparison_panel_draws_its_cells_with_one_dot_size(demo):
+    """One scale on paper, one dot radius: the largest of the panels' own density radii (the demo's marmoset
+    section is denser than the human one, so alone it would be drawn in single scattered pixels)."""
+    from callbacks.export import comparison_spread_px, view_picture
+    from callbacks.routes import picture_spread_px
+
+    plan = _plan(demo, "png", dataset=demo.human, color_by="Class", panels="species")
+    sizes = plan.grid.raster_px(150)
+    own = [picture_spread_px(demo.context, view_picture(v.state, v.window, *size))
+           for v, size in zip(plan.views, sizes)]
+    assert len(set(own)) > 1  # the panels differ in density
+    assert comparison_spread_px(demo.context, plan.views, sizes) == max(own)
+
+
 def test_the_shared_legend_lists_categories_of_all_panels_most_cells_first(demo):
     plan = _plan(demo, "png", dataset=demo.human, panels="species", color_by="Class", legend="60")
     totals: dict[str, int] = {}
