@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from selenium.webdriver.support.ui import WebDriverWait
 
-from test_browser_analysis import (TIMEOUT, choose_option, drag_path, first_spatial, hexagon, open_view,
-                                   set_dragmode, shot, wait_for_picture, wait_settled)
-from test_browser_analysis import atlas, store, viewer  # noqa: F401  (fixtures)
+from browser_helpers import (TIMEOUT, choose_option, drag_path, first_spatial, hexagon, open_view,
+                             set_dragmode, shot, wait_for_picture, wait_settled)
+from browser_helpers import atlas, store, viewer  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
