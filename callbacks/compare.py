@@ -8,6 +8,9 @@
   each species' section.
 * **Section gallery**: a small picture (:data:`components.analysis_panels.GALLERY_SIZE_PX`) of every section of
   the current dataset, from the picture route and coloured like the map; clicking one opens it in the map.
+* **The address**: the view mode (``view=species|gallery``) and the side-by-side sections (``sections=``) are
+  part of the address (``components.state``; written by ``callbacks.navigation``); loading an address, a short
+  link or back/forward sets the mode and the sections again (:func:`address_view_step`).
 """
 from __future__ import annotations
 
@@ -23,30 +26,21 @@ from components.analysis_panels import GALLERY_SIZE_PX, gallery_html, shared_leg
 from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.figures import message_figure, picture_figure, view_patch
 from components.panels import gene_legend
+from components.state import MAP_VIEWS, parse_query, side_by_side_datasets
 from components.viewport import Window, padded, window_from_relayout
 
 log = logging.getLogger(__name__)
 
 #: Colour map of gene pictures (the render route's default).
 GENE_CMAP = "viridis"
-MODE_MAP, MODE_SPECIES, MODE_GALLERY = "map", "species", "gallery"
+MODE_MAP, MODE_SPECIES, MODE_GALLERY = MAP_VIEWS
 
 
 # ---------------------------------------------------------------------------------------------- slots
 def compare_datasets(context: ViewerContext) -> list[str]:
     """The side-by-side datasets: the first spatial dataset of each species, in catalog order (at most
-    :data:`components.ids.COMPARE_SLOTS`)."""
-    chosen: list[str] = []
-    species_seen: set = set()
-    for name, entry in context.catalog.datasets.items():
-        if not entry.spatial or not entry.sections:
-            continue
-        key = entry.species or name
-        if key in species_seen:
-            continue
-        species_seen.add(key)
-        chosen.append(name)
-    return chosen[: ids.COMPARE_SLOTS]
+    :data:`components.ids.COMPARE_SLOTS`); the address's ``sections`` follow this order."""
+    return side_by_side_datasets(context.catalog, ids.COMPARE_SLOTS)
 
 
 def section_choices(context: ViewerContext, dataset: str) -> list[dict]:
@@ -307,6 +301,30 @@ def legend_step(mode: str | None, sections: list, color_by: str | None, gene: st
                               highlighted=highlighted)
 
 
+def address_view_step(search: str | None, mode: str | None, sections: list,
+                      context: ViewerContext) -> tuple[Any, list, list]:
+    """``(view mode, per-slot section options, per-slot section values)`` of an address (loaded, back/forward or a
+    short link): the address's ``view`` and, for the side by side, its ``sections`` (empty = the first section).
+
+    ``no_update`` where the controls already show it, so an address equal to the view changes nothing; the
+    side-by-side dropdowns are left alone when the address is not the side by side (they keep the sections chosen
+    before, as switching the mode by hand does).
+    """
+    state, _ = parse_query(search, context.catalog, gene_lookup=context.lookups.gene_symbol,
+                           term_lookup=context.lookups.term_level)
+    new_mode = no_update if state.map_view == (mode or MODE_MAP) else state.map_view
+    options: list = [no_update] * ids.COMPARE_SLOTS
+    values: list = [no_update] * ids.COMPARE_SLOTS
+    if state.map_view == MODE_SPECIES:
+        for slot, dataset in enumerate(compare_datasets(context)):
+            wanted = state.species_sections[slot] if slot < len(state.species_sections) else None
+            wanted = wanted or first_section(context, dataset)
+            if slot >= len(sections) or sections[slot] != wanted:
+                options[slot] = section_choices(context, dataset)  # a value needs its option in the dropdown
+                values[slot] = wanted
+    return new_mode, options, values
+
+
 def mode_step(mode: str | None) -> tuple[str, bool, bool]:
     """``(map card class, side-by-side hidden, gallery hidden)`` for a view mode."""
     mode = mode if mode in (MODE_SPECIES, MODE_GALLERY) else MODE_MAP
@@ -366,6 +384,19 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
     )
     def switch_view(mode):
         return mode_step(mode)
+
+    @app.callback(
+        Output(ids.MAP_VIEW_MODE, "value", allow_duplicate=True),
+        *[Output(ids.compare_section(s), "options", allow_duplicate=True) for s in slots],
+        *[Output(ids.compare_section(s), "value", allow_duplicate=True) for s in slots],
+        Input(ids.URL, "search"),
+        State(ids.MAP_VIEW_MODE, "value"),
+        *[State(ids.compare_section(s), "value") for s in slots],
+        prevent_initial_call="initial_duplicate",
+    )
+    def view_from_address(search, mode, *sections):
+        new_mode, options, values = address_view_step(search, mode, list(sections), context)
+        return (new_mode, *options, *values)
 
     @app.callback(
         *[Output(ids.compare_slot(s), "hidden") for s in slots],
@@ -464,6 +495,7 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
     def open_section(picked, dataset):
         return gallery_pick_step(picked, dataset, context)
 
-    callbacks.update({"switch_view": switch_view, "setup_slots": setup_slots, "shared_legend": shared_legend,
+    callbacks.update({"switch_view": switch_view, "view_from_address": view_from_address,
+                      "setup_slots": setup_slots, "shared_legend": shared_legend,
                       "draw_gallery": draw_gallery, "open_section": open_section})
     return callbacks

@@ -405,7 +405,8 @@ def share_step(values: dict[str, Any], n_clicks: int | None, context: ViewerCont
                home: str = "/") -> dict:
     """Store the view on screen and return ``{"path": "/s/<id>", "long": "/?...", "n"}`` (or ``{"error"}``).
 
-    ``values[ids.SELECTION]`` (the selection store) is part of the view when it belongs to it.
+    ``values[ids.SELECTION]`` (the selection store) is part of the view when it belongs to it, and so are the map
+    card's view (``values[ids.MAP_VIEW_MODE]``) and the side-by-side sections (:data:`COMPARE_INPUTS` ids).
     """
     from callbacks.share import ShareError, canonical_query, share_path
 
@@ -430,13 +431,18 @@ def register_share_callbacks(app: Any, context: ViewerContext, store: Any, home:
         Output(ids.SHARE_LINK, "data"),
         Input(ids.SHARE_BUTTON, "n_clicks"),
         State(ids.SELECTION, "data"),
+        State(ids.MAP_VIEW_MODE, "value"),
+        *[State(component, prop) for component, prop in COMPARE_INPUTS],
         *view_states,
         prevent_initial_call=True,
     )
-    def make_link(n_clicks, selection, *values):
+    def make_link(n_clicks, selection, mode, *rest):
         if not n_clicks:
             return no_update
-        return share_step({**view_values(*values), ids.SELECTION: selection}, n_clicks, context, store, home)
+        sections = {component: value for (component, _), value in zip(COMPARE_INPUTS, rest)}
+        values = {**view_values(*rest[len(COMPARE_INPUTS):]), ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode,
+                  **sections}
+        return share_step(values, n_clicks, context, store, home)
 
     app.clientside_callback(
         "function (data) { return window.atlasExport.showLink(data); }",

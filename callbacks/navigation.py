@@ -14,6 +14,10 @@ selection callbacks (``callbacks.selection``) and, when an address is read, by t
 same answer as the section it belongs to, so the clearing that follows a section change sees both together.
 Writing the address never feeds back: ``history.replaceState`` does not change the ``dcc.Location`` it is read
 from (only loading and back/forward do).
+
+The map card's view is part of the address too (``view=species|gallery``, and ``sections=`` of the side by side):
+written here from the view-mode radio and the side-by-side dropdowns (a new history entry, like a section change),
+read back into them by ``callbacks.compare`` (``address_view_step``).
 """
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ from components import ids
 from components.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.layout import (color_by_options, gene_options, notice_children, section_options,
                                slab_plane_options)
-from components.state import (ViewState, default_state, parse_query, switch_dataset, switch_section,
-                              switch_slab_plane, to_query)
+from components.state import (ViewState, default_state, map_view_of, parse_query, switch_dataset,
+                              switch_section, switch_slab_plane, to_query)
 from components.viewport import Window
 
 log = logging.getLogger(__name__)
@@ -65,12 +69,16 @@ def current_state(values: dict[str, Any]) -> ViewState:
 
 
 def address_state(values: dict[str, Any], context: ViewerContext) -> ViewState:
-    """The view the controls show now with the selection that belongs to it (``values[ids.SELECTION]``): what the
-    address bar and a short link hold."""
+    """The view the controls show now with the selection that belongs to it (``values[ids.SELECTION]``) and the map
+    card's view (``values[ids.MAP_VIEW_MODE]``, the side-by-side sections under ``ids.compare_section(slot)``):
+    what the address bar and a short link hold."""
     state = current_state(values)
     selection = view_selection(values.get(ids.SELECTION), state.dataset, values.get(ids.SLAB_PLANE),
                                values.get(ids.SECTION), context)
-    return state.replace(selection=selection)
+    sections = [values.get(ids.compare_section(slot)) for slot in range(ids.COMPARE_SLOTS)]
+    map_view, species_sections = map_view_of(context.catalog, state.dataset, values.get(ids.MAP_VIEW_MODE),
+                                             sections)
+    return state.replace(selection=selection, map_view=map_view, species_sections=species_sections)
 
 
 def _number_or_none(value: Any) -> float | None:
@@ -286,15 +294,19 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
         Input(ids.THRESHOLD_A, "value"),
         Input(ids.THRESHOLD_B, "value"),
         Input(ids.SELECTION, "data"),
+        Input(ids.MAP_VIEW_MODE, "value"),
+        *[Input(ids.compare_section(slot), "value") for slot in range(ids.COMPARE_SLOTS)],
         State(ids.URL_QUERY, "data"),
         prevent_initial_call=True,
     )
     def write_url(dataset, slab_plane, section, color_by, gene, term, viewport, vmin, vmax, gene2, blend_mode,
-                  threshold_a, threshold_b, selection, written):
+                  threshold_a, threshold_b, selection, map_view_mode, *rest):
+        *compare_sections, written = rest
         values = {ids.DATASET: dataset, ids.SLAB_PLANE: slab_plane, ids.SECTION: section, ids.COLOR_BY: color_by,
                   ids.GENE: gene, ids.TERM: term, ids.VIEWPORT: viewport, ids.GENE_VMIN: vmin,
                   ids.GENE_VMAX: vmax, ids.GENE2: gene2, ids.BLEND_MODE: blend_mode, ids.THRESHOLD_A: threshold_a,
-                  ids.THRESHOLD_B: threshold_b, ids.SELECTION: selection}
+                  ids.THRESHOLD_B: threshold_b, ids.SELECTION: selection, ids.MAP_VIEW_MODE: map_view_mode,
+                  **{ids.compare_section(slot): value for slot, value in enumerate(compare_sections)}}
         return url_write(values, context, ctx.triggered_prop_ids.values(), written)
 
     # history.pushState/replaceState in the browser: no reload, no Dash round trip
@@ -342,7 +354,8 @@ def selection_step(trigger: str | None, values: dict[str, Any], context: ViewerC
     return selection_outputs(state, before, context, notices, force=first_load, selection=selection)
 
 
-#: Controls whose change alone replaces the address's history entry (a zoom, a selection drawn or cleared).
+#: Controls whose change alone replaces the address's history entry (a zoom, a selection drawn or cleared). Every
+#: other change adds an entry the back button returns to, the map card's view mode and side-by-side sections too.
 REPLACING_INPUTS = frozenset({ids.VIEWPORT, ids.SELECTION})
 
 
@@ -381,8 +394,8 @@ def url_query(values: dict[str, Any], context: ViewerContext | None = None, *, o
     Parameters
     ----------
     values : dict
-        Control values keyed by id; ``ids.SELECTION`` (the selection store) is written when ``context`` is given
-        and the selection belongs to the view.
+        Control values keyed by id; with ``context``, ``ids.SELECTION`` (the selection store, when it belongs to
+        the view), ``ids.MAP_VIEW_MODE`` and the side-by-side sections are written too (:func:`address_state`).
     only_viewport : bool
         Only the viewport or the selection moved: replace the history entry (a zoom or a lasso is not a step
         back/forward walks through).

@@ -1,7 +1,9 @@
 """The view state (what the address bar holds) and its rules: URL parsing and writing, and consistent switching.
 
 A :class:`ViewState` is the whole view: dataset, slab plane, section, colour-by, gene, highlighted term, viewport,
-gene range and the box/lasso selection (:class:`ViewSelection`). :func:`parse_query` reads it from a query string, checking every value against the
+gene range, the box/lasso selection (:class:`ViewSelection`) and the map card's view (the one map, the species side
+by side with a section per species, or the section gallery). :func:`parse_query` reads it from a query string,
+checking every value against the
 :class:`~components.catalog.Catalog` (an unknown value becomes a notice and a sensible default, never an error);
 :func:`to_query` writes it back. :func:`switch_dataset`, :func:`switch_slab_plane` and :func:`switch_section`
 return the state after a user choice, keeping what still makes sense (colour-by, gene by symbol, a term of a
@@ -19,6 +21,7 @@ from typing import Callable
 from urllib.parse import parse_qs, urlencode
 
 from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog, DatasetEntry
+from components.ids import COMPARE_SLOTS
 from components.selection_geometry import compact_selection, parse_selection_param, selection_param
 from components.viewport import Window, make_window
 
@@ -38,6 +41,14 @@ BLEND_MODES = ("blend", "both")
 SELECTION_KEYS = ("sel_view", "sel")
 #: Views a selection is drawn in: the main picture, or the UMAP panel beside a spatial dataset.
 SELECTION_VIEWS = ("map", "umap")
+#: Views of the map card: the one map, the species side by side, the gallery of every section of the dataset.
+MAP_VIEWS = ("map", "species", "gallery")
+#: Address-bar parameters of the map card's view, written last: ``view`` (``species`` or ``gallery``; absent = the
+#: map) and, with ``view=species``, ``sections`` (one label per side-by-side dataset, comma-separated, empty = its
+#: first section: the format of the export route's ``sections``). Like :data:`SELECTION_KEYS` they are not in
+#: :data:`QUERY_KEYS`: the picture, export and API routes draw one view (a figure of panels takes its own
+#: ``panels=``).
+MAP_VIEW_KEYS = ("view", "sections")
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,11 @@ class ViewState:
         Thresholds (log2) of the ``both`` mode; None = 0.
     selection : ViewSelection or None
         Box or lasso selection of the map (this dataset, slab plane and section) or of the UMAP beside it.
+    map_view : {"map", "species", "gallery"}
+        What the map card shows: the one map, the species side by side or the section gallery.
+    species_sections : tuple of (str or None)
+        ``map_view == "species"``: the section of each side-by-side dataset (:func:`side_by_side_datasets` order),
+        None = its first section; canonical (:func:`canonical_species_sections`): no trailing None.
     """
 
     dataset: str | None
@@ -118,6 +134,8 @@ class ViewState:
     threshold_a: float | None = None
     threshold_b: float | None = None
     selection: ViewSelection | None = None
+    map_view: str = "map"
+    species_sections: tuple[str | None, ...] = ()
 
     def replace(self, **changes) -> "ViewState":
         return dataclasses.replace(self, **changes)
@@ -295,7 +313,102 @@ def parse_query(
             notices.append(notice)
     elif params.get("sel_view"):
         notices.append(Notice("sel_view", "sel_view without a selection (sel): nothing selected."))
+
+    # the map card's view: the one map, the species side by side (a section each) or the gallery
+    state, more = _parse_map_view(catalog, entry, state, params)
+    notices += more
     return state, notices
+
+
+def side_by_side_datasets(catalog: Catalog, limit: int = COMPARE_SLOTS) -> list[str]:
+    """The datasets of the species side by side: the first dataset of sections of each species, in catalog order.
+
+    Returns
+    -------
+    list of str
+        At most ``limit`` dataset names.
+    """
+    chosen: list[str] = []
+    species_seen: set[str] = set()
+    for name, entry in catalog.datasets.items():
+        if not entry.spatial or not entry.sections:
+            continue
+        key = entry.species or name
+        if key in species_seen:
+            continue
+        species_seen.add(key)
+        chosen.append(name)
+    return chosen[:limit]
+
+
+def canonical_species_sections(catalog: Catalog, labels: "list[str | None] | tuple[str | None, ...]"
+                               ) -> tuple[str | None, ...]:
+    """The side-by-side sections as the address holds them: one entry per side-by-side dataset (in order), None
+    for its first section (or a label that is not one of its sections), no trailing None.
+
+    Parameters
+    ----------
+    labels : sequence of (str or None)
+        Section labels in :func:`side_by_side_datasets` order; missing entries are the first sections.
+    """
+    canonical: list[str | None] = []
+    for dataset, label in zip(side_by_side_datasets(catalog), labels):
+        entry = catalog.get(dataset)
+        first = _first_section(entry)[1]
+        canonical.append(label if label and label in entry.sections and label != first else None)
+    while canonical and canonical[-1] is None:
+        canonical.pop()
+    return tuple(canonical)
+
+
+def map_view_of(catalog: Catalog, dataset: str | None, mode: str | None,
+                sections: "list[str | None] | tuple[str | None, ...]" = ()) -> tuple[str, tuple[str | None, ...]]:
+    """``(map_view, species_sections)`` of what the map card shows (the radio's ``mode``, the side-by-side
+    dropdowns' ``sections``), by the address's rules: a gallery only of a dataset of sections, the side by side
+    only when the store holds datasets of sections, sections only with it."""
+    entry = catalog.get(dataset)
+    if mode == "gallery" and entry is not None and entry.spatial and entry.sections:
+        return "gallery", ()
+    if mode == "species" and side_by_side_datasets(catalog):
+        return "species", canonical_species_sections(catalog, list(sections))
+    return "map", ()
+
+
+def _parse_map_view(catalog: Catalog, entry: DatasetEntry, state: ViewState,
+                    params: dict[str, str]) -> tuple[ViewState, list[str]]:
+    """The map card's view (``view``) and the side-by-side sections (``sections``); a bad value is a notice."""
+    notices: list[str] = []
+    raw = params.get("view") or ""
+    mode = raw.lower() or "map"
+    if mode not in MAP_VIEWS:
+        notices.append(Notice("view", f"Unknown view '{raw}' (map, species or gallery): showing the map."))
+        mode = "map"
+    elif mode == "gallery" and not (entry.spatial and entry.sections):
+        notices.append(Notice("view", f"{entry.name} has no sections for a gallery: showing the map."))
+        mode = "map"
+    elif mode == "species" and not side_by_side_datasets(catalog):
+        notices.append(Notice("view", "The store holds no dataset of sections to put side by side: showing the "
+                                      "map."))
+        mode = "map"
+    text = params.get("sections") or ""
+    if mode != "species":
+        if text and not notices:
+            notices.append(Notice("sections", "sections (one per species) belongs to view=species: ignored."))
+        return state.replace(map_view=mode, species_sections=()), notices
+    datasets = side_by_side_datasets(catalog)
+    parts = [part.strip() for part in text.split(",")] if text else []
+    if len(parts) > len(datasets):
+        notices.append(Notice("sections", f"{len(parts)} sections for {len(datasets)} side-by-side datasets "
+                                          f"({', '.join(datasets)}): the extra ones are ignored."))
+    labels: list[str | None] = []
+    for dataset, label in zip(datasets, parts):
+        side = catalog.get(dataset)
+        if label and label not in side.sections:
+            notices.append(Notice("sections", f"Unknown section '{label}' of {dataset} ({side.species or dataset}): "
+                                              f"showing its first section, {_first_section(side)[1]}."))
+            label = ""
+        labels.append(label or None)
+    return state.replace(map_view="species", species_sections=canonical_species_sections(catalog, labels)), notices
 
 
 def _parse_selection(catalog: Catalog, entry: DatasetEntry, state: ViewState, params: dict[str, str],
@@ -404,7 +517,9 @@ def to_query(state: ViewState) -> str:
     """The query string of a view (``?dataset=...``), omitting defaults that need no parameter.
 
     ``slab_plane`` is written only for a whole-slab-plane view (a section implies its plane); ``gene`` only when
-    colouring by gene; the viewport, gene range and selection (``sel_view``, ``sel``) only when set.
+    colouring by gene; the viewport, gene range and selection (``sel_view``, ``sel``) only when set; ``view`` only
+    for the species side by side or the gallery, and ``sections`` only for side-by-side sections that are not the
+    first ones.
     """
     if state.dataset is None:
         return ""
@@ -432,6 +547,13 @@ def to_query(state: ViewState) -> str:
         pairs += [("vmin", _format(state.vmin)), ("vmax", _format(state.vmax))]
     if state.selection is not None:
         pairs += [("sel_view", state.selection.view), ("sel", selection_param(state.selection.geometry()))]
+    if state.map_view in MAP_VIEWS[1:]:
+        pairs.append(("view", state.map_view))
+        sections = list(state.species_sections) if state.map_view == "species" else []
+        while sections and not sections[-1]:
+            sections.pop()
+        if sections:
+            pairs.append(("sections", ",".join(section or "" for section in sections)))
     return "?" + urlencode(pairs)
 
 
@@ -549,15 +671,20 @@ def frame_bounds(catalog: Catalog, state: ViewState) -> tuple[float, float, floa
 __all__ = [
     "COLOR_BY_GENE",
     "COLOR_BY_REGION",
+    "MAP_VIEWS",
+    "MAP_VIEW_KEYS",
     "Notice",
     "QUERY_KEYS",
     "SELECTION_KEYS",
     "SELECTION_VIEWS",
     "ViewSelection",
     "ViewState",
+    "canonical_species_sections",
     "default_state",
     "frame_bounds",
+    "map_view_of",
     "parse_query",
+    "side_by_side_datasets",
     "switch_dataset",
     "switch_section",
     "switch_slab_plane",
