@@ -58,6 +58,9 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
         title="ABC Atlas viewer",
         update_title=None,
         assets_folder=str(HERE / "assets"),
+        # gzip/brotli for the page's JavaScript (plotly.js alone is 4.8 MB, about 1.4 MB compressed) and the
+        # callbacks' JSON; pictures are PNG already and are sent as they are (flask-compress's mimetype list)
+        compress=True,
     )
     app.server.config["ATLAS_SETTINGS"] = settings
     problem = None
