@@ -775,20 +775,7 @@ def default_gene_range(values: np.ndarray, *, percentile: float = 99.0) -> tuple
     tuple of float
         ``(vmin, vmax)`` with ``vmin < vmax``; ``(0.0, 1.0)`` when nothing is expressed.
     """
-    values = np.asarray(values, dtype=np.float64).ravel()
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    if finite.min() < 0:
-        vmin = float(np.percentile(finite, 100.0 - percentile))
-        vmax = float(np.percentile(finite, percentile))
-    else:
-        expressing = finite[finite > 0]
-        if expressing.size == 0:
-            return 0.0, 1.0
-        vmin = 0.0
-        vmax = float(np.percentile(expressing, percentile))
-    if vmax <= vmin:
-        top = float(finite.max())
-        vmax = top if top > vmin else vmin + 1.0
-    return vmin, vmax
+    from data_layer.expression import default_range_of_entries
+
+    # the one definition, shared with the ranges prepare stores per gene (a dense vector has no implicit zeros)
+    return default_range_of_entries(values, 0, percentile=percentile)
