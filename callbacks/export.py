@@ -3,7 +3,7 @@
 * :func:`render_figure` draws a publication figure (PNG, SVG or PDF) of a view: the cells are re-rendered at the
   figure's resolution through the ONE rendering path of the picture route (:func:`callbacks.routes.render_rgba`),
   then :func:`rendering.figures.export_figure` adds vector axes, scale bar, the legend of the categories VISIBLE
-  in the view (the most frequent first) or the colour bar, title and species.
+  in the view (the most frequent first), the colour bar or the two-gene 2-D colour key, title and species.
 * :func:`export_cells` writes the cells of a view (its section or slab plane inside its viewport, optionally a
   box or polygon selection) as CSV or as h5ad with the chosen genes.
 * ``GET /export/figure.<png|svg|pdf>`` and ``GET /export/cells.<csv|h5ad>`` take the address bar's parameters
@@ -15,8 +15,8 @@
 A figure is built from a list of :class:`FigurePanel`: one (the map or the UMAP), or with ``panels=species`` /
 ``panels=gallery`` one per species side by side or per section of the gallery (:func:`render_comparison`). Their
 choice and colouring come from ``callbacks.compare`` (the views on screen), each panel is rendered by the same
-:func:`figure_panel`, and :func:`rendering.figures.export_panel_grid` lays them out at one scale with one legend
-or colour bar: more panels, not a second rendering path.
+:func:`figure_panel`, and :func:`rendering.figures.export_panel_grid` lays them out at one scale with one legend,
+colour bar or two-gene key: more panels, not a second rendering path.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from callbacks.context import ViewerContext
-from callbacks.routes import picture_spread_px, render_rgba, shown_gene_range
+from callbacks.routes import picture_spread_px, render_rgba, shown_gene_range, two_gene_ranges
 from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.export_request import (CELL_FORMATS, CELL_KEYS, FIGURE_FORMATS, FIGURE_KEYS, MAX_EXPORT_CELLS,
                                        MAX_EXPORT_VALUES, MAX_FIGURE_PANELS, MIN_PANEL_PX, CellOptions,
@@ -220,9 +220,25 @@ def gene_colorbar(context: ViewerContext, picture: PictureRequest) -> tuple[str,
     return GENE_CMAP, float(vmin), float(vmax), f"{picture.gene} (log2 expression)"
 
 
+def picture_two_gene_key(context: ViewerContext, picture: PictureRequest, gene_ranges: tuple | None = None) -> Any:
+    """The 2-D colour key (:class:`rendering.figures.TwoGeneKey`) of a two-gene picture, else None: its genes,
+    the ranges it is coloured over (``gene_ranges``, else :func:`callbacks.routes.two_gene_ranges`, as
+    :func:`callbacks.routes.render_rgba` uses them), its mode and thresholds, in the theme the route draws."""
+    from rendering.figures import TwoGeneKey
+
+    if picture.color_by != COLOR_BY_TWO_GENES or not picture.gene2:
+        return None
+    range_a, range_b = gene_ranges or two_gene_ranges(context, picture)
+    return TwoGeneKey(picture.gene, picture.gene2, range_a, range_b, mode=picture.blend_mode,
+                      threshold_a=picture.threshold_a or 0.0, threshold_b=picture.threshold_b or 0.0)
+
+
 def _colour_text(state: ViewState) -> str:
     if state.color_by == COLOR_BY_TWO_GENES:
-        return f"{state.gene} (magenta) and {state.gene2} (green)"
+        from rendering.blend import DEFAULT_THEME, THEMES
+
+        word_a, word_b, _ = THEMES[DEFAULT_THEME].colour_words()  # the theme the picture route draws in
+        return f"{state.gene} ({word_a}) and {state.gene2} ({word_b})"
     if state.color_by == COLOR_BY_GENE:
         return f"{state.gene} expression"
     if state.color_by == COLOR_BY_REGION:
@@ -267,6 +283,8 @@ class FigurePanel:
         Visible categories (empty for a gene).
     colorbar : tuple or None
         ``(cmap, vmin, vmax, label)`` for a gene.
+    two_gene_key : rendering.figures.TwoGeneKey or None
+        The 2-D colour key of a two-gene view (:func:`picture_two_gene_key`).
     """
 
     rgba: np.ndarray
@@ -277,11 +295,13 @@ class FigurePanel:
     species: str
     legend: list
     colorbar: tuple | None
+    two_gene_key: Any = None
 
 
 def figure_panel(context: ViewerContext, state: ViewState, options: FigureOptions, *,
                  max_px: int | None = None, window: Window | None = None, size_px: tuple[int, int] | None = None,
-                 title: str | None = None, with_legend: bool = True, spread_px: int | None = None) -> FigurePanel:
+                 title: str | None = None, with_legend: bool = True, spread_px: int | None = None,
+                 gene_ranges: tuple | None = None) -> FigurePanel:
     """Render one view for a figure of ``options``' size: cells at print resolution plus legend or colour bar.
 
     Parameters
@@ -299,6 +319,8 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
         Count the visible categories (a grid draws one legend of all its panels instead).
     spread_px : int, optional
         Dot radius of the cells; default from their density (:func:`callbacks.routes.picture_spread_px`).
+    gene_ranges : ((float, float), (float, float)), optional
+        Ranges of a two-gene view's genes (a comparison's shared pair); default each gene's in the dataset.
     """
     from rendering.figures import MAX_FIGURE_PX, export_raster_px
     from rendering.raster import Viewport
@@ -313,14 +335,14 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
     else:
         width_px, height_px = (max(1, min(int(v), limit)) for v in size_px)
     picture = view_picture(state, window, width_px, height_px)
-    rgba = render_rgba(context, picture, spread_px=spread_px)
+    rgba = render_rgba(context, picture, spread_px=spread_px, gene_ranges=gene_ranges)
     if title is None:
         title = auto_title(context, state) if options.title is None else options.title
     return FigurePanel(
         rgba=rgba, window=window, y_down=entry.spatial, units="mm" if entry.spatial else "",
         title=title, species=entry.species or "",
         legend=visible_legend(context, state, window, options.legend_entries) if with_legend else [],
-        colorbar=gene_colorbar(context, picture),
+        colorbar=gene_colorbar(context, picture), two_gene_key=picture_two_gene_key(context, picture, gene_ranges),
     )
 
 
@@ -356,7 +378,7 @@ def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: 
     return export_figure(
         panel.rgba, viewport, fmt=options.fmt, width_in=options.width_in, height_in=options.height_in,
         dpi=options.dpi, title=panel.title, species=panel.species, legend=panel.legend or None,
-        colorbar=panel.colorbar, y_down=panel.y_down, units=panel.units,
+        colorbar=panel.colorbar, y_down=panel.y_down, units=panel.units, two_gene_key=panel.two_gene_key,
     )
 
 
@@ -385,11 +407,14 @@ class PanelView:
     title : str
         Species and platform then section (side by side), or the section (gallery); a colouring that could not
         be carried over says so on a last line.
+    gene_ranges : ((float, float), (float, float)) or None
+        A two-gene panel's ranges, the same for every two-gene panel of the figure (its one key).
     """
 
     state: ViewState
     window: Window
     title: str
+    gene_ranges: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -432,8 +457,10 @@ def comparison_views(context: ViewerContext, state: ViewState, request: PanelReq
       section asked (else its first), coloured by ``slot_colouring`` (the term only at a level shared across
       species); a gene on ONE range for all: the range set by hand (``vmin``/``vmax``), else from the lowest
       default low end to the highest default high end over the species measuring it (``shared_gene_range``).
+      Two genes likewise: each gene on one range over the species whose panel draws both (one 2-D key).
     * ``gallery``: every section of the view's dataset (``gallery_sections``), coloured like the map (any level's
-      term); a gene on the range set by hand, else the DATASET's default range (one range for all sections).
+      term); a gene on the range set by hand, else the DATASET's default range (one range for all sections); two
+      genes on their dataset default ranges.
     """
     from callbacks.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range,
                                    shared_gene_range, slot_colouring)
@@ -443,25 +470,36 @@ def comparison_views(context: ViewerContext, state: ViewState, request: PanelReq
     if request.kind == "species":
         datasets = compare_datasets(context)
         gene_range = shared_gene_range(context, datasets, state.gene, state.vmin, state.vmax)
-        for slot, dataset in enumerate(datasets):
+        colourings = [slot_colouring(context, dataset, state.color_by, state.gene, term, _two_genes(state))
+                      for dataset in datasets]
+        both = [d for d, c in zip(datasets, colourings) if c.color_by == COLOR_BY_TWO_GENES]
+        pair = None
+        if both:  # two-gene pictures take no hand range: the shared default ranges of the species drawing both
+            pair = (shared_gene_range(context, both, state.gene, None, None),
+                    shared_gene_range(context, both, state.gene2, None, None))
+        for slot, (dataset, colouring) in enumerate(zip(datasets, colourings)):
             entry = context.catalog.get(dataset)
             asked = request.sections[slot] if slot < len(request.sections) else None
             section = asked or first_section(context, dataset)
-            colouring = slot_colouring(context, dataset, state.color_by, state.gene, term, _two_genes(state))
             lines = [f"{entry.species or dataset} · {entry.platform}", section]
             if colouring.note:
                 lines.append(colouring.note)
             views.append(PanelView(_panel_state(context, dataset, section, colouring, gene_range),
-                                   padded(entry.sections[section].bounds), "\n".join(lines)))
+                                   padded(entry.sections[section].bounds), "\n".join(lines),
+                                   pair if colouring.color_by == COLOR_BY_TWO_GENES else None))
         return views
     entry = context.catalog.get(state.dataset)
     colouring = slot_colouring(context, entry.name, state.color_by, state.gene, term, _two_genes(state),
                                shared_only=False)
     gene_range = hand_gene_range(state.vmin, state.vmax)
+    pair = None
+    if colouring.color_by == COLOR_BY_TWO_GENES:
+        pair = (context.gene_range(entry.name, colouring.gene),
+                context.gene_range(entry.name, colouring.extra["gene2"]))
     for section in gallery_sections(context, entry.name):
         title = section if not colouring.note else f"{section}\n{colouring.note}"
         views.append(PanelView(_panel_state(context, entry.name, section, colouring, gene_range),
-                               padded(entry.sections[section].bounds), title))
+                               padded(entry.sections[section].bounds), title, pair))
     return views
 
 
@@ -479,9 +517,9 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     """The views and layout of a side-by-side (a row) or gallery (the columns giving the largest panels) figure.
 
     All panels share ONE scale (inches per mm; see :mod:`rendering.figures`), ONE legend of the categories
-    visible in any panel (most cells first) or ONE colour bar (the range of :func:`comparison_views`), and each
-    has its own scale bar (one length for all). Nothing is rendered yet: the preview of the export panel shows
-    this plan.
+    visible in any panel (most cells first), ONE colour bar or ONE two-gene key (the ranges of
+    :func:`comparison_views`), and each has its own scale bar (one length for all). Nothing is rendered yet: the
+    preview of the export panel shows this plan.
 
     Raises
     ------
@@ -501,6 +539,8 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
         if view.state.color_by == COLOR_BY_GENE:
             colorbar = gene_colorbar(context, view_picture(view.state, view.window, 1, 1))
             break
+    key = next((picture_two_gene_key(context, view_picture(v.state, v.window, 1, 1), v.gene_ranges) for v in views
+                if v.state.color_by == COLOR_BY_TWO_GENES), None)
     heading = comparison_title(context, state, request, len(views)) if options.title is None else options.title
     species = ""
     if request.kind == "gallery":
@@ -509,6 +549,7 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
         [(v.window.width, v.window.height) for v in views], [v.title for v in views],
         width_in=options.width_in, height_in=options.height_in, dpi=options.dpi, heading=heading, species=species,
         legend=legend, colorbar=colorbar, n_cols=len(views) if request.kind == "species" else None,
+        two_gene_key=key,
     )
     sizes = grid.raster_px(options.dpi) if grid.geometry.boxes else [(0, 0)]
     smallest = min(min(size) for size in sizes)
@@ -546,7 +587,7 @@ def render_comparison(context: ViewerContext, state: ViewState, options: FigureO
     sizes = plan.grid.raster_px(options.dpi)
     spread = comparison_spread_px(context, plan.views, sizes)
     panels = [figure_panel(context, view.state, options, window=view.window, size_px=size, title=view.title,
-                           with_legend=False, spread_px=spread)
+                           with_legend=False, spread_px=spread, gene_ranges=view.gene_ranges)
               for view, size in zip(plan.views, sizes)]
     return compose_figure(panels, options, plan.grid)
 

@@ -63,14 +63,16 @@ def picture_spread_px(context: ViewerContext, picture: PictureRequest, cells: An
     return auto_spread_px(in_view, viewport, tissue_fraction=0.8 if spatial else 0.5)
 
 
-def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int | None = None) -> np.ndarray:
+def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int | None = None,
+                gene_ranges: tuple | None = None) -> np.ndarray:
     """The cells of one picture request as an RGBA raster: the ONE rendering path of the picture route, the
     HTTP API and the figure export (``callbacks.export``), so all three draw a view the same way.
 
     The size is taken as given (``picture.width_px x picture.height_px``): the caller bounds it
     (``max_image_px`` for the route, ``max_export_px`` for exports). ``spread_px`` sets the dot radius (a figure
     of several panels at one scale draws every panel's cells the same size); default
-    :func:`picture_spread_px`.
+    :func:`picture_spread_px`. ``gene_ranges`` (``(range_a, range_b)``) colours a two-gene picture over other
+    ranges than its genes' defaults (:func:`two_gene_ranges`): a comparison figure's panels share one pair.
 
     Returns
     -------
@@ -94,7 +96,7 @@ def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int 
         highlight = np.asarray(column.cat.codes) == code
     highlight = selection_highlight(picture, cells, highlight, entry.levels[-1] if entry.levels else None)
     if picture.color_by == COLOR_BY_TWO_GENES and picture.gene2:
-        return render_two_gene_picture(context, picture, x, y, viewport, where, spread, y_down)
+        return render_two_gene_picture(context, picture, x, y, viewport, where, spread, y_down, gene_ranges)
     if picture.color_by == COLOR_BY_GENE:
         values = atlas.gene(picture.dataset, picture.gene, **where)
         vmin, vmax = shown_gene_range(context, picture)
@@ -144,10 +146,17 @@ def selection_highlight(picture: PictureRequest, cells: Any, highlight: np.ndarr
     return highlight
 
 
+def two_gene_ranges(context: ViewerContext, picture: PictureRequest) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(range_a, range_b)`` a two-gene picture is coloured over: each gene's default range in the dataset."""
+    return (context.gene_range(picture.dataset, picture.gene), context.gene_range(picture.dataset, picture.gene2))
+
+
 def render_two_gene_picture(context: ViewerContext, picture: PictureRequest, x: np.ndarray, y: np.ndarray,
-                            viewport: Any, where: dict, spread: int, y_down: bool) -> np.ndarray:
-    """The cells coloured by ``picture.gene`` and ``picture.gene2`` at once (:func:`rendering.blend.render_two_genes`:
-    magenta / green, white where both are high, on a near-black background), each over its default range.
+                            viewport: Any, where: dict, spread: int, y_down: bool,
+                            gene_ranges: tuple | None = None) -> np.ndarray:
+    """The cells coloured by ``picture.gene`` and ``picture.gene2`` at once (:func:`rendering.blend.render_two_genes`
+    in its default theme: magenta / green, white where both are high, on a near-black background), over
+    ``gene_ranges`` (default :func:`two_gene_ranges`).
 
     Returns
     -------
@@ -159,10 +168,9 @@ def render_two_gene_picture(context: ViewerContext, picture: PictureRequest, x: 
     atlas = context.atlas
     values_a = atlas.gene(picture.dataset, picture.gene, **where)
     values_b = atlas.gene(picture.dataset, picture.gene2, **where)
+    range_a, range_b = gene_ranges or two_gene_ranges(context, picture)
     return render_two_genes(
-        x, y, values_a, values_b, viewport,
-        range_a=context.gene_range(picture.dataset, picture.gene),
-        range_b=context.gene_range(picture.dataset, picture.gene2),
+        x, y, values_a, values_b, viewport, range_a=range_a, range_b=range_b,
         mode=picture.blend_mode,
         threshold_a=picture.threshold_a or 0.0, threshold_b=picture.threshold_b or 0.0,
         spread_px=spread, y_down=y_down,

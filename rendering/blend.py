@@ -76,14 +76,24 @@ class BlendTheme:
     nan: str
     dimmed: str
     background: str | tuple[int, int, int, int]
+    #: Names of ``color_a``, ``color_b`` and ``color_both`` for text (a figure title, a legend); empty: the hex codes.
+    words: tuple[str, str, str] = ("", "", "")
+
+    def colour_words(self) -> tuple[str, str, str]:
+        """``(gene A colour, gene B colour, both colour)`` in words, e.g. ``("magenta", "green", "white")``."""
+        hexes = (self.color_a, self.color_b, self.color_both)
+        return tuple(word or code for word, code in zip(self.words, hexes))  # type: ignore[return-value]
 
 
 THEMES: dict[str, BlendTheme] = {
     "dark": BlendTheme("dark", low="#303030", color_a="#ff00ff", color_b="#00ff00", color_both="#ffffff",
-                       nan="#6e6e6e", dimmed="#404040", background="#0a0a0a"),
+                       nan="#6e6e6e", dimmed="#404040", background="#0a0a0a", words=("magenta", "green", "white")),
     "light": BlendTheme("light", low="#e8e8e8", color_a="#be64ac", color_b="#5ac8c8", color_both="#3b4994",
-                        nan="#b0b0b0", dimmed="#dcdcdc", background=TRANSPARENT),
+                        nan="#b0b0b0", dimmed="#dcdcdc", background=TRANSPARENT, words=("pink", "teal", "dark blue")),
 }
+#: The theme of the viewer's two-gene pictures (the picture route passes none, so :func:`render_two_genes` uses it)
+#: and therefore of their 2-D legend, their figure key and the colour words of a figure's title.
+DEFAULT_THEME = "dark"
 
 
 def _theme(theme: str | BlendTheme) -> BlendTheme:
@@ -110,7 +120,7 @@ def _blend_table_cached(theme: BlendTheme, levels: int) -> np.ndarray:
     return table
 
 
-def blend_table(theme: str | BlendTheme = "dark", levels: int = BLEND_LEVELS) -> np.ndarray:
+def blend_table(theme: str | BlendTheme = DEFAULT_THEME, levels: int = BLEND_LEVELS) -> np.ndarray:
     """The colour table of a theme.
 
     Returns
@@ -124,7 +134,7 @@ def blend_table(theme: str | BlendTheme = "dark", levels: int = BLEND_LEVELS) ->
     return _blend_table_cached(_theme(theme), int(levels))
 
 
-def blend_color(level_a: float, level_b: float, theme: str | BlendTheme = "dark") -> tuple[int, int, int, int]:
+def blend_color(level_a: float, level_b: float, theme: str | BlendTheme = DEFAULT_THEME) -> tuple[int, int, int, int]:
     """RGBA of scaled values ``level_a, level_b`` in ``0..1`` (as the picture draws them)."""
     table = blend_table(theme)
     n = table.shape[0]
@@ -164,7 +174,7 @@ def render_two_genes(
     mode: str = "blend",
     threshold_a: float = 0.0,
     threshold_b: float = 0.0,
-    theme: str | BlendTheme = "dark",
+    theme: str | BlendTheme = DEFAULT_THEME,
     background: str | Sequence[int] | None = None,
     spread_px: int = 0,
     y_down: bool = False,
@@ -294,8 +304,27 @@ class Legend2D:
                 "gene_a": self.gene_a, "gene_b": self.gene_b}
 
 
-def legend_2d_rgba(size_px: int, theme: str | BlendTheme = "dark") -> np.ndarray:
+def legend_2d_rgba(size_px: int, theme: str | BlendTheme = DEFAULT_THEME, *, mode: str = "blend",
+                   range_a: Sequence[float] = (0.0, 1.0), range_b: Sequence[float] = (0.0, 1.0),
+                   threshold_a: float = 0.0, threshold_b: float = 0.0) -> np.ndarray:
     """The blend table drawn as a square: gene A along x (left low), gene B along y (bottom low).
+
+    Pixel column ``p`` shows the colour :func:`render_two_genes` gives gene A at the value of the column's left
+    edge (the same levels: ``floor(p * BLEND_LEVELS / size_px)``), row likewise for gene B, so the four corner
+    pixels are exactly the colours of (low, low), (high, low), (low, high) and (high, high).
+
+    Parameters
+    ----------
+    size_px : int
+        Side of the square (2..2048).
+    theme : {"dark", "light"} or BlendTheme
+    mode : {"blend", "both"}
+        ``"both"``: the part of the square at or below a threshold (a pixel's centre value ``<= threshold_a``
+        along x or ``<= threshold_b`` along y) is the theme's dim grey, as such cells are drawn in that mode.
+    range_a, range_b : pair of float
+        The shown ranges of the picture (only needed to place the thresholds of ``mode="both"``).
+    threshold_a, threshold_b : float
+        The thresholds of ``mode="both"``.
 
     Returns
     -------
@@ -305,15 +334,26 @@ def legend_2d_rgba(size_px: int, theme: str | BlendTheme = "dark") -> np.ndarray
     size_px = int(size_px)
     if not 2 <= size_px <= 2048:
         raise ValueError(f"legend size {size_px} px must be in 2..2048")
-    table = blend_table(theme)
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} must be one of {MODES}")
+    th = _theme(theme)
+    table = blend_table(th)
     n = table.shape[0]
     idx = np.minimum((np.arange(size_px) * n) // size_px, n - 1)
     rows_b = idx[::-1]  # top row = gene B high
-    return np.ascontiguousarray(table[idx[None, :], rows_b[:, None]])
+    rgba = np.ascontiguousarray(table[idx[None, :], rows_b[:, None]])
+    if mode == "both":
+        lo_a, hi_a = _check_range("range_a", range_a)
+        lo_b, hi_b = _check_range("range_b", range_b)
+        centre = (np.arange(size_px) + 0.5) / size_px
+        below_a = lo_a + centre * (hi_a - lo_a) <= float(threshold_a)  # per column
+        below_b = (lo_b + centre * (hi_b - lo_b) <= float(threshold_b))[::-1]  # per row, top = high
+        rgba[below_b[:, None] | below_a[None, :]] = to_rgba(th.dimmed)
+    return rgba
 
 
 def legend_2d_png(size_px: int = 96, *, range_a: Sequence[float] = (0.0, 1.0), range_b: Sequence[float] = (0.0, 1.0),
-                  gene_a: str = "A", gene_b: str = "B", theme: str | BlendTheme = "dark") -> Legend2D:
+                  gene_a: str = "A", gene_b: str = "B", theme: str | BlendTheme = DEFAULT_THEME) -> Legend2D:
     """The 2-D legend of :func:`render_two_genes` as a PNG with its value ranges.
 
     Returns

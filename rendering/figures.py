@@ -6,12 +6,18 @@ so a journal figure can be edited in Illustrator/Inkscape: SVG keeps text as ``<
 'none'``) and PDF embeds TrueType fonts (``pdf.fonttype = 42``).
 
 A figure of several pictures (species side by side, a section gallery) is laid out by :func:`plan_panel_grid` and
-drawn by :func:`export_panel_grid`: one raster per panel, each titled and with its own scale bar, ONE legend or
-colour bar for all. Every panel is drawn at the SAME scale (inches per mm), not stretched to the same size: a
-macaque section then looks smaller than a human one, as it is, and one scale bar length reads the same on every
-panel, which is what a paper comparing tissue needs (equal extents would give each panel its own magnification).
+drawn by :func:`export_panel_grid`: one raster per panel, each titled and with its own scale bar, ONE legend,
+colour bar or two-gene key for all. Every panel is drawn at the SAME scale (inches per mm), not stretched to the
+same size: a macaque section then looks smaller than a human one, as it is, and one scale bar length reads the same
+on every panel, which is what a paper comparing tissue needs (equal extents would give each panel its own
+magnification).
 Panels carry no tick axes: slab coordinates differ between species and sections, and the scale bars (one length
 for all, white on a dark picture) give the size.
+
+A two-gene picture (:mod:`rendering.blend`) gets a 2-D colour key where a gene picture gets its colour bar
+(:class:`TwoGeneKey`): a small square raster of the SAME colour table the cells were drawn with (gene A low to high
+left to right, gene B bottom to top), vector axis labels naming both genes and the ranges the picture used, and in
+the "both above thresholds" mode the thresholds (grey below them in the square, a dashed line and a note).
 
 The raster is drawn as given: the caller re-renders the cells at the export resolution first (see
 :func:`export_raster_px` for the size to ask :mod:`rendering.raster` for), otherwise a 1000-pixel screen picture
@@ -26,12 +32,14 @@ from __future__ import annotations
 import io
 import logging
 import math
+import textwrap
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from rendering.blend import DEFAULT_THEME, MODES, legend_2d_rgba
 from rendering.colors import cmap_lut, parse_hex
 from rendering.raster import Viewport
 
@@ -195,6 +203,144 @@ def _keep_labels_inside(figure, axes, pad_in: float = 3 / 72) -> None:
                        position.width - left / width_in, position.height - bottom / height_in])
 
 
+# ---------------------------------------------------------------------------------------------- two-gene key
+#: Font sizes (points) of the 2-D colour key: heading, gene symbols, range ends, threshold note.
+KEY_HEADING_PT = 7.5
+KEY_LABEL_PT = 8.0
+KEY_TICK_PT = 7.0
+KEY_NOTE_PT = 6.5
+#: Side of the key's square (inches): at most, at least; between them a share of the figure (see _key_side_in).
+KEY_MAX_IN = 1.1
+KEY_MIN_IN = 0.55
+#: Space between the picture (or the panels) and the key's labels (inches).
+KEY_GAP_IN = 0.15
+
+
+def _key_number(value: float) -> str:
+    return f"{value:.3g}"
+
+
+@dataclass(frozen=True)
+class TwoGeneKey:
+    """The 2-D colour key of a two-gene picture (:func:`rendering.blend.render_two_genes`) in a figure.
+
+    Attributes
+    ----------
+    gene_a, gene_b : str
+        Gene symbols: gene A along x (the picture's first gene), gene B along y.
+    range_a, range_b : (float, float)
+        The ranges the picture was coloured over (log2 expression): low end = channel off, high end = full.
+    mode : {"blend", "both"}
+        ``"both"``: only cells with ``value_a > threshold_a`` and ``value_b > threshold_b`` are coloured.
+    threshold_a, threshold_b : float
+    theme : str
+        The picture's blend theme (:data:`rendering.blend.DEFAULT_THEME` for the viewer's pictures).
+    """
+
+    gene_a: str
+    gene_b: str
+    range_a: tuple[float, float]
+    range_b: tuple[float, float]
+    mode: str = "blend"
+    threshold_a: float = 0.0
+    threshold_b: float = 0.0
+    theme: str = DEFAULT_THEME
+
+    def __post_init__(self) -> None:
+        for name in ("range_a", "range_b"):
+            low, high = (float(v) for v in getattr(self, name))
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"two-gene key {name}=({low!r}, {high!r}) must be finite with low < high")
+            object.__setattr__(self, name, (low, high))
+        if self.mode not in MODES:
+            raise ValueError(f"two-gene key mode={self.mode!r} must be one of {MODES}")
+
+    def rgba(self, size_px: int) -> np.ndarray:
+        """The key's square (:func:`rendering.blend.legend_2d_rgba`: the picture's own colour table).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(size_px, size_px, 4)`` uint8, row 0 = top = gene B high, column 0 = gene A low.
+        """
+        return legend_2d_rgba(size_px, self.theme, mode=self.mode, range_a=self.range_a, range_b=self.range_b,
+                              threshold_a=self.threshold_a, threshold_b=self.threshold_b)
+
+    @property
+    def note(self) -> str:
+        """What the "both" mode colours (the picture draws every other cell flat grey); empty for a blend."""
+        if self.mode != "both":
+            return ""
+        nbsp = "\u00a0"  # a condition is never broken over two lines
+        return (f"Coloured: cells with {self.gene_a}{nbsp}>{nbsp}{self.threshold_a:g} and "
+                f"{self.gene_b}{nbsp}>{nbsp}{self.threshold_b:g}; all other cells grey")
+
+
+def _key_side_in(width_in: float, height_in: float) -> float:
+    """Side of the key's square: a fifth of a narrow figure's width, :data:`KEY_MAX_IN` on a wide one."""
+    return min(KEY_MAX_IN, max(KEY_MIN_IN, min(0.18 * width_in, 0.4 * height_in)))
+
+
+def _wrap(figure, renderer, text: str, width_in: float, fontsize: float) -> str:
+    """``text`` broken into lines no wider than ``width_in`` (measured), at least 12 characters a line."""
+    for chars in range(len(text), 11, -1):
+        wrapped = textwrap.fill(text, chars)
+        if _text_size_in(figure, renderer, wrapped, fontsize)[0] <= width_in:
+            return wrapped
+    return textwrap.fill(text, 12)
+
+
+def _draw_two_gene_key(figure, key: TwoGeneKey, side_in: float, dpi: float):
+    """Draw ``key`` as an axes of ``side_in`` inches square at the figure's lower left (move it with
+    :func:`_place_key`): the square, the range ends as ticks, the genes as axis labels, a heading, and in "both"
+    mode the thresholds as dashed lines and a note under the x label. Not managed by a layout engine."""
+    width_in, height_in = figure.get_size_inches()
+    axes = figure.add_axes((0.0, 0.0, side_in / width_in, side_in / height_in))
+    axes.set_in_layout(False)
+    (low_a, high_a), (low_b, high_b) = key.range_a, key.range_b
+    size_px = int(min(2048, max(64, round(side_in * dpi))))
+    axes.imshow(key.rgba(size_px), extent=(low_a, high_a, low_b, high_b), origin="upper", interpolation="none",
+                aspect="auto")
+    axes.set_xlim(low_a, high_a)
+    axes.set_ylim(low_b, high_b)
+    axes.set_xticks([low_a, high_a], [_key_number(low_a), _key_number(high_a)])
+    axes.set_yticks([low_b, high_b], [_key_number(low_b), _key_number(high_b)])
+    axes.tick_params(labelsize=KEY_TICK_PT, length=2.0, width=0.5, pad=1.5)
+    for spine in axes.spines.values():
+        spine.set_linewidth(0.5)
+    axes.set_xlabel(key.gene_a, fontsize=KEY_LABEL_PT, labelpad=1.0)
+    axes.set_ylabel(key.gene_b, fontsize=KEY_LABEL_PT, labelpad=1.0)
+    axes.set_title("log2 expression", fontsize=KEY_HEADING_PT, pad=4.0, loc="left")  # clear of the top tick
+    if key.mode == "both":
+        line = {"color": "#b0b0b0", "linewidth": 0.6, "linestyle": (0, (2, 1.5))}
+        if low_a < key.threshold_a < high_a:
+            axes.axvline(key.threshold_a, **line)
+        if low_b < key.threshold_b < high_b:
+            axes.axhline(key.threshold_b, **line)
+        renderer = figure.canvas.get_renderer()
+        note = _wrap(figure, renderer, key.note, side_in + 0.3, KEY_NOTE_PT)
+        # under the x label (x: the square's left edge, y: the label's bottom), wherever the axes moves
+        axes.annotate(note, xy=(0.0, 0.0), xycoords=(axes.transAxes, axes.xaxis.label), xytext=(0.0, -2.0),
+                      textcoords="offset points", ha="left", va="top", fontsize=KEY_NOTE_PT, annotation_clip=False)
+    return axes
+
+
+def _key_extents(figure, axes) -> tuple[float, float, float, float]:
+    """``(left, right, below, above)``: inches the key's labels and note reach beyond its square."""
+    renderer = figure.canvas.get_renderer()
+    tight = axes.get_tightbbox(renderer)
+    square = axes.get_window_extent(renderer)
+    dpi = figure.dpi
+    return (max(0.0, (square.x0 - tight.x0) / dpi), max(0.0, (tight.x1 - square.x1) / dpi),
+            max(0.0, (square.y0 - tight.y0) / dpi), max(0.0, (tight.y1 - square.y1) / dpi))
+
+
+def _place_key(figure, axes, box: Box) -> None:
+    width_in, height_in = figure.get_size_inches()
+    left, bottom, width, height = box
+    axes.set_position((left / width_in, bottom / height_in, width / width_in, height / height_in))
+
+
 def export_figure(
     rgba: np.ndarray,
     viewport: Viewport,
@@ -211,6 +357,7 @@ def export_figure(
     scale_bar_mm: bool = True,
     units: str = "mm",
     show_axes: bool = True,
+    two_gene_key: TwoGeneKey | None = None,
 ) -> bytes:
     """Draw a publication figure around a cell picture.
 
@@ -243,6 +390,8 @@ def export_figure(
         Data units, for the axis labels (``"mm"`` for sections; e.g. ``""`` for a UMAP).
     show_axes : bool
         Draw the x/y axes with ticks.
+    two_gene_key : TwoGeneKey, optional
+        The 2-D colour key of a two-gene picture, right of the picture (top aligned), where a colour bar goes.
 
     Returns
     -------
@@ -260,6 +409,13 @@ def export_figure(
 
     figure = Figure(figsize=(width_in, height_in), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
+    key_axes = None
+    if two_gene_key is not None:  # keep a band on the right free for the key and its labels
+        key_side = _key_side_in(width_in, height_in)
+        key_axes = _draw_two_gene_key(figure, two_gene_key, key_side, dpi)
+        key_extents = _key_extents(figure, key_axes)
+        band_in = KEY_GAP_IN + key_extents[0] + key_side + key_extents[1] + FIGURE_PAD_IN
+        figure.get_layout_engine().set(rect=(0.0, 0.0, max(0.3, 1.0 - band_in / width_in), 1.0))
     axes = figure.add_subplot()
     bottom, top = (viewport.y1, viewport.y0) if y_down else (viewport.y0, viewport.y1)
     axes.imshow(
@@ -300,7 +456,23 @@ def export_figure(
         bar.ax.tick_params(labelsize=8)
 
     _keep_labels_inside(figure, axes)
+    if key_axes is not None:
+        _place_single_key(figure, axes, key_axes, key_side, key_extents)
     return _save(figure, fmt, dpi, title)
+
+
+def _place_single_key(figure, axes, key_axes, side_in: float, extents: tuple[float, float, float, float]) -> None:
+    """Put the key right of the laid-out picture, its heading level with the picture's top (raised if its note
+    would leave the figure), and freeze the layout so the picture stays where the key was measured against."""
+    figure.draw_without_rendering()  # the picture's final box (equal aspect applied)
+    picture = axes.get_window_extent(figure.canvas.get_renderer())
+    figure.set_layout_engine("none")
+    left_x, _, below, above = extents
+    height_in = figure.get_size_inches()[1]
+    dpi = figure.dpi
+    bottom = picture.y1 / dpi - above - side_in
+    bottom = min(max(bottom, FIGURE_PAD_IN + below), height_in - FIGURE_PAD_IN - above - side_in)
+    _place_key(figure, key_axes, (picture.x1 / dpi + KEY_GAP_IN + left_x, bottom, side_in, side_in))
 
 
 # ---------------------------------------------------------------------------------------------- several panels
@@ -471,6 +643,10 @@ class PanelGrid:
         ONE scale bar length (data units, mm) drawn on every panel: the same length reads the same everywhere.
     units : str
         ``"mm"`` draws the scale bars.
+    two_gene_key : TwoGeneKey or None
+        ONE 2-D colour key for the two-gene panels (they share its ranges).
+    two_gene_key_box : Box or None
+        Its square (inches); its labels and note lie around it, inside the figure.
     """
 
     width_in: float
@@ -487,6 +663,8 @@ class PanelGrid:
     colorbar_box: Box | None
     scale_bar: float
     units: str
+    two_gene_key: TwoGeneKey | None = None
+    two_gene_key_box: Box | None = None
 
     @property
     def in_per_unit(self) -> float:
@@ -537,6 +715,7 @@ def plan_panel_grid(
     colorbar: tuple[str, float, float, str] | None = None,
     n_cols: int | None = None,
     units: str = "mm",
+    two_gene_key: TwoGeneKey | None = None,
 ) -> PanelGrid:
     """Plan a figure of several panels: heading at the top, ONE legend (or colour bar) at the right, the panels
     in a grid at one common scale in the rest (text measured with matplotlib's renderer).
@@ -553,8 +732,8 @@ def plan_panel_grid(
         The export's resolution (text is measured at it).
     heading, species : str
         Figure title and species (italics, after the title).
-    legend, colorbar
-        As in :func:`export_figure`; shared by all panels.
+    legend, colorbar, two_gene_key
+        As in :func:`export_figure`; shared by all panels (the key left of a colour bar when there are both).
     n_cols : int, optional
         Columns; None chooses the number giving the largest panels (:func:`best_columns`). A row: ``len(extents)``.
     units : str
@@ -596,6 +775,20 @@ def plan_panel_grid(
         right -= COLORBAR_BAND_IN
         bar_h = min(COLORBAR_MAX_IN, 0.6 * (top - pad))
         colorbar_box = (right + gap, top - bar_h, COLORBAR_WIDTH_IN, bar_h)
+    key_box = None
+    if two_gene_key is not None:  # measured as drawn: the square plus its labels, heading and note
+        side = _key_side_in(width_in, height_in)
+        key_axes = _draw_two_gene_key(figure, two_gene_key, side, dpi)
+        left_x, right_x, below, above = _key_extents(figure, key_axes)
+        key_axes.remove()
+        if top - above - side - below < pad and side > KEY_MIN_IN:  # a short figure: a smaller square
+            side = max(KEY_MIN_IN, top - pad - above - below)
+            key_axes = _draw_two_gene_key(figure, two_gene_key, side, dpi)
+            left_x, right_x, below, above = _key_extents(figure, key_axes)
+            key_axes.remove()
+        right -= right_x + side
+        key_box = (right, top - above - side, side, side)
+        right -= left_x + KEY_GAP_IN
     measured = [_text_size_in(figure, renderer, text, PANEL_TITLE_PT) for text in titles]
     area = (pad, pad, max(0.0, right - pad), max(0.0, top - pad))
 
@@ -620,11 +813,13 @@ def plan_panel_grid(
             anchor = (anchor[0] - slack + shift, anchor[1])
         if colorbar_box is not None:
             colorbar_box = (colorbar_box[0] - slack + shift, *colorbar_box[1:])
+        if key_box is not None:
+            key_box = (key_box[0] - slack + shift, *key_box[1:])
     scale_bar = _nice_scale_bar_mm(min(w for w, _ in extents)) if units == "mm" else 0.0
     return PanelGrid(width_in=width_in, height_in=height_in, geometry=geometry, titles=tuple(titles),
                      title_pt=title_pt, heading=heading, species=species, legend=legend, legend_ncols=ncols,
                      legend_anchor=anchor, colorbar=colorbar, colorbar_box=colorbar_box, scale_bar=scale_bar,
-                     units=units)
+                     units=units, two_gene_key=two_gene_key, two_gene_key_box=key_box)
 
 
 def export_panel_grid(
@@ -637,7 +832,7 @@ def export_panel_grid(
     y_down: bool = True,
 ) -> bytes:
     """Draw a planned multi-panel figure (:func:`plan_panel_grid`): one embedded raster per panel in its box,
-    its title above it and a scale bar on it; the heading, the one legend or colour bar.
+    its title above it and a scale bar on it; the heading, the one legend or colour bar, the one two-gene key.
 
     Parameters
     ----------
@@ -703,4 +898,7 @@ def export_panel_grid(
         bar = figure.colorbar(_colorbar_mappable(grid.colorbar), cax=cax)
         bar.set_label(grid.colorbar[3], fontsize=9)
         bar.ax.tick_params(labelsize=8)
+    if grid.two_gene_key is not None and grid.two_gene_key_box is not None:
+        key_axes = _draw_two_gene_key(figure, grid.two_gene_key, grid.two_gene_key_box[2], dpi)
+        _place_key(figure, key_axes, grid.two_gene_key_box)
     return _save(figure, fmt, dpi, grid.heading)
