@@ -128,6 +128,7 @@ def test_a_box_on_the_umap_highlights_its_clusters_in_the_map(viewer, atlas):
     y0, y1 = np.percentile(members["y"], [20, 80])
     open_view(viewer)
     wait_for_picture(viewer, f"dataset={quote(umap)}", graph="umap-graph")
+    wait_settled(viewer)  # a late first UMAP figure replaces the axes, and the box outline with them
     set_dragmode(viewer, "umap-graph", "select")
     drag_path(viewer, "umap-graph", [(x0, y0), (x1, y0), (x1, y1)], close=False)
     viewer.wait_for_contains_text("#selection-summary", "cells selected in the UMAP", timeout=TIMEOUT)
