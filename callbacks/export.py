@@ -698,14 +698,20 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def export_filename(state: ViewState, kind: str, fmt: str, panels: str | None = None) -> str:
-    """A safe download name: ``<dataset>_<section or plane>_<colour>[_<gene>].<fmt>`` (``kind`` = figure|cells);
+    """A safe download name: ``<dataset>_<section or plane>_<colour>.<fmt>`` (``kind`` = figure|cells; the colour
+    is the level, the gene, or ``<gene>-<gene2>``);
     a figure of ``panels`` is ``species-side-by-side_<colour>`` or ``<dataset>_gallery_<colour>``."""
     parts = [state.dataset or "atlas", state.section or state.slab_plane or "umap"]
     if panels == "species":
         parts = ["species-side-by-side"]
     elif panels == "gallery":
         parts = [state.dataset or "atlas", "gallery"]
-    parts.append(state.gene if state.color_by == COLOR_BY_GENE and state.gene else state.color_by)
+    if state.color_by == COLOR_BY_GENE and state.gene:
+        parts.append(state.gene)
+    elif state.color_by == COLOR_BY_TWO_GENES and state.gene and state.gene2:
+        parts.append(f"{state.gene}-{state.gene2}")
+    else:
+        parts.append(state.color_by)
     if kind == "cells":
         parts.append("cells")
     name = "_".join(_UNSAFE.sub("-", str(p)).strip("-") for p in parts if p)

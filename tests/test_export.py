@@ -394,3 +394,15 @@ def test_genes_box_starts_from_the_maps_gene_and_adds_new_ones(context, atlas, s
     chosen, _ = genes_for_view(spatial, "gene", genes[1], chosen, ids.GENE, context)
     assert chosen == [genes[0], genes[1]]
 
+
+
+def test_download_names_say_what_the_figure_is_coloured_by():
+    from callbacks.export import export_filename
+
+    view = ViewState(dataset="HMBA-MERSCOPE-H22.30.001-BG", section="H22.30.001.CX.15.01.03.02")
+    assert export_filename(view.replace(color_by="Subclass"), "figure", "pdf") == \
+        "HMBA-MERSCOPE-H22.30.001-BG_H22.30.001.CX.15.01.03.02_Subclass.pdf"
+    assert export_filename(view.replace(color_by="gene", gene="DRD1"), "figure", "png").endswith("_DRD1.png")
+    two = view.replace(color_by="two_genes", gene="DRD1", gene2="PENK")
+    assert export_filename(two, "figure", "svg").endswith("_DRD1-PENK.svg")
+    assert export_filename(two, "cells", "csv").endswith("_DRD1-PENK_cells.csv")
