@@ -27,12 +27,12 @@ TIMING_JS = """
 var gd = document.querySelector('#map-graph .js-plotly-plot');
 window._selectedAt = null; window._dotsAt = null;
 gd.on('plotly_selected', function () { if (!window._selectedAt) { window._selectedAt = performance.now(); } });
-var target = document.getElementById('markers-graph');
+// the whole page is watched: the dot plot's element may be re-created when the analysis panel opens
 new MutationObserver(function () {
-  if (window._selectedAt && !window._dotsAt && target.querySelector('.scatterlayer .point')) {
+  if (window._selectedAt && !window._dotsAt && document.querySelector('#markers-graph .scatterlayer .point')) {
     window._dotsAt = performance.now();
   }
-}).observe(target, {childList: true, subtree: true, attributes: true});
+}).observe(document.body, {childList: true, subtree: true, attributes: true});
 """
 
 # ---------------------------------------------------------------------------------------------- tests
