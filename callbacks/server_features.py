@@ -80,7 +80,8 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
 
 
 def warm_up_compiled_code() -> float:
-    """Render tiny pictures (categorical and numeric, with and without a highlight) and load the marker kernels
+    """Render tiny pictures (categorical, numeric and two genes, with and without a highlight or a spread), encode
+    them as PNG (indexed and RGBA), count cells in a viewport, and load the marker kernels
     (``data_layer.analysis.warm_up``) in this process.
 
     gunicorn's master calls it after loading the app and before forking (``when_ready`` in gunicorn.conf.py), so
@@ -94,6 +95,8 @@ def warm_up_compiled_code() -> float:
     """
     import numpy as np
 
+    from rendering.blend import render_two_genes
+    from rendering.png import encode_png
     from rendering.raster import Viewport, render_categorical, render_numeric
 
     started = time.perf_counter()
@@ -104,10 +107,25 @@ def warm_up_compiled_code() -> float:
     values = rng.random(256, dtype=np.float32)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
     viewport = Viewport(0.0, 1.0, 0.0, 1.0, 32, 32)
-    render_categorical(x, y, codes, colors, viewport, spread_px=1, y_down=True)
-    render_categorical(x, y, codes, colors, viewport, highlight=codes == 1, spread_px=1, y_down=True)
-    render_numeric(x, y, values, viewport, vmin=0.0, vmax=1.0, spread_px=1, y_down=True)
-    render_numeric(x, y, values, viewport, vmin=0.0, vmax=1.0, highlight=codes == 1, spread_px=1, y_down=True)
+    viewport.count_inside(x, y)
+    viewport.contains(x, y)
+    pictures = [
+        render_categorical(x, y, codes, colors, viewport, spread_px=0, y_down=True),
+        render_categorical(x, y, codes, colors, viewport, spread_px=1, y_down=True),
+        render_categorical(x, y, codes, colors, viewport, highlight=codes == 1, spread_px=1, y_down=True),
+        render_numeric(x, y, values, viewport, vmin=0.0, vmax=1.0, spread_px=0, y_down=True),
+        render_numeric(x, y, values, viewport, vmin=0.0, vmax=1.0, spread_px=1, y_down=True),
+        render_numeric(x, y, values, viewport, vmin=0.0, vmax=1.0, highlight=codes == 1, spread_px=1,
+                       y_down=True),
+        render_numeric(x, y, np.where(codes == 2, np.float32(np.nan), values), viewport, vmin=0.0, vmax=1.0,
+                       spread_px=1, y_down=True),  # a gene not measured in some cells
+        render_two_genes(x, y, values, values[::-1].copy(), viewport, range_a=(0.0, 1.0), range_b=(0.0, 1.0),
+                         spread_px=1, y_down=True),
+    ]
+    # PNG: the indexed writer (<= 256 colours) and the RGBA one (a numeric picture has more colours)
+    for rgba in pictures:
+        encode_png(rgba)
+    encode_png(rng.integers(0, 256, (32, 32, 4), dtype=np.uint8))
     from data_layer import analysis
 
     analysis.warm_up()
