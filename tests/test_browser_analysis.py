@@ -8,7 +8,6 @@ the lasso to the dot plot on screen is printed, not asserted.
 """
 from __future__ import annotations
 
-import time
 from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
@@ -108,7 +107,9 @@ def test_a_figure_arriving_during_a_lasso_drag_waits_for_the_release(viewer, atl
         "layout.xaxis.range = [layout.xaxis.range[0] - 1, layout.xaxis.range[1] + 1];"
         "layout.xaxis.autorange = false;"
         "window.dash_clientside.set_props('map-graph', {figure: {data: gd.data, layout: layout}});")
-    time.sleep(0.3)  # ample time for Dash to hand the figure to Plotly (the viewer fixture fails on its error)
+    # dcc.Graph marks the graph pending until Plotly has drawn the figure: held while the button is down
+    WebDriverWait(viewer.driver, TIMEOUT, poll_frequency=0.05).until(lambda d: d.execute_script(
+        "return !!document.querySelector('#map-graph.dash-graph--pending, #map-graph .dash-graph--pending');"))
     release_at(viewer, page[0])
     WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(range_js)[0] < before[0] - 0.5)
     viewer.wait_for_contains_text("#selection-summary", "cells selected", timeout=TIMEOUT)
