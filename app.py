@@ -2,7 +2,8 @@
 
 ``python app.py`` serves it on the settings' host and port. The app opens the prepared store as a
 :class:`data_layer.Atlas` (the only door to the data), snapshots its catalog, lays out the page
-(``components``) and registers one callback module per feature (``callbacks``) plus the picture route.
+(``components``), serves the pictures, exports, short links and API (``server``) and registers one callback
+module per feature (``callbacks``); all of them compute through ``core``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from typing import Any
 
 from dash import Dash
 
+from callbacks import (compare, export_panel, inspector, legend, map_view, markers, navigation, selection, tree,
+                       two_genes, umap_view)
+from components.layout import build_layout, empty_layout
+from core.context import ViewerContext
+from core.state import default_state
+from server.features import install_server_features, register_routes, warm_up_compiled_code
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,9 +56,6 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
     -------
     dash.Dash
     """
-    from components.layout import build_layout, empty_layout
-    from components.state import default_state
-
     settings = settings or Settings.from_env()
     app = Dash(
         __name__,
@@ -66,27 +70,18 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
     problem = None
     if atlas is None:
         atlas, problem = open_atlas(settings)
-    try:
-        from callbacks.server_features import install_server_features
-
-        install_server_features(app, settings, atlas=atlas)
-    except ImportError:  # pragma: no cover - the shared-server features are optional
-        log.debug("shared-server features not installed")
+    install_server_features(app, settings, atlas=atlas)
     if atlas is None:
         app.layout = empty_layout(problem or "No store.", store_label=str(settings.store))
         return app
 
-    from callbacks import api, export, inspector, legend, map_view, navigation, routes, share, tree, umap_view
-    from callbacks.context import ViewerContext
-
     context = ViewerContext.build(atlas, settings)
     app.layout = build_layout(context.catalog, default_state(context.catalog), store_label=str(settings.store))
-    for module in (routes, navigation, map_view, umap_view, tree, legend, inspector, export, share, api):
-        module.register(app, atlas, settings, context=context)
-    from callbacks import compare, markers, selection, two_genes
-
-    for module in (selection, markers, two_genes, compare):  # selections and comparisons (issue 5)
-        module.register(app, atlas, settings, context=context)
+    shares = register_routes(app, context)
+    for module in (navigation, map_view, umap_view, tree, legend, inspector, selection, markers, two_genes, compare):
+        module.register(app, context)
+    export_panel.register_panel(app, context)
+    export_panel.register_share_callbacks(app, context, shares, app.config.requests_pathname_prefix or "/")
     return app
 
 
@@ -99,8 +94,6 @@ if __name__ == "__main__":  # pragma: no cover
     _settings = Settings.from_env()
     logging.basicConfig(level=_settings.log_level)
     _app = create_app(_settings)
-    from callbacks.server_features import warm_up_compiled_code
-
     warm_up_compiled_code()  # compile the rendering code now, not during the first user's first picture
     _app.run(host=_settings.host, port=_settings.port, debug=_settings.debug)
 

@@ -35,7 +35,7 @@ def serve(store_dir: Path | None, host: str | None, port: int | None, debug: boo
             f"`atlas-viewer prepare CACHE {settings.store}` first"
         )
     dash_app = app_module.create_app(settings)
-    from callbacks.server_features import warm_up_compiled_code
+    from server.features import warm_up_compiled_code
 
     warm_up_compiled_code()  # compile the rendering code now, not during the first user's first picture
     click.echo(f"Serving {settings.store} on http://{settings.host}:{settings.port}")
@@ -126,7 +126,7 @@ def bench(scale: str, work_dir: Path | None, json_path: Path | None) -> None:
 @click.password_option(help="the password (asked twice, hidden, when not given)")
 def hash_password(user: str, password: str) -> None:
     """Print a 'USER:hash' line for the users file (ATLAS_VIEWER_AUTH_USERS_FILE)."""
-    from callbacks.auth import AuthConfigError, user_line
+    from server.auth import AuthConfigError, user_line
 
     try:
         click.echo(user_line(user, password))

@@ -56,7 +56,7 @@ def when_ready(server):
     if not preload_app:
         return
     try:
-        from callbacks.server_features import warm_up_compiled_code
+        from server.features import warm_up_compiled_code
 
         warm_up_compiled_code()
     except Exception:  # a failed warm-up only costs the first users a few seconds

@@ -68,12 +68,12 @@ class Scenario:
 def build_scenario(store: Path, max_places: int = 40, max_genes: int = 12) -> Scenario:
     """Places and picture URLs from the store's catalog, through the viewer's own URL builder.
 
-    Uses ``data_layer.Atlas`` (catalog only, no cells) and ``components.picture.PictureRequest.url``, so the load
+    Uses ``data_layer.Atlas`` (catalog only, no cells) and ``core.picture.PictureRequest.url``, so the load
     test requests exactly what the viewer's map requests.
     """
-    from callbacks.catalog import catalog_from_atlas
-    from components.picture import PictureRequest
-    from components.viewport import Window
+    from core.catalog import catalog_from_atlas
+    from core.picture import PictureRequest
+    from core.viewport import Window
     from data_layer import Atlas
 
     atlas = Atlas.open(store)

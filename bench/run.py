@@ -6,7 +6,7 @@ demo), prepares it (the prepare-throughput row), then measures on the prepared s
 
 * one gene for every cell of a dataset vs anndata backed reads of the source h5ad files (for the regional WMB
   files, the plain way reads the gene from every file and concatenates);
-* the map's pictures through the viewer's own renderer (``callbacks.routes.render_png``: cells, aggregation,
+* the map's pictures through the viewer's own renderer (``core.render.render_png``: cells, aggregation,
   colours, PNG) for a section and for the UMAP by cluster vs datashader's per-category aggregation
   (``count_cat`` + ``tf.shade``; projected from smaller canvases when it does not fit in memory), by a gene vs
   plain datashader ``max`` + ``shade``, and with a highlighted term vs plain datashader's two layers;
@@ -340,7 +340,7 @@ class Pictures:
     """Server-side pictures through the viewer's renderer, and the plain datashader way of the same pictures."""
 
     def __init__(self, atlas, store: Path):
-        from callbacks.context import ViewerContext
+        from core.context import ViewerContext
         from settings import Settings
 
         self.atlas = atlas
@@ -348,8 +348,8 @@ class Pictures:
 
     def request(self, dataset: str, section: str | None, color_by: str, *, gene: str | None = None,
                 term: str | None = None, term_level: str | None = None):
-        from components.picture import PictureRequest
-        from components.viewport import fit_aspect, padded
+        from core.picture import PictureRequest
+        from core.viewport import fit_aspect, padded
 
         entry = self.context.catalog.get(dataset)
         bounds = entry.sections[section].bounds if section else entry.bounds
@@ -359,7 +359,7 @@ class Pictures:
                               height_px=HEIGHT_PX)
 
     def render(self, request) -> bytes:
-        from callbacks.routes import render_png
+        from core.render import render_png
 
         return render_png(self.context, request)
 

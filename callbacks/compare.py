@@ -9,161 +9,32 @@
 * **Section gallery**: a small picture (:data:`components.analysis_panels.GALLERY_SIZE_PX`) of every section of
   the current dataset, from the picture route and coloured like the map; clicking one opens it in the map.
 * **The address**: the view mode (``view=species|gallery``) and the side-by-side sections (``sections=``) are
-  part of the address (``components.state``; written by ``callbacks.navigation``); loading an address, a short
+  part of the address (``core.state``; written by ``callbacks.navigation``); loading an address, a short
   link or back/forward sets the mode and the sections again (:func:`address_view_step`).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from dash import Input, Output, State, no_update
 
-from callbacks.context import ViewerContext, term_counts
+from core.context import ViewerContext, term_counts
 from components import ids
 from components.analysis_panels import GALLERY_SIZE_PX, gallery_html, shared_legend_html, two_gene_legend
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
-from components.figures import message_figure, picture_figure, view_patch
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from components.figures import layout_image_of, message_figure, picture_figure, view_patch
 from components.panels import gene_legend
-from components.state import MAP_VIEWS, parse_query, side_by_side_datasets
-from components.viewport import Window, padded, window_from_relayout
+from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range,
+                          section_choices, shared_gene_range, slot_colouring, slot_title)
+from core.state import MAP_VIEWS, parse_query
+from core.viewport import Window, padded, window_from_relayout
 
 log = logging.getLogger(__name__)
 
 #: Colour map of gene pictures (the render route's default).
 GENE_CMAP = "viridis"
 MODE_MAP, MODE_SPECIES, MODE_GALLERY = MAP_VIEWS
-
-
-# ---------------------------------------------------------------------------------------------- slots
-def compare_datasets(context: ViewerContext) -> list[str]:
-    """The side-by-side datasets: the first spatial dataset of each species, in catalog order (at most
-    :data:`components.ids.COMPARE_SLOTS`); the address's ``sections`` follow this order."""
-    return side_by_side_datasets(context.catalog, ids.COMPARE_SLOTS)
-
-
-def section_choices(context: ViewerContext, dataset: str) -> list[dict]:
-    """Dropdown options of every section of ``dataset`` (atlas order), labelled with their cell counts."""
-    entry = context.catalog.get(dataset)
-    if entry is None:
-        return []
-    return [{"label": f"{label} ({section.n_cells:,} cells)", "value": label}
-            for label, section in entry.sections.items()]
-
-
-def first_section(context: ViewerContext, dataset: str) -> str | None:
-    """The first section of ``dataset`` in atlas order."""
-    entry = context.catalog.get(dataset)
-    for plane in entry.slab_planes if entry is not None else ():
-        if plane.sections:
-            return plane.sections[0]
-    return None
-
-
-def gallery_sections(context: ViewerContext, dataset: str) -> list[str]:
-    """Every section of ``dataset`` in atlas order (slab plane by slab plane): the gallery's pictures."""
-    entry = context.catalog.get(dataset)
-    return [label for plane in (entry.slab_planes if entry is not None else ()) for label in plane.sections]
-
-
-def hand_gene_range(vmin: Any, vmax: Any) -> tuple[float, float] | None:
-    """The gene range set by hand (``vmin < vmax``, both numbers), else None (the default range applies)."""
-    try:
-        if vmin not in (None, "") and vmax not in (None, "") and float(vmin) < float(vmax):
-            return float(vmin), float(vmax)
-    except (TypeError, ValueError):
-        pass
-    return None
-
-
-@dataclass(frozen=True)
-class SlotColouring:
-    """How one side-by-side map is coloured, after matching the main map's choice to its dataset."""
-
-    color_by: str
-    gene: str | None
-    term: tuple[str, str] | None
-    extra: dict
-    note: str
-
-
-def slot_colouring(context: ViewerContext, dataset: str, color_by: str | None, gene: str | None,
-                   term: dict | None, two_genes: dict | None, *, shared_only: bool = True) -> SlotColouring:
-    """The main map's colouring carried to ``dataset``: level, gene (by symbol), term (with ``shared_only``, only
-    at a level shared across species: down to Group)."""
-    entry = context.catalog.get(dataset)
-    fallback = entry.default_color_by()
-    notes: list[str] = []
-    colour = color_by if color_by in entry.color_by_choices() else fallback
-    symbol = None
-    extra: dict = {}
-    if colour in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
-        try:
-            symbol = context.lookups.gene_symbol(dataset, gene) if gene else None
-        except KeyError:
-            symbol = None
-        if symbol is None:
-            notes.append(f"{gene} not measured: {fallback}")
-            colour = fallback
-        elif colour == COLOR_BY_TWO_GENES:
-            gene2 = (two_genes or {}).get("gene2")
-            try:
-                extra = {**two_genes, "gene2": context.lookups.gene_symbol(dataset, gene2)} if gene2 else {}
-            except KeyError:
-                notes.append(f"{gene2} not measured: {symbol} alone")
-                colour, extra = COLOR_BY_GENE, {}
-            if not extra:
-                colour = COLOR_BY_GENE
-    highlight = None
-    if term and term.get("level") and term.get("name"):
-        level, name = str(term["level"]), str(term["name"])
-        levels = entry.shared_levels() if shared_only else entry.levels
-        if level in levels and context.lookups.term_exists(dataset, level, name):
-            highlight = (level, name)
-        elif level not in levels:
-            notes.append(f"{level} terms are not shared across species")
-        else:
-            notes.append(f"no {name} here")
-    return SlotColouring(colour, symbol, highlight, extra, "; ".join(notes))
-
-
-def shared_gene_range(context: ViewerContext, datasets: list[str], gene: str | None, vmin: Any,
-                      vmax: Any) -> tuple[float, float] | None:
-    """One colour range for a gene over every side-by-side dataset measuring it: the range set by hand, else
-    from the lowest default low end to the highest default high end."""
-    chosen = hand_gene_range(vmin, vmax)
-    if chosen is not None:
-        return chosen
-    ranges = []
-    for dataset in datasets:
-        try:
-            symbol = context.lookups.gene_symbol(dataset, gene) if gene else None
-        except KeyError:
-            continue
-        if symbol:
-            ranges.append(context.gene_range(dataset, symbol))
-    if not ranges:
-        return None
-    return min(r[0] for r in ranges), max(r[1] for r in ranges)
-
-
-def slot_title(context: ViewerContext, dataset: str, section: str | None, colouring: SlotColouring) -> str:
-    """Title of one side-by-side map: species, platform, cells, colouring and what could not be matched."""
-    entry = context.catalog.get(dataset)
-    n_cells = entry.sections[section].n_cells if section in entry.sections else 0
-    if colouring.color_by == COLOR_BY_TWO_GENES:
-        colour = f"{colouring.gene} + {colouring.extra.get('gene2')}"
-    elif colouring.color_by == COLOR_BY_GENE:
-        colour = str(colouring.gene)
-    else:
-        colour = colouring.color_by
-    text = f"{entry.species or entry.name} · {entry.platform} · {n_cells:,} cells · {colour}"
-    if colouring.term:
-        text += f" · {colouring.term[1]}"
-    if colouring.note:
-        text += f" ({colouring.note})"
-    return text
 
 
 def slot_step(slot: int, mode: str | None, section: str | None, color_by: str | None, gene: str | None,
@@ -188,11 +59,10 @@ def slot_step(slot: int, mode: str | None, section: str | None, color_by: str | 
         shown = shared_gene_range(context, datasets, gene, vmin, vmax)
         low, high = shown if shown else (None, None)
     try:
-        image = context.picture_image(
+        image = layout_image_of(context.picture_url(
             dataset=dataset, section=section, slab_plane=None, color_by=colouring.color_by, gene=colouring.gene,
-            term=colouring.term, window=window, frame=frame, size=size, vmin=low, vmax=high, y_down=True,
-            extra=colouring.extra,
-        )
+            term=colouring.term, window=window, frame=frame, size=size, vmin=low, vmax=high, extra=colouring.extra,
+        ), y_down=True)
     except Exception as exc:  # a bad value must give a message, never a blank panel
         log.exception("side-by-side picture of %s failed", dataset)
         return message_figure(f"The map could not be drawn: {exc}"), slot_title(context, dataset, section,
@@ -350,11 +220,10 @@ def gallery_step(mode: str | None, dataset: str | None, section: str | None, col
     for label in gallery_sections(context, entry.name):
         info = entry.sections[label]
         frame = padded(info.bounds)
-        image = context.picture_image(
+        image = layout_image_of(context.picture_url(
             dataset=entry.name, section=label, slab_plane=None, color_by=colouring.color_by,
             gene=colouring.gene, term=colouring.term, window=frame, frame=frame,
-            size={"width_px": width, "height_px": height}, vmin=low, vmax=high, y_down=True,
-            extra=colouring.extra)
+            size={"width_px": width, "height_px": height}, vmin=low, vmax=high, extra=colouring.extra), y_down=True)
         items.append({"section": label, "src": image["source"] if image else None, "n_cells": info.n_cells,
                       "current": label == section})
     return gallery_html(items)
@@ -370,9 +239,8 @@ def gallery_pick_step(picked: dict | None, dataset: str | None, context: ViewerC
 
 
 # ---------------------------------------------------------------------------------------------- register
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the side-by-side and gallery callbacks on ``app``; returns name -> callback function."""
-    context = context or ViewerContext.build(atlas, settings)
     slots = range(ids.COMPARE_SLOTS)
     callbacks: dict = {}
 

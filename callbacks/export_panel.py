@@ -7,7 +7,7 @@ same parsers, so what the panel says is what the route does. A figure downloads 
 export rate limit and any error become a message in the panel); the cells download through links to
 ``/export/cells.<csv|h5ad>`` (a cell table can be too big for a callback's JSON).
 
-"Copy link" stores the canonical view (``callbacks.share``) and a clientside callback copies ``/s/<id>`` to the
+"Copy link" stores the canonical view (``server.share``) and a clientside callback copies ``/s/<id>`` to the
 clipboard, showing the link in a text box in any case (the clipboard is refused outside secure contexts).
 """
 from __future__ import annotations
@@ -19,18 +19,18 @@ from urllib.parse import parse_qsl, urlencode
 from dash import Input, Output, State, ctx, dcc, no_update
 from flask import request
 
-from callbacks.context import ViewerContext
-from callbacks.export import (count_cells, export_filename, figure_from_args, figure_request,
+from core.context import ViewerContext
+from core.export import (count_cells, export_filename, figure_from_args, figure_request,
                               plan_comparison)
-from callbacks.limits import RateLimited, check_export_rate
+from server.limits import RateLimited, check_export_rate
 from callbacks.navigation import address_state, current_state
 from components import ids
-from components.catalog import COLOR_BY_GENE
+from core.catalog import COLOR_BY_GENE
 from components.export import COMPARISON_TARGETS, target_options
-from components.export_request import MAX_EXPORT_CELLS, ExportRequestError, figure_options
+from core.requests import MAX_EXPORT_CELLS, ExportRequestError, figure_options
 from components.layout import gene_options
-from components.state import ViewState, to_query
-from components.viewport import Window
+from core.state import ViewState, to_query
+from core.viewport import Window
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +408,7 @@ def share_step(values: dict[str, Any], n_clicks: int | None, context: ViewerCont
     ``values[ids.SELECTION]`` (the selection store) is part of the view when it belongs to it, and so are the map
     card's view (``values[ids.MAP_VIEW_MODE]``) and the side-by-side sections (:data:`COMPARE_INPUTS` ids).
     """
-    from callbacks.share import ShareError, canonical_query, share_path
+    from server.share import ShareError, canonical_query, share_path
 
     state = address_state(values, context)
     if context.catalog.get(state.dataset) is None:

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from dash import Input, Output, State, ctx, no_update
 
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from components import ids
-from components.catalog import WHOLE_SLAB_PLANE
+from core.catalog import WHOLE_SLAB_PLANE
 from components.panels import inspect_children
-from components.viewport import Window
+from core.viewport import Window
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +157,13 @@ def inspect_step(
 
 
 def _state(dataset, slab_plane, section):
-    from components.state import ViewState
+    from core.state import ViewState
 
     return ViewState(dataset=dataset, slab_plane=slab_plane, section=section)
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the cell inspector on ``app``; returns name -> callback function."""
-    context = context or ViewerContext.build(atlas, settings)
 
     @app.callback(
         Output(ids.INSPECT, "children"),

@@ -8,9 +8,9 @@ from typing import Any
 
 from dash import Input, Output, no_update
 
-from callbacks.context import ViewerContext, term_counts
+from core.context import ViewerContext, term_counts
 from components import ids
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.panels import gene_legend, html_block, legend_html
 
 log = logging.getLogger(__name__)
@@ -62,9 +62,8 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
     return html_block(legend_html(color_by, items, highlighted)), title, "", "min", "max"
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the legend callback on ``app``; returns name -> callback function."""
-    context = context or ViewerContext.build(atlas, settings)
 
     @app.callback(
         Output(ids.LEGEND, "children"),

@@ -12,13 +12,13 @@ from typing import Any
 
 from dash import Input, Output, State, no_update
 
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from components import ids
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
-from components.figures import message_figure, picture_figure, polygons_visibility_patch, view_patch
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from components.figures import layout_image_of, message_figure, picture_figure, polygons_visibility_patch, view_patch
 from components.layout import notice_children
-from components.state import ViewState
-from components.viewport import Window, window_from_relayout
+from core.state import ViewState
+from core.viewport import Window, window_from_relayout
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def map_figure_step(
     notices: list[str] = []
     image = None
     try:
-        image = context.picture_image(
+        image = layout_image_of(context.picture_url(
             dataset=entry.name,
             section=state.section if entry.spatial else None,
             slab_plane=state.slab_plane if entry.spatial else None,
@@ -136,9 +136,8 @@ def map_figure_step(
             size=size,
             vmin=state.vmin,
             vmax=state.vmax,
-            y_down=entry.spatial,
             extra=extra,
-        )
+        ), y_down=entry.spatial)
     except Exception as exc:  # a bad value must give a notice, never a blank panel
         log.exception("map picture for %s failed", state)
         notices.append(f"The map could not be drawn: {exc}")
@@ -184,9 +183,8 @@ def viewport_step(relayout: dict | None, current: dict | None, state: ViewState,
     return new.to_dict()
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the map callbacks on ``app``; returns name -> callback function."""
-    context = context or ViewerContext.build(atlas, settings)
 
     @app.callback(
         Output(ids.MAP_GRAPH, "figure"),

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from dash import Input, Output, State, no_update
 
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from callbacks.selection import SelectedCells, applies, describe_scope
 from components import ids
 from components.analysis_panels import dot_plot_figure
-from components.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.figures import message_figure
 from components.layout import gene_options
 
@@ -223,9 +223,8 @@ def gene_clicked(click: dict | None, dataset: str | None, color_by: str | None, 
     return symbol, gene_options([(symbol, identifier)]), no_update, no_update
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the marker-gene callbacks on ``app``; returns name -> callback function."""
-    context = context or ViewerContext.build(atlas, settings)
     selected = SelectedCells(context)
 
     @app.callback(

@@ -2,7 +2,7 @@
 
 One callback owns the selection (dataset, slab plane, section, colour-by, gene, gene range, and the term and
 viewport when the URL or a dataset switch sets them): every trigger goes through the pure rules of
-:mod:`components.state`, and only the properties that changed are sent back (``no_update`` elsewhere), so no
+:mod:`core.state`, and only the properties that changed are sent back (``no_update`` elsewhere), so no
 picture is redrawn for nothing. The dropdowns are inputs and outputs of this one callback (Dash allows that
 circle inside one callback), which is what lets a URL set a dataset AND its section at once.
 
@@ -26,15 +26,15 @@ from typing import Any
 
 from dash import Input, Output, State, ctx, no_update
 
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from callbacks.selection import store_of_view, view_selection
 from components import ids
-from components.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.layout import (color_by_options, gene_options, notice_children, section_options,
                                slab_plane_options)
-from components.state import (ViewState, default_state, map_view_of, parse_query, switch_dataset,
+from core.state import (ViewState, default_state, map_view_of, parse_query, switch_dataset,
                               switch_section, switch_slab_plane, to_query)
-from components.viewport import Window
+from core.viewport import Window
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ SELECTION_OUTPUTS = [
 SELECTION_INPUTS = [ids.URL, ids.DATASET, ids.SLAB_PLANE, ids.SECTION, ids.COLOR_BY, ids.GENE, ids.GENE_RANGE_AUTO]
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the selection, URL and gene-completion callbacks on ``app``.
 
     Returns
@@ -252,7 +252,6 @@ def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None 
     dict
         name -> the callback functions (plain functions, callable in tests).
     """
-    context = context or ViewerContext.build(atlas, settings)
 
     @app.callback(
         *SELECTION_OUTPUTS,

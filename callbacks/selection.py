@@ -3,7 +3,7 @@ highlight in both views, clearing, and the CSV export link.
 
 * A Plotly ``selectedData`` event (box ``range`` or ``lassoPoints``; the invisible corner trace makes Plotly
   report it over the picture) becomes the selection store: the compacted geometry
-  (:mod:`components.selection_geometry`) plus the view it was drawn in (``map`` or ``umap``) and that view's
+  (:mod:`core.selection`) plus the view it was drawn in (``map`` or ``umap``) and that view's
   dataset and section. Only one selection exists at a time; a new one in either view replaces it.
 * The cells are found on the server (:func:`data_layer.analysis.cells_in_box` / ``Selection.mask`` over the
   cells' coordinates), so count, composition, marker genes, highlight and export agree.
@@ -28,20 +28,20 @@ from urllib.parse import urlencode
 import numpy as np
 from dash import Input, Output, Patch, State, ctx, no_update
 
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from components import ids
 from components.analysis_panels import composition_figure
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE
 from components.figures import message_figure
-from components.selection_geometry import NOTHING_LINKED, encode_codes, selection_from_event, selection_param
-from components.state import ViewSelection, ViewState
+from core.selection import NOTHING_LINKED, encode_codes, selection_from_event, selection_param
+from core.state import ViewSelection, ViewState
 
 log = logging.getLogger(__name__)
 
 #: A cluster links to the other view when it holds at least this share of the selected cells (drops the odd
 #: stray cell of a neighbouring type caught by a large lasso).
 LINK_MIN_FRACTION = 0.005
-#: Path of the cell export (``callbacks.export``).
+#: Path of the cell export (``core.export``).
 EXPORT_CELLS_CSV = "/export/cells.csv"
 #: Most genes written with the selected cells from the dot plot.
 EXPORT_MAX_GENES = 40
@@ -173,7 +173,7 @@ def linked_clusters(selection: dict, selected: SelectedCells) -> list[str]:
 
 
 def cluster_codes(context: ViewerContext, dataset: str, names: list[str]) -> str:
-    """Codes (as :func:`components.selection_geometry.encode_codes` ranges) of cluster ``names`` in ``dataset``'s
+    """Codes (as :func:`core.selection.encode_codes` ranges) of cluster ``names`` in ``dataset``'s
     finest level; names the dataset does not have are left out."""
     level = cluster_level(context, dataset)
     if level is None or not names:
@@ -343,9 +343,8 @@ def pick_from_chart(click: dict | None) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- register
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the selection callbacks on ``app``; returns name -> callback function."""
-    context = context or ViewerContext.build(atlas, settings)
     selected = SelectedCells(context)
 
     @app.callback(

@@ -13,10 +13,10 @@ from typing import Any
 
 from dash import Input, Output, State, ctx, no_update
 
-from callbacks.context import ViewerContext, term_counts
+from core.context import ViewerContext, term_counts
 from callbacks.inspector import event_position, nearest_cell_info
 from components import ids
-from components.catalog import WHOLE_SLAB_PLANE
+from core.catalog import WHOLE_SLAB_PLANE
 from components.panels import TermRow, html_block, term_key, tree_html, tree_search_html
 
 log = logging.getLogger(__name__)
@@ -205,9 +205,8 @@ def _with_ancestors(expanded: list | None, picked: tuple[str, str], dataset: str
     return current + added if added else no_update
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the tree and term-picking callbacks on ``app``; returns name -> callback function."""
-    context = context or ViewerContext.build(atlas, settings)
     data = TreeData(context)
 
     @app.callback(Output(ids.TREE_COUNT_HEAD, "children"), Input(ids.DATASET, "value"))

@@ -1,7 +1,7 @@
 """Colour by two genes at once: the second gene box, the blend / "both above thresholds" mode, the picture
 parameters they add to the map, and the 2-D colour key in the legend.
 
-The picture itself is drawn by the render route (:func:`callbacks.routes.render_two_gene_picture`, built on
+The picture itself is drawn by the render route (:func:`core.render.render_two_gene_picture`, built on
 :func:`rendering.blend.render_two_genes`): the first gene (the gene box) in magenta, the second in green, white
 where both are high, each over its default range (the 99th percentile of its expressing cells in the dataset).
 """
@@ -12,12 +12,12 @@ from typing import Any
 
 from dash import Input, Output, State, ctx, no_update
 
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from components import ids
 from components.analysis_panels import two_gene_legend
-from components.catalog import COLOR_BY_TWO_GENES
+from core.catalog import COLOR_BY_TWO_GENES
 from components.layout import gene_options
-from components.state import ViewState, parse_query
+from core.state import ViewState, parse_query
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,8 @@ def completions(text: str | None, dataset: str | None, current: str | None, cont
     return gene_options(matches)
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the two-gene callbacks on ``app``; returns name -> callback function."""
-    context = context or ViewerContext.build(atlas, settings)
 
     @app.callback(Output(ids.TWO_GENE_CONTROLS, "hidden"), Input(ids.COLOR_BY, "value"))
     def show_controls(color_by):

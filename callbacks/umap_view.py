@@ -10,12 +10,12 @@ from typing import Any
 
 from dash import Input, Output, State, no_update
 
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from components import ids
-from components.catalog import COLOR_BY_GENE
-from components.figures import message_figure, picture_figure, view_patch
+from core.catalog import COLOR_BY_GENE
+from components.figures import layout_image_of, message_figure, picture_figure, view_patch
 from components.layout import notice_children
-from components.viewport import Window, window_from_relayout
+from core.viewport import Window, window_from_relayout
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ def umap_figure_step(
         highlight = None
     notices = [notice] if notice else []
     try:
-        image = context.picture_image(
+        image = layout_image_of(context.picture_url(
             dataset=target, section=None, slab_plane=None, color_by=umap_color, gene=umap_gene, term=highlight,
-            window=window, frame=frame, size=size, vmin=None, vmax=None, y_down=False, extra=linked,
-        )
+            window=window, frame=frame, size=size, vmin=None, vmax=None, extra=linked,
+        ), y_down=False)
     except Exception as exc:
         log.exception("UMAP picture for %s failed", target)
         image = None
@@ -101,9 +101,8 @@ def umap_viewport_step(relayout: dict | None, current: dict | None, dataset: str
     return {"dataset": target, **new.to_dict()}
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
+def register(app: Any, context: ViewerContext) -> dict:
     """Register the UMAP panel callbacks on ``app``; returns name -> callback function."""
-    context = context or ViewerContext.build(atlas, settings)
 
     @app.callback(
         Output(ids.UMAP_GRAPH, "figure"),

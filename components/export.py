@@ -9,7 +9,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from components import ids
-from components.export_request import (DEFAULT_DPI, DEFAULT_LEGEND_ENTRIES, DEFAULT_SIZE_IN, MAX_DPI,
+from core.requests import (DEFAULT_DPI, DEFAULT_LEGEND_ENTRIES, DEFAULT_SIZE_IN, MAX_DPI,
                                        MAX_LEGEND_ENTRIES, MIN_DPI)
 
 FORMAT_OPTIONS = [{"label": " PNG", "value": "png"}, {"label": " SVG", "value": "svg"},

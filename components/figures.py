@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from dash import Patch
 
-from components.viewport import Window, scale_bar
+from core.viewport import Window, scale_bar
 
 #: Colour of axis lines, ticks and the scale bar.
 INK = "#3c4149"
@@ -48,6 +48,11 @@ def image_placement(window: Window, *, y_down: bool) -> dict[str, Any]:
 def layout_image(source: str, window: Window, *, y_down: bool) -> dict[str, Any]:
     """A complete layout image: ``source`` URL placed over ``window``."""
     return {"source": source, **image_placement(window, y_down=y_down)}
+
+
+def layout_image_of(picture: tuple[str, Window] | None, *, y_down: bool) -> dict[str, Any] | None:
+    """The layout image of a picture ``(url, window)`` (``core.context.ViewerContext.picture_url``), None for none."""
+    return layout_image(picture[0], picture[1], y_down=y_down) if picture else None
 
 
 def axis_ranges(window: Window, *, y_down: bool) -> tuple[list[float], list[float]]:

@@ -5,6 +5,8 @@ own: they carry ``data-*`` attributes and a single click listener reports them (
 """
 from __future__ import annotations
 
+from core.state import COMPARE_SLOTS as _COMPARE_SLOTS
+
 # ---------------------------------------------------------------------------------------------- page
 ROOT = "app-root"
 URL = "url"  # dcc.Location: read on load and on back/forward
@@ -136,7 +138,7 @@ GALLERY_VIEW = "gallery-view"
 GALLERY = "gallery"  # the small pictures of every section (one HTML block)
 GALLERY_PICKED = "gallery-picked"  # dcc.Store: {"section", "t"} of a clicked small picture (assets/analysis.js)
 #: Side-by-side slots (one per spatial species, at most three).
-COMPARE_SLOTS = 3
+COMPARE_SLOTS = _COMPARE_SLOTS
 
 
 def compare_graph(slot: int) -> str:

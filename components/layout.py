@@ -9,11 +9,11 @@ from dash import dcc, html
 
 from components import ids
 from components.analysis_panels import analysis_stores, map_panel_extras, two_gene_controls, view_mode_toggle
-from components.catalog import (COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE, Catalog,
+from core.catalog import (COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE, Catalog,
                                 DatasetEntry)
 from components.export import export_panel, export_toolbar, share_box
 from components.figures import message_figure
-from components.state import ViewState
+from core.state import ViewState
 
 #: Plotly config of both pictures: scroll zoom, a short mode bar, no logo.
 GRAPH_CONFIG = {
@@ -215,7 +215,7 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
     catalog : Catalog
         What the store holds (dataset options, planes, sections).
     state : ViewState
-        Initial view (usually :func:`components.state.default_state`).
+        Initial view (usually :func:`core.state.default_state`).
     store_label : str
         Store shown in the header tooltip.
     """

@@ -50,7 +50,7 @@ def store(request):
 
 @pytest.fixture(scope="module")
 def atlas(store):
-    from callbacks.server_features import warm_up_compiled_code
+    from server.features import warm_up_compiled_code
     from data_layer import Atlas
 
     # as gunicorn's master does before forking: compile the rendering code once, so timings are steady-state

@@ -11,9 +11,9 @@ from pathlib import Path
 from dash import Dash, html
 from flask import Response, request
 
-from callbacks.caching import picture_cache
-from callbacks.limits import parse_viewport, require_choice, require_size
-from callbacks.server_features import ServerFeatures, install_server_features
+from server.caching import picture_cache
+from server.limits import parse_viewport, require_choice, require_size
+from server.features import ServerFeatures, install_server_features
 from settings import Settings
 
 SECTIONS = {"human": ["H1", "H2"], "macaque": ["M1"]}

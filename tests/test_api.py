@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from app import create_app
-from callbacks.context import ViewerContext
-from callbacks.export import view_picture, view_window
-from components.state import ViewState
-from components.viewport import Window
+from core.context import ViewerContext
+from core.export import view_picture, view_window
+from core.state import ViewState
+from core.viewport import Window
 from settings import Settings
 
 

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.security import check_password_hash
 
-from callbacks.auth import AuthConfigError, parse_users, safe_next, user_line
+from server.auth import AuthConfigError, parse_users, safe_next, user_line
 from server_testapp import build_app, settings_for
 
 SECRET = "0123456789abcdef0123456789abcdef"

@@ -9,7 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from app import create_app
-from callbacks.auth import user_line
+from server.auth import user_line
 from settings import Settings
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,7 @@ import redis
 from flask import Flask
 
 from bench.servers import RedisServer
-from callbacks.caching import install_caches, make_key, picture_cache, store_token
+from server.caching import install_caches, make_key, picture_cache, store_token
 from server_testapp import build_app, settings_for
 
 
@@ -190,7 +190,7 @@ def test_redis_stopped_mid_test_app_keeps_serving_and_warns_once_per_outage(fres
     assert len(calls) == 1
 
     fresh_redis.stop()
-    caplog.set_level(logging.WARNING, logger="callbacks.caching")
+    caplog.set_level(logging.WARNING, logger="server.caching")
     for _ in range(5):
         assert caches.pictures.get_or_render(("d", "H1"), counting_render(calls, b"A")) == b"A"
         assert caches.lookups.get_or_compute(("genes",), lambda: ["DRD1"]) == ["DRD1"]

@@ -9,11 +9,11 @@ from dash import Patch, no_update
 
 from abc_builders import HUMAN, MARMOSET, BG_10X, WMB, build_quirky_cache
 from callbacks import inspector, legend, map_view, navigation, tree, umap_view
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from components import ids
-from components.catalog import WHOLE_SLAB_PLANE
-from components.state import ViewState
-from components.viewport import Window
+from core.catalog import WHOLE_SLAB_PLANE
+from core.state import ViewState
+from core.viewport import Window
 from settings import Settings
 
 # positions of the selection callback's outputs (navigation.SELECTION_OUTPUTS)

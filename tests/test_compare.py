@@ -10,8 +10,8 @@ import pytest
 from dash import no_update
 
 from callbacks import compare
-from callbacks.context import ViewerContext, term_counts
-from components.catalog import COLOR_BY_GENE
+from core.context import ViewerContext, term_counts
+from core.catalog import COLOR_BY_GENE
 from settings import Settings
 
 

@@ -14,11 +14,11 @@ from PIL import Image
 
 from app import create_app
 from callbacks import two_genes
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from components import ids
-from components.catalog import COLOR_BY_TWO_GENES
-from components.state import parse_query, to_query
-from components.viewport import padded
+from core.catalog import COLOR_BY_TWO_GENES
+from core.state import parse_query, to_query
+from core.viewport import padded
 from rendering.blend import THEMES, blend_table
 from rendering.colors import to_rgba
 from settings import Settings
@@ -88,8 +88,8 @@ def test_both_above_thresholds_keeps_only_cells_over_both_in_colour(demo):
 
 
 def test_the_route_matches_the_rendering_function(demo):
-    from callbacks.routes import render_rgba
-    from components.picture import parse_picture_args
+    from core.render import render_rgba
+    from core.picture import parse_picture_args
 
     bounds = padded(demo.context.catalog.get(demo.dataset).sections[demo.section].bounds)
     args = {"dataset": demo.dataset, "section": demo.section, "color_by": COLOR_BY_TWO_GENES, "gene": GENE_A,

@@ -17,14 +17,14 @@ import pytest
 from PIL import Image
 
 from app import create_app
-from callbacks.context import ViewerContext
-from callbacks.export import visible_legend, view_window
+from core.context import ViewerContext
+from core.export import visible_legend, view_window
 from callbacks.export_panel import (convert_size, download_step, genes_for_view, panel_args, panel_view,
                                     preview_step)
 from components import ids
-from components.export_request import ExportRequestError, figure_options, parse_selection, strict_view
-from components.state import ViewState
-from components.viewport import Window
+from core.requests import ExportRequestError, figure_options, parse_selection, strict_view
+from core.state import ViewState
+from core.viewport import Window
 from settings import Settings
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -103,7 +103,7 @@ def test_size_in_inches_gives_inches_times_dpi_pixels(client, spatial, section):
 
 def test_png_cells_are_rendered_at_the_export_resolution_not_upscaled(context, spatial, section):
     """A larger export draws more distinct cell pixels (a stretched screen picture would keep the same count)."""
-    from callbacks.export import figure_panel
+    from core.export import figure_panel
 
     state = ViewState(dataset=spatial, section=section, color_by="Class")
     small = figure_panel(context, state, figure_options({"width": "600", "height": "400"}, fmt="png",
@@ -397,7 +397,7 @@ def test_genes_box_starts_from_the_maps_gene_and_adds_new_ones(context, atlas, s
 
 
 def test_download_names_say_what_the_figure_is_coloured_by():
-    from callbacks.export import export_filename
+    from core.export import export_filename
 
     view = ViewState(dataset="HMBA-MERSCOPE-H22.30.001-BG", section="H22.30.001.CX.15.01.03.02")
     assert export_filename(view.replace(color_by="Subclass"), "figure", "pdf") == \

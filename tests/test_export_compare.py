@@ -2,7 +2,7 @@
 
 Three tiers: the pure layout (``rendering.figures.grid_geometry`` / ``plan_panel_grid``: one scale for every
 panel, boxes inside the figure and apart, one legend beside them), the strict ``panels`` / ``sections``
-parameters (``components.export_request.panel_request``), and the real path on the demo store through Flask's
+parameters (``core.requests.panel_request``), and the real path on the demo store through Flask's
 test client (``/export/figure.<fmt>?panels=...`` and ``/api/render``) and the export panel's steps. Files are
 checked as files: PNG decoded (size, every panel drawn), SVG parsed (titles, one legend, one raster per panel),
 PDF through ``pdftotext``.
@@ -22,14 +22,14 @@ from PIL import Image
 
 from app import create_app
 from callbacks.compare import compare_datasets, gallery_sections, shared_gene_range
-from callbacks.context import ViewerContext
-from callbacks.export import comparison_views, plan_comparison
+from core.context import ViewerContext
+from core.export import comparison_views, plan_comparison
 from callbacks.export_panel import download_step, panel_args, preview_step, target_step
 from components import ids
-from components.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEntry
-from components.export_request import (MAX_FIGURE_PANELS, MIN_PANEL_PX, ExportRequestError, PanelRequest,
+from core.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEntry
+from core.requests import (MAX_FIGURE_PANELS, MIN_PANEL_PX, ExportRequestError, PanelRequest,
                                        panel_request)
-from components.state import ViewState
+from core.state import ViewState
 from rendering.figures import best_columns, export_panel_grid, grid_geometry, plan_panel_grid
 from settings import Settings
 
@@ -213,7 +213,7 @@ def _get(demo, fmt, **params):
 
 def _plan(demo, fmt, **params):
     args = {**SIZE, **params}
-    from callbacks.export import figure_request
+    from core.export import figure_request
 
     state, options, request = figure_request(demo.context, args, fmt)
     return plan_comparison(demo.context, state, options, request)
@@ -322,8 +322,8 @@ def test_every_comparison_panel_shares_one_scale_in_inches_per_mm(demo):
 def test_every_comparison_panel_draws_its_cells_with_one_dot_size(demo):
     """One scale on paper, one dot radius: the largest of the panels' own density radii (the demo's marmoset
     section is denser than the human one, so alone it would be drawn in single scattered pixels)."""
-    from callbacks.export import comparison_spread_px, view_picture
-    from callbacks.routes import picture_spread_px
+    from core.export import comparison_spread_px, view_picture
+    from core.render import picture_spread_px
 
     plan = _plan(demo, "png", dataset=demo.human, color_by="Class", panels="species")
     sizes = plan.grid.raster_px(150)

@@ -23,10 +23,10 @@ from PIL import Image
 
 from app import create_app
 from callbacks.compare import compare_datasets, gallery_sections, shared_gene_range
-from callbacks.context import ViewerContext
-from callbacks.export import figure_panel, figure_request, plan_comparison, view_picture
-from callbacks.routes import render_rgba
-from components.catalog import COLOR_BY_TWO_GENES
+from core.context import ViewerContext
+from core.export import figure_panel, figure_request, plan_comparison, view_picture
+from core.render import render_rgba
+from core.catalog import COLOR_BY_TWO_GENES
 from rendering.blend import DEFAULT_THEME, THEMES, blend_color, blend_table, render_two_genes
 from rendering.colors import parse_hex, to_rgba
 from rendering.figures import TwoGeneKey, export_figure, export_panel_grid, plan_panel_grid

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from callbacks.health import app_version
+from server.health import app_version
 from server_testapp import FakeAtlas, build_app, settings_for
 
 

@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from bench.servers import RedisServer
-from callbacks.limits import (
+from server.limits import (
     LocalBuckets,
     ParamError,
     RedisBuckets,

@@ -10,9 +10,9 @@ import pytest
 from dash import no_update
 
 from callbacks import markers
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from callbacks.selection import SelectedCells, selection_step
-from components.catalog import COLOR_BY_GENE
+from core.catalog import COLOR_BY_GENE
 from settings import Settings
 
 D1 = "STR D1 MSN"

@@ -1,4 +1,4 @@
-"""Selections (``callbacks.selection``, ``components.selection_geometry``): a Plotly lasso or box becomes a compact
+"""Selections (``callbacks.selection``, ``core.selection``): a Plotly lasso or box becomes a compact
 selection, selects exactly the cells inside it on a known layout, counts its composition, highlights it in its
 view and its clusters in the other view, clears, and gives a CSV export link the export route answers.
 
@@ -16,9 +16,9 @@ import pytest
 from dash import no_update
 
 from callbacks import selection as sel
-from callbacks.context import ViewerContext
-from components.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEntry
-from components.selection_geometry import (MAX_LASSO_VERTICES, compact_selection, decode_codes, encode_codes,
+from core.context import ViewerContext
+from core.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEntry
+from core.selection import (MAX_LASSO_VERTICES, compact_selection, decode_codes, encode_codes,
                                            parse_selection_param, selection_from_event, selection_param)
 from settings import Settings
 

@@ -1,5 +1,5 @@
 """The box/lasso selection in the address bar (``sel_view``, ``sel``): parsing and writing in the URL state
-(``components.state``), bad values as notices, the navigation callback restoring the selection store in the same
+(``core.state``), bad values as notices, the navigation callback restoring the selection store in the same
 answer as its section, the address written back, and short links carrying the selection.
 
 The geometry in the address is the one picture and export URLs carry (``selection_geometry.selection_param``).
@@ -15,11 +15,11 @@ from dash import no_update
 
 from callbacks import navigation
 from callbacks import selection as sel
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from components import ids
-from components.export_request import ExportRequestError, strict_view
-from components.selection_geometry import MAX_LASSO_VERTICES, MAX_PARAM_VERTICES, selection_param
-from components.state import ViewSelection, ViewState, parse_query, to_query
+from core.requests import ExportRequestError, strict_view
+from core.selection import MAX_LASSO_VERTICES, MAX_PARAM_VERTICES, selection_param
+from core.state import ViewSelection, ViewState, parse_query, to_query
 from settings import Settings
 from viewer_catalog import gene_lookup, make_catalog, term_lookup
 

@@ -12,13 +12,13 @@ import redis
 
 from app import create_app
 from bench.servers import RedisServer
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from callbacks.export_panel import share_step
-from callbacks.share import (SHARES_DB, RedisShares, ShareError, ShareStore, SqliteShares, canonical_query,
+from server.share import (SHARES_DB, RedisShares, ShareError, ShareStore, SqliteShares, canonical_query,
                              open_share_store, share_id)
 from components import ids
-from components.export_request import SHARE_ID_RE
-from components.state import ViewState, parse_query
+from core.requests import SHARE_ID_RE
+from core.state import ViewState, parse_query
 from settings import Settings
 
 

@@ -1,9 +1,9 @@
 """The map card's view in the address (``view=species|gallery``, ``sections=`` of the side by side): parsing and
-writing in the URL state (``components.state``), bad values as notices, the address written from the view-mode
+writing in the URL state (``core.state``), bad values as notices, the address written from the view-mode
 radio and the side-by-side dropdowns (``callbacks.navigation``), read back into them (``callbacks.compare``), and
 short links carrying it.
 
-``sections`` has the format of the export route's ``sections`` (``components.export_request.panel_request``): one
+``sections`` has the format of the export route's ``sections`` (``core.requests.panel_request``): one
 label per side-by-side dataset, comma-separated, empty = its first section.
 """
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pytest
 from dash import no_update
 
 from callbacks import compare, navigation
-from callbacks.context import ViewerContext
+from core.context import ViewerContext
 from components import ids
-from components.catalog import Catalog
-from components.export_request import ExportRequestError, panel_request, strict_view
-from components.state import (ViewState, canonical_species_sections, map_view_of, parse_query,
+from core.catalog import Catalog
+from core.requests import ExportRequestError, panel_request, strict_view
+from core.state import (ViewState, canonical_species_sections, map_view_of, parse_query,
                               side_by_side_datasets, to_query)
 from settings import Settings
 from viewer_catalog import gene_lookup, make_catalog, term_lookup
@@ -64,7 +64,7 @@ def test_the_address_names_the_view_and_the_sections_that_are_not_the_first():
 
 
 def test_the_view_comes_after_a_selection_in_the_address():
-    from components.state import ViewSelection
+    from core.state import ViewSelection
 
     state = human(map_view="species", selection=ViewSelection("map", "box", (1.0, 2.0), (3.0, 4.0)))
     assert list(query_of(to_query(state)))[-3:] == ["sel_view", "sel", "view"]

@@ -8,8 +8,8 @@ from dash import Patch
 
 from components.figures import (image_placement, message_figure, picture_figure, polygon_traces,
                                 polygons_visibility_patch, view_patch)
-from components.picture import PictureRequest, PictureRequestError, parse_picture_args
-from components.viewport import Window
+from core.picture import PictureRequest, PictureRequestError, parse_picture_args
+from core.viewport import Window
 from viewer_catalog import gene_lookup, make_catalog
 
 CATALOG = make_catalog()

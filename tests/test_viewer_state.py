@@ -5,9 +5,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from components.state import (ViewState, default_state, frame_bounds, parse_query, switch_dataset,
+from core.state import (ViewState, default_state, frame_bounds, parse_query, switch_dataset,
                               switch_section, switch_slab_plane, to_query)
-from components.viewport import Window
+from core.viewport import Window
 from viewer_catalog import gene_lookup, make_catalog, term_lookup
 
 CATALOG = make_catalog()

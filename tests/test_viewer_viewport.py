@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.viewport import (Window, fit_aspect, make_window, nice_length, padded, picture_geometry,
+from core.viewport import (Window, fit_aspect, make_window, nice_length, padded, picture_geometry,
                                  scale_bar, window_from_relayout)
 
 FULL = Window(0.0, 10.0, 0.0, 8.0)

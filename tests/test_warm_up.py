@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numba.core.registry
 
-from callbacks.server_features import warm_up_compiled_code
+from server.features import warm_up_compiled_code
 
 
 def _kernels(module):

@@ -1,7 +1,7 @@
 """A small hand-made catalog and look-ups for the viewer's pure-function tests (no store needed)."""
 from __future__ import annotations
 
-from components.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEntry
+from core.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEntry
 
 BG_LEVELS = ("Neighborhood", "Class", "Subclass", "Group", "Cluster")
 GENES = {"HUMAN": {"DRD1", "DRD2", "PPP1R1B", "GAD1"}, "MARMOSET": {"DRD1", "GAD1"}, "TENX": {"DRD1", "DRD2", "FOXP2"}}

@@ -224,7 +224,7 @@ class ExportLimiter:
         always present; used alone without Redis, and as the fallback during a Redis outage.
     shared : RedisBuckets, optional
         used when the cache is Redis.
-    guard : callbacks.caching.BackendGuard, optional
+    guard : server.caching.BackendGuard, optional
         the cache's outage state, so an outage is logged once and Redis is probed at one pace.
     """
 

@@ -1,29 +1,20 @@
-"""``GET /render/map.png``: the datashader picture of a section, slab plane or UMAP, as PNG with cache headers.
+"""The picture pipeline: a :class:`core.picture.PictureRequest` drawn through the atlas and ``rendering``.
 
-Every query parameter is checked against the catalog (:func:`components.picture.parse_picture_args`); a bad one
-gets ``400`` with a message naming it, and no request value ever reaches a file path. Pictures are cached by
-their plain-value key in the app's picture cache (``callbacks.caching``) and by the browser (the URL carries
-every parameter and the store version).
+:func:`render_rgba` is the ONE rendering path of the picture route, the HTTP API and the figure export, so all
+three draw a view the same way; :func:`render_png` encodes it. Plain Python: no Dash, no Flask.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, request
 
-from callbacks.context import ViewerContext
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
-from components.picture import PICTURE_PATH, PictureRequest, PictureRequestError, parse_picture_args
+from core.context import ViewerContext
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
+from core.picture import PictureRequest
 
 log = logging.getLogger(__name__)
-
-#: Seconds a browser or proxy may keep a picture (the URL changes with the store version).
-MAX_AGE_S = 24 * 3600
-
 
 def render_png(context: ViewerContext, picture: PictureRequest) -> bytes:
     """Render one picture through the atlas and ``rendering`` (:func:`render_rgba`) and encode it.
@@ -66,7 +57,7 @@ def picture_spread_px(context: ViewerContext, picture: PictureRequest, cells: An
 def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int | None = None,
                 gene_ranges: tuple | None = None) -> np.ndarray:
     """The cells of one picture request as an RGBA raster: the ONE rendering path of the picture route, the
-    HTTP API and the figure export (``callbacks.export``), so all three draw a view the same way.
+    HTTP API and the figure export (``core.export``), so all three draw a view the same way.
 
     The size is taken as given (``picture.width_px x picture.height_px``): the caller bounds it
     (``max_image_px`` for the route, ``max_export_px`` for exports). ``spread_px`` sets the dot radius (a figure
@@ -125,7 +116,7 @@ def selection_highlight(picture: PictureRequest, cells: Any, highlight: np.ndarr
     numpy.ndarray or None
         ``(n,)`` bool, or None when nothing is highlighted.
     """
-    from components.selection_geometry import MAX_CODE, decode_codes, parse_selection_param
+    from core.selection import MAX_CODE, decode_codes, parse_selection_param
     from data_layer.analysis import Selection, cells_in_box
 
     if picture.selection:
@@ -182,64 +173,3 @@ def shown_gene_range(context: ViewerContext, picture: PictureRequest) -> tuple[f
     if picture.vmin is not None and picture.vmax is not None:
         return picture.vmin, picture.vmax
     return context.gene_range(picture.dataset, picture.gene)
-
-
-def picture_blueprint(context: ViewerContext) -> Blueprint:
-    """The Flask blueprint serving :data:`components.picture.PICTURE_PATH` for ``context``'s atlas."""
-    blueprint = Blueprint("pictures", __name__)
-
-    @blueprint.get(PICTURE_PATH)
-    def map_png() -> Response:
-        args = {key: request.args.get(key, "") for key in request.args}
-        try:
-            picture = parse_picture_args(
-                args,
-                context.catalog,
-                max_px=context.settings.max_image_px,
-                gene_lookup=context.lookups.gene_symbol,
-                term_exists=context.lookups.term_exists,
-            )
-        except PictureRequestError as exc:
-            return Response(f"Bad picture request: {exc}\n", status=400, mimetype="text/plain")
-        started = time.perf_counter()
-        key = picture.cache_key()
-        etag = hashlib.sha1(repr((context.version, key)).encode()).hexdigest()[:20]
-        if request.if_none_match and etag in request.if_none_match:
-            return Response(status=304, headers={"ETag": etag})
-        try:
-            png = _cached_render(context, picture, key)
-        except Exception:  # a broken picture must say so, not hang the map
-            log.exception("rendering %s failed", request.full_path)
-            return Response("The picture could not be rendered; see the server log.\n", status=500,
-                            mimetype="text/plain")
-        log.debug("picture %sx%s %s in %.1f ms", picture.width_px, picture.height_px, picture.dataset,
-                  (time.perf_counter() - started) * 1000)
-        response = Response(png, mimetype="image/png")
-        response.headers["Cache-Control"] = f"public, max-age={MAX_AGE_S}"
-        response.headers["ETag"] = etag
-        return response
-
-    return blueprint
-
-
-def _cached_render(context: ViewerContext, picture: PictureRequest, key: tuple) -> bytes:
-    try:
-        from callbacks.caching import picture_cache
-    except ImportError:  # pragma: no cover - caching is optional
-        return render_png(context, picture)
-    return picture_cache().get_or_render(key, lambda: render_png(context, picture))
-
-
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> Blueprint:
-    """Serve the pictures of ``atlas`` on ``app``'s Flask server.
-
-    Returns
-    -------
-    flask.Blueprint
-        The registered blueprint.
-    """
-    context = context or ViewerContext.build(atlas, settings)
-    blueprint = picture_blueprint(context)
-    server = getattr(app, "server", app)
-    server.register_blueprint(blueprint)
-    return blueprint

@@ -1,8 +1,8 @@
 """Export and API requests: the view (the URL state's parameters, read strictly) plus figure or cell options.
 
 The figure export (``/export/figure.<fmt>``), the cell export (``/export/cells.<fmt>``) and the HTTP API
-(``/api/...``) take the SAME view parameters as the address bar (:data:`components.state.QUERY_KEYS`), read by the
-same parser (:func:`components.state.parse_query`). The address bar is lenient (a bad value becomes a notice and a
+(``/api/...``) take the SAME view parameters as the address bar (:data:`core.state.QUERY_KEYS`), read by the
+same parser (:func:`core.state.parse_query`). The address bar is lenient (a bad value becomes a notice and a
 default); here every notice is an error naming its parameter (:class:`ExportRequestError`, answered with 400).
 Pure functions of plain values: the catalog checks use the look-up functions the caller passes.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 from urllib.parse import urlencode
 
-from components.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, Catalog
-from components.state import QUERY_KEYS, GeneLookup, TermLookup, ViewState, parse_query
+from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, Catalog
+from core.state import QUERY_KEYS, GeneLookup, TermLookup, ViewState, parse_query
 
 #: Formats of a figure and of a cell export.
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -93,7 +93,7 @@ def strict_view(
     catalog : Catalog
         What the store holds.
     gene_lookup, term_lookup : callable
-        See :data:`components.state.GeneLookup` and :data:`components.state.TermLookup`.
+        See :data:`core.state.GeneLookup` and :data:`core.state.TermLookup`.
     extra_keys : iterable of str
         Parameters allowed besides the view's (``width``, ``format``...).
     require_dataset : bool

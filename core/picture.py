@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import urlencode
 
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog
-from components.selection_geometry import MAX_CODE, decode_codes, encode_codes, parse_selection_param, selection_param
-from components.viewport import Window
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog
+from core.selection import MAX_CODE, decode_codes, encode_codes, parse_selection_param, selection_param
+from core.viewport import Window
 
 #: Path of the picture route.
 PICTURE_PATH = "/render/map.png"
@@ -52,9 +52,9 @@ class PictureRequest:
     y_down : bool
         Row 0 at ``window.y0`` (sections) instead of ``window.y1`` (UMAP).
     selection : str or None
-        A box or lasso (:func:`components.selection_geometry.selection_param` format): its cells are highlighted.
+        A box or lasso (:func:`core.selection.selection_param` format): its cells are highlighted.
     clusters : str or None
-        Codes of the finest taxonomy level (:func:`components.selection_geometry.encode_codes` ranges): the
+        Codes of the finest taxonomy level (:func:`core.selection.encode_codes` ranges): the
         clusters of a selection in another view, highlighted here. With a term too, only cells in all are bright.
     gene2 : str or None
         Second gene of ``color_by == "two_genes"`` (``gene`` is the first).

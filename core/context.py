@@ -5,19 +5,20 @@ Built once in ``create_app`` and handed to each module's ``register``; nothing h
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from callbacks.catalog import AtlasLookups, catalog_from_atlas
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog
-from components.figures import layout_image
-from components.picture import PictureRequest
-from components.state import ViewState, frame_bounds
-from components.viewport import Window, padded, picture_geometry
-from settings import Settings
+from core.catalog import AtlasLookups, catalog_from_atlas
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog
+from core.picture import PictureRequest
+from core.state import ViewState, frame_bounds
+from core.viewport import Window, padded, picture_geometry
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class ViewerContext:
     Attributes
     ----------
     atlas : data_layer.Atlas
-    settings : Settings
+    settings : settings.Settings
     catalog : Catalog
     lookups : AtlasLookups
     version : str
@@ -40,23 +41,17 @@ class ViewerContext:
     """
 
     atlas: Any
-    settings: Settings
+    settings: Any
     catalog: Catalog
     lookups: AtlasLookups
     version: str = ""
     _gene_ranges: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, atlas: Any, settings: Settings) -> "ViewerContext":
+    def build(cls, atlas: Any, settings: Any) -> "ViewerContext":
         """Snapshot the catalog of ``atlas`` (small tables only)."""
-        try:
-            from callbacks.caching import store_token
-
-            version = store_token(settings.store)
-        except Exception:  # pragma: no cover - the token only busts browser caches
-            version = ""
         return cls(atlas=atlas, settings=settings, catalog=catalog_from_atlas(atlas),
-                   lookups=AtlasLookups(atlas), version=version)
+                   lookups=AtlasLookups(atlas), version=store_token(settings.store))
 
     # ------------------------------------------------------------------------------------------ genes
     def gene_range(self, dataset: str, gene: str) -> tuple[float, float]:
@@ -81,7 +76,7 @@ class ViewerContext:
         entry = self.catalog.get(dataset)
         return padded(entry.bounds) if entry is not None else None
 
-    def picture_image(
+    def picture_url(
         self,
         *,
         dataset: str,
@@ -95,10 +90,9 @@ class ViewerContext:
         size: dict | None,
         vmin: float | None,
         vmax: float | None,
-        y_down: bool,
         extra: dict | None = None,
-    ) -> dict | None:
-        """The layout image (URL and placement) of a picture, or None when the view misses the cells.
+    ) -> tuple[str, Window] | None:
+        """The picture URL and the data window it covers, or None when the view misses the cells.
 
         Parameters
         ----------
@@ -136,7 +130,7 @@ class ViewerContext:
         url = request.url()
         if self.version:
             url += f"&v={self.version}"
-        return layout_image(url, placed, y_down=y_down)
+        return url, placed
 
     # ------------------------------------------------------------------------------------------ umap
     def umap_dataset(self, dataset: str | None) -> str | None:
@@ -170,6 +164,22 @@ class ViewerContext:
         if color_by == COLOR_BY_REGION or color_by not in entry.levels:
             return fallback, None, None
         return color_by, None, None
+
+
+def store_token(store: Any) -> str:
+    """A short token for the store's identity and version (absolute path + modification time of the folder).
+
+    Returns
+    -------
+    str
+        10 hexadecimal characters; stable across workers of one deployment.
+    """
+    path = Path(store).resolve()
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        stamp = 0
+    return hashlib.sha1(f"{path}|{stamp}".encode()).hexdigest()[:10]
 
 
 def term_counts(cells: Any, level: str) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """Short links: ``/s/<id>`` stands for a view's long address (``/?dataset=...``) and survives a server restart.
 
 The id is the first 10 characters of the lowercase base32 of the SHA-256 of the view's CANONICAL query string
-(:func:`canonical_query`: parsed and written back by ``components.state``), so the same view always gives the
+(:func:`canonical_query`: parsed and written back by ``core.state``), so the same view always gives the
 same link, from any worker or server. On the (astronomically rare) clash with another view, the next id of the
 sequence ``sha256(query + "#1")``, ``"#2"``... is taken.
 
@@ -27,9 +27,9 @@ from typing import Any, Protocol
 
 from flask import Blueprint, Response, redirect
 
-from callbacks.context import ViewerContext
-from components.export_request import share_id_ok
-from components.state import ViewState, parse_query, to_query
+from core.context import ViewerContext
+from core.requests import share_id_ok
+from core.state import ViewState, parse_query, to_query
 
 log = logging.getLogger(__name__)
 
@@ -293,22 +293,17 @@ def share_path(share_id: str, home: str = "/") -> str:
     return f"{home.rstrip('/')}/s/{share_id}"
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> ShareStore:
-    """Serve ``/s/<id>`` on ``app``'s server and register the "Copy link" callbacks.
+def register(app: Any, context: ViewerContext) -> ShareStore:
+    """Serve ``/s/<id>`` on ``app``'s server (the page's "Copy link" callbacks create links through the store).
 
     Returns
     -------
     ShareStore
         Also kept in ``server.extensions["atlas_viewer_shares"]`` (the HTTP API creates links through it).
     """
-    context = context or ViewerContext.build(atlas, settings)
     server = getattr(app, "server", app)
-    store = open_share_store(settings)
+    store = open_share_store(context.settings)
     home = getattr(getattr(app, "config", None), "requests_pathname_prefix", None) or "/"
     server.extensions["atlas_viewer_shares"] = store
     server.register_blueprint(share_blueprint(store, home))
-    if hasattr(app, "callback"):
-        from callbacks.export_panel import register_share_callbacks
-
-        register_share_callbacks(app, context, store, home)
     return store

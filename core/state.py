@@ -4,7 +4,7 @@ A :class:`ViewState` is the whole view: dataset, slab plane, section, colour-by,
 gene range, the box/lasso selection (:class:`ViewSelection`) and the map card's view (the one map, the species side
 by side with a section per species, or the section gallery). :func:`parse_query` reads it from a query string,
 checking every value against the
-:class:`~components.catalog.Catalog` (an unknown value becomes a notice and a sensible default, never an error);
+:class:`~core.catalog.Catalog` (an unknown value becomes a notice and a sensible default, never an error);
 :func:`to_query` writes it back. :func:`switch_dataset`, :func:`switch_slab_plane` and :func:`switch_section`
 return the state after a user choice, keeping what still makes sense (colour-by, gene by symbol, a term of a
 shared taxonomy level) and resetting what does not.
@@ -20,15 +20,17 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import parse_qs, urlencode
 
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog, DatasetEntry
-from components.ids import COMPARE_SLOTS
-from components.selection_geometry import compact_selection, parse_selection_param, selection_param
-from components.viewport import Window, make_window
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog, DatasetEntry
+from core.selection import compact_selection, parse_selection_param, selection_param
+from core.viewport import Window, make_window
 
 #: ``lookup(dataset, text) -> canonical gene symbol``; raises ``KeyError`` (message names close matches).
 GeneLookup = Callable[[str, str], str]
 #: ``lookup(dataset, name, levels_to_try) -> level holding a term of that name, or None``.
 TermLookup = Callable[[str, str, tuple[str, ...]], "str | None"]
+
+#: Side-by-side maps at most (one per species).
+COMPARE_SLOTS = 3
 
 #: Query parameters the viewer reads, in the order it writes them.
 QUERY_KEYS = ("dataset", "slab_plane", "section", "color_by", "gene", "term", "term_level",
@@ -36,7 +38,7 @@ QUERY_KEYS = ("dataset", "slab_plane", "section", "color_by", "gene", "term", "t
 #: Modes of a two-gene picture: every cell in its blend colour, or only the cells above both thresholds.
 BLEND_MODES = ("blend", "both")
 #: Address-bar parameters of the box/lasso selection, written after :data:`QUERY_KEYS`: the view it was drawn in
-#: and its geometry (``components.selection_geometry.selection_param``). Not view parameters of the picture,
+#: and its geometry (``core.selection.selection_param``). Not view parameters of the picture,
 #: export and API routes, which take the selection as their own ``selection=`` parameter.
 SELECTION_KEYS = ("sel_view", "sel")
 #: Views a selection is drawn in: the main picture, or the UMAP panel beside a spatial dataset.
@@ -62,7 +64,7 @@ class ViewSelection:
         ``umap``: the UMAP panel beside a spatial dataset.
     kind : {"box", "lasso"}
     xs, ys : tuple of float
-        Compact geometry (:func:`components.selection_geometry.compact_selection`): a box's ascending bounds, or a
+        Compact geometry (:func:`core.selection.compact_selection`): a box's ascending bounds, or a
         lasso's vertices without a closing repeat.
     """
 

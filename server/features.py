@@ -17,10 +17,10 @@ from dash.exceptions import DependencyException
 from flask import Flask, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from callbacks.auth import UsersFile, install_auth
-from callbacks.caching import Caches, install_caches
-from callbacks.health import StoreProbe, install_health, install_request_log
-from callbacks.limits import ExportLimiter, LocalBuckets, install_limits, install_request_guard
+from server.auth import UsersFile, install_auth
+from server.caching import Caches, install_caches
+from server.health import StoreProbe, install_health, install_request_log
+from server.limits import ExportLimiter, LocalBuckets, install_limits, install_request_guard
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,23 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
     features = ServerFeatures(caches=caches, limiter=limiter, users=users, probe=probe)
     server.extensions["atlas_viewer_features"] = features
     return features
+
+
+def register_routes(app: Any, context: Any) -> Any:
+    """Serve the pictures, the exports, the short links and the HTTP API of ``context``'s atlas on ``app``'s server.
+
+    Returns
+    -------
+    server.share.ShareStore
+        The short-link store (the page's "Copy link" creates links through it).
+    """
+    from server import api, export, pictures, share
+
+    pictures.register(app, context)
+    export.register(app, context)
+    store = share.register(app, context)
+    api.register(app, context)
+    return store
 
 
 def warm_up_compiled_code() -> float:

@@ -1,6 +1,6 @@
 """A box or lasso selection as a compact, bounded value: what the selection store holds and what the picture and
 export URLs carry (``selection=x0,x1,y0,y1`` for a box, ``selection=x1,y1,x2,y2,...`` for a lasso: the format of
-:func:`components.export_request.parse_selection`), and the linked clusters of another view as code ranges
+:func:`core.requests.parse_selection`), and the linked clusters of another view as code ranges
 (``clusters=3-7,12``).
 
 Why the geometry travels in the URL (and not a selection id held in a server cache): the picture URL then still

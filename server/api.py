@@ -23,13 +23,15 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from callbacks.context import ViewerContext
-from callbacks.export import (cells_from_args, error_response, export_filename, file_response, figure_from_args,
-                              read_view, view_picture, view_window)
-from callbacks.limits import check_export_rate
-from components.export_request import (CELL_FORMATS, FIGURE_FORMATS, ExportRequestError, check_keys, read_flag,
+from core.context import ViewerContext
+from core.export import cells_from_args, export_filename, figure_from_args, read_view, view_picture, view_window
+from core.requests import (CELL_FORMATS, FIGURE_FORMATS, ExportRequestError, check_keys, read_flag,
                                        read_number)
-from components.viewport import fit_aspect
+from core.viewport import fit_aspect
+from server.export import error_response, file_response
+from server.limits import check_export_rate
+from server.pictures import cached_render
+from server.share import ShareError, canonical_query, share_path
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +103,7 @@ def render_from_args(context: ViewerContext, args: dict[str, str]) -> tuple[byte
     width, height = picture_size(args, window.width / window.height, max_px)
     shown = fit_aspect(window, width, height)  # exactly width x height: the window grows to that aspect
     picture = view_picture(state, shown, width, height)
-    from callbacks.routes import _cached_render
-
-    png = _cached_render(context, picture, picture.cache_key())
+    png = cached_render(context, picture)
     return png, "png", export_filename(state, "picture", "png")
 
 
@@ -182,8 +182,6 @@ def api_blueprint(context: ViewerContext) -> Blueprint:
 
     @blueprint.post("/share")
     def api_share() -> Response:
-        from callbacks.share import ShareError, canonical_query, share_path
-
         store = current_app.extensions.get("atlas_viewer_shares")
         if store is None:
             return _json_error("share", "short links are not available on this server", 503)
@@ -204,14 +202,13 @@ def api_blueprint(context: ViewerContext) -> Blueprint:
     return blueprint
 
 
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> Blueprint:
+def register(app: Any, context: ViewerContext) -> Blueprint:
     """Serve the HTTP API on ``app``'s server.
 
     Returns
     -------
     flask.Blueprint
     """
-    context = context or ViewerContext.build(atlas, settings)
     blueprint = api_blueprint(context)
     getattr(app, "server", app).register_blueprint(blueprint)
     return blueprint

@@ -1,20 +1,20 @@
-"""Figure and cell export of the current view: the functions, the ``/export/`` routes and the export panel.
+"""Figure and cell export of a view: what the ``/export/`` routes, the HTTP API and the export panel answer with.
 
 * :func:`render_figure` draws a publication figure (PNG, SVG or PDF) of a view: the cells are re-rendered at the
-  figure's resolution through the ONE rendering path of the picture route (:func:`callbacks.routes.render_rgba`),
+  figure's resolution through the ONE rendering path of the picture route (:func:`core.render.render_rgba`),
   then :func:`rendering.figures.export_figure` adds vector axes, scale bar, the legend of the categories VISIBLE
   in the view (the most frequent first), the colour bar or the two-gene 2-D colour key, title and species.
 * :func:`export_cells` writes the cells of a view (its section or slab plane inside its viewport, optionally a
   box or polygon selection) as CSV or as h5ad with the chosen genes.
 * ``GET /export/figure.<png|svg|pdf>`` and ``GET /export/cells.<csv|h5ad>`` take the address bar's parameters
-  (read strictly by :mod:`components.export_request`) plus the export options; being under ``/export/`` they go
-  through the export rate limit (``callbacks.limits``). The HTTP API (``callbacks.api``) calls the same functions.
+  (read strictly by :mod:`core.requests`) plus the export options; being under ``/export/`` they go
+  through the export rate limit (``server.limits``). The HTTP API (``server.api``) calls the same functions.
 * The export panel (``components.export``) downloads a figure through ``dcc.Download`` (errors and the rate limit
   become a visible message) and the cells through links to the routes (a cell table can be large).
 
 A figure is built from a list of :class:`FigurePanel`: one (the map or the UMAP), or with ``panels=species`` /
 ``panels=gallery`` one per species side by side or per section of the gallery (:func:`render_comparison`). Their
-choice and colouring come from ``callbacks.compare`` (the views on screen), each panel is rendered by the same
+choice and colouring come from :mod:`core.compare` (as the views on screen), each panel is rendered by the same
 :func:`figure_panel`, and :func:`rendering.figures.export_panel_grid` lays them out at one scale with one legend,
 colour bar or two-gene key: more panels, not a second rendering path.
 """
@@ -28,24 +28,25 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from flask import Blueprint, Response, jsonify, request
 
-from callbacks.context import ViewerContext
-from callbacks.routes import picture_spread_px, render_rgba, shown_gene_range, two_gene_ranges
-from components.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
-from components.export_request import (CELL_FORMATS, CELL_KEYS, FIGURE_FORMATS, FIGURE_KEYS, MAX_EXPORT_CELLS,
+from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range, shared_gene_range,
+                          slot_colouring)
+from core.context import ViewerContext
+from core.render import picture_spread_px, render_rgba, shown_gene_range, two_gene_ranges
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
+from core.requests import (CELL_FORMATS, CELL_KEYS, FIGURE_KEYS, MAX_EXPORT_CELLS,
                                        MAX_EXPORT_VALUES, MAX_FIGURE_PANELS, MIN_PANEL_PX, CellOptions,
                                        ExportRequestError, FigureOptions, PanelRequest, Selection, cell_options,
                                        figure_options, panel_request, strict_view)
-from components.picture import PictureRequest
-from components.state import ViewState, frame_bounds, to_query
-from components.viewport import Window, padded
+from core.picture import PictureRequest
+from core.state import ViewState, frame_bounds, to_query
+from core.viewport import Window, padded
 
 log = logging.getLogger(__name__)
 
 #: Colour map of gene pictures (the render route's default, also the legend's).
 GENE_CMAP = "viridis"
-#: Path prefix of the export routes (rate-limited by ``callbacks.limits``).
+#: Path prefix of the export routes (rate-limited by ``server.limits``).
 EXPORT_FIGURE_PATH = "/export/figure.<fmt>"
 EXPORT_CELLS_PATH = "/export/cells.<fmt>"
 MIMETYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "csv": "text/csv",
@@ -222,8 +223,8 @@ def gene_colorbar(context: ViewerContext, picture: PictureRequest) -> tuple[str,
 
 def picture_two_gene_key(context: ViewerContext, picture: PictureRequest, gene_ranges: tuple | None = None) -> Any:
     """The 2-D colour key (:class:`rendering.figures.TwoGeneKey`) of a two-gene picture, else None: its genes,
-    the ranges it is coloured over (``gene_ranges``, else :func:`callbacks.routes.two_gene_ranges`, as
-    :func:`callbacks.routes.render_rgba` uses them), its mode and thresholds, in the theme the route draws."""
+    the ranges it is coloured over (``gene_ranges``, else :func:`core.render.two_gene_ranges`, as
+    :func:`core.render.render_rgba` uses them), its mode and thresholds, in the theme the route draws."""
     from rendering.figures import TwoGeneKey
 
     if picture.color_by != COLOR_BY_TWO_GENES or not picture.gene2:
@@ -318,7 +319,7 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
     with_legend : bool
         Count the visible categories (a grid draws one legend of all its panels instead).
     spread_px : int, optional
-        Dot radius of the cells; default from their density (:func:`callbacks.routes.picture_spread_px`).
+        Dot radius of the cells; default from their density (:func:`core.render.picture_spread_px`).
     gene_ranges : ((float, float), (float, float)), optional
         Ranges of a two-gene view's genes (a comparison's shared pair); default each gene's in the dataset.
     """
@@ -436,7 +437,7 @@ def _two_genes(state: ViewState) -> dict | None:
 
 def _panel_state(context: ViewerContext, dataset: str, section: str, colouring: Any,
                  gene_range: tuple[float, float] | None) -> ViewState:
-    """The view of one panel: ``colouring`` (``callbacks.compare.SlotColouring``) on ``section`` of ``dataset``."""
+    """The view of one panel: ``colouring`` (``core.compare.SlotColouring``) on ``section`` of ``dataset``."""
     entry = context.catalog.get(dataset)
     extra = colouring.extra or {}
     by_gene = colouring.color_by == COLOR_BY_GENE
@@ -451,7 +452,7 @@ def _panel_state(context: ViewerContext, dataset: str, section: str, colouring: 
 
 
 def comparison_views(context: ViewerContext, state: ViewState, request: PanelRequest) -> list[PanelView]:
-    """The panels of a side-by-side or gallery figure, chosen and coloured as ``callbacks.compare`` shows them.
+    """The panels of a side-by-side or gallery figure, chosen and coloured as the map card shows them (:mod:`core.compare`).
 
     * ``species``: the side-by-side datasets (``compare_datasets``: the first of each species), each on the
       section asked (else its first), coloured by ``slot_colouring`` (the term only at a level shared across
@@ -462,8 +463,6 @@ def comparison_views(context: ViewerContext, state: ViewState, request: PanelReq
       term); a gene on the range set by hand, else the DATASET's default range (one range for all sections); two
       genes on their dataset default ranges.
     """
-    from callbacks.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range,
-                                   shared_gene_range, slot_colouring)
 
     term = {"level": state.term_level, "name": state.term} if state.term and state.term_level else None
     views = []
@@ -718,29 +717,9 @@ def export_filename(state: ViewState, kind: str, fmt: str, panels: str | None = 
     return f"{name[:150]}.{fmt}"
 
 
-def file_response(data: bytes, fmt: str, filename: str) -> Response:
-    """A download response: the file, its type, and ``Content-Disposition: attachment``."""
-    response = Response(data, mimetype=MIMETYPES[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
-
-
-def error_response(exc: ExportRequestError, status: int = 400) -> Response:
-    """``{"error", "parameter"}`` JSON with ``status``."""
-    response = jsonify(exc.to_json())
-    response.status_code = status
-    return response
-
-
-def request_args() -> dict[str, str]:
-    """The current request's query parameters (first value of each)."""
-    return {key: request.args.get(key, "") for key in request.args}
-
-
 # ---------------------------------------------------------------------------------------------- routes
 def read_view(context: ViewerContext, args: dict[str, str], extra_keys: Sequence[str]) -> ViewState:
-    """The view of a request, strictly (see :func:`components.export_request.strict_view`)."""
+    """The view of a request, strictly (see :func:`core.requests.strict_view`)."""
     return strict_view(args, context.catalog, gene_lookup=context.lookups.gene_symbol,
                        term_lookup=context.lookups.term_level, extra_keys=extra_keys)
 
@@ -748,8 +727,6 @@ def read_view(context: ViewerContext, args: dict[str, str], extra_keys: Sequence
 def figure_request(context: ViewerContext, args: dict[str, str], fmt: str,
                    extra_keys: Sequence[str] = FIGURE_KEYS) -> tuple[ViewState, FigureOptions, PanelRequest | None]:
     """Parse a figure request strictly: the view, the options and the panels (None = the one view)."""
-    from callbacks.compare import compare_datasets
-
     state = read_view(context, args, extra_keys)
     options = figure_options(args, fmt=fmt, max_export_px=context.settings.max_export_px)
     request = panel_request(args, context.catalog, state, compare_datasets(context))
@@ -776,48 +753,3 @@ def cells_from_args(context: ViewerContext, args: dict[str, str], fmt: str) -> t
                            has_genes=entry.has_genes)
     data, n_cells = export_cells(context, state, options)
     return data, state, n_cells
-
-
-def export_blueprint(context: ViewerContext) -> Blueprint:
-    """``/export/figure.<fmt>`` and ``/export/cells.<fmt>`` for ``context``'s atlas."""
-    blueprint = Blueprint("exports", __name__)
-
-    @blueprint.get(EXPORT_FIGURE_PATH)
-    def export_figure_route(fmt: str) -> Response:
-        if fmt not in FIGURE_FORMATS:
-            return error_response(ExportRequestError("format", f"{fmt[:20]!r} is not one of "
-                                                               f"{', '.join(FIGURE_FORMATS)}"))
-        try:
-            args = request_args()
-            data, state = figure_from_args(context, args, fmt)
-        except ExportRequestError as exc:
-            return error_response(exc)
-        return file_response(data, fmt, export_filename(state, "figure", fmt, panels=args.get("panels")))
-
-    @blueprint.get(EXPORT_CELLS_PATH)
-    def export_cells_route(fmt: str) -> Response:
-        try:
-            data, state, _ = cells_from_args(context, request_args(), fmt)
-        except ExportRequestError as exc:
-            return error_response(exc)
-        return file_response(data, fmt, export_filename(state, "cells", fmt))
-
-    return blueprint
-
-
-def register(app: Any, atlas: Any, settings: Any, context: ViewerContext | None = None) -> dict:
-    """Serve the export routes on ``app``'s server and register the export panel's callbacks.
-
-    Returns
-    -------
-    dict
-        name -> callback functions (plain functions, callable in tests).
-    """
-    context = context or ViewerContext.build(atlas, settings)
-    server = getattr(app, "server", app)
-    server.register_blueprint(export_blueprint(context))
-    if not hasattr(app, "callback"):
-        return {}
-    from callbacks.export_panel import register_panel
-
-    return register_panel(app, context)

@@ -7,7 +7,7 @@ and the backend is tried again every ``redis_retry_s`` seconds.
 
 The render route uses it like this::
 
-    from callbacks.caching import picture_cache
+    from server.caching import picture_cache
     png = picture_cache().get_or_render(("HMBA-...", "H22.30.001.CX.51", "subclass", None, 0, 0, 10, 10, 800, 600),
                                         lambda: render_png(...))
 
@@ -32,6 +32,7 @@ from flask import Flask, current_app, has_app_context
 from flask_caching import Cache
 from flask_caching.backends.filesystemcache import FileSystemCache
 
+from core.context import store_token  # noqa: F401  (re-exported: the cache namespace of a store)
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,22 +79,6 @@ def make_key(namespace: str, key: Sequence[Any], token: str = "") -> str:
     text = json.dumps(_plain(list(key), "key"), separators=(",", ":"), ensure_ascii=True)
     digest = hashlib.sha1(text.encode()).hexdigest()
     return f"{token}:{namespace}:{digest}" if token else f"{namespace}:{digest}"
-
-
-def store_token(store: Path) -> str:
-    """A short token for the store's identity and version (absolute path + modification time of the folder).
-
-    Returns
-    -------
-    str
-        10 hexadecimal characters; stable across workers of one deployment.
-    """
-    path = Path(store).resolve()
-    try:
-        stamp = os.stat(path).st_mtime_ns
-    except OSError:
-        stamp = 0
-    return hashlib.sha1(f"{path}|{stamp}".encode()).hexdigest()[:10]
 
 
 # --------------------------------------------------------------------------------------------- outage guard
