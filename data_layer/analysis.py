@@ -27,16 +27,14 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numba
 import numpy as np
 import pandas as pd
 
+from .geometry import _xy, cells_in_box, cells_in_polygon  # noqa: F401  (part of this module's API)
 from .tables import ADJACENT, UNASSIGNED
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .atlas import Atlas
 
 log = logging.getLogger(__name__)
 
@@ -48,85 +46,6 @@ _NOT_TERMS = (ADJACENT, UNASSIGNED)
 
 
 # ============================================================================================== selections
-def cells_in_box(x: np.ndarray, y: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
-    """Cells inside an axis-aligned box (bounds included; ``x0 > x1`` or ``y0 > y1`` are swapped).
-
-    Parameters
-    ----------
-    x, y : numpy.ndarray
-        ``(n,)`` float cell coordinates.
-    x0, x1, y0, y1 : float
-        The box in the same units.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n,)`` bool mask.
-    """
-    x, y = _xy(x, y)
-    xa, xb = sorted((float(x0), float(x1)))
-    ya, yb = sorted((float(y0), float(y1)))
-    return (x >= xa) & (x <= xb) & (y >= ya) & (y <= yb)
-
-
-def cells_in_polygon(x: np.ndarray, y: np.ndarray, polygon_xy) -> np.ndarray:
-    """Cells inside a polygon (a lasso), concave or self-intersecting.
-
-    Parameters
-    ----------
-    x, y : numpy.ndarray
-        ``(n,)`` float cell coordinates.
-    polygon_xy : array-like
-        ``(k, 2)`` vertices in order (closing vertex optional), or a pair ``(xs, ys)`` of two length-k
-        sequences (the shape of Plotly's ``lassoPoints``).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n,)`` bool mask; points exactly on the outline may fall either side. Fewer than three distinct
-        vertices select nothing.
-    """
-    import shapely
-
-    x, y = _xy(x, y)
-    vertices = _vertices(polygon_xy)
-    out = np.zeros(x.shape[0], dtype=bool)
-    if len(np.unique(vertices, axis=0)) < 3 or not x.size:
-        return out
-    (xmin, ymin), (xmax, ymax) = vertices.min(axis=0), vertices.max(axis=0)
-    candidates = np.flatnonzero((x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax))
-    if not candidates.size:
-        return out
-    polygon = shapely.Polygon(vertices)
-    if not polygon.is_valid:
-        polygon = shapely.make_valid(polygon)
-    shapely.prepare(polygon)
-    inside = shapely.contains_xy(polygon, x[candidates].astype(np.float64), y[candidates].astype(np.float64))
-    out[candidates[inside]] = True
-    return out
-
-
-def _xy(x, y) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x)
-    y = np.asarray(y)
-    if x.ndim != 1 or x.shape != y.shape:
-        raise ValueError(f"x and y must be 1-D arrays of the same length, got shapes {x.shape} and {y.shape}")
-    return x, y
-
-
-def _vertices(polygon_xy) -> np.ndarray:
-    if isinstance(polygon_xy, Mapping):
-        polygon_xy = (polygon_xy["x"], polygon_xy["y"])
-    arr = np.asarray(polygon_xy, dtype=np.float64)
-    if arr.ndim == 2 and arr.shape[0] == 2 and arr.shape[1] != 2:
-        arr = arr.T
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"a polygon must be (k, 2) vertices or a pair (xs, ys); got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError("a polygon vertex is not a finite number")
-    return arr
-
-
 @dataclass(frozen=True)
 class Selection:
     """A box or lasso in data coordinates; JSON-able with :meth:`to_dict` for a ``dcc.Store``.
@@ -410,7 +329,7 @@ def _rank(symbols, identifiers, m_in, m_out, f_in, f_out, n: int | None, min_fra
         "diff": diff[order]})[MARKER_COLUMNS]
 
 
-def _term_weights(atlas: "Atlas", dataset: str, level: str, terms: Sequence[str]) -> tuple[np.ndarray, object]:
+def _term_weights(atlas: Any, dataset: str, level: str, terms: Sequence[str]) -> tuple[np.ndarray, object]:
     """``(n_terms, n_clusters)`` float64 weights (cells with expression of each cluster in each term)."""
     stats = atlas.cluster_stats(dataset)
     tax = atlas.taxonomy(dataset)
@@ -431,7 +350,7 @@ def _weighted(weights: np.ndarray, table: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (weights @ table) / total, np.nan)
 
 
-def markers_for_term(atlas: "Atlas", dataset: str, level: str, term: str, n: int | None = 10, *,
+def markers_for_term(atlas: Any, dataset: str, level: str, term: str, n: int | None = 10, *,
                      min_frac_in: float = 0.0) -> pd.DataFrame:
     """Marker genes of a taxonomy term from the store's per-cluster statistics (no cell is read).
 
@@ -474,7 +393,7 @@ def markers_for_term(atlas: "Atlas", dataset: str, level: str, term: str, n: int
     return _rank(stats.gene_symbols, stats.gene_identifiers, mean[0], mean[1], frac[0], frac[1], n, min_frac_in)
 
 
-def dot_plot_table(atlas: "Atlas", dataset: str, level: str, terms: Sequence[str],
+def dot_plot_table(atlas: Any, dataset: str, level: str, terms: Sequence[str],
                    genes: Sequence[str]) -> pd.DataFrame:
     """Long table for a dot plot of terms x genes from the per-cluster statistics.
 
@@ -615,7 +534,7 @@ class SelectionStats:
     n_out: int
 
 
-def selection_stats(atlas: "Atlas", dataset: str, rows, *, section: str | None = None,
+def selection_stats(atlas: Any, dataset: str, rows, *, section: str | None = None,
                     slab_plane: str | None = None, against: str = "scope",
                     genes: Sequence[str] | None = None) -> SelectionStats:
     """Mean and fraction expressing of every gene (or ``genes``) in a selection and in the rest.
@@ -662,7 +581,7 @@ def selection_stats(atlas: "Atlas", dataset: str, rows, *, section: str | None =
     return SelectionStats(cols, mean_in, mean_out, frac_in, frac_out, n_in, n_out)
 
 
-def markers_for_selection(atlas: "Atlas", dataset: str, rows, n: int | None = 10, *, section: str | None = None,
+def markers_for_selection(atlas: Any, dataset: str, rows, n: int | None = 10, *, section: str | None = None,
                           slab_plane: str | None = None, against: str = "scope", genes: Sequence[str] | None = None,
                           min_frac_in: float = 0.0) -> pd.DataFrame:
     """Marker genes of a selection, computed directly on the gene-major store.
@@ -703,7 +622,7 @@ def markers_for_selection(atlas: "Atlas", dataset: str, rows, n: int | None = 10
                  frac_out, n, min_frac_in)
 
 
-def selection_dot_plot_table(atlas: "Atlas", dataset: str, rows, genes: Sequence[str], *,
+def selection_dot_plot_table(atlas: Any, dataset: str, rows, genes: Sequence[str], *,
                              section: str | None = None, slab_plane: str | None = None, against: str = "scope",
                              labels: tuple[str, str] = ("Selection", "Rest")) -> pd.DataFrame:
     """Dot-plot rows (same columns as :func:`dot_plot_table`) for a selection and the rest of its scope, to

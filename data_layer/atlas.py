@@ -18,8 +18,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import store as st
+import data_layer.store as st
 from .expression import ClusterStats, GeneMatrix
+from .geometry import cells_in_polygon
 from .taxonomy import Taxonomy, TaxonomyTables
 
 log = logging.getLogger(__name__)
@@ -359,8 +360,6 @@ class Atlas:
     def cells_in_polygon(self, dataset: str, xs: Sequence[float], ys: Sequence[float],
                          section: str | None = None, slab_plane: str | None = None) -> np.ndarray:
         """Row positions (int64, ascending) in ``cells(...)`` of the cells inside the polygon (xs, ys)."""
-        from .analysis import cells_in_polygon
-
         if len(xs) < 3:
             return np.zeros(0, dtype=np.int64)
         x, y = self.xy(dataset, section, slab_plane)
