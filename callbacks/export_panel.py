@@ -27,7 +27,8 @@ from callbacks.navigation import address_state, current_state
 from components import ids
 from core.catalog import COLOR_BY_GENE
 from components.export import COMPARISON_TARGETS, target_options
-from core.requests import MAX_EXPORT_CELLS, ExportRequestError, figure_options
+from core.requests import MAX_EXPORT_CELLS, figure_options
+from core.errors import ViewError
 from components.layout import gene_options
 from core.state import ViewState, to_query
 from core.viewport import Window
@@ -141,7 +142,7 @@ def figure_info(args: dict[str, str], fmt: str, context: ViewerContext) -> str:
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         As the route would answer.
     """
     if not args.get("panels"):
@@ -178,7 +179,7 @@ def preview_step(values: dict[str, Any], options: dict[str, Any], genes: list[st
     try:
         info = figure_info(args, fmt, context)
         disabled = False
-    except ExportRequestError as exc:
+    except ViewError as exc:
         info, disabled = f"Cannot export: {exc}", True
     except Exception as exc:  # a broken view must give a message, not an error in the console
         log.exception("planning the figure of %s failed", state)
@@ -227,7 +228,7 @@ def download_step(values: dict[str, Any], options: dict[str, Any], context: View
         data, state = figure_from_args(context, panel_args(state, options, compare_sections(values, context)), fmt)
     except RateLimited as exc:
         return no_update, f"Too many exports: {exc}."
-    except ExportRequestError as exc:
+    except ViewError as exc:
         return no_update, f"Cannot export: {exc}"
     except Exception as exc:  # the panel says so instead of failing silently
         log.exception("figure export of %s failed", state)

@@ -18,6 +18,7 @@ from core.catalog import AtlasLookups, catalog_from_atlas
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog
 from core.picture import PictureRequest
 from core.state import ViewState, frame_bounds
+from core.selection import SelectionMasks
 from core.viewport import Window, padded, picture_geometry
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class ViewerContext:
     settings : settings.Settings
     catalog : Catalog
     lookups : AtlasLookups
+    masks : SelectionMasks
+        The cells inside the last few selections (one cache for callbacks, pictures and exports).
     version : str
         Store token added to picture URLs so a re-prepared store never shows cached stale pictures.
     """
@@ -45,7 +48,12 @@ class ViewerContext:
     catalog: Catalog
     lookups: AtlasLookups
     version: str = ""
+    masks: SelectionMasks | None = None
     _gene_ranges: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.masks is None:
+            self.masks = SelectionMasks(self.atlas)
 
     @classmethod
     def build(cls, atlas: Any, settings: Any) -> "ViewerContext":

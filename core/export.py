@@ -34,12 +34,12 @@ from core.compare import (compare_datasets, first_section, gallery_sections, han
 from core.context import ViewerContext
 from core.render import picture_spread_px, render_rgba, shown_gene_range, two_gene_ranges
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
-from core.requests import (CELL_FORMATS, CELL_KEYS, FIGURE_KEYS, MAX_EXPORT_CELLS,
-                                       MAX_EXPORT_VALUES, MAX_FIGURE_PANELS, MIN_PANEL_PX, CellOptions,
-                                       ExportRequestError, FigureOptions, PanelRequest, Selection, cell_options,
-                                       figure_options, panel_request, strict_view)
-from core.picture import PictureRequest
-from core.state import ViewState, frame_bounds, to_query
+from core.errors import ViewError
+from core.requests import (CELL_FORMATS, CELL_KEYS, FIGURE_KEYS, MAX_EXPORT_CELLS, MAX_EXPORT_VALUES, MAX_FIGURE_PANELS,
+                           MIN_PANEL_PX, CellOptions, FigureOptions, PanelRequest, cell_options, figure_options,
+                           panel_request)
+from core.picture import PictureRequest, view_picture  # noqa: F401  (the API's picture of a view)
+from core.state import ViewState, frame_bounds, strict_view, to_query
 from core.viewport import Window, padded
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def view_frame(context: ViewerContext, state: ViewState) -> Window:
     """Padded bounds of what the view draws (section, slab plane, or the whole UMAP)."""
     bounds = frame_bounds(context.catalog, state)
     if bounds is None:
-        raise ExportRequestError("dataset", f"unknown dataset {state.dataset!r}")
+        raise ViewError("dataset", f"unknown dataset {state.dataset!r}")
     return padded(bounds)
 
 
@@ -67,7 +67,7 @@ def view_window(context: ViewerContext, state: ViewState) -> Window:
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         Naming ``x0`` when the viewport misses the cells.
     """
     frame = view_frame(context, state)
@@ -77,26 +77,9 @@ def view_window(context: ViewerContext, state: ViewState) -> Window:
     x0, x1 = max(v.x0, frame.x0), min(v.x1, frame.x1)
     y0, y1 = max(v.y0, frame.y0), min(v.y1, frame.y1)
     if not (x0 < x1 and y0 < y1):
-        raise ExportRequestError("x0", f"the view x0..x1, y0..y1 misses the cells (they lie in "
+        raise ViewError("x0", f"the view x0..x1, y0..y1 misses the cells (they lie in "
                                        f"{frame.x0:.4g}..{frame.x1:.4g}, {frame.y0:.4g}..{frame.y1:.4g})")
     return Window(x0, x1, y0, y1)
-
-
-def view_picture(state: ViewState, window: Window, width_px: int, height_px: int) -> PictureRequest:
-    """The picture request of a view at a size (what the map's picture URL holds, at another resolution)."""
-    gene = state.gene if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) else None
-    by_gene = gene is not None and state.color_by == COLOR_BY_GENE
-    two = {}
-    if state.color_by == COLOR_BY_TWO_GENES:
-        two = {"gene2": state.gene2, "blend_mode": state.blend_mode,
-               "threshold_a": state.threshold_a if state.blend_mode == "both" else None,
-               "threshold_b": state.threshold_b if state.blend_mode == "both" else None}
-    return PictureRequest(
-        dataset=state.dataset, section=state.section, slab_plane=None if state.section else state.slab_plane,
-        color_by=state.color_by, gene=gene, term=state.term, term_level=state.term_level if state.term else None,
-        window=window, width_px=int(width_px), height_px=int(height_px),
-        vmin=state.vmin if by_gene else None, vmax=state.vmax if by_gene else None, **two,
-    )
 
 
 def _where(context: ViewerContext, state: ViewState) -> dict[str, str]:
@@ -360,7 +343,7 @@ def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: 
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         For several panels without a grid, or a grid of another number of panels.
     """
     from rendering.figures import export_figure, export_panel_grid
@@ -368,11 +351,11 @@ def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: 
 
     if grid is not None:
         if len(panels) != len(grid.geometry.boxes):
-            raise ExportRequestError("panels", f"{len(panels)} pictures for a grid of {len(grid.geometry.boxes)}")
+            raise ViewError("panels", f"{len(panels)} pictures for a grid of {len(grid.geometry.boxes)}")
         return export_panel_grid([p.rgba for p in panels], [p.window for p in panels], grid, fmt=options.fmt,
                                  dpi=options.dpi, y_down=all(p.y_down for p in panels))
     if len(panels) != 1:
-        raise ExportRequestError("panels", f"a figure of {len(panels)} views needs a panel grid")
+        raise ViewError("panels", f"a figure of {len(panels)} views needs a panel grid")
     panel = panels[0]
     height, width = panel.rgba.shape[:2]
     viewport = Viewport(*panel.window, width, height, max_px=max(width, height))
@@ -388,7 +371,7 @@ def render_figure(context: ViewerContext, state: ViewState, options: FigureOptio
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         When the view misses the cells.
     """
     return compose_figure([figure_panel(context, state, options)], options)
@@ -522,7 +505,7 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         Naming ``panels`` when the panels would be smaller than :data:`MIN_PANEL_PX` (or find no room) at this
         figure size and dpi.
     """
@@ -530,7 +513,7 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
 
     views = comparison_views(context, state, request)
     if len(views) > MAX_FIGURE_PANELS:
-        raise ExportRequestError("panels", f"{len(views)} panels; a figure holds at most {MAX_FIGURE_PANELS}")
+        raise ViewError("panels", f"{len(views)} panels; a figure holds at most {MAX_FIGURE_PANELS}")
     found = [legend_counts(context, v.state, v.window) for v in views]
     legend = legend_entries([f for f in found if f is not None], options.legend_entries)
     colorbar = None
@@ -554,7 +537,7 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     smallest = min(min(size) for size in sizes)
     if smallest < MIN_PANEL_PX:
         what = "sections" if request.kind == "gallery" else "species"
-        raise ExportRequestError(
+        raise ViewError(
             "panels", f"{len(views)} {what} in a {options.width_px} x {options.height_px} px figure leave panels "
                       f"of {smallest} px (at least {MIN_PANEL_PX}): make the figure larger (up to max_export_px) "
                       f"or the legend shorter")
@@ -579,7 +562,7 @@ def render_comparison(context: ViewerContext, state: ViewState, options: FigureO
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         See :func:`plan_comparison`.
     """
     plan = plan_comparison(context, state, options, request)
@@ -592,24 +575,18 @@ def render_comparison(context: ViewerContext, state: ViewState, options: FigureO
 
 
 # ---------------------------------------------------------------------------------------------- cells
-def cells_mask(context: ViewerContext, state: ViewState, cells: Any, selection: Selection | None) -> np.ndarray:
-    """``(n,)`` bool mask of the cells of a view: inside its viewport (all without one) and its selection."""
+def cells_mask(context: ViewerContext, state: ViewState, cells: Any, selection: dict | None) -> np.ndarray:
+    """``(n,)`` bool mask of the cells of a view: inside its viewport (all without one) and its selection
+    (``{"kind", "xs", "ys"}``, read from the app's one mask cache)."""
     x = cells["x"].to_numpy()
     y = cells["y"].to_numpy()
     mask = np.ones(len(cells), dtype=bool) if state.viewport is None else _inside(x, y, state.viewport)
     if selection is not None:
-        if selection.box is not None:
-            mask &= _inside(x, y, Window(*selection.box))
-        else:
-            rows = context.atlas.cells_in_polygon(state.dataset, list(selection.xs), list(selection.ys),
-                                                  **_where(context, state))
-            chosen = np.zeros(len(cells), dtype=bool)
-            chosen[np.asarray(rows, dtype=np.int64)] = True
-            mask &= chosen
+        mask = mask & context.masks.mask(state.dataset, _where(context, state), selection)
     return mask
 
 
-def count_cells(context: ViewerContext, state: ViewState, selection: Selection | None = None) -> int:
+def count_cells(context: ViewerContext, state: ViewState, selection: dict | None = None) -> int:
     """Cells a cell export of this view would hold."""
     cells = context.atlas.cells(state.dataset, **_where(context, state))
     return int(np.count_nonzero(cells_mask(context, state, cells, selection)))
@@ -631,7 +608,7 @@ def export_cells(context: ViewerContext, state: ViewState, options: CellOptions)
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         Naming ``selection`` (too many cells) or ``genes`` (too many values).
     """
     from data_layer.analysis import export_cells_csv
@@ -642,10 +619,10 @@ def export_cells(context: ViewerContext, state: ViewState, options: CellOptions)
     mask = cells_mask(context, state, cells, options.selection)
     n_cells = int(np.count_nonzero(mask))
     if n_cells > MAX_EXPORT_CELLS:
-        raise ExportRequestError("selection", f"the view holds {n_cells:,} cells; an export is limited to "
+        raise ViewError("selection", f"the view holds {n_cells:,} cells; an export is limited to "
                                               f"{MAX_EXPORT_CELLS:,} (zoom in or select)")
     if n_cells * len(options.genes) > MAX_EXPORT_VALUES:
-        raise ExportRequestError("genes", f"{n_cells:,} cells x {len(options.genes)} genes is over "
+        raise ViewError("genes", f"{n_cells:,} cells x {len(options.genes)} genes is over "
                                           f"{MAX_EXPORT_VALUES:,} values; choose fewer genes or cells")
     genes = {symbol: atlas.gene(state.dataset, symbol, **where) for symbol in options.genes}
     if options.fmt == "csv":
@@ -719,7 +696,7 @@ def export_filename(state: ViewState, kind: str, fmt: str, panels: str | None = 
 
 # ---------------------------------------------------------------------------------------------- routes
 def read_view(context: ViewerContext, args: dict[str, str], extra_keys: Sequence[str]) -> ViewState:
-    """The view of a request, strictly (see :func:`core.requests.strict_view`)."""
+    """The view of a request, strictly (see :func:`core.state.strict_view`)."""
     return strict_view(args, context.catalog, gene_lookup=context.lookups.gene_symbol,
                        term_lookup=context.lookups.term_level, extra_keys=extra_keys)
 
@@ -746,7 +723,7 @@ def figure_from_args(context: ViewerContext, args: dict[str, str], fmt: str,
 def cells_from_args(context: ViewerContext, args: dict[str, str], fmt: str) -> tuple[bytes, ViewState, int]:
     """Parse and export the cells of a request's parameters (the route's and the API's body)."""
     if fmt not in CELL_FORMATS:
-        raise ExportRequestError("format", f"{fmt[:20]!r} is not one of {', '.join(CELL_FORMATS)}")
+        raise ViewError("format", f"{fmt[:20]!r} is not one of {', '.join(CELL_FORMATS)}")
     state = read_view(context, args, CELL_KEYS)
     entry = context.catalog.get(state.dataset)
     options = cell_options(args, state, fmt=fmt, gene_lookup=context.lookups.gene_symbol,

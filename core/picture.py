@@ -1,31 +1,26 @@
-"""The picture request: every parameter of ``GET /render/map.png``, written into its URL and checked when read.
+"""The picture request: every parameter of ``GET /render/map.png``, written into its URL and read back by the
+view's one reader.
 
 The URL carries the whole picture (dataset, section or slab plane, colour-by, gene, highlighted term, data window,
-size, gene range), so the browser, the picture cache and a proxy can cache it. :func:`parse_picture_args` checks
-every value against the catalog and raises :class:`PictureRequestError` naming the parameter otherwise; no request
-value ever reaches a file path.
+size, gene range), so the browser, the picture cache and a proxy can cache it. :func:`parse_picture_args` reads
+the view with the address bar's grammar in strict mode (:func:`core.state.strict_view`) and raises
+:class:`core.errors.ViewError` naming the first bad parameter; no request value ever reaches a file path.
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 from urllib.parse import urlencode
 
-from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog
-from core.selection import MAX_CODE, decode_codes, encode_codes, parse_selection_param, selection_param
+from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, Catalog
+from core.selection import MAX_CODE, decode_codes, encode_codes, read_selection, selection_param
+from core.state import GeneLookup, TermLookup, ViewState, strict_view
+from core.errors import ViewError
 from core.viewport import Window
 
 #: Path of the picture route.
 PICTURE_PATH = "/render/map.png"
-
-
-class PictureRequestError(ValueError):
-    """A bad picture request; ``parameter`` names the offending query parameter."""
-
-    def __init__(self, parameter: str, message: str):
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
 
 
 @dataclass(frozen=True)
@@ -119,32 +114,38 @@ class PictureRequest:
         return PICTURE_PATH + "?" + urlencode(pairs)
 
 
-def _float(args: Mapping[str, str], key: str, required: bool) -> float | None:
-    raw = args.get(key)
-    if raw is None or raw == "":
-        if required:
-            raise PictureRequestError(key, "is required")
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise PictureRequestError(key, f"{raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise PictureRequestError(key, f"{raw!r} is not finite")
-    return value
+def view_picture(state: ViewState, window: Window, width_px: int, height_px: int) -> PictureRequest:
+    """The picture request of a view at a size (what the map's picture URL holds, at another resolution)."""
+    gene = state.gene if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) else None
+    by_gene = gene is not None and state.color_by == COLOR_BY_GENE
+    two = {}
+    if state.color_by == COLOR_BY_TWO_GENES:
+        two = {"gene2": state.gene2, "blend_mode": state.blend_mode,
+               "threshold_a": state.threshold_a if state.blend_mode == "both" else None,
+               "threshold_b": state.threshold_b if state.blend_mode == "both" else None}
+    return PictureRequest(
+        dataset=state.dataset, section=state.section, slab_plane=None if state.section else state.slab_plane,
+        color_by=state.color_by, gene=gene, term=state.term, term_level=state.term_level if state.term else None,
+        window=window, width_px=int(width_px), height_px=int(height_px),
+        vmin=state.vmin if by_gene else None, vmax=state.vmax if by_gene else None, **two,
+    )
 
 
 def _size(args: Mapping[str, str], key: str, max_px: int) -> int:
     raw = args.get(key)
     if raw is None or raw == "":
-        raise PictureRequestError(key, "is required")
+        raise ViewError(key, "is required")
     try:
         value = int(raw)
     except ValueError:
-        raise PictureRequestError(key, f"{raw!r} is not a whole number of pixels") from None
+        raise ViewError(key, f"{str(raw)[:40]!r} is not a whole number of pixels") from None
     if not 1 <= value <= max_px:
-        raise PictureRequestError(key, f"{value} must be between 1 and {max_px} pixels")
+        raise ViewError(key, f"{value} must be between 1 and {max_px} pixels")
     return value
+
+
+#: Parameters of a picture besides the view's: its size, the store version, the selection and linked clusters.
+PICTURE_KEYS = ("w", "h", "v", "selection", "clusters")
 
 
 def parse_picture_args(
@@ -152,10 +153,11 @@ def parse_picture_args(
     catalog: Catalog,
     *,
     max_px: int,
-    gene_lookup: Callable[[str, str], str],
-    term_exists: Callable[[str, str, str], bool],
+    gene_lookup: GeneLookup,
+    term_lookup: TermLookup,
 ) -> PictureRequest:
-    """Check the query parameters of a picture request.
+    """Read a picture request strictly: the view by the one reader (:func:`core.state.strict_view`, the address
+    bar's grammar), then the picture's own parameters (:data:`PICTURE_KEYS`).
 
     Parameters
     ----------
@@ -165,10 +167,8 @@ def parse_picture_args(
         What the store holds.
     max_px : int
         Largest picture side allowed.
-    gene_lookup : callable
-        ``(dataset, gene) -> symbol``; raises ``KeyError`` for an unknown gene.
-    term_exists : callable
-        ``(dataset, level, name) -> bool``.
+    gene_lookup, term_lookup : callable
+        See :data:`core.state.GeneLookup` and :data:`core.state.TermLookup`.
 
     Returns
     -------
@@ -176,94 +176,21 @@ def parse_picture_args(
 
     Raises
     ------
-    PictureRequestError
+    ViewError
         Naming the first bad parameter.
     """
-    known = {"dataset", "section", "slab_plane", "color_by", "gene", "term", "term_level",
-             "x0", "x1", "y0", "y1", "w", "h", "vmin", "vmax", "v",
-             "selection", "clusters", "gene2", "blend", "ta", "tb"}
-    for key in args:
-        if key not in known:
-            raise PictureRequestError(key, "is not a parameter of this picture")
-    dataset = args.get("dataset") or ""
-    entry = catalog.get(dataset)
-    if entry is None:
-        raise PictureRequestError("dataset", f"unknown dataset {dataset!r}")
-
-    section = args.get("section") or None
-    slab_plane = args.get("slab_plane") or None
-    if entry.spatial:
-        if section is not None:
-            found = entry.sections.get(section)
-            if found is None:
-                raise PictureRequestError("section", f"unknown section {section!r} in {dataset}")
-            if slab_plane is not None and slab_plane != found.slab_plane:
-                raise PictureRequestError("slab_plane", f"section {section} is in {found.slab_plane}, not {slab_plane}")
-            slab_plane = found.slab_plane
-        elif slab_plane is not None:
-            if entry.plane(slab_plane) is None:
-                raise PictureRequestError("slab_plane", f"unknown slab plane {slab_plane!r} in {dataset}")
-        else:
-            raise PictureRequestError("section", f"a section or a slab_plane of {dataset} is required")
-    elif section is not None or slab_plane is not None:
-        raise PictureRequestError("section" if section else "slab_plane", f"{dataset} has no sections")
-
-    color_by = args.get("color_by") or ""
-    if color_by not in entry.color_by_choices():
-        raise PictureRequestError(
-            "color_by", f"{color_by!r} is not one of {', '.join(entry.color_by_choices())}"
-        )
-    gene = args.get("gene") or None
-    if color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
-        if gene is None:
-            raise PictureRequestError("gene", f"is required when color_by={color_by}")
-        try:
-            gene = gene_lookup(dataset, gene)
-        except KeyError as exc:
-            raise PictureRequestError("gene", str(exc.args[0] if exc.args else exc)) from None
-    elif gene is not None:
-        gene = None  # ignored unless colouring by gene
-    two = _two_genes(args, dataset, color_by, gene_lookup)
-    if color_by == COLOR_BY_REGION and not entry.spatial:  # pragma: no cover - excluded by choices
-        raise PictureRequestError("color_by", f"{dataset} has no regions")
-
-    term = args.get("term") or None
-    term_level = args.get("term_level") or None
-    if term is not None or term_level is not None:
-        if term is None or term_level is None:
-            raise PictureRequestError("term" if term is None else "term_level", "term and term_level go together")
-        if term_level not in entry.levels:
-            raise PictureRequestError("term_level", f"{term_level!r} is not a level of {dataset}")
-        if not term_exists(dataset, term_level, term):
-            raise PictureRequestError("term", f"no {term_level} called {term!r} in {dataset}")
-
-    x0, x1, y0, y1 = (_float(args, key, True) for key in ("x0", "x1", "y0", "y1"))
-    if not x0 < x1:
-        raise PictureRequestError("x1", f"must be greater than x0 ({x0:g})")
-    if not y0 < y1:
-        raise PictureRequestError("y1", f"must be greater than y0 ({y0:g})")
+    state = strict_view(args, catalog, gene_lookup=gene_lookup, term_lookup=term_lookup, extra_keys=PICTURE_KEYS)
+    if state.viewport is None:
+        raise ViewError("x0", "is required: a picture names its data window x0, x1, y0, y1")
     width_px = _size(args, "w", max_px)
     height_px = _size(args, "h", max_px)
-    vmin, vmax = _float(args, "vmin", False), _float(args, "vmax", False)
-    if (vmin is None) != (vmax is None):
-        raise PictureRequestError("vmin" if vmin is None else "vmax", "vmin and vmax go together")
-    if vmin is not None and not vmin < vmax:
-        raise PictureRequestError("vmax", f"must be greater than vmin ({vmin:g})")
-    selection = _selection(args)
-    clusters = _clusters(args)
-    return PictureRequest(
-        dataset=dataset, section=section, slab_plane=slab_plane, color_by=color_by, gene=gene, term=term,
-        term_level=term_level, window=Window(x0, x1, y0, y1), width_px=width_px, height_px=height_px,
-        vmin=vmin, vmax=vmax, selection=selection, clusters=clusters, **two,
-    )
+    picture = view_picture(state, state.viewport, width_px, height_px)
+    return dataclasses.replace(picture, selection=_selection(args), clusters=_clusters(args))
 
 
 def _selection(args: Mapping[str, str]) -> str | None:
     """The ``selection`` parameter, checked and written canonically (so equal selections share a cache key)."""
-    try:
-        return selection_param(parse_selection_param(args.get("selection")))
-    except ValueError as exc:
-        raise PictureRequestError("selection", str(exc)) from None
+    return selection_param(read_selection(args.get("selection")))
 
 
 def _clusters(args: Mapping[str, str]) -> str | None:
@@ -275,25 +202,4 @@ def _clusters(args: Mapping[str, str]) -> str | None:
     try:
         return encode_codes(decode_codes(raw, MAX_CODE + 1)) or None
     except ValueError as exc:
-        raise PictureRequestError("clusters", str(exc)) from None
-
-
-def _two_genes(args: Mapping[str, str], dataset: str, color_by: str,
-               gene_lookup: Callable[[str, str], str]) -> dict:
-    """``gene2``, ``blend`` (mode) and the thresholds ``ta``/``tb`` of a two-gene picture (ignored otherwise)."""
-    if color_by != COLOR_BY_TWO_GENES:
-        return {}
-    raw = args.get("gene2") or None
-    if raw is None:
-        raise PictureRequestError("gene2", "is required when color_by=two_genes")
-    try:
-        gene2 = gene_lookup(dataset, raw)
-    except KeyError as exc:
-        raise PictureRequestError("gene2", str(exc.args[0] if exc.args else exc)) from None
-    mode = args.get("blend") or "blend"
-    if mode not in ("blend", "both"):
-        raise PictureRequestError("blend", f"{mode[:20]!r} is not one of blend, both")
-    threshold_a, threshold_b = _float(args, "ta", False), _float(args, "tb", False)
-    return {"gene2": gene2, "blend_mode": mode,
-            "threshold_a": threshold_a if mode == "both" else None,
-            "threshold_b": threshold_b if mode == "both" else None}
+        raise ViewError("clusters", str(exc)) from None

@@ -85,7 +85,8 @@ def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int 
         column = cells[picture.term_level]
         code = column.cat.categories.get_loc(picture.term) if picture.term in column.cat.categories else -2
         highlight = np.asarray(column.cat.codes) == code
-    highlight = selection_highlight(picture, cells, highlight, entry.levels[-1] if entry.levels else None)
+    highlight = selection_highlight(picture, cells, highlight, entry.levels[-1] if entry.levels else None,
+                                    context.masks, where)
     if picture.color_by == COLOR_BY_TWO_GENES and picture.gene2:
         return render_two_gene_picture(context, picture, x, y, viewport, where, spread, y_down, gene_ranges)
     if picture.color_by == COLOR_BY_GENE:
@@ -107,7 +108,7 @@ def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int 
 
 
 def selection_highlight(picture: PictureRequest, cells: Any, highlight: np.ndarray | None,
-                        cluster_level: str | None) -> np.ndarray | None:
+                        cluster_level: str | None, masks: Any, where: dict) -> np.ndarray | None:
     """The highlight mask with the picture's selection (its cells) and linked clusters (cells of those codes of
     ``cluster_level``) applied: a cell stays bright only when it is in every one given.
 
@@ -117,15 +118,9 @@ def selection_highlight(picture: PictureRequest, cells: Any, highlight: np.ndarr
         ``(n,)`` bool, or None when nothing is highlighted.
     """
     from core.selection import MAX_CODE, decode_codes, parse_selection_param
-    from data_layer.analysis import Selection, cells_in_box
 
     if picture.selection:
-        geometry = parse_selection_param(picture.selection)
-        x, y = cells["x"].to_numpy(), cells["y"].to_numpy()
-        if geometry["kind"] == "box":
-            inside = cells_in_box(x, y, *geometry["xs"], *geometry["ys"])
-        else:
-            inside = Selection.make("lasso", geometry["xs"], geometry["ys"]).mask(x, y)
+        inside = masks.mask(picture.dataset, where, parse_selection_param(picture.selection))
         highlight = inside if highlight is None else highlight & inside
     if picture.clusters and cluster_level is not None and cluster_level in cells.columns:
         codes = np.asarray(cells[cluster_level].cat.codes, dtype=np.int64)

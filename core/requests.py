@@ -3,7 +3,7 @@
 The figure export (``/export/figure.<fmt>``), the cell export (``/export/cells.<fmt>``) and the HTTP API
 (``/api/...``) take the SAME view parameters as the address bar (:data:`core.state.QUERY_KEYS`), read by the
 same parser (:func:`core.state.parse_query`). The address bar is lenient (a bad value becomes a notice and a
-default); here every notice is an error naming its parameter (:class:`ExportRequestError`, answered with 400).
+default); here every notice is an error naming its parameter (:class:`ViewError`, answered with 400).
 Pure functions of plain values: the catalog checks use the look-up functions the caller passes.
 """
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping
-from urllib.parse import urlencode
+from typing import Mapping
 
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, Catalog
-from core.state import QUERY_KEYS, GeneLookup, TermLookup, ViewState, parse_query
+from core.errors import ViewError
+from core.selection import read_selection
+from core.state import GeneLookup, ViewState
 
 #: Formats of a figure and of a cell export.
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -38,97 +39,8 @@ MAX_EXPORT_GENES = 200
 MAX_EXPORT_VALUES = 50_000_000
 #: Cells one export may carry.
 MAX_EXPORT_CELLS = 2_000_000
-#: Vertices of a polygon selection.
-MAX_SELECTION_VERTICES = 10_000
-#: The end of an address-bar notice naming the fallback shown (dropped from an error message).
-_FALLBACK_TAIL = re.compile(r":\s+(showing|using|nothing highlighted)\b[^:]*$")
 #: Short-link ids: 10 characters of lowercase RFC 4648 base32.
 SHARE_ID_RE = re.compile(r"^[a-z2-7]{10}$")
-
-
-class ExportRequestError(ValueError):
-    """A bad export or API request; ``parameter`` names the offending query parameter (answered with 400)."""
-
-    def __init__(self, parameter: str, message: str):
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
-        self.message = message
-
-    def to_json(self) -> dict[str, str]:
-        """``{"error": ..., "parameter": ...}`` for a JSON 400 answer."""
-        return {"error": str(self), "parameter": self.parameter}
-
-
-# ---------------------------------------------------------------------------------------------- view
-def view_query(args: Mapping[str, str]) -> str:
-    """The view parameters of ``args`` as a query string (``?dataset=...``), others dropped."""
-    pairs = [(key, str(args[key])) for key in QUERY_KEYS if key in args]
-    return "?" + urlencode(pairs)
-
-
-def check_keys(args: Iterable[str], extra: Iterable[str], *, view: bool = True) -> None:
-    """Raise :class:`ExportRequestError` for a key that is neither a view parameter (unless ``view`` is False) nor
-    one of ``extra``."""
-    allowed = (set(QUERY_KEYS) if view else set()) | set(extra)
-    for key in args:
-        if key not in allowed:
-            raise ExportRequestError(key, f"is not a parameter here (known: {', '.join(sorted(allowed))})")
-
-
-def strict_view(
-    args: Mapping[str, str],
-    catalog: Catalog,
-    *,
-    gene_lookup: GeneLookup,
-    term_lookup: TermLookup,
-    extra_keys: Iterable[str] = (),
-    require_dataset: bool = False,
-) -> ViewState:
-    """The view named by the URL-state parameters of ``args``, or an error naming the first bad one.
-
-    Parameters
-    ----------
-    args : mapping of str to str
-        Query parameters (``flask.request.args`` as a dict).
-    catalog : Catalog
-        What the store holds.
-    gene_lookup, term_lookup : callable
-        See :data:`core.state.GeneLookup` and :data:`core.state.TermLookup`.
-    extra_keys : iterable of str
-        Parameters allowed besides the view's (``width``, ``format``...).
-    require_dataset : bool
-        Refuse a request without ``dataset`` (else the store's first dataset, as the address bar does).
-
-    Returns
-    -------
-    ViewState
-        Canonical (a section implies its slab plane; the gene is its symbol; the term's level is found).
-
-    Raises
-    ------
-    ExportRequestError
-    """
-    check_keys(args, extra_keys)
-    if not catalog.datasets:
-        raise ExportRequestError("dataset", "the store holds no dataset")
-    if require_dataset and not args.get("dataset"):
-        raise ExportRequestError("dataset", f"is required (one of {', '.join(catalog.names)})")
-    if args.get("term_level") and not args.get("term"):
-        raise ExportRequestError("term", "is required with term_level")
-    state, notices = parse_query(view_query(args), catalog, gene_lookup=gene_lookup, term_lookup=term_lookup)
-    if notices:
-        first = notices[0]
-        # the address bar's notice says what it shows instead ("...: showing Subclass."); a request is refused
-        message = _FALLBACK_TAIL.sub("", str(first)).rstrip(".")
-        raise ExportRequestError(getattr(first, "parameter", "query"), message)
-    entry = catalog.get(state.dataset)
-    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) and not state.gene:
-        raise ExportRequestError("gene", f"is required with color_by={state.color_by} (a gene of {entry.name})")
-    if state.color_by == COLOR_BY_TWO_GENES and not state.gene2:
-        raise ExportRequestError("gene2", f"is required with color_by=two_genes (a gene of {entry.name})")
-    if entry.spatial and not state.section and not state.slab_plane:  # pragma: no cover - parse_query fills one
-        raise ExportRequestError("section", f"a section or slab_plane of {entry.name} is required")
-    return state
 
 
 # ---------------------------------------------------------------------------------------------- numbers
@@ -140,11 +52,11 @@ def read_number(args: Mapping[str, str], key: str, default: float, lo: float, hi
     try:
         value = float(str(raw).strip())
     except ValueError:
-        raise ExportRequestError(key, f"{str(raw)[:40]!r} is not a number") from None
+        raise ViewError(key, f"{str(raw)[:40]!r} is not a number") from None
     if not math.isfinite(value):
-        raise ExportRequestError(key, "must be a finite number")
+        raise ViewError(key, "must be a finite number")
     if not lo <= value <= hi:
-        raise ExportRequestError(key, f"{value:g} is outside {lo:g}..{hi:g}")
+        raise ViewError(key, f"{value:g} is outside {lo:g}..{hi:g}")
     return value
 
 
@@ -153,7 +65,7 @@ def read_choice(args: Mapping[str, str], key: str, choices: tuple[str, ...], def
     raw = args.get(key)
     value = default if raw is None or raw == "" else str(raw).strip().lower()
     if value not in choices:
-        raise ExportRequestError(key, f"{str(raw)[:40]!r} is not one of {', '.join(choices)}")
+        raise ViewError(key, f"{str(raw)[:40]!r} is not one of {', '.join(choices)}")
     return value
 
 
@@ -164,7 +76,7 @@ def read_flag(args: Mapping[str, str], key: str) -> bool:
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
-    raise ExportRequestError(key, f"{raw[:40]!r} is not a yes/no value (1, 0, true, false)")
+    raise ViewError(key, f"{raw[:40]!r} is not a yes/no value (1, 0, true, false)")
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -239,12 +151,12 @@ def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> 
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         Naming ``width``, ``height``, ``dpi``, ``unit``, ``title`` or ``legend``; an oversized figure names
         the setting that bounds it.
     """
     if fmt not in FIGURE_FORMATS:
-        raise ExportRequestError("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FIGURE_FORMATS)}")
+        raise ViewError("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FIGURE_FORMATS)}")
     unit = read_choice(args, "unit", SIZE_UNITS, "px")
     dpi = read_number(args, "dpi", DEFAULT_DPI, MIN_DPI, MAX_DPI)
     sizes = {}
@@ -252,25 +164,25 @@ def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> 
         default = default_in if unit == "in" else round(default_in * dpi)
         value = read_number(args, key, default, 0.0, math.inf)
         if not value > 0:
-            raise ExportRequestError(key, "must be positive")
+            raise ViewError(key, "must be positive")
         inches = value if unit == "in" else value / dpi
         pixels = inches * dpi
         if round(pixels) > max_export_px:
-            raise ExportRequestError(
+            raise ViewError(
                 key, f"{pixels:.0f} px ({inches:.3g} in at {dpi:g} dpi) is over the export limit of "
                      f"{max_export_px} px (setting max_export_px, ATLAS_VIEWER_MAX_EXPORT_PX)")
         if round(pixels) < 16:
-            raise ExportRequestError(key, f"{pixels:.0f} px is too small for a figure (at least 16 px)")
+            raise ViewError(key, f"{pixels:.0f} px is too small for a figure (at least 16 px)")
         if inches > MAX_SIZE_IN:
-            raise ExportRequestError(key, f"{inches:.3g} in is over {MAX_SIZE_IN:g} in")
+            raise ViewError(key, f"{inches:.3g} in is over {MAX_SIZE_IN:g} in")
         sizes[key] = inches
     title = args.get("title")
     if title is not None:
         title = str(title)
         if len(title) > MAX_TITLE_CHARS:
-            raise ExportRequestError("title", f"is {len(title)} characters, over {MAX_TITLE_CHARS}")
+            raise ViewError("title", f"is {len(title)} characters, over {MAX_TITLE_CHARS}")
         if any(ord(ch) < 32 for ch in title):
-            raise ExportRequestError("title", "holds control characters")
+            raise ViewError("title", "holds control characters")
     legend = int(read_number(args, "legend", DEFAULT_LEGEND_ENTRIES, 0, MAX_LEGEND_ENTRIES))
     return FigureOptions(fmt=fmt, width_in=sizes["width"], height_in=sizes["height"], dpi=dpi, title=title,
                          legend_entries=legend)
@@ -310,7 +222,7 @@ def panel_request(args: Mapping[str, str], catalog: Catalog, state: ViewState,
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         Naming ``panels`` (unknown kind, no dataset to compare, a UMAP gallery, more than
         :data:`MAX_FIGURE_PANELS` sections), ``sections`` (not with ``species``, too many, unknown) or ``x0``
         (a viewport: panels draw whole sections).
@@ -318,98 +230,44 @@ def panel_request(args: Mapping[str, str], catalog: Catalog, state: ViewState,
     raw = args.get("panels")
     if raw is None or str(raw).strip() == "":
         if str(args.get("sections") or "").strip():
-            raise ExportRequestError("sections", "applies to panels=species only")
+            raise ViewError("sections", "applies to panels=species only")
         return None
     kind = str(raw).strip().lower()
     if kind not in PANEL_KINDS:
-        raise ExportRequestError("panels", f"{str(raw)[:40]!r} is not one of {', '.join(PANEL_KINDS)}")
+        raise ViewError("panels", f"{str(raw)[:40]!r} is not one of {', '.join(PANEL_KINDS)}")
     for key in _VIEWPORT_KEYS:
         if str(args.get(key) or "").strip():
-            raise ExportRequestError(key, f"a figure of panels ({kind}) draws whole sections; leave out x0, x1, y0, "
+            raise ViewError(key, f"a figure of panels ({kind}) draws whole sections; leave out x0, x1, y0, "
                                           "y1")
     if kind == "gallery":
         if str(args.get("sections") or "").strip():
-            raise ExportRequestError("sections", "applies to panels=species only (a gallery draws every section)")
+            raise ViewError("sections", "applies to panels=species only (a gallery draws every section)")
         entry = catalog.get(state.dataset)
         if entry is None or not entry.spatial or not entry.sections:
-            raise ExportRequestError("panels", f"a gallery needs a dataset of sections; {state.dataset} has none")
+            raise ViewError("panels", f"a gallery needs a dataset of sections; {state.dataset} has none")
         if len(entry.sections) > MAX_FIGURE_PANELS:
-            raise ExportRequestError("panels", f"{entry.name} has {len(entry.sections)} sections; a gallery figure "
+            raise ViewError("panels", f"{entry.name} has {len(entry.sections)} sections; a gallery figure "
                                                f"holds at most {MAX_FIGURE_PANELS}")
         return PanelRequest(kind)
     if not species_datasets:
-        raise ExportRequestError("panels", "the store holds no dataset of sections to put side by side")
+        raise ViewError("panels", "the store holds no dataset of sections to put side by side")
     text = str(args.get("sections") or "")
     parts = [part.strip() for part in text.split(",")] if text.strip() else []
     if len(parts) > len(species_datasets):
-        raise ExportRequestError("sections", f"{len(parts)} sections for {len(species_datasets)} side-by-side "
+        raise ViewError("sections", f"{len(parts)} sections for {len(species_datasets)} side-by-side "
                                              f"datasets ({', '.join(species_datasets)})")
     sections: list[str | None] = []
     for dataset, label in zip(species_datasets, parts):
         entry = catalog.get(dataset)
         if label and label not in entry.sections:
             first = next(iter(entry.sections), "")
-            raise ExportRequestError("sections", f"{label[:60]!r} is not a section of {dataset} "
+            raise ViewError("sections", f"{label[:60]!r} is not a section of {dataset} "
                                                  f"({entry.species or dataset}; e.g. {first})")
         sections.append(label or None)
     return PanelRequest(kind, tuple(sections))
 
 
 # ---------------------------------------------------------------------------------------------- cells
-@dataclass(frozen=True)
-class Selection:
-    """Cells chosen inside the view: a box ``(x0, x1, y0, y1)`` or a polygon (its vertices).
-
-    Attributes
-    ----------
-    box : tuple of float or None
-        ``(x0, x1, y0, y1)``, ``x0 < x1`` and ``y0 < y1``, data units.
-    xs, ys : tuple of float
-        Polygon vertices (empty for a box).
-    """
-
-    box: tuple[float, float, float, float] | None = None
-    xs: tuple[float, ...] = ()
-    ys: tuple[float, ...] = ()
-
-    def to_param(self) -> str:
-        """The selection as its query value (``x0,x1,y0,y1`` or ``x1,y1,x2,y2,...``)."""
-        numbers = self.box if self.box is not None else [v for pair in zip(self.xs, self.ys) for v in pair]
-        return ",".join(f"{v:.6g}" for v in numbers)
-
-
-def parse_selection(raw: str | None) -> Selection | None:
-    """``selection=x0,x1,y0,y1`` (a box) or ``selection=x1,y1,x2,y2,x3,y3,...`` (a polygon of 3+ vertices).
-
-    Raises
-    ------
-    ExportRequestError
-        Naming ``selection``.
-    """
-    if raw is None or str(raw).strip() == "":
-        return None
-    parts = [p for p in str(raw).replace(";", ",").split(",") if p.strip()]
-    if len(parts) > 2 * MAX_SELECTION_VERTICES:
-        raise ExportRequestError("selection", f"more than {MAX_SELECTION_VERTICES} vertices")
-    numbers = []
-    for part in parts:
-        try:
-            value = float(part)
-        except ValueError:
-            raise ExportRequestError("selection", f"{part.strip()[:30]!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ExportRequestError("selection", "holds a number that is not finite")
-        numbers.append(value)
-    if len(numbers) == 4:
-        x0, x1, y0, y1 = numbers
-        if not (x0 < x1 and y0 < y1):
-            raise ExportRequestError("selection", "a box x0,x1,y0,y1 needs x0 < x1 and y0 < y1")
-        return Selection(box=(x0, x1, y0, y1))
-    if len(numbers) >= 6 and len(numbers) % 2 == 0:
-        return Selection(xs=tuple(numbers[0::2]), ys=tuple(numbers[1::2]))
-    raise ExportRequestError("selection", "expected a box x0,x1,y0,y1 or a polygon x1,y1,x2,y2,x3,y3,...")
-
-
 @dataclass(frozen=True)
 class CellOptions:
     """What a cell export holds.
@@ -419,13 +277,14 @@ class CellOptions:
     fmt : {"csv", "h5ad"}
     genes : tuple of str
         Gene symbols written (CSV columns, h5ad ``X``), in the asked order.
-    selection : Selection or None
-        Cells chosen inside the view; None = every cell of the view.
+    selection : dict or None
+        Cells chosen inside the view (``{"kind", "xs", "ys"}``, :func:`core.selection.read_selection`); None =
+        every cell of the view.
     """
 
     fmt: str
     genes: tuple[str, ...] = ()
-    selection: Selection | None = None
+    selection: dict | None = None
 
 
 #: Cell-export parameters besides the view's.
@@ -441,11 +300,11 @@ def cell_options(args: Mapping[str, str], state: ViewState, *, fmt: str, gene_lo
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         Naming ``format``, ``genes`` or ``selection``.
     """
     if fmt not in CELL_FORMATS:
-        raise ExportRequestError("format", f"{str(fmt)[:20]!r} is not one of {', '.join(CELL_FORMATS)}")
+        raise ViewError("format", f"{str(fmt)[:20]!r} is not one of {', '.join(CELL_FORMATS)}")
     raw = args.get("genes")
     if raw is None:
         names = [state.gene] if state.gene and state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) else []
@@ -454,20 +313,20 @@ def cell_options(args: Mapping[str, str], state: ViewState, *, fmt: str, gene_lo
     else:
         names = [name.strip() for name in str(raw).split(",") if name.strip()]
     if names and not has_genes:
-        raise ExportRequestError("genes", f"{state.dataset} has no expression data")
+        raise ViewError("genes", f"{state.dataset} has no expression data")
     if len(names) > MAX_EXPORT_GENES:
-        raise ExportRequestError("genes", f"{len(names)} genes asked; at most {MAX_EXPORT_GENES}")
+        raise ViewError("genes", f"{len(names)} genes asked; at most {MAX_EXPORT_GENES}")
     symbols: list[str] = []
     for name in names:
         try:
             symbol = gene_lookup(state.dataset, name)
         except KeyError as exc:
             detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
-            raise ExportRequestError("genes", f"unknown gene {name[:40]!r} in {state.dataset}"
+            raise ViewError("genes", f"unknown gene {name[:40]!r} in {state.dataset}"
                                               + (f" ({detail})" if detail else "")) from None
         if symbol not in symbols:
             symbols.append(symbol)
-    return CellOptions(fmt=fmt, genes=tuple(symbols), selection=parse_selection(args.get("selection")))
+    return CellOptions(fmt=fmt, genes=tuple(symbols), selection=read_selection(args.get("selection")))
 
 
 def share_id_ok(share_id: str) -> bool:

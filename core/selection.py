@@ -1,6 +1,6 @@
 """A box or lasso selection as a compact, bounded value: what the selection store holds and what the picture and
 export URLs carry (``selection=x0,x1,y0,y1`` for a box, ``selection=x1,y1,x2,y2,...`` for a lasso: the format of
-:func:`core.requests.parse_selection`), and the linked clusters of another view as code ranges
+:func:`read_selection`), and the linked clusters of another view as code ranges
 (``clusters=3-7,12``).
 
 Why the geometry travels in the URL (and not a selection id held in a server cache): the picture URL then still
@@ -11,20 +11,29 @@ simplified to at most :data:`MAX_LASSO_VERTICES` vertices at a tolerance of a fr
 numbers are rounded. The count, the composition, the marker genes, the highlighted picture and the exported cells
 are all computed from this same compacted polygon, so they always agree.
 
-Pure functions of plain values (shapely simplifies the outline); no data access.
+Pure functions of plain values (shapely simplifies the outline), plus :class:`SelectionMasks`: the one cache of
+the cells inside a selection, shared by the page's callbacks, the picture route and the exports of one worker.
 """
 from __future__ import annotations
 
 import math
 import re
-from typing import Iterable, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-#: Most vertices a lasso keeps (about 2.5 kB of URL at 6 significant digits).
+from core.errors import ViewError
+
+#: Most vertices a lasso drawn in the viewer keeps: its picture URL then stays under
+#: :data:`MAX_URL_BYTES` (tested), so it passes any proxy's request-line limit.
 MAX_LASSO_VERTICES = 120
-#: Most vertices a picture request accepts (a hand-written URL; the viewer never sends more than the above).
-MAX_PARAM_VERTICES = 1000
+#: Most vertices any route accepts in ``selection=`` (and the address bar in ``sel=``). A selection this long does
+#: not fit in a URL: scripts send it in a POST form body (``/api/render``, ``/api/cells.<fmt>``, ``/export/...``).
+MAX_SELECTION_VERTICES = 1000
+#: Longest request line the viewer's own URLs need (gunicorn's default limit is 4094 bytes).
+MAX_URL_BYTES = 4000
 #: First simplification tolerance, as a fraction of the selection's extent.
 SIMPLIFY_FRACTION = 0.002
 #: Most linked terms a ``clusters=`` parameter may name, and the largest code it may hold.
@@ -124,7 +133,7 @@ def selection_param(selection: Mapping | None) -> str | None:
     return ",".join(f"{float(v):.6g}" for v in numbers)
 
 
-def parse_selection_param(raw: str | None, max_vertices: int = MAX_PARAM_VERTICES) -> dict | None:
+def parse_selection_param(raw: str | None, max_vertices: int = MAX_SELECTION_VERTICES) -> dict | None:
     """Inverse of :func:`selection_param`: ``{"kind", "xs", "ys"}`` or None for an empty value.
 
     Raises
@@ -137,7 +146,8 @@ def parse_selection_param(raw: str | None, max_vertices: int = MAX_PARAM_VERTICE
         return None
     parts = [p for p in str(raw).split(",") if p.strip()]
     if len(parts) > 2 * max_vertices:
-        raise ValueError(f"more than {max_vertices} vertices")
+        raise ValueError(f"more than {max_vertices} vertices (send a longer outline in a POST body; at most "
+                         f"{max_vertices})")
     numbers = []
     for part in parts:
         try:
@@ -154,6 +164,66 @@ def parse_selection_param(raw: str | None, max_vertices: int = MAX_PARAM_VERTICE
     if len(numbers) >= 6 and len(numbers) % 2 == 0:
         return {"kind": "lasso", "xs": numbers[0::2], "ys": numbers[1::2]}
     raise ValueError("expected a box x0,x1,y0,y1 or a lasso x1,y1,x2,y2,x3,y3,...")
+
+
+def read_selection(raw: str | None, parameter: str = "selection") -> dict | None:
+    """The ``selection=`` of a request, strictly: ``{"kind", "xs", "ys"}`` (:func:`parse_selection_param`), None when
+    absent or empty.
+
+    Raises
+    ------
+    ViewError
+        Naming ``parameter``.
+    """
+    try:
+        return parse_selection_param(raw)
+    except ValueError as exc:
+        raise ViewError(parameter, str(exc)) from None
+
+
+class SelectionMasks:
+    """The cells inside a selection as a read-only ``(n,)`` bool mask over ``atlas.cells(dataset, **where)``,
+    remembered for the last ``size`` selections (thread-safe: one per app, shared by a worker's threads).
+
+    One lasso's count, composition, markers, highlighted picture and exported cells all read the same mask.
+    """
+
+    def __init__(self, atlas: Any, size: int = 8):
+        self.atlas = atlas
+        self.size = size
+        self._lock = threading.Lock()
+        self._masks: OrderedDict = OrderedDict()
+
+    def mask(self, dataset: str, where: Mapping[str, str], geometry: Mapping) -> np.ndarray:
+        """The mask of ``geometry`` (``{"kind", "xs", "ys"}``) over the cells of ``where`` (``section`` or
+        ``slab_plane``, empty for a whole single-cell dataset).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n,)`` bool, read-only (combine with ``&``, never in place).
+        """
+        from data_layer.geometry import cells_in_box, cells_in_polygon
+
+        section, slab_plane = where.get("section"), where.get("slab_plane")
+        key = (dataset, section, slab_plane, geometry["kind"], tuple(map(float, geometry["xs"])),
+               tuple(map(float, geometry["ys"])))
+        with self._lock:
+            found = self._masks.get(key)
+            if found is not None:
+                self._masks.move_to_end(key)
+                return found
+        x, y = self.atlas.xy(dataset, section, slab_plane)
+        if geometry["kind"] == "box":
+            mask = cells_in_box(x, y, *geometry["xs"], *geometry["ys"])
+        else:
+            mask = cells_in_polygon(x, y, (geometry["xs"], geometry["ys"]))
+        mask.setflags(write=False)
+        with self._lock:
+            self._masks[key] = mask
+            while len(self._masks) > self.size:
+                self._masks.popitem(last=False)
+        return mask
 
 
 def encode_codes(codes: Iterable[int]) -> str:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 from urllib.parse import parse_qs, urlencode
 
+from core.errors import ViewError
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog, DatasetEntry
 from core.selection import compact_selection, parse_selection_param, selection_param
 from core.viewport import Window, make_window
@@ -240,6 +242,10 @@ def parse_query(
     if entry.spatial:
         state, more = _parse_place(entry, state, params.get("slab_plane") or None, params.get("section"))
         notices += more
+    else:
+        for key in ("section", "slab_plane"):
+            if params.get(key):
+                notices.append(Notice(key, f"{entry.name} has no sections: {key} '{params[key][:60]}' is ignored."))
 
     # colour-by
     color_by = params.get("color_by") or None
@@ -272,13 +278,22 @@ def parse_query(
 
     # term
     term = params.get("term") or None
+    preferred = params.get("term_level") or None
+    if term is None and preferred is not None:
+        notices.append(Notice("term", f"term_level={preferred[:60]} without a term: nothing highlighted."))
     if term is not None:
-        preferred = params.get("term_level") or None
-        levels = _levels_to_try(entry, preferred, state.color_by)
+        named = _match_choice(preferred, list(entry.levels)) if preferred else None
+        if preferred and named is None:
+            notices.append(Notice("term_level", f"'{preferred[:60]}' is not a level of {entry.name} "
+                                                f"({', '.join(entry.levels)}): highlighting {term} at its own level."))
+        levels = _levels_to_try(entry, named, state.color_by)
         level = term_lookup(entry.name, term, levels)
         if level is None:
             notices.append(Notice("term", f"Unknown taxonomy term '{term}' in {entry.name}: nothing highlighted."))
         else:
+            if named is not None and level != named:
+                notices.append(Notice("term", f"No {named} called '{term}' in {entry.name}: highlighting the "
+                                              f"{level} {term}."))
             state = state.replace(term=term, term_level=level)
 
     # viewport
@@ -296,6 +311,9 @@ def parse_query(
     # gene range
     try:
         vmin, vmax = _number(params, "vmin"), _number(params, "vmax")
+        if (vmin is None) != (vmax is None):
+            notices.append(Notice("vmin" if vmin is None else "vmax", "The gene range needs both vmin and vmax: "
+                                                                       "using the default range."))
         if vmin is not None and vmax is not None:
             if vmin < vmax:
                 state = state.replace(vmin=vmin, vmax=vmax)
@@ -320,6 +338,81 @@ def parse_query(
     state, more = _parse_map_view(catalog, entry, state, params)
     notices += more
     return state, notices
+
+
+# ---------------------------------------------------------------------------------------------- strict mode
+#: The end of an address-bar notice naming the fallback shown (dropped from a strict error message).
+_FALLBACK_TAIL = re.compile(r":\s+(showing|using|nothing highlighted|highlighting)\b[^:]*$")
+
+
+def view_query(args: Mapping[str, str]) -> str:
+    """The view parameters of ``args`` as a query string (``?dataset=...``), others dropped."""
+    pairs = [(key, str(args[key])) for key in QUERY_KEYS if key in args]
+    return "?" + urlencode(pairs)
+
+
+def check_keys(args: Iterable[str], extra: Iterable[str], *, view: bool = True) -> None:
+    """Raise :class:`ViewError` for a key that is neither a view parameter (unless ``view`` is False) nor
+    one of ``extra``."""
+    allowed = (set(QUERY_KEYS) if view else set()) | set(extra)
+    for key in args:
+        if key not in allowed:
+            raise ViewError(key, f"is not a parameter here (known: {', '.join(sorted(allowed))})")
+
+
+def strict_view(
+    args: Mapping[str, str],
+    catalog: Catalog,
+    *,
+    gene_lookup: GeneLookup,
+    term_lookup: TermLookup,
+    extra_keys: Iterable[str] = (),
+    require_dataset: bool = False,
+) -> ViewState:
+    """The view named by the URL-state parameters of ``args``, or an error naming the first bad one.
+
+    Parameters
+    ----------
+    args : mapping of str to str
+        Query parameters (``flask.request.args`` as a dict).
+    catalog : Catalog
+        What the store holds.
+    gene_lookup, term_lookup : callable
+        See :data:`core.state.GeneLookup` and :data:`core.state.TermLookup`.
+    extra_keys : iterable of str
+        Parameters allowed besides the view's (``width``, ``format``...).
+    require_dataset : bool
+        Refuse a request without ``dataset`` (else the store's first dataset, as the address bar does).
+
+    Returns
+    -------
+    ViewState
+        Canonical (a section implies its slab plane; the gene is its symbol; the term's level is found).
+
+    Raises
+    ------
+    ViewError
+    """
+    check_keys(args, extra_keys)
+    if not catalog.datasets:
+        raise ViewError("dataset", "the store holds no dataset")
+    if require_dataset and not args.get("dataset"):
+        raise ViewError("dataset", f"is required (one of {', '.join(catalog.names)})")
+    state, notices = parse_query(view_query(args), catalog, gene_lookup=gene_lookup, term_lookup=term_lookup)
+    if notices:
+        first = notices[0]
+        # the address bar's notice says what it shows instead ("...: showing Subclass."); a request is refused
+        message = _FALLBACK_TAIL.sub("", str(first)).rstrip(".")
+        raise ViewError(getattr(first, "parameter", "query"), message)
+    entry = catalog.get(state.dataset)
+    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) and not state.gene:
+        raise ViewError("gene", f"is required with color_by={state.color_by} (a gene of {entry.name})")
+    if state.color_by == COLOR_BY_TWO_GENES and not state.gene2:
+        raise ViewError("gene2", f"is required with color_by=two_genes (a gene of {entry.name})")
+    if entry.spatial and not state.section and not state.slab_plane:  # pragma: no cover - parse_query fills one
+        raise ViewError("section", f"a section or slab_plane of {entry.name} is required")
+    return state
+
 
 
 def side_by_side_datasets(catalog: Catalog, limit: int = COMPARE_SLOTS) -> list[str]:
@@ -496,6 +589,9 @@ def _parse_place(
     if section_label:
         section = entry.sections.get(section_label)
         if section is not None:
+            if plane_label and plane_label != section.slab_plane:
+                notices.append(Notice("slab_plane", f"Section {section.label} is in slab plane {section.slab_plane}, "
+                                                    f"not {plane_label[:60]}: showing the section."))
             return state.replace(slab_plane=section.slab_plane, section=section.label), notices
         notices.append(Notice("section",
                               f"Unknown section '{section_label}' in {entry.name}: showing {state.section}."))

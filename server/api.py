@@ -25,10 +25,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from core.context import ViewerContext
 from core.export import cells_from_args, export_filename, figure_from_args, read_view, view_picture, view_window
-from core.requests import (CELL_FORMATS, FIGURE_FORMATS, ExportRequestError, check_keys, read_flag,
-                                       read_number)
+from core.requests import CELL_FORMATS, FIGURE_FORMATS, read_flag, read_number
+from core.errors import ViewError
+from core.state import check_keys
 from core.viewport import fit_aspect
-from server.export import error_response, file_response
+from server.http import error_response, file_response, request_args
 from server.limits import check_export_rate
 from server.pictures import cached_render
 from server.share import ShareError, canonical_query, share_path
@@ -45,7 +46,7 @@ MAX_GENE_RESULTS = 200
 
 
 def _json_error(parameter: str, message: str, status: int = 400) -> Response:
-    return error_response(ExportRequestError(parameter, message), status)
+    return error_response(ViewError(parameter, message), status)
 
 
 def picture_size(args: dict[str, str], aspect: float, max_px: int) -> tuple[int, int]:
@@ -54,7 +55,7 @@ def picture_size(args: dict[str, str], aspect: float, max_px: int) -> tuple[int,
 
     Raises
     ------
-    ExportRequestError
+    ViewError
         Naming ``width`` or ``height`` (not a whole number, below 1, over ``max_px``).
     """
     sizes: dict[str, int | None] = {}
@@ -66,9 +67,9 @@ def picture_size(args: dict[str, str], aspect: float, max_px: int) -> tuple[int,
         try:
             value = int(str(raw).strip())
         except ValueError:
-            raise ExportRequestError(key, f"{str(raw)[:40]!r} is not a whole number of pixels") from None
+            raise ViewError(key, f"{str(raw)[:40]!r} is not a whole number of pixels") from None
         if not 1 <= value <= max_px:
-            raise ExportRequestError(key, f"{value} px is outside 1..{max_px} (setting max_export_px, "
+            raise ViewError(key, f"{value} px is outside 1..{max_px} (setting max_export_px, "
                                           "ATLAS_VIEWER_MAX_EXPORT_PX)")
         sizes[key] = value
     width, height = sizes["width"], sizes["height"]
@@ -77,11 +78,11 @@ def picture_size(args: dict[str, str], aspect: float, max_px: int) -> tuple[int,
     if height is None:
         height = max(1, round(width / aspect))
         if height > max_px:
-            raise ExportRequestError("width", f"gives a height of {height} px for this view, over {max_px}")
+            raise ViewError("width", f"gives a height of {height} px for this view, over {max_px}")
     if width is None:
         width = max(1, round(height * aspect))
         if width > max_px:
-            raise ExportRequestError("height", f"gives a width of {width} px for this view, over {max_px}")
+            raise ViewError("height", f"gives a width of {width} px for this view, over {max_px}")
     return width, height
 
 
@@ -90,13 +91,13 @@ def render_from_args(context: ViewerContext, args: dict[str, str]) -> tuple[byte
     check_keys(args, RENDER_KEYS)
     fmt = str(args.get("format") or "png").lower()
     if fmt not in FIGURE_FORMATS:
-        raise ExportRequestError("format", f"{fmt[:20]!r} is not one of {', '.join(FIGURE_FORMATS)}")
+        raise ViewError("format", f"{fmt[:20]!r} is not one of {', '.join(FIGURE_FORMATS)}")
     if fmt != "png" or read_flag(args, "figure"):
         data, state = figure_from_args(context, args, fmt, extra_keys=RENDER_KEYS)
         return data, fmt, export_filename(state, "figure", fmt)
     for key in ("unit", "dpi", "title", "legend", "panels", "sections"):
         if args.get(key):
-            raise ExportRequestError(key, "applies to figures only (format=svg|pdf, or figure=1)")
+            raise ViewError(key, "applies to figures only (format=svg|pdf, or figure=1)")
     state = read_view(context, args, RENDER_KEYS)
     window = view_window(context, state)
     max_px = context.settings.max_export_px
@@ -114,14 +115,14 @@ def genes_from_args(context: ViewerContext, args: dict[str, str]) -> list[dict]:
     dataset = args.get("dataset") or catalog.default_dataset()
     entry = catalog.get(dataset)
     if entry is None:
-        raise ExportRequestError("dataset", f"unknown dataset {str(dataset)[:60]!r} (one of "
+        raise ViewError("dataset", f"unknown dataset {str(dataset)[:60]!r} (one of "
                                             f"{', '.join(catalog.names)})")
     if not entry.has_genes:
-        raise ExportRequestError("dataset", f"{entry.name} has no expression data")
+        raise ViewError("dataset", f"{entry.name} has no expression data")
     limit = int(read_number(args, "limit", 20, 1, MAX_GENE_RESULTS))
     text = str(args.get("q") or "").strip()
     if len(text) > 100:
-        raise ExportRequestError("q", "is over 100 characters")
+        raise ViewError("q", "is over 100 characters")
     if text:
         return [{"gene_symbol": str(m["gene_symbol"]), "gene_identifier": str(m["gene_identifier"])}
                 for m in context.atlas.search_genes(text, entry.name, limit=limit)]
@@ -150,13 +151,13 @@ def api_blueprint(context: ViewerContext) -> Blueprint:
     blueprint = Blueprint("api", __name__, url_prefix=API_PREFIX)
 
     def args() -> dict[str, str]:
-        return {key: request.args.get(key, "") for key in request.args}
+        return request_args()
 
-    @blueprint.errorhandler(ExportRequestError)
-    def _bad_request(exc: ExportRequestError):
+    @blueprint.errorhandler(ViewError)
+    def _bad_request(exc: ViewError):
         return error_response(exc)
 
-    @blueprint.get("/render")
+    @blueprint.route("/render", methods=["GET", "POST"])
     def api_render() -> Response:
         check_export_rate()
         data, fmt, filename = render_from_args(context, args())
@@ -164,7 +165,7 @@ def api_blueprint(context: ViewerContext) -> Blueprint:
         response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
         return response
 
-    @blueprint.get("/cells.<fmt>")
+    @blueprint.route("/cells.<fmt>", methods=["GET", "POST"])
     def api_cells(fmt: str) -> Response:
         if fmt not in CELL_FORMATS:
             return _json_error("format", f"{fmt[:20]!r} is not one of {', '.join(CELL_FORMATS)}")

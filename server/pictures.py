@@ -1,7 +1,7 @@
 """``GET /render/map.png``: the datashader picture of a section, slab plane or UMAP, as PNG with cache headers.
 
 Every query parameter is read by the view's one reader (:func:`core.picture.parse_picture_args`, strict); a bad
-one gets ``400`` with JSON naming it, and no request value ever reaches a file path. Pictures are cached by their
+one gets ``400`` with JSON ``{"error", "parameter"}`` naming it, as on every route, and no request value ever reaches a file path. Pictures are cached by their
 plain-value key in the app's picture cache (:mod:`server.caching`) and by the browser (the URL carries every
 parameter and the store version).
 """
@@ -15,8 +15,10 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from core.context import ViewerContext
-from core.picture import PICTURE_PATH, PictureRequest, PictureRequestError, parse_picture_args
+from core.picture import PICTURE_PATH, PictureRequest, parse_picture_args
+from core.errors import ViewError
 from core.render import render_png
+from server.http import error_response, request_args
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +32,16 @@ def picture_blueprint(context: ViewerContext) -> Blueprint:
 
     @blueprint.get(PICTURE_PATH)
     def map_png() -> Response:
-        args = {key: request.args.get(key, "") for key in request.args}
         try:
             picture = parse_picture_args(
-                args,
+                request_args(),
                 context.catalog,
                 max_px=context.settings.max_image_px,
                 gene_lookup=context.lookups.gene_symbol,
-                term_exists=context.lookups.term_exists,
+                term_lookup=context.lookups.term_level,
             )
-        except PictureRequestError as exc:
-            return Response(f"Bad picture request: {exc}\n", status=400, mimetype="text/plain")
+        except ViewError as exc:
+            return error_response(exc)
         started = time.perf_counter()
         key = picture.cache_key()
         etag = hashlib.sha1(repr((context.version, key)).encode()).hexdigest()[:20]

@@ -97,7 +97,7 @@ def test_the_route_matches_the_rendering_function(demo):
             "y0": str(bounds.y0), "y1": str(bounds.y1), "w": "200", "h": "400"}
     request = parse_picture_args(args, demo.context.catalog, max_px=4000,
                                  gene_lookup=demo.context.lookups.gene_symbol,
-                                 term_exists=demo.context.lookups.term_exists)
+                                 term_lookup=demo.context.lookups.term_level)
     assert (request.gene, request.gene2, request.blend_mode, request.threshold_a, request.threshold_b) == (
         GENE_A, GENE_B, "both", 1.0, 0.5)
     assert np.array_equal(render_rgba(demo.context, request), picture(demo, blend="both", ta=1, tb=0.5))

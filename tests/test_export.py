@@ -22,7 +22,10 @@ from core.export import visible_legend, view_window
 from callbacks.export_panel import (convert_size, download_step, genes_for_view, panel_args, panel_view,
                                     preview_step)
 from components import ids
-from core.requests import ExportRequestError, figure_options, parse_selection, strict_view
+from core.requests import figure_options
+from core.selection import read_selection
+from core.errors import ViewError
+from core.state import strict_view
 from core.state import ViewState
 from core.viewport import Window
 from settings import Settings
@@ -293,10 +296,10 @@ def test_cells_of_an_unknown_gene_get_400_naming_genes(client, spatial, section)
     assert response.status_code == 400 and response.json["parameter"] == "genes"
 
 
-@pytest.mark.parametrize("raw", ["1,2,3", "1,0,0,1", "a,b,c,d", "1,2,3,4,5", "inf,1,2,3"])
+@pytest.mark.parametrize("raw", ["1,2,3", "1,0,0,1", "a,b,c,d", "1,2,3,4,5", "inf,1,2,3", "0;0,1;0,1;1"])
 def test_bad_selections_are_refused(raw):
-    with pytest.raises(ExportRequestError) as info:
-        parse_selection(raw)
+    with pytest.raises(ViewError) as info:
+        read_selection(raw)
     assert info.value.parameter == "selection"
 
 

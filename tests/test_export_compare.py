@@ -27,8 +27,8 @@ from core.export import comparison_views, plan_comparison
 from callbacks.export_panel import download_step, panel_args, preview_step, target_step
 from components import ids
 from core.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEntry
-from core.requests import (MAX_FIGURE_PANELS, MIN_PANEL_PX, ExportRequestError, PanelRequest,
-                                       panel_request)
+from core.requests import MAX_FIGURE_PANELS, MIN_PANEL_PX, PanelRequest, panel_request
+from core.errors import ViewError
 from core.state import ViewState
 from rendering.figures import best_columns, export_panel_grid, grid_geometry, plan_panel_grid
 from settings import Settings
@@ -171,20 +171,20 @@ def test_species_panels_read_one_section_per_dataset():
     ({"panels": "gallery", "x0": "0.1"}, "x0", "draws whole sections"),
 ])
 def test_a_bad_panels_request_names_its_parameter(args, parameter, words):
-    with pytest.raises(ExportRequestError) as caught:
+    with pytest.raises(ViewError) as caught:
         panel_request(args, _catalog(3), ViewState(dataset="D"), ["D"])
     assert caught.value.parameter == parameter and words in str(caught.value)
 
 
 def test_a_gallery_of_a_umap_dataset_is_refused():
-    with pytest.raises(ExportRequestError, match="gallery needs a dataset of sections") as caught:
+    with pytest.raises(ViewError, match="gallery needs a dataset of sections") as caught:
         panel_request({"panels": "gallery"}, _catalog(3), ViewState(dataset="U"), ["D"])
     assert caught.value.parameter == "panels"
 
 
 def test_a_gallery_of_more_sections_than_a_figure_holds_is_refused():
     catalog = _catalog(MAX_FIGURE_PANELS + 1)
-    with pytest.raises(ExportRequestError, match=f"at most {MAX_FIGURE_PANELS}"):
+    with pytest.raises(ViewError, match=f"at most {MAX_FIGURE_PANELS}"):
         panel_request({"panels": "gallery"}, catalog, ViewState(dataset="D"), ["D"])
     assert panel_request({"panels": "gallery"}, _catalog(MAX_FIGURE_PANELS), ViewState(dataset="D"), ["D"])
 

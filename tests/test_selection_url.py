@@ -17,8 +17,9 @@ from callbacks import navigation
 from callbacks import selection as sel
 from core.context import ViewerContext
 from components import ids
-from core.requests import ExportRequestError, strict_view
-from core.selection import MAX_LASSO_VERTICES, MAX_PARAM_VERTICES, selection_param
+from core.errors import ViewError
+from core.state import strict_view
+from core.selection import MAX_LASSO_VERTICES, MAX_SELECTION_VERTICES, selection_param
 from core.state import ViewSelection, ViewState, parse_query, to_query
 from settings import Settings
 from viewer_catalog import gene_lookup, make_catalog, term_lookup
@@ -95,7 +96,7 @@ def test_a_bad_selection_becomes_a_notice_and_the_rest_of_the_view_stays(bad):
 
 
 def test_too_many_lasso_vertices_is_a_notice():
-    numbers = ",".join(["1,2"] * (MAX_PARAM_VERTICES + 1))
+    numbers = ",".join(["1,2"] * (MAX_SELECTION_VERTICES + 1))
     state, notices = parse(f"?dataset=HUMAN&sel={numbers}")
     assert state.selection is None and notices[0].parameter == "sel" and "vertices" in notices[0]
 
@@ -142,7 +143,7 @@ def test_a_hand_written_lasso_is_compacted_like_a_drawn_one():
 
 def test_the_http_api_refuses_the_address_bar_selection_parameter():
     # the routes take their own ``selection=``; an ignored ``sel`` would be a silent surprise
-    with pytest.raises(ExportRequestError) as raised:
+    with pytest.raises(ViewError) as raised:
         strict_view({"dataset": "HUMAN", "sel": "1,2,3,4"}, CATALOG, gene_lookup=gene_lookup,
                     term_lookup=term_lookup)
     assert raised.value.parameter == "sel"

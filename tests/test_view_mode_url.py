@@ -19,7 +19,9 @@ from callbacks import compare, navigation
 from core.context import ViewerContext
 from components import ids
 from core.catalog import Catalog
-from core.requests import ExportRequestError, panel_request, strict_view
+from core.requests import panel_request
+from core.errors import ViewError
+from core.state import strict_view
 from core.state import (ViewState, canonical_species_sections, map_view_of, parse_query,
                               side_by_side_datasets, to_query)
 from settings import Settings
@@ -148,7 +150,7 @@ def test_the_address_sections_are_those_the_export_route_reads():
 def test_the_http_api_refuses_the_address_bar_view_parameters():
     # the routes draw one view, or take panels= and sections= together: an ignored view= would be a silent surprise
     for key, value in (("view", "species"), ("sections", "H.S2")):
-        with pytest.raises(ExportRequestError) as raised:
+        with pytest.raises(ViewError) as raised:
             strict_view({"dataset": "HUMAN", key: value}, CATALOG, gene_lookup=gene_lookup, term_lookup=term_lookup)
         assert raised.value.parameter == key
 
