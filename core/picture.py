@@ -14,7 +14,7 @@ from typing import Mapping
 from urllib.parse import urlencode
 
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, Catalog
-from core.selection import MAX_CODE, decode_codes, encode_codes, read_selection, selection_param
+from core.selection import MAX_CODE, decode_codes, encode_codes, selection_param
 from core.state import GeneLookup, TermLookup, ViewState, strict_view
 from core.errors import ViewError
 from core.viewport import Window
@@ -115,7 +115,8 @@ class PictureRequest:
 
 
 def view_picture(state: ViewState, window: Window, width_px: int, height_px: int) -> PictureRequest:
-    """The picture request of a view at a size (what the map's picture URL holds, at another resolution)."""
+    """The picture request of a view at a size (what the map's picture URL holds, at another resolution); a
+    selection of the view's own place (``sel_view=map``) is highlighted, written canonically."""
     gene = state.gene if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) else None
     by_gene = gene is not None and state.color_by == COLOR_BY_GENE
     two = {}
@@ -127,7 +128,9 @@ def view_picture(state: ViewState, window: Window, width_px: int, height_px: int
         dataset=state.dataset, section=state.section, slab_plane=None if state.section else state.slab_plane,
         color_by=state.color_by, gene=gene, term=state.term, term_level=state.term_level if state.term else None,
         window=window, width_px=int(width_px), height_px=int(height_px),
-        vmin=state.vmin if by_gene else None, vmax=state.vmax if by_gene else None, **two,
+        vmin=state.vmin if by_gene else None, vmax=state.vmax if by_gene else None,
+        selection=selection_param(state.selection.geometry()) if state.selection and state.selection.view == "map"
+        else None, **two,
     )
 
 
@@ -144,8 +147,9 @@ def _size(args: Mapping[str, str], key: str, max_px: int) -> int:
     return value
 
 
-#: Parameters of a picture besides the view's: its size, the store version, the selection and linked clusters.
-PICTURE_KEYS = ("w", "h", "v", "selection", "clusters")
+#: Parameters of a picture besides the view's (the view's ``selection`` included): its size, the store version and
+#: the linked clusters of a selection in another view.
+PICTURE_KEYS = ("w", "h", "v", "clusters")
 
 
 def parse_picture_args(
@@ -185,12 +189,7 @@ def parse_picture_args(
     width_px = _size(args, "w", max_px)
     height_px = _size(args, "h", max_px)
     picture = view_picture(state, state.viewport, width_px, height_px)
-    return dataclasses.replace(picture, selection=_selection(args), clusters=_clusters(args))
-
-
-def _selection(args: Mapping[str, str]) -> str | None:
-    """The ``selection`` parameter, checked and written canonically (so equal selections share a cache key)."""
-    return selection_param(read_selection(args.get("selection")))
+    return dataclasses.replace(picture, clusters=_clusters(args))
 
 
 def _clusters(args: Mapping[str, str]) -> str | None:

@@ -15,7 +15,6 @@ from typing import Mapping
 
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, Catalog
 from core.errors import ViewError
-from core.selection import read_selection
 from core.state import GeneLookup, ViewState
 
 #: Formats of a figure and of a cell export.
@@ -235,6 +234,8 @@ def panel_request(args: Mapping[str, str], catalog: Catalog, state: ViewState,
     kind = str(raw).strip().lower()
     if kind not in PANEL_KINDS:
         raise ViewError("panels", f"{str(raw)[:40]!r} is not one of {', '.join(PANEL_KINDS)}")
+    if state.selection is not None:
+        raise ViewError("selection", f"a figure of panels ({kind}) draws whole sections; leave out the selection")
     for key in _VIEWPORT_KEYS:
         if str(args.get(key) or "").strip():
             raise ViewError(key, f"a figure of panels ({kind}) draws whole sections; leave out x0, x1, y0, "
@@ -278,8 +279,8 @@ class CellOptions:
     genes : tuple of str
         Gene symbols written (CSV columns, h5ad ``X``), in the asked order.
     selection : dict or None
-        Cells chosen inside the view (``{"kind", "xs", "ys"}``, :func:`core.selection.read_selection`); None =
-        every cell of the view.
+        Cells chosen inside the view (``{"kind", "xs", "ys"}``: the view's ``selection``); None = every cell of the
+        view.
     """
 
     fmt: str
@@ -288,7 +289,7 @@ class CellOptions:
 
 
 #: Cell-export parameters besides the view's.
-CELL_KEYS = ("genes", "selection")
+CELL_KEYS = ("genes",)
 
 
 def cell_options(args: Mapping[str, str], state: ViewState, *, fmt: str, gene_lookup: GeneLookup,
@@ -326,7 +327,8 @@ def cell_options(args: Mapping[str, str], state: ViewState, *, fmt: str, gene_lo
                                               + (f" ({detail})" if detail else "")) from None
         if symbol not in symbols:
             symbols.append(symbol)
-    return CellOptions(fmt=fmt, genes=tuple(symbols), selection=read_selection(args.get("selection")))
+    selection = state.selection.geometry() if state.selection is not None else None
+    return CellOptions(fmt=fmt, genes=tuple(symbols), selection=selection)
 
 
 def share_id_ok(share_id: str) -> bool:

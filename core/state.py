@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlencode
 
 from core.errors import ViewError
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog, DatasetEntry
-from core.selection import compact_selection, parse_selection_param, selection_param
+from core.selection import compact_selection, parse_selection_param, read_selection, selection_param
 from core.viewport import Window, make_window
 
 #: ``lookup(dataset, text) -> canonical gene symbol``; raises ``KeyError`` (message names close matches).
@@ -345,6 +345,11 @@ def parse_query(
 _FALLBACK_TAIL = re.compile(r":\s+(showing|using|nothing highlighted|highlighting)\b[^:]*$")
 
 
+#: The selection as every HTTP route takes it (``x0,x1,y0,y1`` or ``x1,y1,x2,y2,...``, :mod:`core.selection`): part
+#: of the view in strict mode, drawn on the view's own place (the address bar's ``sel`` with ``sel_view=map``).
+SELECTION_PARAM = "selection"
+
+
 def view_query(args: Mapping[str, str]) -> str:
     """The view parameters of ``args`` as a query string (``?dataset=...``), others dropped."""
     pairs = [(key, str(args[key])) for key in QUERY_KEYS if key in args]
@@ -354,7 +359,7 @@ def view_query(args: Mapping[str, str]) -> str:
 def check_keys(args: Iterable[str], extra: Iterable[str], *, view: bool = True) -> None:
     """Raise :class:`ViewError` for a key that is neither a view parameter (unless ``view`` is False) nor
     one of ``extra``."""
-    allowed = (set(QUERY_KEYS) if view else set()) | set(extra)
+    allowed = (set(QUERY_KEYS) | {SELECTION_PARAM} if view else set()) | set(extra)
     for key in args:
         if key not in allowed:
             raise ViewError(key, f"is not a parameter here (known: {', '.join(sorted(allowed))})")
@@ -409,6 +414,9 @@ def strict_view(
         raise ViewError("gene", f"is required with color_by={state.color_by} (a gene of {entry.name})")
     if state.color_by == COLOR_BY_TWO_GENES and not state.gene2:
         raise ViewError("gene2", f"is required with color_by=two_genes (a gene of {entry.name})")
+    geometry = read_selection(args.get(SELECTION_PARAM), SELECTION_PARAM)
+    if geometry is not None:
+        state = state.replace(selection=ViewSelection.from_geometry("map", geometry))
     if entry.spatial and not state.section and not state.slab_plane:  # pragma: no cover - parse_query fills one
         raise ViewError("section", f"a section or slab_plane of {entry.name} is required")
     return state
