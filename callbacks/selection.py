@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlencode
 
@@ -122,34 +121,17 @@ def _where(selection: dict) -> dict:
 
 
 class SelectedCells:
-    """The cells of a selection (its scope's cell table and a bool mask), remembered for the last few selections
-    so the count, the composition, the highlight and the marker genes of one selection find them once."""
+    """The cells of a selection store: its scope's cell table and the mask from the app's one mask cache
+    (:class:`core.selection.SelectionMasks`, shared with the picture route and the exports)."""
 
-    def __init__(self, context: ViewerContext, size: int = 4):
+    def __init__(self, context: ViewerContext):
         self.context = context
-        self.size = size
-        self._cache: OrderedDict = OrderedDict()
 
     def get(self, selection: dict) -> tuple[Any, np.ndarray, dict]:
-        """``(cells, mask, where)``: ``atlas.cells(dataset, **where)``, its ``(n,)`` bool mask, the scope."""
-        from data_layer.analysis import Selection, cells_in_box
-
-        key = (selection["dataset"], selection.get("section"), selection.get("slab_plane"), selection["kind"],
-               tuple(selection["xs"]), tuple(selection["ys"]))
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        """``(cells, mask, where)``: ``atlas.cells(dataset, **where)``, its read-only ``(n,)`` bool mask, the scope."""
         where = _where(selection)
         cells = self.context.atlas.cells(selection["dataset"], **where)
-        x, y = cells["x"].to_numpy(), cells["y"].to_numpy()
-        if selection["kind"] == "box":
-            mask = cells_in_box(x, y, *selection["xs"], *selection["ys"])
-        else:
-            mask = Selection.make("lasso", selection["xs"], selection["ys"]).mask(x, y)
-        self._cache[key] = (cells, mask, where)
-        while len(self._cache) > self.size:
-            self._cache.popitem(last=False)
-        return cells, mask, where
+        return cells, self.context.masks.mask(selection["dataset"], where, selection), where
 
 
 def cluster_level(context: ViewerContext, dataset: str) -> str | None:

@@ -111,14 +111,6 @@ class FigureOptions:
     def height_px(self) -> int:
         return int(round(self.height_in * self.dpi))
 
-    def query_pairs(self) -> list[tuple[str, str]]:
-        """The options as query parameters (``width``/``height`` in pixels)."""
-        pairs = [("width", str(self.width_px)), ("height", str(self.height_px)), ("dpi", f"{self.dpi:g}")]
-        if self.title is not None:
-            pairs.append(("title", self.title))
-        if self.legend_entries != DEFAULT_LEGEND_ENTRIES:
-            pairs.append(("legend", str(self.legend_entries)))
-        return pairs
 
 
 #: Figures of several panels: ``panels=species`` (the species side by side, ``sections=`` one per species) or

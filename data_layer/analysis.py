@@ -3,8 +3,8 @@
 Plain numpy / pandas in and out (no Dash): the viewer's callbacks, the HTTP API and a notebook call the same
 functions.
 
-* **Selections** (:class:`Selection`, :func:`selection_from_plotly`): a Plotly box or lasso becomes a boolean
-  mask over cells. Lasso tests use shapely's vectorised ``contains_xy`` on a prepared polygon after a
+* **Selections** (:class:`Selection`, and :mod:`data_layer.geometry`): a box or lasso becomes a boolean mask
+  over cells. Lasso tests use shapely's vectorised ``contains_xy`` on a prepared polygon after a
   bounding-box prefilter: at 1 M cells and a 200-vertex concave lasso it takes ~70 ms against ~230 ms for
   ``matplotlib.path.Path.contains_points`` on the same prefiltered cells (610 ms without the prefilter). A
   self-intersecting lasso is made valid first (GEOS ``make_valid``: the parts a hand-drawn loop encloses an
@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from .geometry import _xy, cells_in_box, cells_in_polygon  # noqa: F401  (part of this module's API)
+from .geometry import cells_in_box, cells_in_polygon  # noqa: F401  (part of this module's API)
 from .tables import ADJACENT, UNASSIGNED
 
 log = logging.getLogger(__name__)
@@ -99,81 +98,6 @@ class Selection:
         if kind == "box":
             xs, ys = tuple(sorted(xs)), tuple(sorted(ys))
         return cls(kind, xs, ys)
-
-
-def _axis_entry(mapping: Mapping, letter: str, axis: str | None):
-    if axis is not None:
-        return mapping.get(axis)
-    if letter in mapping:
-        return mapping[letter]
-    keys = sorted(k for k in mapping if re.fullmatch(rf"{letter}\d*", str(k)))
-    return mapping[keys[0]] if keys else None
-
-
-def selection_from_plotly(selected_data: Mapping | None, *, xaxis: str | None = None,
-                          yaxis: str | None = None) -> Selection | None:
-    """The box or lasso of a Plotly ``selectedData`` event (pure function of the dict).
-
-    Plotly sends ``{"points": [...], "range": {"x": [x0, x1], "y": [y0, y1]}}`` for a box and
-    ``{"points": [...], "lassoPoints": {"x": [...], "y": [...]}}`` for a lasso (axis keys ``x2``/``y2``... on
-    other subplots; give ``xaxis``/``yaxis`` to pick one). With several shift-selections the event carries only
-    the latest shape: read the figure's ``layout.selections`` with :func:`selections_from_layout` for all.
-
-    Returns
-    -------
-    Selection or None
-        None for a cleared selection (``None``, ``{}``, or an event with neither ``range`` nor
-        ``lassoPoints``, e.g. a click).
-    """
-    if not selected_data:
-        return None
-    rng = selected_data.get("range")
-    if rng:
-        xs, ys = _axis_entry(rng, "x", xaxis), _axis_entry(rng, "y", yaxis)
-        if xs is not None and ys is not None and len(xs) == 2 and len(ys) == 2:
-            return Selection.make("box", xs, ys)
-    lasso = selected_data.get("lassoPoints")
-    if lasso:
-        xs, ys = _axis_entry(lasso, "x", xaxis), _axis_entry(lasso, "y", yaxis)
-        if xs is not None and ys is not None and len(xs) >= 3 and len(xs) == len(ys):
-            return Selection.make("lasso", xs, ys)
-    return None
-
-
-_PATH_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-
-
-def selections_from_layout(selections: Sequence[Mapping] | None) -> list[Selection]:
-    """Shapes of a figure's ``layout.selections`` (Plotly >= 5.10: shift adds shapes): ``type="rect"`` with
-    ``x0, x1, y0, y1`` and ``type="path"`` with an SVG path ``"M x,y L x,y ... Z"`` (straight segments; a
-    path holding several ``M`` sub-paths gives one lasso per sub-path)."""
-    out: list[Selection] = []
-    for shape in selections or []:
-        kind = shape.get("type", "rect")
-        if kind == "rect":
-            try:
-                out.append(Selection.make("box", (shape["x0"], shape["x1"]), (shape["y0"], shape["y1"])))
-            except (KeyError, TypeError, ValueError):
-                log.debug("selection shape without usable x0/x1/y0/y1 ignored: %s", shape)
-        elif kind == "path":
-            for part in re.split(r"(?=M)", str(shape.get("path", ""))):
-                nums = [float(v) for v in _PATH_NUMBER.findall(part)]
-                if len(nums) >= 6 and len(nums) % 2 == 0:
-                    out.append(Selection.make("lasso", nums[0::2], nums[1::2]))
-    return out
-
-
-def selection_mask(selections: Selection | Iterable[Selection] | None, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``(n,)`` bool mask of the cells inside any of the selections (none -> all False)."""
-    x, y = _xy(x, y)
-    if selections is None:
-        return np.zeros(x.shape[0], dtype=bool)
-    if isinstance(selections, Selection):
-        return selections.mask(x, y)
-    out = np.zeros(x.shape[0], dtype=bool)
-    for sel in selections:
-        out |= sel.mask(x, y)
-    return out
 
 
 # ============================================================================================== composition

@@ -253,11 +253,10 @@ class BatchPruningFileSystemCache(FileSystemCache):
 
 @dataclass(frozen=True)
 class Caches:
-    """The caches of one app: ``pictures`` (rendered PNG/SVG bytes) and ``lookups`` (small plain values)."""
+    """The caches of one app: ``pictures`` (rendered PNG bytes)."""
 
     kind: str
     pictures: ResilientCache
-    lookups: ResilientCache
     guard: BackendGuard
 
 
@@ -298,14 +297,14 @@ def flask_cache_config(settings: Settings) -> dict[str, Any]:
 
 
 def install_caches(server: Flask, settings: Settings, clock: Callable[[], float] = time.monotonic) -> Caches:
-    """Create the flask-caching backend of ``settings`` on ``server`` and the picture and look-up caches.
+    """Create the flask-caching backend of ``settings`` on ``server`` and the picture cache.
 
     The backend is created without contacting Redis, so the app starts (uncached) while Redis is down.
 
     Returns
     -------
     Caches
-        also stored in ``server.extensions`` for :func:`picture_cache` and :func:`lookup_cache`.
+        also stored in ``server.extensions`` for :func:`picture_cache`.
     """
     kind = settings.resolved_cache_type
     config = flask_cache_config(settings)
@@ -319,7 +318,6 @@ def install_caches(server: Flask, settings: Settings, clock: Callable[[], float]
     caches = Caches(
         kind=kind,
         pictures=ResilientCache(None if kind == "null" else backend, "png", guard, settings.cache_timeout_s, token),
-        lookups=ResilientCache(None if kind == "null" else backend, "lookup", guard, settings.cache_timeout_s, token),
         guard=guard,
     )
     server.extensions[EXTENSION_KEY] = caches
@@ -353,10 +351,3 @@ def picture_cache(server: Flask | None = None) -> ResilientCache:
     """The picture cache of ``server`` (default: the current app); a pass-through cache if none is installed."""
     caches = caches_of(server)
     return caches.pictures if caches is not None else _NO_CACHE
-
-
-def lookup_cache(server: Flask | None = None) -> ResilientCache:
-    """The look-up cache of ``server`` (default: the current app); a pass-through cache if none is installed."""
-    caches = caches_of(server)
-    return caches.lookups if caches is not None else _NO_CACHE
-

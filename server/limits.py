@@ -5,8 +5,8 @@
   else in the process (then each worker counts on its own). Over the limit: 429 with ``Retry-After``.
   Flask routes whose path starts with one of :data:`EXPORT_PATH_PREFIXES` (or endpoints passed to
   :func:`install_limits`) are limited automatically; a Dash callback that exports calls :func:`check_export_rate`.
-* Parameter helpers (:func:`require_int`, :func:`require_float`, :func:`require_choice`, :func:`require_size`,
-  :func:`parse_viewport`) raise :class:`ParamError`, answered with 400 and a message naming the parameter.
+* A bad parameter anywhere (:class:`core.errors.ViewError`, the view reader's one error type) is answered with 400
+  and JSON ``{"error", "parameter"}``.
 * A request guard answers 400 to any request whose path or query carries a NUL or a ``..`` path segment, before
   any route sees it. Catalog checks (is this dataset, section, gene known?) belong to the routes, which know the
   atlas; these helpers only bound what every route shares.
@@ -18,10 +18,11 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 from flask import Flask, g, jsonify, request
 
+from core.errors import ViewError
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,6 @@ EXTENSION_KEY = "atlas_viewer_export_limiter"
 
 
 # --------------------------------------------------------------------------------------------- errors
-class ParamError(ValueError):
-    """A request parameter is missing, malformed or out of range; answered with 400."""
-
-    def __init__(self, name: str, message: str):
-        super().__init__(f"parameter {name!r}: {message}")
-        self.name = name
-
-
 class RateLimited(Exception):
     """Too many exports from one client; answered with 429 and ``Retry-After``."""
 
@@ -56,82 +49,6 @@ def has_traversal(value: str) -> bool:
     if "\x00" in value:
         return True
     return any(part == ".." for part in value.replace("\\", "/").split("/"))
-
-
-def require_int(name: str, raw: Any, lo: int, hi: int) -> int:
-    """``raw`` as an int in ``[lo, hi]``.
-
-    Raises
-    ------
-    ParamError
-        naming ``name`` if ``raw`` is not a whole number in range.
-    """
-    try:
-        value = int(str(raw).strip())
-    except (TypeError, ValueError):
-        raise ParamError(name, f"{str(raw)[:40]!r} is not a whole number") from None
-    if not lo <= value <= hi:
-        raise ParamError(name, f"{value} is outside {lo}..{hi}")
-    return value
-
-
-def require_float(name: str, raw: Any, lo: float = -math.inf, hi: float = math.inf) -> float:
-    """``raw`` as a finite float in ``[lo, hi]``.
-
-    Raises
-    ------
-    ParamError
-        naming ``name`` if ``raw`` is not a finite number in range.
-    """
-    try:
-        value = float(str(raw).strip())
-    except (TypeError, ValueError):
-        raise ParamError(name, f"{str(raw)[:40]!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ParamError(name, "must be a finite number")
-    if not lo <= value <= hi:
-        raise ParamError(name, f"{value:g} is outside {lo:g}..{hi:g}")
-    return value
-
-
-def require_choice(name: str, value: Any, choices: Iterable[str]) -> str:
-    """``value`` if it is one of ``choices`` (e.g. the catalog's datasets), else :class:`ParamError`.
-
-    The message names a few valid choices, never echoes more than 60 characters of the value.
-    """
-    allowed = choices if isinstance(choices, (set, frozenset, dict)) else list(choices)
-    if not isinstance(value, str) or value not in allowed:
-        sample = ", ".join(sorted(map(str, allowed))[:5])
-        raise ParamError(name, f"unknown value {str(value)[:60]!r} (e.g. {sample})")
-    return value
-
-
-def require_size(width_px: Any, height_px: Any, max_px: int) -> tuple[int, int]:
-    """``(width_px, height_px)`` as ints in ``[1, max_px]`` (``settings.max_image_px`` or ``max_export_px``).
-
-    Raises
-    ------
-    ParamError
-        naming ``width_px`` or ``height_px``.
-    """
-    return require_int("width_px", width_px, 1, max_px), require_int("height_px", height_px, 1, max_px)
-
-
-def parse_viewport(raw: str | Sequence[Any], name: str = "viewport") -> tuple[float, float, float, float]:
-    """``"x0,x1,y0,y1"`` (or a 4-sequence) as four finite floats with ``x0 < x1`` and ``y0 < y1``.
-
-    Returns
-    -------
-    tuple of float
-        ``(x0, x1, y0, y1)`` in data units (slab mm or UMAP units).
-    """
-    parts = raw.split(",") if isinstance(raw, str) else list(raw)
-    if len(parts) != 4:
-        raise ParamError(name, "expected four numbers x0,x1,y0,y1")
-    x0, x1, y0, y1 = (require_float(name, p, -1e9, 1e9) for p in parts)
-    if not (x0 < x1 and y0 < y1):
-        raise ParamError(name, "needs x0 < x1 and y0 < y1")
-    return x0, x1, y0, y1
 
 
 # --------------------------------------------------------------------------------------------- token buckets
@@ -293,12 +210,12 @@ def install_request_guard(server: Flask) -> None:
 
     @server.before_request
     def _reject_traversal():
-        values = [request.path, *(request.view_args or {}).values()]
-        values += [v for _, v in request.args.items(multi=True)]
-        values += list(request.args.keys())
-        for value in values:
+        named = [("path", request.path), *(request.view_args or {}).items()]
+        named += [(key, value) for key, value in request.args.items(multi=True)]
+        named += [(key, key) for key in request.args.keys()]
+        for parameter, value in named:
             if isinstance(value, str) and has_traversal(value):
-                response = jsonify({"error": "invalid characters or '..' in the request"})
+                response = jsonify(ViewError(parameter, "invalid characters or '..'").to_json())
                 response.status_code = 400
                 return response
         return None
@@ -336,9 +253,9 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         return response
 
-    @server.errorhandler(ParamError)
-    def _bad_param(exc: ParamError):
-        response = jsonify({"error": str(exc)})
+    @server.errorhandler(ViewError)
+    def _bad_param(exc: ViewError):
+        response = jsonify(exc.to_json())
         response.status_code = 400
         return response
 

@@ -12,7 +12,7 @@ from dash import Dash, html
 from flask import Response, request
 
 from server.caching import picture_cache
-from server.limits import parse_viewport, require_choice, require_size
+from core.errors import ViewError
 from server.features import ServerFeatures, install_server_features
 from settings import Settings
 
@@ -49,10 +49,12 @@ def build_app(settings: Settings, opener=lambda store: FakeAtlas()) -> ServerTes
     result = ServerTestApp(app, features)
 
     def picture(dataset: str, section: str, max_px: int) -> Response:
-        require_choice("dataset", dataset, SECTIONS)
-        require_choice("section", section, SECTIONS[dataset])
-        width, height = require_size(request.args.get("w", "100"), request.args.get("h", "100"), max_px)
-        viewport = parse_viewport(request.args.get("viewport", "0,1,0,1"))
+        if dataset not in SECTIONS:
+            raise ViewError("dataset", f"unknown dataset {dataset[:60]!r}")
+        if section not in SECTIONS[dataset]:
+            raise ViewError("section", f"unknown section {section[:60]!r} of {dataset}")
+        width, height = (_pixels(key, max_px) for key in ("w", "h"))
+        viewport = request.args.get("viewport", "0,1,0,1")
         key = ("test", dataset, section, *viewport, width, height)
 
         def render() -> bytes:
@@ -70,6 +72,14 @@ def build_app(settings: Settings, opener=lambda store: FakeAtlas()) -> ServerTes
         return picture(dataset, SECTIONS.get(dataset, [""])[0], settings.max_export_px)
 
     return result
+
+
+def _pixels(key: str, max_px: int) -> int:
+    """``request.args[key]`` (default 100) as a whole number of pixels in ``1..max_px``, else :class:`ViewError`."""
+    raw = request.args.get(key, "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= max_px:
+        raise ViewError(key, f"{raw[:40]!r} is not a whole number of pixels in 1..{max_px}")
+    return int(raw)
 
 
 def settings_for(tmp_path: Path, **changes) -> Settings:

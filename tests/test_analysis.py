@@ -61,24 +61,11 @@ def test_box_selects_cells_within_bounds_in_either_corner_order(grid):
     np.testing.assert_array_equal(an.cells_in_box(x, y, 5, 2, 9, 6), expected)
 
 
-def test_plotly_box_event_becomes_a_box_selection(grid):
+def test_a_lasso_selection_masks_the_cells_inside_a_concave_outline(grid):
     x, y = grid
-    sel = an.selection_from_plotly({"points": [], "range": {"x": [5.0, 2.0], "y": [6.0, 9.0]}})
-    assert sel == an.Selection("box", (2.0, 5.0), (6.0, 9.0))
-    np.testing.assert_array_equal(sel.mask(x, y), an.cells_in_box(x, y, 2, 5, 6, 9))
-
-
-def test_plotly_lasso_event_on_a_second_subplot_becomes_a_lasso(grid):
-    x, y = grid
-    event = {"points": [], "lassoPoints": {"x2": [0, 10, 10, 7, 7, 3, 3, 0], "y2": [0, 0, 10, 10, 3, 3, 10, 10]}}
-    sel = an.selection_from_plotly(event)
+    sel = an.Selection.make("lasso", [0, 10, 10, 7, 7, 3, 3, 0], [0, 0, 10, 10, 3, 3, 10, 10])
     assert sel.kind == "lasso" and len(sel.xs) == 8
     np.testing.assert_array_equal(sel.mask(x, y), ~((x > 3) & (x < 7) & (y > 3)))
-
-
-@pytest.mark.parametrize("event", [None, {}, {"points": []}, {"points": [{"x": 1, "y": 2}]}])
-def test_cleared_or_click_events_give_no_selection(event):
-    assert an.selection_from_plotly(event) is None
 
 
 def test_selection_round_trips_through_a_json_dict():
@@ -86,17 +73,6 @@ def test_selection_round_trips_through_a_json_dict():
     assert an.Selection.from_dict(sel.to_dict()) == sel
     with pytest.raises(ValueError, match="not a selection"):
         an.Selection.from_dict({"kind": "box"})
-
-
-def test_layout_selections_rect_and_multi_part_path_union_into_one_mask(grid):
-    x, y = grid
-    shapes = [{"type": "rect", "x0": 0, "x1": 2, "y0": 0, "y1": 2},
-              {"type": "path", "path": "M8,8L10,8L10,10L8,10Z M4,4L6,4L6,6Z"}]
-    sels = an.selections_from_layout(shapes)
-    assert [s.kind for s in sels] == ["box", "lasso", "lasso"]
-    mask = an.selection_mask(sels, x, y)
-    expected = ((x < 2) & (y < 2)) | ((x > 8) & (y > 8)) | ((x == 5.5) & (y == 4.5))
-    np.testing.assert_array_equal(mask, expected)
 
 
 def test_polygon_mask_rejects_misaligned_coordinates():

@@ -101,16 +101,6 @@ def test_each_backend_renders_a_picture_once_per_key(backend, tmp_path, request)
     assert len(calls) == 2
 
 
-@pytest.mark.parametrize("backend", ["simple", "filesystem", "redis"])
-def test_lookups_cache_plain_values_apart_from_pictures(backend, tmp_path, request):
-    caches = caches_of_backend(backend, tmp_path, request)
-    calls = []
-    value = caches.lookups.get_or_compute(("terms", "D1"), lambda: calls.append(1) or [{"name": "D1 MSN"}])
-    again = caches.lookups.get_or_compute(("terms", "D1"), lambda: calls.append(1) or [])
-    assert value == again == [{"name": "D1 MSN"}] and len(calls) == 1
-    assert caches.pictures.get(("terms", "D1")) is None
-
-
 def test_redis_backend_keeps_pictures_in_redis(fresh_redis, tmp_path):
     caches = caches_for(tmp_path, cache_type="redis", redis_url=fresh_redis.url)
     caches.pictures.get_or_render(("d", "H1"), lambda: b"PNG")
@@ -193,7 +183,6 @@ def test_redis_stopped_mid_test_app_keeps_serving_and_warns_once_per_outage(fres
     caplog.set_level(logging.WARNING, logger="server.caching")
     for _ in range(5):
         assert caches.pictures.get_or_render(("d", "H1"), counting_render(calls, b"A")) == b"A"
-        assert caches.lookups.get_or_compute(("genes",), lambda: ["DRD1"]) == ["DRD1"]
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1 and "redis" in warnings[0].getMessage()
     assert caches.guard.down and len(calls) == 6

@@ -6,17 +6,7 @@ import pytest
 import redis
 
 from bench.servers import RedisServer
-from server.limits import (
-    LocalBuckets,
-    ParamError,
-    RedisBuckets,
-    has_traversal,
-    parse_viewport,
-    require_choice,
-    require_float,
-    require_int,
-    require_size,
-)
+from server.limits import LocalBuckets, RedisBuckets, has_traversal
 from server_testapp import build_app, settings_for
 
 
@@ -116,38 +106,13 @@ def test_export_size_above_the_maximum_is_refused_naming_the_parameter(tmp_path)
     assert client.get("/export/human.png?w=2000&h=1500").status_code == 200
     response = client.get("/export/human.png?w=100000&h=1500")
     assert response.status_code == 400
-    assert response.get_json()["error"] == "parameter 'width_px': 100000 is outside 1..2000"
+    assert response.get_json()["parameter"] == "w" and "1..2000" in response.get_json()["error"]
 
 
 # --------------------------------------------------------------------------------------------- parameters
-@pytest.mark.parametrize("call, message", [
-    (lambda: require_int("w", "12.5", 1, 10), "parameter 'w': '12.5' is not a whole number"),
-    (lambda: require_int("w", "11", 1, 10), "parameter 'w': 11 is outside 1..10"),
-    (lambda: require_float("vmax", "inf"), "parameter 'vmax': must be a finite number"),
-    (lambda: require_float("vmax", "x"), "parameter 'vmax': 'x' is not a number"),
-    (lambda: require_choice("dataset", "../../etc/passwd", ["human", "macaque"]),
-     "parameter 'dataset': unknown value '../../etc/passwd' (e.g. human, macaque)"),
-    (lambda: require_size(0, 10, 100), "parameter 'width_px': 0 is outside 1..100"),
-    (lambda: parse_viewport("0,1,0"), "parameter 'viewport': expected four numbers x0,x1,y0,y1"),
-    (lambda: parse_viewport("1,0,0,1"), "parameter 'viewport': needs x0 < x1 and y0 < y1"),
-    (lambda: parse_viewport("0,1,nan,1"), "parameter 'viewport': must be a finite number"),
-])
-def test_bad_parameter_error_names_the_parameter_and_the_problem(call, message):
-    with pytest.raises(ParamError) as info:
-        call()
-    assert str(info.value) == message
-
-
-def test_good_parameters_come_back_typed():
-    assert require_int("w", " 800 ", 1, 4096) == 800
-    assert require_size("800", 600, 4096) == (800, 600)
-    assert parse_viewport("-1.5,2,0,3e1") == (-1.5, 2.0, 0.0, 30.0)
-    assert require_choice("dataset", "human", {"human": 1}) == "human"
-
-
 def test_unknown_catalog_value_gets_400_naming_the_parameter(tmp_path):
     response = build_app(settings_for(tmp_path)).client().get("/render/human/H9.png")
-    assert response.status_code == 400 and "parameter 'section'" in response.get_json()["error"]
+    assert response.status_code == 400 and response.get_json()["parameter"] == "section"
 
 
 @pytest.mark.parametrize("value, expected", [

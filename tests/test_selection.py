@@ -49,6 +49,10 @@ class GridAtlas:
             "Cluster": pd.Categorical([f"c{int(v)}" for v in self.x], categories=self.cluster_categories),
         })
 
+    def xy(self, dataset, section=None, slab_plane=None):
+        assert dataset == DATASET
+        return self.x, self.y
+
     def taxonomy(self, dataset):
         colors = {"Class": ["#ff0000", "#0000ff", "#808080", "#c8c8c8"],
                   "Cluster": [f"#0000{i:02x}" for i in range(10)] + ["#808080", "#c8c8c8"]}
@@ -138,6 +142,41 @@ def test_a_lasso_on_the_map_selects_exactly_the_cells_inside_it(grid_context):
     chosen = {(int(x), int(y)) for x, y in zip(cells["x"][mask], cells["y"][mask])}
     assert chosen == L_INSIDE
     assert where == {"section": SECTION}
+
+
+def test_one_lasso_mask_serves_the_summary_the_picture_and_the_cell_export(grid_context, monkeypatch):
+    """The count, the highlighted picture and the exported cells of one lasso read one mask, computed once."""
+    from core.export import count_cells
+    from core.picture import PictureRequest
+    from core.render import render_rgba
+    from core.state import ViewSelection, ViewState
+    from core.viewport import Window
+
+    calls = []
+    original = grid_context.atlas.xy
+    monkeypatch.setattr(grid_context.atlas, "xy", lambda *a, **k: calls.append(a) or original(*a, **k))
+    store = sel.selection_step(lasso_event(L_XS, L_YS), "map", DATASET, PLANE, SECTION, None, grid_context)
+    _, mask, _ = sel.SelectedCells(grid_context).get(store)
+    assert int(mask.sum()) == len(L_INSIDE) and not mask.flags.writeable
+    picture = PictureRequest(dataset=DATASET, section=SECTION, slab_plane=None, color_by="Class", gene=None,
+                             term=None, term_level=None, window=Window(-0.5, 9.5, -0.5, 9.5), width_px=20,
+                             height_px=20, selection=selection_param(store))
+    render_rgba(grid_context, picture)
+    view = ViewState(dataset=DATASET, slab_plane=PLANE, section=SECTION, color_by="Class",
+                     selection=ViewSelection.from_geometry("map", store))
+    assert count_cells(grid_context, view, store) == len(L_INSIDE)
+    assert len(calls) == 1
+
+
+def test_the_mask_cache_is_shared_by_threads_and_bounded(grid_context):
+    from concurrent.futures import ThreadPoolExecutor
+
+    masks = grid_context.masks
+    boxes = [{"kind": "box", "xs": [0.5, 0.5 + i], "ys": [0.5, 8.5]} for i in range(1, 9)]
+    with ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(lambda box: int(masks.mask(DATASET, {"section": SECTION}, box).sum()), boxes * 4))
+    assert found == [8 * i for i in range(1, 9)] * 4
+    assert len(masks._masks) <= masks.size
 
 
 def test_the_summary_counts_the_selection_and_its_composition_per_level(grid_context):
