@@ -15,6 +15,7 @@ from dash import Dash
 
 from callbacks import (compare, export_panel, inspector, legend, map_view, markers, navigation, selection, tree,
                        two_genes, umap_view)
+from components import ids
 from components.layout import build_layout, empty_layout
 from core.context import ViewerContext
 from core.state import default_state
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
         compress=True,
     )
     app.server.config["ATLAS_SETTINGS"] = settings
+    app.index_string = app.index_string.replace("{%config%}", "{%config%}\n            " + ids.js_ids_script())
     problem = None
     if atlas is None:
         atlas, problem = open_atlas(settings)

@@ -9,7 +9,7 @@
     if (!target || !window.dash_clientside || !window.dash_clientside.set_props) {
       return;
     }
-    window.dash_clientside.set_props("gallery-picked", { data: {
+    window.dash_clientside.set_props(window.atlasIds().galleryPicked, { data: {
       section: target.getAttribute("data-gallery-section"),
       t: Date.now()
     } });

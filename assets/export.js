@@ -8,12 +8,12 @@ window.atlasExport = (function () {
 
   function status(text) {
     if (window.dash_clientside && window.dash_clientside.set_props) {
-      window.dash_clientside.set_props("share-status", { children: text });
+      window.dash_clientside.set_props(window.atlasIds().shareStatus, { children: text });
     }
   }
 
   function selectField() {
-    var field = document.getElementById("share-url");
+    var field = document.getElementById(window.atlasIds().shareUrl);
     if (field) {
       field.focus();
       field.select();

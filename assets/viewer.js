@@ -121,25 +121,24 @@ window.atlasViewer = (function () {
   // dcc.Location reports back/forward only when the address differs from the one it holds, which is the address
   // the page was opened with (writeUrl bypasses it). Going back to exactly that address (a shared link, then
   // another section, then back) would change nothing: report it here. Other addresses are left to dcc.Location.
-  var URL_ID = "url";
   var locationSearch = window.location.search;
   window.addEventListener("popstate", function () {
     var search = window.location.search;
     if (search === locationSearch && window.dash_clientside && window.dash_clientside.set_props) {
-      window.dash_clientside.set_props(URL_ID, { search: search });
+      window.dash_clientside.set_props(window.atlasIds().url, { search: search });
     }
     locationSearch = search;
   });
 
   // One click listener for every taxonomy term of the tree and the legend (data-action/level/name
   // attributes): far cheaper for the Dash renderer than one pattern-matching component per term.
-  var STORES = { pick: "term-picked", toggle: "tree-toggled" };
+  var STORES = { pick: "termPicked", toggle: "treeToggled" };
   document.addEventListener("click", function (event) {
     var target = event.target.closest && event.target.closest("[data-action][data-level][data-name]");
     if (!target || !window.dash_clientside || !window.dash_clientside.set_props) {
       return;
     }
-    var store = STORES[target.getAttribute("data-action")];
+    var store = window.atlasIds()[STORES[target.getAttribute("data-action")]];
     if (!store) {
       return;
     }

@@ -174,3 +174,26 @@ def compare_size(slot: int) -> str:
 def compare_slot(slot: int) -> str:
     """Id of the card of side-by-side slot ``slot``."""
     return f"compare-slot-{int(slot)}"
+
+
+# ---------------------------------------------------------------------------------------------- for assets/*.js
+#: The ids the page's JavaScript writes to or reads, by the name the scripts use (``atlasIds().<name>``).
+JS_IDS = {
+    "url": URL,
+    "termPicked": TERM_PICKED,
+    "treeToggled": TREE_TOGGLED,
+    "shareUrl": SHARE_URL,
+    "shareStatus": SHARE_STATUS,
+    "galleryPicked": GALLERY_PICKED,
+}
+#: Id of the ``<script type="application/json">`` element holding :data:`JS_IDS` in the page.
+JS_IDS_ELEMENT = "atlas-ids"
+
+
+def js_ids_script() -> str:
+    """The page's ids for assets/*.js as a JSON data block (not executed, so a Content-Security-Policy without
+    inline scripts allows it; the way Dash ships its own ``_dash-config``)."""
+    import json
+
+    payload = json.dumps(JS_IDS, sort_keys=True).replace("</", "<\\/")
+    return f'<script id="{JS_IDS_ELEMENT}" type="application/json">{payload}</script>'
