@@ -20,9 +20,10 @@ from typing import Any
 from dash import Input, Output, State, no_update
 
 from core.context import ViewerContext, term_counts
+from callbacks.view import place_of, view_inputs
 from components import ids
 from components.analysis_panels import GALLERY_SIZE_PX, gallery_html, shared_legend_html, two_gene_legend
-from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.figures import layout_image_of, message_figure, picture_figure, view_patch
 from components.panels import gene_legend
 from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range,
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 #: Colour map of gene pictures (the render route's default).
 GENE_CMAP = "viridis"
 MODE_MAP, MODE_SPECIES, MODE_GALLERY = MAP_VIEWS
+#: The main view's colouring that the side-by-side maps and the gallery follow.
+COLOURING = (ids.COLOR_BY, ids.GENE, ids.TERM, ids.GENE_VMIN, ids.GENE_VMAX)
 
 
 def slot_step(slot: int, mode: str | None, section: str | None, color_by: str | None, gene: str | None,
@@ -280,25 +283,19 @@ def register(app: Any, context: ViewerContext) -> dict:
         return (*hidden, *options, *values)
 
     for slot in slots:
-        def draw(mode, section, color_by, gene, term, two_genes, vmin, vmax, viewport, size, drawn, slot=slot):
-            return slot_step(slot, mode, section, color_by, gene, term, two_genes, vmin, vmax, viewport, size,
-                             drawn, context)
+        def draw(mode, section, view, two_genes, viewport, size, drawn, slot=slot):
+            return slot_step(slot, mode, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM], two_genes,
+                             view[ids.GENE_VMIN], view[ids.GENE_VMAX], viewport, size, drawn, context)
 
         app.callback(
             Output(ids.compare_graph(slot), "figure"),
             Output(ids.compare_title(slot), "children"),
             Output(ids.compare_frame(slot), "data"),
-            Input(ids.MAP_VIEW_MODE, "value"),
-            Input(ids.compare_section(slot), "value"),
-            Input(ids.COLOR_BY, "value"),
-            Input(ids.GENE, "value"),
-            Input(ids.TERM, "data"),
-            Input(ids.TWO_GENES, "data"),
-            Input(ids.GENE_VMIN, "value"),
-            Input(ids.GENE_VMAX, "value"),
-            Input(ids.compare_viewport(slot), "data"),
-            Input(ids.compare_size(slot), "data"),
-            State(ids.compare_frame(slot), "data"),
+            inputs=dict(mode=Input(ids.MAP_VIEW_MODE, "value"), section=Input(ids.compare_section(slot), "value"),
+                        view=view_inputs(*COLOURING), two_genes=Input(ids.TWO_GENES, "data"),
+                        viewport=Input(ids.compare_viewport(slot), "data"),
+                        size=Input(ids.compare_size(slot), "data")),
+            state=dict(drawn=State(ids.compare_frame(slot), "data")),
         )(draw)
 
         def follow(relayout, current, section, slot=slot):
@@ -323,35 +320,23 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         Output(ids.COMPARE_LEGEND, "children"),
-        Input(ids.MAP_VIEW_MODE, "value"),
-        *[Input(ids.compare_section(s), "value") for s in slots],
-        Input(ids.COLOR_BY, "value"),
-        Input(ids.GENE, "value"),
-        Input(ids.TERM, "data"),
-        Input(ids.TWO_GENES, "data"),
-        Input(ids.GENE_VMIN, "value"),
-        Input(ids.GENE_VMAX, "value"),
+        inputs=dict(mode=Input(ids.MAP_VIEW_MODE, "value"),
+                    sections=[Input(ids.compare_section(s), "value") for s in slots],
+                    view=view_inputs(*COLOURING), two_genes=Input(ids.TWO_GENES, "data")),
     )
-    def shared_legend(mode, *values):
-        sections = list(values[: len(slots)])
-        color_by, gene, term, two_genes, vmin, vmax = values[len(slots):]
-        return legend_step(mode, sections, color_by, gene, term, two_genes, vmin, vmax, context)
+    def shared_legend(mode, sections, view, two_genes):
+        return legend_step(mode, list(sections), view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM], two_genes,
+                           view[ids.GENE_VMIN], view[ids.GENE_VMAX], context)
 
     @app.callback(
         Output(ids.GALLERY, "children"),
-        Input(ids.MAP_VIEW_MODE, "value"),
-        Input(ids.DATASET, "value"),
-        Input(ids.SECTION, "value"),
-        Input(ids.COLOR_BY, "value"),
-        Input(ids.GENE, "value"),
-        Input(ids.TERM, "data"),
-        Input(ids.TWO_GENES, "data"),
-        Input(ids.GENE_VMIN, "value"),
-        Input(ids.GENE_VMAX, "value"),
+        inputs=dict(mode=Input(ids.MAP_VIEW_MODE, "value"), view=view_inputs(ids.DATASET, ids.SECTION, *COLOURING),
+                    two_genes=Input(ids.TWO_GENES, "data")),
     )
-    def draw_gallery(mode, dataset, section, color_by, gene, term, two_genes, vmin, vmax):
-        section = None if section in (None, WHOLE_SLAB_PLANE) else section
-        return gallery_step(mode, dataset, section, color_by, gene, term, two_genes, vmin, vmax, context)
+    def draw_gallery(mode, view, two_genes):
+        dataset, _, section = place_of(view)
+        return gallery_step(mode, dataset, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM], two_genes,
+                            view[ids.GENE_VMIN], view[ids.GENE_VMAX], context)
 
     @app.callback(
         Output(ids.SECTION, "value", allow_duplicate=True),

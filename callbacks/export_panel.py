@@ -23,7 +23,8 @@ from core.context import ViewerContext
 from core.export import (count_cells, export_filename, figure_from_args, figure_request,
                               plan_comparison)
 from server.limits import RateLimited, check_export_rate
-from callbacks.navigation import address_state, current_state
+from callbacks.navigation import address_state
+from callbacks.view import view_inputs, view_of, view_states
 from components import ids
 from core.catalog import COLOR_BY_GENE
 from components.export import COMPARISON_TARGETS, target_options
@@ -35,28 +36,26 @@ from core.viewport import Window
 
 log = logging.getLogger(__name__)
 
-#: The view controls, as (component id, property) in the order the callbacks receive them.
-VIEW_INPUTS = [(ids.DATASET, "value"), (ids.SLAB_PLANE, "value"), (ids.SECTION, "value"), (ids.COLOR_BY, "value"),
-               (ids.GENE, "value"), (ids.TERM, "data"), (ids.VIEWPORT, "data"), (ids.GENE_VMIN, "value"),
-               (ids.GENE_VMAX, "value"), (ids.UMAP_VIEWPORT, "data"), (ids.GENE2, "value"),
-               (ids.BLEND_MODE, "value"), (ids.THRESHOLD_A, "value"), (ids.THRESHOLD_B, "value")]
-#: The figure options, in order.
-OPTION_INPUTS = [(ids.EXPORT_TARGET, "value"), (ids.EXPORT_FORMAT, "value"), (ids.EXPORT_WIDTH, "value"),
-                 (ids.EXPORT_HEIGHT, "value"), (ids.EXPORT_UNIT, "value"), (ids.EXPORT_DPI, "value"),
-                 (ids.EXPORT_TITLE, "value"), (ids.EXPORT_LEGEND, "value")]
-OPTION_KEYS = ("target", "format", "width", "height", "unit", "dpi", "title", "legend")
-#: The side-by-side maps' sections, in slot order (the ``sections`` of a ``panels=species`` figure).
-COMPARE_INPUTS = [(ids.compare_section(slot), "value") for slot in range(ids.COMPARE_SLOTS)]
+#: The figure options by name, with their control (component id, property).
+OPTION_CONTROLS = {"target": (ids.EXPORT_TARGET, "value"), "format": (ids.EXPORT_FORMAT, "value"),
+                   "width": (ids.EXPORT_WIDTH, "value"), "height": (ids.EXPORT_HEIGHT, "value"),
+                   "unit": (ids.EXPORT_UNIT, "value"), "dpi": (ids.EXPORT_DPI, "value"),
+                   "title": (ids.EXPORT_TITLE, "value"), "legend": (ids.EXPORT_LEGEND, "value")}
 
 
-def view_values(*values: Any) -> dict[str, Any]:
-    """The view controls' values keyed by id (``values`` in :data:`VIEW_INPUTS` order)."""
-    return {component: value for (component, _), value in zip(VIEW_INPUTS, values)}
+def _group(kind: type, controls: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """``{name: kind(id, property)}``: one grouped dependency of Dash."""
+    return {name: kind(component, prop) for name, (component, prop) in controls.items()}
 
 
-def option_values(*values: Any) -> dict[str, Any]:
-    """The figure options keyed by :data:`OPTION_KEYS` (``values`` in :data:`OPTION_INPUTS` order)."""
-    return dict(zip(OPTION_KEYS, values))
+def _exported_view(kind: type) -> dict[str, Any]:
+    """The view controls an export reads (the UMAP's zoom too, for a figure of the UMAP), keyed by id."""
+    return {**(view_inputs() if kind is Input else view_states()), ids.UMAP_VIEWPORT: kind(ids.UMAP_VIEWPORT, "data")}
+
+
+def _compare_sections(kind: type) -> dict[str, Any]:
+    """The side-by-side maps' sections keyed by id, in slot order (a ``panels=species`` figure's ``sections``)."""
+    return {ids.compare_section(slot): kind(ids.compare_section(slot), "value") for slot in range(ids.COMPARE_SLOTS)}
 
 
 def target_step(dataset: str | None, mode: str | None, target: str | None, trigger: str | None,
@@ -81,7 +80,7 @@ def panel_view(values: dict[str, Any], target: str, context: ViewerContext) -> V
 
     Returns None when ``target`` is ``"umap"`` and no UMAP is shown beside the map.
     """
-    state = current_state(values)
+    state = view_of(values)
     if target in COMPARISON_TARGETS:
         return state.replace(viewport=None)
     if target != "umap":
@@ -108,7 +107,7 @@ def _text(value: Any) -> str:
 
 
 def compare_sections(values: dict[str, Any], context: ViewerContext) -> list[str | None]:
-    """The section of each side-by-side map (``values`` keyed by the :data:`COMPARE_INPUTS` ids), one per
+    """The section of each side-by-side map (``values`` keyed by the side-by-side section dropdowns' ids), one per
     side-by-side dataset."""
     from callbacks.compare import compare_datasets
 
@@ -162,7 +161,7 @@ def figure_info(args: dict[str, str], fmt: str, context: ViewerContext) -> str:
 
 def preview_step(values: dict[str, Any], options: dict[str, Any], genes: list[str] | None,
                  context: ViewerContext) -> tuple:
-    """What the panel shows for the current view and options (``values`` may hold the :data:`COMPARE_INPUTS`).
+    """What the panel shows for the current view and options (``values`` may hold the side-by-side sections).
 
     Returns
     -------
@@ -185,7 +184,7 @@ def preview_step(values: dict[str, Any], options: dict[str, Any], genes: list[st
         log.exception("planning the figure of %s failed", state)
         info, disabled = f"Cannot export: {exc}", True
     if target in COMPARISON_TARGETS:
-        state = current_state(values)  # the cell links stay those of the map's view
+        state = view_of(values)  # the cell links stay those of the map's view
     api = dict(args)
     api["format"] = fmt
     if fmt == "png":
@@ -291,17 +290,6 @@ def genes_for_view(dataset: str | None, color_by: str | None, gene: str | None, 
 
 def register_panel(app: Any, context: ViewerContext) -> dict:
     """Register the export panel's callbacks on ``app``; returns name -> callback function."""
-    view_inputs = [Input(component, prop) for component, prop in VIEW_INPUTS]
-    view_states = [State(component, prop) for component, prop in VIEW_INPUTS]
-    option_inputs = [Input(component, prop) for component, prop in OPTION_INPUTS]
-    option_states = [State(component, prop) for component, prop in OPTION_INPUTS]
-    compare_inputs = [Input(component, prop) for component, prop in COMPARE_INPUTS]
-    compare_states = [State(component, prop) for component, prop in COMPARE_INPUTS]
-    n_view, n_options, n_compare = len(VIEW_INPUTS), len(OPTION_INPUTS), len(COMPARE_INPUTS)
-
-    def comparison_values(values: tuple) -> dict[str, Any]:
-        return {component: value for (component, _), value in zip(COMPARE_INPUTS, values)}
-
     @app.callback(
         Output(ids.EXPORT_PANEL, "hidden"),
         Input(ids.EXPORT_OPEN, "n_clicks"),
@@ -343,36 +331,27 @@ def register_panel(app: Any, context: ViewerContext) -> dict:
         Output(ids.EXPORT_CELLS_CSV, "href"),
         Output(ids.EXPORT_CELLS_H5AD, "href"),
         Output(ids.EXPORT_CELLS_INFO, "children"),
-        Input(ids.EXPORT_PANEL, "hidden"),
-        *view_inputs,
-        *option_inputs,
-        *compare_inputs,
-        Input(ids.EXPORT_GENES, "value"),
+        inputs=dict(hidden=Input(ids.EXPORT_PANEL, "hidden"), view=_exported_view(Input),
+                    options=_group(Input, OPTION_CONTROLS), sections=_compare_sections(Input),
+                    genes=Input(ids.EXPORT_GENES, "value")),
     )
-    def preview(hidden, *rest):
+    def preview(hidden, view, options, sections, genes):
         if hidden:
             return (no_update,) * 6
-        values = view_values(*rest[:n_view])
-        options = option_values(*rest[n_view:n_view + n_options])
-        values.update(comparison_values(rest[n_view + n_options:n_view + n_options + n_compare]))
-        return preview_step(values, options, rest[-1], context)
+        return preview_step({**view, **sections}, options, genes, context)
 
     @app.callback(
         Output(ids.EXPORT_DOWNLOAD, "data"),
         Output(ids.EXPORT_FIGURE_INFO, "children", allow_duplicate=True),
-        Input(ids.EXPORT_FIGURE, "n_clicks"),
-        *view_states,
-        *option_states,
-        *compare_states,
+        inputs=dict(n_clicks=Input(ids.EXPORT_FIGURE, "n_clicks")),
+        state=dict(view=_exported_view(State), options=_group(State, OPTION_CONTROLS),
+                   sections=_compare_sections(State)),
         prevent_initial_call=True,
     )
-    def download_figure(n_clicks, *rest):
+    def download_figure(n_clicks, view, options, sections):
         if not n_clicks:
             return no_update, no_update
-        values = view_values(*rest[:n_view])
-        options = option_values(*rest[n_view:n_view + n_options])
-        values.update(comparison_values(rest[n_view + n_options:]))
-        return download_step(values, options, context)
+        return download_step({**view, **sections}, options, context)
 
     @app.callback(
         Output(ids.EXPORT_GENES, "value"),
@@ -407,7 +386,7 @@ def share_step(values: dict[str, Any], n_clicks: int | None, context: ViewerCont
     """Store the view on screen and return ``{"path": "/s/<id>", "long": "/?...", "n"}`` (or ``{"error"}``).
 
     ``values[ids.SELECTION]`` (the selection store) is part of the view when it belongs to it, and so are the map
-    card's view (``values[ids.MAP_VIEW_MODE]``) and the side-by-side sections (:data:`COMPARE_INPUTS` ids).
+    card's view (``values[ids.MAP_VIEW_MODE]``) and the side-by-side sections (keyed by their dropdowns' ids).
     """
     from server.share import ShareError, canonical_query, share_path
 
@@ -426,23 +405,18 @@ def share_step(values: dict[str, Any], n_clicks: int | None, context: ViewerCont
 
 def register_share_callbacks(app: Any, context: ViewerContext, store: Any, home: str = "/") -> dict:
     """Register "Copy link": the server stores the view, the browser copies the link."""
-    view_states = [State(component, prop) for component, prop in VIEW_INPUTS]
 
     @app.callback(
         Output(ids.SHARE_LINK, "data"),
-        Input(ids.SHARE_BUTTON, "n_clicks"),
-        State(ids.SELECTION, "data"),
-        State(ids.MAP_VIEW_MODE, "value"),
-        *[State(component, prop) for component, prop in COMPARE_INPUTS],
-        *view_states,
+        inputs=dict(n_clicks=Input(ids.SHARE_BUTTON, "n_clicks")),
+        state=dict(selection=State(ids.SELECTION, "data"), mode=State(ids.MAP_VIEW_MODE, "value"),
+                   sections=_compare_sections(State), view=view_states()),
         prevent_initial_call=True,
     )
-    def make_link(n_clicks, selection, mode, *rest):
+    def make_link(n_clicks, selection, mode, sections, view):
         if not n_clicks:
             return no_update
-        sections = {component: value for (component, _), value in zip(COMPARE_INPUTS, rest)}
-        values = {**view_values(*rest[len(COMPARE_INPUTS):]), ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode,
-                  **sections}
+        values = {**view, ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode, **sections}
         return share_step(values, n_clicks, context, store, home)
 
     app.clientside_callback(

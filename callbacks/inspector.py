@@ -11,11 +11,11 @@ import math
 from typing import Any
 
 import numpy as np
-from dash import Input, Output, State, ctx, no_update
+from dash import Input, Output, ctx, no_update
 
 from core.context import ViewerContext
+from callbacks.view import PLACE, place_of, view_states
 from components import ids
-from core.catalog import WHOLE_SLAB_PLANE
 from components.panels import inspect_children
 from core.viewport import Window
 
@@ -137,7 +137,6 @@ def inspect_step(
         window = frame
     else:
         target = entry.name
-        section = None if section in (None, WHOLE_SLAB_PLANE) else section
         where = {"section": section, "slab_plane": None if section else slab_plane} if entry.spatial else {}
         frame = context.frame(_state(entry.name, slab_plane, section))
         window = Window.from_dict(viewport) or frame
@@ -167,25 +166,18 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         Output(ids.INSPECT, "children"),
-        Input(ids.MAP_GRAPH, "hoverData"),
-        Input(ids.MAP_GRAPH, "clickData"),
-        Input(ids.UMAP_GRAPH, "hoverData"),
-        Input(ids.UMAP_GRAPH, "clickData"),
-        State(ids.DATASET, "value"),
-        State(ids.SLAB_PLANE, "value"),
-        State(ids.SECTION, "value"),
-        State(ids.COLOR_BY, "value"),
-        State(ids.GENE, "value"),
-        State(ids.VIEWPORT, "data"),
+        inputs=dict(map_hover=Input(ids.MAP_GRAPH, "hoverData"), map_click=Input(ids.MAP_GRAPH, "clickData"),
+                    umap_hover=Input(ids.UMAP_GRAPH, "hoverData"), umap_click=Input(ids.UMAP_GRAPH, "clickData")),
+        state=dict(view=view_states(*PLACE, ids.GENE, ids.VIEWPORT)),
         prevent_initial_call=True,
     )
-    def inspect_cell(map_hover, map_click, umap_hover, umap_click, dataset, slab_plane, section, color_by, gene,
-                     viewport):
+    def inspect_cell(map_hover, map_click, umap_hover, umap_click, view):
         trigger = ctx.triggered_id
         prop = ctx.triggered[0]["prop_id"] if ctx.triggered else ""
         map_event = map_click if prop.endswith("clickData") else map_hover
         umap_event = umap_click if prop.endswith("clickData") else umap_hover
         # the gene box's gene is shown whatever the colouring, so a value can be read while colouring by level
-        return inspect_step(trigger, map_event, umap_event, dataset, slab_plane, section, gene, viewport, context)
+        return inspect_step(trigger, map_event, umap_event, *place_of(view), view[ids.GENE], view[ids.VIEWPORT],
+                            context)
 
     return {"inspect_cell": inspect_cell}

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dash import Input, Output, no_update
+from dash import Output, no_update
 
 from core.context import ViewerContext, term_counts
+from callbacks.view import PLACE, place_of, view_inputs
 from components import ids
-from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.panels import gene_legend, html_block, legend_html
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
         return [], "Legend", "", "min", "max"
     if color_by == COLOR_BY_TWO_GENES:  # the 2-D key is drawn by callbacks.two_genes (it knows the second gene)
         return no_update, "Two genes", "", "min", "max"
-    section = None if section in (None, WHOLE_SLAB_PLANE) else section
     where = {}
     if entry.spatial:
         where = {"section": section} if section else ({"slab_plane": slab_plane} if slab_plane else {})
@@ -71,16 +71,11 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.GENE_RANGE_INFO, "children"),
         Output(ids.GENE_VMIN, "placeholder"),
         Output(ids.GENE_VMAX, "placeholder"),
-        Input(ids.DATASET, "value"),
-        Input(ids.SLAB_PLANE, "value"),
-        Input(ids.SECTION, "value"),
-        Input(ids.COLOR_BY, "value"),
-        Input(ids.GENE, "value"),
-        Input(ids.TERM, "data"),
-        Input(ids.GENE_VMIN, "value"),
-        Input(ids.GENE_VMAX, "value"),
+        inputs=dict(view=view_inputs(*PLACE, ids.COLOR_BY, ids.GENE, ids.TERM, ids.GENE_VMIN, ids.GENE_VMAX)),
     )
-    def draw_legend(dataset, slab_plane, section, color_by, gene, term, vmin, vmax):
-        return legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, context)
+    def draw_legend(view):
+        dataset, slab_plane, section = place_of(view)
+        return legend_step(dataset, slab_plane, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM],
+                           view[ids.GENE_VMIN], view[ids.GENE_VMAX], context)
 
     return {"draw_legend": draw_legend}

@@ -14,43 +14,14 @@ from dash import Input, Output, State, no_update
 
 from core.context import ViewerContext
 from components import ids
-from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.figures import layout_image_of, message_figure, picture_figure, polygons_visibility_patch, view_patch
 from components.layout import notice_children
+from callbacks.view import PLACE, view_inputs, view_of, view_states
 from core.state import ViewState
 from core.viewport import Window, window_from_relayout
 
 log = logging.getLogger(__name__)
-
-def _term(term: dict | None) -> tuple[str, str] | None:
-    if term and term.get("level") and term.get("name"):
-        return str(term["level"]), str(term["name"])
-    return None
-
-
-def map_state(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, viewport) -> ViewState:
-    """The view drawn by the map, from the callback's inputs."""
-    term_pair = _term(term)
-    return ViewState(
-        dataset=dataset,
-        slab_plane=slab_plane,
-        section=None if section in (None, WHOLE_SLAB_PLANE) else section,
-        color_by=color_by or "",
-        gene=gene,
-        term=term_pair[1] if term_pair else None,
-        term_level=term_pair[0] if term_pair else None,
-        viewport=Window.from_dict(viewport),
-        vmin=_float(vmin),
-        vmax=_float(vmax),
-    )
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
-
 
 def map_title(state: ViewState, context: ViewerContext, gene2: str | None = None) -> str:
     """Line above the map: what is drawn, how many cells, coloured by what (``gene2``: a two-gene picture's
@@ -191,49 +162,33 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.MAP_TITLE, "children"),
         Output(ids.NOTICE_MAP, "children"),
         Output(ids.MAP_FRAME, "data"),
-        Input(ids.DATASET, "value"),
-        Input(ids.SLAB_PLANE, "value"),
-        Input(ids.SECTION, "value"),
-        Input(ids.COLOR_BY, "value"),
-        Input(ids.GENE, "value"),
-        Input(ids.TERM, "data"),
-        Input(ids.GENE_VMIN, "value"),
-        Input(ids.GENE_VMAX, "value"),
-        Input(ids.VIEWPORT, "data"),
-        Input(ids.MAP_SIZE, "data"),
-        Input(ids.MAP_HIGHLIGHT, "data"),
-        Input(ids.TWO_GENES, "data"),
-        State(ids.POLYGONS, "value"),
-        State(ids.MAP_FRAME, "data"),
+        inputs=dict(view=view_inputs(*PLACE, ids.COLOR_BY, ids.GENE, ids.TERM, ids.GENE_VMIN, ids.GENE_VMAX,
+                                     ids.VIEWPORT),
+                    size=Input(ids.MAP_SIZE, "data"), highlight=Input(ids.MAP_HIGHLIGHT, "data"),
+                    two_genes=Input(ids.TWO_GENES, "data")),
+        state=dict(polygons=State(ids.POLYGONS, "value"), drawn_frame=State(ids.MAP_FRAME, "data")),
     )
-    def draw_map(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, viewport, size, highlight,
-                 two_genes, polygons, drawn_frame):
-        state = map_state(dataset, slab_plane, section, color_by, gene, term, vmin, vmax, viewport)
+    def draw_map(view, size, highlight, two_genes, polygons, drawn_frame):
         extra = {**(highlight or {}), **(two_genes or {})}
-        return map_figure_step(drawn_frame, state, size, bool(polygons), context, extra=extra)
+        return map_figure_step(drawn_frame, view_of(view), size, bool(polygons), context, extra=extra)
 
     @app.callback(
         Output(ids.VIEWPORT, "data", allow_duplicate=True),
-        Input(ids.MAP_GRAPH, "relayoutData"),
-        State(ids.VIEWPORT, "data"),
-        State(ids.DATASET, "value"),
-        State(ids.SLAB_PLANE, "value"),
-        State(ids.SECTION, "value"),
+        inputs=dict(relayout=Input(ids.MAP_GRAPH, "relayoutData")),
+        state=dict(current=State(ids.VIEWPORT, "data"), view=view_states(*PLACE)),
         prevent_initial_call=True,
     )
-    def follow_zoom(relayout, current, dataset, slab_plane, section):
-        state = map_state(dataset, slab_plane, section, None, None, None, None, None, None)
-        return viewport_step(relayout, current, state, context)
+    def follow_zoom(relayout, current, view):
+        return viewport_step(relayout, current, view_of(view), context)
 
     @app.callback(
         Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
-        Input(ids.POLYGONS, "value"),
-        State(ids.DATASET, "value"),
-        State(ids.SLAB_PLANE, "value"),
+        inputs=dict(value=Input(ids.POLYGONS, "value")),
+        state=dict(view=view_states(ids.DATASET, ids.SLAB_PLANE)),
         prevent_initial_call=True,
     )
-    def toggle_polygons(value, dataset, slab_plane):
-        return polygons_step(bool(value), dataset, slab_plane, context)
+    def toggle_polygons(value, view):
+        return polygons_step(bool(value), view[ids.DATASET], view[ids.SLAB_PLANE], context)
 
     app.clientside_callback(
         f"function (figure) {{ return window.atlasViewer.watchSize('{ids.MAP_GRAPH}', '{ids.MAP_SIZE}'); }}",

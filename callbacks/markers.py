@@ -22,9 +22,10 @@ from dash import Input, Output, State, no_update
 
 from core.context import ViewerContext
 from callbacks.selection import SelectedCells, applies, describe_scope
+from callbacks.view import PLACE, place_of, view_states
 from components import ids
 from components.analysis_panels import dot_plot_figure
-from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
+from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from components.figures import message_figure
 from components.layout import gene_options
 
@@ -232,20 +233,15 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.MARKERS_TITLE, "children"),
         Output(ids.MARKERS_INFO, "children"),
         Output(ids.MARKERS_SHOWN, "data"),
-        Input(ids.SELECTION, "data"),
-        Input(ids.TERM, "data"),
-        Input(ids.MARKERS_GENES, "value"),
-        Input(ids.COMPOSITION_LEVEL, "value"),
-        Input(ids.ANALYSIS_PANEL, "hidden"),
-        State(ids.DATASET, "value"),
-        State(ids.SLAB_PLANE, "value"),
-        State(ids.SECTION, "value"),
+        inputs=dict(selection=Input(ids.SELECTION, "data"), term=Input(ids.TERM, "data"),
+                    added=Input(ids.MARKERS_GENES, "value"), level=Input(ids.COMPOSITION_LEVEL, "value"),
+                    hidden=Input(ids.ANALYSIS_PANEL, "hidden")),
+        state=dict(view=view_states(*PLACE)),
     )
-    def draw_markers(selection, term, added, level, hidden, dataset, slab_plane, section):
+    def draw_markers(selection, term, added, level, hidden, view):
         if hidden:  # nothing computed for a closed panel; opening it fires this again
             return no_update, no_update, no_update, no_update
-        section = None if section in (None, WHOLE_SLAB_PLANE) else section
-        return markers_step(selection, term, added, level, dataset, slab_plane, section, selected)
+        return markers_step(selection, term, added, level, *place_of(view), selected)
 
     @app.callback(
         Output(ids.MARKERS_GENES, "options"),
@@ -262,14 +258,12 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.GENE, "options", allow_duplicate=True),
         Output(ids.COLOR_BY, "value", allow_duplicate=True),
         Output(ids.MARKERS_INFO, "children", allow_duplicate=True),
-        Input(ids.MARKERS_GRAPH, "clickData"),
-        State(ids.DATASET, "value"),
-        State(ids.COLOR_BY, "value"),
-        State(ids.GENE, "value"),
+        inputs=dict(click=Input(ids.MARKERS_GRAPH, "clickData")),
+        state=dict(view=view_states(ids.DATASET, ids.COLOR_BY, ids.GENE)),
         prevent_initial_call=True,
     )
-    def colour_by_clicked_gene(click, dataset, color_by, gene):
-        return gene_clicked(click, dataset, color_by, gene, context)
+    def colour_by_clicked_gene(click, view):
+        return gene_clicked(click, view[ids.DATASET], view[ids.COLOR_BY], view[ids.GENE], context)
 
     return {"draw_markers": draw_markers, "complete_marker_gene": complete_marker_gene,
             "colour_by_clicked_gene": colour_by_clicked_gene}

@@ -28,13 +28,13 @@ from dash import Input, Output, State, ctx, no_update
 
 from core.context import ViewerContext
 from callbacks.selection import store_of_view, view_selection
+from callbacks.view import view_inputs, view_of, view_states
 from components import ids
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.layout import (color_by_options, gene_options, notice_children, section_options,
                                slab_plane_options)
 from core.state import (ViewState, default_state, map_view_of, parse_query, switch_dataset,
                               switch_section, switch_slab_plane, to_query)
-from core.viewport import Window
 
 log = logging.getLogger(__name__)
 
@@ -46,46 +46,16 @@ FIRST_GENES = 50
 GENE_MATCHES = 30
 
 
-def current_state(values: dict[str, Any]) -> ViewState:
-    """The view the controls show now (``values`` keyed by the control ids)."""
-    term = values.get(ids.TERM) or None
-    section = values.get(ids.SECTION)
-    return ViewState(
-        dataset=values.get(ids.DATASET),
-        slab_plane=values.get(ids.SLAB_PLANE),
-        section=None if section in (None, WHOLE_SLAB_PLANE) else section,
-        color_by=values.get(ids.COLOR_BY) or "",
-        gene=values.get(ids.GENE),
-        term=term.get("name") if term else None,
-        term_level=term.get("level") if term else None,
-        viewport=Window.from_dict(values.get(ids.VIEWPORT)),
-        vmin=_number_or_none(values.get(ids.GENE_VMIN)),
-        vmax=_number_or_none(values.get(ids.GENE_VMAX)),
-        gene2=values.get(ids.GENE2) or None,
-        blend_mode="both" if values.get(ids.BLEND_MODE) == "both" else "blend",
-        threshold_a=_number_or_none(values.get(ids.THRESHOLD_A)),
-        threshold_b=_number_or_none(values.get(ids.THRESHOLD_B)),
-    )
-
-
 def address_state(values: dict[str, Any], context: ViewerContext) -> ViewState:
     """The view the controls show now with the selection that belongs to it (``values[ids.SELECTION]``) and the map
     card's view (``values[ids.MAP_VIEW_MODE]``, the side-by-side sections under ``ids.compare_section(slot)``):
     what the address bar and a short link hold."""
-    state = current_state(values)
-    selection = view_selection(values.get(ids.SELECTION), state.dataset, values.get(ids.SLAB_PLANE),
-                               values.get(ids.SECTION), context)
+    state = view_of(values)
+    selection = view_selection(values.get(ids.SELECTION), state.dataset, state.slab_plane, state.section, context)
     sections = [values.get(ids.compare_section(slot)) for slot in range(ids.COMPARE_SLOTS)]
     map_view, species_sections = map_view_of(context.catalog, state.dataset, values.get(ids.MAP_VIEW_MODE),
                                              sections)
     return state.replace(selection=selection, map_view=map_view, species_sections=species_sections)
-
-
-def _number_or_none(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def resolve_view(
@@ -113,7 +83,7 @@ def resolve_view(
     """
     catalog = context.catalog
     lookups = context.lookups
-    state = current_state(values)
+    state = view_of(values)
     notices: list[str] = []
     if trigger in (None, ids.URL):
         state, notices = parse_query(search, catalog, gene_lookup=lookups.gene_symbol, term_lookup=lookups.term_level)
@@ -241,7 +211,6 @@ SELECTION_OUTPUTS = [
     Output(ids.SELECTION, "data", allow_duplicate=True),
     Output(ids.NOTICE_VIEW, "children"),
 ]
-SELECTION_INPUTS = [ids.URL, ids.DATASET, ids.SLAB_PLANE, ids.SECTION, ids.COLOR_BY, ids.GENE, ids.GENE_RANGE_AUTO]
 
 
 def register(app: Any, context: ViewerContext) -> dict:
@@ -255,57 +224,27 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         *SELECTION_OUTPUTS,
-        Input(ids.URL, "search"),
-        Input(ids.DATASET, "value"),
-        Input(ids.SLAB_PLANE, "value"),
-        Input(ids.SECTION, "value"),
-        Input(ids.COLOR_BY, "value"),
-        Input(ids.GENE, "value"),
-        Input(ids.GENE_RANGE_AUTO, "n_clicks"),
-        State(ids.TERM, "data"),
-        State(ids.VIEWPORT, "data"),
-        State(ids.GENE_VMIN, "value"),
-        State(ids.GENE_VMAX, "value"),
-        State(ids.SELECTION, "data"),
+        inputs=dict(search=Input(ids.URL, "search"),
+                    view=view_inputs(ids.DATASET, ids.SLAB_PLANE, ids.SECTION, ids.COLOR_BY, ids.GENE),
+                    _auto=Input(ids.GENE_RANGE_AUTO, "n_clicks")),
+        state=dict(held=view_states(ids.TERM, ids.VIEWPORT, ids.GENE_VMIN, ids.GENE_VMAX),
+                   selection=State(ids.SELECTION, "data")),
         prevent_initial_call="initial_duplicate",
     )
-    def update_selection(search, dataset, slab_plane, section, color_by, gene, _auto, term, viewport, vmin, vmax,
-                         selection):
-        trigger = ctx.triggered_id
-        values = {ids.DATASET: dataset, ids.SLAB_PLANE: slab_plane, ids.SECTION: section, ids.COLOR_BY: color_by,
-                  ids.GENE: gene, ids.TERM: term, ids.VIEWPORT: viewport, ids.GENE_VMIN: vmin,
-                  ids.GENE_VMAX: vmax, ids.SELECTION: selection}
-        return selection_step(trigger, values, context, search=search)
+    def update_selection(search, view, _auto, held, selection):
+        return selection_step(ctx.triggered_id, {**view, **held, ids.SELECTION: selection}, context, search=search)
 
     @app.callback(
         Output(ids.URL_QUERY, "data"),
-        Input(ids.DATASET, "value"),
-        Input(ids.SLAB_PLANE, "value"),
-        Input(ids.SECTION, "value"),
-        Input(ids.COLOR_BY, "value"),
-        Input(ids.GENE, "value"),
-        Input(ids.TERM, "data"),
-        Input(ids.VIEWPORT, "data"),
-        Input(ids.GENE_VMIN, "value"),
-        Input(ids.GENE_VMAX, "value"),
-        Input(ids.GENE2, "value"),
-        Input(ids.BLEND_MODE, "value"),
-        Input(ids.THRESHOLD_A, "value"),
-        Input(ids.THRESHOLD_B, "value"),
-        Input(ids.SELECTION, "data"),
-        Input(ids.MAP_VIEW_MODE, "value"),
-        *[Input(ids.compare_section(slot), "value") for slot in range(ids.COMPARE_SLOTS)],
-        State(ids.URL_QUERY, "data"),
+        inputs=dict(view=view_inputs(), selection=Input(ids.SELECTION, "data"),
+                    mode=Input(ids.MAP_VIEW_MODE, "value"),
+                    sections=[Input(ids.compare_section(slot), "value") for slot in range(ids.COMPARE_SLOTS)]),
+        state=dict(written=State(ids.URL_QUERY, "data")),
         prevent_initial_call=True,
     )
-    def write_url(dataset, slab_plane, section, color_by, gene, term, viewport, vmin, vmax, gene2, blend_mode,
-                  threshold_a, threshold_b, selection, map_view_mode, *rest):
-        *compare_sections, written = rest
-        values = {ids.DATASET: dataset, ids.SLAB_PLANE: slab_plane, ids.SECTION: section, ids.COLOR_BY: color_by,
-                  ids.GENE: gene, ids.TERM: term, ids.VIEWPORT: viewport, ids.GENE_VMIN: vmin,
-                  ids.GENE_VMAX: vmax, ids.GENE2: gene2, ids.BLEND_MODE: blend_mode, ids.THRESHOLD_A: threshold_a,
-                  ids.THRESHOLD_B: threshold_b, ids.SELECTION: selection, ids.MAP_VIEW_MODE: map_view_mode,
-                  **{ids.compare_section(slot): value for slot, value in enumerate(compare_sections)}}
+    def write_url(view, selection, mode, sections, written):
+        values = {**view, ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode,
+                  **{ids.compare_section(slot): value for slot, value in enumerate(sections)}}
         return url_write(values, context, ctx.triggered_prop_ids.values(), written)
 
     # history.pushState/replaceState in the browser: no reload, no Dash round trip
@@ -338,7 +277,7 @@ def register(app: Any, context: ViewerContext) -> dict:
 def selection_step(trigger: str | None, values: dict[str, Any], context: ViewerContext, *,
                    search: str | None = None) -> tuple:
     """One run of the selection callback (the callback's body, callable in tests)."""
-    before = current_state(values)
+    before = view_of(values)
     term = values.get(ids.TERM) or {}
     previous_taxonomy = term.get("taxonomy") if isinstance(term, dict) else None
     state, notices = resolve_view(trigger, values, context, search=search, previous_taxonomy=previous_taxonomy)
@@ -399,7 +338,7 @@ def url_query(values: dict[str, Any], context: ViewerContext | None = None, *, o
         Only the viewport or the selection moved: replace the history entry (a zoom or a lasso is not a step
         back/forward walks through).
     """
-    state = address_state(values, context) if context is not None else current_state(values)
+    state = address_state(values, context) if context is not None else view_of(values)
     return {"query": to_query(state), "replace": bool(only_viewport)}
 
 

@@ -28,9 +28,10 @@ import numpy as np
 from dash import Input, Output, Patch, State, ctx, no_update
 
 from core.context import ViewerContext
+from callbacks.view import PLACE, place_of, section_of, view_inputs, view_states
 from components import ids
 from components.analysis_panels import composition_figure
-from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, WHOLE_SLAB_PLANE
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION
 from components.figures import message_figure
 from core.selection import NOTHING_LINKED, encode_codes, selection_from_event, selection_param
 from core.state import ViewSelection, ViewState
@@ -47,10 +48,6 @@ EXPORT_MAX_GENES = 40
 
 
 # ---------------------------------------------------------------------------------------------- the selection
-def _section(section: str | None) -> str | None:
-    return None if section in (None, WHOLE_SLAB_PLANE) else section
-
-
 def view_frame(view: str, dataset: str | None, slab_plane: str | None, section: str | None,
                context: ViewerContext) -> dict | None:
     """``{"view", "dataset", "section", "slab_plane"}`` of the map or the UMAP panel as it is now, or None."""
@@ -62,7 +59,7 @@ def view_frame(view: str, dataset: str | None, slab_plane: str | None, section: 
         return {"view": "umap", "dataset": target, "section": None, "slab_plane": None} if target else None
     if not entry.spatial:
         return {"view": "map", "dataset": entry.name, "section": None, "slab_plane": None}
-    section = _section(section)
+    section = section_of(section)
     return {"view": "map", "dataset": entry.name, "section": section, "slab_plane": None if section else slab_plane}
 
 
@@ -331,15 +328,12 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         Output(ids.SELECTION, "data", allow_duplicate=True),
-        Input(ids.MAP_GRAPH, "selectedData"),
-        State(ids.DATASET, "value"),
-        State(ids.SLAB_PLANE, "value"),
-        State(ids.SECTION, "value"),
-        State(ids.SELECTION, "data"),
+        inputs=dict(selected_data=Input(ids.MAP_GRAPH, "selectedData")),
+        state=dict(view=view_states(*PLACE), current=State(ids.SELECTION, "data")),
         prevent_initial_call=True,
     )
-    def select_on_map(selected_data, dataset, slab_plane, section, current):
-        return selection_step(selected_data, "map", dataset, slab_plane, section, current, context)
+    def select_on_map(selected_data, view, current):
+        return selection_step(selected_data, "map", *place_of(view), current, context)
 
     @app.callback(
         Output(ids.SELECTION, "data", allow_duplicate=True),
@@ -353,14 +347,12 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         Output(ids.SELECTION, "data", allow_duplicate=True),
-        Input(ids.SELECTION_CLEAR, "n_clicks"),
-        Input(ids.DATASET, "value"),
-        Input(ids.SLAB_PLANE, "value"),
-        Input(ids.SECTION, "value"),
-        State(ids.SELECTION, "data"),
+        inputs=dict(_clicks=Input(ids.SELECTION_CLEAR, "n_clicks"), view=view_inputs(*PLACE)),
+        state=dict(current=State(ids.SELECTION, "data")),
         prevent_initial_call=True,
     )
-    def clear_selection(_clicks, dataset, slab_plane, section, current):
+    def clear_selection(_clicks, view, current):
+        dataset, slab_plane, section = place_of(view)
         if not current:
             return no_update
         if ctx.triggered_id == ids.SELECTION_CLEAR:
@@ -379,15 +371,11 @@ def register(app: Any, context: ViewerContext) -> dict:
     @app.callback(
         Output(ids.MAP_HIGHLIGHT, "data"),
         Output(ids.UMAP_HIGHLIGHT, "data"),
-        Input(ids.SELECTION, "data"),
-        Input(ids.DATASET, "value"),
-        Input(ids.SLAB_PLANE, "value"),
-        Input(ids.SECTION, "value"),
-        State(ids.MAP_HIGHLIGHT, "data"),
-        State(ids.UMAP_HIGHLIGHT, "data"),
+        inputs=dict(selection=Input(ids.SELECTION, "data"), view=view_inputs(*PLACE)),
+        state=dict(current_map=State(ids.MAP_HIGHLIGHT, "data"), current_umap=State(ids.UMAP_HIGHLIGHT, "data")),
     )
-    def highlight(selection, dataset, slab_plane, section, current_map, current_umap):
-        return highlight_step(selection, dataset, slab_plane, section, selected, current_map, current_umap)
+    def highlight(selection, view, current_map, current_umap):
+        return highlight_step(selection, *place_of(view), selected, current_map, current_umap)
 
     @app.callback(
         Output(ids.COMPOSITION_LEVEL, "options"),
@@ -403,27 +391,20 @@ def register(app: Any, context: ViewerContext) -> dict:
     @app.callback(
         Output(ids.SELECTION_SUMMARY, "children"),
         Output(ids.COMPOSITION_GRAPH, "figure"),
-        Input(ids.SELECTION, "data"),
-        Input(ids.COMPOSITION_LEVEL, "value"),
-        State(ids.DATASET, "value"),
-        State(ids.SLAB_PLANE, "value"),
-        State(ids.SECTION, "value"),
+        inputs=dict(selection=Input(ids.SELECTION, "data"), level=Input(ids.COMPOSITION_LEVEL, "value")),
+        state=dict(view=view_states(*PLACE)),
     )
-    def draw_composition(selection, level, dataset, slab_plane, section):
-        return summary_step(selection, level, dataset, slab_plane, section, selected)
+    def draw_composition(selection, level, view):
+        return summary_step(selection, level, *place_of(view), selected)
 
     @app.callback(
         Output(ids.SELECTION_EXPORT, "href"),
-        Input(ids.SELECTION, "data"),
-        Input(ids.MARKERS_SHOWN, "data"),
-        Input(ids.GENE, "value"),
-        State(ids.COLOR_BY, "value"),
-        State(ids.DATASET, "value"),
-        State(ids.SLAB_PLANE, "value"),
-        State(ids.SECTION, "value"),
+        inputs=dict(selection=Input(ids.SELECTION, "data"), shown=Input(ids.MARKERS_SHOWN, "data"),
+                    gene=Input(ids.GENE, "value")),
+        state=dict(view=view_states(*PLACE, ids.COLOR_BY)),
     )
-    def export_link(selection, shown, gene, color_by, dataset, slab_plane, section):
-        return export_href(selection, dataset, slab_plane, section, shown, color_by, gene, context)
+    def export_link(selection, shown, gene, view):
+        return export_href(selection, *place_of(view), shown, view[ids.COLOR_BY], gene, context)
 
     @app.callback(
         Output(ids.ANALYSIS_PANEL, "hidden"),

@@ -15,8 +15,8 @@ from dash import Input, Output, State, ctx, no_update
 
 from core.context import ViewerContext, term_counts
 from callbacks.inspector import event_position, nearest_cell_info
+from callbacks.view import PLACE, place_of, view_inputs, view_states
 from components import ids
-from core.catalog import WHOLE_SLAB_PLANE
 from components.panels import TermRow, html_block, term_key, tree_html, tree_search_html
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,6 @@ def tree_step(dataset, slab_plane, section, term, expanded, search, data: TreeDa
     entry = context.catalog.get(dataset)
     if entry is None:
         return None
-    section = None if section in (None, WHOLE_SLAB_PLANE) else section
     rows = data.rows(entry.name, section, slab_plane)
     highlighted = (term["level"], term["name"]) if term and term.get("name") else None
     text = (search or "").strip()
@@ -177,7 +176,6 @@ def _clicked_term(trigger, event, entry, slab_plane, section, color_by, context)
         where: dict = {}
     else:
         target = entry.name
-        section = None if section in (None, WHOLE_SLAB_PLANE) else section
         where = ({"section": section} if section else {"slab_plane": slab_plane}) if entry.spatial else {}
     if target is None:
         return None
@@ -216,42 +214,30 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         Output(ids.TREE, "children"),
-        Input(ids.DATASET, "value"),
-        Input(ids.SLAB_PLANE, "value"),
-        Input(ids.SECTION, "value"),
-        Input(ids.TERM, "data"),
-        Input(ids.TREE_EXPANDED, "data"),
-        Input(ids.TREE_SEARCH, "value"),
+        inputs=dict(view=view_inputs(*PLACE, ids.TERM), expanded=Input(ids.TREE_EXPANDED, "data"),
+                    search=Input(ids.TREE_SEARCH, "value")),
     )
-    def draw_tree(dataset, slab_plane, section, term, expanded, search):
-        return tree_step(dataset, slab_plane, section, term, expanded, search, data)
+    def draw_tree(view, expanded, search):
+        return tree_step(*place_of(view), view[ids.TERM], expanded, search, data)
 
     @app.callback(
         Output(ids.TREE_EXPANDED, "data"),
-        Input(ids.TREE_TOGGLED, "data"),
-        Input(ids.TERM, "data"),
-        Input(ids.DATASET, "value"),
-        State(ids.TREE_EXPANDED, "data"),
+        inputs=dict(toggled=Input(ids.TREE_TOGGLED, "data"), view=view_inputs(ids.TERM, ids.DATASET)),
+        state=dict(expanded=State(ids.TREE_EXPANDED, "data")),
         prevent_initial_call=True,
     )
-    def update_expanded(toggled, term, dataset, expanded):
-        return expanded_step(ctx.triggered_id, toggled, dataset, term, expanded, context)
+    def update_expanded(toggled, view, expanded):
+        return expanded_step(ctx.triggered_id, toggled, view[ids.DATASET], view[ids.TERM], expanded, context)
 
     @app.callback(
         Output(ids.TERM, "data", allow_duplicate=True),
-        Input(ids.TERM_PICKED, "data"),
-        Input(ids.CLEAR_TERM, "n_clicks"),
-        Input(ids.MAP_GRAPH, "clickData"),
-        Input(ids.UMAP_GRAPH, "clickData"),
-        State(ids.DATASET, "value"),
-        State(ids.SLAB_PLANE, "value"),
-        State(ids.SECTION, "value"),
-        State(ids.COLOR_BY, "value"),
-        State(ids.TERM, "data"),
+        inputs=dict(picked=Input(ids.TERM_PICKED, "data"), _clear=Input(ids.CLEAR_TERM, "n_clicks"),
+                    map_click=Input(ids.MAP_GRAPH, "clickData"), umap_click=Input(ids.UMAP_GRAPH, "clickData")),
+        state=dict(view=view_states(*PLACE, ids.COLOR_BY, ids.TERM)),
         prevent_initial_call=True,
     )
-    def pick_term(picked, _clear, map_click, umap_click, dataset, slab_plane, section, color_by, term):
-        return pick_step(ctx.triggered_id, picked, map_click, umap_click, dataset, slab_plane, section, color_by,
-                         term, context)
+    def pick_term(picked, _clear, map_click, umap_click, view):
+        return pick_step(ctx.triggered_id, picked, map_click, umap_click, *place_of(view), view[ids.COLOR_BY],
+                         view[ids.TERM], context)
 
     return {"count_head": count_head, "draw_tree": draw_tree, "update_expanded": update_expanded, "pick_term": pick_term}

@@ -13,6 +13,7 @@ from typing import Any
 from dash import Input, Output, State, ctx, no_update
 
 from core.context import ViewerContext
+from callbacks.view import view_inputs, view_states
 from components import ids
 from components.analysis_panels import two_gene_legend
 from core.catalog import COLOR_BY_TWO_GENES
@@ -155,15 +156,13 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.BLEND_MODE, "value"),
         Output(ids.THRESHOLD_A, "value"),
         Output(ids.THRESHOLD_B, "value"),
-        Input(ids.URL, "search"),
-        Input(ids.COLOR_BY, "value"),
-        Input(ids.DATASET, "value"),
-        State(ids.GENE, "value"),
-        State(ids.GENE2, "value"),
+        inputs=dict(search=Input(ids.URL, "search"), view=view_inputs(ids.COLOR_BY, ids.DATASET)),
+        state=dict(genes=view_states(ids.GENE, ids.GENE2)),
         prevent_initial_call="initial_duplicate",
     )
-    def second_gene(search, color_by, dataset, gene, gene2):
-        return second_gene_step(ctx.triggered_id, search, color_by, dataset, gene, gene2, context)
+    def second_gene(search, view, genes):
+        return second_gene_step(ctx.triggered_id, search, view[ids.COLOR_BY], view[ids.DATASET], genes[ids.GENE],
+                                genes[ids.GENE2], context)
 
     @app.callback(
         Output(ids.GENE2, "options", allow_duplicate=True),
@@ -177,27 +176,21 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         Output(ids.TWO_GENES, "data"),
-        Input(ids.COLOR_BY, "value"),
-        Input(ids.GENE2, "value"),
-        Input(ids.BLEND_MODE, "value"),
-        Input(ids.THRESHOLD_A, "value"),
-        Input(ids.THRESHOLD_B, "value"),
-        State(ids.DATASET, "value"),
-        State(ids.TWO_GENES, "data"),
+        inputs=dict(view=view_inputs(ids.COLOR_BY, ids.GENE2, ids.BLEND_MODE, ids.THRESHOLD_A, ids.THRESHOLD_B)),
+        state=dict(dataset=State(ids.DATASET, "value"), current=State(ids.TWO_GENES, "data")),
     )
-    def two_gene_params(color_by, gene2, mode, threshold_a, threshold_b, dataset, current):
-        return params_step(color_by, dataset, gene2, mode, threshold_a, threshold_b, current, context)
+    def two_gene_params(view, dataset, current):
+        return params_step(view[ids.COLOR_BY], dataset, view[ids.GENE2], view[ids.BLEND_MODE], view[ids.THRESHOLD_A],
+                           view[ids.THRESHOLD_B], current, context)
 
     @app.callback(
         Output(ids.LEGEND, "children", allow_duplicate=True),
-        Input(ids.TWO_GENES, "data"),
-        Input(ids.GENE, "value"),
-        State(ids.COLOR_BY, "value"),
-        State(ids.DATASET, "value"),
+        inputs=dict(params=Input(ids.TWO_GENES, "data"), gene=Input(ids.GENE, "value")),
+        state=dict(view=view_states(ids.COLOR_BY, ids.DATASET)),
         prevent_initial_call="initial_duplicate",
     )
-    def two_gene_key(params, gene, color_by, dataset):
-        return legend_step(params, color_by, dataset, gene, context)
+    def two_gene_key(params, gene, view):
+        return legend_step(params, view[ids.COLOR_BY], view[ids.DATASET], gene, context)
 
     return {"show_controls": show_controls, "show_thresholds": show_thresholds, "second_gene": second_gene,
             "complete_second_gene": complete_second_gene, "two_gene_params": two_gene_params,

@@ -11,6 +11,7 @@ from typing import Any
 from dash import Input, Output, State, no_update
 
 from core.context import ViewerContext
+from callbacks.view import view_inputs, view_states
 from components import ids
 from core.catalog import COLOR_BY_GENE
 from components.figures import layout_image_of, message_figure, picture_figure, view_patch
@@ -110,28 +111,23 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.NOTICE_UMAP, "children"),
         Output(ids.UMAP_PANEL, "hidden"),
         Output(ids.UMAP_FRAME, "data"),
-        Input(ids.DATASET, "value"),
-        Input(ids.COLOR_BY, "value"),
-        Input(ids.GENE, "value"),
-        Input(ids.TERM, "data"),
-        Input(ids.UMAP_VIEWPORT, "data"),
-        Input(ids.UMAP_SIZE, "data"),
-        Input(ids.UMAP_HIGHLIGHT, "data"),
-        State(ids.UMAP_FRAME, "data"),
+        inputs=dict(view=view_inputs(ids.DATASET, ids.COLOR_BY, ids.GENE, ids.TERM),
+                    viewport=Input(ids.UMAP_VIEWPORT, "data"), size=Input(ids.UMAP_SIZE, "data"),
+                    highlight=Input(ids.UMAP_HIGHLIGHT, "data")),
+        state=dict(drawn_frame=State(ids.UMAP_FRAME, "data")),
     )
-    def draw_umap(dataset, color_by, gene, term, viewport, size, highlight, drawn_frame):
-        return umap_figure_step(drawn_frame, dataset, color_by, gene, term, viewport, size, context,
-                                linked=highlight)
+    def draw_umap(view, viewport, size, highlight, drawn_frame):
+        return umap_figure_step(drawn_frame, view[ids.DATASET], view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM],
+                                viewport, size, context, linked=highlight)
 
     @app.callback(
         Output(ids.UMAP_VIEWPORT, "data"),
-        Input(ids.UMAP_GRAPH, "relayoutData"),
-        State(ids.UMAP_VIEWPORT, "data"),
-        State(ids.DATASET, "value"),
+        inputs=dict(relayout=Input(ids.UMAP_GRAPH, "relayoutData")),
+        state=dict(current=State(ids.UMAP_VIEWPORT, "data"), view=view_states(ids.DATASET)),
         prevent_initial_call=True,
     )
-    def follow_umap_zoom(relayout, current, dataset):
-        return umap_viewport_step(relayout, current, dataset, context)
+    def follow_umap_zoom(relayout, current, view):
+        return umap_viewport_step(relayout, current, view[ids.DATASET], context)
 
     app.clientside_callback(
         f"function (figure) {{ return window.atlasViewer.watchSize('{ids.UMAP_GRAPH}', '{ids.UMAP_SIZE}'); }}",
