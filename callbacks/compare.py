@@ -23,7 +23,7 @@ from core.context import ViewerContext, term_counts
 from callbacks.view import place_of, view_inputs
 from components import ids
 from components.analysis_panels import GALLERY_SIZE_PX, gallery_html, shared_legend_html, two_gene_legend
-from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
+from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from components.figures import layout_image_of, message_figure, picture_figure, view_patch
 from components.panels import gene_legend
 from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range,
@@ -159,11 +159,7 @@ def legend_step(mode: str | None, sections: list, color_by: str | None, gene: st
         cells = context.atlas.cells(dataset, section=section)
         counts = term_counts(cells, level)
         categories = [str(c) for c in cells[level].cat.categories]
-        if level == COLOR_BY_REGION:
-            by_name = context.atlas.region_colors(dataset)
-            palette = [by_name.get(name, "#bebebe") for name in categories]
-        else:
-            palette = list(context.atlas.taxonomy(dataset).colors(level))
+        palette = list(context.atlas.colors(dataset, level))
         for name, colour in zip(categories, palette):
             if name in counts:
                 totals.setdefault(name, [0] * len(datasets))[slot] = counts[name]

@@ -84,7 +84,7 @@ def nearest_cell_info(
         if code < 0:
             levels.append((level, "unassigned", "#c8c8c8"))
             continue
-        colors = taxonomy.colors(level)
+        colors = atlas.colors(dataset, level)
         levels.append((level, str(column.cat.categories[code]), colors[code] if code < len(colors) else "#c8c8c8"))
     info: dict[str, Any] = {
         "row": int(row),

@@ -49,15 +49,11 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
     cells = atlas.cells(entry.name, **where)
     counts = term_counts(cells, color_by)
     highlighted = term.get("name") if term and term.get("level") == color_by else None
-    if color_by == COLOR_BY_REGION:
-        colors = atlas.region_colors(entry.name)
-        items = [(name, colors.get(name, "#bebebe"), counts[name]) for name in cells[color_by].cat.categories
-                 if name in counts]
-        return html_block(legend_html(color_by, items, None, clickable=False)), "Regions", "", "min", "max"
-    taxonomy = atlas.taxonomy(entry.name)
-    palette = taxonomy.colors(color_by)
+    palette = atlas.colors(entry.name, color_by)
     categories = list(cells[color_by].cat.categories)
     items = [(str(name), palette[i], counts[str(name)]) for i, name in enumerate(categories) if str(name) in counts]
+    if color_by == COLOR_BY_REGION:
+        return html_block(legend_html(color_by, items, None, clickable=False)), "Regions", "", "min", "max"
     title = f"{color_by} ({len(items):,} here)"
     return html_block(legend_html(color_by, items, highlighted)), title, "", "min", "max"
 

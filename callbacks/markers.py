@@ -101,7 +101,7 @@ def selection_markers(selection: dict, level: str | None, added: list[str] | Non
     long = selection_dot_plot_table(context.atlas, dataset, mask, genes, labels=labels, **where)
     rows, colors = list(labels), ["#2f6fde", "#9aa1ad"]
     if level and level in entry.levels:
-        table = composition(cells, level, mask, colors=list(context.atlas.taxonomy(dataset).colors(level)))
+        table = composition(cells, level, mask, colors=list(context.atlas.colors(dataset, level)))
         table = table[~table["term"].isin(["Adjacent", "unassigned"])].head(SELECTION_TERM_ROWS)
         if len(table):
             terms = table["term"].astype(str).tolist()

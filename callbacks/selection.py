@@ -249,12 +249,7 @@ def summary_step(selection: dict | None, level: str | None, dataset: str | None,
         return text, message_figure("No cells inside the selection")
     if not level or level not in cells.columns:
         return text, message_figure("Choose a level")
-    if level == COLOR_BY_REGION:
-        by_name = context.atlas.region_colors(selection["dataset"])
-        colors = {str(k): v for k, v in by_name.items()}
-    else:
-        colors = list(context.atlas.taxonomy(selection["dataset"]).colors(level))
-    table = composition(cells, level, mask, colors=colors)
+    table = composition(cells, level, mask, colors=list(context.atlas.colors(selection["dataset"], level)))
     figure = composition_figure(table["term"].tolist(), table["n_cells"].tolist(), table["color"].tolist(),
                                 level)
     return text, figure

@@ -5,6 +5,7 @@ Built once in ``create_app`` and handed to each module's ``register``; nothing h
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -14,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from core.catalog import AtlasLookups, catalog_from_atlas
-from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog
-from core.picture import PictureRequest
-from core.state import ViewState, frame_bounds
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, AtlasLookups, Catalog, catalog_from_atlas
+from core.picture import view_picture
 from core.selection import SelectionMasks
+from core.state import ViewState, frame_bounds
 from core.viewport import Window, padded, picture_geometry
 
 log = logging.getLogger(__name__)
@@ -120,21 +120,15 @@ class ViewerContext:
         if geometry is None:
             return None
         placed, w, h = geometry
-        extra = dict(extra or {})
-        if color_by == COLOR_BY_TWO_GENES and not extra.get("gene2"):
-            color_by = COLOR_BY_GENE  # until the second gene is known: the first alone
-        if color_by != COLOR_BY_TWO_GENES:
-            for key in ("gene2", "blend_mode", "threshold_a", "threshold_b"):
-                extra.pop(key, None)
-        if color_by not in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
-            gene = None
-        if color_by != COLOR_BY_GENE:
-            vmin = vmax = None
-        request = PictureRequest(
-            dataset=dataset, section=section, slab_plane=None if section else slab_plane, color_by=color_by,
-            gene=gene, term=term[1] if term else None, term_level=term[0] if term else None, window=placed,
-            width_px=w, height_px=h, vmin=vmin, vmax=vmax, **extra,
+        extra = extra or {}
+        state = ViewState(
+            dataset=dataset, slab_plane=slab_plane, section=section, color_by=color_by, gene=gene,
+            term=term[1] if term else None, term_level=term[0] if term else None, vmin=vmin, vmax=vmax,
+            gene2=extra.get("gene2"), blend_mode=extra.get("blend_mode") or "blend",
+            threshold_a=extra.get("threshold_a"), threshold_b=extra.get("threshold_b"),
         )
+        request = dataclasses.replace(view_picture(state, placed, w, h), selection=extra.get("selection"),
+                                      clusters=extra.get("clusters"))
         url = request.url()
         if self.version:
             url += f"&v={self.version}"

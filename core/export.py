@@ -142,11 +142,7 @@ def legend_counts(context: ViewerContext, state: ViewState, window: Window) -> L
     codes = np.asarray(column.cat.codes, dtype=np.int64)[shown]
     categories = [str(name) for name in column.cat.categories]
     counts = np.bincount(codes[codes >= 0], minlength=len(categories))
-    if state.color_by == COLOR_BY_REGION:
-        by_name = atlas.region_colors(state.dataset)
-        colors = [by_name.get(name, "#bebebe") for name in categories]
-    else:
-        colors = list(atlas.taxonomy(state.dataset).colors(state.color_by))
+    colors = list(atlas.colors(state.dataset, state.color_by))
     dimmed = bool(highlight is not None and np.any(inside & ~highlight))
     return LegendCounts(categories, colors, counts.astype(np.int64), dimmed)
 

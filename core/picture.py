@@ -116,7 +116,14 @@ class PictureRequest:
 
 def view_picture(state: ViewState, window: Window, width_px: int, height_px: int) -> PictureRequest:
     """The picture request of a view at a size (what the map's picture URL holds, at another resolution); a
-    selection of the view's own place (``sel_view=map``) is highlighted, written canonically."""
+    selection of the view's own place (``sel_view=map``) is highlighted, written canonically.
+
+    The one place where a view's colouring is cleaned for a picture: the gene only when colouring by gene(s), the
+    gene range only for one gene, two genes without the second yet as the first alone, thresholds only in
+    ``both`` mode.
+    """
+    if state.color_by == COLOR_BY_TWO_GENES and not state.gene2:
+        state = state.replace(color_by=COLOR_BY_GENE)  # until the second gene is known: the first alone
     gene = state.gene if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) else None
     by_gene = gene is not None and state.color_by == COLOR_BY_GENE
     two = {}

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from core.context import ViewerContext
-from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
+from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from core.picture import PictureRequest
 
 log = logging.getLogger(__name__)
@@ -96,11 +96,7 @@ def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int 
                               spread_px=spread, y_down=y_down)
     else:
         column = cells[picture.color_by]
-        if picture.color_by == COLOR_BY_REGION:
-            colors_by_name = atlas.region_colors(picture.dataset)
-            colors = [colors_by_name.get(str(name), "#bebebe") for name in column.cat.categories]
-        else:
-            colors = atlas.taxonomy(picture.dataset).colors(picture.color_by)
+        colors = atlas.colors(picture.dataset, picture.color_by)
         codes = np.asarray(column.cat.codes, dtype=np.int32)
         rgba = render_categorical(x, y, codes, colors, viewport, highlight=highlight, spread_px=spread,
                                   y_down=y_down)

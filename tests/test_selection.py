@@ -53,16 +53,14 @@ class GridAtlas:
         assert dataset == DATASET
         return self.x, self.y
 
-    def taxonomy(self, dataset):
-        colors = {"Class": ["#ff0000", "#0000ff", "#808080", "#c8c8c8"],
-                  "Cluster": [f"#0000{i:02x}" for i in range(10)] + ["#808080", "#c8c8c8"]}
-        return SimpleNamespace(colors=lambda level: colors[level])
+    COLORS = {"Class": ["#ff0000", "#0000ff", "#808080", "#c8c8c8"],
+              "Cluster": [f"#0000{i:02x}" for i in range(10)] + ["#808080", "#c8c8c8"]}
+
+    def colors(self, dataset, column):
+        return list(self.COLORS[column])
 
     def categories(self, dataset, level):
         return self.class_categories if level == "Class" else self.cluster_categories
-
-    def region_colors(self, dataset):
-        return {}
 
 
 @pytest.fixture()
