@@ -20,8 +20,9 @@ from dash import Input, Output, State, ctx, dcc, no_update
 from flask import request
 
 from core.context import ViewerContext
-from core.export import (count_cells, export_filename, figure_from_args, figure_request,
-                              plan_comparison)
+from core.cells import count_cells
+from core.export import export_filename, figure_from_args, figure_request
+from core.figures import plan_comparison
 from server.limits import RateLimited, check_export_rate
 from callbacks.navigation import address_state
 from callbacks.view import view_inputs, view_of, view_states

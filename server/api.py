@@ -24,7 +24,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from core.context import ViewerContext
-from core.export import cells_from_args, export_filename, figure_from_args, read_view, view_picture, view_window
+from core.export import cells_from_args, export_filename, figure_from_args, read_view
+from core.picture import view_picture
+from core.scope import view_window
 from core.requests import CELL_FORMATS, FIGURE_FORMATS, read_flag, read_number
 from core.errors import ViewError
 from core.state import check_keys

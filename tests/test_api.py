@@ -13,7 +13,8 @@ from PIL import Image
 
 from app import create_app
 from core.context import ViewerContext
-from core.export import view_picture, view_window
+from core.picture import view_picture
+from core.scope import view_window
 from core.state import ViewState
 from core.viewport import Window
 from settings import Settings

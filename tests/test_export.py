@@ -18,7 +18,8 @@ from PIL import Image
 
 from app import create_app
 from core.context import ViewerContext
-from core.export import visible_legend, view_window
+from core.figures import visible_legend
+from core.scope import view_window
 from callbacks.export_panel import (convert_size, download_step, genes_for_view, panel_args, panel_view,
                                     preview_step)
 from components import ids
@@ -106,7 +107,7 @@ def test_size_in_inches_gives_inches_times_dpi_pixels(client, spatial, section):
 
 def test_png_cells_are_rendered_at_the_export_resolution_not_upscaled(context, spatial, section):
     """A larger export draws more distinct cell pixels (a stretched screen picture would keep the same count)."""
-    from core.export import figure_panel
+    from core.figures import figure_panel
 
     state = ViewState(dataset=spatial, section=section, color_by="Class")
     small = figure_panel(context, state, figure_options({"width": "600", "height": "400"}, fmt="png",

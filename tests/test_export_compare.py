@@ -23,7 +23,7 @@ from PIL import Image
 from app import create_app
 from callbacks.compare import compare_datasets, gallery_sections, shared_gene_range
 from core.context import ViewerContext
-from core.export import comparison_views, plan_comparison
+from core.figures import comparison_views, plan_comparison
 from callbacks.export_panel import download_step, panel_args, preview_step, target_step
 from components import ids
 from core.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEntry
@@ -322,7 +322,8 @@ def test_every_comparison_panel_shares_one_scale_in_inches_per_mm(demo):
 def test_every_comparison_panel_draws_its_cells_with_one_dot_size(demo):
     """One scale on paper, one dot radius: the largest of the panels' own density radii (the demo's marmoset
     section is denser than the human one, so alone it would be drawn in single scattered pixels)."""
-    from core.export import comparison_spread_px, view_picture
+    from core.figures import comparison_spread_px
+    from core.picture import view_picture
     from core.render import picture_spread_px
 
     plan = _plan(demo, "png", dataset=demo.human, color_by="Class", panels="species")

@@ -24,7 +24,9 @@ from PIL import Image
 from app import create_app
 from callbacks.compare import compare_datasets, gallery_sections, shared_gene_range
 from core.context import ViewerContext
-from core.export import figure_panel, figure_request, plan_comparison, view_picture
+from core.export import figure_request
+from core.figures import figure_panel, plan_comparison
+from core.picture import view_picture
 from core.render import render_rgba
 from core.catalog import COLOR_BY_TWO_GENES
 from rendering.blend import DEFAULT_THEME, THEMES, blend_color, blend_table, render_two_genes

@@ -144,7 +144,7 @@ def test_a_lasso_on_the_map_selects_exactly_the_cells_inside_it(grid_context):
 
 def test_one_lasso_mask_serves_the_summary_the_picture_and_the_cell_export(grid_context, monkeypatch):
     """The count, the highlighted picture and the exported cells of one lasso read one mask, computed once."""
-    from core.export import count_cells
+    from core.cells import count_cells
     from core.picture import PictureRequest
     from core.render import render_rgba
     from core.state import ViewSelection, ViewState

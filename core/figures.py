@@ -1,0 +1,503 @@
+"""Figures of a view for papers: PNG, SVG and PDF, of the one view or of several panels.
+
+* :func:`render_figure` draws a publication figure of a view: the cells are re-rendered at the figure's resolution
+  through the ONE rendering path of the picture route (:func:`core.render.render_rgba`), then
+  :func:`rendering.figures.export_figure` adds vector axes, scale bar, the legend of the categories VISIBLE in the
+  view (the most frequent first), the colour bar or the two-gene 2-D colour key, title and species.
+* A figure is built from a list of :class:`FigurePanel`: one (the map or the UMAP), or with ``panels=species`` /
+  ``panels=gallery`` one per species side by side or per section of the gallery (:func:`render_comparison`).
+  Their choice and colouring come from :mod:`core.compare` (as the views on screen), each panel is rendered by the
+  same :func:`figure_panel`, and :func:`rendering.figures.export_panel_grid` lays them out at one scale with one
+  legend, colour bar or two-gene key: more panels, not a second rendering path.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range, shared_gene_range,
+                          slot_colouring)
+from core.context import ViewerContext
+from core.render import picture_spread_px, render_rgba, shown_gene_range, two_gene_ranges
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
+from core.errors import ViewError
+from core.requests import MAX_FIGURE_PANELS, MIN_PANEL_PX, FigureOptions, PanelRequest
+from core.picture import PictureRequest, view_picture
+from core.state import ViewState
+from core.viewport import Window, padded
+from core.scope import highlight_mask, inside_window, view_window, where_of
+
+log = logging.getLogger(__name__)
+
+#: Colour map of gene pictures (the render route's default, also the legend's).
+GENE_CMAP = "viridis"
+
+
+# ---------------------------------------------------------------------------------------------- legends
+@dataclass(frozen=True)
+class LegendCounts:
+    """Cells per category drawn bright in one view (inside its window; with a highlighted term, only its cells).
+
+    Attributes
+    ----------
+    names, colors : list of str
+        Every category of the colour-by column and its ``#rrggbb``.
+    counts : numpy.ndarray
+        ``(len(names),)`` int64 cells per category.
+    dimmed : bool
+        Whether cells outside the highlighted term are drawn (dimmed) in the window.
+    """
+
+    names: list
+    colors: list
+    counts: np.ndarray
+    dimmed: bool
+
+
+def legend_counts(context: ViewerContext, state: ViewState, window: Window) -> LegendCounts | None:
+    """The categories drawn in a view and their cells (None for a gene or two-gene view)."""
+    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
+        return None
+    atlas = context.atlas
+    where = where_of(context, state)
+    cells = atlas.cells(state.dataset, **where)
+    column = cells[state.color_by]
+    x = cells["x"].to_numpy()
+    y = cells["y"].to_numpy()
+    inside = inside_window(x, y, window)
+    highlight = highlight_mask(cells, state)
+    shown = inside if highlight is None else inside & highlight
+    codes = np.asarray(column.cat.codes, dtype=np.int64)[shown]
+    categories = [str(name) for name in column.cat.categories]
+    counts = np.bincount(codes[codes >= 0], minlength=len(categories))
+    colors = list(atlas.colors(state.dataset, state.color_by))
+    dimmed = bool(highlight is not None and np.any(inside & ~highlight))
+    return LegendCounts(categories, colors, counts.astype(np.int64), dimmed)
+
+
+def legend_entries(found: Sequence[LegendCounts], limit: int) -> list[tuple[str, str]]:
+    """ONE legend of one or several views: the categories with cells in any of them, the most cells (summed over
+    the views, by name) first; the colour is the first view's. More than ``limit`` end with a "+ N more" line; a
+    dimmed rest with one grey "other cells (dimmed)" entry.
+
+    Returns
+    -------
+    list of (label, ``#rrggbb``)
+    """
+    from rendering.colors import DIM_GREY
+
+    if limit <= 0:
+        return []
+    totals: dict[str, int] = {}
+    colours: dict[str, str] = {}
+    for item in found:
+        for name, colour, count in zip(item.names, item.colors, item.counts):
+            if count > 0:
+                totals[name] = totals.get(name, 0) + int(count)
+                colours.setdefault(name, colour)
+    present = sorted(totals, key=lambda name: -totals[name])  # stable: ties keep the first view's order
+    entries = [(name, colours[name]) for name in present[:limit]]
+    if len(present) > limit:
+        entries.append((f"+ {len(present) - limit} more with fewer cells", "#ffffff"))
+    if any(item.dimmed for item in found):
+        entries.append(("other cells (dimmed)", DIM_GREY))
+    return entries
+
+
+def visible_legend(context: ViewerContext, state: ViewState, window: Window, limit: int) -> list[tuple[str, str]]:
+    """Legend of the categories drawn in the view, the most frequent first.
+
+    Only cells inside ``window`` count (and, with a highlighted term, only its cells: the others are drawn
+    dimmed, listed as one grey entry). More than ``limit`` categories end with a "+ N more" line.
+
+    Returns
+    -------
+    list of (label, ``#rrggbb``)
+    """
+    if limit <= 0:
+        return []
+    found = legend_counts(context, state, window)
+    return legend_entries([found], limit) if found is not None else []
+
+
+def gene_colorbar(context: ViewerContext, picture: PictureRequest) -> tuple[str, float, float, str] | None:
+    """``(cmap, vmin, vmax, label)`` of a gene picture (the range the picture was coloured over), else None."""
+    if picture.color_by != COLOR_BY_GENE or not picture.gene:
+        return None
+    vmin, vmax = shown_gene_range(context, picture)
+    return GENE_CMAP, float(vmin), float(vmax), f"{picture.gene} (log2 expression)"
+
+
+def picture_two_gene_key(context: ViewerContext, picture: PictureRequest, gene_ranges: tuple | None = None) -> Any:
+    """The 2-D colour key (:class:`rendering.figures.TwoGeneKey`) of a two-gene picture, else None: its genes,
+    the ranges it is coloured over (``gene_ranges``, else :func:`core.render.two_gene_ranges`, as
+    :func:`core.render.render_rgba` uses them), its mode and thresholds, in the theme the route draws."""
+    from rendering.figures import TwoGeneKey
+
+    if picture.color_by != COLOR_BY_TWO_GENES or not picture.gene2:
+        return None
+    range_a, range_b = gene_ranges or two_gene_ranges(context, picture)
+    return TwoGeneKey(picture.gene, picture.gene2, range_a, range_b, mode=picture.blend_mode,
+                      threshold_a=picture.threshold_a or 0.0, threshold_b=picture.threshold_b or 0.0)
+
+
+def _colour_text(state: ViewState) -> str:
+    if state.color_by == COLOR_BY_TWO_GENES:
+        from rendering.blend import DEFAULT_THEME, THEMES
+
+        word_a, word_b, _ = THEMES[DEFAULT_THEME].colour_words()  # the theme the picture route draws in
+        return f"{state.gene} ({word_a}) and {state.gene2} ({word_b})"
+    if state.color_by == COLOR_BY_GENE:
+        return f"{state.gene} expression"
+    if state.color_by == COLOR_BY_REGION:
+        return "region"
+    return state.color_by
+
+
+def auto_title(context: ViewerContext, state: ViewState) -> str:
+    """Default figure title: what is drawn and how it is coloured."""
+    entry = context.catalog.get(state.dataset)
+    if entry is None:
+        return ""
+    if not entry.spatial:
+        where = f"{entry.name} UMAP"
+    elif state.section:
+        where = f"Section {state.section}"
+    else:
+        where = f"Slab plane {state.slab_plane}"
+    title = f"{where} · {_colour_text(state)}"
+    if state.term:
+        title += f" · {state.term}"
+    return title
+
+
+# ---------------------------------------------------------------------------------------------- figures
+@dataclass(frozen=True)
+class FigurePanel:
+    """One picture of a figure: a view drawn at the figure's resolution, with its legend or colour bar.
+
+    Attributes
+    ----------
+    rgba : numpy.ndarray
+        ``(H, W, 4)`` uint8, row 0 at the top as displayed.
+    window : Window
+        Data window the picture covers.
+    y_down : bool
+        Section (y axis down) or UMAP (y up).
+    units : str
+        ``"mm"`` for sections, ``""`` for a UMAP.
+    title, species : str
+    legend : list of (label, colour)
+        Visible categories (empty for a gene).
+    colorbar : tuple or None
+        ``(cmap, vmin, vmax, label)`` for a gene.
+    two_gene_key : rendering.figures.TwoGeneKey or None
+        The 2-D colour key of a two-gene view (:func:`picture_two_gene_key`).
+    """
+
+    rgba: np.ndarray
+    window: Window
+    y_down: bool
+    units: str
+    title: str
+    species: str
+    legend: list
+    colorbar: tuple | None
+    two_gene_key: Any = None
+
+
+def figure_panel(context: ViewerContext, state: ViewState, options: FigureOptions, *,
+                 max_px: int | None = None, window: Window | None = None, size_px: tuple[int, int] | None = None,
+                 title: str | None = None, with_legend: bool = True, spread_px: int | None = None,
+                 gene_ranges: tuple | None = None) -> FigurePanel:
+    """Render one view for a figure of ``options``' size: cells at print resolution plus legend or colour bar.
+
+    Parameters
+    ----------
+    max_px : int, optional
+        Largest raster side; default ``settings.max_export_px``.
+    window : Window, optional
+        Data window to draw; default the view's (:func:`view_window`).
+    size_px : (int, int), optional
+        Raster size; default as large as the whole figure (:func:`rendering.figures.export_raster_px`). A panel
+        of a grid passes its box at the figure's dpi.
+    title : str, optional
+        Panel title; default the figure's (``options.title``, else automatic).
+    with_legend : bool
+        Count the visible categories (a grid draws one legend of all its panels instead).
+    spread_px : int, optional
+        Dot radius of the cells; default from their density (:func:`core.render.picture_spread_px`).
+    gene_ranges : ((float, float), (float, float)), optional
+        Ranges of a two-gene view's genes (a comparison's shared pair); default each gene's in the dataset.
+    """
+    from rendering.figures import MAX_FIGURE_PX, export_raster_px
+    from rendering.raster import Viewport
+
+    entry = context.catalog.get(state.dataset)
+    window = window or view_window(context, state)
+    limit = min(max_px or context.settings.max_export_px, MAX_FIGURE_PX)
+    if size_px is None:
+        shape = Viewport(*window, 1, 1)
+        width_px, height_px = export_raster_px(shape, options.width_in, options.height_in, options.dpi,
+                                               max_px=limit)
+    else:
+        width_px, height_px = (max(1, min(int(v), limit)) for v in size_px)
+    picture = view_picture(state, window, width_px, height_px)
+    rgba = render_rgba(context, picture, spread_px=spread_px, gene_ranges=gene_ranges)
+    if title is None:
+        title = auto_title(context, state) if options.title is None else options.title
+    return FigurePanel(
+        rgba=rgba, window=window, y_down=entry.spatial, units="mm" if entry.spatial else "",
+        title=title, species=entry.species or "",
+        legend=visible_legend(context, state, window, options.legend_entries) if with_legend else [],
+        colorbar=gene_colorbar(context, picture), two_gene_key=picture_two_gene_key(context, picture, gene_ranges),
+    )
+
+
+def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: Any = None) -> bytes:
+    """The figure file of ``panels``: one view as today, or several laid out by ``grid``.
+
+    Parameters
+    ----------
+    panels : sequence of FigurePanel
+        One panel (its legend, colour bar, title and species are the figure's), or one per box of ``grid``.
+    grid : rendering.figures.PanelGrid, optional
+        The plan of a figure of several panels (:func:`plan_comparison`): their boxes at one scale, the ONE
+        legend or colour bar, the heading.
+
+    Raises
+    ------
+    ViewError
+        For several panels without a grid, or a grid of another number of panels.
+    """
+    from rendering.figures import export_figure, export_panel_grid
+    from rendering.raster import Viewport
+
+    if grid is not None:
+        if len(panels) != len(grid.geometry.boxes):
+            raise ViewError("panels", f"{len(panels)} pictures for a grid of {len(grid.geometry.boxes)}")
+        return export_panel_grid([p.rgba for p in panels], [p.window for p in panels], grid, fmt=options.fmt,
+                                 dpi=options.dpi, y_down=all(p.y_down for p in panels))
+    if len(panels) != 1:
+        raise ViewError("panels", f"a figure of {len(panels)} views needs a panel grid")
+    panel = panels[0]
+    height, width = panel.rgba.shape[:2]
+    viewport = Viewport(*panel.window, width, height, max_px=max(width, height))
+    return export_figure(
+        panel.rgba, viewport, fmt=options.fmt, width_in=options.width_in, height_in=options.height_in,
+        dpi=options.dpi, title=panel.title, species=panel.species, legend=panel.legend or None,
+        colorbar=panel.colorbar, y_down=panel.y_down, units=panel.units, two_gene_key=panel.two_gene_key,
+    )
+
+
+def render_figure(context: ViewerContext, state: ViewState, options: FigureOptions) -> bytes:
+    """The figure of one view as ``options.fmt`` bytes (PNG exactly ``width_px x height_px`` with its dpi).
+
+    Raises
+    ------
+    ViewError
+        When the view misses the cells.
+    """
+    return compose_figure([figure_panel(context, state, options)], options)
+
+
+# ---------------------------------------------------------------------------------------------- panels
+@dataclass(frozen=True)
+class PanelView:
+    """One panel of a comparison figure before it is drawn.
+
+    Attributes
+    ----------
+    state : ViewState
+        Its own view: dataset, section (and its slab plane), colouring carried over from the main view.
+    window : Window
+        The whole section (padded, as the map frames it).
+    title : str
+        Species and platform then section (side by side), or the section (gallery); a colouring that could not
+        be carried over says so on a last line.
+    gene_ranges : ((float, float), (float, float)) or None
+        A two-gene panel's ranges, the same for every two-gene panel of the figure (its one key).
+    """
+
+    state: ViewState
+    window: Window
+    title: str
+    gene_ranges: tuple | None = None
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """A comparison figure before its cells are drawn: the views and their layout (see :func:`plan_comparison`)."""
+
+    kind: str
+    views: tuple[PanelView, ...]
+    grid: Any  # rendering.figures.PanelGrid
+    heading: str
+
+
+def _two_genes(state: ViewState) -> dict | None:
+    if state.color_by != COLOR_BY_TWO_GENES or not state.gene2:
+        return None
+    return {"gene2": state.gene2, "blend_mode": state.blend_mode, "threshold_a": state.threshold_a,
+            "threshold_b": state.threshold_b}
+
+
+def _panel_state(context: ViewerContext, dataset: str, section: str, colouring: Any,
+                 gene_range: tuple[float, float] | None) -> ViewState:
+    """The view of one panel: ``colouring`` (``core.compare.SlotColouring``) on ``section`` of ``dataset``."""
+    entry = context.catalog.get(dataset)
+    extra = colouring.extra or {}
+    by_gene = colouring.color_by == COLOR_BY_GENE
+    return ViewState(
+        dataset=dataset, slab_plane=entry.sections[section].slab_plane, section=section,
+        color_by=colouring.color_by, gene=colouring.gene,
+        term=colouring.term[1] if colouring.term else None, term_level=colouring.term[0] if colouring.term else None,
+        vmin=gene_range[0] if by_gene and gene_range else None, vmax=gene_range[1] if by_gene and gene_range else None,
+        gene2=extra.get("gene2"), blend_mode=extra.get("blend_mode") or "blend",
+        threshold_a=extra.get("threshold_a"), threshold_b=extra.get("threshold_b"),
+    )
+
+
+def comparison_views(context: ViewerContext, state: ViewState, request: PanelRequest) -> list[PanelView]:
+    """The panels of a side-by-side or gallery figure, chosen and coloured as the map card shows them (:mod:`core.compare`).
+
+    * ``species``: the side-by-side datasets (``compare_datasets``: the first of each species), each on the
+      section asked (else its first), coloured by ``slot_colouring`` (the term only at a level shared across
+      species); a gene on ONE range for all: the range set by hand (``vmin``/``vmax``), else from the lowest
+      default low end to the highest default high end over the species measuring it (``shared_gene_range``).
+      Two genes likewise: each gene on one range over the species whose panel draws both (one 2-D key).
+    * ``gallery``: every section of the view's dataset (``gallery_sections``), coloured like the map (any level's
+      term); a gene on the range set by hand, else the DATASET's default range (one range for all sections); two
+      genes on their dataset default ranges.
+    """
+
+    term = {"level": state.term_level, "name": state.term} if state.term and state.term_level else None
+    views = []
+    if request.kind == "species":
+        datasets = compare_datasets(context)
+        gene_range = shared_gene_range(context, datasets, state.gene, state.vmin, state.vmax)
+        colourings = [slot_colouring(context, dataset, state.color_by, state.gene, term, _two_genes(state))
+                      for dataset in datasets]
+        both = [d for d, c in zip(datasets, colourings) if c.color_by == COLOR_BY_TWO_GENES]
+        pair = None
+        if both:  # two-gene pictures take no hand range: the shared default ranges of the species drawing both
+            pair = (shared_gene_range(context, both, state.gene, None, None),
+                    shared_gene_range(context, both, state.gene2, None, None))
+        for slot, (dataset, colouring) in enumerate(zip(datasets, colourings)):
+            entry = context.catalog.get(dataset)
+            asked = request.sections[slot] if slot < len(request.sections) else None
+            section = asked or first_section(context, dataset)
+            lines = [f"{entry.species or dataset} · {entry.platform}", section]
+            if colouring.note:
+                lines.append(colouring.note)
+            views.append(PanelView(_panel_state(context, dataset, section, colouring, gene_range),
+                                   padded(entry.sections[section].bounds), "\n".join(lines),
+                                   pair if colouring.color_by == COLOR_BY_TWO_GENES else None))
+        return views
+    entry = context.catalog.get(state.dataset)
+    colouring = slot_colouring(context, entry.name, state.color_by, state.gene, term, _two_genes(state),
+                               shared_only=False)
+    gene_range = hand_gene_range(state.vmin, state.vmax)
+    pair = None
+    if colouring.color_by == COLOR_BY_TWO_GENES:
+        pair = (context.gene_range(entry.name, colouring.gene),
+                context.gene_range(entry.name, colouring.extra["gene2"]))
+    for section in gallery_sections(context, entry.name):
+        title = section if not colouring.note else f"{section}\n{colouring.note}"
+        views.append(PanelView(_panel_state(context, entry.name, section, colouring, gene_range),
+                               padded(entry.sections[section].bounds), title, pair))
+    return views
+
+
+def comparison_title(context: ViewerContext, state: ViewState, request: PanelRequest, n_panels: int) -> str:
+    """Default title of a comparison figure: which panels and how they are coloured (and the highlighted term)."""
+    if request.kind == "species":
+        title = f"Species side by side · {_colour_text(state)}"
+    else:
+        title = f"{state.dataset} · {n_panels} sections · {_colour_text(state)}"
+    return title + (f" · {state.term}" if state.term else "")
+
+
+def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOptions,
+                    request: PanelRequest) -> ComparisonPlan:
+    """The views and layout of a side-by-side (a row) or gallery (the columns giving the largest panels) figure.
+
+    All panels share ONE scale (inches per mm; see :mod:`rendering.figures`), ONE legend of the categories
+    visible in any panel (most cells first), ONE colour bar or ONE two-gene key (the ranges of
+    :func:`comparison_views`), and each has its own scale bar (one length for all). Nothing is rendered yet: the
+    preview of the export panel shows this plan.
+
+    Raises
+    ------
+    ViewError
+        Naming ``panels`` when the panels would be smaller than :data:`MIN_PANEL_PX` (or find no room) at this
+        figure size and dpi.
+    """
+    from rendering.figures import plan_panel_grid
+
+    views = comparison_views(context, state, request)
+    if len(views) > MAX_FIGURE_PANELS:
+        raise ViewError("panels", f"{len(views)} panels; a figure holds at most {MAX_FIGURE_PANELS}")
+    found = [legend_counts(context, v.state, v.window) for v in views]
+    legend = legend_entries([f for f in found if f is not None], options.legend_entries)
+    colorbar = None
+    for view in views:
+        if view.state.color_by == COLOR_BY_GENE:
+            colorbar = gene_colorbar(context, view_picture(view.state, view.window, 1, 1))
+            break
+    key = next((picture_two_gene_key(context, view_picture(v.state, v.window, 1, 1), v.gene_ranges) for v in views
+                if v.state.color_by == COLOR_BY_TWO_GENES), None)
+    heading = comparison_title(context, state, request, len(views)) if options.title is None else options.title
+    species = ""
+    if request.kind == "gallery":
+        species = context.catalog.get(state.dataset).species or ""
+    grid = plan_panel_grid(
+        [(v.window.width, v.window.height) for v in views], [v.title for v in views],
+        width_in=options.width_in, height_in=options.height_in, dpi=options.dpi, heading=heading, species=species,
+        legend=legend, colorbar=colorbar, n_cols=len(views) if request.kind == "species" else None,
+        two_gene_key=key,
+    )
+    sizes = grid.raster_px(options.dpi) if grid.geometry.boxes else [(0, 0)]
+    smallest = min(min(size) for size in sizes)
+    if smallest < MIN_PANEL_PX:
+        what = "sections" if request.kind == "gallery" else "species"
+        raise ViewError(
+            "panels", f"{len(views)} {what} in a {options.width_px} x {options.height_px} px figure leave panels "
+                      f"of {smallest} px (at least {MIN_PANEL_PX}): make the figure larger (up to max_export_px) "
+                      f"or the legend shorter")
+    return ComparisonPlan(request.kind, tuple(views), grid, heading)
+
+
+def comparison_spread_px(context: ViewerContext, views: Sequence[PanelView], sizes: Sequence[tuple[int, int]]) -> int:
+    """One dot radius for every panel of a comparison figure: the panels share one scale, so one radius in
+    pixels is one cell size in mm on paper. It is the largest of the panels' own (density) radii: the sparsest
+    panel's cells meet their neighbours, the denser panels read as solid tissue instead of scattered pixels."""
+    radii = [picture_spread_px(context, view_picture(view.state, view.window, *size))
+             for view, size in zip(views, sizes) if min(size) > 0]
+    return max(radii, default=0)
+
+
+def render_comparison(context: ViewerContext, state: ViewState, options: FigureOptions,
+                      request: PanelRequest) -> bytes:
+    """The side-by-side or gallery figure as ``options.fmt`` bytes: every panel re-rendered through the ONE
+    rendering path (:func:`figure_panel`) at its box's size at the figure's dpi, then composed
+    (:func:`compose_figure`). The panels' rasters together never exceed the figure's pixels (their boxes lie
+    inside it), so the export size limit bounds them too.
+
+    Raises
+    ------
+    ViewError
+        See :func:`plan_comparison`.
+    """
+    plan = plan_comparison(context, state, options, request)
+    sizes = plan.grid.raster_px(options.dpi)
+    spread = comparison_spread_px(context, plan.views, sizes)
+    panels = [figure_panel(context, view.state, options, window=view.window, size_px=size, title=view.title,
+                           with_legend=False, spread_px=spread, gene_ranges=view.gene_ranges)
+              for view, size in zip(plan.views, sizes)]
+    return compose_figure(panels, options, plan.grid)
+
+
