@@ -22,7 +22,7 @@ from shapely.ops import unary_union
 
 from .anatomy import (REGION_COLORS, REGION_COLUMNS, REGION_DESCRIPTIONS, REGION_IDENTIFIERS, REGION_ORDER,
                       SPECIES_SHAPES, PlaneAnatomy, SpeciesFrame, anterior_plane, posterior_plane)
-from .bgmodel import BGModel, assign_clusters, assign_groups
+from .bgmodel import BGModel, assign_clusters, assign_groups, panel_means
 from .compositions import COMPOSITIONS
 from .counts import log2_cpm, sample_counts
 from .genes import EXAMPLE_GENES, GENE_BY_SYMBOL, ensembl_id, ncbi_id
@@ -33,6 +33,10 @@ from .util import LABEL_DATE, letters_id, stable_int, stream, uuids, write_csv
 log = logging.getLogger(__name__)
 
 SPATIAL_VERSION = "20250630"
+#: Negative-binomial shape of the panel counts and the share of detected transcripts a decoder misses, so a
+#: marker is detected in most, not all, cells of its type.
+PANEL_THETA = 2.0
+DROP_OUT = 0.1
 
 
 @dataclass(frozen=True)
@@ -290,20 +294,20 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
 
     neuron = np.array([g in model.neuron_groups for g in groups])
     qc_fail = (rng.random(n_all) < 0.03) & in_table
-    size = np.where(neuron, 4.0, 2.0) * rng.lognormal(0.0, 0.3, n_all) * spec.platform_gain
+    size = np.where(neuron, 10.0, 8.0) * rng.lognormal(0.0, 0.35, n_all) * spec.platform_gain
     size[qc_fail] *= 0.15
 
     # expression (all cells, then the h5ad keeps the extras and loses a few table cells)
     panel = model.panels[spec.species]
     gidx = np.array([model.gene_index[g] for g in panel])
-    mean = model.profiles[:, gidx] * model.species_factor[spec.species][gidx][None, :]
+    mean = panel_means(model, spec.species, panel, seed)
     genes_df = _gene_table(spec, panel)
     ex_genes = [g for g in EXAMPLE_GENES if g in panel]
     ex_cols = [panel.index(g) for g in ex_genes]
     h5ad_path = expr_dir / f"{spec.tag}-log2.h5ad"
     ids, symbols = genes_df["gene_identifier"].to_numpy(), genes_df["gene_symbol"].to_numpy()
     if scale.chunk_cells is None:
-        counts = sample_counts(mean, cluster_rows, size, rng)
+        counts = _drop_out(sample_counts(mean, cluster_rows, size, rng, theta=PANEL_THETA), rng)
         if bar is not None:
             bar.update(1)
         in_h5ad = _missing_from_h5ad(in_table, qc_fail, q, rng)
@@ -433,6 +437,14 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
     }
 
 
+def _drop_out(counts, rng: np.random.Generator, p: float = DROP_OUT):
+    """``counts`` with a share ``p`` of its detected entries lost (spots missed by decoding), CSR float32."""
+    lost = rng.random(counts.nnz) < p
+    counts.data[lost] = 0
+    counts.eliminate_zeros()
+    return counts
+
+
 def _missing_from_h5ad(in_table: np.ndarray, qc_fail: np.ndarray, q: int, rng: np.random.Generator) -> np.ndarray:
     """Bool mask of the cells in the h5ad: all but ``q`` QC-passed table cells."""
     missing = np.sort(rng.choice(np.flatnonzero(in_table & ~qc_fail), size=q, replace=False))
@@ -459,7 +471,7 @@ def _stream_expression(path: Path, ids, symbols, mean: np.ndarray, cluster_rows:
     with StreamingH5adWriter(path, ids, symbols) as h5:
         for a in range(0, n, chunk_cells):
             b = min(n, a + chunk_cells)
-            counts = sample_counts(mean, cluster_rows[a:b], size[a:b], rng)
+            counts = _drop_out(sample_counts(mean, cluster_rows[a:b], size[a:b], rng, theta=PANEL_THETA), rng)
             log2 = log2_cpm(counts)
             totals[a:b] = np.asarray(counts.sum(axis=1)).ravel()
             n_detected[a:b] = np.diff(counts.indptr)
