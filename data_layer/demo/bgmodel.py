@@ -85,9 +85,11 @@ def build_bg_model(seed: int, n_genes: int) -> BGModel:
 #: Spatial panels: marker means saturate at about this many counts per unit of cell size (a panel is designed so
 #: that no gene crowds the others out), and non-marker genes are switched on in this share of neuronal and of
 #: glial groups (neurons detect more of a panel than glia).
-PANEL_SATURATION = 3.0
-PANEL_PROGRAM_SHARE = {"neuron": 0.5, "other": 0.25}
+PANEL_SATURATION = 5.0
+PANEL_PROGRAM_SHARE = {"neuron": 0.5, "other": 0.3}
 PANEL_PROGRAM_LEVEL = 0.8
+#: Marker levels below this are a marker's background in cell types it does not mark.
+PANEL_MARKER_BACKGROUND = 0.05
 
 
 def panel_means(model: BGModel, species: str, panel: list[str], seed: int) -> np.ndarray:
@@ -101,6 +103,9 @@ def panel_means(model: BGModel, species: str, panel: list[str], seed: int) -> np
     gidx = np.array([model.gene_index[g] for g in panel])
     base = model.profiles[:, gidx] * model.species_factor[species][gidx][None, :]
     k = PANEL_SATURATION
+    # a marker's background (cell types without a rule) stays rare: a few percent of cells, not one in ten
+    marker = np.array([bool(model.genes[i].rules) for i in gidx])
+    base = np.where(marker[None, :] & (base < PANEL_MARKER_BACKGROUND), base * 0.2, base)
     mean = k * -np.expm1(-base / k)
     groups = list(model.taxonomy.groups)
     row_group = np.array([groups.index(c.group) for c in model.all_clusters])

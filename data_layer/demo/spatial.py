@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 SPATIAL_VERSION = "20250630"
 #: Negative-binomial shape of the panel counts and the share of detected transcripts a decoder misses, so a
 #: marker is detected in most, not all, cells of its type.
-PANEL_THETA = 2.0
+PANEL_THETA = 3.0
 DROP_OUT = 0.1
 
 
@@ -295,7 +295,7 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
     neuron = np.array([g in model.neuron_groups for g in groups])
     qc_fail = (rng.random(n_all) < 0.03) & in_table
     size = np.where(neuron, 10.0, 8.0) * rng.lognormal(0.0, 0.35, n_all) * spec.platform_gain
-    size[qc_fail] *= 0.15
+    size[qc_fail] *= 0.35  # low-count cells (few transcripts: high log2 CPM per transcript)
 
     # expression (all cells, then the h5ad keeps the extras and loses a few table cells)
     panel = model.panels[spec.species]
