@@ -910,26 +910,71 @@ def _numeric_inputs(x, y, values, vmin, vmax, how):
     return x, y, values, vmin, vmax
 
 
+#: Stands for "measured, not expressing" in the aggregation column of a gene picture: below every value, above
+#: -inf (not measured), so a pixel's ``max`` tells expressing > not expressing > not measured > empty (NaN).
+_NOT_EXPRESSING = -3.0e38
+
+
+@numba.njit(cache=True, nogil=True)
+def _expression_column_kernel(values, threshold, not_expressing):  # pragma: no cover - compiled
+    """One pass: a value above ``threshold`` stays, another measured value becomes ``not_expressing``, NaN -inf."""
+    out = np.empty_like(values)
+    for i in range(values.shape[0]):
+        value = values[i]
+        if np.isnan(value):
+            out[i] = -np.inf
+        elif value > threshold:
+            out[i] = value
+        else:
+            out[i] = not_expressing
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_expression_kernel(agg, vmin, scale, n_colors, not_expressing):  # pragma: no cover - compiled
+    """A gene picture's ``max`` aggregate -> (colour map index of expressing pixels, 0/1 index of the others:
+    0 = not expressing, 1 = not measured), -1 where the layer has nothing; two ``(H, W)`` int32 rasters."""
+    height, width = agg.shape
+    top = np.empty((height, width), dtype=np.int32)
+    under = np.empty((height, width), dtype=np.int32)
+    for r in range(height):
+        for c in range(width):
+            value = agg[r, c]
+            top[r, c] = -1
+            under[r, c] = -1
+            if np.isnan(value):
+                continue
+            if value == -np.inf:
+                under[r, c] = 1
+            elif value <= not_expressing:
+                under[r, c] = 0
+            else:
+                level = np.floor((value - vmin) * scale)
+                if level < 0:
+                    top[r, c] = 0
+                elif level > n_colors - 1:
+                    top[r, c] = n_colors - 1
+                else:
+                    top[r, c] = np.int32(level)
+    return top, under
+
+
 def _render_expression(x, y, values, viewport: Viewport, *, vmin: float, vmax: float, cmap: str, how: str,
                        highlight, dim: float, nan_color: str, zero_color: str, expressed_above: float,
                        background, spread_px: int, dot_radius_px: float | None, y_down: bool) -> np.ndarray:
     """:func:`render_numeric` with non-expressing cells in ``zero_color`` under the expressing ones.
 
-    Each group of cells (highlighted or not) is two layers: the expressing cells by the colour map (``max`` or
+    Each group of cells (highlighted or not) is two layers: the expressing cells by the colour map (``max``, or
     ``mean`` of the expressing cells of a pixel), over the others (a pixel with any measured non-expressing cell is
-    ``zero_color``, one of only not-measured cells ``nan_color``). Layers are spread one by one and painted in the
+    ``zero_color``, one of only not-measured cells ``nan_color``). With ``max`` both layers come from ONE column
+    and reduction (:data:`_NOT_EXPRESSING` ranks the cells). Layers are spread one by one and painted in the
     order highlighted expressing, highlighted others, other expressing, other others.
     """
     x, y, values, vmin, vmax = _numeric_inputs(x, y, values, vmin, vmax, how)
     values = np.ascontiguousarray(values)
     kind = values.dtype.type
     nan = kind(np.nan)
-    with np.errstate(invalid="ignore"):
-        expressing = values > expressed_above  # NaN compares False
-    measured = ~np.isnan(values)
-    # the under layer: 0 = a measured cell that does not express, -inf = a cell without a value
-    under_value = np.where(expressing, nan, np.where(measured, kind(0), kind(-np.inf)))
-    top_value = np.where(expressing, values, nan)
+    column = _expression_column_kernel(values, kind(expressed_above), kind(_NOT_EXPRESSING))
     if highlight is None:
         groups = {"": None}
     else:
@@ -941,23 +986,25 @@ def _render_expression(x, y, values, viewport: Viewport, *, vmin: float, vmax: f
     columns: dict[str, np.ndarray] = {}
     reductions: dict = {}
     for prefix, mask in groups.items():
-        columns[prefix + "top"] = top_value if mask is None else np.where(mask, top_value, nan)
-        columns[prefix + "under"] = under_value if mask is None else np.where(mask, under_value, nan)
-        reductions[prefix + "top"] = ds.max(prefix + "top") if how == "max" else ds.mean(prefix + "top")
-        reductions[prefix + "under"] = ds.max(prefix + "under")
+        ranked = column if mask is None else np.where(mask, column, nan)
+        columns[prefix + "rank"] = ranked
+        reductions[prefix + "rank"] = ds.max(prefix + "rank")
+        if how == "mean":
+            expressing = np.where(ranked > _NOT_EXPRESSING, ranked, nan)  # -inf and the sentinel compare below
+            columns[prefix + "mean"] = expressing
+            reductions[prefix + "mean"] = ds.mean(prefix + "mean")
     aggs = _aggregate(x, y, columns, reductions, viewport)
 
     scale = N_NUMERIC_COLORS / (vmax - vmin)
     map_lut = cmap_lut(cmap, N_NUMERIC_COLORS)
     under_lut = np.stack([np.asarray(to_rgba(zero_color), np.uint8), np.asarray(to_rgba(nan_color), np.uint8)])
     layers = []
-    for prefix, mask in groups.items():
-        top = _values_index_kernel(np.ascontiguousarray(aggs[prefix + "top"]), vmin, scale, N_NUMERIC_COLORS,
-                                   _NO_MASK, False)
-        under_agg = aggs[prefix + "under"]
-        under = np.full(under_agg.shape, -1, dtype=np.int32)
-        under[under_agg == 0] = 0
-        under[np.isneginf(under_agg)] = 1
+    for prefix in groups:
+        top, under = _split_expression_kernel(np.ascontiguousarray(aggs[prefix + "rank"]), vmin, scale,
+                                              N_NUMERIC_COLORS, float(np.float32(_NOT_EXPRESSING)))
+        if how == "mean":
+            top = _values_index_kernel(np.ascontiguousarray(aggs[prefix + "mean"]), vmin, scale, N_NUMERIC_COLORS,
+                                       _NO_MASK, False)
         top_lut, low_lut = (map_lut, under_lut) if prefix != "lo_" else (dim_lut(map_lut, dim), dim_lut(under_lut, dim))
         layers.append((_spread(top, spread_px, dot_radius_px), top_lut))
         layers.append((_spread(under, spread_px, dot_radius_px), low_lut))

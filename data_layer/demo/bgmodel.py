@@ -85,7 +85,7 @@ def build_bg_model(seed: int, n_genes: int) -> BGModel:
 #: Spatial panels: marker means saturate at about this many counts per unit of cell size (a panel is designed so
 #: that no gene crowds the others out), and non-marker genes are switched on in this share of neuronal and of
 #: glial groups (neurons detect more of a panel than glia).
-PANEL_SATURATION = 5.0
+PANEL_SATURATION = 8.0
 PANEL_PROGRAM_SHARE = {"neuron": 0.5, "other": 0.3}
 PANEL_PROGRAM_LEVEL = 0.8
 #: Marker levels below this are a marker's background in cell types it does not mark.
