@@ -28,6 +28,8 @@ ZERO_GREY = "#d9d9d9"
 NOT_MEASURED_COLOR = "#f1dfb6"
 #: The not-measured colour under its former name (the gene pictures' and keys' default ``nan_color``).
 NAN_GREY = NOT_MEASURED_COLOR
+#: The entries a gene picture's key shows beside its colour bar: (label, colour).
+GENE_KEY_ENTRIES = (("not expressed", ZERO_GREY), ("not measured", NOT_MEASURED_COLOR))
 #: Light grey toward which non-highlighted cells are blended.
 DIM_GREY = "#e6e6e6"
 #: Fully transparent RGBA, the default picture background.

@@ -959,6 +959,17 @@ def _split_expression_kernel(agg, vmin, scale, n_colors, not_expressing):  # pra
     return top, under
 
 
+@functools.lru_cache(maxsize=4)
+def _warm_plain_numeric(dtype: np.dtype) -> None:
+    """Compile the kernels of the plain numeric path (``zero_color=None``) for ``dtype`` along with the first gene
+    picture, so a server warmed up by drawing one gene picture has no kernel left to compile for the other."""
+    x = np.array([0.25, 0.75], dtype=dtype)
+    values = np.array([1.0, np.nan], dtype=dtype)
+    viewport = Viewport(0.0, 1.0, 0.0, 1.0, 2, 1)
+    for how in _HOW_NUMERIC:
+        render_numeric(x, x, values, viewport, vmin=0.0, vmax=1.0, how=how, zero_color=None)
+
+
 def _render_expression(x, y, values, viewport: Viewport, *, vmin: float, vmax: float, cmap: str, how: str,
                        highlight, dim: float, nan_color: str, zero_color: str, expressed_above: float,
                        background, spread_px: int, dot_radius_px: float | None, y_down: bool) -> np.ndarray:
@@ -971,6 +982,7 @@ def _render_expression(x, y, values, viewport: Viewport, *, vmin: float, vmax: f
     order highlighted expressing, highlighted others, other expressing, other others.
     """
     x, y, values, vmin, vmax = _numeric_inputs(x, y, values, vmin, vmax, how)
+    _warm_plain_numeric(values.dtype)
     values = np.ascontiguousarray(values)
     kind = values.dtype.type
     nan = kind(np.nan)
