@@ -8,7 +8,13 @@ do not fit for 5,322 clusters. ``ds.last`` is also the fastest datashader reduct
 ``max``/``first`` compare first), about 4x faster than ``ds.max`` at 4M cells.
 
 Numeric pictures (genes) aggregate the value per pixel with ``max`` (default) or ``mean`` and map it through a
-256-entry colour map table over a fixed, shown range ``[vmin, vmax]``; cells with a NaN value are light grey.
+256-entry colour map table over a fixed, shown range ``[vmin, vmax]``. As a biologist reads a gene map, cells that
+do not express the gene are light grey UNDER the expressing cells (whose dots are never covered by a neighbour's
+zero), and cells without a value ("not measured", NaN) have a colour of their own.
+
+Cell size: :func:`dot_radius_px` proposes a radius (a real number of pixels) from the density of the cells in view,
+or their physical size when zoomed in, and :func:`spread_dots` draws dots whose area follows it continuously;
+:func:`auto_spread_px` / :func:`spread_index` are the older whole-pixel disks.
 
 Highlighting (a term, a selection) aggregates two layers in ONE datashader pass (a ``summary`` reduction): the
 other cells, blended toward light grey, and the highlighted cells drawn on top with their own colour.
@@ -1087,7 +1093,8 @@ def auto_spread_px(
     max_spread_px: int = MAX_AUTO_SPREAD_PX,
     cell_diameter: float | None = None,
 ) -> int:
-    """Spread radius that keeps cells visible as tissue when zoomed in.
+    """Spread radius that keeps cells visible as tissue when zoomed in (whole pixels; see :func:`dot_radius_px` for
+    the continuous radius that does not jump between washed-out and solid as the window changes).
 
     Without ``cell_diameter`` (e.g. a UMAP): the typical distance between cells in pixels is
     ``sqrt(tissue_fraction * W * H / n)`` (the cells cover about ``tissue_fraction`` of the window); the radius

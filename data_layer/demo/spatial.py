@@ -1,11 +1,13 @@
 """The three basal ganglia spatial datasets (MERSCOPE human and macaque, Xenium marmoset).
 
-Each species has two coronal slab planes, an anterior one (accumbens, ventral pallidum, olfactory
-tubercle) and a posterior one (globus pallidus, thalamus, subthalamic nucleus, substantia nigra). As in
-the release, a human or macaque slab plane is a mosaic of sections cut from neighbouring blocks of one
-slab (block ``01``, ``02``...), each slightly off in registration; a marmoset plane holds serial sections
-of a whole hemisphere block. Cells are placed by tissue density, typed by the composition of their
-compartment, given negative-binomial panel counts, and written in the release's exact tables.
+Each species has two coronal slab planes (:mod:`.anatomy`, drawn at the species' own size and proportions),
+an anterior one (accumbens, ventral pallidum, olfactory tubercle) and a posterior one (globus pallidus,
+thalamus, subthalamic nucleus, substantia nigra). As in the release, a human or macaque slab plane is a mosaic
+of sections cut from neighbouring blocks of one slab (block ``01``, ``02``...), each slightly off in
+registration; a marmoset plane holds serial sections of a whole hemisphere. Cells are placed by tissue
+density, typed by the composition of their compartment, given negative-binomial panel counts (saturating
+marker levels, a share of non-marker genes per cell type, a decoder's drop-out: see
+:func:`.bgmodel.panel_means`), and written in the release's exact tables.
 """
 from __future__ import annotations
 
