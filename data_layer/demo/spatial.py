@@ -238,7 +238,8 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
                 sec = Section(f"{spec.donor}.CX.{slab}.{set_ordinal:02d}.{number:02d}",
                               spec.barcode_base + int(label_rng.integers(0, 99_999_999)), kind, plane_label,
                               plane_ordinal, slab, slab, set_ordinal, number)
-                n = int(cells_per_section * rng.uniform(0.9, 1.1))
+                # a whole-hemisphere section of a small brain holds fewer cells than a human block mosaic
+                n = int(cells_per_section * rng.uniform(0.85, 0.98))
                 u, v, comp = _sample_points(anat, n, rng)
                 uu, vv = _jitter(u, v, rng, 0.12 * shape.scale, 0.01, 0.8, ((u0 + u1) / 2, (v0 + v1) / 2))
                 sections.append(sec)
