@@ -50,7 +50,7 @@ from rendering.raster import (
     _composite,
     _coords,
     _orient,
-    spread_index,
+    _spread,
 )
 
 logger = logging.getLogger(__name__)
@@ -178,6 +178,7 @@ def render_two_genes(
     background: str | Sequence[int] | None = None,
     spread_px: int = 0,
     y_down: bool = False,
+    dot_radius_px: float | None = None,
 ) -> np.ndarray:
     """Picture of cells coloured by two genes at once.
 
@@ -205,11 +206,16 @@ def render_two_genes(
         Enlarge cells into empty neighbouring pixels up to this radius.
     y_down : bool
         Display orientation (see :mod:`rendering.raster`).
+    dot_radius_px : float, optional
+        Draw each cell as a dot of this radius in pixels (:func:`rendering.raster.dot_radius_px`); overrides
+        ``spread_px``.
 
     Returns
     -------
     numpy.ndarray
-        ``(viewport.height_px, viewport.width_px, 4)`` uint8 RGBA, row 0 = top of the picture.
+        ``(viewport.height_px, viewport.width_px, 4)`` uint8 RGBA, row 0 = top of the picture. Empty pixels are
+        ``background``: to make the theme's background fill the whole plot (not only the picture's window), give
+        the plot area :func:`plot_background` as its colour.
 
     Raises
     ------
@@ -258,7 +264,7 @@ def render_two_genes(
     drawn = ~np.isnan(agg_a)
     top[drawn] = (_levels(agg_a, lo_a, hi_a, levels) * levels + _levels(agg_b, lo_b, hi_b, levels))[drawn]
     top[drawn & np.isneginf(agg_a) & np.isneginf(agg_b)] = nan_index
-    top = spread_index(top, spread_px)
+    top = _spread(top, spread_px, dot_radius_px)
     if mode == "blend":
         image = _composite(top, lut, None, None, bg)
     else:
@@ -266,10 +272,23 @@ def render_two_genes(
         under = np.full(under_agg.shape, -1, dtype=np.int32)
         under[under_agg == 0] = 0
         under[np.isneginf(under_agg)] = 1
-        under = spread_index(under, spread_px)
+        under = _spread(under, spread_px, dot_radius_px)
         under_lut = np.stack([np.asarray(to_rgba(th.dimmed), np.uint8), np.asarray(to_rgba(th.nan), np.uint8)])
         image = _composite(top, lut, under, under_lut, bg)
     return _orient(image, y_down)
+
+
+def plot_background(theme: str | BlendTheme = DEFAULT_THEME) -> str:
+    """The colour a plot area showing a two-gene picture should have so that the picture's background fills the
+    plot exactly, as CSS: ``#rrggbb`` (``rgba(0,0,0,0)`` for a transparent theme background).
+
+    A picture covers its data window; where the plot shows more than that window (its aspect ratio is kept) the
+    plot's own colour shows, and a white plot around a near-black picture reads as strips.
+    """
+    background = to_rgba(_theme(theme).background)
+    if background[3] == 0:
+        return "rgba(0,0,0,0)"
+    return "#{:02x}{:02x}{:02x}".format(*background[:3])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,8 +21,15 @@ logger = logging.getLogger(__name__)
 UNASSIGNED_GREY = "#c8c8c8"
 #: Colour of cells the atlas labels ``Adjacent`` (outside the basal ganglia taxonomy).
 ADJACENT_GREY = "#808080"
-#: Colour of cells whose numeric value is missing (NaN), e.g. a gene not measured in that cell.
-NAN_GREY = "#d9d9d9"
+#: Colour of cells that do not express a gene (value 0) in a gene picture: a light grey under the colour map.
+ZERO_GREY = "#d9d9d9"
+#: Colour of cells whose numeric value is missing (NaN: "not measured", e.g. a cell without an expression row):
+#: a pale sand, told apart from the grey of non-expressing cells and from every colour of the gene map.
+NOT_MEASURED_COLOR = "#f1dfb6"
+#: The not-measured colour under its former name (the gene pictures' and keys' default ``nan_color``).
+NAN_GREY = NOT_MEASURED_COLOR
+#: The entries a gene picture's key shows beside its colour bar: (label, colour).
+GENE_KEY_ENTRIES = (("not expressed", ZERO_GREY), ("not measured", NOT_MEASURED_COLOR))
 #: Light grey toward which non-highlighted cells are blended.
 DIM_GREY = "#e6e6e6"
 #: Fully transparent RGBA, the default picture background.

@@ -366,7 +366,8 @@ def export_figure(
     rgba : numpy.ndarray
         ``(H, W, 4)`` uint8 picture from :mod:`rendering.raster` for ``viewport``, rendered with the SAME
         ``y_down`` (row 0 = top); render it at :func:`export_raster_px` size, with
-        ``spread_px=auto_spread_px(n_cells_in_view, that_viewport)`` so cells stay visible at print resolution.
+        ``dot_radius_px=dot_radius_px(n_cells_in_view, that_viewport, ...)`` so cells stay visible at print
+        resolution (or the older ``spread_px=auto_spread_px(...)``).
     viewport : Viewport
         Data window the picture covers (its pixel size is not used).
     fmt : {"png", "svg", "pdf"}
@@ -381,7 +382,8 @@ def export_figure(
     legend : list of (label, hex colour), optional
         Categories to list (the visible ones), in order; more than :data:`MAX_LEGEND_ENTRIES` are summarised.
     colorbar : (cmap, vmin, vmax, label), optional
-        Colour bar for a numeric picture, same table as the picture.
+        Colour bar for a numeric picture, same table as the picture. A gene picture's key also lists the cells that
+        do not express and those not measured: pass ``legend=list(rendering.colors.GENE_KEY_ENTRIES)`` with it.
     y_down : bool
         The picture's orientation (y axis reversed, as the atlas draws sections).
     scale_bar_mm : bool

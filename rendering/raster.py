@@ -8,7 +8,13 @@ do not fit for 5,322 clusters. ``ds.last`` is also the fastest datashader reduct
 ``max``/``first`` compare first), about 4x faster than ``ds.max`` at 4M cells.
 
 Numeric pictures (genes) aggregate the value per pixel with ``max`` (default) or ``mean`` and map it through a
-256-entry colour map table over a fixed, shown range ``[vmin, vmax]``; cells with a NaN value are light grey.
+256-entry colour map table over a fixed, shown range ``[vmin, vmax]``. As a biologist reads a gene map, cells that
+do not express the gene are light grey UNDER the expressing cells (whose dots are never covered by a neighbour's
+zero), and cells without a value ("not measured", NaN) have a colour of their own.
+
+Cell size: :func:`dot_radius_px` proposes a radius (a real number of pixels) from the density of the cells in view,
+or their physical size when zoomed in, and :func:`spread_dots` draws dots whose area follows it continuously;
+:func:`auto_spread_px` / :func:`spread_index` are the older whole-pixel disks.
 
 Highlighting (a term, a selection) aggregates two layers in ONE datashader pass (a ``summary`` reduction): the
 other cells, blended toward light grey, and the highlighted cells drawn on top with their own colour.
@@ -43,7 +49,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from rendering.colors import NAN_GREY, TRANSPARENT, cached_lut, cmap_lut, dim_lut, to_rgba
+from rendering.colors import NAN_GREY, TRANSPARENT, ZERO_GREY, cached_lut, cmap_lut, dim_lut, to_rgba
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PX = 8192
 #: Largest spread radius :func:`auto_spread_px` proposes.
 MAX_AUTO_SPREAD_PX = 5
+#: Diameter of a cell drawn at its physical size when a dataset gives none (mm): a brain cell body is about
+#: 10 um across.
+CELL_DIAMETER_MM = 0.010
+#: Largest dot radius the density rule of :func:`dot_radius_px` proposes (px): larger dots of sparse cells read
+#: as blobs, so beyond it only the physical size makes dots grow.
+MAX_DENSITY_RADIUS_PX = 2.5
+#: Largest dot radius :func:`dot_radius_px` proposes (px), a cell at physical size at the deepest zoom.
+MAX_DOT_RADIUS_PX = 10.0
 #: Number of entries of a numeric colour table (plus one for NaN).
 N_NUMERIC_COLORS = 256
 
@@ -330,6 +344,29 @@ def _paint_kernel(top, top_table, under, under_table, background, flip):  # prag
 
 
 @numba.njit(cache=True, nogil=True)
+def _paint_layers_kernel(indexes, table, offsets, background, flip):  # pragma: no cover - compiled
+    """``(L, H, W)`` index rasters (-1 = empty) to uint32 RGBA words: the first layer drawn at a pixel wins; layer
+    ``l``'s value ``v`` is ``table[offsets[l] + v]``."""
+    n_layers, height, width = indexes.shape
+    out = np.empty((height, width), dtype=np.uint32)
+    n_table = table.shape[0]
+    for r in range(height):
+        row = height - 1 - r if flip else r
+        for c in range(width):
+            word = background
+            for layer in range(n_layers):
+                value = indexes[layer, r, c]
+                if value >= 0:
+                    k = offsets[layer] + value
+                    if k >= n_table or (layer + 1 < n_layers and k >= offsets[layer + 1]):
+                        raise IndexError("an index raster value is beyond its colour table")
+                    word = table[k]
+                    break
+            out[row, c] = word
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def _values_index_kernel(agg, vmin, scale, n_colors, nan_only, neg_inf_is_nan):  # pragma: no cover - compiled
     """Numeric aggregate -> int32 index: ``floor((v - vmin) * scale)`` clipped to 0..n_colors-1, ``n_colors`` for
     a pixel of only-NaN cells (``nan_only`` mask, or ``-inf`` when ``neg_inf_is_nan``), -1 for empty."""
@@ -440,6 +477,61 @@ def _nearest_fill(index, dys, dxs, radius):  # pragma: no cover - compiled
     return out
 
 
+def _paint_layers(layers: Sequence[tuple[np.ndarray, np.ndarray]], background: tuple[int, int, int, int], *,
+                  flip: bool) -> np.ndarray:
+    """Index rasters with their colour tables, first layer on top, to ``(H, W, 4)`` uint8 (rows flipped when
+    ``flip``)."""
+    indexes = np.ascontiguousarray(np.stack([np.asarray(index, dtype=np.int32) for index, _ in layers]))
+    tables = [_words(lut) for _, lut in layers]
+    offsets = np.cumsum([0] + [len(t) for t in tables[:-1]]).astype(np.int64)
+    words = _paint_layers_kernel(indexes, np.ascontiguousarray(np.concatenate(tables)), offsets, _word(background),
+                                 bool(flip))
+    return _as_image(words)
+
+
+# compiled when imported (an explicit signature): the picture route's warm-up need not know this kernel
+@numba.njit("int32[:, ::1](int32[:, ::1], int64[::1], int64[::1], int64, int64, float64)", cache=True, nogil=True)
+def _nearest_fill_dots(index, dys, dxs, radius, n_full, extra):  # pragma: no cover - compiled
+    """:func:`_nearest_fill` with dots of ``n_full`` offsets, and offset ``n_full`` (one more pixel) only for the
+    drawn pixels whose position hashes below ``extra`` (0..1)."""
+    height, width = index.shape
+    integral = np.zeros((height + 1, width + 1), dtype=np.int32)
+    for r in range(height):
+        row_sum = 0
+        for c in range(width):
+            if index[r, c] >= 0:
+                row_sum += 1
+            integral[r + 1, c + 1] = integral[r, c + 1] + row_sum
+    out = index.copy()
+    threshold = np.uint32(min(max(extra, 0.0), 1.0) * 4294967295.0)
+    for r in range(height):
+        r_lo = max(r - radius, 0)
+        r_hi = min(r + radius + 1, height)
+        for c in range(width):
+            if index[r, c] >= 0:
+                continue
+            c_lo = max(c - radius, 0)
+            c_hi = min(c + radius + 1, width)
+            if integral[r_hi, c_hi] - integral[r_lo, c_hi] - integral[r_hi, c_lo] + integral[r_lo, c_lo] == 0:
+                continue
+            for k in range(dys.shape[0]):
+                rr = r + dys[k]
+                cc = c + dxs[k]
+                if 0 <= rr < height and 0 <= cc < width:
+                    value = index[rr, cc]
+                    if value >= 0:
+                        if k >= n_full:
+                            # the fractional pixel: only around a fixed share of the drawn pixels
+                            h = np.uint32((np.uint32(rr) * np.uint32(73856093)) ^ (np.uint32(cc) * np.uint32(19349663)))
+                            h = np.uint32(h ^ (h >> np.uint32(13))) * np.uint32(1274126177)
+                            h = np.uint32(h ^ (h >> np.uint32(16)))
+                            if h >= threshold:
+                                continue
+                        out[r, c] = value
+                        break
+    return out
+
+
 def spread_index(index: np.ndarray, spread_px: int) -> np.ndarray:
     """Enlarge drawn pixels into EMPTY neighbours up to ``spread_px`` away, nearest cell first.
 
@@ -466,6 +558,78 @@ def spread_index(index: np.ndarray, spread_px: int) -> np.ndarray:
         return index
     dys, dxs = _disk_offsets(spread_px)
     return _nearest_fill(np.ascontiguousarray(index, dtype=np.int32), dys, dxs, spread_px)
+
+
+@functools.lru_cache(maxsize=64)
+def _dot_offsets(n_pixels: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The ``n_pixels - 1`` pixel offsets nearest the centre (ties in a fixed angular order), nearest first, and
+    the largest of their coordinates: a dot of ``n_pixels`` pixels grows one pixel at a time."""
+    reach = int(math.ceil(math.sqrt(n_pixels / math.pi))) + 1
+    offsets = sorted(
+        (dy * dy + dx * dx, math.atan2(dy, dx) % (2 * math.pi), dy, dx)
+        for dy in range(-reach, reach + 1)
+        for dx in range(-reach, reach + 1)
+        if (dy, dx) != (0, 0)
+    )[: max(0, n_pixels - 1)]
+    dys = np.array([o[2] for o in offsets], dtype=np.int64)
+    dxs = np.array([o[3] for o in offsets], dtype=np.int64)
+    furthest = int(max([abs(o[2]) for o in offsets] + [abs(o[3]) for o in offsets] + [0]))
+    return dys, dxs, furthest
+
+
+def dot_area(radius_px: float) -> float:
+    """Area in pixels of a dot of ``radius_px``: ``pi * r**2``, at least 1 (a cell is at least one pixel)."""
+    if not (math.isfinite(radius_px) and radius_px >= 0):
+        raise ValueError(f"radius_px={radius_px!r} must be a finite number >= 0")
+    return max(1.0, math.pi * radius_px * radius_px)
+
+
+def dot_pixels(radius_px: float) -> int:
+    """Whole pixels every dot of ``radius_px`` covers: ``floor(pi * r**2)``, at least 1 (the fraction beyond is
+    covered by some dots, see :func:`spread_dots`)."""
+    return int(math.floor(dot_area(radius_px) + 1e-9))
+
+
+def spread_dots(index: np.ndarray, radius_px: float) -> np.ndarray:
+    """Draw every drawn pixel as a dot of radius ``radius_px`` (a real number), filling EMPTY pixels only.
+
+    Unlike :func:`spread_index` (disks of whole-pixel radius: 1, 9, 21... pixels), a dot covers the
+    ``floor(pi * r**2)`` pixels nearest its centre, and the fraction of a pixel beyond is drawn as one more pixel
+    around that share of the pixels (chosen by a fixed hash of the pixel position): the painted area follows the
+    radius continuously, so the picture changes smoothly with the window size or the zoom. Pixels showing a cell
+    are never overwritten; an empty pixel takes the nearest drawn pixel among the dot's offsets.
+
+    Parameters
+    ----------
+    index : numpy.ndarray
+        ``(H, W)`` int32 index raster, -1 = empty.
+    radius_px : float
+        Dot radius in pixels (below about 0.56: a single pixel, unchanged).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` int32 (the input itself when the dot is one pixel).
+    """
+    area = dot_area(radius_px)
+    n_pixels = dot_pixels(radius_px)
+    extra = area - n_pixels  # share of the dots one pixel bigger
+    if n_pixels == 1 and extra < 1e-6:
+        return index
+    dys, dxs, reach = _dot_offsets(n_pixels + 1)
+    return _nearest_fill_dots(np.ascontiguousarray(index, dtype=np.int32), dys, dxs, reach, n_pixels - 1,
+                              float(extra))
+
+
+def _spread(index: np.ndarray, spread_px: int, dot_radius_px: float | None) -> np.ndarray:
+    """The spread a renderer was asked for: a dot of ``dot_radius_px`` when given, else a disk of ``spread_px``."""
+    if dot_radius_px is not None:
+        return spread_dots(index, dot_radius_px)
+    return spread_index(index, spread_px)
+
+
+def _single_pixel(spread_px: int, dot_radius_px: float | None) -> bool:
+    return dot_area(dot_radius_px) <= 1.0 + 1e-6 if dot_radius_px is not None else int(spread_px) == 0
 
 
 def _composite(
@@ -529,6 +693,7 @@ def render_categorical(
     background: str | Sequence[int] = TRANSPARENT,
     spread_px: int = 0,
     y_down: bool = False,
+    dot_radius_px: float | None = None,
 ) -> np.ndarray:
     """Picture of cells coloured by an integer category code.
 
@@ -554,6 +719,9 @@ def render_categorical(
         Enlarge cells into empty neighbouring pixels up to this radius (see :func:`auto_spread_px`).
     y_down : bool
         Display orientation; see the module docstring for which row is which y.
+    dot_radius_px : float, optional
+        Draw each cell as a dot of this radius in pixels instead (a real number, see :func:`dot_radius_px` and
+        :func:`spread_dots`); overrides ``spread_px``.
 
     Returns
     -------
@@ -585,17 +753,17 @@ def render_categorical(
     background = to_rgba(background)
     if highlight is None:
         aggs = _aggregate(x, y, {"code": field}, {"top": ds.last("code")}, viewport)
-        if spread_px == 0:  # one pass: aggregate -> picture rows in display order
+        if _single_pixel(spread_px, dot_radius_px):  # one pass: aggregate -> picture rows in display order
             words = _paint_codes_kernel(np.ascontiguousarray(aggs["top"]), _words(lut), _word(background),
                                         not y_down)
             return _as_image(words)
-        top = spread_index(_codes_to_index(aggs["top"]), spread_px)
+        top = _spread(_codes_to_index(aggs["top"]), spread_px, dot_radius_px)
         return _paint(top, lut, None, None, background, flip=not y_down)
     mask = _highlight_mask(highlight, codes, n_codes)
     columns = {"under": np.where(mask, np.float32(np.nan), field), "top": np.where(mask, field, np.float32(np.nan))}
     aggs = _aggregate(x, y, columns, {"under": ds.last("under"), "top": ds.last("top")}, viewport)
-    top = spread_index(_codes_to_index(aggs["top"]), spread_px)
-    under = spread_index(_codes_to_index(aggs["under"]), spread_px)
+    top = _spread(_codes_to_index(aggs["top"]), spread_px, dot_radius_px)
+    under = _spread(_codes_to_index(aggs["under"]), spread_px, dot_radius_px)
     return _paint(top, lut, under, dim_lut(lut, dim), background, flip=not y_down)
 
 
@@ -615,8 +783,17 @@ def render_numeric(
     background: str | Sequence[int] = TRANSPARENT,
     spread_px: int = 0,
     y_down: bool = False,
+    zero_color: str | None = ZERO_GREY,
+    expressed_above: float = 0.0,
+    dot_radius_px: float | None = None,
 ) -> np.ndarray:
     """Picture of cells coloured by a number (e.g. a gene's log2 expression).
+
+    By default (``zero_color`` given) the picture is drawn as a biologist reads a gene map: cells that do not
+    express the gene (value at or below ``expressed_above``) in a light grey, the expressing cells in the colour
+    map ON TOP of them (their dots are never covered by a neighbour's zero), cells without a value ("not
+    measured", NaN) in ``nan_color``, distinct from both. With ``zero_color=None`` every cell with a value is
+    coloured by the map, zeros at its low end.
 
     Parameters
     ----------
@@ -646,12 +823,24 @@ def render_numeric(
         Enlarge cells into empty neighbouring pixels up to this radius.
     y_down : bool
         Display orientation; see the module docstring.
+    zero_color : str or None
+        Hex colour of the cells that do not express (:data:`rendering.colors.ZERO_GREY` by default); ``None``:
+        colour them by the map like every other value.
+    expressed_above : float
+        A cell expresses when its value is above this (default 0: detected at all).
+    dot_radius_px : float, optional
+        Draw each cell as a dot of this radius in pixels (see :func:`dot_radius_px`); overrides ``spread_px``.
 
     Returns
     -------
     numpy.ndarray
         ``(viewport.height_px, viewport.width_px, 4)`` uint8 RGBA, row 0 = top of the picture.
     """
+    if zero_color is not None:
+        return _render_expression(x, y, values, viewport, vmin=vmin, vmax=vmax, cmap=cmap, how=how,
+                                  highlight=highlight, dim=dim, nan_color=nan_color, zero_color=zero_color,
+                                  expressed_above=expressed_above, background=background, spread_px=spread_px,
+                                  dot_radius_px=dot_radius_px, y_down=y_down)
     x, y = _coords(x, y)
     values = np.asarray(values)
     _check_length("values", values, x.shape[0])
@@ -706,10 +895,194 @@ def render_numeric(
         else:
             nan_only = (aggs[name + "_n"] > 0) & np.isnan(agg)
             index = _values_index_kernel(agg, vmin, scale, N_NUMERIC_COLORS, nan_only, False)
-        indexes[name] = spread_index(index, spread_px)
+        indexes[name] = _spread(index, spread_px, dot_radius_px)
     if highlight is None:
         return _paint(indexes["top"], lut, None, None, to_rgba(background), flip=not y_down)
     return _paint(indexes["top"], lut, indexes["under"], dim_lut(lut, dim), to_rgba(background), flip=not y_down)
+
+
+def _numeric_inputs(x, y, values, vmin, vmax, how):
+    x, y = _coords(x, y)
+    values = np.asarray(values)
+    _check_length("values", values, x.shape[0])
+    if values.dtype not in (np.float32, np.float64):  # integers, float16 (exact in float32)
+        values = values.astype(np.float32)
+    if how not in _HOW_NUMERIC:
+        raise ValueError(f"how={how!r} must be one of {_HOW_NUMERIC}")
+    vmin = float(vmin)
+    vmax = float(vmax)
+    if not (math.isfinite(vmin) and math.isfinite(vmax) and vmin < vmax):
+        raise ValueError(f"the shown range vmin={vmin!r}, vmax={vmax!r} must be finite with vmin < vmax")
+    return x, y, values, vmin, vmax
+
+
+#: Stands for "measured, not expressing" in the aggregation column of a gene picture: below every value, above
+#: -inf (not measured), so a pixel's ``max`` tells expressing > not expressing > not measured > empty (NaN).
+_NOT_EXPRESSING = -3.0e38
+
+
+@numba.njit(cache=True, nogil=True)
+def _expression_column_kernel(values, threshold, not_expressing):  # pragma: no cover - compiled
+    """One pass: a value above ``threshold`` stays, another measured value becomes ``not_expressing``, NaN -inf."""
+    out = np.empty_like(values)
+    for i in range(values.shape[0]):
+        value = values[i]
+        if np.isnan(value):
+            out[i] = -np.inf
+        elif value > threshold:
+            out[i] = value
+        else:
+            out[i] = not_expressing
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_expression_kernel(agg, vmin, scale, n_colors, not_expressing):  # pragma: no cover - compiled
+    """A gene picture's ``max`` aggregate -> (colour map index of expressing pixels, 0/1 index of the others:
+    0 = not expressing, 1 = not measured), -1 where the layer has nothing; two ``(H, W)`` int32 rasters."""
+    height, width = agg.shape
+    top = np.empty((height, width), dtype=np.int32)
+    under = np.empty((height, width), dtype=np.int32)
+    for r in range(height):
+        for c in range(width):
+            value = agg[r, c]
+            top[r, c] = -1
+            under[r, c] = -1
+            if np.isnan(value):
+                continue
+            if value == -np.inf:
+                under[r, c] = 1
+            elif value <= not_expressing:
+                under[r, c] = 0
+            else:
+                level = np.floor((value - vmin) * scale)
+                if level < 0:
+                    top[r, c] = 0
+                elif level > n_colors - 1:
+                    top[r, c] = n_colors - 1
+                else:
+                    top[r, c] = np.int32(level)
+    return top, under
+
+
+@functools.lru_cache(maxsize=4)
+def _warm_plain_numeric(dtype: np.dtype) -> None:
+    """Compile the kernels of the plain numeric path (``zero_color=None``) for ``dtype`` along with the first gene
+    picture, so a server warmed up by drawing one gene picture has no kernel left to compile for the other."""
+    x = np.array([0.25, 0.75], dtype=dtype)
+    values = np.array([1.0, np.nan], dtype=dtype)
+    viewport = Viewport(0.0, 1.0, 0.0, 1.0, 2, 1)
+    for how in _HOW_NUMERIC:
+        render_numeric(x, x, values, viewport, vmin=0.0, vmax=1.0, how=how, zero_color=None)
+
+
+def _render_expression(x, y, values, viewport: Viewport, *, vmin: float, vmax: float, cmap: str, how: str,
+                       highlight, dim: float, nan_color: str, zero_color: str, expressed_above: float,
+                       background, spread_px: int, dot_radius_px: float | None, y_down: bool) -> np.ndarray:
+    """:func:`render_numeric` with non-expressing cells in ``zero_color`` under the expressing ones.
+
+    Each group of cells (highlighted or not) is two layers: the expressing cells by the colour map (``max``, or
+    ``mean`` of the expressing cells of a pixel), over the others (a pixel with any measured non-expressing cell is
+    ``zero_color``, one of only not-measured cells ``nan_color``). With ``max`` both layers come from ONE column
+    and reduction (:data:`_NOT_EXPRESSING` ranks the cells). Layers are spread one by one and painted in the
+    order highlighted expressing, highlighted others, other expressing, other others.
+    """
+    x, y, values, vmin, vmax = _numeric_inputs(x, y, values, vmin, vmax, how)
+    _warm_plain_numeric(values.dtype)
+    values = np.ascontiguousarray(values)
+    kind = values.dtype.type
+    nan = kind(np.nan)
+    column = _expression_column_kernel(values, kind(expressed_above), kind(_NOT_EXPRESSING))
+    if highlight is None:
+        groups = {"": None}
+    else:
+        mask = np.asarray(highlight)
+        if mask.dtype != bool:
+            raise ValueError(f"highlight for a numeric picture must be a boolean mask, got dtype {mask.dtype}")
+        _check_length("highlight mask", mask, x.shape[0])
+        groups = {"hi_": mask, "lo_": ~mask}
+    columns: dict[str, np.ndarray] = {}
+    reductions: dict = {}
+    for prefix, mask in groups.items():
+        ranked = column if mask is None else np.where(mask, column, nan)
+        columns[prefix + "rank"] = ranked
+        reductions[prefix + "rank"] = ds.max(prefix + "rank")
+        if how == "mean":
+            expressing = np.where(ranked > _NOT_EXPRESSING, ranked, nan)  # -inf and the sentinel compare below
+            columns[prefix + "mean"] = expressing
+            reductions[prefix + "mean"] = ds.mean(prefix + "mean")
+    aggs = _aggregate(x, y, columns, reductions, viewport)
+
+    scale = N_NUMERIC_COLORS / (vmax - vmin)
+    map_lut = cmap_lut(cmap, N_NUMERIC_COLORS)
+    under_lut = np.stack([np.asarray(to_rgba(zero_color), np.uint8), np.asarray(to_rgba(nan_color), np.uint8)])
+    layers = []
+    for prefix in groups:
+        top, under = _split_expression_kernel(np.ascontiguousarray(aggs[prefix + "rank"]), vmin, scale,
+                                              N_NUMERIC_COLORS, float(np.float32(_NOT_EXPRESSING)))
+        if how == "mean":
+            top = _values_index_kernel(np.ascontiguousarray(aggs[prefix + "mean"]), vmin, scale, N_NUMERIC_COLORS,
+                                       _NO_MASK, False)
+        top_lut, low_lut = (map_lut, under_lut) if prefix != "lo_" else (dim_lut(map_lut, dim), dim_lut(under_lut, dim))
+        layers.append((_spread(top, spread_px, dot_radius_px), top_lut))
+        layers.append((_spread(under, spread_px, dot_radius_px), low_lut))
+    return _paint_layers(layers, to_rgba(background), flip=not y_down)
+
+
+def dot_radius_px(
+    n_cells_in_view: int,
+    viewport: Viewport,
+    *,
+    tissue_fraction: float = 0.5,
+    cell_diameter: float | None = None,
+    fill: float = 1.1,
+    max_density_radius_px: float = MAX_DENSITY_RADIUS_PX,
+    max_radius_px: float = MAX_DOT_RADIUS_PX,
+) -> float:
+    """Radius (px, a real number) to draw cells with, changing smoothly with the view; for :func:`spread_dots`.
+
+    Two sizes, the larger wins:
+
+    * from the density of the cells in view: ``fill / 2`` of their typical spacing
+      ``sqrt(tissue_fraction * W * H / n)``, so cells in a dense view are never one-pixel dust and cells grow
+      toward their neighbours as the view empties; capped at ``max_density_radius_px`` so sparse cells never
+      become blobs;
+    * the physical size: with ``cell_diameter`` (data units, e.g. :data:`CELL_DIAMETER_MM` for a section in mm)
+      half of it in pixels, so a view zoomed in far enough shows each cell at its true size.
+
+    Both are continuous in the window size and the zoom, and so is the drawn dot area (:func:`spread_dots` adds one
+    pixel at a time), so a small change of the view never flips a picture from washed out to solid.
+
+    Parameters
+    ----------
+    n_cells_in_view : int
+        Cells inside the viewport (``viewport.count_inside(x, y)``).
+    viewport : Viewport
+        Window and picture size.
+    tissue_fraction : float
+        Share of the window the cells cover (a section's cells most of it, a UMAP's about half).
+    cell_diameter : float, optional
+        Cell diameter in data units (none for a UMAP).
+    fill : float
+        Dot diameter as a share of the spacing of the cells (about 1: a dense tissue reads as tissue, dots that
+        overlap a little still show their own colours).
+    max_density_radius_px, max_radius_px : float
+        Caps of the density size and of the result.
+
+    Returns
+    -------
+    float
+        Radius in pixels, ``0.5..max_radius_px`` (0.5: one pixel per cell; 0 when no cell is in view).
+    """
+    if n_cells_in_view <= 0:
+        return 0.0
+    spacing_px = math.sqrt(tissue_fraction * viewport.width_px * viewport.height_px / n_cells_in_view)
+    radius = min(max_density_radius_px, 0.5 * fill * spacing_px)
+    if cell_diameter is not None:
+        if not cell_diameter > 0:
+            raise ValueError(f"cell_diameter={cell_diameter!r} must be positive")
+        radius = max(radius, 0.5 * cell_diameter / min(viewport.x_per_px, viewport.y_per_px))
+    return float(min(max_radius_px, max(0.5, radius)))
 
 
 def auto_spread_px(
@@ -720,7 +1093,8 @@ def auto_spread_px(
     max_spread_px: int = MAX_AUTO_SPREAD_PX,
     cell_diameter: float | None = None,
 ) -> int:
-    """Spread radius that keeps cells visible as tissue when zoomed in.
+    """Spread radius that keeps cells visible as tissue when zoomed in (whole pixels; see :func:`dot_radius_px` for
+    the continuous radius that does not jump between washed-out and solid as the window changes).
 
     Without ``cell_diameter`` (e.g. a UMAP): the typical distance between cells in pixels is
     ``sqrt(tissue_fraction * W * H / n)`` (the cells cover about ``tissue_fraction`` of the window); the radius

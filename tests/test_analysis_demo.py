@@ -28,7 +28,7 @@ def demo_atlas(tmp_path_factory):
 def test_drd1_tops_the_markers_of_d1_msns(demo_atlas, dataset):
     top = an.markers_for_term(demo_atlas, dataset, "Subclass", "STR D1 MSN", n=3)
     assert top["gene_symbol"].iloc[0] == "DRD1"
-    assert top["frac_in"].iloc[0] > 0.9
+    assert top["frac_in"].iloc[0] > 0.75  # most D1 MSNs, not necessarily all (spatial panels miss some)
 
 
 @pytest.mark.parametrize("dataset", SPATIAL)

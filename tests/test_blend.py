@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rendering.blend import THEMES, blend_color, blend_table, legend_2d_png, legend_2d_rgba, render_two_genes
+from rendering.blend import (THEMES, blend_color, blend_table, legend_2d_png, legend_2d_rgba, plot_background,
+                            render_two_genes)
 from rendering.colors import parse_hex, to_rgba
 from rendering.raster import Viewport
 
@@ -137,3 +138,18 @@ def test_legend_uses_the_picture_colour_table():
     table = blend_table("light")
     rgba = legend_2d_rgba(table.shape[0], "light")
     np.testing.assert_array_equal(rgba[::-1].transpose(1, 0, 2), table)
+
+
+def test_the_plot_behind_a_two_gene_picture_takes_the_pictures_background():
+    picture = render_two_genes(np.array([0.5]), np.array([0.5]), np.array([1.0]), np.array([0.0]),
+                               Viewport(0, 4, 0, 4, 4, 4), range_a=(0, 1), range_b=(0, 1))
+    empty = tuple(picture[3, 3])
+    assert empty == to_rgba(plot_background())  # an empty pixel and the plot around the picture: one colour
+    assert plot_background("light") == "rgba(0,0,0,0)"
+
+
+def test_two_gene_cells_can_be_drawn_as_dots_of_a_real_radius():
+    picture = render_two_genes(np.array([2.5]), np.array([2.5]), np.array([1.0]), np.array([0.0]),
+                               Viewport(0, 5, 0, 5, 5, 5), range_a=(0, 1), range_b=(0, 1), dot_radius_px=1.0,
+                               theme="light")
+    assert (picture[..., 3] > 0).sum() in (3, 4)  # pi * 1**2 pixels

@@ -11,7 +11,9 @@ from rendering import raster
 from rendering.colors import (
     ADJACENT_GREY,
     NAN_GREY,
+    NOT_MEASURED_COLOR,
     UNASSIGNED_GREY,
+    ZERO_GREY,
     cmap_lut,
     colorbar_png,
     colorbar_rgba,
@@ -22,11 +24,15 @@ from rendering.colors import (
 )
 from rendering.png import encode_png
 from rendering.raster import (
+    CELL_DIAMETER_MM,
     Viewport,
     auto_spread_px,
     default_gene_range,
+    dot_pixels,
+    dot_radius_px,
     render_categorical,
     render_numeric,
+    spread_dots,
     spread_index,
 )
 
@@ -264,20 +270,121 @@ def test_auto_spread_with_cell_diameter_draws_cells_at_true_size():
     assert auto_spread_px(10, Viewport(0, 0.01, 0, 0.01, 500, 500), cell_diameter=0.01) == raster.MAX_AUTO_SPREAD_PX
 
 
+@pytest.mark.parametrize(("radius", "pixels"), [(0.0, 1), (0.5, 1), (0.8, 2), (1.0, 3), (1.2, 4), (2.0, 12)])
+def test_a_dot_covers_the_whole_pixels_of_pi_r_squared_and_some_dots_one_more(radius, pixels):
+    index = np.full((9, 9), -1, np.int32)
+    index[4, 4] = 7
+    dot = spread_dots(index, radius)
+    assert dot_pixels(radius) == pixels
+    assert pixels <= (dot == 7).sum() <= pixels + 1 and (dot >= 0).sum() == (dot == 7).sum()
+    assert dot[4, 4] == 7
+
+
+def test_dots_cover_pi_r_squared_pixels_on_average():
+    rng = np.random.default_rng(1)
+    index = np.full((400, 400), -1, np.int32)
+    rows, cols = rng.integers(0, 100, 400) * 4, rng.integers(0, 100, 400) * 4  # on a 4-px lattice: no overlap
+    index[rows, cols] = 1
+    drawn = (index >= 0).sum()
+    for radius in (0.7, 0.9, 1.05):
+        covered = (spread_dots(index, radius) >= 0).sum() / drawn
+        assert covered == pytest.approx(np.pi * radius ** 2, rel=0.08)
+
+
+def test_dots_never_overwrite_a_pixel_that_shows_a_cell():
+    vp = Viewport(0, 9, 0, 1, 9, 1)
+    img = render_categorical(np.array([3.5, 4.5]), np.array([0.5, 0.5]), np.array([0, 2]), COLORS, vp,
+                             dot_radius_px=2.0, y_down=True)
+    assert tuple(img[0, 3]) == (255, 0, 0, 255) and tuple(img[0, 4]) == (0, 0, 255, 255)
+    assert tuple(img[0, 2]) == (255, 0, 0, 255) and tuple(img[0, 5]) == (0, 0, 255, 255)
+
+
+def _painted_share(x, y, width_px, radius_rule):
+    vp = Viewport(0, 1, 0, 1, width_px, width_px)
+    n = vp.count_inside(x, y)
+    codes = np.zeros(len(x), np.int64)
+    if radius_rule == "dot":
+        img = render_categorical(x, y, codes, COLORS, vp, dot_radius_px=dot_radius_px(n, vp, tissue_fraction=1.0))
+    else:
+        img = render_categorical(x, y, codes, COLORS, vp, spread_px=auto_spread_px(n, vp, tissue_fraction=1.0))
+    return float((img[..., 3] > 0).mean())
+
+
+def test_dot_size_changes_smoothly_with_the_window_where_the_whole_pixel_spread_jumps():
+    rng = np.random.default_rng(0)
+    x, y = rng.random(20_000), rng.random(20_000)  # about 2 px apart at 280 px
+    widths = range(250, 330, 4)
+    dots = [_painted_share(x, y, w, "dot") for w in widths]
+    spread = [_painted_share(x, y, w, "spread") for w in widths]
+    assert max(abs(a - b) for a, b in zip(dots, dots[1:])) < 0.02
+    assert max(abs(a - b) for a, b in zip(spread, spread[1:])) > 0.3  # the flip the dot rule removes
+    assert 0.4 < min(dots)  # never one-pixel dust at this density
+
+
+def test_dot_radius_is_the_physical_size_when_zoomed_in_and_capped_when_cells_are_sparse():
+    # 1 mm over 1000 px = 1 um per px: a 10 um cell has a radius of 5 px, whatever the density
+    assert dot_radius_px(3, Viewport(0, 1, 0, 1, 1000, 1000), cell_diameter=CELL_DIAMETER_MM) == pytest.approx(5.0)
+    # 100 mm over 1000 px: physically a speck, drawn at the density size but never a blob
+    sparse = dot_radius_px(50, Viewport(0, 100, 0, 100, 1000, 1000), cell_diameter=CELL_DIAMETER_MM)
+    assert sparse == raster.MAX_DENSITY_RADIUS_PX
+    dense = dot_radius_px(4_000_000, Viewport(0, 100, 0, 100, 1000, 1000), cell_diameter=CELL_DIAMETER_MM)
+    assert dense == 0.5 and dot_pixels(dense) == 1
+    assert dot_radius_px(0, Viewport(0, 1, 0, 1, 10, 10)) == 0.0
+    deepest = dot_radius_px(1, Viewport(0, 0.01, 0, 0.01, 1000, 1000), cell_diameter=CELL_DIAMETER_MM)
+    assert deepest == raster.MAX_DOT_RADIUS_PX
+
+
 # ------------------------------------------------------------------------------------------------ numeric
 
 
-def test_numeric_maps_range_ends_to_colormap_ends_and_nan_to_grey():
+def test_numeric_zeros_are_light_grey_expressing_cells_coloured_and_not_measured_apart():
+    vp = Viewport(0, 5, 0, 1, 5, 1)
+    x = np.array([0.5, 1.5, 2.5, 3.5, 4.5], np.float32)
+    y = np.full(5, 0.5, np.float32)
+    values = np.array([0.0, 10.0, np.nan, 3.0, 0.2], np.float32)
+    img = render_numeric(x, y, values, vp, vmin=0.0, vmax=5.0, cmap="viridis")
+    lut = cmap_lut("viridis")
+    assert tuple(img[0, 0]) == (*parse_hex(ZERO_GREY), 255)
+    assert tuple(img[0, 1]) == tuple(lut[-1])
+    assert tuple(img[0, 2]) == (*parse_hex(NOT_MEASURED_COLOR), 255)
+    assert NOT_MEASURED_COLOR != ZERO_GREY and NAN_GREY == NOT_MEASURED_COLOR
+    assert tuple(img[0, 3]) == tuple(lut[int(3.0 / 5.0 * 256)])
+    assert tuple(img[0, 4]) == tuple(lut[int(0.2 / 5.0 * 256)])  # expressing, however little: on the map
+
+
+def test_numeric_without_zero_colour_maps_range_ends_to_colormap_ends():
     vp = Viewport(0, 4, 0, 1, 4, 1)
     x = np.array([0.5, 1.5, 2.5, 3.5], np.float32)
     y = np.full(4, 0.5, np.float32)
     values = np.array([-1.0, 10.0, np.nan, 3.0], np.float32)
-    img = render_numeric(x, y, values, vp, vmin=0.0, vmax=5.0, cmap="viridis")
+    img = render_numeric(x, y, values, vp, vmin=0.0, vmax=5.0, cmap="viridis", zero_color=None)
     lut = cmap_lut("viridis")
     assert tuple(img[0, 0]) == tuple(lut[0])
     assert tuple(img[0, 1]) == tuple(lut[-1])
     assert tuple(img[0, 2]) == (*parse_hex(NAN_GREY), 255)
     assert tuple(img[0, 3]) == tuple(lut[int(3.0 / 5.0 * 256)])
+
+
+@pytest.mark.parametrize("how", ["max", "mean"])
+def test_numeric_expressing_dot_is_drawn_over_a_later_non_expressing_neighbour(how):
+    vp = Viewport(0, 7, 0, 1, 7, 1)
+    x = np.array([2.5, 3.5], np.float32)  # the zero cell comes later in array order (drawn later)
+    y = np.full(2, 0.5, np.float32)
+    values = np.array([4.0, 0.0], np.float32)
+    img = render_numeric(x, y, values, vp, vmin=0, vmax=4, how=how, spread_px=1)
+    top = tuple(cmap_lut("viridis")[-1])
+    grey = (*parse_hex(ZERO_GREY), 255)
+    assert [tuple(p) for p in img[0, 1:4]] == [top, top, top]  # the whole dot, over the zero cell's pixel
+    assert tuple(img[0, 4]) == grey and img[0, 5, 3] == 0
+    legacy = render_numeric(x, y, values, vp, vmin=0, vmax=4, how=how, spread_px=1, zero_color=None)
+    assert tuple(legacy[0, 3]) == tuple(cmap_lut("viridis")[0])  # before: the zero hid part of the dot
+
+
+def test_numeric_pixel_shared_by_zero_and_expressing_cells_shows_the_expression():
+    vp = Viewport(0, 1, 0, 1, 1, 1)
+    img = render_numeric(np.array([0.3, 0.6]), np.array([0.5, 0.5]), np.array([2.0, 0.0]), vp, vmin=0, vmax=2,
+                         how="mean")
+    assert tuple(img[0, 0]) == tuple(cmap_lut("viridis")[-1])
 
 
 def test_numeric_max_takes_the_largest_value_in_a_pixel_and_mean_the_average():
@@ -307,7 +414,7 @@ def test_numeric_highlight_dims_other_cells(how):
     vp = Viewport(0, 2, 0, 1, 2, 1)
     x = np.array([0.5, 1.5], np.float32)
     y = np.array([0.5, 0.5], np.float32)
-    values = np.array([0.0, 1.0], np.float32)
+    values = np.array([0.5, 1.0], np.float32)
     plain = render_numeric(x, y, values, vp, vmin=0, vmax=1, how=how)
     lit = render_numeric(x, y, values, vp, vmin=0, vmax=1, how=how, highlight=np.array([False, True]))
     np.testing.assert_array_equal(lit[0, 1], plain[0, 1])

@@ -4,10 +4,11 @@
 
 * the three basal ganglia spatial datasets (MERSCOPE human and macaque, Xenium marmoset): two coronal
   slab planes each, 2-3 sections per plane, anatomically laid out (caudate, putamen, internal capsule with
-  striatal cell bridges, GPe/GPi, accumbens, ventral pallidum, STH, SN), region GeoJSON, panels of ~300
-  genes and the release's quirks;
+  striatal cell bridges, GPe/GPi, accumbens, ventral pallidum, STH, SN, ventricle, claustrum, insula, white
+  matter; each species its own proportions and size, the marmoset's a whole hemisphere), region GeoJSON,
+  panels of ~300 genes with log2 CPM values and detection rates like the release's, and the release's quirks;
 * the basal ganglia taxonomy ``HMBA-BG-taxonomy-CCN20250428`` with the aligned 10X nuclei
-  (``HMBA-10xMultiome-BG-Aligned``) and their UMAP;
+  (``HMBA-10xMultiome-BG-Aligned``) and their continuous, branching UMAP;
 * the whole mouse brain taxonomy ``WMB-taxonomy`` with ``WMB-10X`` cells and regional ``WMB-10Xv3``
   expression files;
 

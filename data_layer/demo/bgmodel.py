@@ -82,6 +82,41 @@ def build_bg_model(seed: int, n_genes: int) -> BGModel:
                    cluster_weights, neuron_groups, panels)
 
 
+#: Spatial panels: marker means saturate at about this many counts per unit of cell size (a panel is designed so
+#: that no gene crowds the others out), and non-marker genes are switched on in this share of neuronal and of
+#: glial groups (neurons detect more of a panel than glia).
+PANEL_SATURATION = 8.0
+PANEL_PROGRAM_SHARE = {"neuron": 0.5, "other": 0.3}
+PANEL_PROGRAM_LEVEL = 0.8
+#: Marker levels below this are a marker's background in cell types it does not mark.
+PANEL_MARKER_BACKGROUND = 0.05
+
+
+def panel_means(model: BGModel, species: str, panel: list[str], seed: int) -> np.ndarray:
+    """Mean counts per unit of cell size of a spatial panel, float64, shape (n_clusters, len(panel)).
+
+    The model's profiles saturate at :data:`PANEL_SATURATION` (``K * (1 - exp(-m / K))``: low levels unchanged,
+    the strongest markers no more than a few times the typical one), and each group expresses a random share of
+    the panel's non-marker genes at a low level, so a neuron detects about a hundred of ~300 genes, a glial cell
+    fewer, and most genes are detected in a minority of cells.
+    """
+    gidx = np.array([model.gene_index[g] for g in panel])
+    base = model.profiles[:, gidx] * model.species_factor[species][gidx][None, :]
+    k = PANEL_SATURATION
+    # a marker's background (cell types without a rule) stays rare: a few percent of cells, not one in ten
+    marker = np.array([bool(model.genes[i].rules) for i in gidx])
+    base = np.where(marker[None, :] & (base < PANEL_MARKER_BACKGROUND), base * 0.2, base)
+    mean = k * -np.expm1(-base / k)
+    groups = list(model.taxonomy.groups)
+    row_group = np.array([groups.index(c.group) for c in model.all_clusters])
+    rng = stream(seed, "bg", "panel-programs", species)
+    share = np.array([PANEL_PROGRAM_SHARE["neuron" if g in model.neuron_groups else "other"] for g in groups])
+    non_marker = np.array([not model.genes[i].rules for i in gidx])
+    on = (rng.random((len(groups), len(gidx))) < share[:, None]) & non_marker[None, :]
+    level = rng.lognormal(np.log(PANEL_PROGRAM_LEVEL), 0.8, size=on.shape)
+    return mean + (on * level)[row_group]
+
+
 def assign_groups(composition: dict[str, float], n: int, species: str, model: BGModel,
                   rng: np.random.Generator) -> np.ndarray:
     """``n`` group names drawn from ``composition`` (groups absent in ``species`` left out); object array."""

@@ -3,7 +3,7 @@
 Fractions follow what a neuroanatomist expects of a primate basal ganglia section: the striatum is about
 half neurons, nine in ten of them D1 or D2 medium spiny neurons in near-equal numbers, with scattered
 SST/NPY, PVALB, cholinergic and TAC3/TH interneurons; striosomes are patches of striosomal MSNs; white
-matter is mostly oligodendrocytes; the pallidum is sparse, glia-rich, with large pallidal neurons;
+matter is mostly oligodendrocytes; the pallidum is sparse, glia-rich, with large pallidal neurons (about a quarter of its cells);
 astrocytes, microglia, OPCs and vascular cells are everywhere.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ GLIA_WHITE = {
     "T cells": 0.001, "Endo": 0.035, "Pericyte": 0.017, "SMC": 0.004, "VLMC": 0.004,
 }
 GLIA_PALLIDUM = {
-    "Oligo PLEKHG1": 0.260, "Oligo OPALIN": 0.140, "ImOligo": 0.015, "COP": 0.006, "OPC": 0.060,
-    "Astrocyte": 0.150, "ImAstro": 0.004, "Microglia": 0.100, "BAM": 0.003, "Monocyte": 0.001, "T cells": 0.001,
+    "Oligo PLEKHG1": 0.200, "Oligo OPALIN": 0.100, "ImOligo": 0.015, "COP": 0.006, "OPC": 0.060,
+    "Astrocyte": 0.220, "ImAstro": 0.004, "Microglia": 0.110, "BAM": 0.003, "Monocyte": 0.001, "T cells": 0.001,
     "Endo": 0.040, "Pericyte": 0.020, "SMC": 0.004, "VLMC": 0.003,
 }
 
@@ -62,9 +62,9 @@ COMPOSITIONS: dict[str, dict[str, float]] = {
     "white_matter": _mix({"STRd D2 Matrix MSN": 0.5, "STRd D1 Matrix MSN": 0.5}, GLIA_WHITE, 0.006),
     "gpe": _mix({
         "GPe SOX6-CTXND1 GABA": 0.070, "GPe MEIS2-SOX6 GABA": 0.016, "GPe-NDB-SI LHX6-LHX8-GBX1 GABA": 0.022,
-        "GPin-BF Cholinergic GABA": 0.005, "STRd D2 Matrix MSN": 0.004}, GLIA_PALLIDUM, 0.12),
+        "GPin-BF Cholinergic GABA": 0.005, "STRd D2 Matrix MSN": 0.004}, GLIA_PALLIDUM, 0.28),
     "gpi": _mix({"GPi Core": 0.055, "GPi Shell": 0.035, "GPin-BF Cholinergic GABA": 0.003,
-                 "GPe SOX6-CTXND1 GABA": 0.004}, GLIA_PALLIDUM, 0.10),
+                 "GPe SOX6-CTXND1 GABA": 0.004}, GLIA_PALLIDUM, 0.26),
     "ventral_pallidum": _mix({
         "GPe-NDB-SI LHX6-LHX8-GBX1 GABA": 0.05, "AMY-SLEA-BNST GABA": 0.04, "AMY-SLEA-BNST D1 GABA": 0.02,
         "GPin-BF Cholinergic GABA": 0.015, "STR-BF TAC3-PLPP4-LHX8 GABA": 0.015, "STRv D1 MSN": 0.03,

@@ -120,10 +120,16 @@ def sample_counts(mean: np.ndarray, cluster_of_cell: np.ndarray, size_factor: np
     return mat
 
 
-def log2_cpm(counts: sp.csr_matrix) -> sp.csr_matrix:
-    """``log2(counts / rowsum * 1e6 + 1)`` as float32 CSR (rows without counts stay empty)."""
+def log2_cpm(counts: sp.csr_matrix, totals: np.ndarray | None = None) -> sp.csr_matrix:
+    """``log2(counts / total * 1e6 + 1)`` as float32 CSR (rows without counts stay empty).
+
+    ``totals`` (shape (n_cells,)) are the cells' total counts when the matrix holds only some of their genes;
+    default the row sums.
+    """
     out = sp.csr_matrix(counts, dtype=np.float32, copy=True)
-    totals = np.asarray(out.sum(axis=1, dtype=np.float64)).ravel()
+    if totals is None:
+        totals = np.asarray(out.sum(axis=1, dtype=np.float64)).ravel()
+    totals = np.asarray(totals, dtype=np.float64)
     scale = np.divide(1e6, totals, out=np.zeros_like(totals), where=totals > 0).astype(np.float32)
     out.data *= np.repeat(scale, np.diff(out.indptr))
     out.data += 1.0

@@ -3,8 +3,9 @@
 Each marker gene carries rules ``tag:level``: a cell-type group whose tags include ``tag`` expresses the
 gene at ``level`` (expected counts per cell in a MERSCOPE-like panel, before the cell's size factor).
 Groups not named by any rule get the gene's background level. Identifiers (Ensembl, NCBI Gene) are
-synthetic but stable: derived from the symbol, so the same symbol has the same id in every species file
-that uses the same id space.
+synthetic but stable and in the release's formats (``ENSG00000xxxxxx``, ``ENSMMUG00000xxxxxx``,
+``NCBIGene:1003xxxxx`` for marmoset): derived from the symbol, so the same symbol has the same id in every
+species file that uses the same id space.
 """
 from __future__ import annotations
 
@@ -512,19 +513,59 @@ def filler_genes(n: int) -> list[Gene]:
     return out
 
 
+#: Number ranges of the release's identifier styles: Ensembl stable ids are a prefix, five zeros and six digits
+#: (``ENSG00000184845``, ``ENSMMUG00000012345``, ``ENSMUSG00000021478``); NCBI Gene ids of marmoset genes are
+#: nine-digit numbers from 100,3xx,xxx, of macaque genes six digits from 574,xxx; other spaces (the aligned
+#: nuclei, mouse) four to six digits.
+_ENSEMBL_RANGES = {"ENSG": (100_000, 290_000), "ENST": (250_000, 700_000), "ENSMMUG": (1, 65_000),
+                   "ENSMMUT": (1, 95_000), "ENSMUSG": (1, 120_000), "ENSMUST": (1, 240_000)}
+_NCBI_RANGES = {"marmoset": (100_380_000, 100_420_000), "macaque": (574_000, 722_000)}
+
+
+@lru_cache(maxsize=1)
+def _catalogue_names() -> list[str]:
+    return sorted({g.symbol.upper() for g in REAL_GENES + filler_genes(6000) if not g.symbol.startswith("LOC")})
+
+
+def _numbered(space: str, low: int, high: int) -> dict[str, int]:
+    """Every catalogue name numbered in ``low..high-1`` from a hash of (space, name); a collision moves to the
+    next free number, visiting names in sorted order so each name always gets the same number."""
+    used: set[int] = set()
+    out: dict[str, int] = {}
+    span = high - low
+    for name in _catalogue_names():
+        n = low + stable_int(space + name, 12) % span
+        while n in used:
+            n = low + (n - low + 1) % span
+        used.add(n)
+        out[name] = n
+    return out
+
+
+@lru_cache(maxsize=16)
+def _ensembl_table(prefix: str) -> dict[str, int]:
+    return _numbered(prefix, *_ENSEMBL_RANGES.get(prefix, (1, 300_000)))
+
+
 def ensembl_id(prefix: str, symbol: str) -> str:
-    """Stable synthetic Ensembl-style id, e.g. ``ENSG00000184845``."""
-    return f"{prefix}{stable_int(prefix + symbol, 11):011d}"
+    """Stable synthetic Ensembl stable id in the release's style, e.g. ``ENSG00000184845``; unique per prefix.
+
+    Symbols outside the catalogue (mouse ``Gm`` genes) are numbered from 300,000 up, apart from it.
+    """
+    number = _ensembl_table(prefix).get(symbol.upper())
+    if number is None:
+        number = 300_000 + stable_int(prefix + symbol, 12) % 600_000
+    return f"{prefix}{number:011d}"
 
 
 @lru_cache(maxsize=8)
 def _ncbi_table(space: str) -> dict[str, int]:
-    # Every named gene the demo can use, numbered from a hash of (space, symbol); a collision moves to
-    # the next free number, visiting symbols in sorted order so each symbol always gets the same number.
-    names = sorted({g.symbol.upper() for g in REAL_GENES + filler_genes(6000) if not g.symbol.startswith("LOC")})
+    if space in _NCBI_RANGES:
+        return _numbered(space, *_NCBI_RANGES[space])
+    # four- to six-digit numbers (the human-style ids of the aligned nuclei, mouse)
     used: set[int] = set()
     out: dict[str, int] = {}
-    for name in names:
+    for name in _catalogue_names():
         n = stable_int(space + name, 4 + stable_int("len" + space + name, 1) % 3)
         while n in used:
             n += 1

@@ -1,11 +1,13 @@
 """The three basal ganglia spatial datasets (MERSCOPE human and macaque, Xenium marmoset).
 
-Each species has two coronal slab planes, an anterior one (accumbens, ventral pallidum, olfactory
-tubercle) and a posterior one (globus pallidus, thalamus, subthalamic nucleus, substantia nigra). As in
-the release, a human or macaque slab plane is a mosaic of sections cut from neighbouring blocks of one
-slab (block ``01``, ``02``...), each slightly off in registration; a marmoset plane holds serial sections
-of a whole hemisphere block. Cells are placed by tissue density, typed by the composition of their
-compartment, given negative-binomial panel counts, and written in the release's exact tables.
+Each species has two coronal slab planes (:mod:`.anatomy`, drawn at the species' own size and proportions),
+an anterior one (accumbens, ventral pallidum, olfactory tubercle) and a posterior one (globus pallidus,
+thalamus, subthalamic nucleus, substantia nigra). As in the release, a human or macaque slab plane is a mosaic
+of sections cut from neighbouring blocks of one slab (block ``01``, ``02``...), each slightly off in
+registration; a marmoset plane holds serial sections of a whole hemisphere. Cells are placed by tissue
+density, typed by the composition of their compartment, given negative-binomial panel counts (saturating
+marker levels, a share of non-marker genes per cell type, a decoder's drop-out: see
+:func:`.bgmodel.panel_means`), and written in the release's exact tables.
 """
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ import shapely
 from shapely.geometry import mapping
 from shapely.ops import unary_union
 
-from .anatomy import (FRAME_U, FRAME_V, REGION_COLORS, REGION_COLUMNS, REGION_DESCRIPTIONS, REGION_IDENTIFIERS,
-                      REGION_ORDER, PlaneAnatomy, SpeciesFrame, anterior_plane, posterior_plane)
-from .bgmodel import BGModel, assign_clusters, assign_groups
+from .anatomy import (REGION_COLORS, REGION_COLUMNS, REGION_DESCRIPTIONS, REGION_IDENTIFIERS, REGION_ORDER,
+                      SPECIES_SHAPES, PlaneAnatomy, SpeciesFrame, anterior_plane, posterior_plane)
+from .bgmodel import BGModel, assign_clusters, assign_groups, panel_means
 from .compositions import COMPOSITIONS
 from .counts import log2_cpm, sample_counts
 from .genes import EXAMPLE_GENES, GENE_BY_SYMBOL, ensembl_id, ncbi_id
@@ -33,6 +35,10 @@ from .util import LABEL_DATE, letters_id, stable_int, stream, uuids, write_csv
 log = logging.getLogger(__name__)
 
 SPATIAL_VERSION = "20250630"
+#: Negative-binomial shape of the panel counts and the share of detected transcripts a decoder misses, so a
+#: marker is detected in most, not all, cells of its type.
+PANEL_THETA = 3.0
+DROP_OUT = 0.1
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ class SpatialSpec:
     geometry_collection: tuple[str, str] | None = None  # (plane kind, region) written as a GeometryCollection
     missing_geojson: str | None = None                  # plane kind without a GeoJSON file
     barcode_base: int = 1_300_000_000
+    # number of each block's section within its section set, per plane (the release's labels end in it)
+    section_numbers: tuple[tuple[int, ...], tuple[int, ...]] = ((2, 3, 3), (3, 2))
 
     @property
     def dataset(self) -> str:
@@ -64,15 +72,17 @@ class SpatialSpec:
 
 
 SPATIAL_SPECS = (
-    SpatialSpec("Human", "H22.30.001", "MERSCOPE", 1.0, (12.0, 58.0), ((15, 5), (19, 3)), "tiles", 4.0,
-                "sis_cellpose_v1", "coronal (caudal to rostral)", 1.0, geometry_collection=("posterior", "GP"),
-                barcode_base=1_324_000_000),
-    SpatialSpec("Macaque", "QM23.50.001", "MERSCOPE", 0.5, (38.0, 24.0), ((43, 5), (45, 3)), "tiles", 4.0,
-                "sis_cellpose_v1", "coronal (caudal to rostral)", 0.9, geometry_collection=("anterior", "VeP"),
-                barcode_base=1_291_800_000),
-    SpatialSpec("Marmoset", "CJ23.56.004", "Xenium", 0.25, (16.0, 7.0), ((42, 4), (43, 5)), "serial", 5.0,
-                "xenium_cell_segmentation_kit_v1", "coronal (rostral to caudal)", 1.4,
-                missing_geojson="anterior", barcode_base=1_382_000_000),
+    SpatialSpec("Human", "H22.30.001", "MERSCOPE", SPECIES_SHAPES["Human"].scale, (12.0, 58.0), ((15, 5), (19, 3)),
+                "tiles", 4.0, "sis_cellpose_v1", "coronal (caudal to rostral)", 1.0,
+                geometry_collection=("posterior", "GP"), barcode_base=1_324_000_000,
+                section_numbers=((2, 3, 3), (3, 2))),
+    SpatialSpec("Macaque", "QM23.50.001", "MERSCOPE", SPECIES_SHAPES["Macaque"].scale, (38.0, 24.0),
+                ((43, 5), (45, 3)), "tiles", 4.0, "sis_cellpose_v1", "coronal (caudal to rostral)", 0.9,
+                geometry_collection=("anterior", "VeP"), barcode_base=1_291_800_000,
+                section_numbers=((3, 3, 3), (3, 3))),
+    SpatialSpec("Marmoset", "CJ23.56.004", "Xenium", SPECIES_SHAPES["Marmoset"].scale, (16.0, 7.0),
+                ((42, 4), (43, 5)), "serial", 5.0, "xenium_cell_segmentation_kit_v1", "coronal (rostral to caudal)",
+                1.4, missing_geojson="anterior", barcode_base=1_382_000_000),
 )
 
 DONORS = {
@@ -97,24 +107,26 @@ class Section:
     extra: dict = field(default_factory=dict)
 
 
-def _tile_of(u: np.ndarray, v: np.ndarray, n_tiles: int) -> np.ndarray:
-    """Block index of canonical points when a plane is cut into ``n_tiles`` slanted strips."""
-    edges = np.linspace(0.0, FRAME_U, n_tiles + 1)[1:-1]
+def _tile_of(u: np.ndarray, v: np.ndarray, n_tiles: int, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """Block index of a plane's points when the plane is cut into ``n_tiles`` slanted strips."""
+    u0, v0, u1, v1 = bounds
+    edges = np.linspace(u0, u1, n_tiles + 1)[1:-1]
     out = np.zeros(len(u), dtype=np.int64)
     for e in edges:
-        out += u > e + 0.08 * (v - FRAME_V / 2)
+        out += u > e + 0.08 * (v - (v0 + v1) / 2)
     return out
 
 
 def _sample_points(anat: PlaneAnatomy, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` points of the tissue placed by compartment density: (u, v, compartment index)."""
     density = np.array([c.density for c in anat.compartments])
+    u0, v0, u1, v1 = anat.bounds
     us, vs, cs = [], [], []
     have = 0
     while have < n:
         m = int((n - have) * 2.0) + 2000
-        u = rng.uniform(0.0, FRAME_U, m)
-        v = rng.uniform(0.0, FRAME_V, m)
+        u = rng.uniform(u0, u1, m)
+        v = rng.uniform(v0, v1, m)
         comp = anat.compartment_of(u, v)
         inside = comp >= 0
         keep = inside & (rng.random(m) < np.where(inside, density[np.maximum(comp, 0)], 0.0) / density.max())
@@ -184,31 +196,36 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
     rng = stream(seed, "spatial", spec.species)
     anat_rng = stream(seed, "spatial", spec.species, "anatomy")
     warp_rng = stream(seed, "spatial", spec.species, "warp")
-    warp = (warp_rng.normal(0, 0.35), warp_rng.uniform(0, 6.28), warp_rng.normal(0, 0.35), warp_rng.uniform(0, 6.28))
+    shape = SPECIES_SHAPES[spec.species]
+    warp = (warp_rng.normal(0, 0.35) * shape.scale, warp_rng.uniform(0, 6.28),
+            warp_rng.normal(0, 0.35) * shape.scale, warp_rng.uniform(0, 6.28))
+    label_rng = stream(seed, "spatial", spec.species, "sections")
 
     cells_per_section, sections_per_plane = scale.spatial_size(spec.species)
     sections: list[Section] = []
     cols: dict[str, list] = {k: [] for k in ("section", "u", "v", "comp", "plane")}
     planes = []
     for p_i, (kind, (slab, plane_ordinal)) in enumerate(zip(("anterior", "posterior"), spec.slabs)):
-        anat = anterior_plane(anat_rng) if kind == "anterior" else posterior_plane(anat_rng)
+        anat = (anterior_plane if kind == "anterior" else posterior_plane)(anat_rng, shape)
         origin = (spec.origin[0] + 0.6 * spec.scale * p_i, spec.origin[1] - 0.8 * spec.scale * p_i)
-        frame = SpeciesFrame(spec.scale, origin, warp)
+        u0, v0, u1, v1 = anat.bounds
+        frame = SpeciesFrame(1.0, origin, warp, (u1 - u0, v1 - v0))
         plane_label = f"{spec.donor}.CX.{slab}.Plane.{plane_ordinal:02d}"
         n_sec = sections_per_plane[p_i]
         planes.append((kind, anat, frame, plane_label, slab, plane_ordinal))
         if spec.layout == "tiles":
             u, v, comp = _sample_points(anat, cells_per_section * n_sec, rng)
-            tile = _tile_of(u, v, n_sec)
+            tile = _tile_of(u, v, n_sec, anat.bounds)
             set_ordinal = 8 - plane_ordinal
+            numbers = spec.section_numbers[p_i]
             for t in range(n_sec):
-                number = 2 + int(rng.integers(0, 2))
+                number = numbers[t] if t < len(numbers) else 2 + int(label_rng.integers(0, 2))
                 sec = Section(f"{spec.donor}.CX.{slab}.{t + 1:02d}.{set_ordinal:02d}.{number:02d}",
-                              spec.barcode_base + int(rng.integers(0, 99_999_999)), kind, plane_label,
+                              spec.barcode_base + int(label_rng.integers(0, 99_999_999)), kind, plane_label,
                               plane_ordinal, slab, t + 1, set_ordinal, number)
                 idx = np.flatnonzero(tile == t)
                 centre = (float(np.mean(u[idx])), float(np.mean(v[idx])))
-                uu, vv = _jitter(u[idx], v[idx], rng, 0.08, 0.006, 0.3, centre)
+                uu, vv = _jitter(u[idx], v[idx], rng, 0.08 * shape.scale, 0.006, 0.3, centre)
                 sections.append(sec)
                 for k, val in (("u", uu), ("v", vv), ("comp", comp[idx])):
                     cols[k].append(val)
@@ -219,11 +236,12 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
             for t in range(n_sec):
                 number = 6 + t
                 sec = Section(f"{spec.donor}.CX.{slab}.{set_ordinal:02d}.{number:02d}",
-                              spec.barcode_base + int(rng.integers(0, 99_999_999)), kind, plane_label,
+                              spec.barcode_base + int(label_rng.integers(0, 99_999_999)), kind, plane_label,
                               plane_ordinal, slab, slab, set_ordinal, number)
-                n = int(cells_per_section * rng.uniform(0.9, 1.1))
+                # a whole-hemisphere section of a small brain holds fewer cells than a human block mosaic
+                n = int(cells_per_section * rng.uniform(0.85, 0.98))
                 u, v, comp = _sample_points(anat, n, rng)
-                uu, vv = _jitter(u, v, rng, 0.12, 0.01, 0.8, (FRAME_U / 2, FRAME_V / 2))
+                uu, vv = _jitter(u, v, rng, 0.12 * shape.scale, 0.01, 0.8, ((u0 + u1) / 2, (v0 + v1) / 2))
                 sections.append(sec)
                 for k, val in (("u", uu), ("v", vv), ("comp", comp)):
                     cols[k].append(val)
@@ -279,20 +297,20 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
 
     neuron = np.array([g in model.neuron_groups for g in groups])
     qc_fail = (rng.random(n_all) < 0.03) & in_table
-    size = np.where(neuron, 4.0, 2.0) * rng.lognormal(0.0, 0.3, n_all) * spec.platform_gain
-    size[qc_fail] *= 0.15
+    size = np.where(neuron, 10.0, 8.0) * rng.lognormal(0.0, 0.35, n_all) * spec.platform_gain
+    size[qc_fail] *= 0.35  # low-count cells (few transcripts: high log2 CPM per transcript)
 
     # expression (all cells, then the h5ad keeps the extras and loses a few table cells)
     panel = model.panels[spec.species]
     gidx = np.array([model.gene_index[g] for g in panel])
-    mean = model.profiles[:, gidx] * model.species_factor[spec.species][gidx][None, :]
+    mean = panel_means(model, spec.species, panel, seed)
     genes_df = _gene_table(spec, panel)
     ex_genes = [g for g in EXAMPLE_GENES if g in panel]
     ex_cols = [panel.index(g) for g in ex_genes]
     h5ad_path = expr_dir / f"{spec.tag}-log2.h5ad"
     ids, symbols = genes_df["gene_identifier"].to_numpy(), genes_df["gene_symbol"].to_numpy()
     if scale.chunk_cells is None:
-        counts = sample_counts(mean, cluster_rows, size, rng)
+        counts = _drop_out(sample_counts(mean, cluster_rows, size, rng, theta=PANEL_THETA), rng)
         if bar is not None:
             bar.update(1)
         in_h5ad = _missing_from_h5ad(in_table, qc_fail, q, rng)
@@ -422,6 +440,14 @@ def write_spatial_dataset(cache: Path, spec: SpatialSpec, model: BGModel, scale:
     }
 
 
+def _drop_out(counts, rng: np.random.Generator, p: float = DROP_OUT):
+    """``counts`` with a share ``p`` of its detected entries lost (spots missed by decoding), CSR float32."""
+    lost = rng.random(counts.nnz) < p
+    counts.data[lost] = 0
+    counts.eliminate_zeros()
+    return counts
+
+
 def _missing_from_h5ad(in_table: np.ndarray, qc_fail: np.ndarray, q: int, rng: np.random.Generator) -> np.ndarray:
     """Bool mask of the cells in the h5ad: all but ``q`` QC-passed table cells."""
     missing = np.sort(rng.choice(np.flatnonzero(in_table & ~qc_fail), size=q, replace=False))
@@ -448,7 +474,7 @@ def _stream_expression(path: Path, ids, symbols, mean: np.ndarray, cluster_rows:
     with StreamingH5adWriter(path, ids, symbols) as h5:
         for a in range(0, n, chunk_cells):
             b = min(n, a + chunk_cells)
-            counts = sample_counts(mean, cluster_rows[a:b], size[a:b], rng)
+            counts = _drop_out(sample_counts(mean, cluster_rows[a:b], size[a:b], rng, theta=PANEL_THETA), rng)
             log2 = log2_cpm(counts)
             totals[a:b] = np.asarray(counts.sum(axis=1)).ravel()
             n_detected[a:b] = np.diff(counts.indptr)

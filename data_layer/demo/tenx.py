@@ -21,7 +21,7 @@ from .genes import ncbi_id
 from .h5ad_writer import write_h5ad
 from .scale import DemoScale
 from .taxonomy_bg import TAXONOMY, taxonomy_tables
-from .umap import layout_centres, scatter_islands
+from .umap import branching_embedding
 from .util import palette, stable_int, stream, uuids, write_csv
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,9 @@ def write_tenx_and_taxonomy(cache: Path, model: BGModel, scale: DemoScale, seed:
                         f"{stable_int(l, 16):x}{stable_int('h' + l, 16):x}"[:32] for l in lib["library_label"]],
                        dtype=object)
     totals = np.asarray(counts.sum(axis=1)).ravel()
+    # the matrix holds a few thousand of the nuclei's ~17,000 genes: a nucleus' UMIs are several times the
+    # counts written, and its log2 CPM is normalised by all of them (values in the release's range, not inflated)
+    umi = np.maximum(np.round(totals * rng.uniform(4.5, 6.5, n)), 1).astype(np.int64)
 
     meta_dir = cache / "metadata" / ALIGNED / ALIGNED_VERSION
     cell_metadata = pd.DataFrame({
@@ -120,7 +123,7 @@ def write_tenx_and_taxonomy(cache: Path, model: BGModel, scale: DemoScale, seed:
         "barcoded_cell_sample_label": lib["barcoded_cell_sample_label"].to_numpy()[lib_of_cell],
         "library_label": library_labels, "alignment_job_id": job_ids[lib_of_cell],
         "doublet_score": np.round(rng.beta(1.2, 14, n), 4),
-        "umi_count": np.round(totals * rng.uniform(4.5, 6.5, n)).astype(np.int64),
+        "umi_count": umi,
         "feature_matrix_label": ALIGNED, "dataset_label": ALIGNED, "abc_sample_id": uuids(rng, n),
     })
     write_csv(cell_metadata, meta_dir / "cell_metadata.csv")
@@ -136,7 +139,7 @@ def write_tenx_and_taxonomy(cache: Path, model: BGModel, scale: DemoScale, seed:
     write_csv(genes, meta_dir / "gene.csv")
     write_csv(_value_sets(), meta_dir / "value_sets.csv")
     write_h5ad(cache / "expression_matrices" / ALIGNED / ALIGNED_VERSION / f"{ALIGNED}-log2.h5ad",
-               log2_cpm(counts), labels, genes["gene_identifier"].to_numpy(), genes["gene_symbol"].to_numpy())
+               log2_cpm(counts, umi), labels, genes["gene_identifier"].to_numpy(), genes["gene_symbol"].to_numpy())
     if bar is not None:
         bar.update(1)
 
@@ -156,8 +159,7 @@ def write_tenx_and_taxonomy(cache: Path, model: BGModel, scale: DemoScale, seed:
         g = tax.groups[c.group]
         paths.append((g.neighborhood, g.cls, g.subclass, g.name, c.alias))
     urng = stream(seed, "tenx", "umap")
-    centres = layout_centres(paths, (2.6, 1.1, 0.5, 0.16), urng, top_radius=7.5)
-    xy = scatter_islands(centres, cluster_rows, urng, base_sd=0.045)
+    xy = branching_embedding(paths, cluster_rows, urng)
     write_csv(pd.DataFrame({"cell_label": labels, "x": np.round(xy[:, 0], 5), "y": np.round(xy[:, 1], 5)}),
               tax_dir / "cell_2d_embedding_coordinates.csv")
     if bar is not None:
