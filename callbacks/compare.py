@@ -124,7 +124,7 @@ def legend_step(mode: str | None, sections: list, color_by: str | None, gene: st
                 two_genes: dict | None, vmin: Any, vmax: Any, context: ViewerContext) -> Any:
     """The one legend of the side-by-side maps: terms (or regions) with their cells in each species' section,
     or the shared gene colour bar, or the 2-D key of two genes."""
-    from rendering.colors import NAN_GREY, colorscale_stops
+    from rendering.colors import NAN_GREY, ZERO_GREY, colorscale_stops
 
     datasets = compare_datasets(context)
     if mode != MODE_SPECIES or not datasets:
@@ -147,7 +147,7 @@ def legend_step(mode: str | None, sections: list, color_by: str | None, gene: st
         if shown is None:
             return []
         return gene_legend(str(gene), colorscale_stops(GENE_CMAP), *shown, default=vmin in (None, ""),
-                           nan_color=NAN_GREY)
+                           nan_color=NAN_GREY, zero_color=ZERO_GREY)
     level = next(iter(kinds)) if len(kinds) == 1 else None
     if level is None:
         return [f"The maps are coloured differently: {', '.join(sorted(kinds))}."]

@@ -23,7 +23,7 @@ GENE_CMAP = "viridis"
 def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
                 context: ViewerContext) -> tuple[Any, str, str, Any, Any]:
     """``(legend children, legend title, range info, vmin placeholder, vmax placeholder)``."""
-    from rendering.colors import NAN_GREY, colorscale_stops
+    from rendering.colors import NAN_GREY, ZERO_GREY, colorscale_stops
 
     entry = context.catalog.get(dataset)
     if entry is None or not color_by:
@@ -44,7 +44,8 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
         user = vmin not in (None, "") and vmax not in (None, "")
         shown = (float(vmin), float(vmax)) if user else (low, high)
         info = f"Default range {low:.3g} – {high:.3g} (99th percentile of expressing cells)"
-        children = gene_legend(gene, colorscale_stops(GENE_CMAP), *shown, default=not user, nan_color=NAN_GREY)
+        children = gene_legend(gene, colorscale_stops(GENE_CMAP), *shown, default=not user, nan_color=NAN_GREY,
+                               zero_color=ZERO_GREY)
         return children, "Gene expression", info, f"{low:.3g}", f"{high:.3g}"
     cells = atlas.cells(entry.name, **where)
     counts = term_counts(cells, color_by)

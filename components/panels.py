@@ -186,8 +186,9 @@ def _swatch(color: str) -> html.Span:
 
 
 def gene_legend(symbol: str, stops: Sequence[Sequence], vmin: float, vmax: float, *, default: bool,
-                nan_color: str, unit: str = "log2") -> list:
-    """Colour bar of a gene colouring: gradient, range ends, and the colour of cells without a value."""
+                nan_color: str, zero_color: str | None = None, unit: str = "log2") -> list:
+    """Colour bar of a gene colouring: gradient, range ends, the colour of cells that do not express the gene
+    (``zero_color``, drawn under the expressing ones) and of cells where it was not measured."""
     gradient = ", ".join(f"{color} {position * 100:.0f}%" for position, color in stops)
     return [
         html.Div(symbol, className="legend-gene"),
@@ -197,6 +198,9 @@ def gene_legend(symbol: str, stops: Sequence[Sequence], vmin: float, vmax: float
                            html.Span(f"≥ {vmax:.3g}")]),
         html.Div("range: 99th percentile of expressing cells" if default else "range: set by hand",
                  className="field-hint"),
+        *([html.Div(className="legend-item static",
+                    children=[_swatch(zero_color), html.Span("not expressed (0)", className="legend-name")])]
+          if zero_color else []),
         html.Div(className="legend-item static",
                  children=[_swatch(nan_color), html.Span("not measured", className="legend-name")]),
     ]

@@ -18,10 +18,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rendering.colors import GENE_KEY_ENTRIES
+
 from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range, shared_gene_range,
                           slot_colouring)
 from core.context import ViewerContext
-from core.render import picture_spread_px, render_rgba, shown_gene_range, two_gene_ranges
+from core.render import picture_dot_radius_px, render_rgba, shown_gene_range, two_gene_ranges
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from core.errors import ViewError
 from core.requests import MAX_FIGURE_PANELS, MIN_PANEL_PX, FigureOptions, PanelRequest
@@ -211,7 +213,7 @@ class FigurePanel:
 
 def figure_panel(context: ViewerContext, state: ViewState, options: FigureOptions, *,
                  max_px: int | None = None, window: Window | None = None, size_px: tuple[int, int] | None = None,
-                 title: str | None = None, with_legend: bool = True, spread_px: int | None = None,
+                 title: str | None = None, with_legend: bool = True, dot_radius_px: float | None = None,
                  gene_ranges: tuple | None = None) -> FigurePanel:
     """Render one view for a figure of ``options``' size: cells at print resolution plus legend or colour bar.
 
@@ -228,8 +230,9 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
         Panel title; default the figure's (``options.title``, else automatic).
     with_legend : bool
         Count the visible categories (a grid draws one legend of all its panels instead).
-    spread_px : int, optional
-        Dot radius of the cells; default from their density (:func:`core.render.picture_spread_px`).
+    dot_radius_px : float, optional
+        Dot radius of the cells; default from their density and size in the figure's raster
+        (:func:`core.render.picture_dot_radius_px`).
     gene_ranges : ((float, float), (float, float)), optional
         Ranges of a two-gene view's genes (a comparison's shared pair); default each gene's in the dataset.
     """
@@ -246,14 +249,20 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
     else:
         width_px, height_px = (max(1, min(int(v), limit)) for v in size_px)
     picture = view_picture(state, window, width_px, height_px)
-    rgba = render_rgba(context, picture, spread_px=spread_px, gene_ranges=gene_ranges)
+    rgba = render_rgba(context, picture, dot_radius_px=dot_radius_px, gene_ranges=gene_ranges)
     if title is None:
         title = auto_title(context, state) if options.title is None else options.title
+    colorbar = gene_colorbar(context, picture)
+    if not with_legend:
+        legend = []
+    elif colorbar is not None:  # the colours of the cells off the colour bar
+        legend = list(GENE_KEY_ENTRIES)
+    else:
+        legend = visible_legend(context, state, window, options.legend_entries)
     return FigurePanel(
         rgba=rgba, window=window, y_down=entry.spatial, units="mm" if entry.spatial else "",
-        title=title, species=entry.species or "",
-        legend=visible_legend(context, state, window, options.legend_entries) if with_legend else [],
-        colorbar=gene_colorbar(context, picture), two_gene_key=picture_two_gene_key(context, picture, gene_ranges),
+        title=title, species=entry.species or "", legend=legend, colorbar=colorbar,
+        two_gene_key=picture_two_gene_key(context, picture, gene_ranges),
     )
 
 
@@ -447,6 +456,7 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     for view in views:
         if view.state.color_by == COLOR_BY_GENE:
             colorbar = gene_colorbar(context, view_picture(view.state, view.window, 1, 1))
+            legend = [*legend, *GENE_KEY_ENTRIES]  # the colours of the cells off the colour bar
             break
     key = next((picture_two_gene_key(context, view_picture(v.state, v.window, 1, 1), v.gene_ranges) for v in views
                 if v.state.color_by == COLOR_BY_TWO_GENES), None)
@@ -471,13 +481,14 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     return ComparisonPlan(request.kind, tuple(views), grid, heading)
 
 
-def comparison_spread_px(context: ViewerContext, views: Sequence[PanelView], sizes: Sequence[tuple[int, int]]) -> int:
+def comparison_dot_radius_px(context: ViewerContext, views: Sequence[PanelView],
+                             sizes: Sequence[tuple[int, int]]) -> float:
     """One dot radius for every panel of a comparison figure: the panels share one scale, so one radius in
     pixels is one cell size in mm on paper. It is the largest of the panels' own (density) radii: the sparsest
     panel's cells meet their neighbours, the denser panels read as solid tissue instead of scattered pixels."""
-    radii = [picture_spread_px(context, view_picture(view.state, view.window, *size))
+    radii = [picture_dot_radius_px(context, view_picture(view.state, view.window, *size))
              for view, size in zip(views, sizes) if min(size) > 0]
-    return max(radii, default=0)
+    return max(radii, default=0.0)
 
 
 def render_comparison(context: ViewerContext, state: ViewState, options: FigureOptions,
@@ -494,9 +505,9 @@ def render_comparison(context: ViewerContext, state: ViewState, options: FigureO
     """
     plan = plan_comparison(context, state, options, request)
     sizes = plan.grid.raster_px(options.dpi)
-    spread = comparison_spread_px(context, plan.views, sizes)
+    radius = comparison_dot_radius_px(context, plan.views, sizes)
     panels = [figure_panel(context, view.state, options, window=view.window, size_px=size, title=view.title,
-                           with_legend=False, spread_px=spread, gene_ranges=view.gene_ranges)
+                           with_legend=False, dot_radius_px=radius, gene_ranges=view.gene_ranges)
               for view, size in zip(plan.views, sizes)]
     return compose_figure(panels, options, plan.grid)
 

@@ -41,28 +41,31 @@ def _picture_cells(context: ViewerContext, picture: PictureRequest) -> tuple[Any
     return cells, where, viewport
 
 
-def picture_spread_px(context: ViewerContext, picture: PictureRequest, cells: Any = None,
-                      viewport: Any = None) -> int:
-    """Radius (px) cells are drawn with in ``picture``: from the density of the cells in view
-    (:func:`rendering.raster.auto_spread_px`; a section's cells mostly fill it, a UMAP's do not)."""
-    from rendering.raster import auto_spread_px
+def picture_dot_radius_px(context: ViewerContext, picture: PictureRequest, cells: Any = None,
+                          viewport: Any = None) -> float:
+    """Radius (px, a real number) cells are drawn with in ``picture`` (:func:`rendering.raster.dot_radius_px`):
+    from the density of the cells in view (a section's cells mostly fill it, a UMAP's do not), and for sections at
+    least the cells' physical size (:data:`rendering.raster.CELL_DIAMETER_MM`), so a picture changes smoothly
+    with the view and the map, the UMAP, the side-by-side maps, the gallery and figures follow one rule."""
+    from rendering.raster import CELL_DIAMETER_MM, dot_radius_px
 
     if cells is None or viewport is None:
         cells, _, viewport = _picture_cells(context, picture)
     in_view = viewport.count_inside(cells["x"].to_numpy(), cells["y"].to_numpy())
     spatial = context.catalog.get(picture.dataset).spatial
-    return auto_spread_px(in_view, viewport, tissue_fraction=0.8 if spatial else 0.5)
+    return dot_radius_px(in_view, viewport, tissue_fraction=0.8 if spatial else 0.5,
+                         cell_diameter=CELL_DIAMETER_MM if spatial else None)
 
 
-def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int | None = None,
+def render_rgba(context: ViewerContext, picture: PictureRequest, dot_radius_px: float | None = None,
                 gene_ranges: tuple | None = None) -> np.ndarray:
     """The cells of one picture request as an RGBA raster: the ONE rendering path of the picture route, the
     HTTP API and the figure export (``core.export``), so all three draw a view the same way.
 
     The size is taken as given (``picture.width_px x picture.height_px``): the caller bounds it
-    (``max_image_px`` for the route, ``max_export_px`` for exports). ``spread_px`` sets the dot radius (a figure
+    (``max_image_px`` for the route, ``max_export_px`` for exports). ``dot_radius_px`` sets the dot radius (a figure
     of several panels at one scale draws every panel's cells the same size); default
-    :func:`picture_spread_px`. ``gene_ranges`` (``(range_a, range_b)``) colours a two-gene picture over other
+    :func:`picture_dot_radius_px`. ``gene_ranges`` (``(range_a, range_b)``) colours a two-gene picture over other
     ranges than its genes' defaults (:func:`two_gene_ranges`): a comparison figure's panels share one pair.
 
     Returns
@@ -79,7 +82,7 @@ def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int 
     cells, where, viewport = _picture_cells(context, picture)
     x = cells["x"].to_numpy()
     y = cells["y"].to_numpy()
-    spread = picture_spread_px(context, picture, cells, viewport) if spread_px is None else int(spread_px)
+    radius = picture_dot_radius_px(context, picture, cells, viewport) if dot_radius_px is None else float(dot_radius_px)
     highlight = None
     if picture.term and picture.term_level:
         column = cells[picture.term_level]
@@ -88,17 +91,17 @@ def render_rgba(context: ViewerContext, picture: PictureRequest, spread_px: int 
     highlight = selection_highlight(picture, cells, highlight, entry.levels[-1] if entry.levels else None,
                                     context.masks, where)
     if picture.color_by == COLOR_BY_TWO_GENES and picture.gene2:
-        return render_two_gene_picture(context, picture, x, y, viewport, where, spread, y_down, gene_ranges)
+        return render_two_gene_picture(context, picture, x, y, viewport, where, radius, y_down, gene_ranges)
     if picture.color_by == COLOR_BY_GENE:
         values = atlas.gene(picture.dataset, picture.gene, **where)
         vmin, vmax = shown_gene_range(context, picture)
         rgba = render_numeric(x, y, values, viewport, vmin=vmin, vmax=vmax, highlight=highlight,
-                              spread_px=spread, y_down=y_down)
+                              dot_radius_px=radius, y_down=y_down)
     else:
         column = cells[picture.color_by]
         colors = atlas.colors(picture.dataset, picture.color_by)
         codes = np.asarray(column.cat.codes, dtype=np.int32)
-        rgba = render_categorical(x, y, codes, colors, viewport, highlight=highlight, spread_px=spread,
+        rgba = render_categorical(x, y, codes, colors, viewport, highlight=highlight, dot_radius_px=radius,
                                   y_down=y_down)
     return rgba
 
@@ -134,7 +137,7 @@ def two_gene_ranges(context: ViewerContext, picture: PictureRequest) -> tuple[tu
 
 
 def render_two_gene_picture(context: ViewerContext, picture: PictureRequest, x: np.ndarray, y: np.ndarray,
-                            viewport: Any, where: dict, spread: int, y_down: bool,
+                            viewport: Any, where: dict, radius: float, y_down: bool,
                             gene_ranges: tuple | None = None) -> np.ndarray:
     """The cells coloured by ``picture.gene`` and ``picture.gene2`` at once (:func:`rendering.blend.render_two_genes`
     in its default theme: magenta / green, white where both are high, on a near-black background), over
@@ -155,7 +158,7 @@ def render_two_gene_picture(context: ViewerContext, picture: PictureRequest, x: 
         x, y, values_a, values_b, viewport, range_a=range_a, range_b=range_b,
         mode=picture.blend_mode,
         threshold_a=picture.threshold_a or 0.0, threshold_b=picture.threshold_b or 0.0,
-        spread_px=spread, y_down=y_down,
+        dot_radius_px=radius, y_down=y_down,
     )
 
 

@@ -30,6 +30,7 @@ from core.catalog import Catalog, DatasetEntry, SectionEntry, SlabPlaneEntry
 from core.requests import MAX_FIGURE_PANELS, MIN_PANEL_PX, PanelRequest, panel_request
 from core.errors import ViewError
 from core.state import ViewState
+from rendering.colors import GENE_KEY_ENTRIES
 from rendering.figures import best_columns, export_panel_grid, grid_geometry, plan_panel_grid
 from settings import Settings
 
@@ -324,16 +325,16 @@ def test_every_comparison_panel_shares_one_scale_in_inches_per_mm(demo):
 def test_every_comparison_panel_draws_its_cells_with_one_dot_size(demo):
     """One scale on paper, one dot radius: the largest of the panels' own density radii (the demo's marmoset
     section is denser than the human one, so alone it would be drawn in single scattered pixels)."""
-    from core.figures import comparison_spread_px
+    from core.figures import comparison_dot_radius_px
     from core.picture import view_picture
-    from core.render import picture_spread_px
+    from core.render import picture_dot_radius_px
 
     plan = _plan(demo, "png", dataset=demo.human, color_by="Class", panels="species")
     sizes = plan.grid.raster_px(150)
-    own = [picture_spread_px(demo.context, view_picture(v.state, v.window, *size))
+    own = [picture_dot_radius_px(demo.context, view_picture(v.state, v.window, *size))
            for v, size in zip(plan.views, sizes)]
     assert len(set(own)) > 1  # the panels differ in density
-    assert comparison_spread_px(demo.context, plan.views, sizes) == max(own)
+    assert comparison_dot_radius_px(demo.context, plan.views, sizes) == max(own)
 
 
 def test_the_shared_legend_lists_categories_of_all_panels_most_cells_first(demo):
@@ -354,7 +355,7 @@ def test_a_gene_is_one_colour_bar_on_one_range_across_species(demo):
     plan = _plan(demo, "png", dataset=demo.human, panels="species", gene=gene)
     expected = shared_gene_range(demo.context, compare_datasets(demo.context), gene, None, None)
     assert plan.grid.colorbar[1:3] == pytest.approx(expected)
-    assert not plan.grid.legend
+    assert plan.grid.legend == GENE_KEY_ENTRIES  # no categories: only the colours of the cells off the bar
     assert all((view.state.vmin, view.state.vmax) == pytest.approx(expected) for view in plan.views)
     texts, groups, _ = _svg(_get(demo, "svg", dataset=demo.human, panels="species", gene=gene).data)
     assert sum(1 for text in texts if gene in text and "log2" in text) == 1  # ONE colour bar label

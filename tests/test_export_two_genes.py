@@ -306,8 +306,8 @@ def test_species_two_gene_panels_are_drawn_on_the_shared_ranges(demo):
     _, options, plan = _plan(demo, "species")
     for view in plan.views:
         panel = figure_panel(demo.context, view.state, options, window=view.window, size_px=(120, 160),
-                             title="", with_legend=False, spread_px=1, gene_ranges=view.gene_ranges)
-        expected = render_rgba(demo.context, view_picture(view.state, view.window, 120, 160), spread_px=1,
+                             title="", with_legend=False, dot_radius_px=1.0, gene_ranges=view.gene_ranges)
+        expected = render_rgba(demo.context, view_picture(view.state, view.window, 120, 160), dot_radius_px=1.0,
                                gene_ranges=view.gene_ranges)
         np.testing.assert_array_equal(panel.rgba, expected)
         assert panel.two_gene_key.range_a == view.gene_ranges[0]
