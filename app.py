@@ -15,6 +15,7 @@ from dash import Dash
 
 from callbacks import (compare, export_panel, inspector, legend, map_view, markers, navigation, selection, tree,
                        two_genes, umap_view)
+from callbacks.guard import install_callback_guard
 from components import ids
 from components.layout import build_layout, empty_layout
 from core.context import ViewerContext
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
         module.register(app, context)
     export_panel.register_panel(app, context)
     export_panel.register_share_callbacks(app, context, shares, app.config.requests_pathname_prefix or "/")
+    install_callback_guard(app)
     return app
 
 

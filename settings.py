@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -70,11 +69,15 @@ class Settings:
                        "under gunicorn with more than one worker, else simple)", choices=CACHE_TYPES),
     )
     cache_dir: Path | None = field(
-        default=None, metadata=_help("filesystem cache folder (default: a folder per store in the system temp)")
+        default=None, metadata=_help("filesystem cache folder, private to the server's user (default: a folder per "
+                                     "store in the user's cache home, ~/.cache/abc-atlas-viewer)")
     )
     cache_timeout_s: int = field(default=3600, metadata=_help("seconds a cached picture or look-up lives", min=0))
     cache_max_items: int = field(
         default=1000, metadata=_help("entries kept by the in-process or filesystem cache (bounds its size)", min=1)
+    )
+    cache_max_bytes: int = field(
+        default=512 * 2**20, metadata=_help("bytes the filesystem cache may hold (0: bounded by entries only)", min=0)
     )
     redis_url: str | None = field(default=None, metadata=_help("redis://host:port/db of a shared cache"))
     redis_timeout_s: float = field(
@@ -179,12 +182,15 @@ class Settings:
 
     @property
     def resolved_cache_dir(self) -> Path:
-        """``cache_dir``, or a folder in the system temp named after the user and the absolute store path,
-        so every worker of one deployment finds the same folder and two stores never share one."""
+        """``cache_dir``, or a folder named after the absolute store path in the user's own cache home
+        (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``abc-atlas-viewer``): every worker of one deployment finds the
+        same folder, two stores never share one, and no other local user can make it first (the shared temp folder
+        would let them)."""
         if self.cache_dir is not None:
             return Path(self.cache_dir)
         digest = hashlib.sha1(str(Path(self.store).resolve()).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"atlas-viewer-cache-{os.getuid()}-{digest}"
+        home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return home / "abc-atlas-viewer" / f"pictures-{digest}"
 
 
 def env_name(field_name: str) -> str:

@@ -29,7 +29,7 @@ from callbacks.view import view_inputs, view_of, view_states
 from components import ids
 from core.catalog import COLOR_BY_GENE
 from components.export import COMPARISON_TARGETS, target_options
-from core.requests import MAX_EXPORT_CELLS, figure_options
+from core.requests import MAX_EXPORT_CELLS, MAX_SIZE_NUMBER, figure_options
 from core.errors import ViewError
 from components.layout import gene_options
 from core.state import ViewState, to_query
@@ -243,13 +243,15 @@ def convert_size(unit: str | None, width: Any, height: Any, dpi: Any) -> tuple[A
         dpi = float(dpi)
     except (TypeError, ValueError):
         return no_update, no_update
-    if not dpi > 0:
+    if not 0 < dpi <= MAX_SIZE_NUMBER:
         return no_update, no_update
 
     def convert(value: Any) -> Any:
         try:
             number = float(value)
         except (TypeError, ValueError):
+            return no_update
+        if not -MAX_SIZE_NUMBER <= number <= MAX_SIZE_NUMBER:  # the route refuses it, naming the field
             return no_update
         if unit == "in":
             return round(number / dpi, 3)

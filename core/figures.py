@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -36,6 +37,27 @@ log = logging.getLogger(__name__)
 
 #: Colour map of gene pictures (the render route's default, also the legend's).
 GENE_CMAP = "viridis"
+
+
+# ---------------------------------------------------------------------------------------------- text
+def plain_text(text: str | None) -> str:
+    """``text`` as matplotlib draws it literally: every ``$`` escaped, so a title, a term or a gene name is never
+    parsed as mathtext (``cost $5 and $10`` stays text; ``$\\foo$`` is no error)."""
+    return "" if text is None else str(text).replace("$", "\\$")
+
+
+def _plain_legend(legend: Sequence[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    return [(plain_text(label), colour) for label, colour in legend or ()]
+
+
+def _plain_colorbar(colorbar: tuple | None) -> tuple | None:
+    return None if colorbar is None else (*colorbar[:3], plain_text(colorbar[3]))
+
+
+def _plain_key(key: Any) -> Any:
+    if key is None:
+        return None
+    return dataclasses.replace(key, gene_a=plain_text(key.gene_a), gene_b=plain_text(key.gene_b))
 
 
 # ---------------------------------------------------------------------------------------------- legends
@@ -297,8 +319,9 @@ def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: 
     viewport = Viewport(*panel.window, width, height, max_px=max(width, height))
     return export_figure(
         panel.rgba, viewport, fmt=options.fmt, width_in=options.width_in, height_in=options.height_in,
-        dpi=options.dpi, title=panel.title, species=panel.species, legend=panel.legend or None,
-        colorbar=panel.colorbar, y_down=panel.y_down, units=panel.units, two_gene_key=panel.two_gene_key,
+        dpi=options.dpi, title=plain_text(panel.title), species=plain_text(panel.species),
+        legend=_plain_legend(panel.legend) or None, colorbar=_plain_colorbar(panel.colorbar), y_down=panel.y_down,
+        units=panel.units, two_gene_key=_plain_key(panel.two_gene_key),
     )
 
 
@@ -465,10 +488,10 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     if request.kind == "gallery":
         species = context.catalog.get(state.dataset).species or ""
     grid = plan_panel_grid(
-        [(v.window.width, v.window.height) for v in views], [v.title for v in views],
-        width_in=options.width_in, height_in=options.height_in, dpi=options.dpi, heading=heading, species=species,
-        legend=legend, colorbar=colorbar, n_cols=len(views) if request.kind == "species" else None,
-        two_gene_key=key,
+        [(v.window.width, v.window.height) for v in views], [plain_text(v.title) for v in views],
+        width_in=options.width_in, height_in=options.height_in, dpi=options.dpi, heading=plain_text(heading),
+        species=plain_text(species), legend=_plain_legend(legend), colorbar=_plain_colorbar(colorbar),
+        n_cols=len(views) if request.kind == "species" else None, two_gene_key=_plain_key(key),
     )
     sizes = grid.raster_px(options.dpi) if grid.geometry.boxes else [(0, 0)]
     smallest = min(min(size) for size in sizes)

@@ -28,6 +28,8 @@ DEFAULT_SIZE_IN = (7.0, 5.0)
 #: dpi bounds and largest side in inches (those of ``rendering.figures``).
 MIN_DPI, MAX_DPI = 50.0, 1200.0
 MAX_SIZE_IN = 40.0
+#: Largest number read as a width or height (in any unit), before the limits in pixels and inches are checked.
+MAX_SIZE_NUMBER = 1e7
 #: Legend entries of a figure: default and largest number of visible categories listed (the most frequent).
 DEFAULT_LEGEND_ENTRIES = 20
 MAX_LEGEND_ENTRIES = 60
@@ -153,7 +155,7 @@ def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> 
     sizes = {}
     for key, default_in in zip(("width", "height"), DEFAULT_SIZE_IN):
         default = default_in if unit == "in" else round(default_in * dpi)
-        value = read_number(args, key, default, 0.0, math.inf)
+        value = read_number(args, key, default, 0.0, MAX_SIZE_NUMBER)  # bounded before any arithmetic
         if not value > 0:
             raise ViewError(key, "must be positive")
         inches = value if unit == "in" else value / dpi

@@ -606,6 +606,35 @@ def export_cells_csv(cells_df: pd.DataFrame, gene_columns: Mapping[str, np.ndarr
         if name in out.columns:
             raise ValueError(f"gene column {name!r} would overwrite the cell column of the same name")
         out[name] = values[keep]
+    out = spreadsheet_safe(out)
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, float_format=float_format, lineterminator="\n")
     return buffer.getvalue()
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe_text(text: str) -> str:
+    """``text`` with a leading ``'`` when it starts like a formula (``=``, ``+``, ``-``, ``@``, tab or CR), so a
+    spreadsheet opening the CSV shows it as text and runs nothing (the OWASP recommendation)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every text cell and column name made :func:`spreadsheet_safe_text`; numbers (a negative
+    coordinate) are left as they are."""
+    out = table.rename(columns=lambda name: spreadsheet_safe_text(str(name)))
+    for name in out.columns:
+        column = out[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            categories = [spreadsheet_safe_text(str(c)) for c in column.cat.categories]
+            if len(set(categories)) < len(categories):  # "=x" and "'=x" both there: write them as text
+                out[name] = column.astype(object).map(lambda v: spreadsheet_safe_text(str(v)) if isinstance(v, str)
+                                                      else v)
+            elif categories != [str(c) for c in column.cat.categories]:
+                out[name] = column.cat.rename_categories(categories)
+        elif column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            out[name] = column.map(lambda v: spreadsheet_safe_text(v) if isinstance(v, str) else v)
+    return out

@@ -12,8 +12,11 @@ The render route uses it like this::
                                         lambda: render_png(...))
 
 Keys are tuples of plain values (str, int, float, bool, None, nested tuples/lists of these); they are JSON-encoded
-and hashed, never pickled. Values are pickled by the backend, so keep them plain (bytes, numbers, lists, dicts,
-numpy arrays), never open files or big objects.
+and hashed, never pickled. Values are PNG bytes, stored as they are (:class:`PlainSerializer`: never a pickle, so
+whoever can write the cache folder or the Redis cannot run code in the server) and checked when read back (a value
+that is not a PNG is a miss, replaced by a fresh picture). The cache folder is private to the server's user (made
+0700, its owner and mode checked, refused otherwise) and lives in the user's own cache home, not in the shared
+temp folder; it is bounded in entries and in bytes.
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ from typing import Any, Callable, Sequence
 from flask import Flask, current_app, has_app_context
 from flask_caching import Cache
 from flask_caching.backends.filesystemcache import FileSystemCache
+from flask_caching.backends.rediscache import RedisCache
+from flask_caching.backends.simplecache import SimpleCache
 
 from core.context import store_token  # noqa: F401  (re-exported: the cache namespace of a store)
 from settings import Settings
@@ -38,6 +43,8 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "atlas_viewer_caches"
+#: The first bytes of every PNG file: what a cached picture must start with to be served.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
@@ -79,6 +86,73 @@ def make_key(namespace: str, key: Sequence[Any], token: str = "") -> str:
     text = json.dumps(_plain(list(key), "key"), separators=(",", ":"), ensure_ascii=True)
     digest = hashlib.sha1(text.encode()).hexdigest()
     return f"{token}:{namespace}:{digest}" if token else f"{namespace}:{digest}"
+
+
+# --------------------------------------------------------------------------------------------- values
+class CacheFolderError(RuntimeError):
+    """The cache folder is not private to the server's user (another owner, or open to the group or others)."""
+
+
+class PlainSerializer:
+    """Cache values as plain bytes, never pickles (cachelib's serializers pickle every value).
+
+    A value is ``b"b"`` + the bytes, or ``b"i"`` + decimal digits for the file cache's own entry count; anything
+    else read back (a planted pickle, a truncated or foreign entry) is a miss, logged once per process.
+    """
+
+    _warned = False
+
+    def dumps(self, value: Any) -> bytes:
+        if type(value) is int:
+            return b"i" + str(value).encode("ascii")
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return b"b" + bytes(value)
+        raise TypeError(f"the picture cache stores bytes, not {type(value).__name__}")
+
+    def loads(self, data: Any) -> bytes | int | None:
+        if data is None:
+            return None
+        data = bytes(data)
+        if data[:1] == b"b":
+            return data[1:]
+        if data[:1] == b"i" and 1 < len(data) <= 20 and data[1:].isdigit():
+            return int(data[1:])
+        if not PlainSerializer._warned:
+            PlainSerializer._warned = True
+            log.warning("a cache entry is not one the viewer wrote (%d bytes starting %r): ignored", len(data),
+                        data[:8])
+        return None
+
+    def dump(self, value: Any, f: Any) -> None:
+        f.write(self.dumps(value))
+
+    def load(self, f: Any) -> bytes | int | None:
+        return self.loads(f.read())
+
+
+def private_folder(folder: Path) -> Path:
+    """``folder`` created with mode 0700 if missing, and checked: owned by this process's user and closed to the
+    group and others.
+
+    Raises
+    ------
+    CacheFolderError
+        Naming the folder, its owner and mode: a folder another user could write is never used.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(folder)
+    import stat
+
+    if not stat.S_ISDIR(info.st_mode):
+        raise CacheFolderError(f"the cache folder {folder} is not a folder (a link or a file): refusing to use it")
+    if info.st_uid != os.getuid():
+        raise CacheFolderError(f"the cache folder {folder} belongs to user id {info.st_uid}, not to this server's "
+                               f"user ({os.getuid()}): refusing to use it (set ATLAS_VIEWER_CACHE_DIR)")
+    if info.st_mode & 0o077:
+        raise CacheFolderError(f"the cache folder {folder} is open to other users (mode {oct(info.st_mode & 0o777)}):"
+                               " refusing to use it (chmod 700 it, or set ATLAS_VIEWER_CACHE_DIR)")
+    return folder
 
 
 # --------------------------------------------------------------------------------------------- outage guard
@@ -216,39 +290,102 @@ class ResilientCache:
         bytes
             the encoded picture (PNG, SVG...), exactly what ``render`` returned.
         """
-        value = self.get_or_compute(key, render)
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise TypeError(f"render function for {key!r} returned {type(value).__name__}, not bytes")
-        return bytes(value)
+        value = self.get(key)
+        if value is not None and not (isinstance(value, bytes) and value.startswith(PNG_SIGNATURE)):
+            log.warning("cache entry %s is not a PNG: rendered again", self.key(key))
+            value = None
+        if value is None:
+            value = render()
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"render function for {key!r} returned {type(value).__name__}, not bytes")
+            value = bytes(value)
+            self.set(key, value)
+        return value
+
+
+class PlainSimpleCache(SimpleCache):
+    """flask-caching's in-process cache with plain byte values (:class:`PlainSerializer`)."""
+
+    serializer = PlainSerializer()
+
+
+class PlainRedisCache(RedisCache):
+    """flask-caching's Redis cache with plain byte values (:class:`PlainSerializer`): a value planted in the Redis
+    is never unpickled."""
+
+    serializer = PlainSerializer()
 
 
 class BatchPruningFileSystemCache(FileSystemCache):
-    """flask-caching's ``FileSystemCache`` that, once over its threshold, evicts the oldest entries down to 80 %
-    of it in one pass.
+    """flask-caching's ``FileSystemCache`` with plain byte values (:class:`PlainSerializer`), bounded in entries and
+    in bytes: once over either bound it evicts the oldest entries down to 80 % of it in one pass.
 
     cachelib evicts one entry per write once full, re-reading every cache file to find it: about 50 ms per new
-    picture at 1,000 entries on this machine. One pass per fifth of the threshold costs a fraction of that.
+    picture at 1,000 entries on this machine. One pass per fifth of the threshold costs a fraction of that. The
+    folder's size is measured every :attr:`bytes_check_every` writes (a listing of the folder).
     """
 
+    serializer = PlainSerializer()
     low_water = 0.8
+    #: Largest total size of the entries (``CACHE_OPTIONS["max_bytes"]``); 0 = unbounded.
+    max_bytes = 0
+    bytes_check_every = 32
+
+    def __init__(self, *args: Any, max_bytes: int = 0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.max_bytes = int(max_bytes)
+        self._writes = 0
+
+    def set(self, key: str, value: Any, timeout: int | None = None, mgmt_element: bool = False) -> bool:
+        stored = super().set(key, value, timeout=timeout, mgmt_element=mgmt_element)
+        if not mgmt_element and self.max_bytes:
+            self._writes += 1
+            if self._writes % self.bytes_check_every == 0:
+                self._prune_bytes()
+        return stored
+
+    def _entries(self) -> list[tuple[int, int, str]]:
+        """``(mtime_ns, size, path)`` of every entry, oldest first."""
+        entries = []
+        for name in self._list_dir():
+            try:
+                info = os.stat(name)
+            except FileNotFoundError:  # another worker removed it
+                continue
+            entries.append((info.st_mtime_ns, info.st_size, name))
+        entries.sort()
+        return entries
+
+    def _remove(self, names: Sequence[str]) -> int:
+        removed = 0
+        for name in names:
+            try:
+                os.remove(name)
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
     def _prune(self) -> None:
         if not self._over_threshold():
             return
-        entries = []
-        for name in self._list_dir():
-            try:
-                entries.append((os.stat(name).st_mtime_ns, name))
-            except FileNotFoundError:  # another worker removed it
-                pass
-        entries.sort()
+        entries = self._entries()
         excess = max(0, len(entries) - int(self._threshold * self.low_water))
-        for _, name in entries[:excess]:
-            try:
-                os.remove(name)
-            except FileNotFoundError:
-                pass
+        self._remove([name for _, _, name in entries[:excess]])
         self._update_count(value=len(entries) - excess)
+
+    def _prune_bytes(self) -> None:
+        entries = self._entries()
+        total = sum(size for _, size, _ in entries)
+        if total <= self.max_bytes:
+            return
+        goal, drop = self.max_bytes * self.low_water, []
+        for _, size, name in entries:
+            if total <= goal:
+                break
+            drop.append(name)
+            total -= size
+        self._update_count(value=len(entries) - self._remove(drop))
 
 
 @dataclass(frozen=True)
@@ -275,14 +412,15 @@ def flask_cache_config(settings: Settings) -> dict[str, Any]:
         "CACHE_KEY_PREFIX": "atlas-viewer:",
     }
     if kind == "simple":
-        config["CACHE_TYPE"] = "SimpleCache"
+        config["CACHE_TYPE"] = f"{__name__}.PlainSimpleCache"
     elif kind == "filesystem":
         config["CACHE_TYPE"] = f"{__name__}.BatchPruningFileSystemCache"
         config["CACHE_DIR"] = str(settings.resolved_cache_dir)
+        config["CACHE_OPTIONS"] = {"max_bytes": settings.cache_max_bytes}
     elif kind == "redis":
         if not settings.redis_url:
             raise ValueError("ATLAS_VIEWER_CACHE_TYPE=redis needs ATLAS_VIEWER_REDIS_URL")
-        config["CACHE_TYPE"] = "RedisCache"
+        config["CACHE_TYPE"] = f"{__name__}.PlainRedisCache"
         config["CACHE_REDIS_URL"] = settings.redis_url
         config["CACHE_OPTIONS"] = {
             "socket_timeout": settings.redis_timeout_s,
@@ -309,7 +447,7 @@ def install_caches(server: Flask, settings: Settings, clock: Callable[[], float]
     kind = settings.resolved_cache_type
     config = flask_cache_config(settings)
     if kind == "filesystem":
-        Path(config["CACHE_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(Path(config["CACHE_DIR"]))
     flask_cache = Cache(config=config)
     flask_cache.init_app(server)
     backend = server.extensions["cache"][flask_cache]

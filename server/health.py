@@ -126,7 +126,8 @@ class StoreProbe:
 
 def install_health(server: Flask, settings: Settings, atlas: Any = None, caches: Any = None,
                    opener: Callable[[Path], Any] | None = None) -> StoreProbe:
-    """Add ``GET /healthz`` to ``server``.
+    """Add ``GET /healthz`` to ``server``: 200 or 503 with ``{"ok"}`` for anyone; with login on, the store, the
+    datasets, the version, the worker, the cache and the error only for a logged-in user.
 
     Returns
     -------
@@ -138,6 +139,12 @@ def install_health(server: Flask, settings: Settings, atlas: Any = None, caches:
 
     def healthz():
         ok, facts = probe.check()
+        if settings.auth_enabled and current_user() is None:
+            # a load balancer needs ok / not ok; where the store lives and why it failed are for logged-in users
+            response = jsonify({"ok": ok})
+            response.status_code = 200 if ok else 503
+            response.headers["Cache-Control"] = "no-store"
+            return response
         body = {"ok": ok, "store": str(settings.store), "datasets": facts.get("datasets"), "version": version,
                 "worker": os.getpid()}
         if caches is not None:

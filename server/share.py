@@ -23,13 +23,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 from typing import Any, Protocol
 
 from flask import Blueprint, Response, redirect
 
 from core.context import ViewerContext
 from core.requests import share_id_ok
-from core.state import ViewState, parse_query, to_query
+from core.state import MAP_VIEW_KEYS, QUERY_KEYS, SELECTION_KEYS, ViewState, parse_query, to_query
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ SHARE_PATH = "/s/<share_id>"
 MAX_QUERY_CHARS = 4000
 #: Ids tried for one query before giving up (a clash needs 2^50 links).
 MAX_ATTEMPTS = 8
+#: Parameters a stored view may hold: the address bar's.
+ADDRESS_KEYS = frozenset(QUERY_KEYS) | frozenset(SELECTION_KEYS) | frozenset(MAP_VIEW_KEYS)
 
 
 class ShareError(RuntimeError):
@@ -73,6 +76,32 @@ def canonical_query(state: ViewState, context: ViewerContext) -> str:
     parsed, _ = parse_query(first, context.catalog, gene_lookup=context.lookups.gene_symbol,
                             term_lookup=context.lookups.term_level)
     return to_query(parsed)
+
+
+def checked_record(link_id: str, record: Any) -> str | None:
+    """A stored record read back, validated: the query it holds re-encoded, or None when it is not one this server
+    wrote.
+
+    A record is accepted when it is a query string (``?`` first, at most :data:`MAX_QUERY_CHARS`, no control
+    characters) whose id is its own hash (:func:`share_id`, any of the :data:`MAX_ATTEMPTS` ids) and whose
+    parameters are all the address bar's; it is re-encoded, so the redirect it gives is always a relative address
+    of this viewer (never another host).
+    """
+    if isinstance(record, bytes):
+        try:
+            record = record.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(record, str) or not record.startswith("?") or len(record) > MAX_QUERY_CHARS:
+        return None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in record):
+        return None
+    if link_id not in {share_id(record, attempt) for attempt in range(MAX_ATTEMPTS)}:
+        return None
+    pairs = parse_qsl(record[1:], keep_blank_values=True)
+    if not pairs or any(key not in ADDRESS_KEYS for key, _ in pairs):
+        return None
+    return "?" + urlencode(pairs)
 
 
 class ShareBackend(Protocol):
@@ -204,7 +233,8 @@ class ShareStore:
         return held
 
     def resolve(self, share_id: str) -> str | None:
-        """The query of a valid id, or None (unknown, or not of the id form)."""
+        """The query of a valid id, or None (unknown, not of the id form, or a record that is not one this server
+        wrote: see :func:`checked_record`)."""
         if not share_id_ok(share_id):
             return None
         missed = []
@@ -215,6 +245,11 @@ class ShareStore:
                 log.warning("short link look-up in %s failed: %s", type(backend).__name__, exc)
                 continue
             if query is not None:
+                query = checked_record(share_id, query)
+                if query is None:
+                    log.warning("short link %s in %s is not a record this server wrote: refused", share_id,
+                                type(backend).__name__)
+                    continue
                 for earlier in missed:  # e.g. evicted from Redis: put it back
                     try:
                         earlier.add(share_id, query)

@@ -11,7 +11,7 @@ from pathlib import Path
 from dash import Dash, html
 from flask import Response, request
 
-from server.caching import picture_cache
+from server.caching import PNG_SIGNATURE, picture_cache
 from core.errors import ViewError
 from server.features import ServerFeatures, install_server_features
 from settings import Settings
@@ -59,7 +59,7 @@ def build_app(settings: Settings, opener=lambda store: FakeAtlas()) -> ServerTes
 
         def render() -> bytes:
             result.renders.append(key)
-            return f"PNG {dataset} {section} {viewport} {width}x{height}".encode()
+            return PNG_SIGNATURE + f"PNG {dataset} {section} {viewport} {width}x{height}".encode()
 
         return Response(picture_cache().get_or_render(key, render), mimetype="image/png")
 

@@ -1,6 +1,7 @@
 """Selections, composition, linked clusters, marker genes and CSV export (data_layer.analysis)."""
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
@@ -321,3 +322,19 @@ def test_warm_up_compiles_the_kernels_for_read_only_store_arrays():
     for kernel in (an._scan_f16, an._scan_f32):
         index_types = [sig[1] for sig in kernel.signatures]
         assert any(not t.mutable for t in index_types), f"{kernel.__name__}: {index_types}"
+
+
+def test_csv_cells_that_start_like_a_formula_are_written_as_text():
+    table = pd.DataFrame({
+        "cell_label": ["=HYPERLINK(\"http://x\")", "+1", "-cmd", "@SUM(A1)", "\tx", "plain", "a=b", "ok"],
+        "Subclass": pd.Categorical(["=1+1", "ok", "ok", "ok", "ok", "ok", "ok", "ok"]),
+        "x": [-1.5, 2.0, -3.25, 4.0, 5.0, 6.0, 7.0, 8.0],
+    })
+    text = an.export_cells_csv(table, {"=evil": np.full(8, -2.0)})
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == ["cell_label", "Subclass", "x", "'=evil"]
+    assert [r[0] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-cmd", "'@SUM(A1)", "'\tx", "plain",
+                                        "a=b", "ok"]
+    assert an.spreadsheet_safe_text("\rx") == "'\rx"
+    assert rows[1][1] == "'=1+1" and rows[2][1] == "ok"
+    assert [r[2] for r in rows[1:3]] == ["-1.5", "2"] and rows[1][3] == "-2"  # numbers stay numbers

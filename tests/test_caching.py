@@ -7,7 +7,7 @@ import redis
 from flask import Flask
 
 from bench.servers import RedisServer
-from server.caching import install_caches, make_key, picture_cache, store_token
+from server.caching import PNG_SIGNATURE, install_caches, make_key, picture_cache, store_token
 from server_testapp import build_app, settings_for
 
 
@@ -49,7 +49,12 @@ def caches_of_backend(backend, tmp_path, request):
     return caches_for(tmp_path, **changes)
 
 
-def counting_render(calls, payload=b"PNG"):
+def P(payload: bytes) -> bytes:
+    """A picture as the cache keeps it: PNG bytes (the signature, then ``payload``)."""
+    return PNG_SIGNATURE + payload
+
+
+def counting_render(calls, payload=P(b"PNG")):
     def render():
         calls.append(1)
         return payload
@@ -94,16 +99,16 @@ def test_each_backend_renders_a_picture_once_per_key(backend, tmp_path, request)
     caches = caches_of_backend(backend, tmp_path, request)
     assert caches.kind == backend
     calls = []
-    first = caches.pictures.get_or_render(("d", "H1", 1.5), counting_render(calls, b"A"))
-    second = caches.pictures.get_or_render(("d", "H1", 1.5), counting_render(calls, b"A"))
-    other = caches.pictures.get_or_render(("d", "H2", 1.5), counting_render(calls, b"B"))
-    assert (first, second, other) == (b"A", b"A", b"B")
+    first = caches.pictures.get_or_render(("d", "H1", 1.5), counting_render(calls, P(b"A")))
+    second = caches.pictures.get_or_render(("d", "H1", 1.5), counting_render(calls, P(b"A")))
+    other = caches.pictures.get_or_render(("d", "H2", 1.5), counting_render(calls, P(b"B")))
+    assert (first, second, other) == (P(b"A"), P(b"A"), P(b"B"))
     assert len(calls) == 2
 
 
 def test_redis_backend_keeps_pictures_in_redis(fresh_redis, tmp_path):
     caches = caches_for(tmp_path, cache_type="redis", redis_url=fresh_redis.url)
-    caches.pictures.get_or_render(("d", "H1"), lambda: b"PNG")
+    caches.pictures.get_or_render(("d", "H1"), lambda: P(b"PNG"))
     keys = redis.Redis.from_url(fresh_redis.url).keys("*")
     assert [k.decode() for k in keys] == ["atlas-viewer:" + caches.pictures.key(("d", "H1"))]
 
@@ -112,9 +117,9 @@ def test_filesystem_cache_is_shared_by_two_workers_of_one_store(tmp_path):
     worker_a = caches_for(tmp_path, served_by="gunicorn", workers=2)
     worker_b = caches_for(tmp_path, served_by="gunicorn", workers=2)
     assert worker_a.kind == worker_b.kind == "filesystem"
-    worker_a.pictures.get_or_render(("d", "H1"), lambda: b"from-a")
+    worker_a.pictures.get_or_render(("d", "H1"), lambda: P(b"from-a"))
     calls = []
-    assert worker_b.pictures.get_or_render(("d", "H1"), counting_render(calls, b"from-b")) == b"from-a"
+    assert worker_b.pictures.get_or_render(("d", "H1"), counting_render(calls, P(b"from-b"))) == P(b"from-a")
     assert calls == []
 
 
@@ -122,7 +127,7 @@ def test_filesystem_cache_is_shared_by_two_workers_of_one_store(tmp_path):
 def test_in_process_and_filesystem_caches_stay_within_max_items(backend, tmp_path):
     caches = caches_for(tmp_path, cache_type=backend, cache_max_items=10)
     for i in range(40):
-        caches.pictures.get_or_render(("d", i), lambda: b"x" * 100)
+        caches.pictures.get_or_render(("d", i), lambda: P(b"x" * 100))
     if backend == "simple":
         stored = len(caches.pictures.backend._cache)
     else:
@@ -146,7 +151,7 @@ def test_a_render_that_raises_is_not_cached(tmp_path):
 
     with pytest.raises(RuntimeError):
         caches.pictures.get_or_render(("d",), broken)
-    assert caches.pictures.get_or_render(("d",), lambda: b"ok") == b"ok"
+    assert caches.pictures.get_or_render(("d",), lambda: P(b"ok")) == P(b"ok")
 
 
 def test_render_returning_something_else_than_bytes_is_an_error(tmp_path):
@@ -160,7 +165,7 @@ def test_picture_cache_passes_through_when_no_cache_is_installed():
     calls = []
     with server.app_context():
         for _ in range(2):
-            assert picture_cache().get_or_render(("d",), counting_render(calls)) == b"PNG"
+            assert picture_cache().get_or_render(("d",), counting_render(calls)) == P(b"PNG")
     assert len(calls) == 2
 
 
@@ -176,23 +181,23 @@ def test_redis_stopped_mid_test_app_keeps_serving_and_warns_once_per_outage(fres
     clock = FakeClock()
     caches = caches_for(tmp_path, clock=clock, cache_type="redis", redis_url=fresh_redis.url, redis_retry_s=30)
     calls = []
-    caches.pictures.get_or_render(("d", "H1"), counting_render(calls, b"A"))
+    caches.pictures.get_or_render(("d", "H1"), counting_render(calls, P(b"A")))
     assert len(calls) == 1
 
     fresh_redis.stop()
     caplog.set_level(logging.WARNING, logger="server.caching")
     for _ in range(5):
-        assert caches.pictures.get_or_render(("d", "H1"), counting_render(calls, b"A")) == b"A"
+        assert caches.pictures.get_or_render(("d", "H1"), counting_render(calls, P(b"A"))) == P(b"A")
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1 and "redis" in warnings[0].getMessage()
     assert caches.guard.down and len(calls) == 6
 
     fresh_redis.start()
     clock.now += 31  # past the retry interval: the next request tries Redis again
-    caches.pictures.get_or_render(("d", "H2"), counting_render(calls, b"B"))
+    caches.pictures.get_or_render(("d", "H2"), counting_render(calls, P(b"B")))
     assert not caches.guard.down
     assert any("is back" in r.getMessage() for r in caplog.records)
-    assert caches.pictures.get_or_render(("d", "H2"), counting_render(calls, b"B")) == b"B"
+    assert caches.pictures.get_or_render(("d", "H2"), counting_render(calls, P(b"B"))) == P(b"B")
     assert len(calls) == 7  # H2 came from Redis the second time
 
 
@@ -204,10 +209,10 @@ def test_during_an_outage_redis_is_not_retried_before_the_interval(fresh_redis, 
     assert caches.guard.down
     fresh_redis.start()
     clock.now += 10
-    caches.pictures.get_or_render(("d",), lambda: b"A")
+    caches.pictures.get_or_render(("d",), lambda: P(b"A"))
     assert caches.guard.down  # still skipping Redis: no request paid a connection attempt
     clock.now += 25
-    caches.pictures.get_or_render(("d",), lambda: b"A")
+    caches.pictures.get_or_render(("d",), lambda: P(b"A"))
     assert not caches.guard.down
 
 
@@ -217,6 +222,6 @@ def test_app_starts_and_serves_when_redis_is_down_from_the_start(tmp_path):
     settings = settings_for(tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     test_app = build_app(settings)
     response = test_app.client().get("/render/human/H1.png")
-    assert response.status_code == 200 and response.data.startswith(b"PNG human H1")
+    assert response.status_code == 200 and response.data.startswith(P(b"PNG human H1"))
     health = test_app.client().get("/healthz").get_json()
     assert health["cache"] == "redis" and health["cache_ok"] is False

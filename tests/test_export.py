@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 import pytest
+from dash import no_update
 from PIL import Image
 
 from app import create_app
@@ -410,3 +411,8 @@ def test_download_names_say_what_the_figure_is_coloured_by():
     two = view.replace(color_by="two_genes", gene="DRD1", gene2="PENK")
     assert export_filename(two, "figure", "svg").endswith("_DRD1-PENK.svg")
     assert export_filename(two, "cells", "csv").endswith("_DRD1-PENK_cells.csv")
+
+
+def test_switching_the_unit_of_a_huge_size_leaves_it_for_the_route_to_refuse():
+    assert convert_size("in", "1e308", "600", "300") == (no_update, 2.0)
+    assert convert_size("px", "2", "3", "1e308") == (no_update, no_update)

@@ -84,3 +84,17 @@ def test_forwarded_address_is_ignored_without_trusted_proxies(tmp_path, access_r
     client = build_app(settings_for(tmp_path)).client()
     client.get("/healthz", headers={"X-Forwarded-For": "10.1.2.3"})
     assert access_records()[-1]["client"] == "127.0.0.1"
+
+
+def test_with_login_on_healthz_tells_a_stranger_only_ok(tmp_path):
+    from server.auth import user_line
+
+    users = tmp_path / "users.txt"
+    users.write_text(user_line("ada", "lovelace-pw") + "\n")
+    settings = settings_for(tmp_path, auth_users_file=users, secret_key="s" * 32)
+    client = build_app(settings).client()
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json() == {"ok": True}
+    missing = build_app(settings.replace(store=tmp_path / "missing")).client().get("/healthz")
+    assert missing.status_code == 503 and missing.get_json() == {"ok": False}
+    assert str(tmp_path) not in missing.get_data(as_text=True)

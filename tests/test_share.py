@@ -151,7 +151,43 @@ def test_a_clash_takes_the_next_id_and_keeps_both_views(tmp_path):
     made = store.create("?dataset=B")
     assert made == share_id("?dataset=B", attempt=1)
     assert store.resolve(made) == "?dataset=B"
-    assert store.resolve(share_id("?dataset=B")) == "?dataset=OTHER"
+    assert store.resolve(share_id("?dataset=B")) is None  # its record is not the view its id is the hash of
+
+
+@pytest.mark.parametrize("planted", [
+    "//evil.example/phish",  # a redirect off-site
+    "?dataset=X\r\nSet-Cookie: a=b",  # a header in the redirect
+    "?next=https://evil.example",  # a parameter the viewer does not have
+    "?" + "a" * 5000,  # too long
+])
+def test_a_planted_record_is_refused_even_under_its_own_hash(tmp_path, planted):
+    shares = SqliteShares(tmp_path / "shares.sqlite3")
+    shares.prepare()
+    link = share_id(planted)
+    shares.add(link, planted)
+    assert ShareStore([shares]).resolve(link) is None
+
+
+def test_a_planted_share_record_in_the_database_never_redirects_off_site(atlas, store_dir, spatial):
+    app = new_app(atlas, store_dir)
+    good = make_link(app, f"?{urlencode({'dataset': spatial})}")
+    with sqlite3.connect(store_dir / ".shares" / SHARES_DB) as connection:
+        connection.execute("UPDATE shares SET query = ? WHERE id = ?", ("//evil.example/", good["id"]))
+    response = app.server.test_client().get(f"/s/{good['id']}")
+    assert response.status_code == 404 and "evil" not in response.headers.get("Location", "")
+
+
+def test_a_planted_share_record_in_redis_is_refused_and_the_files_record_used(atlas, store_dir, spatial,
+                                                                              redis_server):
+    app = new_app(atlas, store_dir, redis_url=redis_server.url)
+    good = make_link(app, f"?{urlencode({'dataset': spatial})}")
+    client = redis.Redis.from_url(redis_server.url)
+    key = next(k for k in client.keys("*share*") if k.decode().endswith(good["id"]))
+    client.set(key, "//evil.example/")
+    response = app.server.test_client().get(f"/s/{good['id']}")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.netloc in ("", "localhost") and location.path == "/" and spatial in location.query
 
 
 def _create_many(path: str, queries: list[str]) -> list[str]:
