@@ -163,3 +163,66 @@ def test_login_required_before_an_export_takes_a_slot(tmp_path):
     app = build_app(settings_for(tmp_path, auth_users_file=users, secret_key="k" * 32, export_slots=1))
     assert app.client().get("/export/human.png").status_code == 401
     assert app.server.extensions[SLOTS_EXTENSION_KEY].busy == 0
+
+
+# --------------------------------------------------------------------------------------------- real gunicorn
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    from abc_builders import build_quirky_cache
+    from data_layer.prepare import prepare_store
+
+    root = tmp_path_factory.mktemp("limits-gunicorn")
+    build_quirky_cache(root / "cache")
+    prepare_store(root / "cache", root / "store")
+    return root / "store"
+
+
+@pytest.mark.slow
+def test_through_gunicorn_the_picture_limit_and_a_logout_hold_in_every_worker(small_store, tmp_path):
+    """Two gunicorn workers without Redis: a logged-in user's pictures are counted once across both workers (the
+    state folder's SQLite), and after logout the old cookie is refused by both."""
+    import re
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from bench.load_test import build_scenario
+    from bench.servers import GunicornServer
+
+    users = tmp_path / "users.txt"
+    users.write_text(user_line("ada", "lovelace-pw") + "\n")
+    env = {"ATLAS_VIEWER_STORE": str(small_store), "ATLAS_VIEWER_WORKERS": "2", "ATLAS_VIEWER_THREADS": "2",
+           "ATLAS_VIEWER_CACHE_DIR": str(tmp_path / "cache"), "ATLAS_VIEWER_STATE_DIR": str(tmp_path / "state"),
+           "ATLAS_VIEWER_AUTH_USERS_FILE": str(users), "ATLAS_VIEWER_SECRET_KEY": "k" * 32,
+           "ATLAS_VIEWER_PICTURE_BURST": "4", "ATLAS_VIEWER_PICTURE_RATE_PER_MIN": "0.01",
+           "ATLAS_VIEWER_LOG_LEVEL": "WARNING", "ATLAS_VIEWER_PRELOAD": "false"}
+    scenario = build_scenario(small_store)
+    place = scenario.places[0]
+    urls = [scenario.url(place, place.levels[0], None, place.window, (40 + i, 30)) for i in range(16)]
+    with GunicornServer(env, python=sys.executable) as server:
+        browser = requests.Session()
+        page = browser.get(server.base_url + "/login", timeout=30).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        logged_in = browser.post(server.base_url + "/login", timeout=30, allow_redirects=False,
+                                 data={"user": "ada", "password": "lovelace-pw", "csrf_token": token})
+        assert logged_in.status_code == 303
+        cookie = {"atlas_viewer_session": browser.cookies["atlas_viewer_session"]}
+
+        def fetch(path):  # a new connection each time, so both workers answer
+            response = requests.get(server.base_url + path, cookies=cookie, timeout=60,
+                                    headers={"Connection": "close"})
+            return response.status_code, response.headers.get("Content-Type", "")
+
+        with ThreadPoolExecutor(8) as pool:
+            pictures = list(pool.map(fetch, urls))
+        assert sorted(status for status, _ in pictures) == [200] * 4 + [429] * 12
+        assert all(kind == "application/json" for status, kind in pictures if status == 429)
+
+        token = re.search(r'name="csrf_token" value="([^"]+)"',
+                          browser.get(server.base_url + "/logout", timeout=30).text).group(1)
+        assert browser.post(server.base_url + "/logout", data={"csrf_token": token}, timeout=30,
+                            allow_redirects=False).status_code == 303
+        with ThreadPoolExecutor(8) as pool:
+            after = list(pool.map(fetch, ["/_dash-layout"] * 16))
+        assert {status for status, _ in after} == {401}
