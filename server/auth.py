@@ -311,6 +311,7 @@ class Revocations:
         self.local = local
         self.shared = shared
         self.guard = guard
+        self._logged_at = float("-inf")
 
     def _shared(self, call: Callable[[], Any]) -> Any:
         if self.shared is None or (self.guard is not None and not self.guard.should_try()):
@@ -320,7 +321,8 @@ class Revocations:
         except Exception as exc:
             if self.guard is not None:
                 self.guard.failed(exc)
-            else:
+            elif time.monotonic() - self._logged_at >= 60.0:  # once a minute, not at the pace of requests
+                self._logged_at = time.monotonic()
                 log.error("shared record of ended sessions failed: %s", exc)
             return None
         if self.guard is not None:

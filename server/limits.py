@@ -330,11 +330,16 @@ class RateLimiter:
         what is limited, in the 429 message (``"exports"``, ``"pictures"``, ``"login attempts"``).
     """
 
+    #: Seconds between two log lines about failing shared buckets without a guard (a broken disk is not logged at
+    #: the pace of requests).
+    LOG_EVERY_S = 60.0
+
     def __init__(self, local: LocalBuckets, shared: Any = None, guard: Any = None, what: str = "exports"):
         self.local = local
         self.shared = shared
         self.guard = guard
         self.what = what
+        self._logged_at = -math.inf
 
     def consume(self, client: str, cost: float = 1.0) -> tuple[bool, float]:
         """``(allowed, retry_after_s)`` for one request of ``cost`` tokens by ``client``."""
@@ -344,8 +349,9 @@ class RateLimiter:
             except Exception as exc:  # shared buckets unavailable: limit in this process instead
                 if self.guard is not None:
                     self.guard.failed(exc)
-                else:
-                    log.warning("shared rate limit %s failed (%s); counting in this process", self.what, exc)
+                elif time.monotonic() - self._logged_at >= self.LOG_EVERY_S:
+                    self._logged_at = time.monotonic()
+                    log.error("shared rate limit of %s failed (%s); counting in this process", self.what, exc)
             else:
                 if self.guard is not None:
                     self.guard.succeeded()

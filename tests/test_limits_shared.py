@@ -62,6 +62,22 @@ def test_picture_limit_is_shared_by_workers_through_redis(tmp_path):
         assert workers[0].get(PICTURE).status_code == 200  # Redis gone: this worker counts on its own
 
 
+def test_a_damaged_state_file_falls_back_to_this_workers_count_not_to_a_500(tmp_path, caplog):
+    settings = settings_for(tmp_path, served_by="gunicorn", workers=2, picture_burst=2, picture_rate_per_min=1)
+    client = build_app(settings).client()
+    assert client.get(PICTURE).status_code == 200
+    (settings.resolved_state_dir / "limits.sqlite3").write_bytes(b"not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (settings.resolved_state_dir / f"limits.sqlite3{suffix}").unlink(missing_ok=True)
+    fresh = build_app(settings).client()
+    statuses = []  # from a new thread, whose connection opens on the damaged file
+    thread = threading.Thread(target=lambda: statuses.extend(fresh.get(PICTURE).status_code for _ in range(3)))
+    thread.start()
+    thread.join(timeout=30)
+    assert statuses == [200, 200, 429]
+    assert "counting in this process" in caplog.text
+
+
 def test_sqlite_buckets_refill_at_the_rate(tmp_path):
     now = [1000.0]
     buckets = SqliteBuckets(SqliteState(tmp_path / "state" / "limits.sqlite3",
