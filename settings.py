@@ -107,8 +107,8 @@ class Settings:
     )
     picture_rate_per_min: float = field(
         default=600.0,
-        metadata=_help("pictures (/render/...) allowed per client (user, else address) per minute, sustained",
-                       min=0.01),
+        metadata=_help("pictures (/render/...) allowed per client (user, else address) per minute, sustained; a "
+                       "picture over 1 megapixel counts as its megapixels", min=0.01),
     )
     picture_burst: int = field(
         default=200,

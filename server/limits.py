@@ -4,7 +4,8 @@
   :data:`EXPORT_PATH_PREFIXES`, endpoints passed to :func:`install_limits`, and the API's renders and cell exports,
   which call :func:`check_export_rate`) may make ``export_burst`` at once, refilled at ``export_rate_per_min``;
   pictures (paths under :data:`PICTURE_PATH_PREFIXES`) ``picture_burst`` at once, refilled at
-  ``picture_rate_per_min``, for anonymous and logged-in clients alike. Over a limit: 429 with ``Retry-After``.
+  ``picture_rate_per_min``, for anonymous and logged-in clients alike, a picture larger than one megapixel
+  counting as its area in megapixels (:func:`picture_cost`). Over a limit: 429 with ``Retry-After``.
   The buckets live where every worker sees them: in Redis when the cache is Redis; else, when several gunicorn
   workers serve, in a SQLite file in the server's private state folder (:class:`SqliteBuckets`); else in the
   process. The login throttle (:mod:`server.auth`) uses the same buckets.
@@ -390,6 +391,25 @@ def check_export_rate(server: Flask | None = None, client: str | None = None) ->
     limiter.check(client or client_id())
 
 
+#: Pixels a picture may have and still count as one picture against the picture limit; a larger one counts as
+#: its area in these units (a 4096 x 4096 picture costs 16), so a few huge pictures cannot take a worker's time
+#: at the price of small ones.
+PICTURE_UNIT_PX = 1024 * 1024
+
+
+def picture_cost(args: Any, max_px: int) -> float:
+    """What one picture request costs against the picture limit: ``w * h / PICTURE_UNIT_PX``, at least 1.
+
+    ``w`` and ``h`` are read leniently (a bad value costs 1; the route itself refuses it with 400) and bounded by
+    ``max_px`` before any arithmetic.
+    """
+    sides = []
+    for key in ("w", "h"):
+        raw = str(args.get(key, "") or "")
+        sides.append(min(int(raw), max_px) if raw.isdigit() and len(raw) <= 9 else 1)
+    return max(1.0, sides[0] * sides[1] / PICTURE_UNIT_PX)
+
+
 def redis_client(settings: Settings) -> Any:
     """A Redis client for ``settings.redis_url`` when the cache is Redis, else None (no connection is made here)."""
     if settings.resolved_cache_type != "redis" or not settings.redis_url:
@@ -566,7 +586,7 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
         if request.endpoint in endpoints or path.startswith(EXPORT_PATH_PREFIXES):
             check_export_rate(server)
         elif path.startswith(PICTURE_PATH_PREFIXES):
-            pictures.check(client_id())
+            pictures.check(client_id(), picture_cost(request.args, settings.max_image_px))
         if path.startswith(EXPORT_WORK_PREFIXES) or request.endpoint in endpoints:
             slots.acquire()
             g.atlas_viewer_export_slot = True

@@ -242,3 +242,21 @@ def test_through_gunicorn_the_picture_limit_and_a_logout_hold_in_every_worker(sm
         with ThreadPoolExecutor(8) as pool:
             after = list(pool.map(fetch, ["/_dash-layout"] * 16))
         assert {status for status, _ in after} == {401}
+
+
+def test_a_huge_picture_costs_its_megapixels_so_a_few_exhaust_the_burst(tmp_path):
+    client = build_app(settings_for(tmp_path, picture_burst=20, picture_rate_per_min=1)).client()
+    assert client.get(f"{PICTURE}?w=4096&h=4096").status_code == 200  # 16 of the 20
+    refused = client.get(f"{PICTURE}?w=4096&h=4000")
+    assert refused.status_code == 429 and refused.get_json()["error"].startswith("too many pictures")
+    assert [client.get(f"{PICTURE}?w=800&h=600").status_code for _ in range(5)] == [200] * 4 + [429]
+
+
+@pytest.mark.parametrize("query, cost", [
+    ({"w": "800", "h": "600"}, 1.0), ({"w": "2048", "h": "2048"}, 4.0), ({"w": "999999999", "h": "4096"}, 16.0),
+    ({"w": "1e308", "h": "4096"}, 1.0), ({}, 1.0), ({"w": "-5", "h": "9"}, 1.0),
+])
+def test_picture_cost_is_bounded_before_arithmetic(query, cost):
+    from server.limits import picture_cost
+
+    assert picture_cost(query, 4096) == pytest.approx(cost)
