@@ -299,3 +299,13 @@ def test_state_folder_of_another_user_is_refused(tmp_path):
     os.chown(folder, 12345, 12345)
     with pytest.raises(StateDirError, match="another user"):
         private_folder(folder)
+
+
+def test_gunicorn_trusts_forwarded_headers_from_the_same_proxies_as_the_app(monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.setenv("ATLAS_VIEWER_TRUSTED_PROXIES", "10.1.0.0/16")
+    monkeypatch.setenv("ATLAS_VIEWER_SERVED_BY", "gunicorn")
+    conf = runpy.run_path(str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py"))
+    assert conf["forwarded_allow_ips"] == "10.1.0.0/16"
