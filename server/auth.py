@@ -257,7 +257,8 @@ class LocalRevocations:
 class RedisRevocations:
     """Ended session ids in Redis (one key each, expiring when the session would have): every worker sees them."""
 
-    def __init__(self, client: Any, prefix: str = "atlas-viewer:ended-session:", clock: Callable[[], float] = time.time):
+    def __init__(self, client: Any, prefix: str = "atlas-viewer:ended-session:",
+                 clock: Callable[[], float] = time.time):
         self._client = client
         self._prefix = prefix
         self._clock = clock

@@ -95,28 +95,27 @@ def test_sqlite_buckets_refill_at_the_rate(tmp_path):
 def slow_export_app(tmp_path):
     """The test app with ``/export/slow.png`` and ``/api/render`` that hold their export slot until released."""
     app = build_app(settings_for(tmp_path, export_slots=1, export_wait_s=0.2, export_burst=100))
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
 
     def slow():
+        entered.set()  # the route runs only once its request holds a slot
         release.wait(timeout=30)
         return "slow export done"
 
     app.server.add_url_rule("/export/slow.png", "slow_export", slow)
     app.server.add_url_rule("/api/render", "slow_api_render", slow)
+    app.entered = entered
     yield app, release
     release.set()
 
 
 def hold_slot(app, path):
     """Start ``path`` on a thread; return the thread once the request holds the worker's export slot."""
-    slots = app.server.extensions[SLOTS_EXTENSION_KEY]
     results = []
     thread = threading.Thread(target=lambda: results.append(app.client().get(path)), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while slots.busy < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert slots.busy == 1
+    assert app.entered.wait(timeout=10)
+    assert app.server.extensions[SLOTS_EXTENSION_KEY].busy == 1
     return thread, results
 
 
