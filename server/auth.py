@@ -382,43 +382,40 @@ def csrf_ok() -> bool:
 
 # --------------------------------------------------------------------------------------------- pages
 _STYLE = """
-body {{ font-family: system-ui, sans-serif; background: #f4f5f7; display: flex; justify-content: center;
-       align-items: center; min-height: 90vh; margin: 0; }}
-form {{ background: #fff; padding: 2em 2.5em; border-radius: 8px; box-shadow: 0 1px 4px #0002; min-width: 18em; }}
-h1 {{ font-size: 1.2em; margin: 0 0 1em; }} label {{ display: block; margin: .6em 0 .2em; font-size: .9em; }}
-input[type=text], input[type=password] {{ width: 100%; box-sizing: border-box; padding: .45em; }}
-button {{ margin-top: 1.2em; width: 100%; padding: .55em; }} .error {{ color: #b00020; font-size: .9em; }}
+body { font-family: system-ui, sans-serif; background: #f4f5f7; display: flex; justify-content: center;
+       align-items: center; min-height: 90vh; margin: 0; }
+form { background: #fff; padding: 2em 2.5em; border-radius: 8px; box-shadow: 0 1px 4px #0002; min-width: 18em; }
+h1 { font-size: 1.2em; margin: 0 0 1em; } label { display: block; margin: .6em 0 .2em; font-size: .9em; }
+input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: .45em; }
+button { margin-top: 1.2em; width: 100%; padding: .55em; } .error { color: #b00020; font-size: .9em; }
 """
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Log in - ABC Atlas viewer</title>
+# One small page with one form posting to ``action`` with the session's CSRF token: the login and logout pages.
+_FORM_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} - ABC Atlas viewer</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<style>""" + _STYLE + """</style></head>
+<style>{style}</style></head>
 <body><form method="post" action="{action}">
 <h1>ABC Atlas viewer</h1>
-{error}
+{fields}
+<input type="hidden" name="csrf_token" value="{csrf}">
+<button type="submit">{title}</button>
+</form></body></html>
+"""
+
+_LOGIN_FIELDS = """{error}
 <label for="user">User</label><input id="user" name="user" type="text" autocomplete="username" autofocus required>
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
-<input type="hidden" name="next" value="{next}">
-<input type="hidden" name="csrf_token" value="{csrf}">
-<button type="submit">Log in</button>
-</form></body></html>
-"""
+<input type="hidden" name="next" value="{next}">"""
 
-_LOGOUT_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Log out - ABC Atlas viewer</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<style>""" + _STYLE + """</style></head>
-<body><form method="post" action="{action}">
-<h1>ABC Atlas viewer</h1>
-<p>Logged in as {user}.</p>
-<input type="hidden" name="csrf_token" value="{csrf}">
-<button type="submit">Log out</button>
-</form></body></html>
-"""
+
+def _form_page(title: str, action: str, fields: str, status: int = 200) -> Response:
+    """A page with one form (``fields`` already escaped) posting to ``action`` with the CSRF token; not stored."""
+    page = _FORM_PAGE.format(title=title, style=_STYLE, action=html.escape(action), fields=fields,
+                             csrf=html.escape(csrf_token()))
+    return _no_store(Response(page, status=status, mimetype="text/html"))
 
 
 def _no_store(response: Response) -> Response:
@@ -427,13 +424,11 @@ def _no_store(response: Response) -> Response:
 
 
 def _login_page(next_path: str, error: str = "", status: int = 200) -> Response:
-    page = _PAGE.format(
-        action=html.escape(LOGIN_PATH),
+    fields = _LOGIN_FIELDS.format(
         next=html.escape(next_path),
-        csrf=html.escape(csrf_token()),
         error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
     )
-    return _no_store(Response(page, status=status, mimetype="text/html"))
+    return _form_page("Log in", LOGIN_PATH, fields, status=status)
 
 
 def _wants_page() -> bool:
@@ -648,9 +643,7 @@ def install_auth(server: Flask, settings: Settings, login_limiter: RateCheck | N
                 user = g.get("user")
                 if not user:
                     return redirect(LOGIN_PATH, code=303)
-                page = _LOGOUT_PAGE.format(action=html.escape(LOGOUT_PATH), user=html.escape(user),
-                                           csrf=html.escape(csrf_token()))
-                return _no_store(Response(page, mimetype="text/html"))
+                return _form_page("Log out", LOGOUT_PATH, f"<p>Logged in as {html.escape(user)}.</p>")
             if not csrf_ok():
                 response = _no_store(jsonify({"error": "log out with the form's csrf_token",
                                               "parameter": CSRF_FIELD}))

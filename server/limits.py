@@ -597,19 +597,14 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
         if g.pop("atlas_viewer_export_slot", False):
             slots.release()
 
-    @server.errorhandler(RateLimited)
-    def _too_many(exc: RateLimited):
+    def come_back_later(exc: RateLimited | ServerBusy, status: int):
         response = jsonify({"error": str(exc)})
-        response.status_code = 429
+        response.status_code = status
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         return response
 
-    @server.errorhandler(ServerBusy)
-    def _busy(exc: ServerBusy):
-        response = jsonify({"error": str(exc)})
-        response.status_code = 503
-        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-        return response
+    server.register_error_handler(RateLimited, lambda exc: come_back_later(exc, 429))
+    server.register_error_handler(ServerBusy, lambda exc: come_back_later(exc, 503))
 
     @server.errorhandler(ViewError)
     def _bad_param(exc: ViewError):
