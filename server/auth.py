@@ -209,12 +209,19 @@ class TrustedProxyFix:
         self.trusted = trusted
         n = proxy_count
         self.fixed = ProxyFix(app, x_for=n, x_proto=n, x_host=n) if n else None
+        self._warned = False
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
         peer = environ.get("REMOTE_ADDR", "")
         environ[PEER_KEY] = peer
-        if self.fixed is not None and self.trusted.trusts(peer):
-            return self.fixed(environ, start_response)
+        if self.fixed is not None:
+            if self.trusted.trusts(peer):
+                return self.fixed(environ, start_response)
+            if "HTTP_X_FORWARDED_FOR" in environ and not self._warned:
+                # once: a proxy missing from the list would make every client look like the proxy to the limits
+                self._warned = True
+                log.warning("X-Forwarded-For from %s ignored: not in ATLAS_VIEWER_TRUSTED_PROXIES (a proxy in front "
+                            "must be listed there, or every client counts as the proxy)", peer)
         return self.app(environ, start_response)
 
 
