@@ -441,17 +441,17 @@ def state_file(settings: Settings, name: str, schema: str) -> SqliteState:
 
 
 def make_rate_limiter(settings: Settings, name: str, rate_per_min: float, burst: int, guard: Any = None,
-                      clock: Callable[[], float] = time.monotonic, what: str = "exports",
-                      shared: bool | None = None) -> RateLimiter:
-    """A :class:`RateLimiter` for limit ``name``, with buckets every worker sees when several serve.
+                      clock: Callable[[], float] = time.monotonic, what: str = "exports") -> RateLimiter:
+    """A :class:`RateLimiter` for limit ``name``, with buckets every worker sees when several serve: Redis when the
+    cache is Redis, else SQLite in the state folder when several gunicorn workers serve
+    (:attr:`settings.Settings.shares_limits`), else only this process's.
 
     Parameters
     ----------
     name : str
         the limit's name (its Redis key prefix and SQLite rows).
-    shared : bool, optional
-        force shared buckets on or off; default: Redis when the cache is Redis, else SQLite in the state folder
-        when several gunicorn workers serve (:attr:`settings.Settings.shares_limits`), else none.
+    what : str
+        what is limited, in the 429 message.
     """
     rate = rate_per_min / 60.0
     local = LocalBuckets(rate, burst, clock=clock)
@@ -459,7 +459,7 @@ def make_rate_limiter(settings: Settings, name: str, rate_per_min: float, burst:
     client = redis_client(settings)
     if client is not None:
         buckets = RedisBuckets(client, rate, burst, prefix=f"atlas-viewer:{name}:")
-    elif shared if shared is not None else settings.shares_limits:
+    elif settings.shares_limits:
         buckets = SqliteBuckets(state_file(settings, "limits.sqlite3", _BUCKETS_SCHEMA), name, rate, burst)
     return RateLimiter(local, buckets, guard if client is not None else None, what=what)
 
