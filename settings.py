@@ -101,9 +101,9 @@ class Settings:
                        "it below THREADS so pictures always find a free thread", min=1, max=256),
     )
     export_wait_s: float = field(
-        default=1.0,
-        metadata=_help("seconds an export waits for a free slot before it is refused (503 with Retry-After)",
-                       min=0, max=60),
+        default=0.0,
+        metadata=_help("seconds an export waits for a free slot before it is refused (503 with Retry-After); a "
+                       "waiting export holds a thread, so keep it 0 or short", min=0, max=60),
     )
     picture_rate_per_min: float = field(
         default=600.0,
