@@ -79,7 +79,8 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
         return app
 
     context = ViewerContext.build(atlas, settings)
-    app.layout = build_layout(context.catalog, default_state(context.catalog), store_label=str(settings.store))
+    app.layout = build_layout(context.catalog, default_state(context.catalog), store_label=str(settings.store),
+                              logout_link=settings.auth_users_file is not None)
     shares = register_routes(app, context)
     for module in (navigation, map_view, umap_view, tree, legend, inspector, selection, markers, two_genes, compare):
         module.register(app, context)

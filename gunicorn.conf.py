@@ -21,6 +21,9 @@ preload_app = _settings.preload
 timeout = _settings.worker_timeout_s
 graceful_timeout = 30
 keepalive = 5
+# gunicorn itself reads X-Forwarded-Proto (and similar) only from these peers: the same proxies the app trusts
+# with the login header and X-Forwarded-For (ATLAS_VIEWER_TRUSTED_PROXIES).
+forwarded_allow_ips = _settings.trusted_proxies
 # gunicorn 23+ opens a control socket at one fixed path per user; two servers on one machine would collide.
 control_socket_disable = True
 max_requests = _settings.max_requests

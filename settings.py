@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -97,6 +98,25 @@ class Settings:
         default=30.0, metadata=_help("exports allowed per client per minute (sustained)", min=0.01)
     )
     export_burst: int = field(default=5, metadata=_help("exports a client may make at once before waiting", min=1))
+    export_slots: int = field(
+        default=2,
+        metadata=_help("figure and cell exports (/export/*, /api/render, /api/cells.*) one worker runs at once; keep "
+                       "it below THREADS so pictures always find a free thread", min=1, max=256),
+    )
+    export_wait_s: float = field(
+        default=0.0,
+        metadata=_help("seconds an export waits for a free slot before it is refused (503 with Retry-After); a "
+                       "waiting export holds a thread, so keep it 0 or short", min=0, max=60),
+    )
+    picture_rate_per_min: float = field(
+        default=600.0,
+        metadata=_help("pictures (/render/...) allowed per client (user, else address) per minute, sustained; a "
+                       "picture over 1 megapixel counts as its megapixels", min=0.01),
+    )
+    picture_burst: int = field(
+        default=200,
+        metadata=_help("pictures a client may ask for at once before waiting (a gallery asks for many)", min=1),
+    )
     # --- login ---
     auth_users_file: Path | None = field(
         default=None,
@@ -113,6 +133,29 @@ class Settings:
                        "secrets; print(secrets.token_hex())'`)"),
     )
     session_hours: float = field(default=12.0, metadata=_help("hours a login lasts", min=0.01))
+    session_cookie_secure: bool = field(
+        default=False,
+        metadata=_help("send the login cookie over HTTPS only (set true when the server is reached by HTTPS)"),
+    )
+    trusted_proxies: str = field(
+        default="127.0.0.1,::1",
+        metadata=_help("comma-separated addresses or networks (CIDR) of the reverse proxies: AUTH_PROXY_HEADER and "
+                       "the X-Forwarded-* headers (PROXY_COUNT) are honoured only on connections from them"),
+    )
+    login_attempts_per_min: float = field(
+        default=10.0, metadata=_help("login attempts allowed per client address per minute (also the burst)",
+                                     min=0.01),
+    )
+    login_attempts_per_user_per_min: float = field(
+        default=5.0,
+        metadata=_help("login attempts allowed per user name per minute, from any address (burst: twice this)",
+                       min=0.01),
+    )
+    state_dir: Path | None = field(
+        default=None,
+        metadata=_help("private folder (made 0700) for what the workers share without Redis: login throttle, "
+                       "ended sessions, rate limits (default: .server-state in the store folder)"),
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -130,6 +173,7 @@ class Settings:
             problem = _check(f, value, kind, optional)
             if problem:
                 raise ValueError(f"{env_name(f.name)}={value!r}: {problem}")
+        self.trusted_proxy_networks  # a malformed address fails here, naming the variable
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -163,6 +207,38 @@ class Settings:
     def auth_enabled(self) -> bool:
         """True when a users file or a proxy header is configured."""
         return self.auth_users_file is not None or bool(self.auth_proxy_header)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``trusted_proxies`` parsed: one network per entry (a bare address is a network of one).
+
+        Raises
+        ------
+        ValueError
+            naming ``ATLAS_VIEWER_TRUSTED_PROXIES`` and the entry that is not an address or network.
+        """
+        networks = []
+        for entry in filter(None, (part.strip() for part in self.trusted_proxies.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"{env_name('trusted_proxies')}={self.trusted_proxies!r}: {entry!r} is not an "
+                                 "IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+        return tuple(networks)
+
+    @property
+    def shares_limits(self) -> bool:
+        """True when several worker processes serve (gunicorn with more than one worker), so per-process counters
+        would let each worker count apart: limits and ended sessions then go to Redis or the state folder."""
+        return self.served_by == "gunicorn" and self.workers > 1
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        """``state_dir``, or ``.server-state`` inside the store folder (a path the server's owner chose, not one
+        derived from anything a client can learn)."""
+        if self.state_dir is not None:
+            return Path(self.state_dir)
+        return Path(self.store) / ".server-state"
 
     @property
     def bind(self) -> str:

@@ -207,7 +207,8 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
     )
 
 
-def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -> html.Div:
+def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
+                 logout_link: bool = False) -> html.Div:
     """The whole page, its controls set to ``state`` (the callbacks then follow the URL).
 
     Parameters
@@ -218,6 +219,9 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
         Initial view (usually :func:`core.state.default_state`).
     store_label : str
         Store shown in the header tooltip.
+    logout_link : bool
+        Show "Log out" in the header (users log in with a password): it opens the logout form, which posts with
+        its CSRF token.
     """
     empty = "No picture yet" if catalog.datasets else "The store holds no dataset"
     return html.Div(
@@ -249,6 +253,7 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "") -
                     ),
                     html.Div(id=ids.HEADER_SUMMARY, className="header-summary"),
                     html.Div(store_label, id=ids.STORE_PATH, className="store-path", title="prepared store"),
+                    *([html.A("Log out", href="/logout", className="logout-link")] if logout_link else []),
                 ],
             ),
             html.Div(

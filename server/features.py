@@ -1,9 +1,11 @@
-"""The shared-server features in one call: proxy headers, request log, traversal guard, login, cache, limits, health.
+"""The shared-server features in one call: proxy headers, security headers, request log, traversal guard, login,
+cache, limits, health.
 
 ``create_app`` calls :func:`install_server_features` once; the order of the hooks matters and lives here:
-the request log first (so refused requests are logged with their status), then the traversal guard (400 before
-any route reads a value), then login (401 or a redirect to ``/login``; ``/healthz`` stays open), then the export
-rate limit (429).
+the forwarded headers applied only from trusted proxies (WSGI middleware), the request log first (so refused
+requests are logged with their status), then the traversal guard (400 before any route reads a value), then login
+(401 or a redirect to ``/login``; ``/healthz`` stays open), then the rate limits and export slots (429, 503).
+Security headers are added to every response.
 """
 from __future__ import annotations
 
@@ -15,17 +17,15 @@ from typing import Any, Callable, Iterable
 
 from dash.exceptions import DependencyException
 from flask import Flask, jsonify
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from server.auth import UsersFile, install_auth
+from server.auth import (Revocations, TrustedProxies, TrustedProxyFix, UsersFile, install_auth,
+                         install_security_headers, make_revocations)
 from server.caching import Caches, install_caches
 from server.health import StoreProbe, install_health, install_request_log
-from server.limits import ExportLimiter, LocalBuckets, install_limits, install_request_guard
+from server.limits import RateLimiter, install_limits, install_request_guard, make_rate_limiter
 from settings import Settings
 
 log = logging.getLogger(__name__)
-
-LOGIN_ATTEMPTS_PER_MIN = 10
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,10 @@ class ServerFeatures:
     """What :func:`install_server_features` installed (kept in ``server.extensions["atlas_viewer_features"]``)."""
 
     caches: Caches
-    limiter: ExportLimiter
+    limiter: RateLimiter
     users: UsersFile | None
     probe: StoreProbe
+    revocations: Revocations | None = None
 
 
 def install_server_features(app: Any, settings: Settings, atlas: Any = None,
@@ -62,19 +63,30 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
         the caches, the export limiter, the users file and the health probe.
     """
     server: Flask = getattr(app, "server", app)
-    if settings.proxy_count:
-        n = settings.proxy_count
-        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    server.wsgi_app = TrustedProxyFix(server.wsgi_app, TrustedProxies(settings.trusted_proxy_networks),
+                                      settings.proxy_count)  # type: ignore[method-assign]
+    install_security_headers(server, settings, script_hashes=getattr(app, "csp_hashes", None))
+    caches = install_caches(server, settings)  # no hooks; made first for its Redis outage state
     install_request_log(server, settings)
     install_request_guard(server)
-    login_buckets = LocalBuckets(LOGIN_ATTEMPTS_PER_MIN / 60.0, LOGIN_ATTEMPTS_PER_MIN)
-    users = install_auth(server, settings, login_limiter=login_buckets.consume)
-    caches = install_caches(server, settings)
+    revocations = None
+    if settings.auth_enabled:
+        per_address = make_rate_limiter(settings, "login", settings.login_attempts_per_min,
+                                        max(1, round(settings.login_attempts_per_min)), guard=caches.guard,
+                                        what="login attempts")
+        per_user = make_rate_limiter(settings, "login-user", settings.login_attempts_per_user_per_min,
+                                     max(1, round(2 * settings.login_attempts_per_user_per_min)),
+                                     guard=caches.guard, what="login attempts")
+        revocations = make_revocations(settings, guard=caches.guard)
+        users = install_auth(server, settings, login_limiter=per_address.consume,
+                             account_limiter=per_user.consume, revocations=revocations)
+    else:
+        users = None
     limiter = install_limits(server, settings, guard=caches.guard, export_endpoints=export_endpoints)
     # Dash raises (500) for an unknown library in /_dash-component-suites/...: an unknown file is a 404
     server.register_error_handler(DependencyException, lambda exc: (jsonify({"error": "not found"}), 404))
     probe = install_health(server, settings, atlas=atlas, caches=caches, opener=store_opener)
-    features = ServerFeatures(caches=caches, limiter=limiter, users=users, probe=probe)
+    features = ServerFeatures(caches=caches, limiter=limiter, users=users, probe=probe, revocations=revocations)
     server.extensions["atlas_viewer_features"] = features
     return features
 

@@ -1,5 +1,6 @@
 """Login: off by default; with a users file every route but /healthz needs a login; or a trusted proxy header."""
 import logging
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -24,8 +25,15 @@ def login_app(tmp_path, users_file):
     return build_app(settings_for(tmp_path, auth_users_file=users_file, secret_key=SECRET))
 
 
+def form_token(client, path="/login"):
+    """The CSRF token of the form at ``path`` (the login page, or the logout page when logged in)."""
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
 def log_in(client, user="ada", password="lovelace-pw", next_path="/"):
-    return client.post("/login", data={"user": user, "password": password, "next": next_path})
+    return client.post("/login", data={"user": user, "password": password, "next": next_path,
+                                       "csrf_token": form_token(client)})
 
 
 def test_login_is_off_by_default_and_every_route_answers(tmp_path):
@@ -93,7 +101,8 @@ def test_session_cookie_is_http_only_and_same_site(login_app):
 def test_logout_closes_the_session(login_app):
     client = login_app.client()
     log_in(client)
-    assert client.get("/logout").status_code == 303
+    response = client.post("/logout", data={"csrf_token": form_token(client, "/logout")})
+    assert response.status_code == 303
     assert client.get("/_dash-layout").status_code == 401
 
 

@@ -1,10 +1,13 @@
 """Login in a real headless Chromium: the viewer redirects to /login, the form logs in, the map picture loads
-through the session cookie, and the browser logs no errors. A screenshot goes to /tmp/shots/auth_*.png."""
+through the session cookie, and the browser logs no errors, the page running under its Content-Security-Policy;
+the header's "Log out" leads to the logout form, whose POST ends the session. Screenshots go to
+/tmp/shots/auth_*.png."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -39,6 +42,8 @@ def test_login_page_leads_to_the_viewer_and_its_pictures_without_console_errors(
     users.write_text(user_line("ada", "lovelace-pw") + "\n")
     app = create_app(Settings(store=small_store, auth_users_file=users, secret_key="k" * 32))
     dash_duo.start_server(app, navigate=False)  # dash_duo would wait for the app page; /login comes first
+    csp = requests.get(dash_duo.server.url + "/login", timeout=TIMEOUT).headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
     dash_duo.driver.get(dash_duo.server.url)
     dash_duo.wait_for_element("form input[name=password]", timeout=TIMEOUT)  # redirected to /login
     assert "/login" in dash_duo.driver.current_url
@@ -52,4 +57,11 @@ def test_login_page_leads_to_the_viewer_and_its_pictures_without_console_errors(
     WebDriverWait(dash_duo.driver, TIMEOUT, poll_frequency=0.1).until(
         lambda driver: driver.execute_script(PICTURE_LOADED_JS))
     dash_duo.driver.save_screenshot(str(SHOTS / "auth_viewer.png"))
-    assert dash_duo.get_logs() == []
+    assert dash_duo.get_logs() == []  # a script or style refused by the CSP would be logged here
+
+    dash_duo.find_element("a.logout-link").click()
+    dash_duo.wait_for_element("form[action='/logout'] button[type=submit]", timeout=TIMEOUT).click()
+    dash_duo.wait_for_element("form input[name=password]", timeout=TIMEOUT)  # back at the login page
+    dash_duo.driver.get(dash_duo.server.url + "/?dataset=x")  # the viewer again: the session is over
+    dash_duo.wait_for_element("form input[name=password]", timeout=TIMEOUT)
+    assert "/login?next=" in dash_duo.driver.current_url
