@@ -12,18 +12,19 @@ clipboard, showing the link in a text box in any case (the clipboard is refused 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from dash import Input, Output, State, ctx, dcc, no_update
-from flask import request
+from flask import has_app_context, request
 
 from core.context import ViewerContext
 from core.cells import count_cells
 from core.export import export_filename, figure_from_args, figure_request
 from core.figures import plan_comparison
-from server.limits import RateLimited, check_export_rate
+from server.limits import RateLimited, ServerBusy, check_export_rate, export_slot
 from callbacks.navigation import address_state
 from callbacks.view import view_inputs, view_of, view_states
 from components import ids
@@ -225,9 +226,14 @@ def download_step(values: dict[str, Any], options: dict[str, Any], context: View
     try:
         if check_rate:
             check_export_rate()
-        data, state = figure_from_args(context, panel_args(state, options, compare_sections(values, context)), fmt)
+        # the figure takes one of this worker's export slots, as the export routes do: pictures never wait for it
+        with export_slot() if has_app_context() else contextlib.nullcontext():
+            data, state = figure_from_args(context, panel_args(state, options, compare_sections(values, context)),
+                                           fmt)
     except RateLimited as exc:
         return no_update, f"Too many exports: {exc}."
+    except ServerBusy as exc:
+        return no_update, f"Not now: {exc}."
     except ViewError as exc:
         return no_update, f"Cannot export: {exc}"
     except Exception as exc:  # the panel says so instead of failing silently
