@@ -7,13 +7,20 @@ DEMO_STORE ?= .demo/store
 HOST ?= 127.0.0.1
 PORT ?= 8050
 
-.PHONY: run test setup setup-test system-deps demo bench clean
+.PHONY: run test setup setup-run system-deps demo bench clean
 
-$(VENV)/.installed: pyproject.toml
+# `make run` installs what running needs; `make test` adds the test tools (pytest, dash[testing]).
+$(VENV)/.installed-run: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-run
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
+
+setup-run: $(VENV)/.installed-run
 
 setup: $(VENV)/.installed
 
@@ -29,13 +36,14 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(DEMO_CACHE)/releases: | setup
+$(DEMO_CACHE)/releases: | setup-run
 	$(VENV)/bin/atlas-viewer demo $(DEMO_CACHE)
 
 demo: $(DEMO_CACHE)/releases
 	$(VENV)/bin/atlas-viewer prepare $(DEMO_CACHE) $(DEMO_STORE)
 
-run: setup demo
+# served by gunicorn (one worker); `make run PORT=8060` picks another port, `HOST=0.0.0.0` listens beyond loopback
+run: setup-run demo
 	$(VENV)/bin/atlas-viewer serve $(DEMO_STORE) --host $(HOST) --port $(PORT)
 
 test: setup system-deps

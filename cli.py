@@ -22,13 +22,15 @@ def main(verbose: bool) -> None:
 @click.argument("store_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--host", default=None, help="address to listen on (default 127.0.0.1)")
 @click.option("--port", default=None, type=int, help="port (default 8050)")
-@click.option("--debug", is_flag=True, help="Dash debug mode")
+@click.option("--debug", is_flag=True, help="Dash debug mode (Flask's development server, reloading on edits)")
 def serve(store_dir: Path | None, host: str | None, port: int | None, debug: bool) -> None:
-    """Serve the viewer on STORE_DIR (default: ATLAS_VIEWER_STORE or .demo/store)."""
+    """Serve the viewer on STORE_DIR (default: ATLAS_VIEWER_STORE or .demo/store) with gunicorn, one worker (a
+    lab server with several: the Procfile's `gunicorn app:server -c gunicorn.conf.py`)."""
     from settings import Settings
     import app as app_module
 
-    settings = Settings.from_env(store=store_dir, host=host, port=port, debug=debug or None)
+    settings = Settings.from_env(store=store_dir, host=host, port=port, debug=debug or None,
+                                 served_by=None if debug else "gunicorn", workers=None if debug else 1)
     if not Path(settings.store).exists():
         raise click.ClickException(
             f"store {settings.store} does not exist: run `atlas-viewer demo CACHE` and "
@@ -39,7 +41,12 @@ def serve(store_dir: Path | None, host: str | None, port: int | None, debug: boo
 
     warm_up_compiled_code()  # compile the rendering code now, not during the first user's first picture
     click.echo(f"Serving {settings.store} on http://{settings.host}:{settings.port}")
-    dash_app.run(host=settings.host, port=settings.port, debug=settings.debug)
+    if settings.debug:
+        dash_app.run(host=settings.host, port=settings.port, debug=True)
+    else:
+        from server.production import serve_with_gunicorn
+
+        serve_with_gunicorn(dash_app.server, settings)
 
 
 @main.command()
