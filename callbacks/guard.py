@@ -101,8 +101,10 @@ def _outputs(given: Any, declared: Any) -> None:
     """``outputs`` of the body: one ``{"id", "property"}`` for a callback of one output, else a list of them in the
     callback's order."""
     def same(item: Any, wanted: Any) -> bool:
+        # an output shared by several callbacks (allow_duplicate) travels as "<property>@<hash of the callback>"
         return (isinstance(item, dict) and item.get("id") == wanted.component_id
-                and item.get("property") == wanted.component_property)
+                and isinstance(item.get("property"), str)
+                and item["property"].split("@", 1)[0] == wanted.component_property)
 
     if isinstance(declared, (list, tuple)):
         if not isinstance(given, list) or len(given) != len(declared):
