@@ -11,6 +11,7 @@ from dash import Output, no_update
 from core.context import ViewerContext, term_counts
 from callbacks.view import PLACE, place_of, view_inputs
 from components import ids
+from components.layout import column_label
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.panels import gene_legend, html_block, legend_html
 
@@ -55,6 +56,9 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
     items = [(str(name), palette[i], counts[str(name)]) for i, name in enumerate(categories) if str(name) in counts]
     if color_by == COLOR_BY_REGION:
         return html_block(legend_html(color_by, items, None, clickable=False)), "Regions", "", "min", "max"
+    if color_by not in entry.levels:  # a cell column (species, dissected region...): not a term to highlight
+        title = f"{column_label(color_by)} ({len(items):,} here)"
+        return html_block(legend_html(color_by, items, None, clickable=False)), title, "", "min", "max"
     title = f"{color_by} ({len(items):,} here)"
     return html_block(legend_html(color_by, items, highlighted)), title, "", "min", "max"
 

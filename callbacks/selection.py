@@ -191,11 +191,12 @@ def highlight_step(selection: dict | None, dataset: str | None, slab_plane: str 
 
 # ---------------------------------------------------------------------------------------------- summary
 def level_choices(context: ViewerContext, dataset: str | None) -> list[str]:
-    """Columns a composition can be counted over: the taxonomy levels, then ``region`` (sections)."""
+    """Columns a composition can be counted over: the taxonomy levels, the other cell columns (species, dissected
+    region...), then ``region`` (sections)."""
     entry = context.catalog.get(dataset)
     if entry is None:
         return []
-    return list(entry.levels) + ([COLOR_BY_REGION] if entry.spatial else [])
+    return list(entry.levels) + list(entry.columns) + ([COLOR_BY_REGION] if entry.spatial else [])
 
 
 def levels_step(selection: dict | None, dataset: str | None, color_by: str | None, current: str | None,

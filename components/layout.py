@@ -58,8 +58,18 @@ def color_by_options(entry: DatasetEntry | None) -> list[dict]:
     """Dropdown options of the colourings: the taxonomy levels, region, gene expression."""
     if entry is None:
         return []
-    labels = {COLOR_BY_REGION: "Region", COLOR_BY_GENE: "Gene expression", COLOR_BY_TWO_GENES: "Two genes"}
+    labels = {COLOR_BY_REGION: "Region", COLOR_BY_GENE: "Gene expression", COLOR_BY_TWO_GENES: "Two genes",
+              **{column: column_label(column) for column in entry.columns}}
     return [{"label": labels.get(choice, choice), "value": choice} for choice in entry.color_by_choices()]
+
+
+def column_label(column: str) -> str:
+    """How a cell column is named in the colour-by menu: ``region_of_interest_label`` -> "Region of interest
+    (dissected)", other names with spaces for underscores and a capital."""
+    if column.startswith("region_of_interest"):
+        return "Region of interest (dissected)"
+    text = column.replace("_", " ")
+    return text[:1].upper() + text[1:]
 
 
 def gene_options(genes: Iterable[tuple[str, str]]) -> list[dict]:

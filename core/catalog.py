@@ -22,6 +22,10 @@ COLOR_BY_TWO_GENES = "two_genes"
 #: Section dropdown value meaning "every section of the slab plane".
 WHOLE_SLAB_PLANE = "__whole_slab_plane__"
 
+#: Categorical cell columns that name the place (chosen with the section and slab plane controls, or drawn as
+#: ``region``), not colourings of their own.
+PLACE_COLUMNS = ("brain_section_label", "slab_plane_label", "region")
+
 Bounds = tuple[float, float, float, float]  # (x_min, x_max, y_min, y_max)
 
 
@@ -62,6 +66,9 @@ class DatasetEntry:
     bounds: Bounds
     slab_planes: tuple[SlabPlaneEntry, ...] = ()
     sections: dict[str, SectionEntry] = field(default_factory=dict)
+    #: Categorical cell columns of the release besides the taxonomy levels and the place (species, dissected
+    #: region of interest, library method...): colourings too, with the release's colours.
+    columns: tuple[str, ...] = ()
 
     @property
     def spatial(self) -> bool:
@@ -81,9 +88,9 @@ class DatasetEntry:
         return None
 
     def color_by_choices(self) -> list[str]:
-        """Valid colour-by values: the levels, then ``region`` (spatial), then ``gene`` and ``two_genes`` (with
-        expression)."""
-        choices = list(self.levels)
+        """Valid colour-by values: the levels, the other categorical cell columns, then ``region`` (spatial), then
+        ``gene`` and ``two_genes`` (with expression)."""
+        choices = list(self.levels) + list(self.columns)
         if self.spatial:
             choices.append(COLOR_BY_REGION)
         if self.has_genes:
@@ -177,6 +184,8 @@ def catalog_from_atlas(atlas: Any) -> Catalog:
             bounds=bounds,  # type: ignore[arg-type]
             slab_planes=tuple(planes),
             sections=sections,
+            columns=tuple(column for column in atlas.categorical_columns(name)
+                          if column not in info.levels and column not in PLACE_COLUMNS),
         )
     return Catalog(datasets)
 
