@@ -1,0 +1,76 @@
+"""Lossless compressed chunks of one gene's entries: delta-coded cell rows and float32 values, Blosc (LZ4, bit
+shuffle) per chunk.
+
+A chunk holds the entries of one gene whose store rows fall in ``[c * chunk_rows, (c + 1) * chunk_rows)``:
+``n`` uint32 row deltas (the first from the chunk's first row; deltas wrap modulo 2**32, so any order decodes
+exactly) followed by ``n`` float32 values, bit-shuffled with a 4-byte type size and compressed by Blosc's LZ4.
+Sorted rows give small deltas whose high bits are zero, which the bit shuffle turns into long runs: a chunk
+costs about 3.5-4.5 bytes per entry instead of 8 (uncompressed int32 + float32), and decodes at 1-3 GB/s.
+The values are the source's float32 bits, so nothing is rounded.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numcodecs import Blosc
+
+#: Store rows per chunk: a section of a spatial dataset (about 200 k cells) decodes one or two chunks of a gene.
+CHUNK_ROWS = 1 << 18
+#: The codec, as numcodecs writes its configuration into ``expression.json``.
+CODEC = Blosc(cname="lz4", clevel=5, shuffle=Blosc.BITSHUFFLE, typesize=4, blocksize=0)
+
+
+def codec_config() -> dict:
+    """The codec's numcodecs configuration (JSON), recorded with the store."""
+    return CODEC.get_config()
+
+
+def codec_from_config(config: dict | None):
+    """The numcodecs codec of a stored configuration (the default one when None)."""
+    if not config:
+        return CODEC
+    from numcodecs import get_codec
+
+    return get_codec(dict(config))
+
+
+def encode(rows: np.ndarray, values: np.ndarray, base: int = 0, codec=CODEC) -> bytes:
+    """One compressed chunk.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        ``(n,)`` integer store rows (any order; sorted rows compress best).
+    values : numpy.ndarray
+        ``(n,)`` float32 values.
+    base : int
+        The row the first delta is taken from (the chunk's first store row).
+
+    Returns
+    -------
+    bytes
+        The codec's frame.
+    """
+    n = len(rows)
+    buf = np.empty(2 * n, dtype=np.uint32)
+    r = np.asarray(rows).astype(np.uint32, copy=False)
+    if n:
+        buf[0] = np.uint32((int(r[0]) - int(base)) & 0xFFFFFFFF)
+        np.subtract(r[1:], r[:-1], out=buf[1:n])  # uint32 arithmetic wraps: lossless for any order
+    buf[n:] = np.asarray(values, dtype=np.float32).view(np.uint32)
+    return bytes(codec.encode(buf))
+
+
+def decode(frame, base: int = 0, codec=CODEC, rows_dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and values of a chunk written by :func:`encode`.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(rows (n,) of rows_dtype (int64 or uint32), values float32 (n,))``.
+    """
+    raw = np.frombuffer(codec.decode(frame), dtype=np.uint32)
+    n = len(raw) // 2
+    rows = np.cumsum(raw[:n], dtype=np.uint32)
+    if base:
+        rows += np.uint32(base)
+    return rows.astype(rows_dtype, copy=False), raw[n:].view(np.float32)
