@@ -11,7 +11,11 @@ The values are the source's float32 bits, so nothing is rounded.
 from __future__ import annotations
 
 import numpy as np
-from numcodecs import Blosc
+from numcodecs import Blosc, blosc
+
+# Chunks are small and many processes or server threads decode at once: Blosc's own thread pool would only add
+# buffers and contention.
+blosc.use_threads = False
 
 #: Store rows per chunk: a section of a spatial dataset (about 200 k cells) decodes one or two chunks of a gene.
 CHUNK_ROWS = 1 << 18

@@ -63,6 +63,9 @@ POOL_MIN_ENTRIES = 4 << 20
 #: Number of gene groups the runs are segmented into (a block is one or more consecutive groups).
 MAX_GROUPS = 4096
 PLAN_VERSION = 1
+_FALLOC_FL_KEEP_SIZE = 1
+_FALLOC_FL_PUNCH_HOLE = 2
+_libc = None
 
 
 # ------------------------------------------------------------------------------------------------------ plan
@@ -272,6 +275,8 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
     summary = {"counts": counts.astype(np.int64), "offsets": offsets,
                "info": np.array([nbytes, max_abs, float(finite)], dtype=np.float64)}
     _save_npz(folder / f"slice-{index:06d}.npz", summary)
+    del rows_s, vals_s
+    release_free_memory()
     return {"entries": int(counts.sum()), "bytes_read": nbytes, "max_abs": max_abs, "finite": finite,
             "run_bytes": int(offsets[-1]), "scanned": int(stop - start)}
 
@@ -377,13 +382,25 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     os.replace(part, folder / f"block-{index:05d}.bin")
     out["chunk_offsets"] = chunk_offsets
     _save_npz(folder / f"block-{index:05d}.npz", out)
+    del rows, values, out
+    release_free_memory()
     return {"entries": int(offsets[-1]), "bytes": int(pos)}
 
 
+def release_free_memory() -> None:
+    """Give freed heap pages back to the system (glibc keeps them otherwise, and the memory limit counts
+    resident pages)."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
 # ------------------------------------------------------------------------------------------------ hole punch
-_FALLOC_FL_KEEP_SIZE = 1
-_FALLOC_FL_PUNCH_HOLE = 2
-_libc = None
 
 
 def punch_hole(path: Path, offset: int, length: int) -> bool:
@@ -444,10 +461,11 @@ def make_pool(workers: int):
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
-def run_tasks(pool, tasks: list[tuple[Callable, tuple, dict]], on_done: Callable[[int, dict], None],
+def run_tasks(pool, tasks: list[Callable[[], tuple[Callable, tuple, dict]]], on_done: Callable[[int, dict], None],
               max_pending: int) -> None:
-    """Run tasks with at most ``max_pending`` submitted at once (bounded memory for their arguments); call
-    ``on_done(task index, result)`` in completion order. The first failure cancels the rest and is raised."""
+    """Run tasks with at most ``max_pending`` submitted at once; call ``on_done(task index, result)`` in
+    completion order. A task is a function giving ``(fn, args, kwargs)`` when it is submitted, so the arguments
+    of waiting tasks do not take memory. The first failure cancels the rest and is raised."""
     pending: dict[Future, int] = {}
     it = iter(enumerate(tasks))
     exhausted = False
@@ -458,7 +476,8 @@ def run_tasks(pool, tasks: list[tuple[Callable, tuple, dict]], on_done: Callable
                 if nxt is None:
                     exhausted = True
                     break
-                i, (fn, args, kwargs) = nxt
+                i, make = nxt
+                fn, args, kwargs = make()
                 pending[pool.submit(fn, *args, **kwargs)] = i
             if not pending:
                 return

@@ -355,15 +355,18 @@ def convert_expression(
                 stats.slices_resumed += 1
                 bar.update(n)
                 continue
-            todo.append((cv.run_slice, (str(work), i, s, vars(plan.sources[s]), a, b, n_genes, plan.group_start),
-                         {}))
+            todo.append(i)
+
+        def slice_task(i: int):
+            s, a, b, _ = plan.slices[i]
+            return cv.run_slice, (str(work), i, s, vars(plan.sources[s]), a, b, n_genes, plan.group_start), {}
 
         def slice_done(k: int, result: dict) -> None:
-            bar.update(plan.slices[int(todo[k][1][1])][3])
+            bar.update(plan.slices[todo[k]][3])
             stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work))
 
         try:
-            cv.run_tasks(pool, todo, slice_done, max_pending=2 * n_workers)
+            cv.run_tasks(pool, [lambda i=i: slice_task(i) for i in todo], slice_done, max_pending=2 * n_workers)
         except ExpressionError:
             raise
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -414,12 +417,16 @@ def convert_expression(
                 stats.blocks_resumed += 1
                 bar.update(int(indptr[g1] - indptr[g0]))
                 continue
-            todo.append((cv.run_block, (str(work), b, g0, g1, f0, f1, plan.group_start,
-                                        slice_counts[:, g0:g1].copy(), slice_offsets[:, f0:f1 + 1].copy(),
-                                        n_cells, n_clusters, chunks.CHUNK_ROWS), {}))
+            todo.append(b)
+
+        def block_task(b: int):
+            f0, f1 = blocks[b]
+            g0, g1 = int(gs[f0]), int(gs[f1])
+            return cv.run_block, (str(work), b, g0, g1, f0, f1, plan.group_start, slice_counts[:, g0:g1].copy(),
+                                  slice_offsets[:, f0:f1 + 1].copy(), n_cells, n_clusters, chunks.CHUNK_ROWS), {}
 
         def block_done(k: int, result: dict) -> None:
-            _, b, g0, g1, f0, f1 = todo[k][1][:6]
+            f0, f1 = blocks[todo[k]]
             bar.update(result["entries"])
             stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work))
             for s in range(n_slices):  # the block's segments are no longer needed
@@ -427,7 +434,7 @@ def convert_expression(
                               int(slice_offsets[s, f1] - slice_offsets[s, f0]))
 
         try:
-            cv.run_tasks(pool, todo, block_done, max_pending=n_workers + 1)
+            cv.run_tasks(pool, [lambda b=b: block_task(b) for b in todo], block_done, max_pending=n_workers + 1)
         finally:
             bar.close()
         stats.seconds_blocks = round(time.perf_counter() - t_blocks, 3)

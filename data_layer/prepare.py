@@ -630,8 +630,11 @@ BUILDERS: dict[str, Callable[[_Cache, UnitPlan], CellTable]] = {
 
 # ------------------------------------------------------------------------------------------------ writing
 def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy: TaxonomyTables | None, *,
-                       memory_limit_bytes: int, expression_dtype: str, progress: bool, cache: _Cache) -> dict:
-    """Write one dataset's store folder; returns its catalog entry (without unit/signature fields)."""
+                       memory_limit_bytes: int, expression_dtype: str, progress: bool, cache: _Cache,
+                       work_dir: Path | None = None, workers: int | None = None) -> dict:
+    """Write one dataset's store folder; returns its catalog entry (without unit/signature fields).
+
+    ``work_dir``: the expression conversion's resumable work folder (see :mod:`data_layer.convert`)."""
     folder.mkdir(parents=True)
     cells = table.cells
     spatial = plan.kind == "spatial"
@@ -760,7 +763,8 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
             expr_summary = convert_expression(
                 [cache.path(f) for f in expression_files], labels, folder / "expression",
                 cluster_codes=cluster_codes, n_clusters=n_clusters, memory_limit_bytes=budget,
-                gene_symbols=table.gene_symbols, dtype=expression_dtype, progress=progress, label=plan.name)
+                gene_symbols=table.gene_symbols, dtype=expression_dtype, progress=progress, label=plan.name,
+                work_dir=work_dir, workers=workers)
         except ExpressionError as exc:
             errors.append(str(exc))
             shutil.rmtree(folder / "expression", ignore_errors=True)
@@ -817,7 +821,8 @@ def prepare_store(
     datasets: Sequence[str] | None = None,
     memory_limit_bytes: int = 4 << 30,
     progress: bool = False,
-    expression_dtype: str = "auto",
+    expression_dtype: str = "float32",
+    workers: int | None = None,
 ) -> PrepareReport:
     """Prepare the ABC cache ``cache_dir`` into the store ``store_dir`` (atomic, incremental).
 
@@ -832,7 +837,9 @@ def prepare_store(
     progress
         show tqdm progress bars (the CLI sets it).
     expression_dtype
-        ``"auto"``, ``"float16"`` or ``"float32"`` for stored expression values (see :mod:`data_layer.expression`).
+        ``"float32"`` (``"auto"`` means the same): stored values are the source's (see :mod:`data_layer.expression`).
+    workers
+        processes converting expression (default: every core this process may use).
 
     Returns
     -------
@@ -849,13 +856,13 @@ def prepare_store(
     try:
         return _prepare_store(cache_dir, store_dir, release=release, datasets=datasets,
                               memory_limit_bytes=memory_limit_bytes, progress=progress,
-                              expression_dtype=expression_dtype, t0=t0)
+                              expression_dtype=expression_dtype, workers=workers, t0=t0)
     finally:
         _RSS_AT_START.pop()
 
 
 def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_bytes, progress, expression_dtype,
-                   t0) -> PrepareReport:
+                   workers, t0) -> PrepareReport:
     try:
         local = LocalCache(cache_dir, release)
     except ManifestError as exc:
@@ -885,7 +892,7 @@ def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_byte
                     log.warning("%s; every dataset is prepared again", exc)
             st.cleanup_stale(store_dir, old)
             _run(cache, store_dir, old, report, datasets=datasets, memory_limit_bytes=memory_limit_bytes,
-                 progress=progress, expression_dtype=expression_dtype)
+                 progress=progress, expression_dtype=expression_dtype, workers=workers)
     except st.StoreError as exc:
         raise PrepareError(str(exc)) from exc
     report.seconds = round(time.perf_counter() - t0, 3)
@@ -904,7 +911,7 @@ def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_byte
 
 
 def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport, *, datasets, memory_limit_bytes,
-         progress, expression_dtype) -> None:
+         progress, expression_dtype, workers) -> None:
     from tqdm import tqdm
 
     unknown = cache.cache.unknown_files()
@@ -933,8 +940,7 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
         own_sig = {}
         for plan in plans:
             own_sig[plan.name] = st.signature([cache.record(f) for f in plan.sources()],
-                                              {"builder": plan.builder, "dtype": expression_dtype,
-                                               "expression_layout": EXPRESSION_LAYOUT})
+                                              {"builder": plan.builder, "expression_layout": EXPRESSION_LAYOUT})
             if plan.taxonomy is None:
                 plan.taxonomy = _choose_taxonomy(plan, taxonomies, cache, old_ds.get(plan.name), own_sig[plan.name])
         needed = set(taxonomies) if not datasets else {p.taxonomy for p in plans if p.taxonomy}
@@ -999,11 +1005,13 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
                 continue
             else:
                 unit = st.new_unit_name("dataset", plan.name, sig)
+                work_dir = st.work_folder(store_dir, plan.name, sig)
                 try:
                     table = BUILDERS[plan.builder](cache, plan)
                     entry = write_dataset_unit(tmp / unit, plan, table, tax_tables.get(plan.taxonomy),
                                                memory_limit_bytes=memory_limit_bytes,
-                                               expression_dtype=expression_dtype, progress=progress, cache=cache)
+                                               expression_dtype=expression_dtype, progress=progress, cache=cache,
+                                               work_dir=work_dir, workers=workers)
                 except TableError as exc:
                     report.errors[plan.name] = [str(exc)]
                     shutil.rmtree(tmp / unit, ignore_errors=True)
@@ -1052,6 +1060,7 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
             "taxonomies": tax_entries,
         }
         st.commit(store_dir, tmp, new_units, catalog)
+        st.remove_work_folders(store_dir, keep=set())
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
