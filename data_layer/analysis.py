@@ -728,13 +728,14 @@ def export_cells_csv(cells_df: pd.DataFrame, gene_columns: Mapping[str, np.ndarr
         ``atlas.cells(...)`` (all its columns are written unless ``columns`` is given).
     gene_columns : mapping, optional
         ``{gene symbol: (n,) float array aligned with cells_df}`` (``atlas.gene(...)``); written after the
-        cell columns in the mapping's order, NaN as an empty field.
+        cell columns in the mapping's order, NaN as an empty field, each value as the shortest text that reads
+        back as the same float32 (the release's value, e.g. ``9.4221``), whatever ``float_format``.
     mask : numpy.ndarray, optional
         ``(n,)`` bool mask or integer positions; None = every cell.
     columns : sequence of str, optional
         Cell columns to write, in this order.
     float_format : str
-        printf format of floats (coordinates in mm keep micrometres with 6 significant digits).
+        printf format of the cell table's floats (coordinates in mm keep micrometres with 6 significant digits).
     max_rows : int, optional
         Refuse (``ValueError``) to write more rows, e.g. a server limit.
 
@@ -759,7 +760,17 @@ def export_cells_csv(cells_df: pd.DataFrame, gene_columns: Mapping[str, np.ndarr
             raise ValueError(f"gene column {name!r} has shape {values.shape}; expected one value per cell ({n},)")
         if name in out.columns:
             raise ValueError(f"gene column {name!r} would overwrite the cell column of the same name")
-        out[name] = values[keep]
+        out[name] = _exact_text(values[keep])
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, float_format=float_format, lineterminator="\n")
     return buffer.getvalue()
+
+
+def _exact_text(values: np.ndarray) -> np.ndarray:
+    """Gene values as text: float32 values in their shortest round-trip form, NaN as ''. object array."""
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        return values
+    text = values.astype(np.float32 if values.dtype.itemsize <= 4 else values.dtype).astype(str).astype(object)
+    text[np.isnan(values)] = ""
+    return text

@@ -872,7 +872,7 @@ def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_byte
     if store_dir.exists() and not store_dir.is_dir():
         raise PrepareError(f"{store_dir} is a file, not a store folder")
     if store_dir.is_dir() and not st.is_store(store_dir) and not (store_dir / st.UNITS).is_dir():
-        foreign = [p.name for p in store_dir.iterdir() if p.name != st.LOCK and not p.name.startswith(st.TMP_PREFIX)]
+        foreign = [p.name for p in store_dir.iterdir() if p.name not in (st.LOCK, st.WORK) and not p.name.startswith(st.TMP_PREFIX)]
         if foreign:
             raise PrepareError(f"{store_dir} exists and is not a store (it holds {', '.join(sorted(foreign)[:3])}); "
                                f"give an empty or new folder")
