@@ -244,6 +244,44 @@ def _read_slice(path: str, encoding: str, start: int, stop: int, row_map: np.nda
     return rows.astype(np.int32, copy=False), genes.astype(np.int32, copy=False), vals, int(nbytes)
 
 
+def _read_slice_by_gene(src: SourcePlan, start: int, stop: int, row_map: np.ndarray, gene_map: np.ndarray,
+                        n_genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A slice's mapped entries in gene order (file order within a gene): (store rows uint32, values float32,
+    entries per gene int64 (n_genes,), bytes read). CSR slices are transposed by scipy's counting sort (one
+    pass in C); other encodings go through :func:`_read_slice` and a stable sort."""
+    if src.encoding != "csr":
+        rows, genes, vals, nbytes = _read_slice(src.path, src.encoding, start, stop, row_map, gene_map)
+        rows_s, vals_s, counts = _by_gene(genes, rows, vals, n_genes)
+        return rows_s, vals_s, counts, nbytes
+    import scipy.sparse as sp
+
+    with h5py.File(src.path, "r") as f:
+        x = f["X"]
+        indptr = x["indptr"][start:stop + 1].astype(np.int64)
+        a, b = int(indptr[0]), int(indptr[-1])
+        cols = x["indices"][a:b]
+        vals = x["data"][a:b].astype(np.float32, copy=False)
+        nbytes = (b - a) * (cols.itemsize + x["data"].dtype.itemsize)
+    indptr -= a
+    local_rows = np.asarray(row_map[start:stop])
+    genes = gene_map[cols] if not np.array_equal(gene_map, np.arange(len(gene_map))) else cols
+    del cols
+    if (local_rows < 0).any() or (genes < 0).any():  # drop entries of absent cells and unknown genes
+        row_of_entry = np.repeat(np.arange(stop - start), np.diff(indptr))
+        keep = (local_rows[row_of_entry] >= 0) & (genes >= 0)
+        genes, vals = genes[keep], vals[keep]
+        indptr = np.zeros(stop - start + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_of_entry[keep], minlength=stop - start), out=indptr[1:])
+        del keep, row_of_entry
+    matrix = sp.csr_matrix((vals, genes.astype(np.int32, copy=False), indptr), shape=(stop - start, n_genes))
+    del vals, genes
+    csc = matrix.tocsc()
+    del matrix
+    counts = np.diff(csc.indptr).astype(np.int64)
+    rows = local_rows[csc.indices].astype(np.uint32)
+    return rows, csc.data.astype(np.float32, copy=False), counts, int(nbytes)
+
+
 def run_slice(work: str, index: int, source_index: int, source: dict, start: int, stop: int, n_genes: int,
               group_start: Sequence[int]) -> dict:
     """Convert one slice into its run file (``slice-<index>.bin``) and summary (``slice-<index>.npz``).
@@ -257,11 +295,9 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
     src = SourcePlan(**source)
     row_map = np.load(folder / f"rows-{source_index}.npy", mmap_mode="r")
     gene_map = np.load(folder / f"genes-{source_index}.npy")
-    rows, genes, vals, nbytes = _read_slice(src.path, src.encoding, start, stop, row_map, gene_map)
-    finite = bool(np.isfinite(vals).all())
-    max_abs = float(np.nanmax(np.abs(vals))) if vals.size and not np.isnan(vals).all() else 0.0
-    rows_s, vals_s, counts = _by_gene(genes, rows, vals, n_genes)
-    del rows, genes, vals
+    rows_s, vals_s, counts, nbytes = _read_slice_by_gene(src, start, stop, row_map, gene_map, n_genes)
+    finite = bool(np.isfinite(vals_s).all())
+    max_abs = float(np.nanmax(np.abs(vals_s))) if vals_s.size and not np.isnan(vals_s).all() else 0.0
     bounds = np.concatenate([[0], np.cumsum(counts)])[np.asarray(group_start)]
     offsets = np.zeros(len(group_start), dtype=np.int64)
     part = folder / f"slice-{index:06d}.bin.part"
@@ -304,6 +340,9 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     n_slices = len(slice_counts)
     bg = g1 - g0
     counts = np.ascontiguousarray(slice_counts, dtype=np.int64)
+    per_gene = counts.sum(axis=0)
+    offsets = np.zeros(bg + 1, dtype=np.int64)
+    np.cumsum(per_gene, out=offsets[1:])
     rows_parts, value_parts, gene_parts = [], [], []
     genes_of_block = np.arange(bg, dtype=np.int32)
     for s in range(n_slices):
@@ -323,22 +362,27 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
                 value_parts.append(v)
         gene_parts.append(np.repeat(genes_of_block, counts[s]))
         del raw
-    per_gene = counts.sum(axis=0)
-    offsets = np.zeros(bg + 1, dtype=np.int64)
-    np.cumsum(per_gene, out=offsets[1:])
     if rows_parts:
-        # Slice-major, gene-ordered within each slice -> gene-major, slices in order within a gene.
-        genes_local = np.concatenate(gene_parts)
-        del gene_parts
-        order = _stable_order(genes_local, bg)
-        genes_local = genes_local[order]
-        rows = np.concatenate(rows_parts)
+        # Slice-major, gene-ordered within each slice -> gene-major, slices in order within a gene: the
+        # transposition of a (slices x genes) CSR matrix whose entries carry (row, value bits) packed in 64 bits.
+        import scipy.sparse as sp
+
+        packed = np.concatenate(rows_parts).astype(np.uint64)
         del rows_parts
-        rows = rows[order]
-        values = np.concatenate(value_parts)
+        packed <<= np.uint64(32)
+        packed |= np.concatenate(value_parts).view(np.uint32)
         del value_parts
-        values = values[order]
-        del order
+        genes_cat = np.concatenate(gene_parts)
+        del gene_parts
+        slice_ptr = np.concatenate([[0], np.cumsum(counts.sum(axis=1))])
+        csc = sp.csr_matrix((packed, genes_cat, slice_ptr), shape=(n_slices, bg)).tocsc()
+        del packed, genes_cat
+        packed = csc.data
+        del csc
+        rows = (packed >> np.uint64(32)).astype(np.uint32)
+        values = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32)
+        del packed
+        genes_local = np.repeat(genes_of_block, per_gene)
         rows, values = _rows_in_order(rows, values, genes_local)
     else:
         rows, values = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.float32)

@@ -626,14 +626,39 @@ def _block_default_ranges(values: np.ndarray, offsets: np.ndarray) -> np.ndarray
         count of implicit zeros; :meth:`GeneMatrix.default_range` computes it when asked).
     """
     out = np.full((len(offsets) - 1, 2), np.nan, dtype=np.float64)
-    for i in range(len(offsets) - 1):
-        segment = values[int(offsets[i]):int(offsets[i + 1])]
-        finite = segment[np.isfinite(segment)]
-        if finite.size and finite.min() < 0:
-            continue
+    values = np.asarray(values)
+    ok = np.isfinite(values)
+    all_finite = bool(ok.all())
+    bounds = np.asarray(offsets, dtype=np.int64)
+    nonempty = bounds[1:] > bounds[:-1]
+    # Per-gene minimum in one pass: genes with a negative value keep a NaN row.
+    lowest = np.zeros(len(bounds) - 1)
+    if nonempty.any():
+        lowest[nonempty] = np.minimum.reduceat(np.where(ok, values, np.inf), bounds[:-1][nonempty])
+    for i in np.flatnonzero(lowest >= 0):
+        segment = values[int(bounds[i]):int(bounds[i + 1])]
+        if not all_finite:
+            segment = segment[np.isfinite(segment)]
         # No negative value: the implicit zeros do not change the range, only the values > 0 do.
-        out[i] = default_range_of_entries(finite, 0)
+        expressing = segment[segment > 0].astype(np.float64)
+        out[i] = (0.0, _percentile_linear(expressing, DEFAULT_RANGE_PERCENTILE)) if expressing.size else (0.0, 1.0)
     return out
+
+
+def _percentile_linear(x: np.ndarray, percentile: float) -> float:
+    """``float(np.percentile(x, percentile))`` (the default linear method, the same float operations) with one
+    ``np.partition`` instead of numpy's general machinery (about 10x less overhead per call). ``x`` float64,
+    not empty, all values > 0 (so the top of the range is always above 0)."""
+    n = len(x)
+    virtual = (n - 1) * (percentile / 100.0)
+    if virtual >= n - 1:
+        return float(np.max(x))
+    lo = int(np.floor(virtual))
+    part = np.partition(x, [lo, lo + 1])
+    a, b = part[lo], part[lo + 1]
+    gamma = virtual - lo
+    diff = b - a
+    return float(b - diff * (1 - gamma)) if gamma >= 0.5 else float(a + diff * gamma)
 
 
 @dataclass(frozen=True)
