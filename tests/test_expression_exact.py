@@ -146,3 +146,25 @@ def test_a_prepare_killed_after_some_slices_resumes_them_and_gives_the_same_stor
     for gene in ("Gene0", "Gene5", "Gene999"):
         np.testing.assert_array_equal(atlas.gene(WMB, gene), again.gene(WMB, gene))
     np.testing.assert_array_equal(atlas.cluster_stats(WMB).mean, again.cluster_stats(WMB).mean)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 6382])
+def test_a_chunk_decodes_to_the_same_rows_and_value_bits(n):
+    from data_layer import chunks
+
+    rng = np.random.default_rng(n)
+    rows = np.sort(rng.choice(20 * max(n, 1), n, replace=False)) + 300_000
+    values = rng.gamma(2.0, 3.0, n).astype(np.float32)
+    got_rows, got_values = chunks.decode(chunks.encode(rows, values, base=262_144), base=262_144)
+    np.testing.assert_array_equal(got_rows, rows)
+    np.testing.assert_array_equal(got_values.view(np.uint32), values.view(np.uint32))
+
+
+def test_sorted_rows_cost_under_two_bytes_whatever_the_entry_count():
+    from data_layer import chunks
+
+    rng = np.random.default_rng(0)
+    for n in (6_376, 6_382):  # Blosc skips its bit shuffle when a buffer is not a multiple of 8 words
+        rows = np.cumsum(rng.geometric(0.3, n))
+        frame = chunks.encode(rows, np.zeros(n, dtype=np.float32))
+        assert len(frame) < 2 * n, (n, len(frame))
