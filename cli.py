@@ -71,9 +71,14 @@ def _parse_size(text: str) -> int:
 @click.argument("store_dir", type=click.Path(path_type=Path))
 @click.option("--release", default=None, help="release version (default: newest manifest in the cache)")
 @click.option("--datasets", "datasets", multiple=True, help="prepare only these datasets (repeatable)")
-@click.option("--memory-limit", default="4GB", show_default=True, help="peak memory for the expression conversion")
-def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tuple[str, ...], memory_limit: str) -> None:
-    """Prepare the ABC cache CACHE_DIR into the fast store STORE_DIR (atomic, incremental)."""
+@click.option("--memory-limit", default="4GB", show_default=True,
+              help="peak memory of the expression conversion, its worker processes included")
+@click.option("--workers", default=None, type=int,
+              help="processes converting expression (default: every core this process may use)")
+def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tuple[str, ...], memory_limit: str,
+            workers: int | None) -> None:
+    """Prepare the ABC cache CACHE_DIR into the fast store STORE_DIR (atomic, incremental; a prepare that was
+    killed resumes the finished part of its expression conversion)."""
     from data_layer.prepare import PrepareError, prepare_store
 
     try:
@@ -84,6 +89,7 @@ def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tup
             datasets=list(datasets) or None,
             memory_limit_bytes=_parse_size(memory_limit),
             progress=True,
+            workers=workers,
         )
     except PrepareError as exc:
         raise click.ClickException(str(exc)) from None
