@@ -50,6 +50,15 @@ DEFAULT_REGION_COLOR = "#bebebe"
 SPECIES_ORDER = ("Human", "Macaque", "Marmoset", "Mouse")
 #: The cell dataset whose cells a taxonomy's 2-D embedding holds (else the embedding stands alone).
 EMBEDDING_CELL_DATASETS = {"HMBA-BG-taxonomy": "HMBA-10xMultiome-BG-Aligned"}
+#: Cell tables (metadata-only datasets) naming the expression files of a taxonomy's embedding cells, and the
+#: datasets whose h5ad files they name: the consensus mouse taxonomy's AIBS cells are in the WMB-10Xv2/v3
+#: files, its Macosko cells in the Consensus-WMB-Macosko-10X files. Value: (cell tables, expression datasets).
+EMBEDDING_CELL_TABLES = {
+    "Consensus-WMB-integrated-taxonomy": (("Consensus-WMB-AIBS-10X", "Consensus-WMB-Macosko-10X"),
+                                          ("WMB-10X", "Consensus-WMB-Macosko-10X")),
+}
+#: ``origin_dataset`` of the cells of each such cell table (the release's value_sets name them so).
+CELL_TABLE_ORIGIN = {"Consensus-WMB-AIBS-10X": "WMB-AIBS", "Consensus-WMB-Macosko-10X": "WMB-Macosko"}
 #: Which taxonomy a dataset uses, by name prefix; other datasets are matched by their cluster aliases.
 KNOWN_TAXONOMY = (
     ("HMBA-MERSCOPE-", "HMBA-BG-taxonomy"),
@@ -104,6 +113,7 @@ class UnitPlan:
     expression: list[ManifestFile] = field(default_factory=list)  # candidate log2 h5ad files
     taxonomy: str | None = None
     problems: list[str] = field(default_factory=list)  # truncated sources found while planning
+    cell_tables: list[str] = field(default_factory=list)  # datasets whose cell_metadata joins the embedding
 
     def sources(self) -> list[ManifestFile]:
         return list(self.files.values()) + list(self.polygons.values()) + list(self.expression)
@@ -201,6 +211,18 @@ def plan_units(cache: _Cache) -> tuple[dict[str, UnitPlan], list[UnitPlan]]:
                 log.info("%s: its UMAP cells belong to %s, which the cache does not hold; the UMAP is prepared "
                          "without cell metadata or expression", tax.name, cell_ds)
             plan = UnitPlan("umap", tax.name, "embedding", taxonomy=tax.name)
+            tables, expression_datasets = next((v for k, v in EMBEDDING_CELL_TABLES.items()
+                                                if tax.name.startswith(k)), ((), ()))
+            for table_ds in tables:
+                if table_ds in meta and usable(table_ds, "cell_metadata"):
+                    plan.files[f"cell_metadata:{table_ds}"] = meta[table_ds]["cell_metadata"]
+                    plan.cell_tables.append(table_ds)
+                    for tag in ("value_sets", "gene"):
+                        if usable(table_ds, tag):
+                            plan.files[f"{tag}:{table_ds}"] = meta[table_ds][tag]
+            if plan.cell_tables:
+                for expr_ds in expression_datasets:
+                    plan.expression += _expression_candidates(cache, expr_ds)
         plan.files["embedding"] = emb
         if usable(tax.name, "cell_to_cluster_membership"):
             plan.files["cell_to_cluster_membership"] = meta[tax.name]["cell_to_cluster_membership"]
@@ -356,7 +378,8 @@ def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table:
                              plan.name, dsl, fml)
                     continue
             files.append(f)
-        own = [f for f in files if f.dataset.startswith(plan.name)]
+        own = [f for f in files if f.dataset.startswith(plan.name)
+               or (plan.cell_tables and any(f.relative_path == c.relative_path for c in plan.expression))]
         if len(own) < len(files):
             log.info("%s: cells also name expression matrices of other datasets (%s); only the dataset's own are "
                      "used", plan.name, ", ".join(sorted({f.dataset for f in files} - {f.dataset for f in own})))
@@ -586,15 +609,54 @@ def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
                 categorical["region_of_interest_label"] = categories_with_colors(
                     pd.unique(cells["region_of_interest_label"]), value_sets.get("region_of_interest_label"))
         table.gene_symbols = _gene_symbols(cache, f.get("gene"))
+    elif plan.cell_tables:
+        cells = _join_cell_tables(cache, plan, emb, table, categorical)
     else:
         table.species = _species_from_name(plan.name)
     mem = _memberships(cache, f.get("cell_to_cluster_membership"))
     cells["cluster_alias"] = cells["cell_label"].map(mem).fillna("").to_numpy(dtype=object)
     table.cells = cells
     table.categorical = categorical
-    if "cell_metadata" in f:
+    if "cell_metadata" in f or plan.cell_tables:
         _expression_files(cache, plan, cells, table)
     return table
+
+
+def _join_cell_tables(cache: _Cache, plan: UnitPlan, emb: pd.DataFrame, table: CellTable,
+                      categorical: dict[str, tuple[list[str], list[str]]]) -> pd.DataFrame:
+    """The embedding's cells with ``dataset_label`` / ``feature_matrix_label`` from the plan's cell tables (every
+    embedding cell is kept; one in no table has no expression) and an ``origin_dataset`` column."""
+    parts = []
+    value_sets: dict = {}
+    for ds in plan.cell_tables:
+        path = cache.path(plan.files[f"cell_metadata:{ds}"])
+        cm = read_csv(path, {"cell_label": "str", "dataset_label": "str", "feature_matrix_label": "str"},
+                      required=["cell_label", "feature_matrix_label"])
+        cm = cm[[c for c in ("cell_label", "dataset_label", "feature_matrix_label") if c in cm]].copy()
+        cm["origin_dataset"] = CELL_TABLE_ORIGIN.get(ds, ds)
+        parts.append(cm)
+        if f"value_sets:{ds}" in plan.files:
+            value_sets = {**read_value_sets(cache.path(plan.files[f"value_sets:{ds}"])), **value_sets}
+        table.gene_symbols.update(_gene_symbols(cache, plan.files.get(f"gene:{ds}")))
+    cm = pd.concat(parts, ignore_index=True)
+    dup = cm["cell_label"].duplicated()
+    if dup.any():
+        log.warning("%s: %d cells are in more than one of %s; the first table's row is used", plan.name,
+                    int(dup.sum()), ", ".join(plan.cell_tables))
+        cm = cm[~dup]
+    cells = emb.merge(cm, on="cell_label", how="left")
+    missing = int(cells["feature_matrix_label"].isna().sum())
+    if missing:
+        log.info("%s: %d of %d UMAP cells are in none of %s (no expression)", plan.name, missing, len(cells),
+                 ", ".join(plan.cell_tables))
+    for col in ("dataset_label", "feature_matrix_label"):
+        if col in cells:
+            cells[col] = cells[col].fillna("").to_numpy(dtype=object)
+    cells["origin_dataset"] = cells["origin_dataset"].fillna("unknown").to_numpy(dtype=object)
+    categorical["origin_dataset"] = categories_with_colors(pd.unique(cells["origin_dataset"]),
+                                                           value_sets.get("origin_dataset"))
+    table.species = _species_from_name(plan.name)
+    return cells
 
 
 def _cells_cell_metadata(cache: _Cache, plan: UnitPlan) -> CellTable:
