@@ -12,6 +12,10 @@ Store layout of one dataset's expression (folder ``expression/``)::
     cluster_mean.npy      float32 [n_clusters, n_genes]  mean log2 over the cluster's cells with expression
     cluster_fraction.npy  float32 [n_clusters, n_genes]  fraction of those cells with a value > 0
     cluster_n_cells.npy   int64   [n_clusters]    cells with expression per cluster (NaN stats where 0)
+    cell_source.npy       int16   [n_cells]       source file of each cell's row (-1: none); with
+    gene_in_source.npy    bool    [n_sources, n_genes]  whether each file holds each gene: only written when some
+                                                  file lacks some gene (the consensus mouse: the Macosko files
+                                                  hold fewer genes); a gene is NaN in the cells of files without it
     gene_range.npy        float64 [n_genes, 2]    each gene's default colour range (vmin, vmax) over the dataset:
                                                   0 .. 99th percentile of its values > 0 (NaN row: not stored,
                                                   computed when asked: a gene with negative values)
@@ -450,9 +454,20 @@ def convert_expression(
                                      shape=(n_clusters, n_genes))
     frac = np.lib.format.open_memmap(out_dir / "cluster_fraction.npy", mode="w+", dtype=np.float32,
                                      shape=(n_clusters, n_genes))
-    codes = np.load(work / "clusters.npy", mmap_mode="r")
-    n_per_cluster = np.bincount(np.asarray(codes)[np.asarray(codes) >= 0], minlength=n_clusters).astype(np.int64) \
+    codes = np.asarray(np.load(work / "clusters.npy", mmap_mode="r"))
+    n_per_cluster = np.bincount(codes[codes >= 0], minlength=n_clusters).astype(np.int64) \
         if n_clusters else np.zeros(0, dtype=np.int64)
+    # A gene some source files do not hold is not measured in their cells: NaN there (see GeneMatrix.values),
+    # and the cluster statistics divide by the cells that measured it.
+    gene_in_source = np.zeros((len(plan.sources), n_genes), dtype=bool)
+    for i in range(len(plan.sources)):
+        gene_in_source[i, np.load(work / f"genes-{i}.npy")] = True
+    partial = not gene_in_source.all()
+    cell_source = np.load(work / "cell_source.npy")
+    if partial and n_clusters:
+        ok = codes >= 0
+        per_cluster_source = np.zeros((n_clusters, len(plan.sources)), dtype=np.float64)
+        np.add.at(per_cluster_source, (codes[ok], cell_source[ok]), 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_n = np.where(n_per_cluster > 0, 1.0 / np.maximum(n_per_cluster, 1), np.nan)
     gene_ranges = np.full((n_genes, 2), np.nan, dtype=np.float64)
@@ -468,20 +483,29 @@ def convert_expression(
             chunk_offset[g0:g1] = z["chunk_offsets"]
             gene_ranges[g0:g1] = z["ranges"]
             if n_clusters:
-                mean[:, g0:g1] = (z["sums"] * inv_n[:, None]).astype(np.float32)
-                frac[:, g0:g1] = (z["npos"] * inv_n[:, None]).astype(np.float32)
+                if partial:
+                    measured = per_cluster_source @ gene_in_source[:, g0:g1]
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        inv = np.where(measured > 0, 1.0 / np.maximum(measured, 1), np.nan)
+                else:
+                    inv = inv_n[:, None]
+                mean[:, g0:g1] = (z["sums"] * inv).astype(np.float32)
+                frac[:, g0:g1] = (z["npos"] * inv).astype(np.float32)
         target = out_dir / "blocks" / f"{b:05d}.bin"
         os.replace(work / f"block-{b:05d}.bin", target)
         store_bytes += target.stat().st_size
     chunk_offset.flush()
     mean.flush()
     frac.flush()
-    del chunk_offset, mean, frac, codes
+    del chunk_offset, mean, frac
     stats.store_entry_bytes = store_bytes
     np.save(out_dir / "block_start.npy", block_start)
     np.save(out_dir / "indptr.npy", indptr)
     np.save(out_dir / "has_expression.npy", has_expression)
     np.save(out_dir / "cluster_n_cells.npy", n_per_cluster)
+    if partial:
+        np.save(out_dir / "cell_source.npy", cell_source)
+        np.save(out_dir / "gene_in_source.npy", gene_in_source)
     np.save(out_dir / "gene_range.npy", gene_ranges)
     pd.DataFrame({"gene_identifier": np.asarray(list(gene_pos), dtype=object),
                   "gene_symbol": np.asarray(symbols, dtype=object)}).to_parquet(out_dir / "genes.parquet", index=False)
@@ -527,6 +551,7 @@ def _write_row_maps(infos: Sequence[H5adInfo], cell_labels: pa.Array, gene_pos: 
     label_chunk = max(1024, min(1 << 20, budget // 400))
     index = LabelIndex(cell_labels, chunk=label_chunk)
     claimed = np.zeros(n_cells, dtype=bool)
+    source_of_cell = np.full(n_cells, -1, dtype=np.int16)
     used, extra = [], []
     for i, info in enumerate(infos):
         row_map = np.full(info.n_rows, -1, dtype=np.int32)
@@ -551,6 +576,7 @@ def _write_row_maps(infos: Sequence[H5adInfo], cell_labels: pa.Array, gene_pos: 
         rows_kept = np.where(keep, rows, -1)
         row_map[mapped] = rows_kept
         claimed[rows_kept[rows_kept >= 0]] = True
+        source_of_cell[rows_kept[rows_kept >= 0]] = i
         gene_map = np.fromiter((gene_pos[g] for g in info.gene_ids), dtype=np.int32, count=len(info.gene_ids))
         np.save(work / f"rows-{i}.npy", row_map)
         np.save(work / f"genes-{i}.npy", gene_map)
@@ -560,6 +586,7 @@ def _write_row_maps(infos: Sequence[H5adInfo], cell_labels: pa.Array, gene_pos: 
         if extra[-1]:
             log.info("%s: %d of %d rows are cells absent from the %s cell table; dropped", info.path,
                      extra[-1], info.n_rows, label or "dataset's")
+    np.save(work / "cell_source.npy", source_of_cell)
     return claimed, used, extra
 
 
@@ -720,6 +747,11 @@ class GeneMatrix:
             self._indices = np.load(folder / "indices.npy", mmap_mode=mode)
             self._data = np.load(folder / "data.npy", mmap_mode=mode)
         self.has_expression = np.load(folder / "has_expression.npy", mmap_mode="r")
+        self._cell_source: np.ndarray | None = None
+        self._gene_in_source: np.ndarray | None = None
+        if (folder / "gene_in_source.npy").is_file():
+            self._cell_source = np.load(folder / "cell_source.npy", mmap_mode="r" if n_cells else None)
+            self._gene_in_source = np.load(folder / "gene_in_source.npy")
         genes = pd.read_parquet(folder / "genes.parquet")
         self.gene_identifiers = genes["gene_identifier"].astype(str).to_numpy(dtype=object)
         self.gene_symbols = genes["gene_symbol"].astype(str).to_numpy(dtype=object)
@@ -822,7 +854,14 @@ class GeneMatrix:
         rows, vals = self.entries(g, start, stop)
         if len(rows):
             out[rows - start if start else rows] = vals
+        if self._gene_in_source is not None and not self._gene_in_source[:, g].all():
+            out[self._unmeasured(g, start, stop)] = np.nan
         return out
+
+    def _unmeasured(self, g: int, start: int, stop: int) -> np.ndarray:
+        """``(stop - start,)`` bool: cells whose source file does not hold gene ``g``."""
+        lacks = np.append(~self._gene_in_source[:, g], False)  # index -1: no source, already NaN
+        return lacks[np.asarray(self._cell_source[start:stop])]
 
     def csc(self, genes: Sequence[int], start: int = 0, stop: int | None = None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -858,7 +897,10 @@ class GeneMatrix:
             self._n_expressed = int(np.count_nonzero(self.has_expression)) if not self._all_expressed \
                 else self.n_cells
         _, vals = self.entries(g)
-        return default_range_of_entries(vals, self._n_expressed - len(vals))
+        n_measured = self._n_expressed
+        if self._gene_in_source is not None and not self._gene_in_source[:, g].all():
+            n_measured -= int(np.count_nonzero(self._unmeasured(g, 0, self.n_cells)))
+        return default_range_of_entries(vals, n_measured - len(vals))
 
     def max_value(self, g: int) -> float:
         _, vals = self.entries(g)

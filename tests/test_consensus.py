@@ -46,7 +46,7 @@ def consensus(tmp_path_factory):
     expected = pd.DataFrame(np.nan, index=labels, columns=symbols, dtype=np.float32)
     expected.loc[aibs, :] = wmb_x[:20]
     expected.loc[macosko, symbols[:4]] = mac_x
-    expected.loc[macosko, symbols[4:]] = 0.0  # a gene the Macosko files do not hold reads 0 there
+    # a gene the Macosko files do not hold is not measured in their cells: NaN, not 0
     return Atlas.open(root / "store"), expected
 
 
@@ -62,8 +62,20 @@ def test_consensus_genes_come_from_the_wmb_and_the_macosko_files_exactly(consens
     atlas, expected = consensus
     cells = atlas.cells(CONSENSUS)
     want = expected.loc[cells["cell_label"].astype(str)]
-    for symbol in ("Snap25", "Olig2", "Tac1"):
+    for symbol in ("Snap25", "Olig2", "Aqp4", "Tac1"):
         np.testing.assert_array_equal(atlas.gene(CONSENSUS, symbol), want[symbol].to_numpy(np.float32))
+
+
+def test_cluster_statistics_of_a_gene_count_only_the_cells_that_measured_it(consensus):
+    atlas, expected = consensus
+    cells = atlas.cells(CONSENSUS)
+    stats = atlas.cluster_stats(CONSENSUS)
+    aqp4 = atlas.gene(CONSENSUS, "Aqp4")
+    col = stats.gene_symbols.index("Aqp4")
+    for k, cluster in enumerate(stats.clusters):
+        inside = (cells["cluster"].astype(str) == cluster).to_numpy() & np.isfinite(aqp4)
+        if inside.any():
+            assert stats.mean[k, col] == pytest.approx(aqp4[inside].mean(), rel=1e-5)
 
 
 def test_consensus_cells_carry_their_origin_dataset(consensus):

@@ -133,7 +133,7 @@ def test_a_cell_in_two_files_keeps_its_first_row(tmp_path):
     np.testing.assert_array_equal(GeneMatrix(tmp_path / "out", 3).values(0), [3.0, 2.0, 1.0])
 
 
-def test_genes_of_several_files_are_united_by_identifier(tmp_path):
+def test_genes_of_several_files_are_united_by_identifier_and_unmeasured_where_a_file_lacks_them(tmp_path):
     a = _write(tmp_path / "a.h5ad", sp.csr_matrix(np.array([[1.0, 2.0]], dtype=np.float32)), ["x"], ["g1", "g2"])
     b = _write(tmp_path / "b.h5ad", sp.csr_matrix(np.array([[3.0, 4.0]], dtype=np.float32)), ["y"], ["g2", "g3"])
     convert_expression([a, b], pa.array(["x", "y"]), tmp_path / "out", gene_symbols={"g3": "Sym3"})
@@ -141,7 +141,8 @@ def test_genes_of_several_files_are_united_by_identifier(tmp_path):
     assert list(gm.gene_identifiers) == ["g1", "g2", "g3"]
     assert gm.gene_symbols[2] == "Sym3"
     np.testing.assert_array_equal(gm.values(1), [2.0, 3.0])
-    np.testing.assert_array_equal(gm.values(2), [0.0, 4.0])
+    np.testing.assert_array_equal(gm.values(2), [np.nan, 4.0])  # a.h5ad does not hold g3: x never measured it
+    np.testing.assert_array_equal(gm.values(0), [1.0, np.nan])
 
 
 def test_genes_resolve_by_symbol_in_any_case_or_by_identifier(source, tmp_path):

@@ -126,8 +126,14 @@ def _macosko_cells(cache: Path, cells: pd.DataFrame, n: int, rng: np.random.Gene
         if not path.is_file():
             continue
         source = ad.read_h5ad(path)
-        if genes is None:  # the Macosko files hold fewer genes (about two thirds in the release)
-            keep = np.sort(rng.choice(source.n_vars, max(1, int(source.n_vars * 0.8)), replace=False))
+        if genes is None:  # the Macosko files hold fewer genes (about two thirds in the release): here they
+            # lack most predicted (Gm) genes, or the last fifth of the genes when there are few of those
+            symbols = source.var["gene_symbol"].astype(str).to_numpy()
+            predicted = np.flatnonzero(np.char.startswith(symbols.astype(str), "Gm"))
+            if len(predicted) < source.n_vars // 10:
+                predicted = np.arange(int(source.n_vars * 0.8), source.n_vars)
+            dropped = rng.choice(predicted, int(len(predicted) * 0.8), replace=False)
+            keep = np.setdiff1d(np.arange(source.n_vars), dropped)
             genes = pd.DataFrame({"gene_identifier": source.var_names[keep].astype(str),
                                   "gene_symbol": source.var["gene_symbol"].to_numpy()[keep].astype(str)})
         templates = rng.choice(source.n_obs, per_region, replace=True)
