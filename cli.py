@@ -116,11 +116,24 @@ def download(cache_dir: Path, release: str, datasets: tuple[str, ...], kinds: tu
 
 
 @main.command()
-@click.option("--scale", type=click.Choice(["demo", "atlas"]), default="demo", show_default=True)
+@click.option("--scale", type=click.Choice(["demo", "atlas", "width"]), default="demo", show_default=True,
+              help="width: the expression conversion at the real width (32,285 genes; bench/width_bench.py)")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None, help="where caches and stores are built")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write results as JSON")
-def bench(scale: str, work_dir: Path | None, json_path: Path | None) -> None:
+@click.option("--width-cells", default=40_000, show_default=True, help="--scale width: cells of the source")
+@click.option("--memory-limit", default="2GB", show_default=True, help="--scale width: --memory-limit of the conversion")
+def bench(scale: str, work_dir: Path | None, json_path: Path | None, width_cells: int, memory_limit: str) -> None:
     """Measure speed and memory against the plain ways, in one run; print one table."""
+    if scale == "width":
+        import json
+
+        from bench.width_bench import format_rows, run
+
+        res = run(work_dir or Path(".bench/width"), width_cells, 2_800, 4, _parse_size(memory_limit), None)
+        click.echo(format_rows(res))
+        if json_path:
+            json_path.write_text(json.dumps(res, indent=1, default=float))
+        return
     from bench.run import run_bench
 
     run_bench(scale=scale, work_dir=work_dir, json_path=json_path, echo=click.echo)

@@ -1,6 +1,6 @@
 """Expression conversion at the real width (every gene of WMB-10X), measured against the plain floors in one run.
 
-A synthetic source of ``n_cells`` x 32,285 genes with about ``per_row`` non-zeros per cell (log2 CPM values of
+A synthetic source of ``n_cells`` x 32,285 genes with up to ``per_row`` non-zeros per cell (draws of the same gene merge) (log2 CPM values of
 integer counts, genes drawn with a skewed frequency as in 10X data) is written by the project's own h5ad writer
 (:class:`data_layer.demo.h5ad_writer.StreamingH5adWriter`, gzip chunks like the release) over ``n_files`` files.
 Then, on the same files, in this order:
@@ -68,7 +68,7 @@ def write_source(folder: Path, n_cells: int, per_row: int, n_files: int, seed: i
         with StreamingH5adWriter(path, ids, symbols) as writer:
             for a in range(bounds[i], bounds[i + 1], 2_000):
                 b = min(bounds[i + 1], a + 2_000)
-                draws = np.searchsorted(cdf, rng.random((b - a, int(per_row * 1.25))))
+                draws = np.searchsorted(cdf, rng.random((b - a, per_row)))
                 draws.sort(axis=1)
                 keep = np.ones(draws.shape, dtype=bool)
                 keep[:, 1:] = draws[:, 1:] != draws[:, :-1]
