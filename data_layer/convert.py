@@ -296,8 +296,12 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
     row_map = np.load(folder / f"rows-{source_index}.npy", mmap_mode="r")
     gene_map = np.load(folder / f"genes-{source_index}.npy")
     rows_s, vals_s, counts, nbytes = _read_slice_by_gene(src, start, stop, row_map, gene_map, n_genes)
-    finite = bool(np.isfinite(vals_s).all())
-    max_abs = float(np.nanmax(np.abs(vals_s))) if vals_s.size and not np.isnan(vals_s).all() else 0.0
+    lo, hi = (float(vals_s.min()), float(vals_s.max())) if vals_s.size else (0.0, 0.0)
+    finite = bool(np.isfinite(lo) and np.isfinite(hi))  # NaN or inf anywhere makes min or max non-finite
+    if finite:
+        max_abs = max(abs(lo), abs(hi))
+    else:
+        max_abs = float(np.nanmax(np.abs(vals_s))) if not np.isnan(vals_s).all() else 0.0
     bounds = np.concatenate([[0], np.cumsum(counts)])[np.asarray(group_start)]
     offsets = np.zeros(len(group_start), dtype=np.int64)
     part = folder / f"slice-{index:06d}.bin.part"
@@ -327,12 +331,14 @@ def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 # --------------------------------------------------------------------------------------------- block worker
 def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_start: Sequence[int],
               slice_counts: np.ndarray, slice_offsets: np.ndarray, n_cells: int, n_clusters: int,
-              chunk_rows: int) -> dict:
+              chunk_rows: int, rows_ascending: bool = False) -> dict:
     """Write block ``index`` (genes ``g0:g1``, groups ``f0:f1``): ``block-<index>.bin`` with every (gene, row
     chunk) of its genes, and ``block-<index>.npz`` with the chunk offsets, cluster statistics and ranges.
 
     ``slice_counts[s]``: entries of genes ``g0:g1`` in slice s (int64 ``(n_slices, g1 - g0)``);
     ``slice_offsets[s]``: byte offsets of groups ``f0 .. f1`` in slice s's run file (int64 ``(n_slices, f1 - f0 + 1)``).
+    ``rows_ascending``: the sources' rows map to ascending store rows in plan order (then a gene's entries,
+    gathered slice after slice, are already in row order and are not checked).
     """
     from .expression import _block_default_ranges
 
@@ -383,7 +389,8 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
         values = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32)
         del packed
         genes_local = np.repeat(genes_of_block, per_gene)
-        rows, values = _rows_in_order(rows, values, genes_local)
+        if not rows_ascending:
+            rows, values = _rows_in_order(rows, values, genes_local)
     else:
         rows, values = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.float32)
         genes_local = np.zeros(0, dtype=np.int32)
@@ -392,16 +399,17 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
 
     out: dict[str, np.ndarray] = {"counts": per_gene}
     if n_clusters:
+        # Cells outside any cluster count in an extra row, dropped: no masking pass over the entries.
         codes = np.load(folder / "clusters.npy", mmap_mode="r")
-        cl = np.asarray(codes[rows]) if len(rows) else np.zeros(0, dtype=np.int32)
-        ok = cl >= 0
-        idx = cl[ok].astype(np.int64) * bg + genes_local[ok]
-        del cl
-        v = values[ok]
-        del ok
-        out["sums"] = np.bincount(idx, weights=v, minlength=n_clusters * bg).reshape(n_clusters, bg)
-        out["npos"] = np.bincount(idx[v > 0], minlength=n_clusters * bg).reshape(n_clusters, bg)
-        del idx, v
+        codes = np.where(codes < 0, n_clusters, codes).astype(np.int64)
+        idx = codes[rows]
+        del codes
+        idx *= bg
+        idx += genes_local
+        size = (n_clusters + 1) * bg
+        out["sums"] = np.bincount(idx, weights=values, minlength=size)[:n_clusters * bg].reshape(n_clusters, bg)
+        out["npos"] = np.bincount(idx[values > 0], minlength=size)[:n_clusters * bg].reshape(n_clusters, bg)
+        del idx
     del genes_local
     out["ranges"] = _block_default_ranges(values, offsets)
 

@@ -401,6 +401,7 @@ def convert_expression(
         gs = np.asarray(plan.group_start, dtype=np.int64)
         group_entries = indptr[gs[1:]] - indptr[gs[:-1]]
 
+        rows_ascending = _rows_ascending(work, len(plan.sources))
         # Blocks: consecutive gene groups whose entries and statistics fit one worker's share.
         blocks_path = work / "blocks.json"
         blocks = json.loads(blocks_path.read_text()) if blocks_path.is_file() else None
@@ -427,7 +428,8 @@ def convert_expression(
             f0, f1 = blocks[b]
             g0, g1 = int(gs[f0]), int(gs[f1])
             return cv.run_block, (str(work), b, g0, g1, f0, f1, plan.group_start, slice_counts[:, g0:g1].copy(),
-                                  slice_offsets[:, f0:f1 + 1].copy(), n_cells, n_clusters, chunks.CHUNK_ROWS), {}
+                                  slice_offsets[:, f0:f1 + 1].copy(), n_cells, n_clusters, chunks.CHUNK_ROWS,
+                                  rows_ascending), {}
 
         def block_done(k: int, result: dict) -> None:
             f0, f1 = blocks[todo[k]]
@@ -525,6 +527,23 @@ def convert_expression(
     log.info("%s: expression of %d genes x %d cells, %d non-zeros (float32, %.2f bytes each) in %.1f s on %d "
              "workers", label, n_genes, n_cells, nnz, store_bytes / max(1, nnz), seconds, n_workers)
     return summary
+
+
+def _rows_ascending(work: Path, n_sources: int) -> bool:
+    """Whether the sources' rows, file after file, map to ascending store rows (the plan's slices are in file
+    and row order, so each gene's entries then arrive in row order)."""
+    last = -1
+    for i in range(n_sources):
+        rows = np.load(work / f"rows-{i}.npy", mmap_mode="r")
+        for a in range(0, len(rows), 1 << 22):
+            part = np.asarray(rows[a:a + (1 << 22)])
+            part = part[part >= 0]
+            if not len(part):
+                continue
+            if part[0] <= last or (len(part) > 1 and not bool(np.all(part[1:] > part[:-1]))):
+                return False
+            last = int(part[-1])
+    return True
 
 
 def _failing_source(exc: BaseException, plan) -> str:
