@@ -195,6 +195,65 @@ def lookups(folder: Path, n_cells: int, genes: np.ndarray) -> dict:
             "mean_entries": float(np.mean(np.diff(gm.indptr)[genes]))}
 
 
+# ---------------------------------------------------------------------------------------------------- look-ups
+def lookup_source(folder: Path, n_cells: int, n_genes: int, seed: int = 2) -> Path:
+    """One CSR h5ad of ``n_cells`` cells and ``n_genes`` genes whose densities spread from 0.5 % to 60 % of the
+    cells (log-uniform), log2 CPM-like float32 values; reused when present."""
+    from data_layer.demo.h5ad_writer import StreamingH5adWriter
+    import scipy.sparse as sp
+
+    path = folder / "lookup-log2.h5ad"
+    stamp = folder / "lookup.json"
+    params = {"n_cells": n_cells, "n_genes": n_genes, "seed": seed}
+    if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == params:
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    density = np.exp(rng.uniform(np.log(0.005), np.log(0.6), n_genes))
+    with StreamingH5adWriter(path, [f"ENSMUSG{i:011d}" for i in range(n_genes)],
+                             [f"Gene{i}" for i in range(n_genes)]) as writer:
+        for a in range(0, n_cells, 250_000):
+            b = min(n_cells, a + 250_000)
+            mask = rng.random((b - a, n_genes)) < density
+            values = np.where(mask, np.log2(rng.gamma(1.5, 40.0, mask.shape) + 1.0), 0.0).astype(np.float32)
+            writer.append(sp.csr_matrix(values), [f"CELL{j:09d}" for j in range(a, b)])
+    stamp.write_text(json.dumps(params))
+    return path
+
+
+def lookup_bench(work: Path, n_cells: int = 4_000_000, n_genes: int = 48, memory_limit_bytes: int = 2 << 30,
+                 repeats: int = 3) -> dict:
+    """A whole-dataset gene look-up (``GeneMatrix.values``, what ``Atlas.gene`` does) at ``n_cells`` cells, on
+    the previous layout (float16 ``.npy`` memory maps) and on the exact compressed one, from the page cache;
+    p50/p95 over every gene (the best of ``repeats`` passes per gene), and the stored bytes per entry."""
+    from bench import legacy_expression
+    from data_layer.expression import GeneMatrix, convert_expression
+
+    source = lookup_source(work / "lookup-source", n_cells, n_genes)
+    labels = cell_labels(n_cells)
+    out = {"n_cells": n_cells, "n_genes": n_genes}
+    for name, convert in (("before", legacy_expression.convert_expression), ("after", convert_expression)):
+        folder = work / f"lookup-{name}"
+        if not (folder / "expression.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            convert([source], labels, folder, memory_limit_bytes=memory_limit_bytes)
+        gm = GeneMatrix(folder, n_cells) if name == "after" else legacy_expression.GeneMatrix(folder, n_cells)
+        times = []
+        for g in range(n_genes):
+            best = np.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                gm.values(g)
+                best = min(best, time.perf_counter() - t0)
+            times.append(best)
+        ms = np.asarray(times) * 1e3
+        nnz = int(gm.indptr[-1])
+        stored = gm.stored_bytes() if name == "after" else int(gm.indices.nbytes + gm.data.nbytes)
+        out[name] = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+                     "max_ms": float(ms.max()), "bytes_per_nnz": stored / nnz, "nnz": nnz}
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------- run
 def run(work: Path, n_cells: int, per_row: int, n_files: int, memory_limit_bytes: int, workers: int | None,
         with_before: bool = True, n_lookups: int = 40) -> dict:
@@ -298,11 +357,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-before", action="store_true", help="skip the previous converter (slow)")
     parser.add_argument("--work-dir", type=Path, default=Path(".bench/width"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--lookup-cells", type=int, default=0,
+                        help="also compare whole-dataset gene look-ups at this many cells (e.g. 4000000)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    res = run(args.work_dir, args.cells, args.per_row, args.files, args.memory_limit_mb << 20, args.workers,
-              with_before=not args.no_before)
-    print(format_rows(res))
+    if args.cells:
+        res = run(args.work_dir, args.cells, args.per_row, args.files, args.memory_limit_mb << 20, args.workers,
+                  with_before=not args.no_before)
+        print(format_rows(res))
+    else:
+        res = {}
+    if args.lookup_cells:
+        res["lookup_at_scale"] = lookup_bench(args.work_dir, args.lookup_cells)
+        lk = res["lookup_at_scale"]
+        for name in ("before", "after"):
+            print(f"gene look-up at {lk['n_cells']:,} cells, {name}: p50 {lk[name]['p50_ms']:.2f} ms, "
+                  f"p95 {lk[name]['p95_ms']:.2f} ms, {lk[name]['bytes_per_nnz']:.2f} bytes/entry")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, default=float))
     return 0

@@ -43,7 +43,8 @@ def codec_from_config(config: dict | None):
     return get_codec(dict(config))
 
 
-def encode(rows: np.ndarray, values: np.ndarray, base: int = 0, codec=CODEC) -> bytes:
+def encode(rows: np.ndarray, values: np.ndarray, base: int = 0, codec=CODEC, restarts: np.ndarray | None = None
+           ) -> bytes:
     """One compressed chunk.
 
     Parameters
@@ -54,6 +55,9 @@ def encode(rows: np.ndarray, values: np.ndarray, base: int = 0, codec=CODEC) -> 
         ``(n,)`` float32 values.
     base : int
         The row the first delta is taken from (the chunk's first store row).
+    restarts : numpy.ndarray, optional
+        Positions (int, ascending, > 0) where the deltas start again from ``base``: the first entry of each gene
+        when a frame holds several genes (no large jump between genes); :func:`decode` needs the same.
 
     Returns
     -------
@@ -68,14 +72,17 @@ def encode(rows: np.ndarray, values: np.ndarray, base: int = 0, codec=CODEC) -> 
     if n:
         buf[8] = np.uint32((int(r[0]) - int(base)) & 0xFFFFFFFF)
         np.subtract(r[1:], r[:-1], out=buf[9:8 + n])  # uint32 arithmetic wraps: lossless for any order
+        if restarts is not None and len(restarts):
+            buf[8 + np.asarray(restarts)] = r[restarts] - np.uint32(base & 0xFFFFFFFF)
     buf[8 + n8:8 + n8 + n] = np.asarray(values, dtype=np.float32).view(np.uint32)
     if codec is CODEC:  # the module's Blosc directly: a fraction of the per-call overhead of the codec object
         return blosc.compress(buf, _CNAME, CODEC.clevel, CODEC.shuffle, CODEC.blocksize)
     return bytes(codec.encode(buf))
 
 
-def decode(frame, base: int = 0, codec=CODEC, rows_dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and values of a chunk written by :func:`encode`.
+def decode(frame, base: int = 0, codec=CODEC, rows_dtype=np.int64, restarts: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and values of a chunk written by :func:`encode` (with the same ``base`` and ``restarts``).
 
     Returns
     -------
@@ -87,6 +94,11 @@ def decode(frame, base: int = 0, codec=CODEC, rows_dtype=np.int64) -> tuple[np.n
     n = int(raw[0])
     n8 = -(-n // 8) * 8
     rows = np.cumsum(raw[8:8 + n], dtype=np.uint32)
+    if restarts is not None and len(restarts):
+        # Each restarted run counted from 0 again: remove the sum carried over from the runs before it.
+        starts = np.concatenate([[0], np.asarray(restarts, dtype=np.int64)])
+        carried = np.concatenate([[0], rows[starts[1:] - 1]]).astype(np.uint32)
+        rows -= np.repeat(carried, np.diff(np.append(starts, n)))
     if base:
         rows += np.uint32(base)
     return rows.astype(rows_dtype, copy=False), raw[8 + n8:8 + n8 + n].view(np.float32)

@@ -62,7 +62,7 @@ MAX_SLICE_ENTRIES = 32 << 20
 POOL_MIN_ENTRIES = 4 << 20
 #: Number of gene groups the runs are segmented into (a block is one or more consecutive groups).
 MAX_GROUPS = 4096
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 _FALLOC_FL_KEEP_SIZE = 1
 _FALLOC_FL_PUNCH_HOLE = 2
 _libc = None
@@ -302,17 +302,21 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
         max_abs = max(abs(lo), abs(hi))
     else:
         max_abs = float(np.nanmax(np.abs(vals_s))) if not np.isnan(vals_s).all() else 0.0
-    bounds = np.concatenate([[0], np.cumsum(counts)])[np.asarray(group_start)]
+    gene_start = np.concatenate([[0], np.cumsum(counts)])
+    bounds = gene_start[np.asarray(group_start)]
     offsets = np.zeros(len(group_start), dtype=np.int64)
+    base = int(rows_s.min()) if len(rows_s) else 0  # a slice's rows span a narrow range: small first deltas
     part = folder / f"slice-{index:06d}.bin.part"
-    with open(part, "wb") as f:
+    with open(part, "wb", buffering=1 << 22) as f:
         for k in range(len(group_start) - 1):
             a, b = int(bounds[k]), int(bounds[k + 1])
             if b > a:
-                f.write(chunks.encode(rows_s[a:b], vals_s[a:b]))
+                firsts = gene_start[group_start[k]:group_start[k + 1]]
+                restarts = np.unique(firsts[(firsts > a) & (firsts < b)]) - a
+                f.write(chunks.encode(rows_s[a:b], vals_s[a:b], base=base, restarts=restarts))
             offsets[k + 1] = f.tell()
     os.replace(part, folder / f"slice-{index:06d}.bin")
-    summary = {"counts": counts.astype(np.int64), "offsets": offsets,
+    summary = {"counts": counts.astype(np.int64), "offsets": offsets, "base": np.array([base], dtype=np.int64),
                "info": np.array([nbytes, max_abs, float(finite)], dtype=np.float64)}
     _save_npz(folder / f"slice-{index:06d}.npz", summary)
     del rows_s, vals_s
@@ -331,20 +335,22 @@ def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 # --------------------------------------------------------------------------------------------- block worker
 def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_start: Sequence[int],
               slice_counts: np.ndarray, slice_offsets: np.ndarray, n_cells: int, n_clusters: int,
-              chunk_rows: int, rows_ascending: bool = False) -> dict:
+              chunk_rows: int, rows_ascending: bool = False, slice_base: np.ndarray | None = None) -> dict:
     """Write block ``index`` (genes ``g0:g1``, groups ``f0:f1``): ``block-<index>.bin`` with every (gene, row
     chunk) of its genes, and ``block-<index>.npz`` with the chunk offsets, cluster statistics and ranges.
 
     ``slice_counts[s]``: entries of genes ``g0:g1`` in slice s (int64 ``(n_slices, g1 - g0)``);
     ``slice_offsets[s]``: byte offsets of groups ``f0 .. f1`` in slice s's run file (int64 ``(n_slices, f1 - f0 + 1)``).
     ``rows_ascending``: the sources' rows map to ascending store rows in plan order (then a gene's entries,
-    gathered slice after slice, are already in row order and are not checked).
+    gathered slice after slice, are already in row order and are not checked). ``slice_base[s]``: the row
+    slice s's deltas start from at each gene (int64 ``(n_slices,)``).
     """
     from .expression import _block_default_ranges
 
     folder = Path(work)
     n_slices = len(slice_counts)
     bg = g1 - g0
+    slice_base = np.zeros(n_slices, dtype=np.int64) if slice_base is None else np.asarray(slice_base)
     counts = np.ascontiguousarray(slice_counts, dtype=np.int64)
     per_gene = counts.sum(axis=0)
     offsets = np.zeros(bg + 1, dtype=np.int64)
@@ -363,7 +369,11 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
         for k in range(f1 - f0):
             lo, hi = int(slice_offsets[s, k]) - a, int(slice_offsets[s, k + 1]) - a
             if hi > lo:
-                r, v = chunks.decode(memoryview(raw)[lo:hi], rows_dtype=np.uint32)
+                genes_k = counts[s, group_start[f0 + k] - g0:group_start[f0 + k + 1] - g0]
+                firsts = np.cumsum(genes_k)[:-1]
+                restarts = np.unique(firsts[(firsts > 0) & (firsts < int(genes_k.sum()))])
+                r, v = chunks.decode(memoryview(raw)[lo:hi], base=int(slice_base[s]), rows_dtype=np.uint32,
+                                     restarts=restarts)
                 rows_parts.append(r)
                 value_parts.append(v)
         gene_parts.append(np.repeat(genes_of_block, counts[s]))
@@ -417,7 +427,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     edges = np.arange(n_chunks + 1, dtype=np.int64) * chunk_rows
     chunk_offsets = np.zeros((g1 - g0, n_chunks + 1), dtype=np.int64)
     part = folder / f"block-{index:05d}.bin.part"
-    with open(part, "wb") as f:
+    with open(part, "wb", buffering=1 << 22) as f:
         pos = 0
         for g in range(g1 - g0):
             a = int(offsets[g])

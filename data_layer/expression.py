@@ -385,11 +385,13 @@ def convert_expression(
         n_groups = len(plan.group_start) - 1
         slice_counts = np.zeros((n_slices, n_genes), dtype=np.int64)
         slice_offsets = np.zeros((n_slices, n_groups + 1), dtype=np.int64)
+        slice_base = np.zeros(n_slices, dtype=np.int64)
         max_abs, finite = 0.0, True
         for i in range(n_slices):
             with np.load(work / f"slice-{i:06d}.npz") as z:
                 slice_counts[i] = z["counts"]
                 slice_offsets[i] = z["offsets"]
+                slice_base[i] = int(z["base"][0])
                 nbytes, mx, fin = z["info"]
             stats.bytes_read += int(nbytes)
             max_abs, finite = max(max_abs, float(mx)), finite and bool(fin)
@@ -429,7 +431,7 @@ def convert_expression(
             g0, g1 = int(gs[f0]), int(gs[f1])
             return cv.run_block, (str(work), b, g0, g1, f0, f1, plan.group_start, slice_counts[:, g0:g1].copy(),
                                   slice_offsets[:, f0:f1 + 1].copy(), n_cells, n_clusters, chunks.CHUNK_ROWS,
-                                  rows_ascending), {}
+                                  rows_ascending, slice_base), {}
 
         def block_done(k: int, result: dict) -> None:
             f0, f1 = blocks[todo[k]]

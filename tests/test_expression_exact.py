@@ -168,3 +168,19 @@ def test_sorted_rows_cost_under_two_bytes_whatever_the_entry_count():
         rows = np.cumsum(rng.geometric(0.3, n))
         frame = chunks.encode(rows, np.zeros(n, dtype=np.float32))
         assert len(frame) < 2 * n, (n, len(frame))
+
+
+def test_a_frame_of_several_genes_restarting_its_deltas_decodes_exactly():
+    from data_layer import chunks
+
+    rng = np.random.default_rng(3)
+    genes = [np.sort(rng.choice(5_000, k, replace=False)) + 70_000 for k in (40, 0, 1, 300, 9)]
+    rows = np.concatenate(genes)
+    values = rng.random(len(rows)).astype(np.float32)
+    firsts = np.cumsum([len(g) for g in genes])[:-1]
+    restarts = np.unique(firsts[(firsts > 0) & (firsts < len(rows))])
+    frame = chunks.encode(rows, values, base=70_000, restarts=restarts)
+    got_rows, got_values = chunks.decode(frame, base=70_000, restarts=restarts)
+    np.testing.assert_array_equal(got_rows, rows)
+    np.testing.assert_array_equal(got_values, values)
+    assert len(frame) < len(chunks.encode(rows, values))  # no jump between genes to store
