@@ -124,7 +124,7 @@ class ConversionStats:
     seconds_slices: float = 0.0
     seconds_blocks: float = 0.0
     bytes_read: int = 0
-    temp_bytes_peak: int = 0
+    temp_bytes_peak: int = 0  # run files (the finished blocks beside them are the store's own files)
     store_entry_bytes: int = 0
     memory_per_worker: int = 0
     max_abs: float = 0.0
@@ -484,10 +484,10 @@ def punch_hole(path: Path, offset: int, length: int) -> bool:
         os.close(fd)
 
 
-def disk_bytes(folder: Path) -> int:
-    """Bytes allocated on disk by the files of a folder (holes not counted)."""
+def disk_bytes(folder: Path, prefix: str = "") -> int:
+    """Bytes allocated on disk by the files of a folder whose names start with ``prefix`` (holes not counted)."""
     total = 0
-    for p in folder.iterdir():
+    for p in folder.glob(f"{prefix}*"):
         try:
             total += p.stat().st_blocks * 512
         except FileNotFoundError:

@@ -367,7 +367,7 @@ def convert_expression(
 
         def slice_done(k: int, result: dict) -> None:
             bar.update(plan.slices[todo[k]][3])
-            stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work))
+            stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
 
         try:
             cv.run_tasks(pool, [lambda i=i: slice_task(i) for i in todo], slice_done, max_pending=2 * n_workers)
@@ -436,7 +436,7 @@ def convert_expression(
         def block_done(k: int, result: dict) -> None:
             f0, f1 = blocks[todo[k]]
             bar.update(result["entries"])
-            stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work))
+            stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
             for s in range(n_slices):  # the block's segments are no longer needed
                 cv.punch_hole(work / f"slice-{s:06d}.bin", int(slice_offsets[s, f0]),
                               int(slice_offsets[s, f1] - slice_offsets[s, f0]))
