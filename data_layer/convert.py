@@ -355,7 +355,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     per_gene = counts.sum(axis=0)
     offsets = np.zeros(bg + 1, dtype=np.int64)
     np.cumsum(per_gene, out=offsets[1:])
-    rows_parts, value_parts, gene_parts = [], [], []
+    rows_parts, value_parts = [], []
     genes_of_block = np.arange(bg, dtype=np.int32)
     for s in range(n_slices):
         a, b = int(slice_offsets[s, 0]), int(slice_offsets[s, -1])
@@ -376,29 +376,23 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
                                      restarts=restarts)
                 rows_parts.append(r)
                 value_parts.append(v)
-        gene_parts.append(np.repeat(genes_of_block, counts[s]))
         del raw
     if rows_parts:
-        # Slice-major, gene-ordered within each slice -> gene-major, slices in order within a gene: the
-        # transposition of a (slices x genes) CSR matrix whose entries carry (row, value bits) packed in 64 bits.
-        import scipy.sparse as sp
-
-        packed = np.concatenate(rows_parts).astype(np.uint64)
+        # Slice-major, gene-ordered within each slice -> gene-major, slices in order within a gene: each (slice,
+        # gene) run moves by one shift, so every entry's destination is its position plus its run's shift.
+        flat = counts.ravel()
+        source_start = np.zeros(len(flat), dtype=np.int64)
+        np.cumsum(flat[:-1], out=source_start[1:])
+        dest_start = (offsets[:-1][None, :] + np.cumsum(counts, axis=0) - counts).ravel()
+        dest = np.repeat(dest_start - source_start, flat)
+        dest += np.arange(len(dest), dtype=np.int64)
+        rows = np.empty(len(dest), dtype=np.uint32)
+        rows[dest] = np.concatenate(rows_parts)
         del rows_parts
-        packed <<= np.uint64(32)
-        packed |= np.concatenate(value_parts).view(np.uint32)
-        del value_parts
-        genes_cat = np.concatenate(gene_parts)
-        del gene_parts
-        slice_ptr = np.concatenate([[0], np.cumsum(counts.sum(axis=1))])
-        csc = sp.csr_matrix((packed, genes_cat, slice_ptr), shape=(n_slices, bg)).tocsc()
-        del packed, genes_cat
-        packed = csc.data
-        del csc
-        rows = (packed >> np.uint64(32)).astype(np.uint32)
-        values = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32)
-        del packed
-        genes_local = np.repeat(genes_of_block, per_gene)
+        values = np.empty(len(dest), dtype=np.float32)
+        values[dest] = np.concatenate(value_parts)
+        del value_parts, dest
+        genes_local = np.repeat(genes_of_block, per_gene) if (n_clusters or not rows_ascending) else None
         if not rows_ascending:
             rows, values = _rows_in_order(rows, values, genes_local)
     else:
