@@ -66,7 +66,10 @@ def write_consensus(cache: Path, n_aibs: int, n_macosko: int, seed: int, bar=Non
     pivot = pivot.merge(colors, on="cluster_alias", how="left")
     pivot["neighborhood_color"] = [hood_colors[h] for h in pivot["neighborhood"]]
 
-    aibs = cells.iloc[np.sort(rng.choice(len(cells), min(n_aibs, len(cells)), replace=False))].reset_index(drop=True)
+    # At most a third of the WMB-10X cells from AIBS and a sixth new ones: the consensus stays smaller than WMB-10X
+    # in every demo size (the release's is larger; here WMB-10X stays the demo's big mouse dataset).
+    n_aibs, n_macosko = min(n_aibs, len(cells) // 3), min(n_macosko, len(cells) // 6)
+    aibs = cells.iloc[np.sort(rng.choice(len(cells), n_aibs, replace=False))].reset_index(drop=True)
     macosko, written, genes = _macosko_cells(cache, cells, n_macosko, rng)
     if bar is not None:
         bar.update(1)

@@ -35,7 +35,8 @@ class DemoScale:
         Stream the big tables and matrices in chunks of this many cells (bounded memory, real-size atlases);
         ``None``: build each dataset in memory (the demo; its bytes do not change).
     consensus_aibs_cells, consensus_macosko_cells : int
-        Cells of the consensus mouse taxonomy's UMAP taken from ``WMB-10X``, and new Macosko cells.
+        Cells of the consensus mouse taxonomy's UMAP taken from ``WMB-10X`` (at most a third of them) and new
+        Macosko cells (at most a sixth of the WMB-10X count).
     """
 
     cells_per_section: int = 25_000
