@@ -34,7 +34,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,8 +41,6 @@ from typing import Callable, Mapping, Sequence
 
 import h5py
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from . import chunks
 

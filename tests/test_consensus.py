@@ -23,7 +23,7 @@ def consensus(tmp_path_factory):
     rng = np.random.default_rng(5)
     add_consensus(b, q, rng, n=40)
     labels = list(q.tables["consensus/labels"]["cell_label"])
-    aibs, macosko, nowhere = labels[:20], labels[20:38], labels[38:]
+    aibs, macosko = labels[:20], labels[20:38]  # the last two cells are in neither table
     b.csv(AIBS, "cell_metadata", pd.DataFrame({
         "cell_label": aibs, "cell_barcode": "AAAC", "barcoded_cell_sample_label": "s1", "library_label": "L1",
         "dataset_label": "WMB-10Xv3", "feature_matrix_label": "WMB-10Xv3-HPF"}))
