@@ -34,6 +34,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -511,7 +512,26 @@ def make_pool(workers: int):
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if "forkserver" in methods:
         ctx.set_forkserver_preload(["data_layer.convert"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent,
+                               initargs=(os.getpid(),))
+
+
+def _watch_parent(pid: int, interval_s: float = 0.5) -> None:
+    """In a worker: end this process when the prepare that started it is gone (killed: the pool's queues then
+    never close, and the worker would wait forever)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(3)
+            except PermissionError:  # alive, another user's process after a PID reuse: keep going
+                pass
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 def run_tasks(pool, tasks: list[Callable[[], tuple[Callable, tuple, dict]]], on_done: Callable[[int, dict], None],

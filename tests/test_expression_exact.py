@@ -184,3 +184,39 @@ def test_a_frame_of_several_genes_restarting_its_deltas_decodes_exactly():
     np.testing.assert_array_equal(got_rows, rows)
     np.testing.assert_array_equal(got_values, values)
     assert len(frame) < len(chunks.encode(rows, values))  # no jump between genes to store
+
+
+POOL_CHILD = textwrap.dedent("""
+    import sys
+    from data_layer.prepare import prepare_store
+    if __name__ == "__main__":  # the worker processes import this file
+        prepare_store(sys.argv[1], sys.argv[2], memory_limit_bytes=1 << 30, workers=2)
+""")
+
+
+@pytest.mark.slow
+def test_the_worker_processes_of_a_killed_prepare_end_too(tmp_path):
+    import psutil
+
+    cache, store = tmp_path / "cache", tmp_path / "store"
+    build_umap_cache(cache, n_cells=20_000, n_genes=1_000, per_row=400)
+    script = tmp_path / "child.py"
+    script.write_text(POOL_CHILD)
+    child = subprocess.Popen([sys.executable, str(script), str(cache), str(store)], cwd=ROOT, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(store.glob(".work/*/slice-*.npz")):
+        assert time.monotonic() < deadline, "prepare never finished a slice"
+        try:
+            child.wait(timeout=0.005)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError("prepare ended before it could be killed midway")
+    helpers = psutil.Process(child.pid).children(recursive=True)
+    assert len(helpers) >= 2  # the pool's processes
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    _, alive = psutil.wait_procs(helpers, timeout=15)
+    for proc in alive:  # leave nothing behind, then fail
+        proc.kill()
+    assert alive == []
