@@ -46,6 +46,7 @@ import math
 import os
 import shutil
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -373,6 +374,8 @@ def convert_expression(
             cv.run_tasks(pool, [lambda i=i: slice_task(i) for i in todo], slice_done, max_pending=2 * n_workers)
         except ExpressionError:
             raise
+        except BrokenProcessPool:
+            raise ExpressionError(_BROKEN_POOL) from None
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             bad = _failing_source(exc, plan)
             raise ExpressionError(f"{bad}: cannot read the expression matrix ({type(exc).__name__}: {exc}); "
@@ -443,6 +446,8 @@ def convert_expression(
 
         try:
             cv.run_tasks(pool, [lambda b=b: block_task(b) for b in todo], block_done, max_pending=n_workers + 1)
+        except BrokenProcessPool:
+            raise ExpressionError(_BROKEN_POOL) from None
         finally:
             bar.close()
         stats.seconds_blocks = round(time.perf_counter() - t_blocks, 3)
@@ -529,6 +534,12 @@ def convert_expression(
     log.info("%s: expression of %d genes x %d cells, %d non-zeros (float32, %.2f bytes each) in %.1f s on %d "
              "workers", label, n_genes, n_cells, nnz, store_bytes / max(1, nnz), seconds, n_workers)
     return summary
+
+
+_BROKEN_POOL = ("a worker process of the expression conversion ended abruptly (out of memory? a lower "
+                "--memory-limit bounds the workers; or, when prepare is called from a Python script, the script "
+                "lacks `if __name__ == \"__main__\":`, which worker processes need); the finished part is kept for "
+                "the next run; --workers 1 converts without worker processes")
 
 
 def _rows_ascending(work: Path, n_sources: int) -> bool:

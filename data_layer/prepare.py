@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import store as st
+from .convert import release_free_memory
 from .expression import LAYOUT_VERSION as EXPRESSION_LAYOUT, ExpressionError, convert_expression
 from .manifest import LocalCache, ManifestError, ManifestFile
 from .tables import (
@@ -819,6 +820,7 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
     expression_files = list(table.expression_files)
     table.cells = cells = None
     gc.collect()
+    release_free_memory()  # so that the conversion's budget counts what the cell tables still hold, not freed pages
     if expression_files:
         budget = memory_budget(memory_limit_bytes)
         try:
