@@ -60,7 +60,7 @@ MAX_SLICE_ENTRIES = 32 << 20
 POOL_MIN_ENTRIES = 4 << 20
 #: Number of gene groups the runs are segmented into (a block is one or more consecutive groups).
 MAX_GROUPS = 4096
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 _FALLOC_FL_KEEP_SIZE = 1
 _FALLOC_FL_PUNCH_HOLE = 2
 _libc = None
@@ -314,7 +314,8 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
                 f.write(chunks.encode(rows_s[a:b], vals_s[a:b], base=base, restarts=restarts))
             offsets[k + 1] = f.tell()
     os.replace(part, folder / f"slice-{index:06d}.bin")
-    summary = {"counts": counts.astype(np.int64), "offsets": offsets, "base": np.array([base], dtype=np.int64),
+    np.save(folder / f"slice-{index:06d}.counts.npy", counts.astype(np.int64))  # before the .npz: "done" marker
+    summary = {"offsets": offsets, "base": np.array([base], dtype=np.int64),
                "info": np.array([nbytes, max_abs, float(finite)], dtype=np.float64)}
     _save_npz(folder / f"slice-{index:06d}.npz", summary)
     del rows_s, vals_s
@@ -332,12 +333,12 @@ def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 # --------------------------------------------------------------------------------------------- block worker
 def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_start: Sequence[int],
-              slice_counts: np.ndarray, slice_offsets: np.ndarray, n_cells: int, n_clusters: int,
+              n_slices: int, slice_offsets: np.ndarray, n_cells: int, n_clusters: int,
               chunk_rows: int, rows_ascending: bool = False, slice_base: np.ndarray | None = None) -> dict:
     """Write block ``index`` (genes ``g0:g1``, groups ``f0:f1``): ``block-<index>.bin`` with every (gene, row
     chunk) of its genes, and ``block-<index>.npz`` with the chunk offsets, cluster statistics and ranges.
 
-    ``slice_counts[s]``: entries of genes ``g0:g1`` in slice s (int64 ``(n_slices, g1 - g0)``);
+    The entries of genes ``g0:g1`` in each slice are read from ``slice-<s>.counts.npy`` (memory-mapped);
     ``slice_offsets[s]``: byte offsets of groups ``f0 .. f1`` in slice s's run file (int64 ``(n_slices, f1 - f0 + 1)``).
     ``rows_ascending``: the sources' rows map to ascending store rows in plan order (then a gene's entries,
     gathered slice after slice, are already in row order and are not checked). ``slice_base[s]``: the row
@@ -346,10 +347,11 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     from .expression import _block_default_ranges
 
     folder = Path(work)
-    n_slices = len(slice_counts)
     bg = g1 - g0
     slice_base = np.zeros(n_slices, dtype=np.int64) if slice_base is None else np.asarray(slice_base)
-    counts = np.ascontiguousarray(slice_counts, dtype=np.int64)
+    counts = np.zeros((n_slices, bg), dtype=np.int64)
+    for s in range(n_slices):
+        counts[s] = np.load(folder / f"slice-{s:06d}.counts.npy", mmap_mode="r")[g0:g1]
     per_gene = counts.sum(axis=0)
     offsets = np.zeros(bg + 1, dtype=np.int64)
     np.cumsum(per_gene, out=offsets[1:])

@@ -386,20 +386,19 @@ def convert_expression(
 
         n_slices = len(plan.slices)
         n_groups = len(plan.group_start) - 1
-        slice_counts = np.zeros((n_slices, n_genes), dtype=np.int64)
+        counts = np.zeros(n_genes, dtype=np.int64)  # per-slice counts stay on disk (n_slices x n_genes is large)
         slice_offsets = np.zeros((n_slices, n_groups + 1), dtype=np.int64)
         slice_base = np.zeros(n_slices, dtype=np.int64)
         max_abs, finite = 0.0, True
         for i in range(n_slices):
             with np.load(work / f"slice-{i:06d}.npz") as z:
-                slice_counts[i] = z["counts"]
                 slice_offsets[i] = z["offsets"]
                 slice_base[i] = int(z["base"][0])
                 nbytes, mx, fin = z["info"]
+            counts += np.load(work / f"slice-{i:06d}.counts.npy", mmap_mode="r")
             stats.bytes_read += int(nbytes)
             max_abs, finite = max(max_abs, float(mx)), finite and bool(fin)
         stats.max_abs, stats.finite = max_abs, finite
-        counts = slice_counts.sum(axis=0)
         nnz = int(counts.sum())
         indptr = np.zeros(n_genes + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
@@ -432,7 +431,7 @@ def convert_expression(
         def block_task(b: int):
             f0, f1 = blocks[b]
             g0, g1 = int(gs[f0]), int(gs[f1])
-            return cv.run_block, (str(work), b, g0, g1, f0, f1, plan.group_start, slice_counts[:, g0:g1].copy(),
+            return cv.run_block, (str(work), b, g0, g1, f0, f1, plan.group_start, n_slices,
                                   slice_offsets[:, f0:f1 + 1].copy(), n_cells, n_clusters, chunks.CHUNK_ROWS,
                                   rows_ascending, slice_base), {}
 
