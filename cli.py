@@ -78,9 +78,14 @@ def _parse_size(text: str) -> int:
 @click.argument("store_dir", type=click.Path(path_type=Path))
 @click.option("--release", default=None, help="release version (default: newest manifest in the cache)")
 @click.option("--datasets", "datasets", multiple=True, help="prepare only these datasets (repeatable)")
-@click.option("--memory-limit", default="4GB", show_default=True, help="peak memory for the expression conversion")
-def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tuple[str, ...], memory_limit: str) -> None:
-    """Prepare the ABC cache CACHE_DIR into the fast store STORE_DIR (atomic, incremental)."""
+@click.option("--memory-limit", default="4GB", show_default=True,
+              help="peak memory of the expression conversion, its worker processes included")
+@click.option("--workers", default=None, type=int,
+              help="processes converting expression (default: every core this process may use)")
+def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tuple[str, ...], memory_limit: str,
+            workers: int | None) -> None:
+    """Prepare the ABC cache CACHE_DIR into the fast store STORE_DIR (atomic, incremental; a prepare that was
+    killed resumes the finished part of its expression conversion)."""
     from data_layer.prepare import PrepareError, prepare_store
 
     try:
@@ -91,6 +96,7 @@ def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tup
             datasets=list(datasets) or None,
             memory_limit_bytes=_parse_size(memory_limit),
             progress=True,
+            workers=workers,
         )
     except PrepareError as exc:
         raise click.ClickException(str(exc)) from None
@@ -117,11 +123,24 @@ def download(cache_dir: Path, release: str, datasets: tuple[str, ...], kinds: tu
 
 
 @main.command()
-@click.option("--scale", type=click.Choice(["demo", "atlas"]), default="demo", show_default=True)
+@click.option("--scale", type=click.Choice(["demo", "atlas", "width"]), default="demo", show_default=True,
+              help="width: the expression conversion at the real width (32,285 genes; bench/width_bench.py)")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None, help="where caches and stores are built")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write results as JSON")
-def bench(scale: str, work_dir: Path | None, json_path: Path | None) -> None:
+@click.option("--width-cells", default=40_000, show_default=True, help="--scale width: cells of the source")
+@click.option("--memory-limit", default="2GB", show_default=True, help="--scale width: --memory-limit of the conversion")
+def bench(scale: str, work_dir: Path | None, json_path: Path | None, width_cells: int, memory_limit: str) -> None:
     """Measure speed and memory against the plain ways, in one run; print one table."""
+    if scale == "width":
+        import json
+
+        from bench.width_bench import format_rows, run
+
+        res = run(work_dir or Path(".bench/width"), width_cells, 2_800, 4, _parse_size(memory_limit), None)
+        click.echo(format_rows(res))
+        if json_path:
+            json_path.write_text(json.dumps(res, indent=1, default=float))
+        return
     from bench.run import run_bench
 
     run_bench(scale=scale, work_dir=work_dir, json_path=json_path, echo=click.echo)

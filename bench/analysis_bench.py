@@ -9,7 +9,7 @@
   ``atlas.gene(...)`` vector per gene and numpy means over the selected cells and the rest.
 
 Without a store, a synthetic one is built with the test builders: 1 M cells x 300 genes with 60 non-zeros per
-cell (a MERSCOPE-like 20% density, 60 M entries, float16), 200 clusters (about 70 s on two cores), under
+cell (a MERSCOPE-like 20% density, 60 M entries, exact float32), 200 clusters (about 70 s on two cores), under
 ``--work-dir`` (default: ``<tmp>/atlas-viewer-analysis-bench``, reused by later runs).
 
 Run: ``python -m bench.analysis_bench [--store STORE] [--work-dir DIR] [--repeats 7]`` (prints JSON).
@@ -121,7 +121,8 @@ def bench_markers(store: str | Path | None = None, *, dataset: str | None = None
     info = atlas.info(dataset)
     gm = atlas.expression_matrix(dataset)
     report: dict = {"store": str(store), "dataset": dataset, "n_cells": info.n_cells, "n_genes": gm.n_genes,
-                    "nnz": int(gm.indptr[-1]), "data_dtype": str(gm.data.dtype), "cases": {}}
+                    "nnz": int(gm.indptr[-1]), "data_dtype": "float32",
+                    "stored_bytes_per_nnz": gm.stored_bytes() / max(1, int(gm.indptr[-1])), "cases": {}}
     rng = np.random.default_rng(seed)
 
     x, y = (np.asarray(v) for v in atlas.xy(dataset))

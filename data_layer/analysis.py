@@ -360,13 +360,10 @@ def dot_plot_table(atlas: Any, dataset: str, level: str, terms: Sequence[str],
 
 
 # ============================================================================================== markers: selections
+#: Entries decoded at once by a selection's marker scan (about 12 bytes each).
+SCAN_BATCH_ENTRIES = 4 << 20
 #: float16 bit pattern -> float32 value (numba has no float16 on the CPU; a 256 kB table stays in L2).
 _F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
-
-
-@numba.njit(inline="always")
-def _value_f16(data, table, j):  # pragma: no cover - compiled
-    return table[data[j]]
 
 
 @numba.njit(inline="always")
@@ -415,24 +412,19 @@ def _scan_kernel(value, name):
     return numba.njit(nogil=True, cache=True)(scan)
 
 
-_scan_f16 = _scan_kernel(_value_f16, "_scan_f16")
 _scan_f32 = _scan_kernel(_value_f32, "_scan_f32")
 
 
 def warm_up() -> None:
-    """Load (or compile, the first time on a machine) the marker kernels for the array types a store gives
-    (read-only memory maps), so the first selection of a server worker does not pay ~1 s for it."""
+    """Load (or compile, the first time on a machine) the marker kernel for the arrays
+    :meth:`GeneMatrix.csc` gives, so the first selection of a server worker does not pay ~1 s for it."""
     indptr = np.array([0, 1], dtype=np.int64)
-    indices = np.zeros(1, dtype=np.int32)
+    rows = np.zeros(1, dtype=np.int64)
     genes = np.zeros(1, dtype=np.int64)
     selected = np.ones(1, dtype=np.uint8)
     out = np.zeros((1, 4))
-    data16 = np.zeros(1, dtype=np.float16).view(np.uint16)
     data32 = np.zeros(1, dtype=np.float32)
-    for arr in (indices, data16, data32):
-        arr.setflags(write=False)
-    _scan_f16(indptr, indices, data16, _F16_TABLE, genes, 0, 1, 0, selected, out)
-    _scan_f32(indptr, indices, data32, _F16_TABLE, genes, 0, 1, 0, selected, out)
+    _scan_f32(indptr, rows, data32, _F16_TABLE, genes, 0, 1, 0, selected, out)
 
 
 @dataclass(frozen=True)
@@ -488,11 +480,16 @@ def selection_stats(atlas: Any, dataset: str, rows, *, section: str | None = Non
         r0 = a
     out = np.zeros((len(cols), 4), dtype=np.float64)
     if len(cols) and int(gm.indptr[-1]):
-        data = gm.data
-        if data.dtype == np.float16:
-            _scan_f16(gm.indptr, gm.indices, data.view(np.uint16), _F16_TABLE, cols, s0, s1, r0, selected, out)
-        else:
-            _scan_f32(gm.indptr, gm.indices, data, _F16_TABLE, cols, s0, s1, r0, selected, out)
+        # Genes are decoded in batches of about SCAN_BATCH_ENTRIES entries (bounded memory), then scanned.
+        counts = np.diff(gm.indptr)[cols] * ((s1 - s0) / max(1, gm.n_cells))
+        start = 0
+        while start < len(cols):
+            stop = start + 1 + int(np.searchsorted(np.cumsum(counts[start + 1:]), SCAN_BATCH_ENTRIES))
+            batch = cols[start:stop]
+            indptr, rows, values = gm.csc(batch, s0, s1)
+            _scan_f32(indptr, rows, values, _F16_TABLE, np.arange(len(batch), dtype=np.int64), s0, s1, r0,
+                      selected, out[start:stop])
+            start = stop
     has = gm.has_expression
     n_in = int(np.count_nonzero(np.asarray(has[a:b])[mask]))
     n_scope = int(np.count_nonzero(has[s0:s1]))
@@ -574,13 +571,14 @@ def export_cells_csv(cells_df: pd.DataFrame, gene_columns: Mapping[str, np.ndarr
         ``atlas.cells(...)`` (all its columns are written unless ``columns`` is given).
     gene_columns : mapping, optional
         ``{gene symbol: (n,) float array aligned with cells_df}`` (``atlas.gene(...)``); written after the
-        cell columns in the mapping's order, NaN as an empty field.
+        cell columns in the mapping's order, NaN as an empty field, each value as the shortest text that reads
+        back as the same float32 (the release's value, e.g. ``9.4221``), whatever ``float_format``.
     mask : numpy.ndarray, optional
         ``(n,)`` bool mask or integer positions; None = every cell.
     columns : sequence of str, optional
         Cell columns to write, in this order.
     float_format : str
-        printf format of floats (coordinates in mm keep micrometres with 6 significant digits).
+        printf format of the cell table's floats (coordinates in mm keep micrometres with 6 significant digits).
     max_rows : int, optional
         Refuse (``ValueError``) to write more rows, e.g. a server limit.
 
@@ -598,15 +596,15 @@ def export_cells_csv(cells_df: pd.DataFrame, gene_columns: Mapping[str, np.ndarr
     missing = [c for c in cols if c not in cells_df.columns]
     if missing:
         raise KeyError(f"the cell table has no column(s) {', '.join(map(repr, missing))}")
-    out = cells_df.loc[keep, cols].reset_index(drop=True)
+    out = spreadsheet_safe(cells_df.loc[keep, cols].reset_index(drop=True))  # text cells; numbers stay numbers
     for name, values in (gene_columns or {}).items():
         values = np.asarray(values)
         if values.shape != (n,):
             raise ValueError(f"gene column {name!r} has shape {values.shape}; expected one value per cell ({n},)")
-        if name in out.columns:
+        column = spreadsheet_safe_text(str(name))
+        if column in out.columns:
             raise ValueError(f"gene column {name!r} would overwrite the cell column of the same name")
-        out[name] = values[keep]
-    out = spreadsheet_safe(out)
+        out[column] = _exact_text(values[keep])
     buffer = io.StringIO()
     out.to_csv(buffer, index=False, float_format=float_format, lineterminator="\n")
     return buffer.getvalue()
@@ -638,3 +636,13 @@ def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
         elif column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
             out[name] = column.map(lambda v: spreadsheet_safe_text(v) if isinstance(v, str) else v)
     return out
+
+
+def _exact_text(values: np.ndarray) -> np.ndarray:
+    """Gene values as text: float32 values in their shortest round-trip form, NaN as ''. object array."""
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        return values
+    text = values.astype(np.float32 if values.dtype.itemsize <= 4 else values.dtype).astype(str).astype(object)
+    text[np.isnan(values)] = ""
+    return text

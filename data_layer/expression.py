@@ -1,46 +1,52 @@
-"""Expression in a gene-major, memory-mappable layout, converted out-of-core from cell-major h5ad files.
+"""Expression in a gene-major, compressed, exact layout, converted from cell-major h5ad files.
 
 Store layout of one dataset's expression (folder ``expression/``)::
 
-    indptr.npy            int64   [n_genes + 1]   gene g's entries are indices/data[indptr[g]:indptr[g+1]]
-    indices.npy           int32   [nnz]           store row of the cell (sorted within a gene)
-    data.npy              float16 or float32 [nnz]  the log2 value (explicit zeros are kept if the source has them)
+    blocks/<b>.bin        the compressed chunks of the genes of block b (see data_layer.chunks): gene g, row
+                          chunk c is bytes chunk_offset[g, c]:chunk_offset[g, c + 1] of the block file holding g
+    block_start.npy       int64   [n_blocks + 1]  first gene of each block file
+    chunk_offset.npy      int64   [n_genes, n_chunks + 1]  byte offsets of each gene's row chunks in its block
+    indptr.npy            int64   [n_genes + 1]   cumulative entries per gene (gene g has indptr[g+1]-indptr[g])
     has_expression.npy    bool    [n_cells]       the cell has a row in some expression matrix
     genes.parquet         gene_identifier, gene_symbol
     cluster_mean.npy      float32 [n_clusters, n_genes]  mean log2 over the cluster's cells with expression
     cluster_fraction.npy  float32 [n_clusters, n_genes]  fraction of those cells with a value > 0
     cluster_n_cells.npy   int64   [n_clusters]    cells with expression per cluster (NaN stats where 0)
+    cell_source.npy       int16   [n_cells]       source file of each cell's row (-1: none); with
+    gene_in_source.npy    bool    [n_sources, n_genes]  whether each file holds each gene: only written when some
+                                                  file lacks some gene (the consensus mouse: the Macosko files
+                                                  hold fewer genes); a gene is NaN in the cells of files without it
     gene_range.npy        float64 [n_genes, 2]    each gene's default colour range (vmin, vmax) over the dataset:
                                                   0 .. 99th percentile of its values > 0 (NaN row: not stored,
                                                   computed when asked: a gene with negative values)
-    expression.json       dtype, nnz, sources, counts and ``default_range_percentile``
+    expression.json       layout, chunk_rows, codec, nnz, sources, counts and ``default_range_percentile``
 
-Why float16 for ``data`` (chosen automatically when every value is finite and <= 2048): log2(CPM + 1) values lie
-in 0..~20 where float16 keeps 11 significant bits (a step of 0.004 at 8-16), far finer than the 256 levels of a
-colour map, and it cuts a gene look-up's bytes from 8 to 6 per non-zero (a quarter less I/O, page cache and disk).
-Cluster means and fractions are computed from the float32 source values before rounding. Raw counts above 2048
-(where float16 would drop integer precision) keep float32.
+Values are the source's float32 values, bit for bit: a gene, a cell export or the HTTP API gives the numbers
+the release's h5ad holds (the official ``get_gene_data`` reads the same). Each (gene, row chunk) is compressed
+on its own (:mod:`data_layer.chunks`: delta-coded rows, bit shuffle, LZ4), about 4 bytes per entry where the
+uncompressed int32 + float32 pair takes 8, and a gene look-up reads and decodes only that gene's chunks (the
+chunks of a section's row range, for one section). Stores written before (``indices.npy`` and float16 or
+float32 ``data.npy``, memory-mapped) are still read.
 
-The conversion never holds the matrix in memory: pass 1 counts the entries of each gene (indices only, in row
-chunks), which plans gene blocks that fit the memory budget; pass 2 reads row chunks and appends each entry
-(store row, gene, value) to its gene block's temporary file; pass 3 loads one block at a time, sorts it by
-(gene, store row), appends it to the output files and computes the per-cluster statistics of its genes.
-Peak memory is bounded by ``memory_limit_bytes`` (plus per-cell arrays of a few bytes per cell), whatever the
-size of the h5ad files.
+The conversion (:func:`convert_expression`, planned and run by :mod:`data_layer.convert`) never holds the
+matrix in memory, runs on every core, keeps a bounded number of files open and resumes after a kill.
 
 The default colour range of a gene (:func:`default_range_of_entries`, the definition of
-``rendering.raster.default_gene_range`` applied to the stored entries) is computed in pass 3 from each gene's
-sorted entries, so a picture of a new gene needs no pass over every cell for it; stores written before it existed
-(no ``gene_range.npy``) compute it from the gene's entries when asked.
+``rendering.raster.default_gene_range`` applied to the stored entries) is computed with each block from its
+genes' sorted entries, so a picture of a new gene needs no pass over every cell for it; stores written before it
+existed (no ``gene_range.npy``) compute it from the gene's entries when asked.
 """
 from __future__ import annotations
 
 import difflib
-import io
+import hashlib
 import json
 import logging
+import math
 import os
+import shutil
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -51,19 +57,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import chunks
+
 log = logging.getLogger(__name__)
 
-RECORD = np.dtype([("row", "<i4"), ("gene", "<i4"), ("value", "<f4")])
-#: Bytes of working memory per matrix entry while chunks and blocks are processed (arrays and temporaries).
-BYTES_PER_ENTRY = 64
-#: Bytes per (cluster, gene) cell of the statistics accumulators of one block.
-BYTES_PER_STAT = 32
-FLOAT16_MAX_EXACT = 2048.0
 #: Percentile of a gene's expressing cells (values > 0) at the top of its default colour range.
 DEFAULT_RANGE_PERCENTILE = 99.0
 #: Version of the files written in ``expression/`` (part of a dataset's prepare signature, so a store prepared
-#: by an older version is converted again by the next incremental prepare). 2: ``gene_range.npy``.
-LAYOUT_VERSION = 2
+#: by an older version is converted again by the next incremental prepare). 2: ``gene_range.npy``; 3: exact
+#: float32 values in compressed chunks.
+LAYOUT_VERSION = 3
 
 
 class ExpressionError(Exception):
@@ -189,22 +192,6 @@ def _hash(labels: pa.Array) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ conversion
 @dataclass
-class _Source:
-    info: H5adInfo
-    row_map: np.ndarray  # int32 [n_rows] store row or -1
-    gene_map: np.ndarray  # int32 [n_cols] global gene or -1
-    rows_used: int = 0
-    rows_extra: int = 0
-
-    @property
-    def genes_identity(self) -> bool:
-        """The file's columns are the global genes in the same order (no gather needed)."""
-        if not hasattr(self, "_identity"):
-            self._identity = bool(np.array_equal(self.gene_map, np.arange(len(self.gene_map))))
-        return self._identity
-
-
-@dataclass
 class ExpressionSummary:
     """What a conversion produced (also saved as ``expression.json``)."""
 
@@ -216,6 +203,7 @@ class ExpressionSummary:
     files: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     bytes_read: int = 0
+    conversion: dict = field(default_factory=dict)
 
 
 def convert_expression(
@@ -227,9 +215,12 @@ def convert_expression(
     n_clusters: int = 0,
     memory_limit_bytes: int = 4 << 30,
     gene_symbols: Mapping[str, str] | None = None,
-    dtype: str = "auto",
+    dtype: str = "float32",
     progress: bool = False,
     label: str = "",
+    work_dir: Path | None = None,
+    workers: int | None = None,
+    entries_per_task: int | None = None,
 ) -> ExpressionSummary:
     """Convert cell-major h5ad files into the gene-major store layout (see the module docstring).
 
@@ -245,19 +236,34 @@ def convert_expression(
     cluster_codes
         int array [n_cells]: cluster code of each cell (0 .. n_clusters-1), -1 for cells outside any cluster.
     memory_limit_bytes
-        bound on the working memory of the conversion.
+        bound on the memory of the conversion: this process's working arrays plus every worker process.
     gene_symbols
         gene_identifier -> symbol, used when an h5ad has no ``gene_symbol`` column.
     dtype
-        ``"auto"`` (float16 when exact enough, see module docstring), ``"float16"`` or ``"float32"``.
+        ``"float32"`` (``"auto"`` is accepted and means the same): values are stored exactly as the source's.
+    work_dir
+        folder for the plan, the run files and finished blocks; a conversion killed midway and started again
+        with the same folder and sources resumes from its finished slices and blocks (default: a folder inside
+        ``out_dir``, removed at the end).
+    workers
+        processes (default: the cores this process may use; one for small inputs).
+    entries_per_task
+        most entries of one slice or block (default: what a worker's share of the memory limit holds).
 
     Raises
     ------
     ExpressionError
         naming the file that cannot be read.
     """
+    from . import convert as cv
+
+    if dtype not in ("auto", "float32"):
+        raise ValueError(f"dtype={dtype!r}: expression values are stored as float32, exactly as in the source")
     t0 = time.perf_counter()
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(work_dir) if work_dir is not None else out_dir / "_work"
+    work.mkdir(parents=True, exist_ok=True)
     n_cells = len(cell_labels)
     infos = [inspect_h5ad(Path(p)) for p in sources]
 
@@ -273,21 +279,312 @@ def convert_expression(
                     sym = (gene_symbols or {}).get(gid, gid)
                 symbols.append(sym)
     n_genes = len(gene_pos)
+    total_entries = sum(i.nnz for i in infos)
+    src_plans = [cv.SourcePlan(str(i.path), i.encoding, i.n_rows, i.n_cols, i.nnz, i.path.stat().st_size)
+                 for i in infos]
+    labels_digest = hashlib.sha256(str((cell_labels.type, cell_labels.offset)).encode())
+    for buf in cell_labels.buffers():
+        if buf is not None:
+            labels_digest.update(memoryview(buf))
+    codes_digest = hashlib.sha256(np.ascontiguousarray(cluster_codes if cluster_codes is not None else []).tobytes())
+    key = hashlib.sha256(json.dumps({
+        "sources": [(s.path, s.n_rows, s.nnz, s.size_bytes, os.stat(s.path).st_mtime_ns) for s in src_plans],
+        "cells": [n_cells, labels_digest.hexdigest()], "clusters": [n_clusters, codes_digest.hexdigest()],
+        "chunk_rows": chunks.CHUNK_ROWS, "layout": LAYOUT_VERSION,
+    }).encode()).hexdigest()
 
-    fixed = n_cells * (12 + 1 + 4 + 4) + sum(i.n_rows for i in infos[:1]) * 12
-    work = int(memory_limit_bytes * 0.4) - fixed  # the rest: allocator, HDF5 buffers, interpreter
-    if work < 4 << 20:
-        log.warning("memory limit %d MB is tight for %d cells; using 4 MB of working memory",
+    # Memory: this process keeps the row maps and flags; the rest is shared by the workers.
+    n_workers = cv.default_workers() if workers is None else max(1, int(workers))
+    if total_entries < cv.POOL_MIN_ENTRIES and workers is None:
+        n_workers = 1
+    main_bytes = (16 << 20) + n_cells * (12 + 1 + 4 + 4) + sum(i.n_rows for i in infos) * 4  # + HDF5, codec
+    while True:
+        share = (memory_limit_bytes - main_bytes) // n_workers - (cv.WORKER_BASE_BYTES if n_workers > 1 else 0)
+        if share >= 64 << 20 or n_workers == 1:
+            break
+        n_workers -= 1
+    if share < 4 << 20:
+        log.warning("memory limit %d MB is tight for %d cells; using 4 MB of working memory per worker",
                     memory_limit_bytes >> 20, n_cells)
-        work = 4 << 20
-    chunk_entries = max(1, work // BYTES_PER_ENTRY)
+        share = 4 << 20
+    max_entries = max(1, share // cv.BYTES_PER_ENTRY)
+    if entries_per_task:
+        max_entries = min(max_entries, int(entries_per_task))
 
+    plan = cv.Plan.load(work / "plan.json")
+    resumed = plan is not None and plan.key == key and all(
+        (work / f"rows-{i}.npy").is_file() for i in range(len(src_plans)))
+    if not resumed:
+        for p in work.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        has_expression, rows_used, rows_extra = _write_row_maps(infos, cell_labels, gene_pos, work, share, label)
+        np.save(work / "has_expression.npy", has_expression)
+        codes = np.full(n_cells, -1, dtype=np.int32)
+        if cluster_codes is not None and n_clusters:
+            codes = np.asarray(cluster_codes, dtype=np.int32)
+            codes = np.where((codes >= 0) & (codes < n_clusters) & has_expression, codes, -1).astype(np.int32)
+        np.save(work / "clusters.npy", codes)
+        indptrs = []
+        for info in infos:
+            if info.encoding == "dense":
+                indptrs.append(None)
+            else:
+                with h5py.File(info.path, "r") as f:
+                    indptrs.append(f["X"]["indptr"][:].astype(np.int64))
+        slice_entries = min(max_entries, max(1 << 16, total_entries // max(1, 3 * n_workers)),
+                            cv.MAX_SLICE_ENTRIES)
+        plan = cv.Plan(key=key, n_cells=n_cells, n_genes=n_genes, n_clusters=n_clusters, sources=src_plans,
+                       slices=cv.plan_slices(src_plans, indptrs, slice_entries),
+                       group_start=cv.plan_groups(n_genes))
+        (work / "rows.json").write_text(json.dumps({"used": rows_used, "extra": rows_extra}))
+        plan.save(work / "plan.json")
+        del indptrs
+    else:
+        log.info("%s: resuming the expression conversion in %s", label or out_dir, work)
+    has_expression = np.load(work / "has_expression.npy")
+    row_counts = json.loads((work / "rows.json").read_text())
+    missing = int(n_cells - has_expression.sum())
+    if missing and not resumed:
+        log.info("%s: %d of %d cells have no row in any expression matrix (their gene values are NaN)",
+                 label or out_dir, missing, n_cells)
+
+    stats = cv.ConversionStats(workers=n_workers, n_slices=len(plan.slices), memory_per_worker=int(share))
+    pool = cv.make_pool(n_workers)
+    try:
+        # Slices: source rows -> run files segmented by gene group.
+        t_slices = time.perf_counter()
+        bar = _bar(progress, total_entries, f"{label} expression 1/2 read" if label else "read")
+        todo = []
+        for i, (s, a, b, n) in enumerate(plan.slices):
+            if (work / f"slice-{i:06d}.npz").is_file():
+                stats.slices_resumed += 1
+                bar.update(n)
+                continue
+            todo.append(i)
+
+        def slice_task(i: int):
+            s, a, b, _ = plan.slices[i]
+            return cv.run_slice, (str(work), i, s, vars(plan.sources[s]), a, b, n_genes, plan.group_start), {}
+
+        def slice_done(k: int, result: dict) -> None:
+            bar.update(plan.slices[todo[k]][3])
+            stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
+
+        try:
+            cv.run_tasks(pool, [lambda i=i: slice_task(i) for i in todo], slice_done, max_pending=2 * n_workers)
+        except ExpressionError:
+            raise
+        except BrokenProcessPool:
+            raise ExpressionError(_BROKEN_POOL) from None
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            bad = _failing_source(exc, plan)
+            raise ExpressionError(f"{bad}: cannot read the expression matrix ({type(exc).__name__}: {exc}); "
+                                  f"the file may be truncated or corrupt: download it again") from None
+        finally:
+            bar.close()
+        stats.seconds_slices = round(time.perf_counter() - t_slices, 3)
+
+        n_slices = len(plan.slices)
+        n_groups = len(plan.group_start) - 1
+        counts = np.zeros(n_genes, dtype=np.int64)  # per-slice counts stay on disk (n_slices x n_genes is large)
+        slice_offsets = np.zeros((n_slices, n_groups + 1), dtype=np.int64)
+        slice_base = np.zeros(n_slices, dtype=np.int64)
+        max_abs, finite = 0.0, True
+        for i in range(n_slices):
+            with np.load(work / f"slice-{i:06d}.npz") as z:
+                slice_offsets[i] = z["offsets"]
+                slice_base[i] = int(z["base"][0])
+                nbytes, mx, fin = z["info"]
+            counts += np.load(work / f"slice-{i:06d}.counts.npy", mmap_mode="r")
+            stats.bytes_read += int(nbytes)
+            max_abs, finite = max(max_abs, float(mx)), finite and bool(fin)
+        stats.max_abs, stats.finite = max_abs, finite
+        nnz = int(counts.sum())
+        indptr = np.zeros(n_genes + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        gs = np.asarray(plan.group_start, dtype=np.int64)
+        group_entries = indptr[gs[1:]] - indptr[gs[:-1]]
+
+        rows_ascending = _rows_ascending(work, len(plan.sources))
+        # Blocks: consecutive gene groups whose entries and statistics fit one worker's share.
+        blocks_path = work / "blocks.json"
+        blocks = json.loads(blocks_path.read_text()) if blocks_path.is_file() else None
+        if blocks is None:
+            max_genes = max(1, int(share * 0.3) // (max(1, n_clusters) * cv.BYTES_PER_STAT))
+            blocks = cv.plan_blocks(group_entries, np.diff(gs), max_entries, max_genes)
+            blocks_path.write_text(json.dumps(blocks))
+        if group_entries.size and group_entries.max() > max_entries:
+            log.warning("%s: a group of genes has %d entries, more than a worker's budget (%d); raise "
+                        "--memory-limit", label, int(group_entries.max()), max_entries)
+        stats.n_blocks = len(blocks)
+        t_blocks = time.perf_counter()
+        bar = _bar(progress, nnz, f"{label} expression 2/2 write" if label else "write")
+        todo = []
+        for b, (f0, f1) in enumerate(blocks):
+            g0, g1 = int(gs[f0]), int(gs[f1])
+            if (work / f"block-{b:05d}.npz").is_file():
+                stats.blocks_resumed += 1
+                bar.update(int(indptr[g1] - indptr[g0]))
+                continue
+            todo.append(b)
+
+        def block_task(b: int):
+            f0, f1 = blocks[b]
+            g0, g1 = int(gs[f0]), int(gs[f1])
+            return cv.run_block, (str(work), b, g0, g1, f0, f1, plan.group_start, n_slices,
+                                  slice_offsets[:, f0:f1 + 1].copy(), n_cells, n_clusters, chunks.CHUNK_ROWS,
+                                  rows_ascending, slice_base), {}
+
+        def block_done(k: int, result: dict) -> None:
+            f0, f1 = blocks[todo[k]]
+            bar.update(result["entries"])
+            stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
+            for s in range(n_slices):  # the block's segments are no longer needed
+                cv.punch_hole(work / f"slice-{s:06d}.bin", int(slice_offsets[s, f0]),
+                              int(slice_offsets[s, f1] - slice_offsets[s, f0]))
+
+        try:
+            cv.run_tasks(pool, [lambda b=b: block_task(b) for b in todo], block_done, max_pending=n_workers + 1)
+        except BrokenProcessPool:
+            raise ExpressionError(_BROKEN_POOL) from None
+        finally:
+            bar.close()
+        stats.seconds_blocks = round(time.perf_counter() - t_blocks, 3)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    # Assemble: block files move into the store; small arrays are joined.
+    n_chunks = max(1, math.ceil(n_cells / chunks.CHUNK_ROWS))
+    (out_dir / "blocks").mkdir(exist_ok=True)
+    chunk_offset = np.lib.format.open_memmap(out_dir / "chunk_offset.npy", mode="w+", dtype=np.int64,
+                                             shape=(n_genes, n_chunks + 1))
+    mean = np.lib.format.open_memmap(out_dir / "cluster_mean.npy", mode="w+", dtype=np.float32,
+                                     shape=(n_clusters, n_genes))
+    frac = np.lib.format.open_memmap(out_dir / "cluster_fraction.npy", mode="w+", dtype=np.float32,
+                                     shape=(n_clusters, n_genes))
+    codes = np.asarray(np.load(work / "clusters.npy", mmap_mode="r"))
+    n_per_cluster = np.bincount(codes[codes >= 0], minlength=n_clusters).astype(np.int64) \
+        if n_clusters else np.zeros(0, dtype=np.int64)
+    # A gene some source files do not hold is not measured in their cells: NaN there (see GeneMatrix.values),
+    # and the cluster statistics divide by the cells that measured it.
+    gene_in_source = np.zeros((len(plan.sources), n_genes), dtype=bool)
+    for i in range(len(plan.sources)):
+        gene_in_source[i, np.load(work / f"genes-{i}.npy")] = True
+    partial = not gene_in_source.all()
+    cell_source = np.load(work / "cell_source.npy")
+    if partial and n_clusters:
+        ok = codes >= 0
+        per_cluster_source = np.zeros((n_clusters, len(plan.sources)), dtype=np.float64)
+        np.add.at(per_cluster_source, (codes[ok], cell_source[ok]), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_n = np.where(n_per_cluster > 0, 1.0 / np.maximum(n_per_cluster, 1), np.nan)
+    gene_ranges = np.full((n_genes, 2), np.nan, dtype=np.float64)
+    block_start = np.zeros(len(blocks) + 1, dtype=np.int64)
+    store_bytes = 0
+    for b, (f0, f1) in enumerate(blocks):
+        g0, g1 = int(gs[f0]), int(gs[f1])
+        block_start[b + 1] = g1
+        with np.load(work / f"block-{b:05d}.npz") as z:
+            if not np.array_equal(z["counts"], counts[g0:g1]):
+                raise ExpressionError(f"{label}: block of genes {g0}-{g1} has other counts than its slices: an "
+                                      f"expression file changed during prepare")
+            chunk_offset[g0:g1] = z["chunk_offsets"]
+            gene_ranges[g0:g1] = z["ranges"]
+            if n_clusters:
+                if partial:
+                    measured = per_cluster_source @ gene_in_source[:, g0:g1]
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        inv = np.where(measured > 0, 1.0 / np.maximum(measured, 1), np.nan)
+                else:
+                    inv = inv_n[:, None]
+                mean[:, g0:g1] = (z["sums"] * inv).astype(np.float32)
+                frac[:, g0:g1] = (z["npos"] * inv).astype(np.float32)
+        target = out_dir / "blocks" / f"{b:05d}.bin"
+        os.replace(work / f"block-{b:05d}.bin", target)
+        store_bytes += target.stat().st_size
+    chunk_offset.flush()
+    mean.flush()
+    frac.flush()
+    del chunk_offset, mean, frac
+    stats.store_entry_bytes = store_bytes
+    np.save(out_dir / "block_start.npy", block_start)
+    np.save(out_dir / "indptr.npy", indptr)
+    np.save(out_dir / "has_expression.npy", has_expression)
+    np.save(out_dir / "cluster_n_cells.npy", n_per_cluster)
+    if partial:
+        np.save(out_dir / "cell_source.npy", cell_source)
+        np.save(out_dir / "gene_in_source.npy", gene_in_source)
+    np.save(out_dir / "gene_range.npy", gene_ranges)
+    pd.DataFrame({"gene_identifier": np.asarray(list(gene_pos), dtype=object),
+                  "gene_symbol": np.asarray(symbols, dtype=object)}).to_parquet(out_dir / "genes.parquet", index=False)
+    seconds = round(time.perf_counter() - t0, 3)
+    summary = ExpressionSummary(
+        n_genes=n_genes, nnz=nnz, dtype="float32",
+        n_cells_with_expression=int(has_expression.sum()), n_cells_without_expression=missing,
+        files=[{"path": s.path, "encoding": s.encoding, "rows": s.n_rows,
+                "rows_used": row_counts["used"][i], "rows_dropped": row_counts["extra"][i]}
+               for i, s in enumerate(plan.sources)],
+        seconds=seconds, bytes_read=stats.bytes_read, conversion=vars(stats),
+    )
+    (out_dir / "expression.json").write_text(json.dumps(
+        {**summary.__dict__, "default_range_percentile": DEFAULT_RANGE_PERCENTILE, "layout": "chunks",
+         "chunk_rows": chunks.CHUNK_ROWS, "codec": chunks.codec_config()}, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("%s: expression of %d genes x %d cells, %d non-zeros (float32, %.2f bytes each) in %.1f s on %d "
+             "workers", label, n_genes, n_cells, nnz, store_bytes / max(1, nnz), seconds, n_workers)
+    return summary
+
+
+_BROKEN_POOL = ("a worker process of the expression conversion ended abruptly (out of memory? a lower "
+                "--memory-limit bounds the workers; or, when prepare is called from a Python script, the script "
+                "lacks `if __name__ == \"__main__\":`, which worker processes need); the finished part is kept for "
+                "the next run; --workers 1 converts without worker processes")
+
+
+def _rows_ascending(work: Path, n_sources: int) -> bool:
+    """Whether the sources' rows, file after file, map to ascending store rows (the plan's slices are in file
+    and row order, so each gene's entries then arrive in row order)."""
+    last = -1
+    for i in range(n_sources):
+        rows = np.load(work / f"rows-{i}.npy", mmap_mode="r")
+        for a in range(0, len(rows), 1 << 22):
+            part = np.asarray(rows[a:a + (1 << 22)])
+            part = part[part >= 0]
+            if not len(part):
+                continue
+            if part[0] <= last or (len(part) > 1 and not bool(np.all(part[1:] > part[:-1]))):
+                return False
+            last = int(part[-1])
+    return True
+
+
+def _failing_source(exc: BaseException, plan) -> str:
+    """The source a worker's error names (h5py messages name the file), else every source."""
+    text = str(exc)
+    for s in plan.sources:
+        if s.path in text:
+            return s.path
+    return ", ".join(s.path for s in plan.sources)
+
+
+def _write_row_maps(infos: Sequence[H5adInfo], cell_labels: pa.Array, gene_pos: Mapping[str, int], work: Path,
+                    budget: int, label: str) -> tuple[np.ndarray, list[int], list[int]]:
+    """Write each source's row map (``rows-<i>.npy``: store row or -1 per file row, int32) and gene map
+    (``genes-<i>.npy``: global gene per column, int32).
+
+    Returns
+    -------
+    tuple
+        ``(has_expression bool [n_cells], rows used per file, rows dropped per file)``.
+    """
+    n_cells = len(cell_labels)
     # Labels are hashed and looked up in chunks: a Python string costs ~100 bytes while it lives.
-    label_chunk = max(1024, work // 400)
+    label_chunk = max(1024, min(1 << 20, budget // 400))
     index = LabelIndex(cell_labels, chunk=label_chunk)
     claimed = np.zeros(n_cells, dtype=bool)
-    srcs: list[_Source] = []
-    for info in infos:
+    source_of_cell = np.full(n_cells, -1, dtype=np.int16)
+    used, extra = [], []
+    for i, info in enumerate(infos):
         row_map = np.full(info.n_rows, -1, dtype=np.int32)
         try:
             with h5py.File(info.path, "r") as f:
@@ -310,175 +607,24 @@ def convert_expression(
         rows_kept = np.where(keep, rows, -1)
         row_map[mapped] = rows_kept
         claimed[rows_kept[rows_kept >= 0]] = True
+        source_of_cell[rows_kept[rows_kept >= 0]] = i
         gene_map = np.fromiter((gene_pos[g] for g in info.gene_ids), dtype=np.int32, count=len(info.gene_ids))
-        src = _Source(info, row_map, gene_map, rows_used=int((row_map >= 0).sum()),
-                      rows_extra=int(info.n_rows - (row_map >= 0).sum()))
-        if src.rows_extra:
+        np.save(work / f"rows-{i}.npy", row_map)
+        np.save(work / f"genes-{i}.npy", gene_map)
+        n_used = int((row_map >= 0).sum())
+        used.append(n_used)
+        extra.append(int(info.n_rows - n_used))
+        if extra[-1]:
             log.info("%s: %d of %d rows are cells absent from the %s cell table; dropped", info.path,
-                     src.rows_extra, info.n_rows, label or "dataset's")
-        srcs.append(src)
-    has_expression = claimed
-    missing = int(n_cells - has_expression.sum())
-    if missing:
-        log.info("%s: %d of %d cells have no row in any expression matrix (their gene values are NaN)",
-                 label or out_dir, missing, n_cells)
+                     extra[-1], info.n_rows, label or "dataset's")
+    np.save(work / "cell_source.npy", source_of_cell)
+    return claimed, used, extra
 
-    # Pass 1: entries per gene.
-    total_entries = sum(s.info.nnz for s in srcs)
-    counts = np.zeros(n_genes, dtype=np.int64)
-    bytes_read = 0
-    bar = _bar(progress, total_entries, f"{label} expression 1/3 count" if label else "count")
-    for src in srcs:
-        for rows, genes, _vals, n_scanned, n_read in _entries(src, chunk_entries, with_values=False):
-            counts += np.bincount(genes, minlength=n_genes)
-            bytes_read += n_read
-            bar.update(n_scanned)
-    bar.close()
-    nnz = int(counts.sum())
-    indptr = np.zeros(n_genes + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
 
-    # Plan gene blocks: entries and statistics accumulators of one block fit the budget.
-    block_entries = max(1, int(work * 0.6) // BYTES_PER_ENTRY)
-    n_stats_clusters = max(1, n_clusters)
-    block_genes_max = max(1, int(work * 0.4) // (n_stats_clusters * BYTES_PER_STAT))
-    blocks = _plan_blocks(counts, block_entries, block_genes_max)
-    if counts.size and counts.max() > block_entries:
-        log.warning("%s: gene with %d entries exceeds the memory budget of a block (%d); raise --memory-limit",
-                    label, int(counts.max()), block_entries)
-    block_of_gene = np.zeros(n_genes, dtype=np.int32)
-    for b, (g0, g1) in enumerate(blocks):
-        block_of_gene[g0:g1] = b
+def _bar(progress: bool, total: int, desc: str):
+    from tqdm import tqdm
 
-    # Pass 2: bucket entries by gene block into temporary files.
-    tmp = out_dir / "_blocks"
-    tmp.mkdir(exist_ok=True)
-    # One block fits the budget whole: keep it in memory instead of a temporary file.
-    in_memory: list[np.ndarray] | None = (
-        [] if len(blocks) == 1 and nnz * RECORD.itemsize * 2 <= work // 2 else None)
-    fds = [] if in_memory is not None else [
-        os.open(tmp / f"{b:05d}.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for b in range(len(blocks))]
-    max_abs = 0.0
-    finite = True
-    bar = _bar(progress, total_entries, f"{label} expression 2/3 bucket" if label else "bucket")
-    try:
-        for src in srcs:
-            for rows, genes, vals, n_scanned, n_read in _entries(src, chunk_entries, with_values=True):
-                bytes_read += n_read
-                bar.update(n_scanned)
-                if len(rows) == 0:
-                    continue
-                if vals.size:
-                    finite = finite and bool(np.isfinite(vals).all())
-                    max_abs = max(max_abs, float(np.nanmax(np.abs(vals))))
-                rec = np.empty(len(rows), dtype=RECORD)
-                if in_memory is not None:
-                    rec["row"], rec["gene"], rec["value"] = rows, genes, vals
-                    in_memory.append(rec)
-                    continue
-                else:
-                    blk = block_of_gene[genes]
-                    # Stable radix sort on small integer keys (O(n)), keeping row order within a block.
-                    order = np.argsort(blk.astype(np.uint16) if len(blocks) < 65536 else blk, kind="stable")
-                    rec["row"] = rows[order]
-                    rec["gene"] = genes[order]
-                    rec["value"] = vals[order]
-                    bounds = np.searchsorted(blk[order], np.arange(len(blocks) + 1, dtype=blk.dtype))
-                    del order, blk
-                buf = memoryview(rec).cast("B")
-                size = RECORD.itemsize
-                for b in range(len(blocks)):
-                    lo, hi = int(bounds[b]), int(bounds[b + 1])
-                    if hi > lo:
-                        _write_all(fds[b], buf[lo * size:hi * size])
-                del rec, buf
-    finally:
-        for fd in fds:
-            os.close(fd)
-        bar.close()
-
-    if dtype == "auto":
-        out_dtype = np.dtype(np.float16 if (finite and max_abs <= FLOAT16_MAX_EXACT) else np.float32)
-    else:
-        out_dtype = np.dtype(dtype)
-
-    # Pass 3: sort each block, append it to the outputs, compute cluster statistics.
-    codes = None
-    n_per_cluster = np.zeros(n_clusters, dtype=np.int64)
-    if cluster_codes is not None and n_clusters:
-        codes = np.asarray(cluster_codes, dtype=np.int32)
-        codes = np.where((codes >= 0) & (codes < n_clusters) & has_expression, codes, -1).astype(np.int32)
-        n_per_cluster = np.bincount(codes[codes >= 0], minlength=n_clusters).astype(np.int64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv_n = np.where(n_per_cluster > 0, 1.0 / n_per_cluster, np.nan)
-    f_indices = _open_npy_for_append(out_dir / "indices.npy", np.int32, (nnz,))
-    f_data = _open_npy_for_append(out_dir / "data.npy", out_dtype, (nnz,))
-    mean_fd, mean_off = _open_npy_for_pwrite(out_dir / "cluster_mean.npy", np.float32, (n_clusters, n_genes))
-    frac_fd, frac_off = _open_npy_for_pwrite(out_dir / "cluster_fraction.npy", np.float32, (n_clusters, n_genes))
-    gene_ranges = np.full((n_genes, 2), np.nan, dtype=np.float64)
-    bar = _bar(progress, len(blocks), f"{label} expression 3/3 sort" if label else "sort")
-    try:
-        for b, (g0, g1) in enumerate(blocks):
-            if in_memory is not None:
-                rec = np.concatenate(in_memory) if in_memory else np.zeros(0, dtype=RECORD)
-                in_memory.clear()
-            else:
-                path = tmp / f"{b:05d}.bin"
-                rec = np.fromfile(path, dtype=RECORD)
-                path.unlink()
-            expected = int(indptr[g1] - indptr[g0])
-            if len(rec) != expected:
-                raise ExpressionError(f"{label}: block of genes {g0}-{g1} has {len(rec)} entries, expected "
-                                      f"{expected}: an expression file changed during prepare")
-            bg = g1 - g0
-            if codes is not None:
-                # Statistics need no order: computed from the block as read, with float32 values.
-                cl = codes[rec["row"]]
-                ok = cl >= 0
-                idx = cl[ok].astype(np.int64) * bg + (rec["gene"][ok] - g0)
-                v = rec["value"][ok]
-                sums = np.bincount(idx, weights=v, minlength=n_clusters * bg).reshape(n_clusters, bg)
-                npos = np.bincount(idx[v > 0], minlength=n_clusters * bg).reshape(n_clusters, bg)
-                del idx, v, cl, ok
-                mean = (sums * inv_n[:, None]).astype(np.float32)
-                frac = (npos * inv_n[:, None]).astype(np.float32)
-                del sums, npos
-                for c in range(n_clusters):
-                    _pwrite_all(mean_fd, mean[c].tobytes(), mean_off + (c * n_genes + g0) * 4)
-                    _pwrite_all(frac_fd, frac[c].tobytes(), frac_off + (c * n_genes + g0) * 4)
-                del mean, frac
-            rows_sorted, vals_sorted = _sort_block(rec, g0, bg, n_cells, out_dtype)
-            del rec
-            gene_ranges[g0:g1] = _block_default_ranges(vals_sorted, indptr[g0:g1 + 1] - indptr[g0])
-            f_indices.write(memoryview(rows_sorted))
-            f_data.write(memoryview(vals_sorted).cast("B"))
-            del rows_sorted, vals_sorted
-            bar.update(1)
-    finally:
-        bar.close()
-        f_indices.close()
-        f_data.close()
-        os.close(mean_fd)
-        os.close(frac_fd)
-    tmp.rmdir()
-    np.save(out_dir / "indptr.npy", indptr)
-    np.save(out_dir / "has_expression.npy", has_expression)
-    np.save(out_dir / "cluster_n_cells.npy", n_per_cluster)
-    np.save(out_dir / "gene_range.npy", gene_ranges)
-    pd.DataFrame({"gene_identifier": np.asarray(list(gene_pos), dtype=object),
-                  "gene_symbol": np.asarray(symbols, dtype=object)}).to_parquet(out_dir / "genes.parquet", index=False)
-    summary = ExpressionSummary(
-        n_genes=n_genes, nnz=nnz, dtype=out_dtype.name,
-        n_cells_with_expression=int(has_expression.sum()), n_cells_without_expression=missing,
-        files=[{"path": str(s.info.path), "encoding": s.info.encoding, "rows": s.info.n_rows,
-                "rows_used": s.rows_used, "rows_dropped": s.rows_extra} for s in srcs],
-        seconds=round(time.perf_counter() - t0, 3), bytes_read=bytes_read,
-    )
-    (out_dir / "expression.json").write_text(json.dumps(
-        {**summary.__dict__, "default_range_percentile": DEFAULT_RANGE_PERCENTILE}, indent=1))
-    log.info("%s: expression of %d genes x %d cells, %d non-zeros (%s) in %.1f s", label, n_genes, n_cells, nnz,
-             out_dtype.name, summary.seconds)
-    return summary
+    return tqdm(total=total, desc=desc, unit=" entries", unit_scale=True, disable=not progress, leave=False)
 
 
 def default_range_of_entries(entries: np.ndarray, n_implicit_zeros: int,
@@ -538,195 +684,42 @@ def _block_default_ranges(values: np.ndarray, offsets: np.ndarray) -> np.ndarray
         count of implicit zeros; :meth:`GeneMatrix.default_range` computes it when asked).
     """
     out = np.full((len(offsets) - 1, 2), np.nan, dtype=np.float64)
-    for i in range(len(offsets) - 1):
-        segment = values[int(offsets[i]):int(offsets[i + 1])]
-        finite = segment[np.isfinite(segment)]
-        if finite.size and finite.min() < 0:
-            continue
+    values = np.asarray(values)
+    ok = np.isfinite(values)
+    all_finite = bool(ok.all())
+    bounds = np.asarray(offsets, dtype=np.int64)
+    nonempty = bounds[1:] > bounds[:-1]
+    # Per-gene minimum in one pass: genes with a negative value keep a NaN row.
+    lowest = np.zeros(len(bounds) - 1)
+    if nonempty.any():
+        lowest[nonempty] = np.minimum.reduceat(np.where(ok, values, np.inf), bounds[:-1][nonempty])
+    for i in np.flatnonzero(lowest >= 0):
+        segment = values[int(bounds[i]):int(bounds[i + 1])]
+        if not all_finite:
+            segment = segment[np.isfinite(segment)]
         # No negative value: the implicit zeros do not change the range, only the values > 0 do.
-        out[i] = default_range_of_entries(finite, 0)
+        expressing = segment[segment > 0]
+        out[i] = (0.0, _percentile_linear(expressing, DEFAULT_RANGE_PERCENTILE)) if expressing.size else (0.0, 1.0)
     return out
 
 
-def _sort_block(rec: np.ndarray, g0: int, bg: int, n_cells: int, out_dtype: np.dtype
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Order a block's entries by (gene, store row): (rows int32, values out_dtype).
-
-    With float16 values, (gene, row, value bits) are packed into one uint64 and sorted in place, about five
-    times faster than an argsort (rows are unique within a gene, so the value bits never decide the order).
-    """
-    row_bits = max(1, int(n_cells).bit_length())
-    gene_bits = max(1, int(bg).bit_length())
-    if out_dtype == np.float16 and row_bits + gene_bits + 16 <= 64:
-        key = (rec["gene"] - g0).astype(np.uint64)
-        key <<= np.uint64(row_bits + 16)
-        key |= rec["row"].astype(np.uint64) << np.uint64(16)
-        key |= rec["value"].astype(np.float16).view(np.uint16).astype(np.uint64)
-        key.sort()
-        rows = ((key >> np.uint64(16)) & np.uint64((1 << row_bits) - 1)).astype(np.int32)
-        vals = (key & np.uint64(0xFFFF)).astype(np.uint16).view(np.float16)
-        return rows, vals
-    key = (rec["gene"] - g0).astype(np.int64) * max(n_cells, 1) + rec["row"]
-    order = np.argsort(key)
-    del key
-    return rec["row"][order].astype(np.int32, copy=False), rec["value"][order].astype(out_dtype)
+def _percentile_linear(x: np.ndarray, percentile: float) -> float:
+    """``float(np.percentile(x.astype(np.float64), percentile))`` (the default linear method, the same float64
+    operations) with one ``np.partition`` of ``x`` as it is instead of numpy's general machinery (about 10x less
+    overhead per call; partitioning only moves values, so the two values picked are the same numbers). ``x``
+    float32 or float64, not empty, all values > 0 (so the top of the range is always above 0)."""
+    n = len(x)
+    virtual = (n - 1) * (percentile / 100.0)
+    if virtual >= n - 1:
+        return float(np.max(x))
+    lo = int(np.floor(virtual))
+    part = np.partition(x, [lo, lo + 1])
+    a, b = float(part[lo]), float(part[lo + 1])
+    gamma = virtual - lo
+    diff = b - a
+    return float(b - diff * (1 - gamma)) if gamma >= 0.5 else float(a + diff * gamma)
 
 
-def _bar(progress: bool, total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=" entries", unit_scale=True, disable=not progress, leave=False)
-
-
-def _plan_blocks(counts: np.ndarray, max_entries: int, max_genes: int) -> list[tuple[int, int]]:
-    blocks = []
-    g0, acc = 0, 0
-    for g, c in enumerate(counts):
-        if g > g0 and (acc + c > max_entries or g - g0 >= max_genes):
-            blocks.append((g0, g))
-            g0, acc = g, 0
-        acc += int(c)
-    if len(counts):
-        blocks.append((g0, len(counts)))
-    return blocks
-
-
-def _entries(src: _Source, chunk_entries: int, with_values: bool
-             ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, int, int]]:
-    """Chunks of mapped entries of one file.
-
-    Yields (store rows int32, genes int32, values float32 | None, entries scanned, bytes read).
-
-    Entries of rows absent from the store and of unknown genes are dropped. For dense X only non-zeros count.
-    """
-    info = src.info
-    try:
-        with h5py.File(info.path, "r") as f:
-            x = f["X"]
-            if info.encoding == "csr":
-                yield from _entries_csr(x, src, chunk_entries, with_values)
-            elif info.encoding == "csc":
-                yield from _entries_csc(x, src, chunk_entries, with_values)
-            else:
-                yield from _entries_dense(x, src, chunk_entries)
-    except ExpressionError:
-        raise
-    except Exception as exc:
-        raise ExpressionError(f"{info.path}: cannot read the expression matrix ({type(exc).__name__}: {exc}); "
-                              f"the file may be truncated or corrupt: download it again") from None
-
-
-def _entries_csr(x, src: _Source, chunk_entries: int, with_values: bool):
-    indptr = x["indptr"][:].astype(np.int64)
-    n_rows = len(indptr) - 1
-    r0 = 0
-    while r0 < n_rows:
-        r1 = int(np.searchsorted(indptr, indptr[r0] + chunk_entries, side="right")) - 1
-        r1 = min(max(r1, r0 + 1), n_rows)
-        rmap = src.row_map[r0:r1]
-        a, b = int(indptr[r0]), int(indptr[r1])
-        if b > a and (rmap >= 0).any():
-            cols = x["indices"][a:b]
-            vals = x["data"][a:b].astype(np.float32, copy=False) if with_values else None
-            n_read = (b - a) * (cols.itemsize + (vals.itemsize if vals is not None else 0))
-            genes = cols.astype(np.int32, copy=False) if src.genes_identity else src.gene_map[cols]
-            all_rows = bool((rmap >= 0).all())
-            if not with_values and all_rows:  # counting needs no rows
-                yield _EMPTY_I, (genes if src.genes_identity else genes[genes >= 0]), None, b - a, n_read
-            else:
-                rows = np.repeat(rmap, np.diff(indptr[r0:r1 + 1]))
-                if all_rows and src.genes_identity:
-                    yield rows, genes, vals, b - a, n_read
-                else:
-                    ok = (rows >= 0) & (genes >= 0)
-                    yield rows[ok], genes[ok], (vals[ok] if vals is not None else None), b - a, n_read
-        else:
-            yield _EMPTY_I, _EMPTY_I, _EMPTY_F, b - a, 0
-        r0 = r1
-
-
-def _entries_csc(x, src: _Source, chunk_entries: int, with_values: bool):
-    indptr = x["indptr"][:].astype(np.int64)
-    n_cols = len(indptr) - 1
-    c0 = 0
-    while c0 < n_cols:
-        c1 = int(np.searchsorted(indptr, indptr[c0] + chunk_entries, side="right")) - 1
-        c1 = min(max(c1, c0 + 1), n_cols)
-        a, b = int(indptr[c0]), int(indptr[c1])
-        gmap = src.gene_map[c0:c1]
-        if b > a and (gmap >= 0).any():
-            row_idx = x["indices"][a:b]
-            vals = x["data"][a:b].astype(np.float32, copy=False) if with_values else None
-            rows = src.row_map[row_idx]
-            genes = np.repeat(gmap, np.diff(indptr[c0:c1 + 1]))
-            ok = (rows >= 0) & (genes >= 0)
-            n_read = (b - a) * (row_idx.itemsize + (vals.itemsize if vals is not None else 0))
-            yield rows[ok], genes[ok], (vals[ok] if vals is not None else None), b - a, n_read
-        else:
-            yield _EMPTY_I, _EMPTY_I, _EMPTY_F, b - a, 0
-        c0 = c1
-
-
-def _entries_dense(x, src: _Source, chunk_entries: int):
-    n_rows, n_cols = x.shape
-    step = max(1, chunk_entries // max(1, n_cols) // 2)
-    for r0 in range(0, n_rows, step):
-        r1 = min(n_rows, r0 + step)
-        rmap = src.row_map[r0:r1]
-        if not (rmap >= 0).any():
-            yield _EMPTY_I, _EMPTY_I, _EMPTY_F, (r1 - r0) * n_cols, 0
-            continue
-        block = np.asarray(x[r0:r1], dtype=np.float32)
-        rr, cc = np.nonzero(block)
-        vals = block[rr, cc]
-        rows = rmap[rr]
-        genes = src.gene_map[cc]
-        ok = (rows >= 0) & (genes >= 0)
-        yield rows[ok], genes[ok], vals[ok], block.size, block.nbytes
-
-
-_EMPTY_I = np.zeros(0, dtype=np.int32)
-_EMPTY_F = np.zeros(0, dtype=np.float32)
-
-
-def _write_all(fd: int, buf) -> None:
-    view = memoryview(buf)
-    while len(view):
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while len(view):
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-
-
-def _npy_header(dtype, shape) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)})
-    return buf.getvalue()
-
-
-def _open_npy_for_append(path: Path, dtype, shape):
-    f = open(path, "wb", buffering=1 << 20)
-    f.write(_npy_header(dtype, shape))
-    return f
-
-
-def _open_npy_for_pwrite(path: Path, dtype, shape) -> tuple[int, int]:
-    header = _npy_header(dtype, shape)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-    _write_all(fd, header)
-    size = len(header) + int(np.prod(shape)) * np.dtype(dtype).itemsize
-    os.ftruncate(fd, size)  # sparse file; every cell is written by pass 3
-    return fd, len(header)
-
-
-# ------------------------------------------------------------------------------------------------ reading
 @dataclass(frozen=True)
 class ClusterStats:
     """Per cluster and gene: mean log2 expression and fraction of cells with a value > 0.
@@ -752,7 +745,17 @@ class ClusterStats:
 
 
 class GeneMatrix:
-    """One dataset's gene-major expression, memory-mapped: ``values(g)`` reads only gene g's bytes."""
+    """One dataset's gene-major expression: ``values(g)`` reads and decodes only gene g's chunks.
+
+    Attributes
+    ----------
+    indptr : ndarray of int64, shape (n_genes + 1,)
+        cumulative entries per gene.
+    has_expression : ndarray of bool, shape (n_cells,)
+        memory-mapped; the cell has an expression row.
+    gene_identifiers, gene_symbols : ndarray of str (object)
+        column order.
+    """
 
     def __init__(self, folder: Path, n_cells: int):
         self.folder = folder
@@ -760,10 +763,27 @@ class GeneMatrix:
         self.meta = json.loads((folder / "expression.json").read_text())
         self.indptr = np.load(folder / "indptr.npy")
         nnz = int(self.indptr[-1]) if len(self.indptr) else 0
-        mode = "r" if nnz else None
-        self.indices = np.load(folder / "indices.npy", mmap_mode=mode)
-        self.data = np.load(folder / "data.npy", mmap_mode=mode)
+        self.chunked = self.meta.get("layout") == "chunks"
+        if self.chunked:
+            self.chunk_rows = int(self.meta["chunk_rows"])
+            self.codec = chunks.codec_from_config(self.meta.get("codec"))
+            self.block_start = np.load(folder / "block_start.npy")
+            self.chunk_offset = np.load(folder / "chunk_offset.npy", mmap_mode="r" if self.indptr.size > 1 else None)
+            self._block_paths = [folder / "blocks" / f"{b:05d}.bin" for b in range(len(self.block_start) - 1)]
+            for path in self._block_paths:
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: a block of the expression store is missing; re-run "
+                                            f"`atlas-viewer prepare`")
+        else:  # stores written before the compressed layout: memory-mapped indices and float16/32 values
+            mode = "r" if nnz else None
+            self._indices = np.load(folder / "indices.npy", mmap_mode=mode)
+            self._data = np.load(folder / "data.npy", mmap_mode=mode)
         self.has_expression = np.load(folder / "has_expression.npy", mmap_mode="r")
+        self._cell_source: np.ndarray | None = None
+        self._gene_in_source: np.ndarray | None = None
+        if (folder / "gene_in_source.npy").is_file():
+            self._cell_source = np.load(folder / "cell_source.npy", mmap_mode="r" if n_cells else None)
+            self._gene_in_source = np.load(folder / "gene_in_source.npy")
         genes = pd.read_parquet(folder / "genes.parquet")
         self.gene_identifiers = genes["gene_identifier"].astype(str).to_numpy(dtype=object)
         self.gene_symbols = genes["gene_symbol"].astype(str).to_numpy(dtype=object)
@@ -812,6 +832,49 @@ class GeneMatrix:
             self._base = base
         return self._base
 
+    def entries(self, g: int, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The stored entries of gene column ``g`` in store rows ``start:stop``.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(rows int64 (k,), values float32 (k,))``: store rows in ascending order and their values (the
+            source's float32 values; explicit zeros are kept if the source has them).
+        """
+        stop = self.n_cells if stop is None else int(stop)
+        start = int(start)
+        if stop <= start or int(self.indptr[g + 1]) == int(self.indptr[g]):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if not self.chunked:
+            a, b = int(self.indptr[g]), int(self.indptr[g + 1])
+            idx = np.asarray(self._indices[a:b])
+            lo, hi = (0, b - a) if start <= 0 and stop >= self.n_cells else np.searchsorted(idx, [start, stop])
+            return idx[lo:hi].astype(np.int64), np.asarray(self._data[a + lo:a + hi], dtype=np.float32)
+        c0, c1 = start // self.chunk_rows, -(-stop // self.chunk_rows)
+        offsets = np.asarray(self.chunk_offset[g, c0:c1 + 1])
+        if offsets[-1] == offsets[0]:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        b = int(np.searchsorted(self.block_start, g, side="right")) - 1
+        fd = os.open(self._block_paths[b], os.O_RDONLY)
+        try:
+            raw = os.pread(fd, int(offsets[-1] - offsets[0]), int(offsets[0]))
+        finally:
+            os.close(fd)
+        view = memoryview(raw)
+        rows_parts, value_parts = [], []
+        for k in range(c1 - c0):
+            lo, hi = int(offsets[k] - offsets[0]), int(offsets[k + 1] - offsets[0])
+            if hi > lo:
+                r, v = chunks.decode(view[lo:hi], base=(c0 + k) * self.chunk_rows, codec=self.codec)
+                rows_parts.append(r)
+                value_parts.append(v)
+        rows = rows_parts[0] if len(rows_parts) == 1 else np.concatenate(rows_parts)
+        values = value_parts[0] if len(value_parts) == 1 else np.concatenate(value_parts)
+        if start > c0 * self.chunk_rows or stop < min(c1 * self.chunk_rows, self.n_cells):
+            lo, hi = np.searchsorted(rows, [start, stop])
+            rows, values = rows[lo:hi], values[lo:hi]
+        return rows, values
+
     def values(self, g: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """float32 values of gene column ``g`` for store rows ``start:stop`` (0 where not detected, NaN where
         the cell has no expression row)."""
@@ -820,18 +883,34 @@ class GeneMatrix:
             out = np.zeros(stop - start, dtype=np.float32)
         else:
             out = self._baseline()[start:stop].copy()
-        a, b = int(self.indptr[g]), int(self.indptr[g + 1])
-        if b == a:
-            return out
-        idx = self.indices[a:b]
-        if start > 0 or stop < self.n_cells:
-            lo, hi = np.searchsorted(idx, [start, stop])
-            idx = idx[lo:hi]
-            a, b = a + int(lo), a + int(hi)
-            out[np.asarray(idx) - start] = self.data[a:b]
-        else:
-            out[np.asarray(idx)] = self.data[a:b]
+        rows, vals = self.entries(g, start, stop)
+        if len(rows):
+            out[rows - start if start else rows] = vals
+        if self._gene_in_source is not None and not self._gene_in_source[:, g].all():
+            out[self._unmeasured(g, start, stop)] = np.nan
         return out
+
+    def _unmeasured(self, g: int, start: int, stop: int) -> np.ndarray:
+        """``(stop - start,)`` bool: cells whose source file does not hold gene ``g``."""
+        lacks = np.append(~self._gene_in_source[:, g], False)  # index -1: no source, already NaN
+        return lacks[np.asarray(self._cell_source[start:stop])]
+
+    def csc(self, genes: Sequence[int], start: int = 0, stop: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The entries of several genes in store rows ``start:stop`` as CSC arrays (for scans over many genes).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(indptr int64 (len(genes) + 1,), rows int64 (k,), values float32 (k,))``; column i is gene
+            ``genes[i]``.
+        """
+        parts = [self.entries(int(g), start, stop) for g in genes]
+        indptr = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r, _ in parts], out=indptr[1:])
+        rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+        vals = np.concatenate([v for _, v in parts]) if parts else np.zeros(0, dtype=np.float32)
+        return indptr, rows, vals
 
     def default_range(self, g: int) -> tuple[float, float]:
         """Default colour range of gene column ``g`` over the whole dataset (:func:`default_range_of_entries`):
@@ -849,12 +928,21 @@ class GeneMatrix:
         if self._n_expressed is None:
             self._n_expressed = int(np.count_nonzero(self.has_expression)) if not self._all_expressed \
                 else self.n_cells
-        a, b = int(self.indptr[g]), int(self.indptr[g + 1])
-        return default_range_of_entries(self.data[a:b], self._n_expressed - (b - a))
+        _, vals = self.entries(g)
+        n_measured = self._n_expressed
+        if self._gene_in_source is not None and not self._gene_in_source[:, g].all():
+            n_measured -= int(np.count_nonzero(self._unmeasured(g, 0, self.n_cells)))
+        return default_range_of_entries(vals, n_measured - len(vals))
 
     def max_value(self, g: int) -> float:
-        a, b = int(self.indptr[g]), int(self.indptr[g + 1])
-        return float(np.max(self.data[a:b])) if b > a else 0.0
+        _, vals = self.entries(g)
+        return float(np.max(vals)) if len(vals) else 0.0
+
+    def stored_bytes(self) -> int:
+        """Bytes of the stored entries on disk (block files, or indices and values of an older store)."""
+        if self.chunked:
+            return sum(p.stat().st_size for p in self._block_paths)
+        return int(self._indices.nbytes + self._data.nbytes)
 
     def cluster_stats(self, clusters: list[str]) -> ClusterStats:
         n_genes = self.n_genes

@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import store as st
+from .convert import release_free_memory
 from .expression import LAYOUT_VERSION as EXPRESSION_LAYOUT, ExpressionError, convert_expression
 from .manifest import LocalCache, ManifestError, ManifestFile
 from .tables import (
@@ -50,6 +51,15 @@ DEFAULT_REGION_COLOR = "#bebebe"
 SPECIES_ORDER = ("Human", "Macaque", "Marmoset", "Mouse")
 #: The cell dataset whose cells a taxonomy's 2-D embedding holds (else the embedding stands alone).
 EMBEDDING_CELL_DATASETS = {"HMBA-BG-taxonomy": "HMBA-10xMultiome-BG-Aligned"}
+#: Cell tables (metadata-only datasets) naming the expression files of a taxonomy's embedding cells, and the
+#: datasets whose h5ad files they name: the consensus mouse taxonomy's AIBS cells are in the WMB-10Xv2/v3
+#: files, its Macosko cells in the Consensus-WMB-Macosko-10X files. Value: (cell tables, expression datasets).
+EMBEDDING_CELL_TABLES = {
+    "Consensus-WMB-integrated-taxonomy": (("Consensus-WMB-AIBS-10X", "Consensus-WMB-Macosko-10X"),
+                                          ("WMB-10X", "Consensus-WMB-Macosko-10X")),
+}
+#: ``origin_dataset`` of the cells of each such cell table (the release's value_sets name them so).
+CELL_TABLE_ORIGIN = {"Consensus-WMB-AIBS-10X": "WMB-AIBS", "Consensus-WMB-Macosko-10X": "WMB-Macosko"}
 #: Which taxonomy a dataset uses, by name prefix; other datasets are matched by their cluster aliases.
 KNOWN_TAXONOMY = (
     ("HMBA-MERSCOPE-", "HMBA-BG-taxonomy"),
@@ -104,6 +114,7 @@ class UnitPlan:
     expression: list[ManifestFile] = field(default_factory=list)  # candidate log2 h5ad files
     taxonomy: str | None = None
     problems: list[str] = field(default_factory=list)  # truncated sources found while planning
+    cell_tables: list[str] = field(default_factory=list)  # datasets whose cell_metadata joins the embedding
 
     def sources(self) -> list[ManifestFile]:
         return list(self.files.values()) + list(self.polygons.values()) + list(self.expression)
@@ -201,6 +212,18 @@ def plan_units(cache: _Cache) -> tuple[dict[str, UnitPlan], list[UnitPlan]]:
                 log.info("%s: its UMAP cells belong to %s, which the cache does not hold; the UMAP is prepared "
                          "without cell metadata or expression", tax.name, cell_ds)
             plan = UnitPlan("umap", tax.name, "embedding", taxonomy=tax.name)
+            tables, expression_datasets = next((v for k, v in EMBEDDING_CELL_TABLES.items()
+                                                if tax.name.startswith(k)), ((), ()))
+            for table_ds in tables:
+                if table_ds in meta and usable(table_ds, "cell_metadata"):
+                    plan.files[f"cell_metadata:{table_ds}"] = meta[table_ds]["cell_metadata"]
+                    plan.cell_tables.append(table_ds)
+                    for tag in ("value_sets", "gene"):
+                        if usable(table_ds, tag):
+                            plan.files[f"{tag}:{table_ds}"] = meta[table_ds][tag]
+            if plan.cell_tables:
+                for expr_ds in expression_datasets:
+                    plan.expression += _expression_candidates(cache, expr_ds)
         plan.files["embedding"] = emb
         if usable(tax.name, "cell_to_cluster_membership"):
             plan.files["cell_to_cluster_membership"] = meta[tax.name]["cell_to_cluster_membership"]
@@ -356,7 +379,8 @@ def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table:
                              plan.name, dsl, fml)
                     continue
             files.append(f)
-        own = [f for f in files if f.dataset.startswith(plan.name)]
+        own = [f for f in files if f.dataset.startswith(plan.name)
+               or (plan.cell_tables and any(f.relative_path == c.relative_path for c in plan.expression))]
         if len(own) < len(files):
             log.info("%s: cells also name expression matrices of other datasets (%s); only the dataset's own are "
                      "used", plan.name, ", ".join(sorted({f.dataset for f in files} - {f.dataset for f in own})))
@@ -586,15 +610,54 @@ def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
                 categorical["region_of_interest_label"] = categories_with_colors(
                     pd.unique(cells["region_of_interest_label"]), value_sets.get("region_of_interest_label"))
         table.gene_symbols = _gene_symbols(cache, f.get("gene"))
+    elif plan.cell_tables:
+        cells = _join_cell_tables(cache, plan, emb, table, categorical)
     else:
         table.species = _species_from_name(plan.name)
     mem = _memberships(cache, f.get("cell_to_cluster_membership"))
     cells["cluster_alias"] = cells["cell_label"].map(mem).fillna("").to_numpy(dtype=object)
     table.cells = cells
     table.categorical = categorical
-    if "cell_metadata" in f:
+    if "cell_metadata" in f or plan.cell_tables:
         _expression_files(cache, plan, cells, table)
     return table
+
+
+def _join_cell_tables(cache: _Cache, plan: UnitPlan, emb: pd.DataFrame, table: CellTable,
+                      categorical: dict[str, tuple[list[str], list[str]]]) -> pd.DataFrame:
+    """The embedding's cells with ``dataset_label`` / ``feature_matrix_label`` from the plan's cell tables (every
+    embedding cell is kept; one in no table has no expression) and an ``origin_dataset`` column."""
+    parts = []
+    value_sets: dict = {}
+    for ds in plan.cell_tables:
+        path = cache.path(plan.files[f"cell_metadata:{ds}"])
+        cm = read_csv(path, {"cell_label": "str", "dataset_label": "str", "feature_matrix_label": "str"},
+                      required=["cell_label", "feature_matrix_label"])
+        cm = cm[[c for c in ("cell_label", "dataset_label", "feature_matrix_label") if c in cm]].copy()
+        cm["origin_dataset"] = CELL_TABLE_ORIGIN.get(ds, ds)
+        parts.append(cm)
+        if f"value_sets:{ds}" in plan.files:
+            value_sets = {**read_value_sets(cache.path(plan.files[f"value_sets:{ds}"])), **value_sets}
+        table.gene_symbols.update(_gene_symbols(cache, plan.files.get(f"gene:{ds}")))
+    cm = pd.concat(parts, ignore_index=True)
+    dup = cm["cell_label"].duplicated()
+    if dup.any():
+        log.warning("%s: %d cells are in more than one of %s; the first table's row is used", plan.name,
+                    int(dup.sum()), ", ".join(plan.cell_tables))
+        cm = cm[~dup]
+    cells = emb.merge(cm, on="cell_label", how="left")
+    missing = int(cells["feature_matrix_label"].isna().sum())
+    if missing:
+        log.info("%s: %d of %d UMAP cells are in none of %s (no expression)", plan.name, missing, len(cells),
+                 ", ".join(plan.cell_tables))
+    for col in ("dataset_label", "feature_matrix_label"):
+        if col in cells:
+            cells[col] = cells[col].fillna("").to_numpy(dtype=object)
+    cells["origin_dataset"] = cells["origin_dataset"].fillna("unknown").to_numpy(dtype=object)
+    categorical["origin_dataset"] = categories_with_colors(pd.unique(cells["origin_dataset"]),
+                                                           value_sets.get("origin_dataset"))
+    table.species = _species_from_name(plan.name)
+    return cells
 
 
 def _cells_cell_metadata(cache: _Cache, plan: UnitPlan) -> CellTable:
@@ -630,8 +693,11 @@ BUILDERS: dict[str, Callable[[_Cache, UnitPlan], CellTable]] = {
 
 # ------------------------------------------------------------------------------------------------ writing
 def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy: TaxonomyTables | None, *,
-                       memory_limit_bytes: int, expression_dtype: str, progress: bool, cache: _Cache) -> dict:
-    """Write one dataset's store folder; returns its catalog entry (without unit/signature fields)."""
+                       memory_limit_bytes: int, expression_dtype: str, progress: bool, cache: _Cache,
+                       work_dir: Path | None = None, workers: int | None = None) -> dict:
+    """Write one dataset's store folder; returns its catalog entry (without unit/signature fields).
+
+    ``work_dir``: the expression conversion's resumable work folder (see :mod:`data_layer.convert`)."""
     folder.mkdir(parents=True)
     cells = table.cells
     spatial = plan.kind == "spatial"
@@ -754,13 +820,15 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
     expression_files = list(table.expression_files)
     table.cells = cells = None
     gc.collect()
+    release_free_memory()  # so that the conversion's budget counts what the cell tables still hold, not freed pages
     if expression_files:
         budget = memory_budget(memory_limit_bytes)
         try:
             expr_summary = convert_expression(
                 [cache.path(f) for f in expression_files], labels, folder / "expression",
                 cluster_codes=cluster_codes, n_clusters=n_clusters, memory_limit_bytes=budget,
-                gene_symbols=table.gene_symbols, dtype=expression_dtype, progress=progress, label=plan.name)
+                gene_symbols=table.gene_symbols, dtype=expression_dtype, progress=progress, label=plan.name,
+                work_dir=work_dir, workers=workers)
         except ExpressionError as exc:
             errors.append(str(exc))
             shutil.rmtree(folder / "expression", ignore_errors=True)
@@ -817,7 +885,8 @@ def prepare_store(
     datasets: Sequence[str] | None = None,
     memory_limit_bytes: int = 4 << 30,
     progress: bool = False,
-    expression_dtype: str = "auto",
+    expression_dtype: str = "float32",
+    workers: int | None = None,
 ) -> PrepareReport:
     """Prepare the ABC cache ``cache_dir`` into the store ``store_dir`` (atomic, incremental).
 
@@ -832,7 +901,9 @@ def prepare_store(
     progress
         show tqdm progress bars (the CLI sets it).
     expression_dtype
-        ``"auto"``, ``"float16"`` or ``"float32"`` for stored expression values (see :mod:`data_layer.expression`).
+        ``"float32"`` (``"auto"`` means the same): stored values are the source's (see :mod:`data_layer.expression`).
+    workers
+        processes converting expression (default: every core this process may use).
 
     Returns
     -------
@@ -849,13 +920,13 @@ def prepare_store(
     try:
         return _prepare_store(cache_dir, store_dir, release=release, datasets=datasets,
                               memory_limit_bytes=memory_limit_bytes, progress=progress,
-                              expression_dtype=expression_dtype, t0=t0)
+                              expression_dtype=expression_dtype, workers=workers, t0=t0)
     finally:
         _RSS_AT_START.pop()
 
 
 def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_bytes, progress, expression_dtype,
-                   t0) -> PrepareReport:
+                   workers, t0) -> PrepareReport:
     try:
         local = LocalCache(cache_dir, release)
     except ManifestError as exc:
@@ -865,7 +936,7 @@ def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_byte
     if store_dir.exists() and not store_dir.is_dir():
         raise PrepareError(f"{store_dir} is a file, not a store folder")
     if store_dir.is_dir() and not st.is_store(store_dir) and not (store_dir / st.UNITS).is_dir():
-        foreign = [p.name for p in store_dir.iterdir() if p.name != st.LOCK and not p.name.startswith(st.TMP_PREFIX)]
+        foreign = [p.name for p in store_dir.iterdir() if p.name not in (st.LOCK, st.WORK) and not p.name.startswith(st.TMP_PREFIX)]
         if foreign:
             raise PrepareError(f"{store_dir} exists and is not a store (it holds {', '.join(sorted(foreign)[:3])}); "
                                f"give an empty or new folder")
@@ -885,7 +956,7 @@ def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_byte
                     log.warning("%s; every dataset is prepared again", exc)
             st.cleanup_stale(store_dir, old)
             _run(cache, store_dir, old, report, datasets=datasets, memory_limit_bytes=memory_limit_bytes,
-                 progress=progress, expression_dtype=expression_dtype)
+                 progress=progress, expression_dtype=expression_dtype, workers=workers)
     except st.StoreError as exc:
         raise PrepareError(str(exc)) from exc
     report.seconds = round(time.perf_counter() - t0, 3)
@@ -904,7 +975,7 @@ def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_byte
 
 
 def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport, *, datasets, memory_limit_bytes,
-         progress, expression_dtype) -> None:
+         progress, expression_dtype, workers) -> None:
     from tqdm import tqdm
 
     unknown = cache.cache.unknown_files()
@@ -933,8 +1004,7 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
         own_sig = {}
         for plan in plans:
             own_sig[plan.name] = st.signature([cache.record(f) for f in plan.sources()],
-                                              {"builder": plan.builder, "dtype": expression_dtype,
-                                               "expression_layout": EXPRESSION_LAYOUT})
+                                              {"builder": plan.builder, "expression_layout": EXPRESSION_LAYOUT})
             if plan.taxonomy is None:
                 plan.taxonomy = _choose_taxonomy(plan, taxonomies, cache, old_ds.get(plan.name), own_sig[plan.name])
         needed = set(taxonomies) if not datasets else {p.taxonomy for p in plans if p.taxonomy}
@@ -999,11 +1069,13 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
                 continue
             else:
                 unit = st.new_unit_name("dataset", plan.name, sig)
+                work_dir = st.work_folder(store_dir, plan.name, sig)
                 try:
                     table = BUILDERS[plan.builder](cache, plan)
                     entry = write_dataset_unit(tmp / unit, plan, table, tax_tables.get(plan.taxonomy),
                                                memory_limit_bytes=memory_limit_bytes,
-                                               expression_dtype=expression_dtype, progress=progress, cache=cache)
+                                               expression_dtype=expression_dtype, progress=progress, cache=cache,
+                                               work_dir=work_dir, workers=workers)
                 except TableError as exc:
                     report.errors[plan.name] = [str(exc)]
                     shutil.rmtree(tmp / unit, ignore_errors=True)
@@ -1052,6 +1124,7 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
             "taxonomies": tax_entries,
         }
         st.commit(store_dir, tmp, new_units, catalog)
+        st.remove_work_folders(store_dir, keep=set())
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

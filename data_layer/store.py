@@ -6,6 +6,8 @@ Layout (see docs/atlas_api.md, "Store layout")::
       catalog.json           # the only mutable file; replaced atomically (os.replace) at the end of a prepare
       units/<unit-folder>/   # one immutable folder per prepared dataset or taxonomy, named <slug>-<signature>-<n>
       .tmp-<pid>/            # a prepare in progress builds its new units here
+      .work/<slug>-<sig>/    # a dataset's expression conversion in progress: kept when a prepare is killed, so
+                             # the next prepare of the same sources resumes it; removed once the catalog is in place
       .prepare.lock          # held (flock) while a prepare runs
 
 A prepare writes new unit folders into ``.tmp-<pid>``, moves them into ``units/`` and only then replaces
@@ -40,6 +42,7 @@ CATALOG = "catalog.json"
 UNITS = "units"
 LOCK = ".prepare.lock"
 TMP_PREFIX = ".tmp-"
+WORK = ".work"
 
 
 class StoreError(Exception):
@@ -162,6 +165,23 @@ def commit(store_dir: Path, tmp_dir: Path, new_units: Iterable[str], catalog: di
     write_json_atomic(store_dir / CATALOG, catalog)
     shutil.rmtree(tmp_dir, ignore_errors=True)
     cleanup_stale(store_dir, catalog)
+
+
+def work_folder(store_dir: Path, name: str, signature: str) -> Path:
+    """The resumable work folder of a dataset's expression conversion (same sources, same folder)."""
+    return Path(store_dir) / WORK / f"{slug(name)}-{signature[:16]}"
+
+
+def remove_work_folders(store_dir: Path, keep: set[str]) -> None:
+    """Remove expression work folders except those named in ``keep`` (call under the lock)."""
+    root = Path(store_dir) / WORK
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        root.rmdir()
 
 
 # ------------------------------------------------------------------------------------------------ signatures

@@ -38,12 +38,16 @@ def normalize_alias(value: str) -> str:
 
 
 def normalize_aliases(values) -> np.ndarray:
-    """Vectorised :func:`normalize_alias` over an array of strings (object array out)."""
-    s = pd.Series(values, dtype=object).astype(str).str.strip()
+    """Vectorised :func:`normalize_alias` over an array of strings (object array out).
+
+    Each distinct value is normalised once (millions of cells name a few thousand clusters), and the cells
+    share the resulting string objects."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    s = pd.Series(np.asarray(uniques, dtype=object), dtype=object).astype(str).str.strip()
     mask = s.str.match(_INT_FLOAT.pattern)
     if mask.any():
         s[mask] = s[mask].str.split(".", n=1).str[0]
-    return s.to_numpy(dtype=object)
+    return s.to_numpy(dtype=object)[codes]
 
 
 @dataclass

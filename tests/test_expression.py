@@ -67,15 +67,18 @@ def test_the_three_encodings_give_identical_stores(source, tmp_path):
     outs = [_convert(source, tmp_path, enc) for enc in ("csr", "csc", "dense")]
     for gm in outs[1:]:
         np.testing.assert_array_equal(gm.indptr, outs[0].indptr)
-        np.testing.assert_array_equal(gm.indices, outs[0].indices)
-        np.testing.assert_array_equal(gm.data, outs[0].data)
+        for g in range(gm.n_genes):
+            for got, want in zip(gm.entries(g), outs[0].entries(g)):
+                np.testing.assert_array_equal(got, want)
 
 
 def test_a_tiny_memory_budget_splits_genes_into_blocks_without_changing_the_result(source, tmp_path, caplog):
-    small = _convert(source, tmp_path, "csr", limit=1)  # floor budget: several gene blocks and row chunks
+    small = _convert(source, tmp_path, "csr", limit=1, entries_per_task=1_000)  # several slices and blocks
     large = _convert(source, tmp_path, "csr", limit=1 << 30)
-    np.testing.assert_array_equal(small.indices, large.indices)
-    np.testing.assert_array_equal(small.data, large.data)
+    assert small.meta["conversion"]["n_blocks"] > 1 and small.meta["conversion"]["n_slices"] > 1
+    for g in range(small.n_genes):
+        for got, want in zip(small.entries(g), large.entries(g)):
+            np.testing.assert_array_equal(got, want)
     meta = small.meta
     assert meta["nnz"] == int(np.count_nonzero(np.nan_to_num(source["expected"])))
 
@@ -83,8 +86,8 @@ def test_a_tiny_memory_budget_splits_genes_into_blocks_without_changing_the_resu
 def test_indices_are_sorted_store_rows_within_each_gene(source, tmp_path):
     gm = _convert(source, tmp_path)
     for g in range(gm.n_genes):
-        idx = np.asarray(gm.indices[gm.indptr[g]:gm.indptr[g + 1]])
-        assert (np.diff(idx) > 0).all()
+        idx, _ = gm.entries(g)
+        assert len(idx) == gm.indptr[g + 1] - gm.indptr[g] and (np.diff(idx) > 0).all()
 
 
 def test_cells_without_a_row_are_nan_and_undetected_genes_are_zero(source, tmp_path):
@@ -112,14 +115,15 @@ def test_cluster_mean_and_fraction_match_a_direct_computation(source, tmp_path):
         assert stats.n_cells[c] == rows.sum()
 
 
-def test_values_up_to_2048_are_stored_as_float16_and_larger_ones_as_float32(source, tmp_path):
-    assert _convert(source, tmp_path).data.dtype == np.float16
-    big = sp.csr_matrix(np.array([[5000.0, 0.0], [1.0, 3.0]], dtype=np.float32))
-    path = _write(tmp_path / "raw.h5ad", big, ["a", "b"], ["g1", "g2"])
-    convert_expression([path], pa.array(["a", "b"]), tmp_path / "raw")
-    gm = GeneMatrix(tmp_path / "raw", 2)
-    assert gm.data.dtype == np.float32
-    np.testing.assert_array_equal(gm.values(0), [5000.0, 1.0])
+def test_values_are_the_source_float32_bits_including_those_float16_cannot_hold(source, tmp_path):
+    values = np.array([[9.4221, 0.0, 5000.0001], [1e-7, 3.0, -2.5], [np.float32(2049.0), 7.000061, 0.0]],
+                      dtype=np.float32)
+    path = _write(tmp_path / "exact.h5ad", sp.csr_matrix(values), ["a", "b", "c"], ["g1", "g2", "g3"])
+    convert_expression([path], pa.array(["c", "a", "b"]), tmp_path / "exact")
+    gm = GeneMatrix(tmp_path / "exact", 3)
+    got = np.column_stack([gm.values(g) for g in range(3)])
+    np.testing.assert_array_equal(got.view(np.uint32), values[[2, 0, 1]].view(np.uint32))
+    assert not np.array_equal(values.astype(np.float16).astype(np.float32), values)  # float16 would differ
 
 
 def test_a_cell_in_two_files_keeps_its_first_row(tmp_path):
@@ -129,7 +133,7 @@ def test_a_cell_in_two_files_keeps_its_first_row(tmp_path):
     np.testing.assert_array_equal(GeneMatrix(tmp_path / "out", 3).values(0), [3.0, 2.0, 1.0])
 
 
-def test_genes_of_several_files_are_united_by_identifier(tmp_path):
+def test_genes_of_several_files_are_united_by_identifier_and_unmeasured_where_a_file_lacks_them(tmp_path):
     a = _write(tmp_path / "a.h5ad", sp.csr_matrix(np.array([[1.0, 2.0]], dtype=np.float32)), ["x"], ["g1", "g2"])
     b = _write(tmp_path / "b.h5ad", sp.csr_matrix(np.array([[3.0, 4.0]], dtype=np.float32)), ["y"], ["g2", "g3"])
     convert_expression([a, b], pa.array(["x", "y"]), tmp_path / "out", gene_symbols={"g3": "Sym3"})
@@ -137,7 +141,8 @@ def test_genes_of_several_files_are_united_by_identifier(tmp_path):
     assert list(gm.gene_identifiers) == ["g1", "g2", "g3"]
     assert gm.gene_symbols[2] == "Sym3"
     np.testing.assert_array_equal(gm.values(1), [2.0, 3.0])
-    np.testing.assert_array_equal(gm.values(2), [0.0, 4.0])
+    np.testing.assert_array_equal(gm.values(2), [np.nan, 4.0])  # a.h5ad does not hold g3: x never measured it
+    np.testing.assert_array_equal(gm.values(0), [1.0, np.nan])
 
 
 def test_genes_resolve_by_symbol_in_any_case_or_by_identifier(source, tmp_path):

@@ -142,7 +142,7 @@ def test_a_prepare_killed_midway_leaves_the_previous_store_usable(tmp_path):
     tmp = store / f".tmp-{child.pid}"
     deadline = time.monotonic() + 120
     # Poll the file system until the child is midway through the expression conversion of its new unit.
-    while not list(tmp.glob("*/expression/_blocks")):
+    while not list(store.glob(".work/*/slice-*.npz")):
         assert time.monotonic() < deadline, "prepare never reached the expression conversion"
         try:  # wait on the child itself between looks at the file system: it must not end first
             child.wait(timeout=0.002)

@@ -11,6 +11,9 @@
   (``HMBA-10xMultiome-BG-Aligned``) and their continuous, branching UMAP;
 * the whole mouse brain taxonomy ``WMB-taxonomy`` with ``WMB-10X`` cells and regional ``WMB-10Xv3``
   expression files;
+* the consensus mouse taxonomy ``Consensus-WMB-integrated-taxonomy`` with its UMAP over a sample of the WMB-10X
+  cells and new Macosko cells, whose expression the ``Consensus-WMB-AIBS-10X`` and ``-Macosko-10X`` cell tables
+  name (:mod:`.consensus`);
 
 ``scale="atlas"`` writes the same layout at real size (see :data:`scale.ATLAS`), streaming the big tables and
 matrices in chunks of cells so memory stays bounded. Always written: ``releases/<version>/manifest.json`` (true
@@ -33,7 +36,7 @@ from .scale import SCALES, DemoScale, get_scale
 from .spatial import SPATIAL_SPECS, SPATIAL_VERSION, write_spatial_dataset
 from .tenx import ALIGNED, ALIGNED_VERSION, TAXONOMY_VERSION, write_tenx_and_taxonomy
 from .taxonomy_bg import TAXONOMY as BG_TAXONOMY
-from . import wmb
+from . import consensus, wmb
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,10 @@ DEMO_FOLDERS = (
     + [("metadata", BG_TAXONOMY, TAXONOMY_VERSION), ("metadata", ALIGNED, ALIGNED_VERSION),
        ("expression_matrices", ALIGNED, ALIGNED_VERSION),
        ("metadata", wmb.TAXONOMY, wmb.TAXONOMY_VERSION), ("metadata", wmb.CELLS, wmb.CELLS_VERSION),
-       ("expression_matrices", wmb.MATRICES, wmb.MATRICES_VERSION)]
+       ("expression_matrices", wmb.MATRICES, wmb.MATRICES_VERSION),
+       ("metadata", consensus.TAXONOMY, consensus.VERSION), ("metadata", consensus.AIBS, consensus.VERSION),
+       ("metadata", consensus.MACOSKO, consensus.VERSION),
+       ("expression_matrices", consensus.MACOSKO, consensus.VERSION)]
 )
 
 __all__ = ["DemoScale", "DemoSummary", "RELEASE", "SCALES", "write_demo_cache"]
@@ -111,6 +117,9 @@ def write_demo_cache(cache_dir: str | Path, seed: int = 0, scale: str | DemoScal
         summary_details[ALIGNED] = write_tenx_and_taxonomy(cache, model, sizes, seed, bar=b)
     with bar(f"{wmb.CELLS} + {wmb.TAXONOMY} + {wmb.MATRICES}", 4) as b:
         summary_details[wmb.CELLS] = wmb.write_wmb(cache, sizes, seed, bar=b)
+    with bar(f"{consensus.TAXONOMY} + {consensus.AIBS} + {consensus.MACOSKO}", 3) as b:
+        summary_details[consensus.TAXONOMY] = consensus.write_consensus(
+            cache, sizes.consensus_aibs_cells, sizes.consensus_macosko_cells, seed, bar=b)
     with bar(f"releases/{RELEASE}/manifest.json (MD5 of every file)", 1) as b:
         manifest_path, manifest = write_manifest(cache, RELEASE, datasets={d for _, d, _ in DEMO_FOLDERS})
         write_downloaded_record(cache, manifest)

@@ -34,6 +34,9 @@ class DemoScale:
     chunk_cells : int or None
         Stream the big tables and matrices in chunks of this many cells (bounded memory, real-size atlases);
         ``None``: build each dataset in memory (the demo; its bytes do not change).
+    consensus_aibs_cells, consensus_macosko_cells : int
+        Cells of the consensus mouse taxonomy's UMAP taken from ``WMB-10X`` (at most a third of them) and new
+        Macosko cells (at most a sixth of the WMB-10X count).
     """
 
     cells_per_section: int = 25_000
@@ -48,6 +51,8 @@ class DemoScale:
     wmb_subclasses: int | None = None
     wmb_supertypes: int | None = None
     chunk_cells: int | None = None
+    consensus_aibs_cells: int = 20_000
+    consensus_macosko_cells: int = 10_000
 
     def spatial_size(self, species: str) -> tuple[int, tuple[int, int]]:
         """``(cells_per_section, sections_per_plane)`` of ``species``' spatial dataset."""

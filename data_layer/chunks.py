@@ -1,0 +1,104 @@
+"""Lossless compressed chunks of one gene's entries: delta-coded cell rows and float32 values, Blosc (LZ4, bit
+shuffle) per chunk.
+
+A chunk holds the entries of one gene whose store rows fall in ``[c * chunk_rows, (c + 1) * chunk_rows)``, as
+uint32 words: a header of 8 words (the entry count ``n``, then zeros), ``n`` row deltas (the first from the
+chunk's first row; deltas wrap modulo 2**32, so any order decodes exactly) and ``n`` float32 values, each of
+the two padded with zeros to a multiple of 8 words (Blosc's bit shuffle is silently skipped otherwise), then
+bit-shuffled with a 4-byte type size and compressed by Blosc's LZ4. Sorted rows give small deltas whose high
+bits are zero, which the bit shuffle turns into long runs: rows cost about 0.5-1.5 bytes per entry instead of 4,
+and a chunk decodes at 1-3 GB/s. The values are the source's float32 bits, so nothing is rounded.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numcodecs import Blosc, blosc
+
+# Chunks are small and many processes or server threads decode at once: Blosc's own thread pool would only add
+# buffers and contention.
+blosc.use_threads = False
+
+#: Store rows per chunk: a section of a spatial dataset (about 200 k cells) decodes one or two chunks of a gene.
+CHUNK_ROWS = 1 << 18
+#: The codec, as numcodecs writes its configuration into ``expression.json``.
+CODEC = Blosc(cname="lz4", clevel=5, shuffle=Blosc.BITSHUFFLE, typesize=4, blocksize=0)
+_CNAME = CODEC.cname.encode() if isinstance(CODEC.cname, str) else CODEC.cname
+
+
+def _is_blosc(codec) -> bool:
+    return isinstance(codec, Blosc)
+
+
+def codec_config() -> dict:
+    """The codec's numcodecs configuration (JSON), recorded with the store."""
+    return CODEC.get_config()
+
+
+def codec_from_config(config: dict | None):
+    """The numcodecs codec of a stored configuration (the default one when None)."""
+    if not config:
+        return CODEC
+    from numcodecs import get_codec
+
+    return get_codec(dict(config))
+
+
+def encode(rows: np.ndarray, values: np.ndarray, base: int = 0, codec=CODEC, restarts: np.ndarray | None = None
+           ) -> bytes:
+    """One compressed chunk.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        ``(n,)`` integer store rows (any order; sorted rows compress best).
+    values : numpy.ndarray
+        ``(n,)`` float32 values.
+    base : int
+        The row the first delta is taken from (the chunk's first store row).
+    restarts : numpy.ndarray, optional
+        Positions (int, ascending, > 0) where the deltas start again from ``base``: the first entry of each gene
+        when a frame holds several genes (no large jump between genes); :func:`decode` needs the same.
+
+    Returns
+    -------
+    bytes
+        The codec's frame.
+    """
+    n = len(rows)
+    n8 = -(-n // 8) * 8
+    buf = np.zeros(8 + 2 * n8, dtype=np.uint32)
+    buf[0] = n
+    r = np.asarray(rows).astype(np.uint32, copy=False)
+    if n:
+        buf[8] = np.uint32((int(r[0]) - int(base)) & 0xFFFFFFFF)
+        np.subtract(r[1:], r[:-1], out=buf[9:8 + n])  # uint32 arithmetic wraps: lossless for any order
+        if restarts is not None and len(restarts):
+            buf[8 + np.asarray(restarts)] = r[restarts] - np.uint32(base & 0xFFFFFFFF)
+    buf[8 + n8:8 + n8 + n] = np.asarray(values, dtype=np.float32).view(np.uint32)
+    if codec is CODEC:  # the module's Blosc directly: a fraction of the per-call overhead of the codec object
+        return blosc.compress(buf, _CNAME, CODEC.clevel, CODEC.shuffle, CODEC.blocksize)
+    return bytes(codec.encode(buf))
+
+
+def decode(frame, base: int = 0, codec=CODEC, rows_dtype=np.int64, restarts: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and values of a chunk written by :func:`encode` (with the same ``base`` and ``restarts``).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(rows (n,) of rows_dtype (int64 or uint32), values float32 (n,))``.
+    """
+    raw = np.frombuffer(blosc.decompress(frame) if codec is CODEC or _is_blosc(codec) else codec.decode(frame),
+                        dtype=np.uint32)
+    n = int(raw[0])
+    n8 = -(-n // 8) * 8
+    rows = np.cumsum(raw[8:8 + n], dtype=np.uint32)
+    if restarts is not None and len(restarts):
+        # Each restarted run counted from 0 again: remove the sum carried over from the runs before it.
+        starts = np.concatenate([[0], np.asarray(restarts, dtype=np.int64)])
+        carried = np.concatenate([[0], rows[starts[1:] - 1]]).astype(np.uint32)
+        rows -= np.repeat(carried, np.diff(np.append(starts, n)))
+    if base:
+        rows += np.uint32(base)
+    return rows.astype(rows_dtype, copy=False), raw[8 + n8:8 + n8 + n].view(np.float32)

@@ -1,0 +1,578 @@
+"""Cell-major h5ad files -> the gene-major compressed store, on every core, resumable, with bounded memory,
+open files and temporary disk.
+
+The plan (:class:`Plan`, saved as ``plan.json`` in the work folder) splits the work two ways:
+
+* **slices** (source file, row range): a worker reads the slice's rows (one h5py file open), maps them to
+  store rows and global genes, orders the entries by gene with a counting sort (one pass), and writes ONE run
+  file: per *gene group* (a few consecutive genes) a compressed segment of row deltas and float32 values
+  (:mod:`data_layer.chunks`), plus the slice's per-gene counts;
+* **blocks** (consecutive gene groups whose entries fit a worker's memory share, planned from the exact counts
+  once every slice is done): a worker reads the block's segment range from each run file in turn (one file open
+  at a time, whatever the number of blocks or slices), puts the entries in (gene, store row) order, computes the
+  block's cluster statistics and default colour ranges, and writes the store's chunks of its genes into one
+  block file.
+
+Slices, then blocks, run in a local process pool (processes, not threads: HDF5 holds one lock per process).
+Each finished slice or block is renamed into place with a small ``.npz`` beside it, so a prepare killed midway
+resumes from the finished work when it runs again with the same work folder. Once a block is written, the
+run files' bytes it consumed are released (``fallocate`` punches holes where the file system supports it), so
+the temporary disk shrinks while the store grows: at most the compressed runs (about the size of the store's
+entries) plus one block, and no more than the runs at any time.
+
+Memory: the main process holds the per-row maps (4 bytes per source row), the label index during planning
+(12 bytes per cell) and the cluster codes; each worker gets ``(memory_limit - main) / workers``, which bounds
+the slice and block sizes (``BYTES_PER_ENTRY``).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from . import chunks
+
+log = logging.getLogger(__name__)
+
+#: Bytes of a worker's memory per entry of a slice or a block (read arrays, mapped arrays, sorted copies,
+#: decoded parts; measured peaks with the allocator's slack).
+BYTES_PER_ENTRY = 96
+#: Bytes per (cluster, gene) of a block's statistics accumulators.
+BYTES_PER_STAT = 24
+#: Memory a worker process uses before any work (interpreter, numpy, h5py, numba).
+WORKER_BASE_BYTES = 160 << 20
+#: A slice holds at most this many entries, so that there are enough slices to keep every worker busy.
+MAX_SLICE_ENTRIES = 32 << 20
+#: Fewer entries than this in all sources: no process pool (starting workers costs more than it saves).
+POOL_MIN_ENTRIES = 4 << 20
+#: Number of gene groups the runs are segmented into (a block is one or more consecutive groups).
+MAX_GROUPS = 4096
+PLAN_VERSION = 3
+_FALLOC_FL_KEEP_SIZE = 1
+_FALLOC_FL_PUNCH_HOLE = 2
+_libc = None
+
+
+# ------------------------------------------------------------------------------------------------------ plan
+@dataclass
+class SourcePlan:
+    """One h5ad file: its path, encoding, size and the files holding its row and gene maps."""
+
+    path: str
+    encoding: str
+    n_rows: int
+    n_cols: int
+    nnz: int
+    size_bytes: int
+
+
+@dataclass
+class Plan:
+    """The conversion's work, saved in the work folder so a rerun resumes it."""
+
+    key: str
+    n_cells: int
+    n_genes: int
+    n_clusters: int
+    sources: list[SourcePlan]
+    slices: list[tuple[int, int, int, int]]  # (source, start, stop, entries) on the file's major axis
+    group_start: list[int]  # first gene of each group, + n_genes
+    version: int = PLAN_VERSION
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**asdict(self), "sources": [asdict(s) for s in self.sources]}))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Plan | None":
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if raw.get("version") != PLAN_VERSION:
+            return None
+        raw["sources"] = [SourcePlan(**s) for s in raw["sources"]]
+        raw["slices"] = [tuple(s) for s in raw["slices"]]
+        return cls(**raw)
+
+
+@dataclass
+class ConversionStats:
+    """What the conversion measured (seconds per phase, bytes, peak temporary disk, workers)."""
+
+    workers: int = 1
+    n_slices: int = 0
+    n_blocks: int = 0
+    slices_resumed: int = 0
+    blocks_resumed: int = 0
+    seconds_slices: float = 0.0
+    seconds_blocks: float = 0.0
+    bytes_read: int = 0
+    temp_bytes_peak: int = 0  # run files (the finished blocks beside them are the store's own files)
+    store_entry_bytes: int = 0
+    memory_per_worker: int = 0
+    max_abs: float = 0.0
+    finite: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def plan_slices(sources: Sequence[SourcePlan], indptrs: Sequence[np.ndarray | None], max_entries: int
+                ) -> list[tuple[int, int, int, int]]:
+    """Split each source's major axis into ranges of at most ``max_entries`` entries (at least one row).
+
+    ``indptrs[i]`` is the CSR/CSC ``indptr`` of source i (int64), or None for dense X (rows of ``n_cols``).
+    """
+    out = []
+    for i, (src, indptr) in enumerate(zip(sources, indptrs)):
+        if indptr is None:
+            per_row = max(1, src.n_cols)
+            step = max(1, max_entries // per_row)
+            for a in range(0, src.n_rows, step):
+                b = min(src.n_rows, a + step)
+                out.append((i, a, b, (b - a) * per_row))
+            continue
+        n = len(indptr) - 1
+        a = 0
+        while a < n:
+            b = int(np.searchsorted(indptr, indptr[a] + max_entries, side="right")) - 1
+            b = min(max(b, a + 1), n)
+            out.append((i, a, b, int(indptr[b] - indptr[a])))
+            a = b
+    return out
+
+
+def plan_groups(n_genes: int, max_groups: int = MAX_GROUPS) -> list[int]:
+    """First gene of each gene group (equal numbers of genes), followed by ``n_genes``."""
+    n_groups = max(1, min(n_genes, max_groups))
+    return [int(round(k * n_genes / n_groups)) for k in range(n_groups)] + [n_genes]
+
+
+def plan_blocks(group_entries: np.ndarray, group_genes: np.ndarray, max_entries: int, max_genes: int
+                ) -> list[tuple[int, int]]:
+    """Consecutive group ranges ``[f0, f1)`` whose entries and genes fit one worker's share."""
+    blocks = []
+    f0, acc, genes = 0, 0, 0
+    for f in range(len(group_entries)):
+        e, g = int(group_entries[f]), int(group_genes[f])
+        if f > f0 and (acc + e > max_entries or genes + g > max_genes):
+            blocks.append((f0, f))
+            f0, acc, genes = f, 0, 0
+        acc += e
+        genes += g
+    if len(group_entries):
+        blocks.append((f0, len(group_entries)))
+    return blocks
+
+
+# ------------------------------------------------------------------------------------------------- sorting
+def _stable_order(keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """Stable order of small integer keys: numpy's radix sort when they fit 16 bits (one pass, O(n))."""
+    if n_keys <= 1 << 16:
+        return np.argsort(keys.astype(np.uint16, copy=False), kind="stable")
+    return np.argsort(keys, kind="stable")
+
+
+def _by_gene(genes: np.ndarray, rows: np.ndarray, values: np.ndarray, n_genes: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entries ordered by gene, keeping their order within a gene.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(rows uint32, values float32, entries per gene int64 (n_genes,))``.
+    """
+    order = _stable_order(genes, n_genes)
+    counts = np.bincount(genes, minlength=n_genes).astype(np.int64)
+    return rows[order].astype(np.uint32, copy=False), values[order], counts
+
+
+def _rows_in_order(rows: np.ndarray, values: np.ndarray, genes_local: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Entries of gene-major arrays put in store-row order within each gene (only if some are not)."""
+    if len(rows) < 2:
+        return rows, values
+    same_gene = genes_local[1:] == genes_local[:-1]
+    if not np.any(same_gene & (rows[1:] <= rows[:-1])):
+        return rows, values
+    key = (genes_local.astype(np.int64) << 32) | rows.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    return rows[order], values[order]
+
+
+# --------------------------------------------------------------------------------------------- slice worker
+def _read_slice(path: str, encoding: str, start: int, stop: int, row_map: np.ndarray, gene_map: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Mapped entries of rows (or columns, for CSC) ``start:stop`` of one h5ad: (store rows int32, global genes
+    int32, values float32, bytes read). Entries of rows absent from the store and of unknown genes are dropped;
+    for dense X only non-zeros count."""
+    with h5py.File(path, "r") as f:
+        x = f["X"]
+        if encoding == "dense":
+            block = np.asarray(x[start:stop], dtype=np.float32)
+            rr, cc = np.nonzero(block)
+            rows, genes, vals, nbytes = row_map[start:stop][rr], gene_map[cc], block[rr, cc], block.nbytes
+        else:
+            indptr = x["indptr"][start:stop + 1].astype(np.int64)
+            a, b = int(indptr[0]), int(indptr[-1])
+            minor = x["indices"][a:b]
+            vals = x["data"][a:b].astype(np.float32, copy=False)
+            nbytes = (b - a) * (minor.itemsize + x["data"].dtype.itemsize)
+            major = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(indptr))
+            if encoding == "csr":
+                rows, genes = row_map[major], gene_map[minor]
+            else:
+                rows, genes = row_map[minor], gene_map[major]
+    ok = (rows >= 0) & (genes >= 0)
+    if not ok.all():
+        rows, genes, vals = rows[ok], genes[ok], vals[ok]
+    return rows.astype(np.int32, copy=False), genes.astype(np.int32, copy=False), vals, int(nbytes)
+
+
+def _read_slice_by_gene(src: SourcePlan, start: int, stop: int, row_map: np.ndarray, gene_map: np.ndarray,
+                        n_genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A slice's mapped entries in gene order (file order within a gene): (store rows uint32, values float32,
+    entries per gene int64 (n_genes,), bytes read). CSR slices are transposed by scipy's counting sort (one
+    pass in C); other encodings go through :func:`_read_slice` and a stable sort."""
+    if src.encoding != "csr":
+        rows, genes, vals, nbytes = _read_slice(src.path, src.encoding, start, stop, row_map, gene_map)
+        rows_s, vals_s, counts = _by_gene(genes, rows, vals, n_genes)
+        return rows_s, vals_s, counts, nbytes
+    import scipy.sparse as sp
+
+    with h5py.File(src.path, "r") as f:
+        x = f["X"]
+        indptr = x["indptr"][start:stop + 1].astype(np.int64)
+        a, b = int(indptr[0]), int(indptr[-1])
+        cols = x["indices"][a:b]
+        vals = x["data"][a:b].astype(np.float32, copy=False)
+        nbytes = (b - a) * (cols.itemsize + x["data"].dtype.itemsize)
+    indptr -= a
+    local_rows = np.asarray(row_map[start:stop])
+    genes = gene_map[cols] if not np.array_equal(gene_map, np.arange(len(gene_map))) else cols
+    del cols
+    if (local_rows < 0).any() or (genes < 0).any():  # drop entries of absent cells and unknown genes
+        row_of_entry = np.repeat(np.arange(stop - start), np.diff(indptr))
+        keep = (local_rows[row_of_entry] >= 0) & (genes >= 0)
+        genes, vals = genes[keep], vals[keep]
+        indptr = np.zeros(stop - start + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_of_entry[keep], minlength=stop - start), out=indptr[1:])
+        del keep, row_of_entry
+    matrix = sp.csr_matrix((vals, genes.astype(np.int32, copy=False), indptr), shape=(stop - start, n_genes))
+    del vals, genes
+    csc = matrix.tocsc()
+    del matrix
+    counts = np.diff(csc.indptr).astype(np.int64)
+    rows = local_rows[csc.indices].astype(np.uint32)
+    return rows, csc.data.astype(np.float32, copy=False), counts, int(nbytes)
+
+
+def run_slice(work: str, index: int, source_index: int, source: dict, start: int, stop: int, n_genes: int,
+              group_start: Sequence[int]) -> dict:
+    """Convert one slice into its run file (``slice-<index>.bin``) and summary (``slice-<index>.npz``).
+
+    Returns
+    -------
+    dict
+        ``entries`` (kept), ``bytes_read``, ``max_abs`` and ``finite`` of the values, ``run_bytes``.
+    """
+    folder = Path(work)
+    src = SourcePlan(**source)
+    row_map = np.load(folder / f"rows-{source_index}.npy", mmap_mode="r")
+    gene_map = np.load(folder / f"genes-{source_index}.npy")
+    rows_s, vals_s, counts, nbytes = _read_slice_by_gene(src, start, stop, row_map, gene_map, n_genes)
+    lo, hi = (float(vals_s.min()), float(vals_s.max())) if vals_s.size else (0.0, 0.0)
+    finite = bool(np.isfinite(lo) and np.isfinite(hi))  # NaN or inf anywhere makes min or max non-finite
+    if finite:
+        max_abs = max(abs(lo), abs(hi))
+    else:
+        max_abs = float(np.nanmax(np.abs(vals_s))) if not np.isnan(vals_s).all() else 0.0
+    gene_start = np.concatenate([[0], np.cumsum(counts)])
+    bounds = gene_start[np.asarray(group_start)]
+    offsets = np.zeros(len(group_start), dtype=np.int64)
+    base = int(rows_s.min()) if len(rows_s) else 0  # a slice's rows span a narrow range: small first deltas
+    part = folder / f"slice-{index:06d}.bin.part"
+    with open(part, "wb", buffering=1 << 22) as f:
+        for k in range(len(group_start) - 1):
+            a, b = int(bounds[k]), int(bounds[k + 1])
+            if b > a:
+                firsts = gene_start[group_start[k]:group_start[k + 1]]
+                restarts = np.unique(firsts[(firsts > a) & (firsts < b)]) - a
+                f.write(chunks.encode(rows_s[a:b], vals_s[a:b], base=base, restarts=restarts))
+            offsets[k + 1] = f.tell()
+    os.replace(part, folder / f"slice-{index:06d}.bin")
+    np.save(folder / f"slice-{index:06d}.counts.npy", counts.astype(np.int64))  # before the .npz: "done" marker
+    summary = {"offsets": offsets, "base": np.array([base], dtype=np.int64),
+               "info": np.array([nbytes, max_abs, float(finite)], dtype=np.float64)}
+    _save_npz(folder / f"slice-{index:06d}.npz", summary)
+    del rows_s, vals_s
+    release_free_memory()
+    return {"entries": int(counts.sum()), "bytes_read": nbytes, "max_abs": max_abs, "finite": finite,
+            "run_bytes": int(offsets[-1]), "scanned": int(stop - start)}
+
+
+def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------- block worker
+def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_start: Sequence[int],
+              n_slices: int, slice_offsets: np.ndarray, n_cells: int, n_clusters: int,
+              chunk_rows: int, rows_ascending: bool = False, slice_base: np.ndarray | None = None) -> dict:
+    """Write block ``index`` (genes ``g0:g1``, groups ``f0:f1``): ``block-<index>.bin`` with every (gene, row
+    chunk) of its genes, and ``block-<index>.npz`` with the chunk offsets, cluster statistics and ranges.
+
+    The entries of genes ``g0:g1`` in each slice are read from ``slice-<s>.counts.npy`` (memory-mapped);
+    ``slice_offsets[s]``: byte offsets of groups ``f0 .. f1`` in slice s's run file (int64 ``(n_slices, f1 - f0 + 1)``).
+    ``rows_ascending``: the sources' rows map to ascending store rows in plan order (then a gene's entries,
+    gathered slice after slice, are already in row order and are not checked). ``slice_base[s]``: the row
+    slice s's deltas start from at each gene (int64 ``(n_slices,)``).
+    """
+    from .expression import _block_default_ranges
+
+    folder = Path(work)
+    bg = g1 - g0
+    slice_base = np.zeros(n_slices, dtype=np.int64) if slice_base is None else np.asarray(slice_base)
+    counts = np.zeros((n_slices, bg), dtype=np.int64)
+    for s in range(n_slices):
+        counts[s] = np.load(folder / f"slice-{s:06d}.counts.npy", mmap_mode="r")[g0:g1]
+    per_gene = counts.sum(axis=0)
+    offsets = np.zeros(bg + 1, dtype=np.int64)
+    np.cumsum(per_gene, out=offsets[1:])
+    rows_parts, value_parts = [], []
+    genes_of_block = np.arange(bg, dtype=np.int32)
+    for s in range(n_slices):
+        a, b = int(slice_offsets[s, 0]), int(slice_offsets[s, -1])
+        if b <= a:
+            continue
+        fd = os.open(folder / f"slice-{s:06d}.bin", os.O_RDONLY)
+        try:
+            raw = os.pread(fd, b - a, a)
+        finally:
+            os.close(fd)
+        for k in range(f1 - f0):
+            lo, hi = int(slice_offsets[s, k]) - a, int(slice_offsets[s, k + 1]) - a
+            if hi > lo:
+                genes_k = counts[s, group_start[f0 + k] - g0:group_start[f0 + k + 1] - g0]
+                firsts = np.cumsum(genes_k)[:-1]
+                restarts = np.unique(firsts[(firsts > 0) & (firsts < int(genes_k.sum()))])
+                r, v = chunks.decode(memoryview(raw)[lo:hi], base=int(slice_base[s]), rows_dtype=np.uint32,
+                                     restarts=restarts)
+                rows_parts.append(r)
+                value_parts.append(v)
+        del raw
+    if rows_parts:
+        # Slice-major, gene-ordered within each slice -> gene-major, slices in order within a gene: each (slice,
+        # gene) run moves by one shift, so every entry's destination is its position plus its run's shift.
+        flat = counts.ravel()
+        source_start = np.zeros(len(flat), dtype=np.int64)
+        np.cumsum(flat[:-1], out=source_start[1:])
+        dest_start = (offsets[:-1][None, :] + np.cumsum(counts, axis=0) - counts).ravel()
+        dest = np.repeat(dest_start - source_start, flat)
+        dest += np.arange(len(dest), dtype=np.int64)
+        rows = np.empty(len(dest), dtype=np.uint32)
+        rows[dest] = np.concatenate(rows_parts)
+        del rows_parts
+        values = np.empty(len(dest), dtype=np.float32)
+        values[dest] = np.concatenate(value_parts)
+        del value_parts, dest
+        genes_local = np.repeat(genes_of_block, per_gene) if (n_clusters or not rows_ascending) else None
+        if not rows_ascending:
+            rows, values = _rows_in_order(rows, values, genes_local)
+    else:
+        rows, values = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.float32)
+        genes_local = np.zeros(0, dtype=np.int32)
+    if len(rows) != offsets[-1]:
+        raise RuntimeError(f"block of genes {g0}-{g1}: {len(rows)} entries decoded, {int(offsets[-1])} counted")
+
+    out: dict[str, np.ndarray] = {"counts": per_gene}
+    if n_clusters:
+        # Cells outside any cluster count in an extra row, dropped: no masking pass over the entries.
+        codes = np.load(folder / "clusters.npy", mmap_mode="r")
+        codes = np.where(codes < 0, n_clusters, codes).astype(np.int64)
+        idx = codes[rows]
+        del codes
+        idx *= bg
+        idx += genes_local
+        size = (n_clusters + 1) * bg
+        out["sums"] = np.bincount(idx, weights=values, minlength=size)[:n_clusters * bg].reshape(n_clusters, bg)
+        out["npos"] = np.bincount(idx[values > 0], minlength=size)[:n_clusters * bg].reshape(n_clusters, bg)
+        del idx
+    del genes_local
+    out["ranges"] = _block_default_ranges(values, offsets)
+
+    n_chunks = max(1, math.ceil(n_cells / chunk_rows))
+    edges = np.arange(n_chunks + 1, dtype=np.int64) * chunk_rows
+    chunk_offsets = np.zeros((g1 - g0, n_chunks + 1), dtype=np.int64)
+    part = folder / f"block-{index:05d}.bin.part"
+    with open(part, "wb", buffering=1 << 22) as f:
+        pos = 0
+        for g in range(g1 - g0):
+            a = int(offsets[g])
+            gene_rows = rows[a:int(offsets[g + 1])]
+            cuts = np.searchsorted(gene_rows, edges) + a
+            chunk_offsets[g, 0] = pos
+            for c in range(n_chunks):
+                lo, hi = int(cuts[c]), int(cuts[c + 1])
+                if hi > lo:
+                    frame = chunks.encode(rows[lo:hi], values[lo:hi], base=int(edges[c]))
+                    f.write(frame)
+                    pos += len(frame)
+                chunk_offsets[g, c + 1] = pos
+    os.replace(part, folder / f"block-{index:05d}.bin")
+    out["chunk_offsets"] = chunk_offsets
+    _save_npz(folder / f"block-{index:05d}.npz", out)
+    del rows, values, out
+    release_free_memory()
+    return {"entries": int(offsets[-1]), "bytes": int(pos)}
+
+
+def release_free_memory() -> None:
+    """Give freed heap pages back to the system (glibc keeps them otherwise, and the memory limit counts
+    resident pages)."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ hole punch
+
+
+def punch_hole(path: Path, offset: int, length: int) -> bool:
+    """Release the disk blocks of ``path[offset:offset + length]`` (Linux ``fallocate``); False when the file
+    system or platform cannot (the bytes then stay until the work folder is removed)."""
+    global _libc
+    if length <= 0:
+        return True
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        fd = os.open(path, os.O_WRONLY)
+    except (OSError, AttributeError, TypeError):
+        return False
+    try:
+        return _libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, int(offset), int(length)) == 0
+    finally:
+        os.close(fd)
+
+
+def disk_bytes(folder: Path, prefix: str = "") -> int:
+    """Bytes allocated on disk by the files of a folder whose names start with ``prefix`` (holes not counted)."""
+    total = 0
+    for p in folder.glob(f"{prefix}*"):
+        try:
+            total += p.stat().st_blocks * 512
+        except FileNotFoundError:
+            pass
+    return total
+
+
+# ------------------------------------------------------------------------------------------------ the pool
+class _Inline:
+    """A stand-in for a process pool that runs each task when it is submitted (one worker, no processes)."""
+
+    def submit(self, fn: Callable, *args, **kwargs) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            fut.set_exception(exc)
+        return fut
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def make_pool(workers: int):
+    """A process pool of ``workers`` processes (forkserver: workers do not inherit the parent's open files or
+    memory), or an inline runner for one worker."""
+    if workers <= 1:
+        return _Inline()
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        ctx.set_forkserver_preload(["data_layer.convert"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent,
+                               initargs=(os.getpid(),))
+
+
+def _watch_parent(pid: int, interval_s: float = 0.5) -> None:
+    """In a worker: end this process when the prepare that started it is gone (killed: the pool's queues then
+    never close, and the worker would wait forever)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(3)
+            except PermissionError:  # alive, another user's process after a PID reuse: keep going
+                pass
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def run_tasks(pool, tasks: list[Callable[[], tuple[Callable, tuple, dict]]], on_done: Callable[[int, dict], None],
+              max_pending: int) -> None:
+    """Run tasks with at most ``max_pending`` submitted at once; call ``on_done(task index, result)`` in
+    completion order. A task is a function giving ``(fn, args, kwargs)`` when it is submitted, so the arguments
+    of waiting tasks do not take memory. The first failure cancels the rest and is raised."""
+    pending: dict[Future, int] = {}
+    it = iter(enumerate(tasks))
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(pending) < max_pending:
+                nxt = next(it, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                i, make = nxt
+                fn, args, kwargs = make()
+                pending[pool.submit(fn, *args, **kwargs)] = i
+            if not pending:
+                return
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                i = pending.pop(fut)
+                on_done(i, fut.result())
+    except BaseException:
+        for fut in pending:
+            fut.cancel()
+        raise
+
+
+def default_workers() -> int:
+    """Cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def remove_work(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,190 @@
+"""The consensus whole mouse brain demo: ``Consensus-WMB-integrated-taxonomy`` with its UMAP, and the cell tables
+that name its cells' expression (``Consensus-WMB-AIBS-10X``, ``Consensus-WMB-Macosko-10X``).
+
+Written after the WMB-10X demo and derived from it, as the release's consensus is from its sources: the AIBS
+cells are a sample of the ``WMB-10X`` cells (their expression stays in the ``WMB-10Xv3`` files), the Macosko
+cells are new cells of the same clusters whose expression (copied from an AIBS cell of their cluster, on the
+genes the Macosko files hold) goes into ``Macosko-10X-<region>-log2.h5ad``. Levels ``neurotransmitter,
+neighborhood, class, subclass, supertype, cluster`` (term sets ``CCN20251031_NEUR``, ``CCN20251031_LEVEL_0..4``
+with ``parent_term_set_label``); neighborhoods group the classes as the release's nine do; integer aliases.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .h5ad_writer import write_h5ad
+from .util import palette, stream, write_csv
+from . import wmb
+
+log = logging.getLogger(__name__)
+
+TAXONOMY = "Consensus-WMB-integrated-taxonomy"
+AIBS = "Consensus-WMB-AIBS-10X"
+MACOSKO = "Consensus-WMB-Macosko-10X"
+VERSION = "20251031"
+LEVELS = ("neurotransmitter", "neighborhood", "class", "subclass", "supertype", "cluster")
+SET_LABELS = ("CCN20251031_NEUR", "CCN20251031_LEVEL_0", "CCN20251031_LEVEL_1", "CCN20251031_LEVEL_2",
+              "CCN20251031_LEVEL_3", "CCN20251031_LEVEL_4")
+#: Neighborhood of each WMB class (by its two-digit number), as the release's nine group them.
+NEIGHBORHOODS = {
+    "Pallium-Glut": (1, 2, 3, 4), "Subpallium-GABA": (5, 6, 7, 8, 9, 10, 11), "HY-EA-Glut-GABA": (12, 13, 14, 15, 16),
+    "TH-EPI-Glut": (17, 18, 25), "MB-Glut-Dopa-Sero": (19, 21, 22), "MB-GABA": (20,),
+    "P-MY-CB-Glut": (23, 24, 29), "P-MY-CB-GABA": (26, 27, 28), "NN-IMN": (30, 31, 32, 33, 34),
+}
+#: Regions whose WMB-10Xv3 cells serve as templates of the Macosko cells (one Macosko file each).
+MACOSKO_REGIONS = ("HPF", "STR")
+
+
+def write_consensus(cache: Path, n_aibs: int, n_macosko: int, seed: int, bar=None) -> dict:
+    """Write the consensus taxonomy and its two cell tables from the WMB-10X demo already in ``cache``.
+
+    Parameters
+    ----------
+    n_aibs, n_macosko : int
+        Cells taken from WMB-10X and new Macosko cells.
+
+    Returns
+    -------
+    dict
+        ``dataset, cells, aibs_cells, macosko_cells, clusters, genes``.
+    """
+    rng = stream(seed, "consensus")
+    wmb_meta = cache / "metadata" / wmb.CELLS / wmb.CELLS_VERSION
+    cells = pd.read_csv(wmb_meta / "cell_metadata.csv", dtype={"cell_label": str, "cluster_alias": "int64"},
+                        usecols=["cell_label", "x", "y", "cluster_alias", "dataset_label", "feature_matrix_label"],
+                        keep_default_na=False)
+    pivot = pd.read_csv(cache / "metadata" / wmb.TAXONOMY / wmb.TAXONOMY_VERSION / "views"
+                        / "cluster_to_cluster_annotation_membership_pivoted.csv", keep_default_na=False)
+    colors = pd.read_csv(cache / "metadata" / wmb.TAXONOMY / wmb.TAXONOMY_VERSION / "views"
+                         / "cluster_to_cluster_annotation_membership_color.csv", keep_default_na=False)
+    pivot["neighborhood"] = [_neighborhood(c) for c in pivot["class"]]
+    hood_colors = palette(list(NEIGHBORHOODS), 0.61)
+    pivot = pivot.merge(colors, on="cluster_alias", how="left")
+    pivot["neighborhood_color"] = [hood_colors[h] for h in pivot["neighborhood"]]
+
+    # At most a third of the WMB-10X cells from AIBS and a sixth new ones: the consensus stays smaller than WMB-10X
+    # in every demo size (the release's is larger; here WMB-10X stays the demo's big mouse dataset).
+    n_aibs, n_macosko = min(n_aibs, len(cells) // 3), min(n_macosko, len(cells) // 6)
+    aibs = cells.iloc[np.sort(rng.choice(len(cells), n_aibs, replace=False))].reset_index(drop=True)
+    macosko, written, genes = _macosko_cells(cache, cells, n_macosko, rng)
+    if bar is not None:
+        bar.update(1)
+
+    tax_dir = cache / "metadata" / TAXONOMY / VERSION
+    for name, table in _taxonomy_tables(pivot, colors).items():
+        write_csv(table, tax_dir / f"{name}.csv")
+    all_cells = pd.concat([aibs[["cell_label", "x", "y", "cluster_alias"]],
+                           macosko[["cell_label", "x", "y", "cluster_alias"]]], ignore_index=True)
+    order = rng.permutation(len(all_cells))  # the release's table is not grouped by origin
+    all_cells = all_cells.iloc[order].reset_index(drop=True)
+    write_csv(pd.DataFrame({"cell_label": all_cells["cell_label"], "x": np.round(all_cells["x"], 6),
+                            "y": np.round(all_cells["y"], 6)}), tax_dir / "cell_2d_embedding_coordinates.csv")
+    write_csv(all_cells[["cell_label", "cluster_alias"]], tax_dir / "cell_to_cluster_membership.csv")
+    if bar is not None:
+        bar.update(1)
+
+    write_csv(pd.DataFrame({
+        "cell_label": aibs["cell_label"], "cell_barcode": aibs["cell_label"].str.split("-").str[0],
+        "barcoded_cell_sample_label": aibs["cell_label"].str.split("-", n=1).str[1],
+        "library_label": "L8TX_AIBS", "dataset_label": aibs["dataset_label"],
+        "feature_matrix_label": aibs["feature_matrix_label"],
+    }), cache / "metadata" / AIBS / VERSION / "cell_metadata.csv")
+    mac_dir = cache / "metadata" / MACOSKO / VERSION
+    write_csv(pd.DataFrame({
+        "cell_label": macosko["cell_label"], "cell_barcode": macosko["cell_label"].str[:16],
+        "barcoded_cell_sample_label": macosko["sample"], "library_label": macosko["sample"],
+        "dataset_label": MACOSKO, "feature_matrix_label": macosko["feature_matrix_label"],
+    }), mac_dir / "cell_metadata.csv")
+    write_csv(genes, mac_dir / "gene.csv")
+    write_csv(pd.DataFrame({
+        "label": ["WMB-AIBS", "WMB-Macosko"], "table": "cell_metadata", "field": "origin_dataset",
+        "description": ["Allen Institute 10X cells", "Macosko lab 10X cells"], "order": [0, 1],
+        "external_identifier": "", "parent_label": "", "color_hex_triplet": ["#1F77B4", "#FF7F0E"],
+    }), mac_dir / "value_sets.csv")
+    if bar is not None:
+        bar.update(1)
+    return {"dataset": TAXONOMY, "cells": len(all_cells), "aibs_cells": len(aibs), "macosko_cells": len(macosko),
+            "clusters": len(pivot), "genes": len(genes), "macosko_files": written}
+
+
+def _neighborhood(class_name: str) -> str:
+    number = int(str(class_name)[:2])
+    return next((h for h, classes in NEIGHBORHOODS.items() if number in classes), "NN-IMN")
+
+
+def _macosko_cells(cache: Path, cells: pd.DataFrame, n: int, rng: np.random.Generator
+                   ) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """New cells copying the expression of WMB-10Xv3 cells of ``MACOSKO_REGIONS`` (on a subset of genes) into
+    ``Macosko-10X-<region>-log2.h5ad``; returns (cells, files written, the Macosko gene table)."""
+    import anndata as ad
+
+    parts, written, genes = [], [], None
+    per_region = max(1, n // len(MACOSKO_REGIONS))
+    for k, region in enumerate(MACOSKO_REGIONS):
+        path = cache / "expression_matrices" / wmb.MATRICES / wmb.MATRICES_VERSION / f"{wmb.MATRICES}-{region}-log2.h5ad"
+        if not path.is_file():
+            continue
+        source = ad.read_h5ad(path)
+        if genes is None:  # the Macosko files hold fewer genes (about two thirds in the release): here they
+            # lack most predicted (Gm) genes, or the last fifth of the genes when there are few of those
+            symbols = source.var["gene_symbol"].astype(str).to_numpy()
+            predicted = np.flatnonzero(np.char.startswith(symbols.astype(str), "Gm"))
+            if len(predicted) < source.n_vars // 10:
+                predicted = np.arange(int(source.n_vars * 0.8), source.n_vars)
+            dropped = rng.choice(predicted, int(len(predicted) * 0.8), replace=False)
+            keep = np.setdiff1d(np.arange(source.n_vars), dropped)
+            genes = pd.DataFrame({"gene_identifier": source.var_names[keep].astype(str),
+                                  "gene_symbol": source.var["gene_symbol"].to_numpy()[keep].astype(str)})
+        templates = rng.choice(source.n_obs, per_region, replace=True)
+        matrix = source.X[templates][:, keep]
+        labels = np.array([f"{''.join(rng.choice(list('ACGT'), 16))}-MAC{k}{i:06d}" for i in range(per_region)],
+                          dtype=object)
+        tag = f"Macosko-10X-{region}"
+        write_h5ad(cache / "expression_matrices" / MACOSKO / VERSION / f"{tag}-log2.h5ad", matrix, labels,
+                   genes["gene_identifier"].to_numpy(), genes["gene_symbol"].to_numpy())
+        written.append(tag)
+        meta = cells.set_index("cell_label").loc[source.obs_names[templates].astype(str)]
+        parts.append(pd.DataFrame({
+            "cell_label": labels, "x": meta["x"].to_numpy() + rng.normal(0, 0.05, per_region),
+            "y": meta["y"].to_numpy() + rng.normal(0, 0.05, per_region),
+            "cluster_alias": meta["cluster_alias"].to_numpy(), "feature_matrix_label": tag,
+            "sample": f"pBICCNsMMrMB{k}d230505",
+        }))
+    if not parts:
+        empty = pd.DataFrame(columns=["cell_label", "x", "y", "cluster_alias", "feature_matrix_label", "sample"])
+        return empty, written, pd.DataFrame({"gene_identifier": [], "gene_symbol": []})
+    return pd.concat(parts, ignore_index=True), written, genes
+
+
+def _taxonomy_tables(pivot: pd.DataFrame, colors: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Term sets, terms, clusters and cluster memberships of the six levels (the consensus schema)."""
+    sets = pd.DataFrame({"label": list(SET_LABELS), "name": list(LEVELS),
+                         "description": [f"{lv} level of the consensus taxonomy" for lv in LEVELS],
+                         "order": range(len(LEVELS)), "parent_term_set_label": ["", "", *SET_LABELS[1:-1]]})
+    rows, labels = [], {}
+    for level, name in enumerate(LEVELS):
+        seen = pivot.drop_duplicates(name)
+        for i, (_, r) in enumerate(seen.iterrows()):
+            label = f"CS20251031_{SET_LABELS[level].rsplit('_', 1)[-1]}_{i:04d}"
+            labels[(level, r[name])] = label
+            # The neurotransmitter and the neighborhood are two roots: a neighborhood mixes neurotransmitters.
+            has_parent = level >= 2
+            parent = labels[(level - 1, r[LEVELS[level - 1]])] if has_parent else ""
+            rows.append({"label": label, "name": r[name], "cluster_annotation_term_set_label": SET_LABELS[level],
+                         "cluster_annotation_term_set_name": name, "color_hex_triplet": r[f"{name}_color"],
+                         "term_order": i, "term_set_order": level, "parent_term_label": parent,
+                         "parent_term_name": r[LEVELS[level - 1]] if has_parent else "",
+                         "parent_term_set_label": SET_LABELS[level - 1] if has_parent else ""})
+    terms = pd.DataFrame(rows)
+    cluster = pd.DataFrame({"label": [labels[(5, c)] for c in pivot["cluster"]],
+                            "cluster_alias": pivot["cluster_alias"], "number_of_cells": 0})
+    member = [{"cluster_annotation_term_label": labels[(level, r[name])],
+               "cluster_annotation_term_set_label": SET_LABELS[level], "cluster_alias": r["cluster_alias"],
+               "cluster_annotation_term_set_name": name, "cluster_annotation_term_name": r[name]}
+              for _, r in pivot.iterrows() for level, name in enumerate(LEVELS)]
+    return {"cluster_annotation_term_set": sets, "cluster_annotation_term": terms, "cluster": cluster,
+            "cluster_to_cluster_annotation_membership": pd.DataFrame(member)}
