@@ -337,4 +337,4 @@ def test_csv_cells_that_start_like_a_formula_are_written_as_text():
                                         "a=b", "ok"]
     assert an.spreadsheet_safe_text("\rx") == "'\rx"
     assert rows[1][1] == "'=1+1" and rows[2][1] == "ok"
-    assert [r[2] for r in rows[1:3]] == ["-1.5", "2"] and rows[1][3] == "-2"  # numbers stay numbers
+    assert [r[2] for r in rows[1:3]] == ["-1.5", "2"] and rows[1][3] == "-2.0"  # numbers stay numbers
