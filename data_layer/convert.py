@@ -43,7 +43,9 @@ from typing import Callable, Mapping, Sequence
 import h5py
 import numpy as np
 
-from . import chunks
+import data_layer.chunks as chunks
+
+from .ranges import block_default_ranges
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +346,6 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     gathered slice after slice, are already in row order and are not checked). ``slice_base[s]``: the row
     slice s's deltas start from at each gene (int64 ``(n_slices,)``).
     """
-    from .expression import _block_default_ranges
 
     folder = Path(work)
     bg = g1 - g0
@@ -415,7 +416,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
         out["npos"] = np.bincount(idx[values > 0], minlength=size)[:n_clusters * bg].reshape(n_clusters, bg)
         del idx
     del genes_local
-    out["ranges"] = _block_default_ranges(values, offsets)
+    out["ranges"] = block_default_ranges(values, offsets)
 
     n_chunks = max(1, math.ceil(n_cells / chunk_rows))
     edges = np.arange(n_chunks + 1, dtype=np.int64) * chunk_rows

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .h5ad_writer import write_h5ad
 from .util import palette, stream, write_csv
-from . import wmb
+import data_layer.demo.wmb as wmb
 
 log = logging.getLogger(__name__)
 
