@@ -98,6 +98,12 @@ class Settings:
         default=30.0, metadata=_help("exports allowed per client per minute (sustained)", min=0.01)
     )
     export_burst: int = field(default=5, metadata=_help("exports a client may make at once before waiting", min=1))
+    share_rate_per_min: float = field(
+        default=20.0, metadata=_help("short links a client may make per minute (a burst of as many first)", min=0.01)
+    )
+    max_shares: int = field(
+        default=100_000, metadata=_help("short links kept at most; then new ones are refused (503)", min=1)
+    )
     export_slots: int = field(
         default=2,
         metadata=_help("figure and cell exports (/export/*, /api/render, /api/cells.*) one worker runs at once; keep "

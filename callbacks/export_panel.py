@@ -397,7 +397,7 @@ def share_step(values: dict[str, Any], n_clicks: int | None, context: ViewerCont
     ``values[ids.SELECTION]`` (the selection store) is part of the view when it belongs to it, and so are the map
     card's view (``values[ids.MAP_VIEW_MODE]``) and the side-by-side sections (keyed by their dropdowns' ids).
     """
-    from server.share import ShareError, canonical_query, share_path
+    from server.share import ShareError, canonical_query, check_share_rate, share_path
 
     state = address_state(values, context)
     if context.catalog.get(state.dataset) is None:
@@ -405,7 +405,11 @@ def share_step(values: dict[str, Any], n_clicks: int | None, context: ViewerCont
     query = canonical_query(state, context)
     long = home + query
     try:
+        if has_app_context():
+            check_share_rate()
         share = store.create(query)
+    except RateLimited as exc:
+        return {"error": f"No short link now ({exc}); the full address works too.", "long": long, "n": n_clicks}
     except ShareError as exc:
         log.warning("short link not made: %s", exc)
         return {"error": f"No short link ({exc}); the full address works too.", "long": long, "n": n_clicks}

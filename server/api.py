@@ -34,7 +34,7 @@ from core.viewport import fit_aspect
 from server.http import error_response, file_response, request_args
 from server.limits import check_export_rate
 from server.pictures import cached_render
-from server.share import ShareError, canonical_query, share_path
+from server.share import ShareError, canonical_query, check_share_rate, share_path
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,7 @@ def api_blueprint(context: ViewerContext) -> Blueprint:
             return _json_error("share", "short links are not available on this server", 503)
         state = read_view(context, args(), ())
         query = canonical_query(state, context)
+        check_share_rate()
         try:
             share = store.create(query)
         except ShareError as exc:

@@ -26,10 +26,11 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 from typing import Any, Protocol
 
-from flask import Blueprint, Response, redirect
+from flask import Blueprint, Response, current_app, redirect
 
 from core.context import ViewerContext
 from core.requests import share_id_ok
+from server.limits import client_id, make_rate_limiter
 from core.state import MAP_VIEW_KEYS, QUERY_KEYS, SELECTION_KEYS, ViewState, parse_query, to_query
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ SHARE_PATH = "/s/<share_id>"
 MAX_QUERY_CHARS = 4000
 #: Ids tried for one query before giving up (a clash needs 2^50 links).
 MAX_ATTEMPTS = 8
+#: Where the app keeps the short-link rate limit.
+SHARE_LIMIT_KEY = "atlas_viewer_share_limit"
 #: Parameters a stored view may hold: the address bar's.
 ADDRESS_KEYS = frozenset(QUERY_KEYS) | frozenset(SELECTION_KEYS) | frozenset(MAP_VIEW_KEYS)
 
@@ -119,10 +122,13 @@ class SqliteShares:
     ----------
     path : Path
         The database file; its folder is created (mode 0700) when missing.
+    max_rows : int
+        Links kept at most (``settings.max_shares``).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_rows: int = 100_000):
         self.path = Path(path)
+        self.max_rows = int(max_rows)
         self._ready = False
         self._lock = threading.Lock()
 
@@ -142,10 +148,21 @@ class SqliteShares:
         self._connect().close()
 
     def add(self, share_id: str, query: str) -> str:
-        """Store ``query`` under ``share_id`` unless the id is taken; return the id's query."""
+        """Store ``query`` under ``share_id`` unless the id is taken; return the id's query.
+
+        Raises
+        ------
+        ShareError
+            When the file already holds :attr:`max_rows` links (it never grows without bound).
+        """
         connection = self._connect()
         try:
             connection.execute("BEGIN IMMEDIATE")
+            held = connection.execute("SELECT query FROM shares WHERE id = ?", (share_id,)).fetchone()
+            if held is None and connection.execute("SELECT COUNT(*) FROM shares").fetchone()[0] >= self.max_rows:
+                connection.execute("ROLLBACK")
+                raise ShareError(f"the server keeps at most {self.max_rows:,} short links and holds as many "
+                                 "(setting ATLAS_VIEWER_MAX_SHARES)")
             connection.execute("INSERT OR IGNORE INTO shares (id, query, created) VALUES (?, ?, ?)",
                                (share_id, query, time.time()))
             row = connection.execute("SELECT query FROM shares WHERE id = ?", (share_id,)).fetchone()
@@ -268,7 +285,7 @@ def shares_folder(store: Path) -> Path:
 def open_share_store(settings: Any) -> ShareStore:
     """The links of ``settings``: SQLite under the store (or the system temp when the store is read-only),
     behind Redis when ``settings.redis_url`` is set."""
-    sqlite = SqliteShares(shares_folder(settings.store) / SHARES_DB)
+    sqlite = SqliteShares(shares_folder(settings.store) / SHARES_DB, max_rows=settings.max_shares)
     try:
         sqlite.prepare()
     except (OSError, sqlite3.Error) as exc:
@@ -276,7 +293,7 @@ def open_share_store(settings: Any) -> ShareStore:
         fallback = Path(tempfile.gettempdir()) / f"atlas-viewer-shares-{digest}" / SHARES_DB
         log.warning("cannot keep short links in %s (%s); using %s (links survive restarts, not a cleaned temp)",
                     sqlite.path.parent, exc, fallback.parent)
-        sqlite = SqliteShares(fallback)
+        sqlite = SqliteShares(fallback, max_rows=settings.max_shares)
         sqlite.prepare()
     backends: list[ShareBackend] = [sqlite]
     if getattr(settings, "redis_url", None):
@@ -340,5 +357,21 @@ def register(app: Any, context: ViewerContext) -> ShareStore:
     store = open_share_store(context.settings)
     home = getattr(getattr(app, "config", None), "requests_pathname_prefix", None) or "/"
     server.extensions["atlas_viewer_shares"] = store
+    settings = context.settings
+    server.extensions[SHARE_LIMIT_KEY] = make_rate_limiter(
+        settings, "shares", settings.share_rate_per_min, max(1, round(settings.share_rate_per_min)), what="short links")
     server.register_blueprint(share_blueprint(store, home))
     return store
+
+
+def check_share_rate() -> None:
+    """Count one new short link for the current client (the user when logged in, else the address).
+
+    Raises
+    ------
+    server.limits.RateLimited
+        Over ``settings.share_rate_per_min`` (answered 429 with ``Retry-After``).
+    """
+    limiter = current_app.extensions.get(SHARE_LIMIT_KEY)
+    if limiter is not None:
+        limiter.check(client_id())

@@ -286,3 +286,22 @@ def test_no_backend_at_all_is_an_error():
             raise OSError("read-only")
     with pytest.raises(ShareError):
         ShareStore([Broken()]).create("?dataset=Z")
+
+
+def test_short_links_are_rate_limited_per_client(atlas, store_dir, spatial):
+    app = new_app(atlas, store_dir, share_rate_per_min=2.0)
+    client = app.server.test_client()
+    answers = [client.post(f"/api/share?{urlencode({'dataset': spatial, 'color_by': level})}")
+               for level in ("Class", "Subclass", "Group")]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1 and "short links" in answers[2].get_json()["error"]
+
+
+def test_the_link_store_never_grows_past_its_bound(tmp_path, atlas, spatial):
+    shares = SqliteShares(tmp_path / "shares.sqlite3", max_rows=2)
+    shares.prepare()
+    store = ShareStore([shares])
+    first, second = store.create("?dataset=A"), store.create("?dataset=B")
+    with pytest.raises(ShareError, match="at most 2"):
+        store.create("?dataset=C")
+    assert store.create("?dataset=A") == first and store.resolve(second) == "?dataset=B"  # old links still work
