@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -80,14 +80,26 @@ def picture(duo, graph="map-graph"):
 def wait_for_picture(duo, *fragments, graph="map-graph", absent=(), shown=True, timeout=TIMEOUT):
     """Wait until the picture's URL holds every fragment (and none of ``absent``) and (``shown``) the browser has
     drawn it; returns :func:`picture`."""
+    last = {}
+
     def ready(driver):
-        info = driver.execute_script(PICTURE_JS % graph)
+        info = last["info"] = driver.execute_script(PICTURE_JS % graph)
         if not info or not all(f in info["source"] for f in fragments) or any(a in info["source"] for a in absent):
             return False
         if shown and not (info["shown"] == info["source"] and info["loaded"]):
             return False
         return info
-    return WebDriverWait(duo.driver, timeout, poll_frequency=0.05).until(ready)
+    try:
+        return WebDriverWait(duo.driver, timeout, poll_frequency=0.05).until(ready)
+    except TimeoutException as exc:  # say what the page showed instead, and what it was still doing
+        busy = duo.driver.execute_script(
+            "return Array.from(document.querySelectorAll('[data-dash-is-loading=\"true\"]')).map("
+            "function (e) { return e.id || e.className; });")
+        dragging = duo.driver.execute_script(
+            "var gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');"
+            "return gd ? !!gd._dragging : null;", graph)
+        raise TimeoutException(f"{graph} never showed a picture with {fragments} (without {absent}); last seen "
+                               f"{last.get('info')}; loading {busy}; dragging {dragging}") from exc
 
 
 def wait_settled(duo):

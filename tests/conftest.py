@@ -8,6 +8,18 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
+#: A browser test that times out waiting for the page is run again, at most this many times (pytest-rerunfailures
+#: reports each rerun as ``R``): on a loaded machine a headless Chromium sometimes misses one of the page's events.
+#: Any other failure, an assertion or a console error, fails at once.
+BROWSER_RERUNS = 2
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests get :data:`BROWSER_RERUNS` reruns, for timeouts only."""
+    for item in items:
+        if item.get_closest_marker("browser") is not None and item.get_closest_marker("flaky") is None:
+            item.add_marker(pytest.mark.flaky(reruns=BROWSER_RERUNS, only_rerun=["TimeoutException"]))
+
 
 def pytest_setup_options():
     """Options for dash_duo's Chromium: headless, and no background traffic (the network is closed)."""
