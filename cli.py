@@ -1,4 +1,4 @@
-"""The ``atlas-viewer`` command: serve, demo, prepare, download and bench."""
+"""The ``atlas-viewer`` command: serve, demo, prepare, verify, download and bench."""
 from __future__ import annotations
 
 import logging
@@ -100,6 +100,40 @@ def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tup
         )
     except PrepareError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("store_dir", type=click.Path(path_type=Path))
+@click.option("--sizes-only", is_flag=True, help="check file sizes only (what every open does), not checksums")
+def verify(store_dir: Path, sizes_only: bool) -> None:
+    """Check every file of the store STORE_DIR against its catalog (sizes and checksums); exit 1 naming the damaged
+    datasets and files."""
+    from data_layer.store import StoreError, verify_store
+
+    try:
+        results = verify_store(store_dir, checksums=not sizes_only)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    damaged = unverified = 0
+    for kind, name, problems in results:
+        if problems is None:
+            unverified += 1
+            click.echo(f"{kind} {name}: unverified (prepared before file sizes and checksums were recorded; its "
+                       f"folder is present)")
+        elif problems:
+            damaged += 1
+            click.echo(f"{kind} {name}: DAMAGED")
+            for line in problems:
+                click.echo(f"  {line}")
+        else:
+            click.echo(f"{kind} {name}: ok")
+    what = "sizes" if sizes_only else "sizes and checksums"
+    if damaged:
+        click.echo(f"{damaged} of {len(results)} damaged ({what} checked); run `atlas-viewer prepare` again to "
+                   f"rebuild them", err=True)
+        sys.exit(1)
+    click.echo(f"{len(results) - unverified} of {len(results)} ok ({what} checked)"
+               + (f", {unverified} unverified" if unverified else ""))
 
 
 @main.command()

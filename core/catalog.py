@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from data_layer.store import DatasetDamaged
+
 #: Pseudo colour-by values besides the taxonomy levels.
 COLOR_BY_REGION = "region"
 COLOR_BY_GENE = "gene"
@@ -118,9 +120,11 @@ class DatasetEntry:
 
 @dataclass(frozen=True)
 class Catalog:
-    """Every dataset of the store, spatial ones first (the order of ``Atlas.datasets()``)."""
+    """Every sound dataset of the store, spatial ones first (the order of ``Atlas.datasets()``), and the damaged
+    ones apart (``damaged``: name -> what is wrong; they are not shown, and a request naming one is refused)."""
 
     datasets: dict[str, DatasetEntry]
+    damaged: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -150,12 +154,19 @@ def catalog_from_atlas(atlas: Any) -> Catalog:
     Catalog
     """
     datasets: dict[str, DatasetEntry] = {}
+    damaged: dict[str, str] = dict(atlas.damaged()) if hasattr(atlas, "damaged") else {}
     for name in atlas.datasets():
+        if name in damaged:
+            continue
         info = atlas.info(name)
         planes: list[SlabPlaneEntry] = []
         sections: dict[str, SectionEntry] = {}
         if info.kind == "spatial":
-            section_table = atlas.sections(name)
+            try:
+                section_table = atlas.sections(name)
+            except DatasetDamaged as exc:
+                damaged[name] = str(exc)
+                continue
             by_plane: dict[str, list[str]] = {}
             for row in section_table.itertuples(index=False):
                 row = row._asdict()
@@ -187,7 +198,7 @@ def catalog_from_atlas(atlas: Any) -> Catalog:
             columns=tuple(column for column in atlas.categorical_columns(name)
                           if column not in info.levels and column not in PLACE_COLUMNS),
         )
-    return Catalog(datasets)
+    return Catalog(datasets, damaged)
 
 
 class AtlasLookups:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 from urllib.parse import parse_qs, urlencode
 
-from core.errors import ViewError
+from core.errors import DatasetUnavailable, ViewError
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, Catalog, DatasetEntry
 from core.selection import compact_selection, parse_selection_param, read_selection, selection_param
 from core.viewport import Window, make_window
@@ -230,6 +230,11 @@ def parse_query(
 
     # dataset
     requested = params.get("dataset") or None
+    if requested and requested in catalog.damaged:
+        notices.append(Notice("dataset", f"Dataset '{requested}' is damaged in the store (files missing or "
+                                         f"truncated) and cannot be shown until it is prepared again: showing "
+                                         f"{catalog.default_dataset()}."))
+        requested = None
     if requested and catalog.get(requested) is None:
         notices.append(Notice("dataset", f"Unknown dataset '{requested}': showing {catalog.default_dataset()}."))
         requested = None
@@ -397,8 +402,11 @@ def strict_view(
     Raises
     ------
     ViewError
+        :class:`core.errors.DatasetUnavailable` (503) for a dataset damaged in the store.
     """
     check_keys(args, extra_keys)
+    if args.get("dataset") in catalog.damaged:
+        raise DatasetUnavailable(args["dataset"])
     if not catalog.datasets:
         raise ViewError("dataset", "the store holds no dataset")
     if require_dataset and not args.get("dataset"):

@@ -1,8 +1,14 @@
 """``Atlas``: the one door to a prepared store (contract: docs/atlas_api.md).
 
-``Atlas.open(store)`` reads only the catalog; a dataset's small tables are read and its big arrays memory-mapped
-on first use, so start-up is instant and gunicorn workers share the OS page cache. Every method returns plain
-numpy / pandas values; reads are thread-safe.
+``Atlas.open(store)`` reads only the catalog and checks the size of every store file against it (``stat``, no
+read); a dataset's small tables are read and its big arrays memory-mapped on first use, so start-up is instant and
+gunicorn workers share the OS page cache. Every method returns plain numpy / pandas values; reads are thread-safe.
+
+A damaged dataset (a file missing, truncated or unreadable) is contained: every call naming it raises
+:class:`data_layer.store.DatasetDamaged` (the dataset and its files named) and :meth:`Atlas.damaged` lists it,
+while the other datasets keep serving. An opened dataset's file sizes are checked again at most every
+:data:`RECHECK_S` seconds before it is used, so a file truncated under a running server is found before its memory
+map is read past the end (which would kill the process with SIGBUS), except in the moment between two checks.
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import difflib
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 #: Rows of cell tables kept in the LRU cache of ``cells()`` (sum over cached tables).
 CELL_CACHE_ROWS = 8_000_000
 KDTREE_CACHE = 16
+#: Seconds between two size checks of an opened dataset's files (a few ``stat`` calls).
+RECHECK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,9 +70,9 @@ class _Dataset:
         self.name = name
         self.entry = entry
         self.folder = atlas.root / st.UNITS / entry["unit"]
+        self.checked_at = time.monotonic()
         if not self.folder.is_dir():
-            raise st.StoreError(f"{atlas.root}: folder {entry['unit']} of dataset {name} is missing; "
-                                f"re-run `atlas-viewer prepare`")
+            raise st.DatasetDamaged(name, [f"folder {self.folder} is missing"])
         self.meta = json.loads((self.folder / "meta.json").read_text())
         self.kind = entry["kind"]
         self.n_cells = int(self.meta["n_cells"])
@@ -172,6 +181,7 @@ class Atlas:
         self.root = root
         self.catalog = catalog
         self._datasets: dict[str, _Dataset] = {}
+        self._damaged: dict[str, list[str]] = {}
         self._tax_tables: dict[str, TaxonomyTables] = {}
         self._lock = threading.RLock()
         self._cells: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
@@ -190,7 +200,51 @@ class Atlas:
             if the folder is not a store (the message says how to make one).
         """
         root = Path(store_dir)
-        return cls(root, st.read_catalog(root))
+        atlas = cls(root, st.read_catalog(root))
+        atlas.check_files()
+        return atlas
+
+    def check_files(self) -> dict[str, str]:
+        """Check the size of every file of every dataset against the catalog (``stat`` only; checksums are
+        ``atlas-viewer verify``'s job); a damaged dataset is then refused (:meth:`damaged`) and a repaired one
+        served again. Returns :meth:`damaged`."""
+        found = {}
+        for name in self.catalog["datasets"]:
+            problems = st.check_dataset(self.root, self.catalog, name)
+            if problems:
+                found[name] = problems
+        with self._lock:
+            for name, problems in self._damaged.items():
+                # found unreadable while serving, in a store without recorded sizes: no check can clear it
+                unverified = any(files is None for _, files in st.entry_units(self.catalog, self.catalog["datasets"][name]))
+                if name not in found and unverified:
+                    found[name] = problems
+            for name in found:
+                if name not in self._damaged:
+                    log.error("%s", st.DatasetDamaged(name, found[name]))
+                self._datasets.pop(name, None)
+            self._damaged = found
+        return self.damaged()
+
+    def damaged(self) -> dict[str, str]:
+        """Damaged datasets found so far: name -> what is wrong (files named). Empty for a sound store."""
+        with self._lock:
+            return {name: str(st.DatasetDamaged(name, problems)) for name, problems in self._damaged.items()}
+
+    def _mark_damaged(self, name: str, problems: list[str]) -> st.DatasetDamaged:
+        exc = st.DatasetDamaged(name, problems)
+        with self._lock:
+            if name not in self._damaged:
+                log.error("%s", exc)
+            self._damaged[name] = list(problems)
+            self._datasets.pop(name, None)
+            for key in [k for k in self._cells if k[0] == name]:
+                _, a, b = key
+                self._cells_rows -= b - a
+                del self._cells[key]
+            for key in [k for k in self._trees if k[0] == name]:
+                del self._trees[key]
+        return exc
 
     def __repr__(self) -> str:
         return f"Atlas({str(self.root)!r}, datasets={self.datasets()})"
@@ -198,8 +252,17 @@ class Atlas:
     def _ds(self, dataset: str) -> _Dataset:
         ds = self._datasets.get(dataset)
         if ds is not None:
+            if time.monotonic() - ds.checked_at < RECHECK_S:
+                return ds
+            # Sizes again before the maps are read: a truncated mapped file would end the process (SIGBUS).
+            problems = st.check_dataset(self.root, self.catalog, dataset)
+            if problems:
+                raise self._mark_damaged(dataset, problems)
+            ds.checked_at = time.monotonic()
             return ds
         with self._lock:
+            if dataset in self._damaged:
+                raise st.DatasetDamaged(dataset, self._damaged[dataset])
             if dataset not in self._datasets:
                 entry = self.catalog["datasets"].get(dataset)
                 if entry is None:
@@ -207,7 +270,12 @@ class Atlas:
                     raise KeyError(f"no dataset {dataset!r} in store {self.root}; it has: "
                                    f"{', '.join(self.catalog['datasets']) or 'none'}"
                                    + (f" (close: {', '.join(close)})" if close else ""))
-                self._datasets[dataset] = _Dataset(self, dataset, entry)
+                try:
+                    self._datasets[dataset] = _Dataset(self, dataset, entry)
+                except st.DatasetDamaged as exc:
+                    raise self._mark_damaged(dataset, exc.problems) from None
+                except (OSError, ValueError, EOFError) as exc:  # unreadable file of a store without recorded sizes
+                    raise self._mark_damaged(dataset, [f"{type(exc).__name__}: {exc}"]) from None
             return self._datasets[dataset]
 
     def _taxonomy_tables(self, unit: str) -> TaxonomyTables:

@@ -67,6 +67,8 @@ KNOWN_TAXONOMY = (
     ("HMBA-10xMultiome-BG", "HMBA-BG-taxonomy"),
     ("WMB-10X", "WMB-taxonomy"),
 )
+#: Columns of a cell-metadata UMAP table (WMB-10X ``cell_metadata.csv``).
+UMAP_COLUMNS = ("x", "y", "cluster_alias")
 DONOR_PREFIX_SPECIES = (("QM", "Macaque"), ("CJ", "Marmoset"), ("H", "Human"))
 
 
@@ -236,10 +238,13 @@ def plan_units(cache: _Cache) -> tuple[dict[str, UnitPlan], list[UnitPlan]]:
             continue
         try:
             header = set(csv_header(cache.path(f)))
-        except TableError:
+        except TableError as exc:
+            datasets.append(UnitPlan("umap", ds, "cell_metadata", files={"cell_metadata": f}, problems=[str(exc)]))
             continue
-        # x, y without z: a UMAP (WMB-10X). Mouse MERFISH tables also have x, y, cluster_alias, but with z.
-        if {"x", "y", "cluster_alias"} <= header and "z" not in header:
+        # x, y, cluster_alias without z: a UMAP (WMB-10X). Mouse MERFISH tables also have x, y, cluster_alias, but
+        # with z. A table with some of them and no z is a UMAP table missing a column: it is planned, so that its
+        # builder fails naming the file and the column instead of the dataset being left out without a word.
+        if header & set(UMAP_COLUMNS) and "z" not in header:
             plan = UnitPlan("umap", ds, "cell_metadata", files={"cell_metadata": f})
             for tag in ("value_sets", "gene"):
                 if usable(ds, tag):
@@ -666,7 +671,7 @@ def _cells_cell_metadata(cache: _Cache, plan: UnitPlan) -> CellTable:
     cm = read_csv(p_cm, {"cell_label": "str", "x": "float", "y": "float", "cluster_alias": "str",
                          "feature_matrix_label": "str", "dataset_label": "str",
                          "region_of_interest_acronym": "str", "library_method": "str"},
-                  required=["cell_label", "x", "y", "cluster_alias"])
+                  required=["cell_label", *UMAP_COLUMNS])
     cm = _dedupe(cm, p_cm)
     bad = ~(np.isfinite(cm["x"]) & np.isfinite(cm["y"]))
     if bad.any():
@@ -1018,7 +1023,7 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
             prev = old_tax.get(name)
             if plan.problems:
                 report.errors[name] = list(plan.problems)
-            elif prev and prev.get("signature") == sig and (store_dir / st.UNITS / prev["unit"]).is_dir():
+            elif prev and prev.get("signature") == sig and _sound(store_dir, prev):
                 tax_entries[name] = prev
                 tax_tables[name] = TaxonomyTables.load(store_dir / st.UNITS / prev["unit"])
                 report.taxonomies[name] = "unchanged"
@@ -1027,6 +1032,7 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
                 try:
                     tables = read_taxonomy(name, {k: cache.path(f) for k, f in plan.files.items()})
                     tables.write(tmp / unit)
+                    files = st.unit_files(tmp / unit)
                 except TableError as exc:
                     report.errors[name] = [str(exc)]
                 else:
@@ -1037,11 +1043,11 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
                         "n_terms": [tables.n_terms(i) for i in range(len(tables.levels))],
                         "n_clusters": tables.n_terms(len(tables.levels) - 1),
                         "sources": [cache.record(f) for f in plan.sources()],
-                        "release": cache.manifest.version,
+                        "release": cache.manifest.version, "files": files,
                     }
                     report.taxonomies[name] = "prepared"
             if name in report.errors:
-                if prev and (store_dir / st.UNITS / prev["unit"]).is_dir():
+                if prev and _sound(store_dir, prev):
                     tax_entries[name] = prev
                     tax_tables[name] = TaxonomyTables.load(store_dir / st.UNITS / prev["unit"])
                     report.taxonomies[name] = "failed (previous version kept)"
@@ -1057,13 +1063,14 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
                 report.errors.setdefault(plan.name, []).append(f"its taxonomy {plan.taxonomy} could not be prepared")
             sig = st.signature([], {"own": own_sig[plan.name], "taxonomy": tax_entry["signature"] if tax_entry else None})
             prev = old_ds.get(plan.name)
-            prev_ok = prev is not None and (store_dir / st.UNITS / prev["unit"]).is_dir()
+            prev_ok = prev is not None and _sound(store_dir, prev)
             if plan.name in report.errors:
                 pass
             elif plan.problems:
                 report.errors[plan.name] = list(plan.problems)
             elif prev_ok and prev.get("signature") == sig and prev.get("complete", True):
-                ds_entries[plan.name] = prev
+                # same sources, same taxonomy; the taxonomy's folder is new if the old one was damaged
+                ds_entries[plan.name] = {**prev, "taxonomy_unit": tax_entry["unit"] if tax_entry else None}
                 report.datasets[plan.name] = "unchanged"
                 bar.update(1)
                 continue
@@ -1084,7 +1091,8 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
                                   "taxonomy_unit": tax_entry["unit"] if tax_entry else None,
                                   "sources": [cache.record(f) for f in plan.sources()],
                                   "release": cache.manifest.version,
-                                  "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                  "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                  "files": st.unit_files(tmp / unit)})
                     if entry["errors"]:
                         report.errors[plan.name] = list(entry["errors"])
                     if not entry["errors"] or not prev_ok:
@@ -1106,13 +1114,13 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
         # Keep what this run did not touch (other datasets, or datasets no longer in this cache).
         for name, entry in old_ds.items():
             if name not in ds_entries and name not in report.datasets:
-                if (store_dir / st.UNITS / entry["unit"]).is_dir():
+                if _sound(store_dir, entry):
                     ds_entries[name] = entry
                     report.datasets[name] = "kept"
                     if not datasets:
                         log.info("%s: not in this cache; the prepared version is kept", name)
         for name, entry in old_tax.items():
-            if name not in tax_entries and (store_dir / st.UNITS / entry["unit"]).is_dir():
+            if name not in tax_entries and _sound(store_dir, entry):
                 tax_entries[name] = entry
         _link_umaps(ds_entries)
         catalog = {
@@ -1128,6 +1136,15 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _sound(store_dir: Path, entry: dict) -> bool:
+    """True when a prepared unit's folder is present and its files have their recorded sizes (a damaged unit is
+    prepared again, not kept)."""
+    problems = st.check_unit(store_dir / st.UNITS / entry["unit"], entry.get("files"))
+    if problems and (store_dir / st.UNITS / entry["unit"]).is_dir():
+        log.warning("%s is damaged (%s); it is prepared again", entry["unit"], "; ".join(problems[:3]))
+    return not problems
 
 
 def _dataset_rank(name: str, entry: dict) -> tuple:

@@ -49,6 +49,19 @@ class StoreError(Exception):
     """A folder is not a usable store (no catalog, another format version, a unit missing)."""
 
 
+class DatasetDamaged(StoreError):
+    """A dataset's files are missing, truncated or unreadable; the store's other datasets still serve.
+
+    ``dataset`` names the dataset, ``problems`` says which files (one line each)."""
+
+    def __init__(self, dataset: str, problems: list[str]):
+        self.dataset = dataset
+        self.problems = list(problems)
+        super().__init__(f"dataset {dataset} is damaged in the store ({'; '.join(self.problems[:3])}"
+                         f"{f'; and {len(self.problems) - 3} more' if len(self.problems) > 3 else ''}); "
+                         f"run `atlas-viewer verify STORE`, then `atlas-viewer prepare` again")
+
+
 # ----------------------------------------------------------------------------------------------------- catalog
 def read_catalog(store_dir: str | Path) -> dict:
     """The store's catalog; ``StoreError`` explaining what to do when it is absent or unreadable."""
@@ -198,6 +211,98 @@ def signature(records: Iterable[dict], extra: dict | None = None) -> str:
     payload = {"format": FORMAT_VERSION, "sources": sorted((r["path"], r["size"], r["md5"]) for r in records),
                "extra": extra or {}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ unit files
+#: Checksum of a store file as recorded in the catalog (fast; it detects damage, it is no security measure).
+CHECKSUM = "blake2b-128"
+
+
+def file_checksum(path: Path, chunk: int = 1 << 22) -> str:
+    """The :data:`CHECKSUM` of a file, hex."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def unit_files(folder: Path) -> dict[str, list]:
+    """``{relative path: [size, checksum]}`` of every file in a unit folder (written into its catalog entry)."""
+    out = {}
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        out[path.relative_to(folder).as_posix()] = [path.stat().st_size, file_checksum(path)]
+    return out
+
+
+def check_unit(folder: Path, files: dict[str, list] | None, checksums: bool = False) -> list[str]:
+    """Problems of a unit folder against its recorded ``files`` (one line each, naming the file; [] = sound).
+
+    Sizes are checked by ``stat`` (cheap, done at every open); ``checksums=True`` also reads every file and
+    compares its checksum (``atlas-viewer verify``). Without records (a store prepared before they were kept)
+    only the folder's presence is checked.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [f"folder {folder} is missing"]
+    problems = []
+    for rel, (size, checksum) in (files or {}).items():
+        path = folder / rel
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            problems.append(f"{path} is missing")
+            continue
+        except OSError as exc:
+            problems.append(f"{path} cannot be read ({exc.strerror})")
+            continue
+        if actual != size:
+            problems.append(f"{path} has {actual} bytes, the catalog says {size} (truncated or changed)")
+        elif checksums:
+            try:
+                if file_checksum(path) != checksum:
+                    problems.append(f"{path}: checksum differs from the catalog's (the file changed)")
+            except OSError as exc:
+                problems.append(f"{path} cannot be read ({exc.strerror})")
+    return problems
+
+
+def entry_units(catalog: dict, entry: dict) -> list[tuple[str, dict | None]]:
+    """``(unit folder name, recorded files or None)`` of a dataset entry: its own unit and its taxonomy's."""
+    out = [(entry["unit"], entry.get("files"))]
+    if entry.get("taxonomy_unit"):
+        tax = next((t for t in catalog.get("taxonomies", {}).values() if t.get("unit") == entry["taxonomy_unit"]),
+                   None)
+        out.append((entry["taxonomy_unit"], tax.get("files") if tax else None))
+    return out
+
+
+def check_dataset(root: Path, catalog: dict, name: str, checksums: bool = False) -> list[str]:
+    """Problems of a dataset's folders (its own and its taxonomy's) in the store ``root``; [] when sound."""
+    problems = []
+    for unit, files in entry_units(catalog, catalog["datasets"][name]):
+        problems += check_unit(Path(root) / UNITS / unit, files, checksums=checksums)
+    return problems
+
+
+def verify_store(store_dir: str | Path, checksums: bool = True) -> list[tuple[str, str, list[str]]]:
+    """Check every dataset and taxonomy of a store against its catalog.
+
+    Returns
+    -------
+    list of ``(kind, name, problems)``
+        kind ``"dataset"`` or ``"taxonomy"``; ``problems`` is ``[]`` for a sound unit and ``None`` for a unit
+        prepared before sizes and checksums were recorded (its presence checked only: see :func:`check_unit`).
+    """
+    root = Path(store_dir)
+    catalog = read_catalog(root)
+    out = []
+    for kind, section in (("taxonomy", "taxonomies"), ("dataset", "datasets")):
+        for name, entry in catalog.get(section, {}).items():
+            files = entry.get("files")
+            problems = check_unit(root / UNITS / entry["unit"], files, checksums=checksums)
+            out.append((kind, name, problems if files is not None or problems else None))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- arrays, strings

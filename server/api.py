@@ -28,7 +28,7 @@ from core.export import cells_from_args, export_filename, figure_from_args, read
 from core.picture import view_picture
 from core.scope import view_window
 from core.requests import CELL_FORMATS, FIGURE_FORMATS, read_flag, read_number
-from core.errors import ViewError
+from core.errors import DatasetUnavailable, ViewError
 from core.state import check_keys
 from core.viewport import fit_aspect
 from server.http import error_response, file_response, request_args
@@ -47,7 +47,7 @@ DEFAULT_PICTURE_WIDTH_PX = 1200
 MAX_GENE_RESULTS = 200
 
 
-def _json_error(parameter: str, message: str, status: int = 400) -> Response:
+def _json_error(parameter: str, message: str, status: int | None = None) -> Response:
     return error_response(ViewError(parameter, message), status)
 
 
@@ -116,6 +116,8 @@ def genes_from_args(context: ViewerContext, args: dict[str, str]) -> list[dict]:
     catalog = context.catalog
     dataset = args.get("dataset") or catalog.default_dataset()
     entry = catalog.get(dataset)
+    if dataset in catalog.damaged:
+        raise DatasetUnavailable(dataset)
     if entry is None:
         raise ViewError("dataset", f"unknown dataset {str(dataset)[:60]!r} (one of "
                                             f"{', '.join(catalog.names)})")

@@ -18,10 +18,13 @@ from typing import Any, Callable, Iterable
 from dash.exceptions import DependencyException
 from flask import Flask, jsonify
 
+from core.errors import DatasetUnavailable
+from data_layer.store import DatasetDamaged
 from server.auth import (Revocations, TrustedProxies, TrustedProxyFix, UsersFile, install_auth,
                          install_security_headers, make_revocations)
 from server.caching import Caches, install_caches
 from server.health import StoreProbe, install_health, install_request_log
+from server.http import error_response
 from server.limits import RateLimiter, install_limits, install_request_guard, make_rate_limiter
 from settings import Settings
 
@@ -85,6 +88,8 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
     limiter = install_limits(server, settings, guard=caches.guard, export_endpoints=export_endpoints)
     # Dash raises (500) for an unknown library in /_dash-component-suites/...: an unknown file is a 404
     server.register_error_handler(DependencyException, lambda exc: (jsonify({"error": "not found"}), 404))
+    # a dataset found damaged while serving (a file truncated or removed under the running server): 503 naming it
+    server.register_error_handler(DatasetDamaged, lambda exc: error_response(DatasetUnavailable(exc.dataset)))
     probe = install_health(server, settings, atlas=atlas, caches=caches, opener=store_opener)
     features = ServerFeatures(caches=caches, limiter=limiter, users=users, probe=probe, revocations=revocations)
     server.extensions["atlas_viewer_features"] = features

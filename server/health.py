@@ -113,21 +113,30 @@ class StoreProbe:
         return self._atlas
 
     def check(self) -> tuple[bool, dict[str, Any]]:
-        """``(ok, facts)``; facts hold ``datasets`` (int) when ok, else ``error`` (str)."""
+        """``(ok, facts)``; facts hold ``datasets`` (int) when the store opens, ``error`` (str) when not ok, and
+        ``damaged`` (dataset -> what is wrong) when some datasets' files are missing or truncated (their sizes are
+        checked again at every call: a few ``stat`` calls per dataset)."""
         if not self.store.is_dir():
             return False, {"error": f"store folder {self.store} does not exist"}
         try:
             atlas = self._open()
-            return True, {"datasets": len(atlas.datasets())}
+            facts: dict[str, Any] = {"datasets": len(atlas.datasets())}
+            damaged = atlas.check_files() if hasattr(atlas, "check_files") else {}
         except Exception as exc:  # the probe reports every failure; it must not raise
             log.warning("healthz: store %s cannot be opened: %s", self.store, exc)
             return False, {"error": f"store {self.store} cannot be opened: {type(exc).__name__}: {exc}"}
+        if damaged:
+            facts["damaged"] = damaged
+            facts["error"] = f"{len(damaged)} damaged dataset(s): {', '.join(damaged)}"
+            return False, facts
+        return True, facts
 
 
 def install_health(server: Flask, settings: Settings, atlas: Any = None, caches: Any = None,
                    opener: Callable[[Path], Any] | None = None) -> StoreProbe:
     """Add ``GET /healthz`` to ``server``: 200 or 503 with ``{"ok"}`` for anyone; with login on, the store, the
-    datasets, the version, the worker, the cache and the error only for a logged-in user.
+    datasets, the version, the worker, the cache, the error and the damaged datasets (``damaged``: name -> which
+    files) only for a logged-in user. A damaged dataset makes the answer 503, not ok, while the others serve.
 
     Returns
     -------
@@ -152,6 +161,8 @@ def install_health(server: Flask, settings: Settings, atlas: Any = None, caches:
             body["cache_ok"] = not caches.guard.down
         if not ok:
             body["error"] = facts["error"]
+        if facts.get("damaged"):
+            body["damaged"] = facts["damaged"]
         response = jsonify(body)
         response.status_code = 200 if ok else 503
         response.headers["Cache-Control"] = "no-store"

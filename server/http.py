@@ -15,10 +15,11 @@ def file_response(data: bytes, fmt: str, filename: str) -> Response:
     return response
 
 
-def error_response(exc: ViewError, status: int = 400) -> Response:
-    """``{"error", "parameter"}`` JSON with ``status``."""
+def error_response(exc: ViewError, status: int | None = None) -> Response:
+    """``{"error", "parameter"}`` JSON with ``status`` (default: the error's own, 400, or 503 for a damaged
+    dataset)."""
     response = jsonify(exc.to_json())
-    response.status_code = status
+    response.status_code = status or exc.status
     return response
 
 

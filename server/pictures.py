@@ -16,8 +16,9 @@ from flask import Blueprint, Response, request
 
 from core.context import ViewerContext
 from core.picture import PICTURE_PATH, PictureRequest, parse_picture_args
-from core.errors import ViewError
+from core.errors import DatasetUnavailable, ViewError
 from core.render import render_png
+from data_layer.store import DatasetDamaged
 from server.http import error_response, request_args
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def picture_blueprint(context: ViewerContext) -> Blueprint:
             return Response(status=304, headers={"ETag": etag})
         try:
             png = cached_render(context, picture)
+        except DatasetDamaged as exc:  # found damaged while serving: 503 naming the dataset, not a 500
+            return error_response(DatasetUnavailable(exc.dataset))
         except Exception:  # a broken picture must say so, not hang the map
             log.exception("rendering %s failed", request.full_path)
             return Response("The picture could not be rendered; see the server log.\n", status=500,
