@@ -234,7 +234,7 @@ def plan_units(cache: _Cache) -> tuple[dict[str, UnitPlan], list[UnitPlan]]:
 
     for ds in names:
         f = usable(ds, "cell_metadata")
-        if ds in claimed or not f or cache.state(f) != "ok":
+        if ds in claimed or not f:  # a truncated table is planned too: it is reported below, not left out
             continue
         try:
             header = set(csv_header(cache.path(f)))
