@@ -4,6 +4,10 @@
 read); a dataset's small tables are read and its big arrays memory-mapped on first use, so start-up is instant and
 gunicorn workers share the OS page cache. Every method returns plain numpy / pandas values; reads are thread-safe.
 
+The unit folders of the catalog read at open are held (a shared ``flock`` each) while the atlas lives, so a
+re-prepare never removes or changes a file it uses: the new version is written beside it and switched in by the
+catalog, which a server reads when it is restarted.
+
 A damaged dataset (a file missing, truncated or unreadable) is contained: every call naming it raises
 :class:`data_layer.store.DatasetDamaged` (the dataset and its files named) and :meth:`Atlas.damaged` lists it,
 while the other datasets keep serving. An opened dataset's file sizes are checked again at most every
@@ -17,6 +21,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +206,10 @@ class Atlas:
         """
         root = Path(store_dir)
         atlas = cls(root, st.read_catalog(root))
+        # the folders of this catalog stay on disk while this atlas (or a forked worker) lives, whatever a
+        # re-prepare writes meanwhile
+        held = st.hold_units(root, st.referenced_units(atlas.catalog))
+        weakref.finalize(atlas, st.release_units, held)
         atlas.check_files()
         return atlas
 

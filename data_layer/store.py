@@ -13,7 +13,9 @@ Layout (see docs/atlas_api.md, "Store layout")::
 A prepare writes new unit folders into ``.tmp-<pid>``, moves them into ``units/`` and only then replaces
 ``catalog.json``, so a crash or Ctrl-C at any moment leaves the previous catalog pointing at complete folders.
 Unchanged datasets keep their folder (no copy, same inodes). Folders no catalog references are deleted after
-the new catalog is in place (and by the next prepare after a crash).
+the new catalog is in place (and by the next prepare after a crash), except those a running viewer still holds
+(a shared ``flock`` on each unit folder it opened, :func:`hold_units`): a viewer started before a re-prepare keeps
+serving its complete, unchanged version until it is restarted, and a later prepare removes the old folders.
 """
 from __future__ import annotations
 
@@ -139,8 +141,50 @@ def cleanup_stale(store_dir: Path, catalog: dict | None) -> None:
     used = referenced_units(catalog) if catalog else set()
     for folder in units.iterdir():
         if folder.name not in used:
-            log.info("removing unreferenced store folder %s", folder)
-            shutil.rmtree(folder, ignore_errors=True)
+            fd = _lock_folder(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fd is None:
+                log.info("keeping unreferenced store folder %s: a running viewer still reads it (removed by a later "
+                         "prepare once it is gone)", folder)
+                continue
+            try:
+                log.info("removing unreferenced store folder %s", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                os.close(fd)
+
+
+def _lock_folder(folder: Path, operation: int) -> int | None:
+    """An open descriptor of ``folder`` holding ``flock(operation)``; None if the folder is gone or, with
+    ``LOCK_NB``, another process holds a conflicting lock. A symbolic link is locked as its target."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, operation)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def hold_units(store_dir: Path, units: Iterable[str]) -> list[int]:
+    """Take a shared lock on each unit folder a reader uses (``Atlas.open``): a prepare never removes a folder a
+    running viewer holds, so a re-prepare switches the catalog atomically while every process that opened the
+    previous one keeps reading complete, unchanged folders until it ends. Returns the descriptors to close."""
+    fds = []
+    for unit in sorted(units):
+        fd = _lock_folder(Path(store_dir) / UNITS / unit, fcntl.LOCK_SH)
+        if fd is not None:
+            fds.append(fd)
+    return fds
+
+
+def release_units(fds: list[int]) -> None:
+    """Close the descriptors of :func:`hold_units` (their locks go with the last process holding them)."""
+    while fds:
+        with contextlib.suppress(OSError):
+            os.close(fds.pop())
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,6 +1,7 @@
 """prepare: atomic (a killed or interrupted prepare leaves the old store usable), incremental, and its errors."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -158,6 +159,8 @@ def test_a_prepare_killed_midway_leaves_the_previous_store_usable(tmp_path):
     np.testing.assert_array_equal(reopened.cells(WMB)["x"].to_numpy(), x_before)
     np.testing.assert_array_equal(reopened.gene(WMB, "Gene5"), gene_before)
 
+    del old, reopened  # no viewer holds the old folders any more (a running one would keep them on disk)
+    gc.collect()
     report = prepare_store(cache, store)  # the next prepare cleans up and finishes the job
     assert report.datasets == {WMB: "prepared"}
     assert not list(store.glob(".tmp-*"))

@@ -305,3 +305,45 @@ def test_prepare_exits_nonzero_naming_the_file_and_the_column_a_dataset_lacks(de
     # the taxonomy was still prepared; the dataset is not in the store
     catalog = json.loads((store / CATALOG).read_text())
     assert "WMB-10X" not in catalog["datasets"] and "WMB-taxonomy" in catalog["taxonomies"]
+
+
+# ------------------------------------------------------------------------------------------------ re-prepare
+def test_a_reprepare_never_removes_the_folders_a_running_viewer_reads(tmp_path):
+    import gc
+
+    import pandas as pd
+
+    from abc_builders import HUMAN, MARMOSET, build_quirky_cache
+    from data_layer.prepare import prepare_store
+
+    quirky = build_quirky_cache(tmp_path / "cache", n_per_section=12)
+    store = tmp_path / "store"
+    prepare_store(quirky.root, store)
+    running = Atlas.open(store)  # a viewer started before the re-prepare; it has opened no dataset yet
+    old_unit = running.catalog["datasets"][MARMOSET]["unit"]
+    before = running.catalog["datasets"][HUMAN]
+
+    path = next((quirky.root / "metadata" / MARMOSET).rglob("cell_anatomical_annotations.csv"))
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table["parcellation_term_symbol"] = "STR"
+    quirky.builder.csv(MARMOSET, "cell_anatomical_annotations", table, version=path.parent.name)
+    quirky.builder.write_manifest()
+    assert prepare_store(quirky.root, store).datasets[MARMOSET] == "prepared"
+
+    catalog = json.loads((store / CATALOG).read_text())
+    assert catalog["datasets"][MARMOSET]["unit"] != old_unit  # the new version beside the old, switched atomically
+    assert catalog["datasets"][HUMAN]["unit"] == before["unit"]
+    assert (store / UNITS / old_unit).is_dir()  # kept: the running viewer holds it
+    assert running.damaged() == {} and running.check_files() == {}
+
+    def annotated_regions(atlas):
+        cells = atlas.cells(MARMOSET)
+        return set(cells.loc[cells["cell_label"].astype(str).isin(set(table["cell_label"])), "region"])
+
+    assert annotated_regions(running) != {"STR"}  # the running viewer serves its whole old version
+    assert annotated_regions(Atlas.open(store)) == {"STR"}  # a viewer opened now serves the new one
+
+    del running
+    gc.collect()
+    prepare_store(quirky.root, store)  # nothing changed; the folder nobody holds any more is collected
+    assert not (store / UNITS / old_unit).exists()
