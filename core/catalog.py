@@ -7,6 +7,7 @@ the view reader, the layout and the figure builders get plain values from it and
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -198,6 +199,9 @@ def catalog_from_atlas(atlas: Any) -> Catalog:
             columns=tuple(column for column in atlas.categorical_columns(name)
                           if column not in info.levels and column not in PLACE_COLUMNS),
         )
+    for name, entry in datasets.items():
+        if entry.umap_dataset in damaged:  # a map without the UMAP panel rather than a panel that cannot draw
+            datasets[name] = dataclasses.replace(entry, umap_dataset=None)
     return Catalog(datasets, damaged)
 
 

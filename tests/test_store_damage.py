@@ -217,6 +217,16 @@ def test_the_page_says_the_dataset_is_damaged_and_shows_another(damaged_store):
     assert DAMAGED not in context.catalog.names and SOUND in context.catalog.names
 
 
+def test_a_damaged_umap_dataset_leaves_the_maps_of_sections_without_their_umap_panel(demo_store, tmp_path):
+    umap = "HMBA-10xMultiome-BG-Aligned"
+    store = store_copy(demo_store, tmp_path, real=(umap,))
+    (unit_folder(store, umap) / "y.npy").unlink()
+    catalog = ViewerContext.build(Atlas.open(store), Settings(store=store)).catalog
+    assert list(catalog.damaged) == [umap] and umap not in catalog.names
+    assert catalog.get(SOUND).umap_dataset is None and catalog.get(SOUND).n_cells > 0
+    assert ViewerContext.build(Atlas.open(demo_store), Settings(store=demo_store)).catalog.get(SOUND).umap_dataset == umap
+
+
 def test_a_file_truncated_while_serving_answers_503_and_healthz_turns_not_ok(demo_store, tmp_path, monkeypatch):
     store = store_copy(demo_store, tmp_path)
     atlas = Atlas.open(store)
