@@ -225,7 +225,8 @@ class Atlas:
         with self._lock:
             for name, problems in self._damaged.items():
                 # found unreadable while serving, in a store without recorded sizes: no check can clear it
-                unverified = any(files is None for _, files in st.entry_units(self.catalog, self.catalog["datasets"][name]))
+                units = st.entry_units(self.catalog, self.catalog["datasets"][name])
+                unverified = any(files is None for _, files in units)
                 if name not in found and unverified:
                     found[name] = problems
             for name in found:

@@ -224,7 +224,8 @@ def test_a_damaged_umap_dataset_leaves_the_maps_of_sections_without_their_umap_p
     catalog = ViewerContext.build(Atlas.open(store), Settings(store=store)).catalog
     assert list(catalog.damaged) == [umap] and umap not in catalog.names
     assert catalog.get(SOUND).umap_dataset is None and catalog.get(SOUND).n_cells > 0
-    assert ViewerContext.build(Atlas.open(demo_store), Settings(store=demo_store)).catalog.get(SOUND).umap_dataset == umap
+    sound = ViewerContext.build(Atlas.open(demo_store), Settings(store=demo_store)).catalog
+    assert sound.get(SOUND).umap_dataset == umap
 
 
 def test_a_file_truncated_while_serving_answers_503_and_healthz_turns_not_ok(demo_store, tmp_path, monkeypatch):
