@@ -298,9 +298,9 @@ def comparison_markers(comparison: Comparison, added: list[str] | None, context:
                       else _term_colors(context, dataset, comparison.level).get(value, "#9e9e9e"))
     figure = dot_plot_figure(labels, genes, mean, frac, [table.attrs["n_A"], table.attrs["n_B"]],
                              row_colors=colors, gene_notes=notes)
-    info = (f"Left: the {len(up)} genes highest in A, right: the {len(down)} highest in B, by mean log2 difference "
-            f"({len(table):,} genes; {table.attrs['n_A']:,} and {table.attrs['n_B']:,} cells with expression). "
-            f"Welch's t-test, p adjusted by Benjamini-Hochberg over the genes tested; {elapsed_ms:.0f} ms.")
+    info = (f"Welch's t-test, Benjamini-Hochberg adjusted p over {len(table):,} genes; {table.attrs['n_A']:,} vs "
+            f"{table.attrs['n_B']:,} cells with expression. Left: the {len(up)} genes highest in A, right: the "
+            f"{len(down)} highest in B by mean log2 difference; {elapsed_ms:.0f} ms.")
     if missing:
         info += f" Not compared: {', '.join(missing)}."
     return figure, title, info, {"dataset": comparison.dataset, "genes": genes}

@@ -129,7 +129,13 @@ def analysis_panel() -> html.Div:
                     dot_key(),
                 ]),
                 compare_row(),
-                html.Div(id=ids.MARKERS_TITLE, className="card-summary"),
+                html.Div(className="markers-summary", children=[
+                    html.Div(id=ids.MARKERS_TITLE, className="card-summary"),
+                    html.A("Download table (CSV)", id=ids.MARKERS_CSV, className="button small", href=None,
+                           download="", hidden=True,
+                           title="Every gene of A versus B: gene, mean_A, mean_B, frac_A, frac_B, mean_diff, t, p, "
+                                 "p_adj (Welch's t-test, Benjamini-Hochberg adjusted p)"),
+                ]),
                 dcc.Graph(id=ids.MARKERS_GRAPH, className="chart", config=CHART_CONFIG,
                           figure=message_figure("Highlight a term or select cells")),
                 html.Div(id=ids.MARKERS_INFO, className="card-info"),
@@ -139,18 +145,15 @@ def analysis_panel() -> html.Div:
 
 
 def compare_row() -> html.Div:
-    """Two groups to compare (A versus B: terms at the composition level, or the selection) and the link to
-    the full table as CSV (shown once both are chosen)."""
-    return html.Div(className="compare-row", children=[
-        html.Span("Compare", className="field-label", title="Markers of A against B: Welch's t-test, "
-                                                            "Benjamini-Hochberg adjusted p"),
+    """Two groups to compare (A versus B: terms at the selection card's level, or the selection); the link to
+    the full table as CSV sits beside the card's title once both are chosen."""
+    return html.Div(className="compare-row", title="Markers of A against B: Welch's t-test, Benjamini-Hochberg "
+                                                   "adjusted p", children=[
         dcc.Dropdown(id=ids.MARKERS_A, options=[], value=None, clearable=True, searchable=True,
                      placeholder="A: a term or the selection", className="compare-pick"),
         html.Span("vs", className="muted"),
         dcc.Dropdown(id=ids.MARKERS_B, options=[], value=None, clearable=True, searchable=True,
                      placeholder="B: a term", className="compare-pick"),
-        html.A("Download table (CSV)", id=ids.MARKERS_CSV, className="button small", href=None, download="",
-               hidden=True, title="Every gene: gene, mean_A, mean_B, frac_A, frac_B, mean_diff, t, p, p_adj"),
     ])
 
 
