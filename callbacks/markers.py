@@ -5,9 +5,10 @@ a gene colours the map by it.
   gene-major store (:func:`data_layer.analysis.markers_for_selection`: selected cells against the rest of the
   section, slab plane or UMAP dataset); the rows are the selection, the rest, and the terms holding most of the
   selection (their per-cluster statistics).
-* A highlighted term's markers come from the store's per-cluster statistics (:func:`data_layer.analysis.
-  markers_for_term`, no cell read); the rows are the term and its siblings (same parent), so a D1 MSN is seen
-  beside the D2 MSN.
+* A highlighted term's markers are the term against the cells of the level's other terms (:func:`data_layer.
+  analysis.markers_for_term`, one scan of the store); the rows are the term and its siblings (same parent, from
+  the per-cluster statistics), so a D1 MSN is seen beside the D2 MSN.
+* Both carry Welch's t-test and Benjamini-Hochberg adjusted p over all genes; a top gene's hover gives them.
 * Columns: the top genes by difference in mean log2 expression against the rest, then the genes the user added.
 * A versus B (the "Compare" pickers) wins over both: two terms at the composition level, the selection and a
   term, or A's term in another species' dataset (:mod:`core.markers`, :func:`data_layer.analysis.compare_groups`
@@ -88,6 +89,12 @@ def _pivot(table, rows: list[str], genes: list[str]) -> tuple[np.ndarray, np.nda
     return mean, frac, n_cells
 
 
+def statistics_notes(top: pd.DataFrame) -> dict[str, str]:
+    """Hover lines of a marker table's genes: difference, Welch's t and the adjusted p against the rest."""
+    return {str(g): f"against the rest: {d:+.2f} · Welch t {t:.1f} · adjusted p {_p_text(p)}"
+            for g, d, t, p in zip(top["gene_symbol"], top["diff"], top["t"], top["p_adj"])}
+
+
 def selection_markers(selection: dict, level: str | None, added: list[str] | None, selected: SelectedCells
                       ) -> tuple[Any, str, str, dict | None]:
     """Dot plot of a selection: ``(figure, title, info, shown)`` (``shown`` = ``{"dataset", "genes"}``)."""
@@ -124,11 +131,12 @@ def selection_markers(selection: dict, level: str | None, added: list[str] | Non
             rows += terms
             colors += table["color"].astype(str).tolist()
     mean, frac, n_cells = _pivot(long, rows, genes)
-    figure = dot_plot_figure(rows, genes, mean, frac, n_cells, row_colors=colors)
+    figure = dot_plot_figure(rows, genes, mean, frac, n_cells, row_colors=colors, gene_notes=statistics_notes(top))
     rest = int(long.loc[long["term"] == labels[1], "n_cells"].iloc[0]) if len(long) else 0
     info = (f"Top {len(top)} of {entry.n_genes:,} genes by mean log2 difference, {n_selected:,} selected cells "
-            f"against the {rest:,} other cells with expression in {scope}; computed in {elapsed_ms:.0f} ms. "
-            "Term rows: all their cells in the dataset. Click a gene to colour the map by it.")
+            f"against the {rest:,} other cells with expression in {scope} (Welch's t-test, Benjamini-Hochberg "
+            f"adjusted p in the hover); computed in {elapsed_ms:.0f} ms. Term rows: all their cells in the dataset. "
+            "Click a gene to colour the map by it.")
     if missing:
         info += f" Not measured in {dataset}: {', '.join(missing)}."
     return figure, f"of the selection in {scope}", info, {"dataset": dataset, "genes": genes}
@@ -170,9 +178,10 @@ def term_markers(term: dict, dataset: str, added: list[str] | None, context: Vie
     rows, colors = term_rows(context, dataset, level, name)
     long = dot_plot_table(context.atlas, dataset, level, rows, genes)
     mean, frac, n_cells = _pivot(long, rows, genes)
-    figure = dot_plot_figure(rows, genes, mean, frac, n_cells, row_colors=colors)
-    info = (f"Top {len(top)} genes of {name} against every other cell of {dataset} (per-cluster statistics, "
-            f"{elapsed_ms:.0f} ms); rows: {name} and its siblings. Click a gene to colour the map by it.")
+    figure = dot_plot_figure(rows, genes, mean, frac, n_cells, row_colors=colors, gene_notes=statistics_notes(top))
+    info = (f"Top {len(top)} genes of {name} against the cells of every other {level} term of {dataset} (Welch's "
+            f"t-test, Benjamini-Hochberg adjusted p in the hover; {elapsed_ms:.0f} ms); rows: {name} and its "
+            "siblings. Click a gene to colour the map by it.")
     if missing:
         info += f" Not measured in {dataset}: {', '.join(missing)}."
     return figure, title, info, {"dataset": dataset, "genes": genes}

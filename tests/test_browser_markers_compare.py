@@ -2,7 +2,7 @@
 Subclass "STR D1 MSN" against "STR D2 MSN" show a dot plot with DRD1 at the A end and PENK at the B end, and a
 "Download table (CSV)" link whose table the server serves; no console errors.
 
-The screenshot goes to ``/tmp/shots/45_markers_a_vs_b.png`` (look at them: a blank panel is a bug).
+The screenshot goes to ``/tmp/shots/45_markers_a_vs_b.png`` (look at it: a blank panel is a bug).
 """
 from __future__ import annotations
 
