@@ -534,7 +534,10 @@ def scan_groups(atlas: Any, dataset: str, codes: np.ndarray, *, start: int = 0, 
     if window < start or window + len(codes) > stop:
         raise ValueError(f"the codes' rows {window}..{window + len(codes)} are outside the scanned rows "
                          f"{start}..{stop}")
-    n_codes = (int(codes.max()) if len(codes) else 0) + 1 if n_groups is None else int(n_groups) + 1
+    largest = int(codes.max()) if len(codes) else 0
+    n_codes = (largest if n_groups is None else int(n_groups)) + 1
+    if largest >= n_codes:  # the compiled kernel does not check its bounds
+        raise ValueError(f"a code {largest} is above n_groups={n_groups}")
     cols = _columns_of(gm, dataset, genes)
     out = np.zeros((len(cols), n_codes, 3), dtype=np.float64)
     if len(cols) and int(gm.indptr[-1]) and stop > start:
@@ -561,7 +564,8 @@ def welch_t_test(a: GroupSums, b: GroupSums) -> tuple[np.ndarray, np.ndarray, np
     ``t = (mean_a - mean_b) / sqrt(var_a / n_a + var_b / n_b)`` with sample variances (``ddof=1``), the
     Welch-Satterthwaite degrees of freedom, and the two-sided ``p = 2 * t.sf(|t|, df)``: what
     ``scipy.stats.ttest_ind(x, y, equal_var=False)`` gives on the groups' values (zeros included). NaN where a
-    group has fewer than two cells or both have no variance.
+    group has fewer than two cells or both have no variance and the same mean (both constant but different:
+    ``t = ±inf``, ``p = 0``, as scipy).
 
     Returns
     -------
@@ -580,6 +584,7 @@ def welch_t_test(a: GroupSums, b: GroupSums) -> tuple[np.ndarray, np.ndarray, np
         se = se_a + se_b
         t = (a.mean - b.mean) / np.sqrt(se)
         df = se * se / (se_a * se_a / (a.n - 1) + se_b * se_b / (b.n - 1))
+        df = np.where(np.isnan(df), 1.0, df)  # both groups constant: scipy's convention (t is then ±inf or NaN)
         p = 2.0 * stats.t.sf(np.abs(t), df)
     return t, df, p
 

@@ -151,3 +151,26 @@ def test_an_unknown_term_or_an_empty_group_is_said_plainly(atlas, spatial):
     empty = an.CellGroup(spatial, np.zeros(10, dtype=bool))
     table = an.compare_groups(atlas, empty, an.term_group(atlas, spatial, "Subclass", D1))
     assert table.empty and list(table.columns) == an.DE_COLUMNS and table.attrs["n_A"] == 0
+
+
+@pytest.mark.parametrize("x, y", [
+    ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]),  # both constant, different: t = -inf, p = 0
+    ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]),  # nothing to test: NaN
+    ([0.0, 0.0, 0.0], [0.0, 1.5, 0.0]),  # one constant group
+    ([2.0, 0.0, 3.5, 1.0], [0.5, 0.0]),  # unequal sizes
+])
+def test_welch_from_sums_follows_scipy_on_its_edge_cases(x, y):
+    def sums(values):
+        v = np.asarray(values)
+        return an.GroupSums("d", np.arange(1), len(v), np.array([v.sum()]), np.array([(v * v).sum()]),
+                            np.array([(v > 0).sum()], dtype=np.float64))
+
+    t, _, p = an.welch_t_test(sums(x), sums(y))
+    with np.errstate(all="ignore"):
+        ref = stats.ttest_ind(x, y, equal_var=False)
+    np.testing.assert_allclose([t[0], p[0]], [ref.statistic, ref.pvalue], rtol=1e-12, equal_nan=True)
+
+
+def test_a_code_above_the_groups_is_refused_not_written_out_of_bounds(atlas, spatial):
+    with pytest.raises(ValueError, match="above n_groups=1"):
+        an.scan_groups(atlas, spatial, np.array([0, 2], dtype=np.uint8), n_groups=1)
