@@ -96,7 +96,10 @@ def groups(context: ViewerContext, comparison: Comparison) -> tuple[Any, Any]:
         if value == SELECTION:
             mask = context.masks.mask(dataset, comparison.where, comparison.selection)
             return rows_group(context.atlas, dataset, mask, label=label, **comparison.where)
-        return term_group(context.atlas, dataset, comparison.level, value, label=label)
+        try:
+            return term_group(context.atlas, dataset, comparison.level, value, label=label)
+        except KeyError as exc:  # checked above; a store without the term's cell category still gets a 400
+            raise ViewError(side, str(exc.args[0] if exc.args else exc)) from None
 
     return group(comparison.a, comparison.dataset, "a"), group(comparison.b, comparison.b_dataset, "b")
 
