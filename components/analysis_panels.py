@@ -333,7 +333,10 @@ def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n
             "size": sizes, "sizemode": "area", "sizeref": area_ref, "sizemin": 1.5,
             "color": colours, "cmin": 0.0, "cmax": vmax if vmax > 0 else 1.0, "colorscale": "Reds",
             "line": {"color": "rgba(60,65,73,0.45)", "width": 0.6},
-            "colorbar": {"title": {"text": "mean<br>log2", "font": {"size": 10}}, "thickness": 10, "len": 0.8,
+            # a plot of two or three rows is too short for a title above the bar: it goes beside it
+            "colorbar": {"title": {"text": "mean<br>log2", "font": {"size": 10},
+                                   **({"side": "right"} if len(rows) <= 3 else {})},
+                         "thickness": 10, "len": 0.8 if len(rows) > 3 else 1.0, "nticks": 4,
                          "tickfont": {"size": 10}, "x": 1.0, "xpad": 4},
         },
         "showlegend": False,
