@@ -417,6 +417,7 @@ def _scan_kernel(value, name):
     they add nothing to a sum (the caller counts the group's cells)."""
     def scan(indptr, indices, data, table, genes, s0, s1, r0, codes, out):  # pragma: no cover - compiled
         n_window = codes.shape[0]
+        acc = np.zeros((out.shape[1], 3))  # one gene's sums, contiguous and small (L1)
         for k in range(genes.shape[0]):
             g = genes[k]
             a = indptr[g]
@@ -424,6 +425,7 @@ def _scan_kernel(value, name):
             seg = indices[a:b]
             lo = a + np.searchsorted(seg, s0)
             hi = a + np.searchsorted(seg, s1)
+            acc[:] = 0.0
             for j in range(lo, hi):
                 v = value(data, table, j)
                 if v != v:  # NaN stored value: not counted
@@ -432,9 +434,10 @@ def _scan_kernel(value, name):
                 c = 0
                 if 0 <= idx < n_window:  # rows are sorted: this branch is predictable
                     c = codes[idx]
-                out[k, c, 0] += v
-                out[k, c, 1] += v * v
-                out[k, c, 2] += v > 0
+                acc[c, 0] += v
+                acc[c, 1] += v * v
+                acc[c, 2] += v > 0
+            out[k] += acc
 
     # numba's on-disk cache is named after the function's qualified name: one name per compiled variant
     scan.__name__ = scan.__qualname__ = name
