@@ -150,7 +150,7 @@ def compare_row() -> html.Div:
     return html.Div(className="compare-row", title="Markers of A against B: Welch's t-test, Benjamini-Hochberg "
                                                    "adjusted p", children=[
         dcc.Dropdown(id=ids.MARKERS_A, options=[], value=None, clearable=True, searchable=True,
-                     placeholder="A: a term or the selection", className="compare-pick"),
+                     placeholder="A: term or selection", className="compare-pick"),
         html.Span("vs", className="muted"),
         dcc.Dropdown(id=ids.MARKERS_B, options=[], value=None, clearable=True, searchable=True,
                      placeholder="B: a term", className="compare-pick"),
