@@ -4,7 +4,11 @@
   cells (a typical lasso) and a scattered 1% sample (a UMAP selection spread over many clusters), each
   against the rest of the dataset; on a spatial dataset also a box inside its largest section against the
   rest of that section (the map's case).
-* ``markers_for_term``: the per-cluster statistics path (should be a few ms).
+* ``markers_for_term``: with Welch's t-test (one scan of the store, the term against the other terms) and the
+  per-cluster statistics path without tests (should be a few ms).
+* A versus B (``compare_groups``): the two most populous terms of the finest level, with its time and the peak
+  of the memory Python allocates meanwhile (``tracemalloc``; numpy reports its buffers to it, the memory-mapped
+  store is not counted).
 * Baseline, measured in the same run: what a notebook user of the Atlas would write, one dense
   ``atlas.gene(...)`` vector per gene and numpy means over the selected cells and the rest.
 
@@ -165,7 +169,33 @@ def bench_markers(store: str | Path | None = None, *, dataset: str | None = None
         timing, table = _time(lambda: an.markers_for_term(atlas, dataset, level, term, n=10), repeats)
         report["cases"]["term_markers"] = {**timing, "level": level, "term": term,
                                            "top": list(table["gene_symbol"][:3])}
+        timing, table = _time(lambda: an.markers_for_term(atlas, dataset, level, term, n=10, tests=False), repeats)
+        report["cases"]["term_markers_cluster_statistics"] = {**timing, "level": level, "term": term,
+                                                              "top": list(table["gene_symbol"][:3])}
+        report["cases"]["a_vs_b"] = bench_a_vs_b(atlas, dataset, level, repeats)
     return report
+
+
+def bench_a_vs_b(atlas, dataset: str, level: str, repeats: int) -> dict:
+    """A versus B of the two most populous terms of ``level``: time and peak traced memory of one comparison."""
+    import tracemalloc
+
+    from data_layer import analysis as an
+
+    names = atlas.categories(dataset, level)
+    counts = np.bincount(np.asarray(atlas.codes(dataset, level)).astype(np.int64) % (len(names) + 1),
+                         minlength=len(names))[: len(names)]
+    counts[[i for i, n in enumerate(names) if n in ("Adjacent", "unassigned")]] = 0
+    first, second = (names[i] for i in np.argsort(-counts, kind="stable")[:2])
+    a = an.term_group(atlas, dataset, level, first)
+    b = an.term_group(atlas, dataset, level, second)
+    timing, table = _time(lambda: an.compare_groups(atlas, a, b), repeats)
+    tracemalloc.start()
+    an.compare_groups(atlas, a, b)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {**timing, "a": first, "b": second, "n_a": table.attrs["n_A"], "n_b": table.attrs["n_B"],
+            "n_genes": len(table), "peak_traced_mb": round(peak / 2 ** 20, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

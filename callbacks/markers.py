@@ -5,10 +5,16 @@ a gene colours the map by it.
   gene-major store (:func:`data_layer.analysis.markers_for_selection`: selected cells against the rest of the
   section, slab plane or UMAP dataset); the rows are the selection, the rest, and the terms holding most of the
   selection (their per-cluster statistics).
-* A highlighted term's markers come from the store's per-cluster statistics (:func:`data_layer.analysis.
-  markers_for_term`, no cell read); the rows are the term and its siblings (same parent), so a D1 MSN is seen
-  beside the D2 MSN.
+* A highlighted term's markers are the term against the cells of the level's other terms (:func:`data_layer.
+  analysis.markers_for_term`, one scan of the store); the rows are the term and its siblings (same parent, from
+  the per-cluster statistics), so a D1 MSN is seen beside the D2 MSN.
+* Both carry Welch's t-test and Benjamini-Hochberg adjusted p over all genes; a top gene's hover gives them.
 * Columns: the top genes by difference in mean log2 expression against the rest, then the genes the user added.
+* A versus B (the "Compare" pickers) wins over both: two terms at the composition level, the selection and a
+  term, or A's term in another species' dataset (:mod:`core.markers`, :func:`data_layer.analysis.compare_groups`
+  on the gene-major store). The columns are the genes highest in A (left) and highest in B (right) by mean log2
+  difference; each dot's hover gives Welch's t and the Benjamini-Hochberg adjusted p; the "Download table (CSV)"
+  link serves every gene's row from ``/export/markers.csv``.
 """
 from __future__ import annotations
 
@@ -22,10 +28,13 @@ from dash import Input, Output, State, no_update
 
 from core.context import ViewerContext
 from callbacks.selection import SelectedCells, applies, describe_scope
-from callbacks.view import PLACE, place_of, view_states
+from callbacks.view import PLACE, place_of, view_inputs, view_states
 from components import ids
 from components.analysis_panels import dot_plot_figure
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
+from core.compare import compare_datasets
+from core.errors import ViewError
+from core.markers import SELECTION, Comparison, check, compare, group_label, markers_href
 from components.figures import message_figure
 from components.layout import gene_options
 
@@ -38,6 +47,12 @@ SELECTION_TERM_ROWS = 4
 MAX_TERM_ROWS = 10
 #: Genes offered by the add-genes box per typed text.
 GENE_MATCHES = 30
+#: Genes on each side of an A-versus-B dot plot (highest in A, highest in B).
+COMPARE_GENES = 6
+#: Value prefix of a B choice that means "A's term in this other dataset" (a term name never starts with "@").
+SAME_TERM_IN = "@same-term-in:"
+#: Row colour of the selection.
+SELECTION_COLOR = "#2f6fde"
 
 
 def _resolve(context: ViewerContext, dataset: str, genes: list[str] | None) -> tuple[list[str], list[str]]:
@@ -72,6 +87,12 @@ def _pivot(table, rows: list[str], genes: list[str]) -> tuple[np.ndarray, np.nda
             continue
         mean[i, j], frac[i, j], n_cells[i] = m, f, int(n)
     return mean, frac, n_cells
+
+
+def statistics_notes(top: pd.DataFrame) -> dict[str, str]:
+    """Hover lines of a marker table's genes: difference, Welch's t and the adjusted p against the rest."""
+    return {str(g): f"against the rest: {d:+.2f} · Welch t {t:.1f} · adjusted p {_p_text(p)}"
+            for g, d, t, p in zip(top["gene_symbol"], top["diff"], top["t"], top["p_adj"])}
 
 
 def selection_markers(selection: dict, level: str | None, added: list[str] | None, selected: SelectedCells
@@ -110,11 +131,12 @@ def selection_markers(selection: dict, level: str | None, added: list[str] | Non
             rows += terms
             colors += table["color"].astype(str).tolist()
     mean, frac, n_cells = _pivot(long, rows, genes)
-    figure = dot_plot_figure(rows, genes, mean, frac, n_cells, row_colors=colors)
+    figure = dot_plot_figure(rows, genes, mean, frac, n_cells, row_colors=colors, gene_notes=statistics_notes(top))
     rest = int(long.loc[long["term"] == labels[1], "n_cells"].iloc[0]) if len(long) else 0
     info = (f"Top {len(top)} of {entry.n_genes:,} genes by mean log2 difference, {n_selected:,} selected cells "
-            f"against the {rest:,} other cells with expression in {scope}; computed in {elapsed_ms:.0f} ms. "
-            "Term rows: all their cells in the dataset. Click a gene to colour the map by it.")
+            f"against the {rest:,} other cells with expression in {scope} (Welch's t-test, Benjamini-Hochberg "
+            f"adjusted p in the hover); computed in {elapsed_ms:.0f} ms. Term rows: all their cells in the dataset. "
+            "Click a gene to colour the map by it.")
     if missing:
         info += f" Not measured in {dataset}: {', '.join(missing)}."
     return figure, f"of the selection in {scope}", info, {"dataset": dataset, "genes": genes}
@@ -156,24 +178,165 @@ def term_markers(term: dict, dataset: str, added: list[str] | None, context: Vie
     rows, colors = term_rows(context, dataset, level, name)
     long = dot_plot_table(context.atlas, dataset, level, rows, genes)
     mean, frac, n_cells = _pivot(long, rows, genes)
-    figure = dot_plot_figure(rows, genes, mean, frac, n_cells, row_colors=colors)
-    info = (f"Top {len(top)} genes of {name} against every other cell of {dataset} (per-cluster statistics, "
-            f"{elapsed_ms:.0f} ms); rows: {name} and its siblings. Click a gene to colour the map by it.")
+    figure = dot_plot_figure(rows, genes, mean, frac, n_cells, row_colors=colors, gene_notes=statistics_notes(top))
+    info = (f"Top {len(top)} genes of {name} against the cells of every other {level} term of {dataset} (Welch's "
+            f"t-test, Benjamini-Hochberg adjusted p in the hover; {elapsed_ms:.0f} ms); rows: {name} and its "
+            "siblings. Click a gene to colour the map by it.")
     if missing:
         info += f" Not measured in {dataset}: {', '.join(missing)}."
     return figure, title, info, {"dataset": dataset, "genes": genes}
 
 
-def markers_step(selection: dict | None, term: dict | None, added: list[str] | None, level: str | None,
-                 dataset: str | None, slab_plane: str | None, section: str | None, selected: SelectedCells
-                 ) -> tuple[Any, str, str, Any]:
-    """The marker card: the selection's markers when there is one, else the highlighted term's, else a hint."""
+# ---------------------------------------------------------------------------------------------- A versus B
+def comparison_dataset(selection: dict | None, dataset: str | None, slab_plane: str | None, section: str | None,
+                       context: ViewerContext) -> tuple[str | None, bool]:
+    """``(dataset of the terms, whether the selection can be a group)``: the selection's dataset when it
+    belongs to the view (it may be the UMAP's), else the map's."""
+    if applies(selection, dataset, slab_plane, section, context):
+        return selection["dataset"], True
+    return dataset, False
+
+
+def _term_table(context: ViewerContext, dataset: str | None, level: str | None):
+    entry = context.catalog.get(dataset)
+    if entry is None or not entry.has_genes or not level or level not in entry.levels:
+        return None
+    table = context.atlas.taxonomy(dataset).terms(level)
+    return table[table["n_cells"] > 0]
+
+
+def other_datasets(context: ViewerContext, dataset: str, level: str, term: str) -> list[str]:
+    """The side-by-side datasets of other species whose level has ``term`` (one term across species)."""
+    out = []
+    for name in compare_datasets(context):
+        entry = context.catalog.get(name)
+        if (name != dataset and entry is not None and entry.has_genes and level in entry.shared_levels()
+                and context.lookups.term_exists(name, level, term)):
+            out.append(name)
+    return out
+
+
+def comparison_choices(level: str | None, selection: dict | None, a: str | None, b: str | None,
+                       dataset: str | None, slab_plane: str | None, section: str | None, selected: SelectedCells
+                       ) -> tuple[list[dict], list[dict], str | None, str | None]:
+    """``(A options, B options, A value, B value)`` of the compare pickers: the terms of ``level`` with cells
+    (the selection first when there is one); B also offers A's term in the other species' datasets. A value
+    that is no longer offered is cleared."""
     context = selected.context
+    target, with_selection = comparison_dataset(selection, dataset, slab_plane, section, context)
+    table = _term_table(context, target, level)
+    terms = [] if table is None else [{"label": n, "value": n} for n in table["name"].astype(str)]
+    first = []
+    if with_selection and context.catalog.get(target) is not None and context.catalog.get(target).has_genes:
+        _, mask, _ = selected.get(selection)
+        first = [{"label": f"Selection ({int(mask.sum()):,} cells)", "value": SELECTION}]
+    a_options = first + terms
+    a = a if a in {o["value"] for o in a_options} else None
+    b_options = list(a_options)
+    if a and a != SELECTION and level:
+        for name in other_datasets(context, target, level, a):
+            entry = context.catalog.get(name)
+            b_options.append({"label": f"{a} in {entry.species or name}", "value": SAME_TERM_IN + name})
+    b = b if b in {o["value"] for o in b_options} else None
+    return a_options, b_options, a, b
+
+
+def comparison_of(a: str | None, b: str | None, level: str | None, selection: dict | None, dataset: str | None,
+                  slab_plane: str | None, section: str | None, context: ViewerContext) -> Comparison | None:
+    """The checked comparison of the pickers, or None when one is empty or no longer valid."""
+    if not a or not b:
+        return None
+    target, with_selection = comparison_dataset(selection, dataset, slab_plane, section, context)
+    if target is None:
+        return None
+    b_dataset = target
+    if b.startswith(SAME_TERM_IN):
+        b, b_dataset = a, b[len(SAME_TERM_IN):]
+    geometry = None
+    where: dict = {}
+    if with_selection:
+        geometry = {key: selection[key] for key in ("kind", "xs", "ys")}
+        if selection.get("section"):
+            where = {"section": selection["section"]}
+        elif selection.get("slab_plane"):
+            where = {"slab_plane": selection["slab_plane"]}
+    try:
+        return check(context, Comparison(target, level, a, b, b_dataset, where, geometry))
+    except ViewError as exc:
+        log.info("no comparison: %s", exc)
+        return None
+
+
+def _term_colors(context: ViewerContext, dataset: str, level: str | None) -> dict[str, str]:
+    table = _term_table(context, dataset, level)
+    return {} if table is None else dict(zip(table["name"].astype(str), table["color"].astype(str)))
+
+
+def _p_text(p: float) -> str:
+    """A p-value for a hover: ``< 1e-300`` where it underflows to 0, ``n/a`` where untested (no variance)."""
+    if p != p:
+        return "n/a"
+    return "< 1e-300" if p == 0 else f"{p:.2g}"
+
+
+def comparison_markers(comparison: Comparison, added: list[str] | None, context: ViewerContext
+                       ) -> tuple[Any, str, str, dict | None]:
+    """Dot plot of A versus B: ``(figure, title, info, shown)``; columns are the :data:`COMPARE_GENES` genes
+    highest in A then those highest in B (most B-specific last), then the user's genes."""
+    labels = [group_label(context, comparison, side) for side in ("a", "b")]
+    title = f"{labels[0]} vs {labels[1]}"
+    started = time.perf_counter()
+    table = compare(context, comparison)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if table.empty:
+        return message_figure("A group has no cell with expression data"), title, "", None
+    up = table[table["mean_diff"] > 0].head(COMPARE_GENES)
+    down = table[table["mean_diff"] < 0].tail(COMPARE_GENES)
+    user, missing = _resolve(context, comparison.dataset, added)
+    genes = _columns(up["gene"].astype(str).tolist() + down["gene"].astype(str).tolist(),
+                     [g for g in user if g in set(table["gene"])])
+    missing += [g for g in user if g not in set(table["gene"])]
+    by_gene = table.set_index("gene").loc[genes]
+    mean = np.vstack([by_gene["mean_A"].to_numpy(), by_gene["mean_B"].to_numpy()])
+    frac = np.vstack([by_gene["frac_A"].to_numpy(), by_gene["frac_B"].to_numpy()])
+    notes = {g: f"A − B {r.mean_diff:+.2f} · Welch t {r.t:.1f} · adjusted p {_p_text(r.p_adj)}"
+             for g, r in zip(genes, by_gene.itertuples())}
+    colors = []
+    for side, value, dataset in (("a", comparison.a, comparison.dataset), ("b", comparison.b, comparison.b_dataset)):
+        colors.append(SELECTION_COLOR if value == SELECTION
+                      else _term_colors(context, dataset, comparison.level).get(value, "#9e9e9e"))
+    figure = dot_plot_figure(labels, genes, mean, frac, [table.attrs["n_A"], table.attrs["n_B"]],
+                             row_colors=colors, gene_notes=notes)
+    info = (f"Welch's t-test, Benjamini-Hochberg adjusted p over {len(table):,} genes; {table.attrs['n_A']:,} vs "
+            f"{table.attrs['n_B']:,} cells with expression. Left: the {len(up)} genes highest in A, right: the "
+            f"{len(down)} highest in B by mean log2 difference; {elapsed_ms:.0f} ms.")
+    if missing:
+        info += f" Not compared: {', '.join(missing)}."
+    return figure, title, info, {"dataset": comparison.dataset, "genes": genes}
+
+
+def markers_step(selection: dict | None, term: dict | None, added: list[str] | None, level: str | None,
+                 dataset: str | None, slab_plane: str | None, section: str | None, selected: SelectedCells,
+                 a: str | None = None, b: str | None = None) -> tuple[Any, str, str, Any]:
+    """The marker card: A versus B when both are chosen, else the selection's markers when there is one, else
+    the highlighted term's, else a hint."""
+    context = selected.context
+    comparison = comparison_of(a, b, level, selection, dataset, slab_plane, section, context)
+    if comparison is not None:
+        return comparison_markers(comparison, added, context)
     if applies(selection, dataset, slab_plane, section, context):
         return selection_markers(selection, level, added, selected)
     if term and term.get("level") and term.get("name") and dataset:
         return term_markers(term, dataset, added, context)
     return message_figure("Highlight a term or select cells"), "", "", None
+
+
+def comparison_link_step(a: str | None, b: str | None, level: str | None, selection: dict | None,
+                         dataset: str | None, slab_plane: str | None, section: str | None, context: ViewerContext
+                         ) -> tuple[str | None, bool]:
+    """``(href, hidden)`` of the "Download table (CSV)" link: shown once A and B make a comparison."""
+    comparison = comparison_of(a, b, level, selection, dataset, slab_plane, section, context)
+    return (markers_href(comparison), False) if comparison is not None else (None, True)
 
 
 def gene_choices(text: str | None, selection: dict | None, dataset: str | None, chosen: list[str] | None,
@@ -235,13 +398,36 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.MARKERS_SHOWN, "data"),
         inputs=dict(selection=Input(ids.SELECTION, "data"), term=Input(ids.TERM, "data"),
                     added=Input(ids.MARKERS_GENES, "value"), level=Input(ids.COMPOSITION_LEVEL, "value"),
-                    hidden=Input(ids.ANALYSIS_PANEL, "hidden")),
+                    hidden=Input(ids.ANALYSIS_PANEL, "hidden"), a=Input(ids.MARKERS_A, "value"),
+                    b=Input(ids.MARKERS_B, "value")),
         state=dict(view=view_states(*PLACE)),
     )
-    def draw_markers(selection, term, added, level, hidden, view):
+    def draw_markers(selection, term, added, level, hidden, a, b, view):
         if hidden:  # nothing computed for a closed panel; opening it fires this again
             return no_update, no_update, no_update, no_update
-        return markers_step(selection, term, added, level, *place_of(view), selected)
+        return markers_step(selection, term, added, level, *place_of(view), selected, a=a, b=b)
+
+    @app.callback(
+        Output(ids.MARKERS_A, "options"),
+        Output(ids.MARKERS_B, "options"),
+        Output(ids.MARKERS_A, "value"),
+        Output(ids.MARKERS_B, "value"),
+        inputs=dict(level=Input(ids.COMPOSITION_LEVEL, "value"), selection=Input(ids.SELECTION, "data"),
+                    a=Input(ids.MARKERS_A, "value"), view=view_inputs(*PLACE)),
+        state=dict(b=State(ids.MARKERS_B, "value")),
+    )
+    def compare_choices(level, selection, a, view, b):
+        return comparison_choices(level, selection, a, b, *place_of(view), selected)
+
+    @app.callback(
+        Output(ids.MARKERS_CSV, "href"),
+        Output(ids.MARKERS_CSV, "hidden"),
+        inputs=dict(a=Input(ids.MARKERS_A, "value"), b=Input(ids.MARKERS_B, "value"),
+                    level=Input(ids.COMPOSITION_LEVEL, "value"), selection=Input(ids.SELECTION, "data")),
+        state=dict(view=view_states(*PLACE)),
+    )
+    def comparison_link(a, b, level, selection, view):
+        return comparison_link_step(a, b, level, selection, *place_of(view), context)
 
     @app.callback(
         Output(ids.MARKERS_GENES, "options"),
@@ -266,4 +452,5 @@ def register(app: Any, context: ViewerContext) -> dict:
         return gene_clicked(click, view[ids.DATASET], view[ids.COLOR_BY], view[ids.GENE], context)
 
     return {"draw_markers": draw_markers, "complete_marker_gene": complete_marker_gene,
-            "colour_by_clicked_gene": colour_by_clicked_gene}
+            "colour_by_clicked_gene": colour_by_clicked_gene, "compare_choices": compare_choices,
+            "comparison_link": comparison_link}

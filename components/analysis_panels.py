@@ -128,13 +128,33 @@ def analysis_panel() -> html.Div:
                                  placeholder="Add genes…", className="markers-genes"),
                     dot_key(),
                 ]),
-                html.Div(id=ids.MARKERS_TITLE, className="card-summary"),
+                compare_row(),
+                html.Div(className="markers-summary", children=[
+                    html.Div(id=ids.MARKERS_TITLE, className="card-summary"),
+                    html.A("Download table (CSV)", id=ids.MARKERS_CSV, className="button small", href=None,
+                           download="", hidden=True,
+                           title="Every gene of A versus B: gene, mean_A, mean_B, frac_A, frac_B, mean_diff, t, p, "
+                                 "p_adj (Welch's t-test, Benjamini-Hochberg adjusted p)"),
+                ]),
                 dcc.Graph(id=ids.MARKERS_GRAPH, className="chart", config=CHART_CONFIG,
                           figure=message_figure("Highlight a term or select cells")),
                 html.Div(id=ids.MARKERS_INFO, className="card-info"),
             ]),
         ],
     )
+
+
+def compare_row() -> html.Div:
+    """Two groups to compare (A versus B: terms at the selection card's level, or the selection); the link to
+    the full table as CSV sits beside the card's title once both are chosen."""
+    return html.Div(className="compare-row", title="Markers of A against B: Welch's t-test, Benjamini-Hochberg "
+                                                   "adjusted p", children=[
+        dcc.Dropdown(id=ids.MARKERS_A, options=[], value=None, clearable=True, searchable=True,
+                     placeholder="A: term or selection", className="compare-pick"),
+        html.Span("vs", className="muted"),
+        dcc.Dropdown(id=ids.MARKERS_B, options=[], value=None, clearable=True, searchable=True,
+                     placeholder="B: a term", className="compare-pick"),
+    ])
 
 
 def dot_key() -> html.Div:
@@ -257,7 +277,7 @@ def composition_figure(terms: Sequence[str], counts: Sequence[int], colors: Sequ
 
 
 def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n_cells: Sequence[int],
-                    *, row_colors: Sequence[str] | None = None) -> dict:
+                    *, row_colors: Sequence[str] | None = None, gene_notes: Mapping[str, str] | None = None) -> dict:
     """A dot plot: rows (terms or the selection) x genes; dot area = fraction expressing, colour = mean log2.
 
     Parameters
@@ -273,6 +293,8 @@ def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n
         Cells with expression per row (hover text).
     row_colors : sequence of str, optional
         A colour per row, drawn as a swatch before its label.
+    gene_notes : mapping of str to str, optional
+        A line of hover text per gene (e.g. its test statistics), shown on each of its dots.
 
     Returns
     -------
@@ -295,7 +317,8 @@ def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n
             colours.append(m)
             custom.append(gene)
             hover.append(f"{escape(gene)} in {escape(row)}<br>mean log2 {m:.2f}<br>{100 * f:.0f}% of "
-                         f"{int(n_cells[i]):,} cells express it")
+                         f"{int(n_cells[i]):,} cells express it"
+                         + (f"<br>{escape(gene_notes[gene])}" if gene_notes and gene in gene_notes else ""))
             vmax = max(vmax, m)
     area_ref = 2.0 * 1.0 / (MAX_DOT_PX ** 2)  # Plotly: diameter = sqrt(2 * size / sizeref) in area mode
     dots = {
@@ -310,7 +333,10 @@ def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n
             "size": sizes, "sizemode": "area", "sizeref": area_ref, "sizemin": 1.5,
             "color": colours, "cmin": 0.0, "cmax": vmax if vmax > 0 else 1.0, "colorscale": "Reds",
             "line": {"color": "rgba(60,65,73,0.45)", "width": 0.6},
-            "colorbar": {"title": {"text": "mean<br>log2", "font": {"size": 10}}, "thickness": 10, "len": 0.8,
+            # a plot of two or three rows is too short for a title above the bar: it goes beside it
+            "colorbar": {"title": {"text": "mean<br>log2", "font": {"size": 10},
+                                   **({"side": "right"} if len(rows) <= 3 else {})},
+                         "thickness": 10, "len": 0.8 if len(rows) > 3 else 1.0, "nticks": 4,
                          "tickfont": {"size": 10}, "x": 1.0, "xpad": 4},
         },
         "showlegend": False,

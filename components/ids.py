@@ -120,6 +120,9 @@ MARKERS_GRAPH = "markers-graph"  # the dot plot (terms x genes)
 MARKERS_GENES = "markers-genes"  # multi dropdown: genes the user adds to the dot plot
 MARKERS_INFO = "markers-info"  # what the markers were computed on, and how long it took
 MARKERS_SHOWN = "markers-shown"  # dcc.Store: {"dataset", "genes"}: the dot plot's genes (exported with the cells)
+MARKERS_A = "markers-a"  # dropdown: group A of an A-versus-B comparison (a term, or the selection)
+MARKERS_B = "markers-b"  # dropdown: group B (a term, the selection, or A's term in another species' dataset)
+MARKERS_CSV = "markers-csv"  # link: the A-versus-B table as CSV (/export/markers.csv)
 
 # two genes at once (colour by "two_genes")
 TWO_GENE_CONTROLS = "two-gene-controls"  # hidden unless colouring by two genes

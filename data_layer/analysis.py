@@ -13,9 +13,17 @@ functions.
 * **Linking views** (:func:`clusters_of`, :func:`cells_of_terms`): a selection in one view becomes the clusters
   it holds, which become a mask in another view (the UMAP's 10X cells and a section's cells share the taxonomy,
   not the cells).
-* **Marker genes**: :func:`markers_for_term` reads only the per-cluster statistics of the store (instant);
-  :func:`markers_for_selection` scans the gene-major store once with a compiled kernel (sums and counts of
-  the selected cells and of the whole scope per gene, reading only the scope's row range of each gene);
+* **Group statistics** (:func:`scan_groups`): one compiled pass over the gene-major store gives, per gene and
+  group of cells, the sum of the values, of their squares and the number of cells expressing it (reading only
+  the groups' row range of each gene; zeros are not stored, so they count in a group's cells but add nothing
+  to its sums). No dense cells x genes matrix is built. :func:`welch_t_test` turns two groups' sums into
+  Welch's t and p (``scipy.stats.ttest_ind(equal_var=False)``), :func:`adjust_bh` into Benjamini-Hochberg
+  adjusted p (``scipy.stats.false_discovery_control``).
+* **A versus B** (:func:`compare_groups`): two terms, a selection and a term, or one term in two species'
+  datasets, ranked by mean difference with fractions expressing and the tests; :func:`compare_groups_csv`.
+* **Marker genes**: :func:`markers_for_term` (the term against the rest of its dataset) and
+  :func:`markers_for_selection` (against the rest of its scope) are the same scan with the same tests;
+  ``markers_for_term(tests=False)`` reads only the store's per-cluster statistics (a few ms);
   :func:`dot_plot_table` gives the long table of a dot plot.
 * **Export** (:func:`export_cells_csv`).
 """
@@ -40,7 +48,8 @@ log = logging.getLogger(__name__)
 #: Colour given to a term when no colour table is passed to :func:`composition`.
 FALLBACK_COLOR = "#9e9e9e"
 #: Columns of the marker tables.
-MARKER_COLUMNS = ["gene_symbol", "gene_identifier", "mean_in", "mean_out", "frac_in", "frac_out", "diff"]
+MARKER_COLUMNS = ["gene_symbol", "gene_identifier", "mean_in", "mean_out", "frac_in", "frac_out", "diff", "t", "p",
+                  "p_adj"]
 _NOT_TERMS = (ADJACENT, UNASSIGNED)
 
 
@@ -239,8 +248,12 @@ def _empty_markers() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object if c.startswith("gene") else np.float64) for c in MARKER_COLUMNS})
 
 
-def _rank(symbols, identifiers, m_in, m_out, f_in, f_out, n: int | None, min_frac_in: float) -> pd.DataFrame:
+def _rank(symbols, identifiers, m_in, m_out, f_in, f_out, n: int | None, min_frac_in: float,
+          tests: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """Rank genes by ``diff = m_in - m_out``; ``tests`` = ``(t, p, p_adj)`` per gene (else NaN columns)."""
     diff = m_in - m_out
+    if tests is None:
+        tests = (np.full(len(diff), np.nan),) * 3
     keep = np.flatnonzero(np.isfinite(diff) & (f_in >= min_frac_in))
     # np.lexsort: last key is primary -> diff descending, then fraction in descending, then gene order.
     order = keep[np.lexsort((keep, -f_in[keep], -diff[keep]))]
@@ -250,7 +263,7 @@ def _rank(symbols, identifiers, m_in, m_out, f_in, f_out, n: int | None, min_fra
         "gene_symbol": np.asarray(symbols, dtype=object)[order],
         "gene_identifier": np.asarray(identifiers, dtype=object)[order],
         "mean_in": m_in[order], "mean_out": m_out[order], "frac_in": f_in[order], "frac_out": f_out[order],
-        "diff": diff[order]})[MARKER_COLUMNS]
+        "diff": diff[order], "t": tests[0][order], "p": tests[1][order], "p_adj": tests[2][order]})[MARKER_COLUMNS]
 
 
 def _term_weights(atlas: Any, dataset: str, level: str, terms: Sequence[str]) -> tuple[np.ndarray, object]:
@@ -274,13 +287,27 @@ def _weighted(weights: np.ndarray, table: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (weights @ table) / total, np.nan)
 
 
-def markers_for_term(atlas: Any, dataset: str, level: str, term: str, n: int | None = 10, *,
-                     min_frac_in: float = 0.0) -> pd.DataFrame:
-    """Marker genes of a taxonomy term from the store's per-cluster statistics (no cell is read).
+def _term_name(atlas: Any, dataset: str, level: str, term: str) -> str:
+    """The name of a term given by name or label at ``level``."""
+    if term in atlas.categories(dataset, level):
+        return term
+    table = atlas.taxonomy(dataset).terms(level)
+    match = table.loc[table["label"].astype(str) == str(term), "name"]
+    if match.empty:
+        raise KeyError(f"no {level} term {term!r} in {dataset}")
+    return str(match.iloc[0])
 
-    ``mean_in`` is the mean log2 expression over the term's clusters weighted by their cells with expression,
-    ``mean_out`` the same over every other cluster of the dataset; ``frac_*`` the fraction of cells with a
-    value > 0. Genes are ranked by ``diff = mean_in - mean_out`` (descending), ties by ``frac_in``.
+
+def markers_for_term(atlas: Any, dataset: str, level: str, term: str, n: int | None = 10, *,
+                     min_frac_in: float = 0.0, tests: bool = True) -> pd.DataFrame:
+    """Marker genes of a taxonomy term against every other cell of the dataset.
+
+    ``mean_in`` is the mean log2 expression over the term's cells with expression, ``mean_out`` the same over
+    the cells of every other term of the level (not Adjacent or unassigned cells); ``frac_*`` the fraction of cells with a value > 0. Genes are ranked by
+    ``diff = mean_in - mean_out`` (descending), ties by ``frac_in``. With ``tests`` the numbers come from one
+    scan of the gene-major store (:func:`scan_groups`) with Welch's t, p and the Benjamini-Hochberg ``p_adj``
+    over all genes; without, from the store's per-cluster statistics alone (no cell read, a few ms; the same
+    means and fractions, NaN tests).
 
     Parameters
     ----------
@@ -290,12 +317,14 @@ def markers_for_term(atlas: Any, dataset: str, level: str, term: str, n: int | N
         Number of genes returned (None = all).
     min_frac_in : float
         Drop genes expressed in fewer of the term's cells.
+    tests : bool
+        Compute Welch's t-test (a scan of the store) or only the per-cluster means.
 
     Returns
     -------
     DataFrame
         :data:`MARKER_COLUMNS`: ``gene_symbol, gene_identifier`` (str), ``mean_in, mean_out, frac_in, frac_out,
-        diff`` (float64). Empty when the term has no cells with expression in the dataset.
+        diff, t, p, p_adj`` (float64). Empty when the term has no cells with expression in the dataset.
 
     Raises
     ------
@@ -306,6 +335,12 @@ def markers_for_term(atlas: Any, dataset: str, level: str, term: str, n: int | N
     if not len(stats.gene_identifiers) or weights.sum() == 0:
         log.info("%s: no cells with expression in %s %s; no markers", dataset, level, term)
         return _empty_markers()
+    if tests:
+        name = _term_name(atlas, dataset, level, term)
+        others = [t for t in atlas.categories(dataset, level) if t != name and t not in _NOT_TERMS]
+        inside, rest = group_pair_sums(atlas, term_group(atlas, dataset, level, [name]),
+                                       term_group(atlas, dataset, level, others))
+        return _tested(atlas, dataset, inside, rest, n, min_frac_in)
     n_cells = np.asarray(stats.n_cells, dtype=np.float64)
     rest = np.where(weights[0] > 0, 0.0, n_cells)[None, :]
     both = np.vstack([weights, rest])
@@ -359,11 +394,13 @@ def dot_plot_table(atlas: Any, dataset: str, level: str, terms: Sequence[str],
     })
 
 
-# ============================================================================================== markers: selections
-#: Entries decoded at once by a selection's marker scan (about 12 bytes each).
+# ============================================================================================== group statistics
+#: Entries decoded at once by a scan of the gene-major store (about 12 bytes each).
 SCAN_BATCH_ENTRIES = 4 << 20
 #: float16 bit pattern -> float32 value (numba has no float16 on the CPU; a 256 kB table stays in L2).
 _F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+#: Columns of an A-versus-B table (:func:`compare_groups`) and of its CSV.
+DE_COLUMNS = ["gene", "mean_A", "mean_B", "frac_A", "frac_B", "mean_diff", "t", "p", "p_adj"]
 
 
 @numba.njit(inline="always")
@@ -372,12 +409,15 @@ def _value_f32(data, table, j):  # pragma: no cover - compiled
 
 
 def _scan_kernel(value, name):
-    """The marker scan over a gene-major store, compiled for one way of reading a stored value (``value(data,
+    """The group scan over a gene-major store, compiled for one way of reading a stored value (``value(data,
     table, j)``): float16 bit patterns through a table, or float32 as they are.
 
-    For each gene ``genes[k]``, over the stored rows in ``[s0, s1)``: ``out[k] = (sum inside, expressing inside,
-    sum in scope, expressing in scope)``, "inside" being the rows ``r0 + i`` with ``selected[i] == 1``."""
-    def scan(indptr, indices, data, table, genes, s0, s1, r0, selected, out):  # pragma: no cover - compiled
+    For each gene ``genes[k]``, over its stored rows in ``[s0, s1)``: ``out[k, c] += (value, value², value > 0)``
+    where ``c = codes[row - r0]`` for rows in the codes' window and ``c = 0`` outside it. Zeros are not stored, so
+    they add nothing to a sum (the caller counts the group's cells)."""
+    def scan(indptr, indices, data, table, genes, s0, s1, r0, codes, out):  # pragma: no cover - compiled
+        n_window = codes.shape[0]
+        acc = np.zeros((out.shape[1], 3))  # one gene's sums, contiguous and small (L1)
         for k in range(genes.shape[0]):
             g = genes[k]
             a = indptr[g]
@@ -385,51 +425,326 @@ def _scan_kernel(value, name):
             seg = indices[a:b]
             lo = a + np.searchsorted(seg, s0)
             hi = a + np.searchsorted(seg, s1)
-            n_window = selected.shape[0]
-            sum_in = 0.0
-            pos_in = 0
-            sum_all = 0.0
-            pos_all = 0
+            acc[:] = 0.0
             for j in range(lo, hi):
                 v = value(data, table, j)
                 if v != v:  # NaN stored value: not counted
                     continue
-                sum_all += v
-                if v > 0:
-                    pos_all += 1
                 idx = indices[j] - r0
-                if 0 <= idx < n_window:  # rows are sorted: this branch is predictable, the mask look-up is not
-                    w = selected[idx]  # uint8 0/1, multiplied in: no branch on a random mask
-                    sum_in += v * w
-                    pos_in += (v > 0) * w
-            out[k, 0] = sum_in
-            out[k, 1] = pos_in
-            out[k, 2] = sum_all
-            out[k, 3] = pos_all
+                c = 0
+                if 0 <= idx < n_window:  # rows are sorted: this branch is predictable
+                    c = codes[idx]
+                acc[c, 0] += v
+                acc[c, 1] += v * v
+                acc[c, 2] += v > 0
+            out[k] += acc
 
     # numba's on-disk cache is named after the function's qualified name: one name per compiled variant
     scan.__name__ = scan.__qualname__ = name
     return numba.njit(nogil=True, cache=True)(scan)
 
 
-_scan_f32 = _scan_kernel(_value_f32, "_scan_f32")
+_scan_f32 = _scan_kernel(_value_f32, "_scan_groups_f32")
 
 
 def warm_up() -> None:
-    """Load (or compile, the first time on a machine) the marker kernel for the arrays
-    :meth:`GeneMatrix.csc` gives, so the first selection of a server worker does not pay ~1 s for it."""
+    """Load (or compile, the first time on a machine) the scan kernel for the arrays :meth:`GeneMatrix.csc`
+    gives, so the first selection of a server worker does not pay ~1 s for it."""
     indptr = np.array([0, 1], dtype=np.int64)
     rows = np.zeros(1, dtype=np.int64)
     genes = np.zeros(1, dtype=np.int64)
-    selected = np.ones(1, dtype=np.uint8)
-    out = np.zeros((1, 4))
-    data32 = np.zeros(1, dtype=np.float32)
-    _scan_f32(indptr, rows, data32, _F16_TABLE, genes, 0, 1, 0, selected, out)
+    codes = np.ones(1, dtype=np.uint8)
+    out = np.zeros((1, 2, 3))
+    _scan_f32(indptr, rows, np.zeros(1, dtype=np.float32), _F16_TABLE, genes, 0, 1, 0, codes, out)
 
 
 @dataclass(frozen=True)
+class GroupSums:
+    """Per-gene sums over a group of cells, the sufficient statistics of the means, fractions and t-tests.
+
+    Attributes
+    ----------
+    dataset : str
+    genes : ndarray of int64, shape (g,)
+        gene columns of the dataset's expression matrix.
+    n : int
+        cells of the group with an expression row (a cell without one counts nowhere).
+    total, squares, expressing : ndarray of float64, shape (g,)
+        sum of the values, sum of their squares, and number of cells with a value > 0.
+    """
+
+    dataset: str
+    genes: np.ndarray
+    n: int
+    total: np.ndarray
+    squares: np.ndarray
+    expressing: np.ndarray
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean log2 over the group's cells (zeros included); NaN for an empty group."""
+        return self.total / self.n if self.n else np.full(len(self.genes), np.nan)
+
+    @property
+    def fraction(self) -> np.ndarray:
+        """Share of the group's cells with a value > 0; NaN for an empty group."""
+        return self.expressing / self.n if self.n else np.full(len(self.genes), np.nan)
+
+    def __add__(self, other: "GroupSums") -> "GroupSums":
+        return GroupSums(self.dataset, self.genes, self.n + other.n, self.total + other.total,
+                         self.squares + other.squares, self.expressing + other.expressing)
+
+    def __sub__(self, other: "GroupSums") -> "GroupSums":
+        return GroupSums(self.dataset, self.genes, self.n - other.n, self.total - other.total,
+                         self.squares - other.squares, self.expressing - other.expressing)
+
+
+def _columns_of(gm, dataset: str, genes: Sequence[str] | None) -> np.ndarray:
+    if genes is None:
+        return np.arange(gm.n_genes, dtype=np.int64)
+    return np.array([gm.resolve(g, dataset) for g in genes], dtype=np.int64)
+
+
+def scan_groups(atlas: Any, dataset: str, codes: np.ndarray, *, start: int = 0, stop: int | None = None,
+                window: int | None = None, n_groups: int | None = None,
+                genes: Sequence[str] | None = None) -> list[GroupSums]:
+    """Sums of every gene (or ``genes``) over groups of cells, in one pass over the gene-major store.
+
+    Parameters
+    ----------
+    codes : ndarray of uint8
+        The group of each store row ``window + i`` (default ``window = start``): 1..G; 0 = none of them.
+    start, stop : int
+        The store rows scanned (default: all); group 0 is every scanned row whose code is 0 or which lies
+        outside the codes' window, so "the rest" of a selection comes with it.
+    n_groups : int, optional
+        G (default: the largest code).
+    genes : sequence of str, optional
+        Symbols or identifiers (default: every gene).
+
+    Returns
+    -------
+    list of GroupSums
+        Groups 0..G. Each gene's entries in ``[start, stop)`` are decoded in batches of about
+        :data:`SCAN_BATCH_ENTRIES` (bounded memory) and walked once by a compiled kernel: no dense cells x genes
+        matrix is built.
+    """
+    gm = atlas.expression_matrix(dataset)
+    stop = gm.n_cells if stop is None else int(stop)
+    start = int(start)
+    window = start if window is None else int(window)
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    if window < start or window + len(codes) > stop:
+        raise ValueError(f"the codes' rows {window}..{window + len(codes)} are outside the scanned rows "
+                         f"{start}..{stop}")
+    largest = int(codes.max()) if len(codes) else 0
+    n_codes = (largest if n_groups is None else int(n_groups)) + 1
+    if largest >= n_codes:  # the compiled kernel does not check its bounds
+        raise ValueError(f"a code {largest} is above n_groups={n_groups}")
+    cols = _columns_of(gm, dataset, genes)
+    out = np.zeros((len(cols), n_codes, 3), dtype=np.float64)
+    if len(cols) and int(gm.indptr[-1]) and stop > start:
+        counts = np.diff(gm.indptr)[cols] * ((stop - start) / max(1, gm.n_cells))
+        first = 0
+        while first < len(cols):
+            last = first + 1 + int(np.searchsorted(np.cumsum(counts[first + 1:]), SCAN_BATCH_ENTRIES))
+            batch = cols[first:last]
+            indptr, rows, values = gm.csc(batch, start, stop)
+            _scan_f32(indptr, rows, values, _F16_TABLE, np.arange(len(batch), dtype=np.int64), start, stop, window,
+                      codes, out[first:last])
+            first = last
+    # cells with an expression row per group (one byte per scanned row, not per gene)
+    has = np.asarray(gm.has_expression[start:stop])
+    every = np.zeros(stop - start, dtype=np.uint8)
+    every[window - start:window - start + len(codes)] = codes
+    n = np.bincount(every[has], minlength=n_codes)
+    return [GroupSums(dataset, cols, int(n[c]), out[:, c, 0], out[:, c, 1], out[:, c, 2]) for c in range(n_codes)]
+
+
+def welch_t_test(a: GroupSums, b: GroupSums) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Welch's unequal-variance t-test of each gene between two groups, from their sums.
+
+    ``t = (mean_a - mean_b) / sqrt(var_a / n_a + var_b / n_b)`` with sample variances (``ddof=1``), the
+    Welch-Satterthwaite degrees of freedom, and the two-sided ``p = 2 * t.sf(|t|, df)``: what
+    ``scipy.stats.ttest_ind(x, y, equal_var=False)`` gives on the groups' values (zeros included). NaN where a
+    group has fewer than two cells or both have no variance and the same mean (both constant but different:
+    ``t = ±inf``, ``p = 0``, as scipy).
+
+    Returns
+    -------
+    (t, df, p) : ndarrays of float64, shape (g,)
+    """
+    from scipy import stats
+
+    g = len(a.genes)
+    if a.n < 2 or b.n < 2:
+        nan = np.full(g, np.nan)
+        return nan, nan.copy(), nan.copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_a = np.maximum(a.squares - a.total * a.total / a.n, 0.0) / (a.n - 1)
+        var_b = np.maximum(b.squares - b.total * b.total / b.n, 0.0) / (b.n - 1)
+        se_a, se_b = var_a / a.n, var_b / b.n
+        se = se_a + se_b
+        t = (a.mean - b.mean) / np.sqrt(se)
+        df = se * se / (se_a * se_a / (a.n - 1) + se_b * se_b / (b.n - 1))
+        df = np.where(np.isnan(df), 1.0, df)  # both groups constant: scipy's convention (t is then ±inf or NaN)
+        p = 2.0 * stats.t.sf(np.abs(t), df)
+    return t, df, p
+
+
+def adjust_bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (``scipy.stats.false_discovery_control``) over the genes tested,
+    i.e. the finite ``p``; NaN stays NaN."""
+    from scipy import stats
+
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    tested = np.isfinite(p)
+    if tested.any():
+        out[tested] = stats.false_discovery_control(p[tested], method="bh")
+    return out
+
+
+# ============================================================================================== two groups
+@dataclass(frozen=True)
+class CellGroup:
+    """Cells of one dataset: ``mask`` over the store rows ``start .. start + len(mask)``, named ``label``."""
+
+    dataset: str
+    mask: np.ndarray
+    start: int = 0
+    label: str = ""
+
+    @property
+    def n(self) -> int:
+        """Cells in the group (with or without an expression row)."""
+        return int(np.count_nonzero(self.mask))
+
+
+def term_group(atlas: Any, dataset: str, level: str, terms: str | Sequence[str], label: str | None = None
+               ) -> CellGroup:
+    """The cells of a dataset whose term at ``level`` is ``terms`` (a name or several); ``KeyError`` naming an
+    unknown level or term."""
+    terms = [terms] if isinstance(terms, str) else list(terms)
+    names = atlas.categories(dataset, level)
+    index = pd.Index(names)
+    wanted = index.get_indexer(terms)
+    if (wanted < 0).any():
+        unknown = [t for t, w in zip(terms, wanted) if w < 0]
+        raise KeyError(f"no {level} term {unknown[0]!r} in {dataset}")
+    codes = np.asarray(atlas.codes(dataset, level))
+    return CellGroup(dataset, np.isin(codes, wanted), 0, label or ", ".join(terms))
+
+
+def rows_group(atlas: Any, dataset: str, rows, *, section: str | None = None, slab_plane: str | None = None,
+               label: str = "Selection") -> CellGroup:
+    """A selection: ``rows`` (bool mask or positions) of ``atlas.cells(dataset, section, slab_plane)``."""
+    a, b = atlas.row_range(dataset, section, slab_plane)
+    return CellGroup(dataset, _as_mask(rows, b - a, "rows"), a, label)
+
+
+def _bounds(group: CellGroup) -> tuple[int, int]:
+    picked = np.flatnonzero(group.mask)
+    if not picked.size:
+        return group.start, group.start
+    return group.start + int(picked[0]), group.start + int(picked[-1]) + 1
+
+
+def _group_codes(groups: Sequence[CellGroup]) -> tuple[np.ndarray, int]:
+    """``(codes, window)``: bit ``1 << i`` set for the cells of ``groups[i]`` over the rows they span."""
+    bounds = [_bounds(g) for g in groups if g.n]
+    lo = min((b[0] for b in bounds), default=0)
+    hi = max((b[1] for b in bounds), default=0)
+    codes = np.zeros(hi - lo, dtype=np.uint8)
+    for bit, group in enumerate(groups):
+        b0, b1 = _bounds(group)
+        if b1 > b0:
+            part = group.mask[b0 - group.start:b1 - group.start]
+            codes[b0 - lo:b1 - lo] |= part.astype(np.uint8) << bit
+    return codes, lo
+
+
+def _sums_of(atlas: Any, group: CellGroup, genes: Sequence[str] | None) -> GroupSums:
+    codes, window = _group_codes([group])
+    return scan_groups(atlas, group.dataset, codes, start=window, stop=window + len(codes), n_groups=1,
+                       genes=genes)[1]
+
+
+def group_pair_sums(atlas: Any, a: CellGroup, b: CellGroup, genes: Sequence[str] | None = None
+                    ) -> tuple[GroupSums, GroupSums]:
+    """Sums of two groups over the same genes: one scan when they share a dataset (a cell in both counts in
+    both), else one per dataset over the genes both measure (matched by symbol, in ``a``'s order)."""
+    if a.dataset == b.dataset:
+        codes, window = _group_codes([a, b])
+        sums = scan_groups(atlas, a.dataset, codes, start=window, stop=window + len(codes), n_groups=3, genes=genes)
+        return sums[1] + sums[3], sums[2] + sums[3]
+    gm_a, gm_b = atlas.expression_matrix(a.dataset), atlas.expression_matrix(b.dataset)
+    cols_a = _columns_of(gm_a, a.dataset, genes)
+    in_b = {str(s).lower(): i for i, s in reversed(list(enumerate(gm_b.gene_symbols)))}
+    pairs = [(int(c), in_b[str(gm_a.gene_symbols[c]).lower()]) for c in cols_a
+             if str(gm_a.gene_symbols[c]).lower() in in_b]
+    genes_a = [str(gm_a.gene_identifiers[c]) for c, _ in pairs]
+    genes_b = [str(gm_b.gene_identifiers[c]) for _, c in pairs]
+    return _sums_of(atlas, a, genes_a), _sums_of(atlas, b, genes_b)
+
+
+def compare_groups(atlas: Any, a: CellGroup, b: CellGroup, *, genes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Differential expression of group A against group B (two terms, a selection and a term, or one term in
+    two species' datasets), computed on the gene-major store without a dense cells x genes matrix.
+
+    Per gene: mean log2 and fraction expressing (> 0) in each group over its cells with an expression row,
+    ``mean_diff = mean_A - mean_B``, Welch's t and its two-sided p (:func:`welch_t_test`), and ``p_adj``,
+    the Benjamini-Hochberg adjustment over the genes tested (:func:`adjust_bh`).
+
+    Parameters
+    ----------
+    a, b : CellGroup
+        :func:`term_group`, :func:`rows_group`. In one dataset a cell in both groups counts in both; across
+        datasets the genes both measure are compared, matched by symbol.
+    genes : sequence of str, optional
+        Only these genes (symbols or identifiers of A's dataset).
+
+    Returns
+    -------
+    DataFrame
+        :data:`DE_COLUMNS` ranked by ``mean_diff`` descending (ties by ``frac_A``), so the genes highest in A come
+        first and the genes highest in B last; ``gene`` is the symbol (A's). ``attrs``: ``n_A``, ``n_B`` (cells
+        with expression), ``label_A``, ``label_B``, ``dataset_A``, ``dataset_B``. Empty when a group has no cell
+        with expression.
+    """
+    sa, sb = group_pair_sums(atlas, a, b, genes)
+    gm = atlas.expression_matrix(a.dataset)
+    attrs = {"n_A": sa.n, "n_B": sb.n, "label_A": a.label, "label_B": b.label, "dataset_A": a.dataset,
+             "dataset_B": b.dataset}
+    if sa.n == 0 or sb.n == 0:
+        table = pd.DataFrame({c: pd.Series(dtype=object if c == "gene" else np.float64) for c in DE_COLUMNS})
+        table.attrs.update(attrs)
+        return table
+    t, _, p = welch_t_test(sa, sb)
+    mean_a, mean_b, frac_a = sa.mean, sb.mean, sa.fraction
+    diff = mean_a - mean_b
+    order = np.lexsort((np.arange(len(diff)), -frac_a, -diff))
+    table = pd.DataFrame({
+        "gene": np.asarray(gm.gene_symbols, dtype=object)[sa.genes], "mean_A": mean_a, "mean_B": mean_b,
+        "frac_A": frac_a, "frac_B": sb.fraction, "mean_diff": diff, "t": t, "p": p, "p_adj": adjust_bh(p),
+    }).iloc[order].reset_index(drop=True)
+    table.attrs.update(attrs)
+    return table
+
+
+def compare_groups_csv(table: pd.DataFrame, float_format: str = "%.6g") -> str:
+    """An A-versus-B table (:func:`compare_groups`) as CSV text with the :data:`DE_COLUMNS` header; gene
+    symbols made :func:`spreadsheet_safe_text`, empty fields for NaN."""
+    buffer = io.StringIO()
+    spreadsheet_safe(table[DE_COLUMNS]).to_csv(buffer, index=False, float_format=float_format, lineterminator="\n")
+    return buffer.getvalue()
+
+
+# ============================================================================================== markers: selections
+@dataclass(frozen=True)
 class SelectionStats:
-    """Per-gene sums of a selection and of its scope (the numbers behind :func:`markers_for_selection`).
+    """Per-gene statistics of a selection and of the rest of its scope (the numbers behind
+    :func:`markers_for_selection`).
 
     Attributes
     ----------
@@ -439,6 +754,8 @@ class SelectionStats:
         over the selected cells with expression and over the scope's other cells with expression.
     n_in, n_out : int
         cells with expression in the selection and in the rest of the scope.
+    inside, rest : GroupSums
+        the sums behind them (for :func:`welch_t_test`).
     """
 
     genes: np.ndarray
@@ -448,6 +765,8 @@ class SelectionStats:
     frac_out: np.ndarray
     n_in: int
     n_out: int
+    inside: GroupSums
+    rest: GroupSums
 
 
 def selection_stats(atlas: Any, dataset: str, rows, *, section: str | None = None,
@@ -458,48 +777,32 @@ def selection_stats(atlas: Any, dataset: str, rows, *, section: str | None = Non
     ``rows`` select cells of ``atlas.cells(dataset, section, slab_plane)`` (the *scope*): an ``(n,)`` bool mask
     or integer positions. The rest is the scope's other cells (``against="scope"``) or the whole dataset's
     (``against="dataset"``). Cells without an expression row count in neither. One compiled pass over each
-    gene's entries of the compared row range; see :func:`markers_for_selection`.
+    gene's entries of the compared row range (:func:`scan_groups`); see :func:`markers_for_selection`.
     """
     if against not in ("scope", "dataset"):
         raise ValueError(f"against={against!r} must be 'scope' or 'dataset'")
     gm = atlas.expression_matrix(dataset)
+    group = rows_group(atlas, dataset, rows, section=section, slab_plane=slab_plane)
     a, b = atlas.row_range(dataset, section, slab_plane)
-    mask = _as_mask(rows, b - a, "rows")
     s0, s1 = (a, b) if against == "scope" else (0, gm.n_cells)
-    if genes is None:
-        cols = np.arange(gm.n_genes, dtype=np.int64)
-    else:
-        cols = np.array([gm.resolve(g, dataset) for g in genes], dtype=np.int64)
-    picked = np.flatnonzero(mask)
-    if picked.size:
-        lo, hi = int(picked[0]), int(picked[-1]) + 1
-        selected = np.ascontiguousarray(mask[lo:hi]).view(np.uint8)
-        r0 = a + lo
-    else:
-        selected = np.zeros(0, dtype=np.uint8)
-        r0 = a
-    out = np.zeros((len(cols), 4), dtype=np.float64)
-    if len(cols) and int(gm.indptr[-1]):
-        # Genes are decoded in batches of about SCAN_BATCH_ENTRIES entries (bounded memory), then scanned.
-        counts = np.diff(gm.indptr)[cols] * ((s1 - s0) / max(1, gm.n_cells))
-        start = 0
-        while start < len(cols):
-            stop = start + 1 + int(np.searchsorted(np.cumsum(counts[start + 1:]), SCAN_BATCH_ENTRIES))
-            batch = cols[start:stop]
-            indptr, rows, values = gm.csc(batch, s0, s1)
-            _scan_f32(indptr, rows, values, _F16_TABLE, np.arange(len(batch), dtype=np.int64), s0, s1, r0,
-                      selected, out[start:stop])
-            start = stop
-    has = gm.has_expression
-    n_in = int(np.count_nonzero(np.asarray(has[a:b])[mask]))
-    n_scope = int(np.count_nonzero(has[s0:s1]))
-    n_out = n_scope - n_in
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_in = out[:, 0] / n_in if n_in else np.full(len(cols), np.nan)
-        frac_in = out[:, 1] / n_in if n_in else np.full(len(cols), np.nan)
-        mean_out = (out[:, 2] - out[:, 0]) / n_out if n_out else np.full(len(cols), np.nan)
-        frac_out = (out[:, 3] - out[:, 1]) / n_out if n_out else np.full(len(cols), np.nan)
-    return SelectionStats(cols, mean_in, mean_out, frac_in, frac_out, n_in, n_out)
+    codes, window = _group_codes([group])
+    rest, inside = scan_groups(atlas, dataset, codes, start=s0, stop=s1, window=window if len(codes) else s0,
+                               n_groups=1, genes=genes)
+    return SelectionStats(inside.genes, inside.mean, rest.mean, inside.fraction, rest.fraction, inside.n, rest.n,
+                          inside, rest)
+
+
+def _tested(atlas: Any, dataset: str, inside: GroupSums, rest: GroupSums, n: int | None,
+            min_frac_in: float) -> pd.DataFrame:
+    """Ranked markers of ``inside`` against ``rest`` with Welch's t-test and BH-adjusted p over the genes."""
+    if inside.n == 0:
+        return _empty_markers()
+    gm = atlas.expression_matrix(dataset)
+    t, _, p = welch_t_test(inside, rest)
+    mean_out = np.nan_to_num(rest.mean)
+    frac_out = np.nan_to_num(rest.fraction)
+    return _rank(gm.gene_symbols[inside.genes], gm.gene_identifiers[inside.genes], inside.mean, mean_out,
+                 inside.fraction, frac_out, n, min_frac_in, (t, p, adjust_bh(p)))
 
 
 def markers_for_selection(atlas: Any, dataset: str, rows, n: int | None = 10, *, section: str | None = None,
@@ -509,8 +812,9 @@ def markers_for_selection(atlas: Any, dataset: str, rows, n: int | None = 10, *,
 
     For every gene the compiled kernel walks the gene's entries inside the compared row range (binary search on
     its sorted cell indices, so a section's selection reads only that section's bytes of each gene) and sums
-    values and counts values > 0 over the selected cells (a bool look-up) and over all cells; the rest is the
-    difference. Zeros are implicit, so means divide by the cells with expression.
+    values, their squares and counts values > 0 over the selected cells (a look-up of each row's group) and
+    over the rest. Zeros are implicit, so means divide by the cells with expression. Welch's t, p and the
+    Benjamini-Hochberg ``p_adj`` (over the genes scanned) come from the same sums.
 
     Parameters
     ----------
@@ -534,13 +838,7 @@ def markers_for_selection(atlas: Any, dataset: str, rows, n: int | None = 10, *,
         when the selection has no cell with expression.
     """
     st = selection_stats(atlas, dataset, rows, section=section, slab_plane=slab_plane, against=against, genes=genes)
-    if st.n_in == 0:
-        return _empty_markers()
-    gm = atlas.expression_matrix(dataset)
-    mean_out = np.nan_to_num(st.mean_out)
-    frac_out = np.nan_to_num(st.frac_out)
-    return _rank(gm.gene_symbols[st.genes], gm.gene_identifiers[st.genes], st.mean_in, mean_out, st.frac_in,
-                 frac_out, n, min_frac_in)
+    return _tested(atlas, dataset, st.inside, st.rest, n, min_frac_in)
 
 
 def selection_dot_plot_table(atlas: Any, dataset: str, rows, genes: Sequence[str], *,

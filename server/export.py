@@ -1,4 +1,5 @@
-"""``GET /export/figure.<png|svg|pdf>`` and ``GET /export/cells.<csv|h5ad>``: figure and cell export of a view.
+"""``GET /export/figure.<png|svg|pdf>``, ``GET /export/cells.<csv|h5ad>`` and ``GET /export/markers.csv``: figure
+and cell export of a view, and the table of an A-versus-B comparison (:mod:`core.markers`).
 
 They take the address bar's parameters (read strictly by the view's one reader, :func:`core.requests.strict_view`)
 plus the export options, and answer with what :mod:`core.export` builds; being under ``/export/`` they go through
@@ -12,13 +13,14 @@ from flask import Blueprint, Response
 
 from core.context import ViewerContext
 from core.export import EXPORT_CELLS_PATH, EXPORT_FIGURE_PATH, cells_from_args, export_filename, figure_from_args
+from core.markers import EXPORT_MARKERS_PATH, markers_csv_from_args
 from core.requests import FIGURE_FORMATS
 from core.errors import ViewError
 from server.http import error_response, file_response, request_args
 
 
 def export_blueprint(context: ViewerContext) -> Blueprint:
-    """``/export/figure.<fmt>`` and ``/export/cells.<fmt>`` for ``context``'s atlas."""
+    """``/export/figure.<fmt>``, ``/export/cells.<fmt>`` and ``/export/markers.csv`` for ``context``'s atlas."""
     blueprint = Blueprint("exports", __name__)
 
     @blueprint.route(EXPORT_FIGURE_PATH, methods=["GET", "POST"])
@@ -40,6 +42,14 @@ def export_blueprint(context: ViewerContext) -> Blueprint:
         except ViewError as exc:
             return error_response(exc)
         return file_response(data, fmt, export_filename(state, "cells", fmt))
+
+    @blueprint.route(EXPORT_MARKERS_PATH, methods=["GET", "POST"])
+    def export_markers_route() -> Response:
+        try:
+            data, filename = markers_csv_from_args(context, request_args())
+        except ViewError as exc:
+            return error_response(exc)
+        return file_response(data, "csv", filename)
 
     return blueprint
 

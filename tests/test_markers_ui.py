@@ -51,7 +51,10 @@ def test_a_highlighted_d1_msn_gets_drd1_as_its_top_marker_and_its_siblings_as_ro
     assert table[(D1, "DRD1")][1] > 4 * table[("STR D2 MSN", "DRD1")][1]
     assert table[(D1, "DRD1")][0] > 0.75  # most D1 MSNs express DRD1 (a spatial panel misses some)
     assert shown == {"dataset": demo.dataset, "genes": genes}
-    assert title == f"of Subclass {D1}" and "per-cluster statistics" in info
+    assert title == f"of Subclass {D1}" and "Welch's t-test" in info
+    drd1 = next(t for t, x, y in zip(figure["data"][0]["text"], figure["data"][0]["x"], figure["data"][0]["y"])
+                if x == "DRD1" and y == D1)
+    assert "Welch t" in drd1 and "adjusted p" in drd1  # the test against the rest, on the term's top genes
 
 
 def test_a_selection_of_d1_msns_on_the_umap_ranks_drd1_in_its_top_markers(demo):

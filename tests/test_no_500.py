@@ -128,10 +128,11 @@ def test_a_well_formed_callback_still_answers(app, names):
 
 
 ROUTES = ["/render/map.png", "/api/render", "/api/cells.csv", "/export/cells.csv", "/api/genes", "/api/datasets",
-          "/healthz", "/s/abcdefghij", "/export/figure.png"]
+          "/healthz", "/s/abcdefghij", "/export/figure.png", "/export/markers.csv"]
 KEYS = ["dataset", "section", "slab_plane", "color_by", "gene", "gene2", "term", "term_level", "x0", "x1", "y0", "y1",
         "w", "h", "vmin", "vmax", "blend", "ta", "tb", "selection", "clusters", "width", "height", "unit", "dpi",
-        "title", "legend", "panels", "sections", "format", "figure", "genes", "q", "limit", "v"]
+        "title", "legend", "panels", "sections", "format", "figure", "genes", "q", "limit", "v", "level", "a", "b",
+        "b_dataset"]
 
 
 def test_a_fuzz_of_every_route_answers_no_500(app, names):
