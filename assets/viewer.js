@@ -5,6 +5,7 @@
  *  - writeUrl: put the view's query string in the address bar (pushState, or replaceState for zoom/pan and
  *    selections) without reloading and without a Dash round trip; back/forward to the address the page was
  *    opened with is reported to the dcc.Location too (see the popstate listener below);
+ *  - keepMapSize: the map keeps its height (and so its zoom) when the analysis panel opens under it;
  *  - holdWhileDragging: a new figure that arrives while the user is dragging a box or a lasso on a graph waits
  *    for the mouse to be released. Plotly.js throws (reading 'getAttribute') and loses the selection when a
  *    figure with new axes or a new size is drawn under a drag in progress: a late picture after a zoom, a
@@ -184,5 +185,34 @@ window.atlasViewer = (function () {
     }
   })();
 
-  return { watchSize: watchSize, writeUrl: writeUrl, plotArea: plotArea, holdWhileDragging: holdWhileDragging };
+  // The analysis panel opens under the map without taking the map's height (see analysis.css): while it is
+  // open the map card scrolls and the map keeps the height it had with the panel closed, so the map's size and
+  // zoom do not change; opening scrolls the panel into view, closing scrolls the card back to the top.
+  // Called with the panel's `hidden`; returns the map card's style (the height as --map-height).
+  var closedHeight = {};
+  function keepMapSize(hidden, graphId, panelId, cardId) {
+    var outer = document.getElementById(graphId);
+    if (outer && !outer._atlasHeightWatched && window.ResizeObserver) {
+      outer._atlasHeightWatched = true;
+      new ResizeObserver(function () {
+        var panel = document.getElementById(panelId);
+        if (!panel || panel.hidden) {
+          closedHeight[graphId] = outer.getBoundingClientRect().height;
+        }
+      }).observe(outer);
+    }
+    window.requestAnimationFrame(function () {
+      var panel = document.getElementById(panelId), card = document.getElementById(cardId);
+      if (panel && !panel.hidden) {
+        panel.scrollIntoView({ block: "nearest" });
+      } else if (card) {
+        card.scrollTop = 0;
+      }
+    });
+    var height = closedHeight[graphId];
+    return !hidden && height > 0 ? { "--map-height": Math.round(height) + "px" } : {};
+  }
+
+  return { watchSize: watchSize, writeUrl: writeUrl, plotArea: plotArea, holdWhileDragging: holdWhileDragging,
+           keepMapSize: keepMapSize };
 })();

@@ -412,6 +412,13 @@ def register(app: Any, context: ViewerContext) -> dict:
     def show_panel(_clicks, selection, hidden):
         return panel_step(ctx.triggered_id, selection, hidden)
 
+    app.clientside_callback(  # the map keeps its size (and zoom) when the panel opens or closes under it
+        f"function (hidden) {{ return window.atlasViewer.keepMapSize(hidden, '{ids.MAP_GRAPH}', "
+        f"'{ids.ANALYSIS_PANEL}', '{ids.MAP_PANEL}'); }}",
+        Output(ids.MAP_PANEL, "style"),
+        Input(ids.ANALYSIS_PANEL, "hidden"),
+    )
+
     @app.callback(
         Output(ids.TERM_PICKED, "data", allow_duplicate=True),
         Input(ids.COMPOSITION_GRAPH, "clickData"),

@@ -182,7 +182,7 @@ def compare_view() -> html.Div:
                                  searchable=True, className="compare-section"),
                 ]),
                 dcc.Graph(id=ids.compare_graph(slot), className="picture compare-picture", config=COMPARE_CONFIG,
-                          figure=message_figure("No picture yet"), responsive=True),
+                          figure=message_figure("Loading the map…"), responsive=True),
             ],
         ))
     return html.Div(

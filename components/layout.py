@@ -233,7 +233,7 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
         Show "Log out" in the header (users log in with a password): it opens the logout form, which posts with
         its CSRF token.
     """
-    empty = "No picture yet" if catalog.datasets else "The store holds no dataset"
+    empty = "Loading the map…" if catalog.datasets else "The store holds no dataset"
     return html.Div(
         id=ids.ROOT,
         className="app",
@@ -318,7 +318,7 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
                                     dcc.Graph(
                                         id=ids.UMAP_GRAPH,
                                         className="picture",
-                                        figure=message_figure("No UMAP yet"),
+                                        figure=message_figure("Loading the UMAP…"),
                                         config=GRAPH_CONFIG,
                                         responsive=True,
                                     ),

@@ -101,10 +101,14 @@ class DatasetEntry:
         return choices
 
     def default_color_by(self) -> str:
-        """The third level (Subclass / subclass) when there is one, else the finest level."""
+        """The level a dataset opens coloured by: ``Class`` (``class`` in the mouse taxonomies), whose few types
+        follow the anatomy (striatal neurons, pallidal neurons, white-matter glia...), else the second level."""
         if not self.levels:
             return COLOR_BY_REGION if self.spatial else COLOR_BY_GENE
-        return self.levels[min(2, len(self.levels) - 1)]
+        lowered = [level.lower() for level in self.levels]
+        if "class" in lowered:
+            return self.levels[lowered.index("class")]
+        return self.levels[min(1, len(self.levels) - 1)]
 
     def shared_levels(self) -> tuple[str, ...]:
         """Levels meaningful across species: down to ``Group`` when present, else all but the finest."""

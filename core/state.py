@@ -146,13 +146,14 @@ class ViewState:
 
 
 def default_state(catalog: Catalog, dataset: str | None = None) -> ViewState:
-    """The view a dataset opens with: first slab plane and its first section, the default colour-by."""
+    """The view a dataset opens with: its first slab plane whole (every section of it, the anatomy at a glance),
+    coloured by the default colour-by."""
     name = dataset if catalog.get(dataset) else catalog.default_dataset()
     entry = catalog.get(name)
     if entry is None:
         return ViewState(dataset=None)
-    plane, section = _first_section(entry)
-    return ViewState(dataset=name, slab_plane=plane, section=section, color_by=entry.default_color_by())
+    plane = entry.slab_planes[0].label if entry.slab_planes else None
+    return ViewState(dataset=name, slab_plane=plane, section=None, color_by=entry.default_color_by())
 
 
 def _first_section(entry: DatasetEntry) -> tuple[str | None, str | None]:
@@ -598,6 +599,11 @@ def _levels_to_try(entry: DatasetEntry, preferred: str | None, color_by: str) ->
     return tuple(order)
 
 
+def _place_words(state: ViewState) -> str:
+    """Where a view of sections is, in words: ``section <label>`` or ``the whole slab plane <label>``."""
+    return f"section {state.section}" if state.section else f"the whole slab plane {state.slab_plane}"
+
+
 def _parse_place(
     entry: DatasetEntry, state: ViewState, plane_label: str | None, section_label: str | None
 ) -> tuple[ViewState, list[str]]:
@@ -610,13 +616,14 @@ def _parse_place(
                                                     f"not {plane_label[:60]}: showing the section."))
             return state.replace(slab_plane=section.slab_plane, section=section.label), notices
         notices.append(Notice("section",
-                              f"Unknown section '{section_label}' in {entry.name}: showing {state.section}."))
+                              f"Unknown section '{section_label}' in {entry.name}: showing {_place_words(state)}."))
         return state, notices
     if plane_label:
         plane = entry.plane(plane_label)
         if plane is None:
             notices.append(Notice("slab_plane",
-                                  f"Unknown slab plane '{plane_label}' in {entry.name}: showing {state.section}."))
+                                  f"Unknown slab plane '{plane_label}' in {entry.name}: showing "
+                                  f"{_place_words(state)}."))
             return state, notices
         # a slab plane without a section: the whole plane
         return state.replace(slab_plane=plane.label, section=None), notices

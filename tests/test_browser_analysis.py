@@ -45,7 +45,7 @@ def test_a_lasso_on_the_map_shows_count_composition_highlight_and_marker_dot_plo
     # around the densest part of the section: the middle of its cells
     cx, cy = float(np.median(cells["x"])), float(np.median(cells["y"]))
     radius = 0.18 * float(row["x_max"] - row["x_min"])
-    open_view(viewer)
+    open_view(viewer, f"?dataset={quote(dataset)}&section={quote(section)}")
     wait_for_picture(viewer, f"section={quote(section)}")
     set_dragmode(viewer, "map-graph", "lasso")
     viewer.driver.execute_script(TIMING_JS)
@@ -93,7 +93,7 @@ def test_a_figure_arriving_during_a_lasso_drag_waits_for_the_release(viewer, atl
     section = atlas.sections(dataset)["brain_section_label"].iloc[0]
     cells = atlas.cells(dataset, section=section)
     cx, cy = float(np.median(cells["x"])), float(np.median(cells["y"]))
-    open_view(viewer)
+    open_view(viewer, f"?dataset={quote(dataset)}&section={quote(section)}")
     wait_for_picture(viewer, f"section={quote(section)}")
     wait_settled(viewer)
     set_dragmode(viewer, "map-graph", "lasso")
@@ -152,7 +152,7 @@ def test_moving_to_another_section_drops_the_map_selection_and_its_outline(viewe
     first, second = sections["brain_section_label"].iloc[0], sections["brain_section_label"].iloc[1]
     cells = atlas.cells(dataset, section=first)
     cx, cy = float(np.median(cells["x"])), float(np.median(cells["y"]))
-    open_view(viewer)
+    open_view(viewer, f"?dataset={quote(dataset)}&section={quote(first)}")
     wait_for_picture(viewer, f"section={quote(first)}")
     wait_settled(viewer)  # a late first figure replaces the axes the lasso is drawn in
     set_dragmode(viewer, "map-graph", "lasso")
@@ -247,7 +247,7 @@ def test_species_side_by_side_draws_one_map_per_species_with_one_legend(viewer, 
 def test_the_gallery_shows_every_section_and_a_click_opens_it(viewer, atlas):
     dataset = first_spatial(atlas)
     sections = atlas.sections(dataset)["brain_section_label"].tolist()
-    open_view(viewer)
+    open_view(viewer, f"?dataset={quote(dataset)}&section={quote(sections[0])}")
     wait_for_picture(viewer, f"section={quote(sections[0])}")
     choose_view(viewer, "Gallery")
     viewer.wait_for_element("#gallery .gallery-item img", timeout=TIMEOUT)

@@ -49,7 +49,7 @@ def test_side_by_side_and_gallery_addresses_reopen_the_same_view_and_back_return
     dataset = first_spatial(atlas)
     spatial = [d for d in atlas.datasets() if atlas.info(d).kind == "spatial"][:3]
     labels = {d: atlas.sections(d)["brain_section_label"].astype(str).tolist() for d in spatial}
-    open_view(viewer, f"?dataset={quote(dataset)}&color_by=Subclass")
+    open_view(viewer, f"?dataset={quote(dataset)}&section={quote(labels[dataset][0])}&color_by=Subclass")
     wait_for_picture(viewer, f"section={quote(labels[dataset][0])}")
     wait_settled(viewer)
 

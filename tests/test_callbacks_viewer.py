@@ -48,10 +48,13 @@ def first_section(context, dataset):
 
 
 # ---------------------------------------------------------------------------------------------- selection
-def test_first_load_without_query_shows_first_dataset_and_section(context):
+def test_first_load_without_query_shows_the_first_datasets_whole_first_slab_plane_by_class(context):
     outputs = navigation.selection_step(None, values(), context, search="")
-    assert out(outputs, "dataset.value") == context.atlas.datasets()[0]
-    assert out(outputs, "section.value") == first_section(context, context.atlas.datasets()[0])
+    dataset = context.atlas.datasets()[0]
+    assert out(outputs, "dataset.value") == dataset
+    assert out(outputs, "slab-plane.value") == context.catalog.get(dataset).slab_planes[0].label
+    assert out(outputs, "section.value") == WHOLE_SLAB_PLANE
+    assert out(outputs, "color-by.value") == "Class"
     assert out(outputs, "notice-view.children") == []
 
 
@@ -85,7 +88,8 @@ def test_switching_dataset_keeps_colour_by_and_gene_by_symbol(context):
     current = values(dataset=MARMOSET, slab_plane="H22.30.001.CX.13.Plane.05", section=first_section(context, HUMAN),
                      color_by="gene", gene="DRD1")
     outputs = navigation.selection_step(ids.DATASET, current, context)
-    assert out(outputs, "section.value") == first_section(context, MARMOSET)
+    assert out(outputs, "section.value") == WHOLE_SLAB_PLANE
+    assert out(outputs, "slab-plane.value") == context.catalog.get(MARMOSET).slab_planes[0].label
     assert out(outputs, "color-by.value") is no_update  # still "gene"
     assert out(outputs, "gene.value") is no_update  # still DRD1, present in the marmoset panel
     assert [o["value"] for o in out(outputs, "section.options")][0] == WHOLE_SLAB_PLANE
@@ -225,7 +229,7 @@ def test_umap_panel_beside_a_section_shows_the_10x_umap(context):
 
 def test_umap_panel_falls_back_to_a_level_for_regions(context):
     figure, *_ = umap_view.umap_figure_step(None, HUMAN, "region", None, None, None, None, context)
-    assert "color_by=Subclass" in figure["layout"]["images"][0]["source"]
+    assert "color_by=Class" in figure["layout"]["images"][0]["source"]
 
 
 def test_umap_panel_hides_for_a_umap_dataset(context):

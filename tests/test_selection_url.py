@@ -114,7 +114,7 @@ def test_a_selection_view_without_a_selection_is_a_notice():
 
 def test_a_map_selection_of_a_section_that_is_not_shown_is_dropped():
     state, notices = parse("?dataset=HUMAN&section=NOPE&sel=1,2,3,4")
-    assert state.section == "H.S1"  # the fallback section is another place: the selection is not drawn there
+    assert state.section is None  # the fallback (the whole first slab plane) is another place: not drawn there
     assert state.selection is None
     assert [n.parameter for n in notices] == ["section", "sel"]
     state, notices = parse("?dataset=NOPE&sel=1,2,3,4")

@@ -137,11 +137,11 @@ def test_bad_picture_parameter_is_named(overrides, parameter):
 
 def test_the_picture_reads_the_address_grammar():
     """What the address bar accepts, the picture route accepts and reads the same way: a level in any case, a term
-    without its level, a window in either order, the first section when none is named."""
+    without its level, a window in either order, the whole first slab plane when no place is named."""
     picture = parse(color_by="subclass", term="STR D1 MSN", x0="8", x1="0", section=None)
     assert (picture.color_by, picture.term, picture.term_level) == ("Subclass", "STR D1 MSN", "Subclass")
     assert picture.window == Window(0.0, 8.0, 0.0, 6.0)
-    assert picture.section == CATALOG.get("HUMAN").slab_planes[0].sections[0]
+    assert (picture.slab_plane, picture.section) == (CATALOG.get("HUMAN").slab_planes[0].label, None)
     assert "STR D1 MSN" in TERMS["Subclass"]
 
 

@@ -17,11 +17,11 @@ def parse(search):
     return parse_query(search, CATALOG, gene_lookup=gene_lookup, term_lookup=term_lookup)
 
 
-def test_empty_query_gives_first_dataset_first_section_and_subclass():
+def test_empty_query_gives_first_dataset_its_whole_first_slab_plane_by_class():
     state, notices = parse("")
     assert notices == []
     assert (state.dataset, state.slab_plane, state.section, state.color_by) == (
-        "HUMAN", "H.Plane.01", "H.S1", "Subclass")
+        "HUMAN", "H.Plane.01", None, "Class")
 
 
 def test_section_implies_its_slab_plane():
@@ -41,10 +41,10 @@ def test_unknown_dataset_gives_notice_and_first_dataset():
     assert len(notices) == 1 and "NOPE" in notices[0]
 
 
-def test_unknown_section_gives_notice_and_first_section():
+def test_unknown_section_gives_notice_and_the_whole_first_slab_plane():
     state, notices = parse("?dataset=MARMOSET&section=H.S1")
-    assert state.section == "M.S1"
-    assert "H.S1" in notices[0]
+    assert (state.slab_plane, state.section) == ("M.Plane.01", None)
+    assert "H.S1" in notices[0] and "the whole slab plane M.Plane.01" in notices[0]
 
 
 def test_gene_with_color_by_gene_resolves_symbol_case():
@@ -65,7 +65,7 @@ def test_gene_beside_a_level_keeps_the_level():
 
 def test_unknown_gene_gives_notice_and_default_colouring():
     state, notices = parse("?dataset=HUMAN&color_by=gene&gene=NOTAGENE")
-    assert state.color_by == "Subclass"
+    assert state.color_by == "Class"
     assert state.gene is None
     assert "NOTAGENE" in notices[0]
 
@@ -77,12 +77,12 @@ def test_color_by_is_matched_ignoring_case():
 
 def test_unknown_color_by_gives_notice():
     state, notices = parse("?color_by=flavour")
-    assert state.color_by == "Subclass" and "flavour" in notices[0]
+    assert state.color_by == "Class" and "flavour" in notices[0]
 
 
 def test_region_is_not_a_colouring_of_a_umap_dataset():
     state, notices = parse("?dataset=TENX&color_by=region")
-    assert state.color_by == "Subclass" and notices
+    assert state.color_by == "Class" and notices
 
 
 def test_term_is_found_at_the_named_level():
@@ -142,8 +142,8 @@ def test_switch_dataset_keeps_level_gene_and_shared_term():
                        term="STR D1 MSN", term_level="Group", viewport=Window(0, 1, 0, 1))
     after, notices = switch_dataset(CATALOG, before, "MARMOSET", gene_lookup=gene_lookup, term_lookup=term_lookup)
     assert notices == []
-    assert (after.section, after.color_by, after.gene, after.term, after.viewport) == (
-        "M.S1", "gene", "DRD1", "STR D1 MSN", None)
+    assert (after.slab_plane, after.section, after.color_by, after.gene, after.term, after.viewport) == (
+        "M.Plane.01", None, "gene", "DRD1", "STR D1 MSN", None)
 
 
 def test_switch_dataset_drops_a_cluster_term():
@@ -155,13 +155,13 @@ def test_switch_dataset_drops_a_cluster_term():
 def test_switch_dataset_with_a_missing_gene_falls_back_with_notice():
     before = ViewState(dataset="HUMAN", section="H.S1", color_by="gene", gene="PPP1R1B")
     after, notices = switch_dataset(CATALOG, before, "MARMOSET", gene_lookup=gene_lookup, term_lookup=term_lookup)
-    assert after.color_by == "Subclass" and after.gene is None and "PPP1R1B" in notices[0]
+    assert after.color_by == "Class" and after.gene is None and "PPP1R1B" in notices[0]
 
 
 def test_switch_to_another_taxonomy_drops_term_and_unknown_level():
     before = ViewState(dataset="HUMAN", section="H.S1", color_by="Group", term="Astrocyte", term_level="Group")
     after, _ = switch_dataset(CATALOG, before, "WMB", gene_lookup=gene_lookup, term_lookup=term_lookup)
-    assert (after.color_by, after.term, after.section) == ("subclass", None, None)
+    assert (after.color_by, after.term, after.section) == ("class", None, None)
 
 
 def test_switch_dataset_uses_previous_taxonomy_when_old_dataset_unknown():
@@ -194,4 +194,4 @@ def test_frame_of_whole_plane_is_the_plane_bounds():
 
 def test_default_state_of_umap_dataset_has_no_section():
     state = default_state(CATALOG, "WMB")
-    assert (state.slab_plane, state.section, state.color_by) == (None, None, "subclass")
+    assert (state.slab_plane, state.section, state.color_by) == (None, None, "class")
