@@ -164,7 +164,7 @@ def legend_step(mode: str | None, sections: list, color_by: str | None, gene: st
             if name in counts:
                 totals.setdefault(name, [0] * len(datasets))[slot] = counts[name]
                 colours.setdefault(name, colour)
-    items = sorted(totals.items(), key=lambda kv: -sum(kv[1]))
+    items = list(totals.items())  # taxonomy order: the first map's categories, then terms only the others have
     highlighted = term.get("name") if term and term.get("level") == level else None
     return shared_legend_html(level, [(name, colours[name], counts) for name, counts in items], species,
                               highlighted=highlighted)

@@ -381,13 +381,13 @@ def two_gene_legend(src: str, gene_a: str, gene_b: str, range_a: Sequence[float]
 
 
 def shared_legend_html(level: str, items: Sequence[tuple[str, str, Sequence[int]]], species: Sequence[str],
-                       highlighted: str | None = None, limit: int = 60) -> dcc.Markdown:
+                       highlighted: str | None = None, limit: int = 400) -> dcc.Markdown:
     """One legend for the side-by-side maps: each term once, with its cells in each species' section.
 
     Parameters
     ----------
     items : sequence of (name, colour, counts)
-        ``counts`` aligned with ``species``; terms present in any section, most cells first.
+        ``counts`` aligned with ``species``; terms present in any section, in taxonomy order.
     """
     head = "".join(f'<span class="shared-count">{escape(s)}</span>' for s in species)
     rows = [f'<div class="shared-row shared-head"><span class="legend-name">{escape(level)}</span>{head}</div>']
@@ -396,7 +396,8 @@ def shared_legend_html(level: str, items: Sequence[tuple[str, str, Sequence[int]
         cells = "".join(f'<span class="shared-count">{int(n):,}</span>' for n in counts)
         rows.append(
             f'<button class="{cls}" data-action="pick" data-level="{escape(level, quote=True)}" '
-            f'data-name="{escape(name, quote=True)}" title="Highlight {escape(name, quote=True)} in every map">'
+            f'data-name="{escape(name, quote=True)}" title="{escape(name, quote=True)}: click to highlight it in '
+            f'every map">'
             f'<span class="swatch" style="background-color:{escape(color, quote=True)}"></span>'
             f'<span class="legend-name">{escape(name)}</span>{cells}</button>')
     if len(items) > limit:
