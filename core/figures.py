@@ -292,7 +292,16 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
 
 
 def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: Any = None) -> bytes:
-    """The figure file of ``panels``: one view as today, or several laid out by ``grid``.
+    """The figure file of ``panels`` (:func:`figure_of` saved as ``options.fmt``)."""
+    from rendering.figures import save_figure
+
+    figure = figure_of(panels, options, grid)
+    title = grid.heading if grid is not None else plain_text(panels[0].title)
+    return save_figure(figure, options.fmt, options.dpi, title)
+
+
+def figure_of(panels: Sequence[FigurePanel], options: FigureOptions, grid: Any = None) -> Any:
+    """The matplotlib figure of ``panels``: one view, or several laid out by ``grid``.
 
     Parameters
     ----------
@@ -307,20 +316,20 @@ def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: 
     ViewError
         For several panels without a grid, or a grid of another number of panels.
     """
-    from rendering.figures import export_figure, export_panel_grid
+    from rendering.figures import build_figure, build_panel_grid
     from rendering.raster import Viewport
 
     if grid is not None:
         if len(panels) != len(grid.geometry.boxes):
             raise ViewError("panels", f"{len(panels)} pictures for a grid of {len(grid.geometry.boxes)}")
-        return export_panel_grid([p.rgba for p in panels], [p.window for p in panels], grid, fmt=options.fmt,
-                                 dpi=options.dpi, y_down=all(p.y_down for p in panels))
+        return build_panel_grid([p.rgba for p in panels], [p.window for p in panels], grid, fmt=options.fmt,
+                                dpi=options.dpi, y_down=all(p.y_down for p in panels))
     if len(panels) != 1:
         raise ViewError("panels", f"a figure of {len(panels)} views needs a panel grid")
     panel = panels[0]
     height, width = panel.rgba.shape[:2]
     viewport = Viewport(*panel.window, width, height, max_px=max(width, height))
-    return export_figure(
+    return build_figure(
         panel.rgba, viewport, fmt=options.fmt, width_in=options.width_in, height_in=options.height_in,
         dpi=options.dpi, title=plain_text(panel.title), species=plain_text(panel.species),
         legend=_plain_legend(panel.legend) or None, colorbar=_plain_colorbar(panel.colorbar), y_down=panel.y_down,

@@ -129,7 +129,7 @@ MAX_LEGEND_ENTRIES = 400
 LEGEND_PT_STEPS = (7.0, 6.5, 6.0, 5.5, 5.0, 4.5)
 #: Largest share of the figure a legend takes: of its height under the picture, of its width beside it.
 LEGEND_BELOW_SHARE = 0.36
-LEGEND_RIGHT_SHARE = 0.42
+LEGEND_RIGHT_SHARE = 0.33
 #: Legend geometry in font sizes, as :func:`_draw_legend` draws it.
 _HANDLE_EM, _HANDLE_PAD_EM, _COLUMN_GAP_EM, _LABEL_GAP_EM = 1.0, 0.5, 1.2, 0.35
 #: Colour of the "+ N more" line (drawn without a swatch).
@@ -424,7 +424,7 @@ def _colorbar_mappable(colorbar: tuple[str, float, float, str]):
     return ScalarMappable(norm=Normalize(vmin=vmin, vmax=vmax), cmap=_listed_cmap(cmap_name))
 
 
-def _save(figure, fmt: str, dpi: float, title: str) -> bytes:
+def save_figure(figure, fmt: str, dpi: float, title: str) -> bytes:
     """The figure as ``fmt`` bytes: vector text in SVG/PDF, reproducible metadata, white background."""
     import matplotlib
 
@@ -670,7 +670,7 @@ def export_figure(
     figure = build_figure(rgba, viewport, fmt=fmt, width_in=width_in, height_in=height_in, dpi=dpi, title=title,
                           species=species, legend=legend, colorbar=colorbar, y_down=y_down, scale_bar_mm=scale_bar_mm,
                           units=units, show_axes=show_axes, two_gene_key=two_gene_key, legend_limit=legend_limit)
-    return _save(figure, fmt, dpi, title)
+    return save_figure(figure, fmt, dpi, title)
 
 
 def build_figure(
@@ -939,7 +939,7 @@ class PanelGrid:
         The planned entries (:attr:`LegendPlan.entries`).
     legend_ncols : int
     legend_anchor : (float, float) or None
-        The legend's ``legend_loc`` corner, inches: upper right beside the panels, lower centre under them.
+        The legend's ``legend_loc`` point, inches: its upper right beside the panels, its top centre under them.
     colorbar : (cmap, vmin, vmax, label) or None
     colorbar_box : Box or None
     scale_bar : float
@@ -953,7 +953,7 @@ class PanelGrid:
     legend_pt : float
         The legend's font size.
     legend_loc : str
-        ``"upper right"`` or ``"lower center"``.
+        ``"upper right"`` or ``"upper center"``.
     """
 
     width_in: float
@@ -1113,6 +1113,9 @@ def plan_panel_grid(
                 tuple((x + shift, y) for x, y in geometry.title_anchors), geometry.right_in + shift)
             if anchor is not None and loc == "upper right":
                 anchor = (anchor[0] - slack + shift, anchor[1])
+            elif anchor is not None:  # under the panels: right below the lowest row's scale bars
+                lowest = min(low for _, low, _, _ in geometry.boxes) - footer - gap
+                anchor, loc = (0.5 * width_in, max(lowest, pad + plan.height_in)), "upper center"
             if colorbar_box is not None:
                 colorbar_box = (colorbar_box[0] - slack + shift, *colorbar_box[1:])
             if key_box is not None:
@@ -1173,7 +1176,7 @@ def export_panel_grid(
         On a bad picture, format, size or dpi, a plan with no room for pictures, or a count mismatch.
     """
     figure = build_panel_grid(pictures, windows, grid, fmt=fmt, dpi=dpi, y_down=y_down)
-    return _save(figure, fmt, dpi, grid.heading)
+    return save_figure(figure, fmt, dpi, grid.heading)
 
 
 def build_panel_grid(
