@@ -334,13 +334,15 @@ def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n
     }
 
 
-def gallery_html(items: Sequence[Mapping]) -> html.Div:
+def gallery_html(items: Sequence[Mapping], empty: str = "No sections.") -> html.Div:
     """The gallery's small pictures (a click reports ``data-gallery-section``; assets/analysis.js).
 
     Parameters
     ----------
     items : sequence of dict
         ``{"section", "src", "n_cells", "current"}`` per section in atlas order (``src`` None: nothing to draw).
+    empty : str
+        What is shown without items (why the gallery does not apply).
     """
     width, height = GALLERY_SIZE_PX
     cards = []
@@ -356,7 +358,7 @@ def gallery_html(items: Sequence[Mapping]) -> html.Div:
             className="gallery-item" + (" current" if item.get("current") else ""), title=f"Open {label}",
             **{"data-gallery-section": label}))
     if not cards:
-        return html.Div("No sections.", className="muted")
+        return html.Div(empty, className="muted pad gallery-none")
     return html.Div(cards, className="gallery-grid")
 
 
