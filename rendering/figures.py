@@ -726,7 +726,14 @@ def build_figure(
     # figure-level, not axes titles: a narrow section's axes is shorter than its title, which then ran into the
     # species and the legend; constrained layout makes room for the suptitle above the axes AND the legend
     if title or species:
-        heading = figure.suptitle(title or " ", x=0.01, ha="left", fontsize=11)  # y: set by the layout
+        renderer = figure.canvas.get_renderer()
+        room = width_in * 0.98 - 2 * FIGURE_PAD_IN - _text_size_in(figure, renderer, species, 10.0,
+                                                                 fontstyle="italic")[0] - 0.1
+        if title and _text_size_in(figure, renderer, title, 11.0)[0] > room:  # a long title wraps, never runs off
+            title_shown = _wrap(figure, renderer, title, max(room, 1.0), 11.0)
+        else:
+            title_shown = title
+        heading = figure.suptitle(title_shown or " ", x=0.01, ha="left", fontsize=11)  # y: set by the layout
         if species:  # right after the title (measured), so it never lands on the legend at the top right
             right = heading.get_window_extent(figure.canvas.get_renderer()).x1 / figure.bbox.width if title else 0.01
             top = 1.0 - figure.get_layout_engine().get()["h_pad"] / height_in  # where the layout puts the title

@@ -144,3 +144,18 @@ def test_a_single_figure_puts_its_scale_bar_in_the_corner_without_cells():
     (bar,) = [artist for artist in axes.artists if isinstance(artist, AnchoredSizeBar)]
     box, picture = bar.get_window_extent(renderer), axes.get_window_extent(renderer)
     assert box.x1 < picture.x0 + 0.37 * picture.width and box.y0 > picture.y0 + 0.7 * picture.height
+
+
+def test_a_long_title_wraps_inside_a_narrow_figure_beside_its_species():
+    rgba = np.full((100, 100, 4), 255, np.uint8)
+    title = "Consensus-WMB-integrated-taxonomy UMAP · cluster · 0002 CLA-EPd-CTX Car3 Glut_1"
+    figure = build_figure(rgba, Viewport(0.0, 10.0, 0.0, 10.0, 100, 100), width_in=4, height_in=6, dpi=100,
+                          title=title, species="Mouse", units="")
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    heading = figure._suptitle
+    species = next(text for text in figure.texts if text.get_text() == "Mouse")
+    assert "\n" in heading.get_text() and heading.get_text().replace("\n", " ") == title
+    for text in (heading, species):
+        assert _inside(text.get_window_extent(renderer), figure.bbox)
+    assert not heading.get_window_extent(renderer).overlaps(species.get_window_extent(renderer))
