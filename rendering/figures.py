@@ -193,6 +193,19 @@ def _kept_entries(terms: list, notes: list, keep: int) -> tuple:
     return tuple(entries + notes)
 
 
+def _widest_in(figure, renderer, labels: Sequence[str], fontsize: float) -> float:
+    """Width (inches) of the widest of ``labels`` at ``fontsize`` (one text artist measures them all)."""
+    if not labels:
+        return 0.0
+    artist = figure.text(0, 0, "", fontsize=fontsize)
+    widest = 0.0
+    for label in labels:
+        artist.set_text(label)
+        widest = max(widest, float(artist.get_window_extent(renderer).width))
+    artist.remove()
+    return widest / figure.dpi
+
+
 def _legend_size_in(figure, renderer, entries: Sequence[tuple[str, str]], fontsize: float,
                     ncols: int) -> tuple[float, float]:
     drawn = _draw_legend(figure, entries, ncols, (0.0, 0.0), fontsize=fontsize)
@@ -227,7 +240,7 @@ def plan_legend(figure, renderer, legend: Sequence[tuple], *, max_width_in: floa
     """
     terms, notes = _split_legend(legend)
     limit = max(0, min(int(limit), MAX_LEGEND_ENTRIES))
-    longest = max((_text_size_in(figure, renderer, label, 10.0)[0] for label, *_ in terms + notes), default=0.0)
+    longest = _widest_in(figure, renderer, [label for label, *_ in terms + notes], 10.0)
     text_h = _text_size_in(figure, renderer, "Ag", 10.0)[1]
 
     def estimate(points: float, n_entries: int) -> tuple[int, int]:
