@@ -154,17 +154,19 @@ def legend_step(mode: str | None, sections: list, color_by: str | None, gene: st
     species = [context.catalog.get(d).species or d for d in datasets]
     totals: dict[str, list[int]] = {}
     colours: dict[str, str] = {}
+    rank: dict[str, tuple[int, int]] = {}  # taxonomy order: the first map's categories, then the others' own
     for slot, dataset in enumerate(datasets):
         section = sections[slot] if slot < len(sections) and sections[slot] else first_section(context, dataset)
         cells = context.atlas.cells(dataset, section=section)
         counts = term_counts(cells, level)
         categories = [str(c) for c in cells[level].cat.categories]
         palette = list(context.atlas.colors(dataset, level))
-        for name, colour in zip(categories, palette):
+        for position, (name, colour) in enumerate(zip(categories, palette)):
+            rank.setdefault(name, (slot, position))
             if name in counts:
                 totals.setdefault(name, [0] * len(datasets))[slot] = counts[name]
                 colours.setdefault(name, colour)
-    items = sorted(totals.items(), key=lambda kv: -sum(kv[1]))
+    items = sorted(totals.items(), key=lambda item: rank[item[0]])
     highlighted = term.get("name") if term and term.get("level") == level else None
     return shared_legend_html(level, [(name, colours[name], counts) for name, counts in items], species,
                               highlighted=highlighted)
@@ -208,8 +210,11 @@ def gallery_step(mode: str | None, dataset: str | None, section: str | None, col
     if mode != MODE_GALLERY:
         return no_update
     entry = context.catalog.get(dataset)
-    if entry is None or not entry.spatial:
+    if entry is None:
         return gallery_html([])
+    if not entry.spatial:
+        return gallery_html([], empty=f"The gallery does not apply to {entry.name}: it has no sections (its cells "
+                                      f"are drawn as a UMAP). Choose a spatial dataset to see its sections.")
     colouring = slot_colouring(context, entry.name, color_by, gene, term, two_genes, shared_only=False)
     low = high = None
     if colouring.color_by == COLOR_BY_GENE:

@@ -1,19 +1,20 @@
-"""The legend beside the map: the terms (or regions) present in the current section with their colours and
-counts, clickable to highlight; or, for a gene, the colour bar with its shown range.
+"""The legend beside the map: the terms (or regions) present in the current section in taxonomy order with their
+colours and counts, clickable to highlight, narrowed by the filter box above it; or, for a gene, the colour bar
+with its shown range.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from dash import Output, no_update
+from dash import Input, Output, no_update
 
 from core.context import ViewerContext, term_counts
 from callbacks.view import PLACE, place_of, view_inputs
 from components import ids
 from components.layout import column_label
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
-from components.panels import gene_legend, html_block, legend_html
+from components.panels import gene_legend, html_block, legend_html, legend_matches
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,9 @@ GENE_CMAP = "viridis"
 
 
 def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
-                context: ViewerContext) -> tuple[Any, str, str, Any, Any]:
-    """``(legend children, legend title, range info, vmin placeholder, vmax placeholder)``."""
+                context: ViewerContext, text: str | None = None) -> tuple[Any, str, str, Any, Any]:
+    """``(legend children, legend title, range info, vmin placeholder, vmax placeholder)``; ``text`` is the
+    filter box's (only the entries whose name holds every word are listed, the title counts them)."""
     from rendering.colors import NAN_GREY, ZERO_GREY, colorscale_stops
 
     entry = context.catalog.get(dataset)
@@ -54,13 +56,16 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
     palette = atlas.colors(entry.name, color_by)
     categories = list(cells[color_by].cat.categories)
     items = [(str(name), palette[i], counts[str(name)]) for i, name in enumerate(categories) if str(name) in counts]
+    matching = f", {len(legend_matches(items, text)):,} match" if (text or "").strip() else ""
     if color_by == COLOR_BY_REGION:
-        return html_block(legend_html(color_by, items, None, clickable=False)), "Regions", "", "min", "max"
+        title = f"Regions ({len(items):,} here{matching})" if matching else "Regions"
+        return html_block(legend_html(color_by, items, None, clickable=False, text=text)), title, "", "min", "max"
     if color_by not in entry.levels:  # a cell column (species, dissected region...): not a term to highlight
-        title = f"{column_label(color_by)} ({len(items):,} here)"
-        return html_block(legend_html(color_by, items, None, clickable=False)), title, "", "min", "max"
-    title = f"{color_by} ({len(items):,} here)"
-    return html_block(legend_html(color_by, items, highlighted)), title, "", "min", "max"
+        title = f"{column_label(color_by)} ({len(items):,} here{matching})"
+        return (html_block(legend_html(color_by, items, None, clickable=False, text=text)), title, "", "min",
+                "max")
+    title = f"{color_by} ({len(items):,} here{matching})"
+    return html_block(legend_html(color_by, items, highlighted, text=text)), title, "", "min", "max"
 
 
 def register(app: Any, context: ViewerContext) -> dict:
@@ -72,11 +77,12 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.GENE_RANGE_INFO, "children"),
         Output(ids.GENE_VMIN, "placeholder"),
         Output(ids.GENE_VMAX, "placeholder"),
-        inputs=dict(view=view_inputs(*PLACE, ids.COLOR_BY, ids.GENE, ids.TERM, ids.GENE_VMIN, ids.GENE_VMAX)),
+        inputs=dict(view=view_inputs(*PLACE, ids.COLOR_BY, ids.GENE, ids.TERM, ids.GENE_VMIN, ids.GENE_VMAX),
+                    text=Input(ids.LEGEND_FILTER, "value")),
     )
-    def draw_legend(view):
+    def draw_legend(view, text):
         dataset, slab_plane, section = place_of(view)
         return legend_step(dataset, slab_plane, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM],
-                           view[ids.GENE_VMIN], view[ids.GENE_VMAX], context)
+                           view[ids.GENE_VMIN], view[ids.GENE_VMAX], context, text)
 
     return {"draw_legend": draw_legend}

@@ -360,13 +360,15 @@ def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n
     }
 
 
-def gallery_html(items: Sequence[Mapping]) -> html.Div:
+def gallery_html(items: Sequence[Mapping], empty: str = "No sections.") -> html.Div:
     """The gallery's small pictures (a click reports ``data-gallery-section``; assets/analysis.js).
 
     Parameters
     ----------
     items : sequence of dict
         ``{"section", "src", "n_cells", "current"}`` per section in atlas order (``src`` None: nothing to draw).
+    empty : str
+        What is shown without items (why the gallery does not apply).
     """
     width, height = GALLERY_SIZE_PX
     cards = []
@@ -382,7 +384,7 @@ def gallery_html(items: Sequence[Mapping]) -> html.Div:
             className="gallery-item" + (" current" if item.get("current") else ""), title=f"Open {label}",
             **{"data-gallery-section": label}))
     if not cards:
-        return html.Div("No sections.", className="muted")
+        return html.Div(empty, className="muted pad gallery-none")
     return html.Div(cards, className="gallery-grid")
 
 
@@ -407,13 +409,13 @@ def two_gene_legend(src: str, gene_a: str, gene_b: str, range_a: Sequence[float]
 
 
 def shared_legend_html(level: str, items: Sequence[tuple[str, str, Sequence[int]]], species: Sequence[str],
-                       highlighted: str | None = None, limit: int = 60) -> dcc.Markdown:
+                       highlighted: str | None = None, limit: int = 400) -> dcc.Markdown:
     """One legend for the side-by-side maps: each term once, with its cells in each species' section.
 
     Parameters
     ----------
     items : sequence of (name, colour, counts)
-        ``counts`` aligned with ``species``; terms present in any section, most cells first.
+        ``counts`` aligned with ``species``; terms present in any section, in taxonomy order.
     """
     head = "".join(f'<span class="shared-count">{escape(s)}</span>' for s in species)
     rows = [f'<div class="shared-row shared-head"><span class="legend-name">{escape(level)}</span>{head}</div>']
@@ -422,7 +424,8 @@ def shared_legend_html(level: str, items: Sequence[tuple[str, str, Sequence[int]
         cells = "".join(f'<span class="shared-count">{int(n):,}</span>' for n in counts)
         rows.append(
             f'<button class="{cls}" data-action="pick" data-level="{escape(level, quote=True)}" '
-            f'data-name="{escape(name, quote=True)}" title="Highlight {escape(name, quote=True)} in every map">'
+            f'data-name="{escape(name, quote=True)}" title="{escape(name, quote=True)}: click to highlight it in '
+            f'every map">'
             f'<span class="swatch" style="background-color:{escape(color, quote=True)}"></span>'
             f'<span class="legend-name">{escape(name)}</span>{cells}</button>')
     if len(items) > limit:

@@ -108,7 +108,7 @@ def export_panel(*, has_umap: bool = True) -> html.Div:
             _row("Legend", dcc.Input(id=ids.EXPORT_LEGEND, type="number", min=0, max=MAX_LEGEND_ENTRIES,
                                      value=DEFAULT_LEGEND_ENTRIES, className="range-input export-number",
                                      debounce=True),
-                 html.Span("entries at most (the most frequent in view)", className="muted")),
+                 html.Span("entries at most (taxonomy order; as many as fit, the rest counted)", className="muted")),
             html.Div(className="export-actions", children=[
                 html.Button("Download figure", id=ids.EXPORT_FIGURE, className="button primary", n_clicks=0),
                 html.Div(id=ids.EXPORT_FIGURE_INFO, className="export-info", role="status"),

@@ -38,6 +38,7 @@ GENE_RANGE_INFO = "gene-range-info"  # the default range, shown beside the input
 POLYGONS = "polygons"  # checklist: region outlines on/off
 LEGEND = "legend"
 LEGEND_TITLE = "legend-title"
+LEGEND_FILTER = "legend-filter"  # text: shows only the legend entries whose name holds every word typed
 CLEAR_TERM = "clear-term"
 
 # ---------------------------------------------------------------------------------------------- state

@@ -210,6 +210,8 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
                                         title="Show every cell in its colour again"),
                         ],
                     ),
+                    dcc.Input(id=ids.LEGEND_FILTER, type="search", placeholder="Filter the legend…", value="",
+                              debounce=0.25, className="search-input legend-filter", autoComplete="off"),
                     html.Div(id=ids.LEGEND, className="legend"),
                 ],
             ),

@@ -158,26 +158,42 @@ def tree_search_html(matches: Sequence[TermRow], highlighted: tuple[str, str] | 
     return "".join(rows)
 
 
-def legend_html(level: str, items: Sequence[tuple[str, str, int]], highlighted: str | None,
-                *, clickable: bool = True) -> str:
-    """HTML legend of a colouring by level or region: ``(name, colour, n cells)`` items, present ones only.
+def legend_matches(items: Sequence[tuple[str, str, int]], text: str | None) -> list[tuple[str, str, int]]:
+    """The legend items whose name holds every word of ``text`` (any case), in their order; all for no text."""
+    words = (text or "").casefold().split()
+    if not words:
+        return list(items)
+    return [item for item in items if all(word in item[0].casefold() for word in words)]
 
+
+def legend_html(level: str, items: Sequence[tuple[str, str, int]], highlighted: str | None,
+                *, clickable: bool = True, text: str | None = None) -> str:
+    """HTML legend of a colouring by level or region: ``(name, colour, n cells)`` items, present ones only, in the
+    order given (the taxonomy's), each with its cells.
+
+    Only the items matching ``text`` are listed (:func:`legend_matches`), at most :data:`MAX_LEGEND` of them and
+    a line counting the rest. Long names wrap; the whole name and the cells are also the entry's tooltip.
     Clicking an entry highlights the term (``clickable`` for taxonomy levels, not regions).
     """
     if not items:
         return '<div class="muted">No cells here.</div>'
+    shown = legend_matches(items, text)
+    if not shown:
+        return f'<div class="muted legend-none">No entry matches \'{_attr(text)}\'.</div>'
     entries = []
-    for name, color, count in items[:MAX_LEGEND]:
+    for name, color, count in shown[:MAX_LEGEND]:
         body = (f'{_swatch_html(color)}<span class="legend-name">{_attr(name)}</span>'
                 f'<span class="counts">{count:,}</span>')
         classes = "legend-item" + (" highlighted" if highlighted == name else "")
+        tip = f"{_attr(name)}: {count:,} cells here"
         if clickable:
-            entries.append(f'<button class="{classes}" title="Highlight {_attr(name)}" '
+            entries.append(f'<button class="{classes}" title="{tip}. Click to highlight" '
                            f'{_term_data(level, name, ACTION_PICK)}>{body}</button>')
         else:
-            entries.append(f'<div class="{classes} static">{body}</div>')
-    if len(items) > MAX_LEGEND:
-        entries.append(f'<div class="muted">… {len(items) - MAX_LEGEND:,} more in the taxonomy tree</div>')
+            entries.append(f'<div class="{classes} static" title="{tip}">{body}</div>')
+    if len(shown) > MAX_LEGEND:
+        entries.append(f'<div class="muted legend-more">+ {len(shown) - MAX_LEGEND:,} more: type in the filter '
+                       f'to find them</div>')
     return "".join(entries)
 
 

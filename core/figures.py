@@ -3,7 +3,8 @@
 * :func:`render_figure` draws a publication figure of a view: the cells are re-rendered at the figure's resolution
   through the ONE rendering path of the picture route (:func:`core.render.render_rgba`), then
   :func:`rendering.figures.export_figure` adds vector axes, scale bar, the legend of the categories VISIBLE in the
-  view (the most frequent first), the colour bar or the two-gene 2-D colour key, title and species.
+  view (in taxonomy order; those with the fewest cells counted in a "+ N more" line when they do not all fit),
+  the colour bar or the two-gene 2-D colour key, title and species.
 * A figure is built from a list of :class:`FigurePanel`: one (the map or the UMAP), or with ``panels=species`` /
   ``panels=gallery`` one per species side by side or per section of the gallery (:func:`render_comparison`).
   Their choice and colouring come from :mod:`core.compare` (as the views on screen), each panel is rendered by the
@@ -46,8 +47,13 @@ def plain_text(text: str | None) -> str:
     return "" if text is None else str(text).replace("$", "\\$")
 
 
-def _plain_legend(legend: Sequence[tuple[str, str]] | None) -> list[tuple[str, str]]:
-    return [(plain_text(label), colour) for label, colour in legend or ()]
+def _plain_legend(legend: Sequence[tuple] | None) -> list[tuple]:
+    return [(plain_text(item[0]), *item[1:]) for item in legend or ()]
+
+
+def _notes(entries: Sequence[tuple[str, str]]) -> list[tuple]:
+    """Legend notes (listed always, after the terms): ``(label, colour, None)``."""
+    return [(label, colour, None) for label, colour in entries]
 
 
 def _plain_colorbar(colorbar: tuple | None) -> tuple | None:
@@ -102,14 +108,16 @@ def legend_counts(context: ViewerContext, state: ViewState, window: Window) -> L
     return LegendCounts(categories, colors, counts.astype(np.int64), dimmed)
 
 
-def legend_entries(found: Sequence[LegendCounts], limit: int) -> list[tuple[str, str]]:
-    """ONE legend of one or several views: the categories with cells in any of them, the most cells (summed over
-    the views, by name) first; the colour is the first view's. More than ``limit`` end with a "+ N more" line; a
-    dimmed rest with one grey "other cells (dimmed)" entry.
+def legend_entries(found: Sequence[LegendCounts], limit: int) -> list[tuple]:
+    """ONE legend of one or several views: the categories with cells in any of them, in the taxonomy's order (the
+    order of the column's categories, which follows the release's terms; a later view's own categories after the
+    first's), each with its cells summed over the views (by name); the colour is the first view's. A dimmed rest
+    ends it with one grey "other cells (dimmed)" note. Which terms a figure lists when they do not all fit (those
+    with the most cells, at most ``limit``) is :func:`rendering.figures.plan_legend`'s to decide.
 
     Returns
     -------
-    list of (label, ``#rrggbb``)
+    list of (label, ``#rrggbb``, n cells), then notes as (label, ``#rrggbb``, None); empty when ``limit <= 0``
     """
     from rendering.colors import DIM_GREY
 
@@ -117,29 +125,24 @@ def legend_entries(found: Sequence[LegendCounts], limit: int) -> list[tuple[str,
         return []
     totals: dict[str, int] = {}
     colours: dict[str, str] = {}
-    for item in found:
-        for name, colour, count in zip(item.names, item.colors, item.counts):
+    rank: dict[str, tuple[int, int]] = {}
+    for index, item in enumerate(found):
+        for position, (name, colour, count) in enumerate(zip(item.names, item.colors, item.counts)):
+            rank.setdefault(name, (index, position))
             if count > 0:
                 totals[name] = totals.get(name, 0) + int(count)
                 colours.setdefault(name, colour)
-    present = sorted(totals, key=lambda name: -totals[name])  # stable: ties keep the first view's order
-    entries = [(name, colours[name]) for name in present[:limit]]
-    if len(present) > limit:
-        entries.append((f"+ {len(present) - limit} more with fewer cells", "#ffffff"))
+    entries: list[tuple] = [(name, colours[name], totals[name]) for name in sorted(totals, key=rank.__getitem__)]
     if any(item.dimmed for item in found):
-        entries.append(("other cells (dimmed)", DIM_GREY))
+        entries.append(("other cells (dimmed)", DIM_GREY, None))
     return entries
 
 
-def visible_legend(context: ViewerContext, state: ViewState, window: Window, limit: int) -> list[tuple[str, str]]:
-    """Legend of the categories drawn in the view, the most frequent first.
+def visible_legend(context: ViewerContext, state: ViewState, window: Window, limit: int) -> list[tuple]:
+    """Legend of the categories drawn in the view, in taxonomy order with their cells (:func:`legend_entries`).
 
     Only cells inside ``window`` count (and, with a highlighted term, only its cells: the others are drawn
-    dimmed, listed as one grey entry). More than ``limit`` categories end with a "+ N more" line.
-
-    Returns
-    -------
-    list of (label, ``#rrggbb``)
+    dimmed, listed as one grey note).
     """
     if limit <= 0:
         return []
@@ -278,7 +281,7 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
     if not with_legend:
         legend = []
     elif colorbar is not None:  # the colours of the cells off the colour bar
-        legend = list(GENE_KEY_ENTRIES)
+        legend = _notes(GENE_KEY_ENTRIES)
     else:
         legend = visible_legend(context, state, window, options.legend_entries)
     return FigurePanel(
@@ -289,7 +292,16 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
 
 
 def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: Any = None) -> bytes:
-    """The figure file of ``panels``: one view as today, or several laid out by ``grid``.
+    """The figure file of ``panels`` (:func:`figure_of` saved as ``options.fmt``)."""
+    from rendering.figures import save_figure
+
+    figure = figure_of(panels, options, grid)
+    title = grid.heading if grid is not None else plain_text(panels[0].title)
+    return save_figure(figure, options.fmt, options.dpi, title)
+
+
+def figure_of(panels: Sequence[FigurePanel], options: FigureOptions, grid: Any = None) -> Any:
+    """The matplotlib figure of ``panels``: one view, or several laid out by ``grid``.
 
     Parameters
     ----------
@@ -304,24 +316,24 @@ def compose_figure(panels: Sequence[FigurePanel], options: FigureOptions, grid: 
     ViewError
         For several panels without a grid, or a grid of another number of panels.
     """
-    from rendering.figures import export_figure, export_panel_grid
+    from rendering.figures import build_figure, build_panel_grid
     from rendering.raster import Viewport
 
     if grid is not None:
         if len(panels) != len(grid.geometry.boxes):
             raise ViewError("panels", f"{len(panels)} pictures for a grid of {len(grid.geometry.boxes)}")
-        return export_panel_grid([p.rgba for p in panels], [p.window for p in panels], grid, fmt=options.fmt,
-                                 dpi=options.dpi, y_down=all(p.y_down for p in panels))
+        return build_panel_grid([p.rgba for p in panels], [p.window for p in panels], grid, fmt=options.fmt,
+                                dpi=options.dpi, y_down=all(p.y_down for p in panels))
     if len(panels) != 1:
         raise ViewError("panels", f"a figure of {len(panels)} views needs a panel grid")
     panel = panels[0]
     height, width = panel.rgba.shape[:2]
     viewport = Viewport(*panel.window, width, height, max_px=max(width, height))
-    return export_figure(
+    return build_figure(
         panel.rgba, viewport, fmt=options.fmt, width_in=options.width_in, height_in=options.height_in,
         dpi=options.dpi, title=plain_text(panel.title), species=plain_text(panel.species),
         legend=_plain_legend(panel.legend) or None, colorbar=_plain_colorbar(panel.colorbar), y_down=panel.y_down,
-        units=panel.units, two_gene_key=_plain_key(panel.two_gene_key),
+        units=panel.units, two_gene_key=_plain_key(panel.two_gene_key), legend_limit=options.legend_entries,
     )
 
 
@@ -458,7 +470,7 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     """The views and layout of a side-by-side (a row) or gallery (the columns giving the largest panels) figure.
 
     All panels share ONE scale (inches per mm; see :mod:`rendering.figures`), ONE legend of the categories
-    visible in any panel (most cells first), ONE colour bar or ONE two-gene key (the ranges of
+    visible in any panel (taxonomy order), ONE colour bar or ONE two-gene key (the ranges of
     :func:`comparison_views`), and each has its own scale bar (one length for all). Nothing is rendered yet: the
     preview of the export panel shows this plan.
 
@@ -479,7 +491,7 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     for view in views:
         if view.state.color_by == COLOR_BY_GENE:
             colorbar = gene_colorbar(context, view_picture(view.state, view.window, 1, 1))
-            legend = [*legend, *GENE_KEY_ENTRIES]  # the colours of the cells off the colour bar
+            legend = [*legend, *_notes(GENE_KEY_ENTRIES)]  # the colours of the cells off the colour bar
             break
     key = next((picture_two_gene_key(context, view_picture(v.state, v.window, 1, 1), v.gene_ranges) for v in views
                 if v.state.color_by == COLOR_BY_TWO_GENES), None)
@@ -492,6 +504,7 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
         width_in=options.width_in, height_in=options.height_in, dpi=options.dpi, heading=plain_text(heading),
         species=plain_text(species), legend=_plain_legend(legend), colorbar=_plain_colorbar(colorbar),
         n_cols=len(views) if request.kind == "species" else None, two_gene_key=_plain_key(key),
+        legend_limit=options.legend_entries,
     )
     sizes = grid.raster_px(options.dpi) if grid.geometry.boxes else [(0, 0)]
     smallest = min(min(size) for size in sizes)

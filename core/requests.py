@@ -30,9 +30,10 @@ MIN_DPI, MAX_DPI = 50.0, 1200.0
 MAX_SIZE_IN = 40.0
 #: Largest number read as a width or height (in any unit), before the limits in pixels and inches are checked.
 MAX_SIZE_NUMBER = 1e7
-#: Legend entries of a figure: default and largest number of visible categories listed (the most frequent).
-DEFAULT_LEGEND_ENTRIES = 20
-MAX_LEGEND_ENTRIES = 60
+#: Legend entries of a figure: default and largest number of visible categories listed (in taxonomy order; past
+#: the number, or past what fits the figure, those with the fewest cells are counted in one "+ N more" line).
+MAX_LEGEND_ENTRIES = 400
+DEFAULT_LEGEND_ENTRIES = MAX_LEGEND_ENTRIES
 #: Longest title accepted.
 MAX_TITLE_CHARS = 200
 #: Genes one cell export may carry, and cells x genes values (a dense h5ad X of float32: 4 bytes each).
@@ -136,7 +137,8 @@ def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> 
     ----------
     args : mapping of str to str
         ``width``, ``height`` (in ``unit``; default 7 x 5 in), ``unit`` (``px`` default, or ``in``), ``dpi``
-        (default 300), ``title`` (default automatic; empty = none), ``legend`` (entries, default 20).
+        (default 300), ``title`` (default automatic; empty = none), ``legend`` (most entries listed; default and
+        at most :data:`MAX_LEGEND_ENTRIES`: as many as fit).
     fmt : str
         ``png``, ``svg`` or ``pdf`` (from the route).
     max_export_px : int

@@ -12,7 +12,13 @@ same size: a macaque section then looks smaller than a human one, as it is, and 
 on every panel, which is what a paper comparing tissue needs (equal extents would give each panel its own
 magnification).
 Panels carry no tick axes: slab coordinates differ between species and sections, and the scale bars (one length
-for all, white on a dark picture) give the size.
+for all, each hanging under its panel's lower right corner, off the tissue) give the size.
+
+Legends of hundreds of categories (a cluster level) are planned by :func:`plan_legend`: in the taxonomy's order,
+beside the picture or in columns under it, whichever leaves the cells the larger part of the figure; the font
+shrinks down to :data:`LEGEND_PT_STEPS`' smallest and, when even then not every term fits, the terms with the fewest
+cells are counted in one "+ N more" line. A one-picture figure's scale bar goes in the picture's corner with the
+fewest cells, its label on a small box of the page's colour.
 
 A two-gene picture (:mod:`rendering.blend`) gets a 2-D colour key where a gene picture gets its colour bar
 (:class:`TwoGeneKey`): a small square raster of the SAME colour table the cells were drawn with (gene A low to high
@@ -50,9 +56,6 @@ FORMATS = ("png", "svg", "pdf")
 MIN_DPI, MAX_DPI = 50, 1200
 MAX_FIGURE_PX = 12_000
 MAX_SIZE_IN = 40.0
-#: Legend entries shown at most; the rest are summarised in one line.
-MAX_LEGEND_ENTRIES = 60
-
 _RC_LOCK = threading.Lock()
 
 
@@ -118,44 +121,310 @@ def _validate(rgba, fmt, width_in, height_in, dpi) -> np.ndarray:
     return rgba
 
 
-def _legend_handles(legend: Sequence[tuple[str, str]]) -> list:
-    """Colour patches of a legend, at most :data:`MAX_LEGEND_ENTRIES` (the rest in one "... and N more" line)."""
+# ---------------------------------------------------------------------------------------------- legends
+#: Legend entries a figure lists at most (a request's bound); past them, and past what fits, the terms with the
+#: fewest cells are left out and counted in one "+ N more" line.
+MAX_LEGEND_ENTRIES = 400
+#: Font sizes (points) a legend may use: the largest at which every entry fits, down to the smallest.
+LEGEND_PT_STEPS = (7.0, 6.5, 6.0, 5.5, 5.0, 4.5)
+#: Largest share of the figure a legend takes: of its height under the picture, of its width beside it.
+LEGEND_BELOW_SHARE = 0.36
+LEGEND_RIGHT_SHARE = 0.33
+#: Legend geometry in font sizes, as :func:`_draw_legend` draws it.
+_HANDLE_EM, _HANDLE_PAD_EM, _COLUMN_GAP_EM, _LABEL_GAP_EM = 1.0, 0.5, 1.2, 0.35
+#: Colour of the "+ N more" line (drawn without a swatch).
+MORE_COLOUR = "none"
+
+
+def more_label(n: int) -> str:
+    """The line counting the ``n`` terms a legend leaves out."""
+    return f"+ {n:,} more with fewer cells"
+
+
+@dataclass(frozen=True)
+class LegendPlan:
+    """How a figure's legend is drawn (:func:`plan_legend`).
+
+    Attributes
+    ----------
+    entries : tuple of (label, colour)
+        What is listed, in order: the kept terms in the order given (the taxonomy's), a "+ N more" line
+        (colour :data:`MORE_COLOUR`) when terms were left out, then the notes (entries given with a ``None``
+        count: "other cells (dimmed)", the gene key's colours).
+    fontsize : float
+    ncols : int
+    below : bool
+        Under the picture (columns across the figure) rather than beside it.
+    width_in, height_in : float
+        Its size as drawn.
+    n_terms, n_left_out : int
+        Terms listed, terms left out.
+    """
+
+    entries: tuple
+    fontsize: float
+    ncols: int
+    below: bool
+    width_in: float
+    height_in: float
+    n_terms: int = 0
+    n_left_out: int = 0
+
+
+def _split_legend(legend: Sequence[tuple]) -> tuple[list, list]:
+    """``(terms, notes)`` of legend items: ``(label, colour, n cells)`` and ``(label, colour)`` are terms (the
+    latter ranked by their place, before any counted one), ``(label, colour, None)`` are notes."""
+    terms, notes = [], []
+    for item in legend:
+        if len(item) >= 3 and item[2] is None:
+            notes.append((str(item[0]), str(item[1])))
+        else:
+            terms.append((str(item[0]), str(item[1]), float(item[2]) if len(item) >= 3 else math.inf))
+    return terms, notes
+
+
+def _kept_entries(terms: list, notes: list, keep: int) -> tuple:
+    """The ``keep`` terms with the most cells (in their given order), a "+ N more" line, the notes."""
+    keep = max(0, min(keep, len(terms)))
+    ranked = sorted(range(len(terms)), key=lambda i: -terms[i][2])[:keep]  # stable: ties keep the given order
+    entries = [(terms[i][0], terms[i][1]) for i in sorted(ranked)]
+    if keep < len(terms):
+        entries.append((more_label(len(terms) - keep), MORE_COLOUR))
+    return tuple(entries + notes)
+
+
+def _widest_in(figure, renderer, labels: Sequence[str], fontsize: float) -> float:
+    """Width (inches) of the widest of ``labels`` at ``fontsize`` (one text artist measures them all)."""
+    if not labels:
+        return 0.0
+    artist = figure.text(0, 0, "", fontsize=fontsize)
+    widest = 0.0
+    for label in labels:
+        artist.set_text(label)
+        widest = max(widest, float(artist.get_window_extent(renderer).width))
+    artist.remove()
+    return widest / figure.dpi
+
+
+def _legend_size_in(figure, renderer, entries: Sequence[tuple[str, str]], fontsize: float,
+                    ncols: int) -> tuple[float, float]:
+    drawn = _draw_legend(figure, entries, ncols, (0.0, 0.0), fontsize=fontsize)
+    box = drawn.get_window_extent(renderer)
+    drawn.remove()
+    return float(box.width / figure.dpi), float(box.height / figure.dpi)
+
+
+def plan_legend(figure, renderer, legend: Sequence[tuple], *, max_width_in: float, max_height_in: float,
+                below: bool, limit: int = MAX_LEGEND_ENTRIES) -> LegendPlan:
+    """Fit a legend into ``max_width_in`` x ``max_height_in`` inches.
+
+    At the largest font of :data:`LEGEND_PT_STEPS` at which every term fits; failing that, at the smallest, the
+    terms with the most cells that fit, still in their given (taxonomy) order, and a "+ N more" line counting the
+    rest. Under the picture the legend takes as many columns as the width holds (as low as it can be); beside it
+    as few as the height needs (as narrow as it can be).
+
+    Parameters
+    ----------
+    legend : sequence of (label, colour, count), (label, colour) or (label, colour, None)
+        Terms with their cells (or without: kept first, by their place), in the order to list them; notes
+        (``None`` for a count: "other cells (dimmed)", a gene key's colours) are listed last, always.
+    below : bool
+        The box lies under the picture rather than beside it.
+    limit : int
+        Most terms listed (at most :data:`MAX_LEGEND_ENTRIES`).
+
+    Returns
+    -------
+    LegendPlan
+        Measured with ``renderer``, at the figure's dpi.
+    """
+    terms, notes = _split_legend(legend)
+    limit = max(0, min(int(limit), MAX_LEGEND_ENTRIES))
+    longest = _widest_in(figure, renderer, [label for label, *_ in terms + notes], 10.0)
+    text_h = _text_size_in(figure, renderer, "Ag", 10.0)[1]
+
+    def estimate(points: float, n_entries: int) -> tuple[int, int]:
+        """``(ncols, capacity)`` for ``n_entries`` at ``points`` (the longest label sets every column)."""
+        em = points / 72.0
+        column = longest * points / 10.0 + (_HANDLE_EM + _HANDLE_PAD_EM + _COLUMN_GAP_EM) * em
+        row = max(_HANDLE_EM * em, text_h * points / 10.0) + _LABEL_GAP_EM * em
+        most_cols = max(1, int((max_width_in + _COLUMN_GAP_EM * em) // column))
+        rows = max(1, int((max_height_in + _LABEL_GAP_EM * em) // row))
+        if below:
+            return min(most_cols, max(1, n_entries)), most_cols * rows
+        return min(most_cols, max(1, math.ceil(n_entries / rows))), most_cols * rows
+
+    def measured(entries: tuple, points: float, ncols: int) -> tuple[int, float, float]:
+        width, height = _legend_size_in(figure, renderer, entries, points, ncols)
+        while ncols > 1 and width > max_width_in:  # the estimate is an upper bound; this is for odd fonts
+            ncols -= 1
+            width, height = _legend_size_in(figure, renderer, entries, points, ncols)
+        if not below:  # beside: as few columns as the height allows
+            while ncols > 1:
+                w2, h2 = _legend_size_in(figure, renderer, entries, points, ncols - 1)
+                if h2 > max_height_in:
+                    break
+                ncols, width, height = ncols - 1, w2, h2
+        return ncols, width, height
+
+    keep = min(limit, len(terms))
+    for points in LEGEND_PT_STEPS:
+        entries = _kept_entries(terms, notes, keep)
+        ncols, capacity = estimate(points, len(entries))
+        if len(entries) <= capacity or points == LEGEND_PT_STEPS[-1]:
+            break
+    if len(entries) > capacity:  # the smallest font does not hold them all: the most frequent terms that fit
+        keep = max(0, min(keep, capacity - len(notes) - 1))
+        entries = _kept_entries(terms, notes, keep)
+        ncols, _ = estimate(points, len(entries))
+    ncols, width, height = measured(entries, points, ncols)
+    while keep > 0 and (height > max_height_in or width > max_width_in):
+        if ncols == 1 and width > max_width_in and height <= max_height_in:
+            break  # one column of names longer than the box: drawn as they are
+        keep = max(0, keep - max(1, ncols))
+        entries = _kept_entries(terms, notes, keep)
+        ncols, width, height = measured(entries, points, estimate(points, len(entries))[0])
+    return LegendPlan(entries, points, ncols, below, width, height, keep, len(terms) - keep)
+
+
+def _legend_handles(entries: Sequence[tuple[str, str]]) -> list:
+    """Colour patches of planned legend entries (none for the "+ N more" line)."""
     from matplotlib.patches import Patch
 
-    entries = list(legend)
-    handles = [Patch(facecolor=np.asarray(parse_hex(color)) / 255.0, edgecolor="none", label=str(label))
-               for label, color in entries[:MAX_LEGEND_ENTRIES]]
-    if len(entries) > MAX_LEGEND_ENTRIES:
-        handles.append(Patch(facecolor="none", edgecolor="none",
-                             label=f"... and {len(entries) - MAX_LEGEND_ENTRIES} more"))
-    return handles
+    return [Patch(facecolor="none" if colour == MORE_COLOUR else np.asarray(parse_hex(colour)) / 255.0,
+                  edgecolor="none", label=str(label)) for label, colour in entries]
 
 
-def _legend_columns(n_handles: int) -> int:
-    return 1 if n_handles <= 20 else 2 if n_handles <= 40 else 3
+def _draw_legend(figure, entries: Sequence[tuple[str, str]], ncols: int, anchor: tuple[float, float], *,
+                 fontsize: float = 7.0, loc: str = "upper right"):
+    """The legend at ``anchor`` (inches from the figure's lower left; ``loc`` names the corner it is)."""
+    width_in, height_in = figure.get_size_inches()
+    return figure.legend(handles=_legend_handles(entries), loc=loc, fontsize=fontsize, frameon=False, ncols=ncols,
+                         handlelength=_HANDLE_EM, handleheight=_HANDLE_EM, handletextpad=_HANDLE_PAD_EM,
+                         columnspacing=_COLUMN_GAP_EM, labelspacing=_LABEL_GAP_EM, borderaxespad=0.0,
+                         borderpad=0.0, bbox_to_anchor=(anchor[0] / width_in, anchor[1] / height_in),
+                         bbox_transform=figure.transFigure)
 
 
-def _bar_colour(rgba: np.ndarray) -> str:
-    """``"black"``, or ``"white"`` when the picture's lower-right corner (where the scale bar goes) is dark, as a
+def _picture_area_in2(box_w: float, box_h: float, aspect: float) -> float:
+    """Area (square inches) of a picture of width/height ``aspect`` fitted into ``box_w`` x ``box_h``."""
+    if box_w <= 0 or box_h <= 0:
+        return 0.0
+    width = min(box_w, box_h * aspect)
+    return width * width / aspect
+
+
+def better_legend(beside: tuple[LegendPlan, float], below: tuple[LegendPlan, float]) -> LegendPlan:
+    """Of two ``(plan, picture size)`` options the one leaving the larger picture; but the one listing more terms
+    when its picture is at least 80 % as large (a legend naming every term is worth a little room)."""
+    (plan_a, size_a), (plan_b, size_b) = beside, below
+    if plan_a.n_left_out != plan_b.n_left_out:
+        fuller, other = ((plan_a, size_a), (plan_b, size_b)) if plan_a.n_left_out < plan_b.n_left_out else (
+            (plan_b, size_b), (plan_a, size_a))
+        if fuller[1] >= 0.8 * other[1]:
+            return fuller[0]
+        return other[0]
+    return plan_a if size_a >= size_b else plan_b
+
+
+#: Room the axes' tick labels and axis labels take left of and under the picture (inches), and a heading's height.
+_AXIS_W_IN, _AXIS_H_IN, _HEADING_IN = 0.55, 0.45, 0.3
+
+
+def plan_figure_legend(figure, legend: Sequence[tuple], *, aspect: float, heading: bool, show_axes: bool,
+                       band_in: float = 0.0, limit: int = MAX_LEGEND_ENTRIES) -> LegendPlan:
+    """The legend of a one-picture figure (:func:`export_figure`): beside the picture (at most
+    :data:`LEGEND_RIGHT_SHARE` of the width) or in columns under it (at most :data:`LEGEND_BELOW_SHARE` of the
+    height), whichever leaves the picture of width/height ``aspect`` larger (:func:`better_legend`).
+
+    ``band_in`` is the width a colour bar or two-gene key takes at the right.
+    """
+    renderer = figure.canvas.get_renderer()
+    width_in, height_in = figure.get_size_inches()
+    pad, gap = FIGURE_PAD_IN, PANEL_GAP_IN
+    box_w = width_in - 2 * pad - band_in - (_AXIS_W_IN if show_axes else 0.0)
+    box_h = height_in - 2 * pad - (_HEADING_IN if heading else 0.0) - (_AXIS_H_IN if show_axes else 0.0)
+    beside = plan_legend(figure, renderer, legend, max_width_in=LEGEND_RIGHT_SHARE * box_w,
+                         max_height_in=height_in - 2 * pad - (_HEADING_IN if heading else 0.0), below=False,
+                         limit=limit)
+    below = plan_legend(figure, renderer, legend, max_width_in=width_in - 2 * pad,
+                        max_height_in=LEGEND_BELOW_SHARE * height_in, below=True, limit=limit)
+    return better_legend((beside, _picture_area_in2(box_w - beside.width_in - gap, box_h, aspect)),
+                         (below, _picture_area_in2(box_w, box_h - below.height_in - gap, aspect)))
+
+
+#: Corners a scale bar may take, the first preferred on a tie.
+_CORNERS = ("lower right", "lower left", "upper right", "upper left")
+
+
+def _painted(rgba: np.ndarray) -> np.ndarray:
+    """Pixels with cells drawn: not transparent and not (near) white."""
+    return (rgba[..., 3] > 0) & (rgba[..., :3].min(axis=2) < 245)
+
+
+def _scale_bar_corner(rgba: np.ndarray, width_share: float, height_share: float) -> str:
+    """The corner of the picture whose ``width_share`` x ``height_share`` box holds the fewest drawn cells (the
+    scale bar and its label go there, off the tissue)."""
+    height, width = rgba.shape[:2]
+    box_w, box_h = max(1, int(width * min(1.0, width_share))), max(1, int(height * min(1.0, height_share)))
+    painted = _painted(rgba)
+    boxes = {"lower right": painted[height - box_h:, width - box_w:], "lower left": painted[height - box_h:, :box_w],
+             "upper right": painted[:box_h, width - box_w:], "upper left": painted[:box_h, :box_w]}
+    return min(_CORNERS, key=lambda corner: float(boxes[corner].mean()))
+
+
+def _bar_colour(rgba: np.ndarray, corner: str = "lower right") -> str:
+    """``"black"``, or ``"white"`` when the picture's ``corner`` (where the scale bar goes) is dark, as a
     two-gene picture's black background is (transparent pixels count as the white page)."""
     height, width = rgba.shape[:2]
-    corner = rgba[height - max(1, height // 5):, width - max(1, width // 3):].astype(np.float32)
-    alpha = corner[..., 3:4] / 255.0
-    shown = corner[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    rows = slice(height - max(1, height // 5), None) if corner.startswith("lower") else slice(0, max(1, height // 5))
+    cols = slice(width - max(1, width // 3), None) if corner.endswith("right") else slice(0, max(1, width // 3))
+    corner_px = rgba[rows, cols].astype(np.float32)
+    alpha = corner_px[..., 3:4] / 255.0
+    shown = corner_px[..., :3] * alpha + 255.0 * (1.0 - alpha)
     luminance = float(np.mean(shown @ np.array([0.299, 0.587, 0.114], dtype=np.float32)))
     return "white" if luminance < 110 else "black"
 
 
-def _add_scale_bar(axes, length: float, fontsize: float = 8, pad: float = 0.6, color: str = "black") -> None:
-    """A ``length`` (data units, mm) bar at the lower right of ``axes``, labelled in mm or µm."""
+def _add_scale_bar(axes, length: float, fontsize: float = 8, pad: float = 0.6, color: str | None = None,
+                   rgba: np.ndarray | None = None):
+    """A ``length`` (data units, mm) bar labelled in mm or µm, in the corner of ``axes`` with the fewest cells of
+    ``rgba`` (the picture drawn in it; lower right without one), its label on a box of the page's colour so it
+    reads even where a cell lies under it."""
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
-    axes.add_artist(
-        AnchoredSizeBar(
-            axes.transData, length, _scale_bar_label(length), loc="lower right", frameon=False,
-            size_vertical=0, pad=pad, sep=3 if fontsize >= 8 else 2, color=color, fontproperties={"size": fontsize},
-        )
-    )
+    corner = "lower right"
+    if rgba is not None:
+        x0, x1 = axes.get_xlim()
+        share = abs(length / (x1 - x0)) if x1 != x0 else 0.2
+        bbox = axes.get_window_extent()
+        label_share = 2.6 * fontsize / 72.0 * axes.figure.dpi / max(1.0, bbox.height)
+        corner = _scale_bar_corner(rgba, share + 0.08, label_share + 0.06)
+    if color is None:
+        color = _bar_colour(rgba, corner) if rgba is not None else "black"
+    bar = AnchoredSizeBar(axes.transData, length, _scale_bar_label(length), loc=corner, frameon=False,
+                          size_vertical=0, pad=pad, sep=3 if fontsize >= 8 else 2, color=color,
+                          fontproperties={"size": fontsize})
+    backing = {"facecolor": "black" if color == "white" else "white", "alpha": 0.75, "edgecolor": "none",
+               "boxstyle": "round,pad=0.15"}
+    for text in bar.txt_label.get_children():  # a box, not a stroke: path effects would turn the text into paths
+        text.set_bbox(backing)
+    axes.add_artist(bar)
+    return bar
+
+
+def _add_scale_bar_under(axes, length: float, fontsize: float = 6.5):
+    """A ``length`` (mm) scale bar hanging under the lower right corner of ``axes`` (in the room a panel grid keeps
+    there), its label under it: never on the tissue."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    bar = AnchoredSizeBar(axes.transData, length, _scale_bar_label(length), loc="upper right", frameon=False,
+                          size_vertical=0, pad=0.0, borderpad=0.0, sep=2, color="black",
+                          fontproperties={"size": fontsize}, bbox_to_anchor=(1.0, -0.02),
+                          bbox_transform=axes.transAxes)
+    bar.set_clip_on(False)
+    axes.add_artist(bar)
+    return bar
 
 
 def _colorbar_mappable(colorbar: tuple[str, float, float, str]):
@@ -168,7 +437,7 @@ def _colorbar_mappable(colorbar: tuple[str, float, float, str]):
     return ScalarMappable(norm=Normalize(vmin=vmin, vmax=vmax), cmap=_listed_cmap(cmap_name))
 
 
-def _save(figure, fmt: str, dpi: float, title: str) -> bytes:
+def save_figure(figure, fmt: str, dpi: float, title: str) -> bytes:
     """The figure as ``fmt`` bytes: vector text in SVG/PDF, reproducible metadata, white background."""
     import matplotlib
 
@@ -358,6 +627,7 @@ def export_figure(
     units: str = "mm",
     show_axes: bool = True,
     two_gene_key: TwoGeneKey | None = None,
+    legend_limit: int = MAX_LEGEND_ENTRIES,
 ) -> bytes:
     """Draw a publication figure around a cell picture.
 
@@ -379,8 +649,11 @@ def export_figure(
         its metadata; for SVG/PDF it only sets the raster's nominal resolution.
     title, species : str
         Title (top left) and species (top right, italic); vector text.
-    legend : list of (label, hex colour), optional
-        Categories to list (the visible ones), in order; more than :data:`MAX_LEGEND_ENTRIES` are summarised.
+    legend : list of (label, hex colour, n cells) or (label, hex colour), optional
+        Categories to list (the visible ones) in the order to list them (the taxonomy's), with their cells (those
+        without are kept first); entries with a ``None`` count are notes listed after them, always. The legend goes beside the picture or, for many
+        categories, in columns under it, whichever leaves the picture larger (:func:`plan_figure_legend`); the
+        categories with the fewest cells past ``legend_limit`` or past what fits are counted in a "+ N more" line.
     colorbar : (cmap, vmin, vmax, label), optional
         Colour bar for a numeric picture, same table as the picture. A gene picture's key also lists the cells that
         do not express and those not measured: pass ``legend=list(rendering.colors.GENE_KEY_ENTRIES)`` with it.
@@ -394,6 +667,8 @@ def export_figure(
         Draw the x/y axes with ticks.
     two_gene_key : TwoGeneKey, optional
         The 2-D colour key of a two-gene picture, right of the picture (top aligned), where a colour bar goes.
+    legend_limit : int
+        Most categories listed (0: no legend).
 
     Returns
     -------
@@ -405,6 +680,32 @@ def export_figure(
     ValueError
         On a bad picture, format, size or dpi (naming it).
     """
+    figure = build_figure(rgba, viewport, fmt=fmt, width_in=width_in, height_in=height_in, dpi=dpi, title=title,
+                          species=species, legend=legend, colorbar=colorbar, y_down=y_down, scale_bar_mm=scale_bar_mm,
+                          units=units, show_axes=show_axes, two_gene_key=two_gene_key, legend_limit=legend_limit)
+    return save_figure(figure, fmt, dpi, title)
+
+
+def build_figure(
+    rgba: np.ndarray,
+    viewport: Viewport,
+    *,
+    fmt: str = "png",
+    width_in: float = 7.0,
+    height_in: float = 5.0,
+    dpi: float = 300,
+    title: str = "",
+    species: str = "",
+    legend: Sequence[tuple[str, str]] | None = None,
+    colorbar: tuple[str, float, float, str] | None = None,
+    y_down: bool = True,
+    scale_bar_mm: bool = True,
+    units: str = "mm",
+    show_axes: bool = True,
+    two_gene_key: TwoGeneKey | None = None,
+    legend_limit: int = MAX_LEGEND_ENTRIES,
+):
+    """The matplotlib ``Figure`` :func:`export_figure` saves (same parameters; for measuring its layout)."""
     rgba = _validate(rgba, fmt, width_in, height_in, dpi)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -438,7 +739,14 @@ def export_figure(
     # figure-level, not axes titles: a narrow section's axes is shorter than its title, which then ran into the
     # species and the legend; constrained layout makes room for the suptitle above the axes AND the legend
     if title or species:
-        heading = figure.suptitle(title or " ", x=0.01, ha="left", fontsize=11)  # y: set by the layout
+        renderer = figure.canvas.get_renderer()
+        room = width_in * 0.98 - 2 * FIGURE_PAD_IN - _text_size_in(figure, renderer, species, 10.0,
+                                                                 fontstyle="italic")[0] - 0.1
+        if title and _text_size_in(figure, renderer, title, 11.0)[0] > room:  # a long title wraps, never runs off
+            title_shown = _wrap(figure, renderer, title, max(room, 1.0), 11.0)
+        else:
+            title_shown = title
+        heading = figure.suptitle(title_shown or " ", x=0.01, ha="left", fontsize=11)  # y: set by the layout
         if species:  # right after the title (measured), so it never lands on the legend at the top right
             right = heading.get_window_extent(figure.canvas.get_renderer()).x1 / figure.bbox.width if title else 0.01
             top = 1.0 - figure.get_layout_engine().get()["h_pad"] / height_in  # where the layout puts the title
@@ -446,12 +754,19 @@ def export_figure(
                         fontstyle="italic")
 
     if scale_bar_mm and units == "mm":
-        _add_scale_bar(axes, _nice_scale_bar_mm(viewport.x1 - viewport.x0), color=_bar_colour(rgba))
+        _add_scale_bar(axes, _nice_scale_bar_mm(viewport.x1 - viewport.x0), rgba=rgba)
 
-    if legend:
-        handles = _legend_handles(legend)
-        figure.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False,
-                      ncols=_legend_columns(len(handles)), handlelength=1.0, handleheight=1.0, borderaxespad=0.2)
+    if legend and legend_limit > 0:
+        band_in = COLORBAR_BAND_IN if colorbar is not None else 0.0
+        if key_axes is not None:
+            band_in = max(band_in, KEY_GAP_IN + key_extents[0] + key_side + key_extents[1])
+        plan = plan_figure_legend(figure, legend, aspect=(viewport.x1 - viewport.x0) / (viewport.y1 - viewport.y0),
+                                  heading=bool(title or species), show_axes=show_axes, band_in=band_in,
+                                  limit=legend_limit)
+        figure.legend(handles=_legend_handles(plan.entries), fontsize=plan.fontsize, frameon=False,
+                      loc="outside lower center" if plan.below else "outside right upper", ncols=plan.ncols,
+                      handlelength=_HANDLE_EM, handleheight=_HANDLE_EM, handletextpad=_HANDLE_PAD_EM,
+                      columnspacing=_COLUMN_GAP_EM, labelspacing=_LABEL_GAP_EM, borderaxespad=0.2)
     if colorbar is not None:
         bar = figure.colorbar(_colorbar_mappable(colorbar), ax=axes, shrink=0.6, pad=0.02)
         bar.set_label(colorbar[3], fontsize=9)
@@ -460,7 +775,7 @@ def export_figure(
     _keep_labels_inside(figure, axes)
     if key_axes is not None:
         _place_single_key(figure, axes, key_axes, key_side, key_extents)
-    return _save(figure, fmt, dpi, title)
+    return figure
 
 
 def _place_single_key(figure, axes, key_axes, side_in: float, extents: tuple[float, float, float, float]) -> None:
@@ -487,6 +802,8 @@ PANEL_TITLE_PT = 7.5
 MIN_PANEL_TITLE_PT = 5.0
 TITLE_PT_STEPS = (7.5, 7.0, 6.5, 6.0, 5.5, 5.0)
 PANEL_SCALE_BAR_PT = 6.5
+#: Room under a panel for its scale bar besides the label's height: the bar and the gaps (inches).
+SCALE_BAR_FOOTER_IN = 0.09
 LEGEND_PT = 7.0
 #: Width of the colour bar and of the band holding it with its tick labels and label (inches).
 COLORBAR_WIDTH_IN = 0.13
@@ -530,6 +847,7 @@ def grid_geometry(
     *,
     n_cols: int,
     gap_in: float = PANEL_GAP_IN,
+    footer_in: float = 0.0,
 ) -> GridGeometry:
     """Lay ``extents`` out in rows of ``n_cols`` inside ``area`` at the largest scale common to all of them.
 
@@ -547,6 +865,8 @@ def grid_geometry(
         ``(left, bottom, width, height)`` available, inches.
     n_cols : int
         Columns (``>= 1``; more than ``len(extents)`` is clipped).
+    footer_in : float
+        Room kept under every row's pictures (inches; the scale bars hang there, off the tissue).
 
     Returns
     -------
@@ -572,7 +892,7 @@ def grid_geometry(
     row_titles = [max(title_sizes_in[i][1] for i in row) for row in rows]
     empty = GridGeometry(0.0, n_cols, n_rows, (), ())
 
-    scale = (area_h - sum(row_titles) - gap_in * (n_rows - 1)) / sum(row_units)  # the height allows this
+    scale = (area_h - sum(row_titles) - footer_in * n_rows - gap_in * (n_rows - 1)) / sum(row_units)  # the height
 
     def used_width(s: float) -> float:
         return sum(max(u * s, t) for u, t in zip(col_units, col_titles)) + gap_in * (n_cols - 1)
@@ -593,7 +913,7 @@ def grid_geometry(
         col_x.append(col_x[-1] + width + gap_in)
     row_top = [bottom + area_h]
     for r in range(n_rows - 1):
-        row_top.append(row_top[-1] - row_titles[r] - row_units[r] * scale - gap_in)
+        row_top.append(row_top[-1] - row_titles[r] - row_units[r] * scale - footer_in - gap_in)
     boxes, anchors = [], []
     for i, (width, height) in enumerate(extents):
         r, c = divmod(i, n_cols)
@@ -605,14 +925,14 @@ def grid_geometry(
 
 
 def best_columns(extents: Sequence[tuple[float, float]], title_sizes_in: Sequence[tuple[float, float]],
-                 area: Box, *, gap_in: float = PANEL_GAP_IN) -> GridGeometry:
+                 area: Box, *, gap_in: float = PANEL_GAP_IN, footer_in: float = 0.0) -> GridGeometry:
     """The grid of ``extents`` (see :func:`grid_geometry`) whose number of columns gives the largest scale.
 
     Ties go to fewer columns (a taller, easier-to-read grid of the same scale).
     """
     best = None
     for n_cols in range(1, len(extents) + 1):
-        geometry = grid_geometry(extents, title_sizes_in, area, n_cols=n_cols, gap_in=gap_in)
+        geometry = grid_geometry(extents, title_sizes_in, area, n_cols=n_cols, gap_in=gap_in, footer_in=footer_in)
         if best is None or geometry.in_per_unit > best.in_per_unit * (1 + 1e-9):
             best = geometry
     return best
@@ -636,9 +956,10 @@ class PanelGrid:
         Figure title; ``species`` beside it in italics.
     species : str
     legend : tuple of (label, colour)
+        The planned entries (:attr:`LegendPlan.entries`).
     legend_ncols : int
     legend_anchor : (float, float) or None
-        Upper-right corner of the legend, inches.
+        The legend's ``legend_loc`` point, inches: its upper right beside the panels, its top centre under them.
     colorbar : (cmap, vmin, vmax, label) or None
     colorbar_box : Box or None
     scale_bar : float
@@ -649,6 +970,10 @@ class PanelGrid:
         ONE 2-D colour key for the two-gene panels (they share its ranges).
     two_gene_key_box : Box or None
         Its square (inches); its labels and note lie around it, inside the figure.
+    legend_pt : float
+        The legend's font size.
+    legend_loc : str
+        ``"upper right"`` or ``"upper center"``.
     """
 
     width_in: float
@@ -667,6 +992,8 @@ class PanelGrid:
     units: str
     two_gene_key: TwoGeneKey | None = None
     two_gene_key_box: Box | None = None
+    legend_pt: float = 7.0
+    legend_loc: str = "upper right"
 
     @property
     def in_per_unit(self) -> float:
@@ -696,14 +1023,6 @@ def _text_size_in(figure, renderer, text: str, fontsize: float, **kwargs) -> tup
     return float(box.width / figure.dpi), float(box.height / figure.dpi)
 
 
-def _draw_legend(figure, legend: Sequence[tuple[str, str]], ncols: int, anchor: tuple[float, float]):
-    width_in, height_in = figure.get_size_inches()
-    return figure.legend(handles=_legend_handles(legend), loc="upper right", fontsize=LEGEND_PT, frameon=False,
-                         ncols=ncols, handlelength=1.0, handleheight=1.0, borderaxespad=0.0, borderpad=0.0,
-                         bbox_to_anchor=(anchor[0] / width_in, anchor[1] / height_in),
-                         bbox_transform=figure.transFigure)
-
-
 def plan_panel_grid(
     extents: Sequence[tuple[float, float]],
     titles: Sequence[str],
@@ -718,9 +1037,11 @@ def plan_panel_grid(
     n_cols: int | None = None,
     units: str = "mm",
     two_gene_key: TwoGeneKey | None = None,
+    legend_limit: int = MAX_LEGEND_ENTRIES,
 ) -> PanelGrid:
-    """Plan a figure of several panels: heading at the top, ONE legend (or colour bar) at the right, the panels
-    in a grid at one common scale in the rest (text measured with matplotlib's renderer).
+    """Plan a figure of several panels: heading at the top, ONE legend beside the panels or in columns under them
+    (whichever gives the larger panels, :func:`better_legend`), a colour bar or key at the right, the panels in a
+    grid at one common scale in the rest (text measured with matplotlib's renderer).
 
     Parameters
     ----------
@@ -734,7 +1055,7 @@ def plan_panel_grid(
         The export's resolution (text is measured at it).
     heading, species : str
         Figure title and species (italics, after the title).
-    legend, colorbar, two_gene_key
+    legend, colorbar, two_gene_key, legend_limit
         As in :func:`export_figure`; shared by all panels (the key left of a colour bar when there are both).
     n_cols : int, optional
         Columns; None chooses the number giving the largest panels (:func:`best_columns`). A row: ``len(extents)``.
@@ -758,70 +1079,88 @@ def plan_panel_grid(
         heading_h = max(_text_size_in(figure, renderer, heading or "Ag", HEADING_PT)[1],
                         _text_size_in(figure, renderer, species, 10.0, fontstyle="italic")[1]) + gap
     top = height_in - pad - heading_h
-    right = width_in - pad
-    legend = tuple(legend or ())
-    ncols, anchor = 1, None
-    if legend:
-        n_handles = len(_legend_handles(legend))
-        while True:  # as many columns as the height needs (a legend taller than the figure is cut off)
-            drawn = _draw_legend(figure, legend, ncols, (right, top))
-            box = drawn.get_window_extent(renderer)
-            drawn.remove()
-            if box.height / figure.dpi <= top - pad or ncols >= 4 or ncols >= n_handles:
-                break
-            ncols += 1
-        anchor = (right, top)
-        right -= float(box.width / figure.dpi) + gap
-    colorbar_box = None
-    if colorbar is not None:
-        right -= COLORBAR_BAND_IN
-        bar_h = min(COLORBAR_MAX_IN, 0.6 * (top - pad))
-        colorbar_box = (right + gap, top - bar_h, COLORBAR_WIDTH_IN, bar_h)
-    key_box = None
-    if two_gene_key is not None:  # measured as drawn: the square plus its labels, heading and note
-        side = _key_side_in(width_in, height_in)
-        key_axes = _draw_two_gene_key(figure, two_gene_key, side, dpi)
-        left_x, right_x, below, above = _key_extents(figure, key_axes)
-        key_axes.remove()
-        if top - above - side - below < pad and side > KEY_MIN_IN:  # a short figure: a smaller square
-            side = max(KEY_MIN_IN, top - pad - above - below)
-            key_axes = _draw_two_gene_key(figure, two_gene_key, side, dpi)
-            left_x, right_x, below, above = _key_extents(figure, key_axes)
-            key_axes.remove()
-        right -= right_x + side
-        key_box = (right, top - above - side, side, side)
-        right -= left_x + KEY_GAP_IN
     measured = [_text_size_in(figure, renderer, text, PANEL_TITLE_PT) for text in titles]
-    area = (pad, pad, max(0.0, right - pad), max(0.0, top - pad))
+    footer = 0.0  # under each row: the scale bars (bar, gap, label), off the pictures
+    if units == "mm":
+        footer = _text_size_in(figure, renderer, "2 mm", PANEL_SCALE_BAR_PT)[1] + SCALE_BAR_FOOTER_IN
 
-    def layout(points: float) -> GridGeometry:
-        ratio = points / PANEL_TITLE_PT  # text extents scale with the font size (+3 %: hinting, a little air)
-        sizes = [(1.03 * w * ratio, h * ratio + 0.04 if h else 0.0) for w, h in measured]
-        if n_cols is None:
-            return best_columns(extents, sizes, area)
-        return grid_geometry(extents, sizes, area, n_cols=n_cols)
+    def arrange(plan: LegendPlan | None) -> dict:
+        """The grid with ``plan``'s legend beside (upper right) or under (bottom centre) the panels."""
+        right, bottom, anchor, loc = width_in - pad, pad, None, "upper right"
+        if plan is not None and plan.below:
+            anchor, loc = (0.5 * width_in, pad), "lower center"
+            bottom = pad + plan.height_in + gap
+        elif plan is not None:
+            anchor = (right, top)
+            right -= plan.width_in + gap
+        colorbar_box = None
+        if colorbar is not None:
+            right -= COLORBAR_BAND_IN
+            bar_h = min(COLORBAR_MAX_IN, 0.6 * (top - bottom))
+            colorbar_box = (right + gap, top - bar_h, COLORBAR_WIDTH_IN, bar_h)
+        key_box = None
+        if two_gene_key is not None:  # measured as drawn: the square plus its labels, heading and note
+            side = _key_side_in(width_in, height_in)
+            key_axes = _draw_two_gene_key(figure, two_gene_key, side, dpi)
+            left_x, right_x, under, above = _key_extents(figure, key_axes)
+            key_axes.remove()
+            if top - above - side - under < bottom and side > KEY_MIN_IN:  # a short figure: a smaller square
+                side = max(KEY_MIN_IN, top - bottom - above - under)
+                key_axes = _draw_two_gene_key(figure, two_gene_key, side, dpi)
+                left_x, right_x, under, above = _key_extents(figure, key_axes)
+                key_axes.remove()
+            right -= right_x + side
+            key_box = (right, top - above - side, side, side)
+            right -= left_x + KEY_GAP_IN
+        area = (pad, bottom, max(0.0, right - pad), max(0.0, top - bottom))
 
-    options = [(points, layout(points)) for points in TITLE_PT_STEPS]
-    largest = max(geometry.in_per_unit for _, geometry in options)
-    title_pt, geometry = next((p, g) for p, g in options if g.in_per_unit >= 0.9 * largest)
-    if geometry.boxes:  # centre the grid and the legend (or colour bar) beside it across the figure
-        slack = max(0.0, area[0] + area[2] - geometry.right_in)
-        shift = 0.5 * slack
-        geometry = GridGeometry(
-            geometry.in_per_unit, geometry.n_cols, geometry.n_rows,
-            tuple((left + shift, bottom, w, h) for left, bottom, w, h in geometry.boxes),
-            tuple((x + shift, y) for x, y in geometry.title_anchors), geometry.right_in + shift)
-        if anchor is not None:
-            anchor = (anchor[0] - slack + shift, anchor[1])
-        if colorbar_box is not None:
-            colorbar_box = (colorbar_box[0] - slack + shift, *colorbar_box[1:])
-        if key_box is not None:
-            key_box = (key_box[0] - slack + shift, *key_box[1:])
+        def layout(points: float) -> GridGeometry:
+            ratio = points / PANEL_TITLE_PT  # text extents scale with the font size (+3 %: hinting, a little air)
+            sizes = [(1.03 * w * ratio, h * ratio + 0.04 if h else 0.0) for w, h in measured]
+            if n_cols is None:
+                return best_columns(extents, sizes, area, footer_in=footer)
+            return grid_geometry(extents, sizes, area, n_cols=n_cols, footer_in=footer)
+
+        options = [(points, layout(points)) for points in TITLE_PT_STEPS]
+        largest = max(geometry.in_per_unit for _, geometry in options)
+        title_pt, geometry = next((p, g) for p, g in options if g.in_per_unit >= 0.9 * largest)
+        if geometry.boxes:  # centre the grid and the legend (or colour bar) beside it across the figure
+            slack = max(0.0, area[0] + area[2] - geometry.right_in)
+            shift = 0.5 * slack
+            geometry = GridGeometry(
+                geometry.in_per_unit, geometry.n_cols, geometry.n_rows,
+                tuple((left + shift, low, w, h) for left, low, w, h in geometry.boxes),
+                tuple((x + shift, y) for x, y in geometry.title_anchors), geometry.right_in + shift)
+            if anchor is not None and loc == "upper right":
+                anchor = (anchor[0] - slack + shift, anchor[1])
+            elif anchor is not None:  # under the panels: right below the lowest row's scale bars
+                lowest = min(low for _, low, _, _ in geometry.boxes) - footer - gap
+                anchor, loc = (0.5 * width_in, max(lowest, pad + plan.height_in)), "upper center"
+            if colorbar_box is not None:
+                colorbar_box = (colorbar_box[0] - slack + shift, *colorbar_box[1:])
+            if key_box is not None:
+                key_box = (key_box[0] - slack + shift, *key_box[1:])
+        return {"geometry": geometry, "title_pt": title_pt, "legend_anchor": anchor, "legend_loc": loc,
+                "colorbar_box": colorbar_box, "two_gene_key_box": key_box}
+
+    legend = tuple(legend or ())
+    plan = None
+    if legend and legend_limit > 0:
+        beside = plan_legend(figure, renderer, legend, max_width_in=LEGEND_RIGHT_SHARE * (width_in - 2 * pad),
+                             max_height_in=top - pad, below=False, limit=legend_limit)
+        under = plan_legend(figure, renderer, legend, max_width_in=width_in - 2 * pad,
+                            max_height_in=LEGEND_BELOW_SHARE * (top - pad), below=True, limit=legend_limit)
+        arranged = {id(beside): arrange(beside), id(under): arrange(under)}
+        plan = better_legend((beside, arranged[id(beside)]["geometry"].in_per_unit ** 2),
+                             (under, arranged[id(under)]["geometry"].in_per_unit ** 2))
+        chosen = arranged[id(plan)]
+    else:
+        chosen = arrange(None)
     scale_bar = _nice_scale_bar_mm(min(w for w, _ in extents)) if units == "mm" else 0.0
-    return PanelGrid(width_in=width_in, height_in=height_in, geometry=geometry, titles=tuple(titles),
-                     title_pt=title_pt, heading=heading, species=species, legend=legend, legend_ncols=ncols,
-                     legend_anchor=anchor, colorbar=colorbar, colorbar_box=colorbar_box, scale_bar=scale_bar,
-                     units=units, two_gene_key=two_gene_key, two_gene_key_box=key_box)
+    return PanelGrid(width_in=width_in, height_in=height_in, titles=tuple(titles), heading=heading,
+                     species=species, legend=plan.entries if plan else (), legend_ncols=plan.ncols if plan else 1,
+                     legend_pt=plan.fontsize if plan else LEGEND_PT, colorbar=colorbar, scale_bar=scale_bar,
+                     units=units, two_gene_key=two_gene_key, **chosen)
 
 
 def export_panel_grid(
@@ -834,7 +1173,7 @@ def export_panel_grid(
     y_down: bool = True,
 ) -> bytes:
     """Draw a planned multi-panel figure (:func:`plan_panel_grid`): one embedded raster per panel in its box,
-    its title above it and a scale bar on it; the heading, the one legend or colour bar, the one two-gene key.
+    its title above it and a scale bar under it; the heading, the one legend or colour bar, the one two-gene key.
 
     Parameters
     ----------
@@ -856,6 +1195,20 @@ def export_panel_grid(
     ValueError
         On a bad picture, format, size or dpi, a plan with no room for pictures, or a count mismatch.
     """
+    figure = build_panel_grid(pictures, windows, grid, fmt=fmt, dpi=dpi, y_down=y_down)
+    return save_figure(figure, fmt, dpi, grid.heading)
+
+
+def build_panel_grid(
+    pictures: Sequence[np.ndarray],
+    windows: Sequence[Viewport | tuple[float, float, float, float]],
+    grid: PanelGrid,
+    *,
+    fmt: str = "png",
+    dpi: float = 300,
+    y_down: bool = True,
+):
+    """The matplotlib ``Figure`` :func:`export_panel_grid` saves (same parameters; for measuring its layout)."""
     boxes = grid.geometry.boxes
     if not boxes:
         raise ValueError("the panel grid has no room for the pictures (in_per_unit == 0)")
@@ -880,7 +1233,7 @@ def export_panel_grid(
         axes.set_ylim(low, high)
         axes.set_axis_off()
         if grid.units == "mm" and grid.scale_bar > 0:
-            _add_scale_bar(axes, grid.scale_bar, fontsize=PANEL_SCALE_BAR_PT, pad=0.3, color=_bar_colour(rgba))
+            _add_scale_bar_under(axes, grid.scale_bar, fontsize=PANEL_SCALE_BAR_PT)
         if text:
             figure.text(tx / width_in, ty / height_in, text, ha="center", va="top", fontsize=grid.title_pt,
                         multialignment="center")
@@ -893,7 +1246,8 @@ def export_panel_grid(
             x = heading.get_window_extent(renderer).x1 / figure.bbox.width + 0.012 if grid.heading else pad / width_in
             figure.text(x, 1 - pad / height_in, grid.species, ha="left", va="top", fontsize=10, fontstyle="italic")
     if grid.legend and grid.legend_anchor is not None:
-        _draw_legend(figure, grid.legend, grid.legend_ncols, grid.legend_anchor)
+        _draw_legend(figure, grid.legend, grid.legend_ncols, grid.legend_anchor, fontsize=grid.legend_pt,
+                     loc=grid.legend_loc)
     if grid.colorbar is not None and grid.colorbar_box is not None:
         left, bottom, w, h = grid.colorbar_box
         cax = figure.add_axes((left / width_in, bottom / height_in, w / width_in, h / height_in))
@@ -903,4 +1257,4 @@ def export_panel_grid(
     if grid.two_gene_key is not None and grid.two_gene_key_box is not None:
         key_axes = _draw_two_gene_key(figure, grid.two_gene_key, grid.two_gene_key_box[2], dpi)
         _place_key(figure, key_axes, grid.two_gene_key_box)
-    return _save(figure, fmt, dpi, grid.heading)
+    return figure

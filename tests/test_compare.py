@@ -3,6 +3,7 @@ with the main map's colouring carried over (level, gene by symbol, term at share
 one legend counting each species, and small pictures of every section that open in the map when clicked."""
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
@@ -133,6 +134,22 @@ def test_the_gallery_has_a_small_picture_of_every_section_and_marks_the_current_
         url = params(item.children[0].src)
         assert url["section"] == section and int(url["w"]) <= 240 and int(url["h"]) <= 200
     assert "current" in items[1].className and "current" not in items[0].className
+
+
+def test_the_gallery_of_a_dataset_without_sections_says_it_does_not_apply(demo):
+    umap = next(d for d in demo.atlas.datasets() if demo.atlas.info(d).kind != "spatial")
+    gallery = compare.gallery_step("gallery", umap, None, "class", None, None, None, None, None, demo.context)
+    assert gallery.children.startswith(f"The gallery does not apply to {umap}: it has no sections")
+
+
+def test_the_shared_legend_lists_terms_in_taxonomy_order(demo):
+    firsts = [str(demo.atlas.sections(d)["brain_section_label"].iloc[0]) for d in demo.spatial[:3]]
+    html = compare.legend_step("species", firsts, "Subclass", None, None, None, None, None, demo.context).children
+    names = re.findall(r'data-name="([^"]*)"', html)
+    order: list[str] = []
+    for dataset in demo.spatial[:3]:
+        order += [str(c) for c in demo.atlas.categories(dataset, "Subclass") if str(c) not in order]
+    assert len(names) > 5 and names == [name for name in order if name in set(names)]
 
 
 def test_clicking_a_gallery_picture_opens_its_section_in_the_map(demo):

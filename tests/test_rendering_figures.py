@@ -60,12 +60,28 @@ def test_svg_export_shows_colorbar_label_and_no_scale_bar_for_umap_units():
     assert not any(t.endswith("mm") for t in texts)
 
 
-def test_legend_with_many_entries_is_summarised():
-    legend = [(f"cluster {i}", "#123456") for i in range(MAX_LEGEND_ENTRIES + 10)]
+def test_a_long_legend_lists_the_terms_with_most_cells_in_the_given_order_and_counts_the_rest():
+    counts = [(i * 7919) % 1000 + 1 for i in range(MAX_LEGEND_ENTRIES + 50)]  # distinct orders of place and count
+    legend = [(f"cluster {i}", "#123456", n) for i, n in enumerate(counts)]
     texts = svg_texts(export_figure(two_band_picture(), VIEWPORT, fmt="svg", legend=legend, dpi=100))
-    assert f"cluster {MAX_LEGEND_ENTRIES - 1}" in texts
-    assert f"cluster {MAX_LEGEND_ENTRIES}" not in texts
-    assert "... and 10 more" in texts
+    listed = [t for t in texts if t.startswith("cluster ")]
+    assert 20 < len(listed) < MAX_LEGEND_ENTRIES  # a 7 x 5 in figure holds many, not all
+    places = [int(t.split()[1]) for t in listed]
+    assert places == sorted(places)  # the given (taxonomy) order, not by count
+    fewest_listed = min(counts[i] for i in places)
+    left_out = [n for i, n in enumerate(counts) if i not in set(places)]
+    assert max(left_out) <= fewest_listed  # the ones left out have the fewest cells
+    assert f"+ {len(counts) - len(listed):,} more with fewer cells" in texts
+
+
+def test_the_legend_limit_is_kept_and_notes_always_listed():
+    legend = [(f"t{i}", "#123456", 100 - i) for i in range(30)] + [("other cells (dimmed)", "#dddddd", None)]
+    texts = svg_texts(export_figure(two_band_picture(), VIEWPORT, fmt="svg", legend=legend, dpi=100,
+                                    legend_limit=5))
+    assert [t for t in texts if t.startswith("t") and t[1:].isdigit()] == ["t0", "t1", "t2", "t3", "t4"]
+    assert "+ 25 more with fewer cells" in texts and "other cells (dimmed)" in texts
+    assert not [t for t in svg_texts(export_figure(two_band_picture(), VIEWPORT, fmt="svg", legend=legend, dpi=100,
+                                                   legend_limit=0)) if t.startswith("t")]
 
 
 def test_pdf_export_is_pdf_with_legend_text():

@@ -121,6 +121,27 @@ def test_legend_entries_are_clickable_terms_and_capped():
     assert "5 more" in "".join(_Rows(legend_html("Class", items, None)).text)
 
 
+def test_legend_filter_keeps_the_order_and_names_in_full_with_their_cells():
+    items = [("0002 CLA-EPd-CTX Car3 Glut_1", "#111111", 12), ("0003 CLA-EPd-CTX Car3 Glut_2", "#222222", 3400),
+             ("0107 STR D1 Gaba_1", "#333333", 7)]
+    elements = _Rows(legend_html("cluster", items, None, text="car3 GLUT")).elements
+    buttons = [a for tag, a in elements if tag == "button"]
+    assert [b["data-name"] for b in buttons] == [items[0][0], items[1][0]]  # every word, any case, given order
+    assert buttons[1]["title"].startswith("0003 CLA-EPd-CTX Car3 Glut_2: 3,400 cells here")
+    text = "".join(_Rows(legend_html("cluster", items, None, text="car3")).text)
+    assert "0003 CLA-EPd-CTX Car3 Glut_2" in text and "3,400" in text  # the whole name and its cells
+    assert "No entry matches 'zz'" in legend_html("cluster", items, None, text="zz")
+
+
+def test_legend_filter_over_thousands_of_terms_lists_the_first_matches_and_counts_the_rest():
+    items = [(f"{i:04d} term", "#123456", i + 1) for i in range(5322)]
+    markup = legend_html("cluster", items, None, text="1")
+    matching = [name for name, _, _ in items if "1" in name]
+    buttons = [a for tag, a in _Rows(markup).elements if tag == "button"]
+    assert [b["data-name"] for b in buttons] == matching[:MAX_LEGEND]
+    assert f"+ {len(matching) - MAX_LEGEND:,} more" in "".join(_Rows(markup).text)
+
+
 def test_region_legend_is_not_clickable():
     assert "data-action" not in legend_html("region", [("STR", "#cd86cc", 3)], None, clickable=False)
 
