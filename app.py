@@ -8,6 +8,7 @@ module per feature (``callbacks``); all of them compute through ``core``.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,13 @@ def open_atlas(settings: Settings) -> tuple[Any, str | None]:
         return None, f"The store {store} cannot be opened: {exc}"
 
 
+#: The partial plotly.js bundle in assets/ (plotly.js-basic-dist-min: scatter and bar, the only trace types the page
+#: draws), of the version Dash's own full bundle has. It defines ``window.Plotly`` before the graphs render, so
+#: dcc.Graph uses it and never downloads the full bundle: 1.2 MB instead of 4.8 MB (0.40 MB instead of 1.47 MB
+#: compressed).
+PLOTLY_BUNDLE = "plotly-basic.min.js"
+
+
 def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
     """Build the viewer for the store named in ``settings``.
 
@@ -64,6 +72,8 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
         title="ABC Atlas viewer",
         update_title=None,
         assets_folder=str(HERE / "assets"),
+        # ATLAS_VIEWER_FULL_PLOTLY: leave the partial bundle out, so dcc.Graph loads Dash's full plotly.js
+        assets_ignore=re.escape(PLOTLY_BUNDLE) if settings.full_plotly else "",
         # gzip/brotli for the page's JavaScript (plotly.js alone is 4.8 MB, about 1.4 MB compressed) and the
         # callbacks' JSON; pictures are PNG already and are sent as they are (flask-compress's mimetype list)
         compress=True,

@@ -63,6 +63,11 @@ class Settings:
     )
     access_log: bool = field(default=True, metadata=_help("one JSON log line per request"))
     log_level: str = field(default="INFO", metadata=_help("logging level", choices=_LOG_LEVELS))
+    full_plotly: bool = field(
+        default=False,
+        metadata=_help("serve Dash's full plotly.js (4.8 MB) instead of the page's partial bundle (scatter and bar, "
+                       "1.2 MB); the bench compares both"),
+    )
     # --- caching ---
     cache_type: str = field(
         default="auto",

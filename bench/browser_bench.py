@@ -48,8 +48,14 @@ var entries = performance.getEntriesByName(new URL(shown, window.location.href).
 if (!entries.length) { return null; }
 var nav = performance.getEntriesByType('navigation')[0] || {};
 var e = entries[0];
+var before = performance.getEntriesByType('resource').filter(function (r) { return r.startTime < e.requestStart; });
+var bytes = (nav.transferSize || 0) + before.reduce(function (sum, r) { return sum + (r.transferSize || 0); }, 0);
+var plotly = before.filter(function (r) { return /plotly[^/]*\.js/.test(r.name); })
+    .reduce(function (sum, r) { return sum + (r.transferSize || 0); }, 0);
+var callbacks = before.filter(function (r) { return r.name.indexOf('_dash-update-component') >= 0; }).length;
 return {url: shown, picture_ms: e.responseEnd, request_start_ms: e.requestStart, response_start_ms: e.responseStart,
-        dom_content_loaded_ms: nav.domContentLoadedEventEnd || null, load_event_ms: nav.loadEventEnd || null};
+        dom_content_loaded_ms: nav.domContentLoadedEventEnd || null, load_event_ms: nav.loadEventEnd || null,
+        bytes_before_picture: bytes, plotly_bytes: plotly, callbacks_before_picture: callbacks};
 """
 
 
@@ -63,10 +69,12 @@ def _free_port() -> int:
     return free_port()
 
 
-def start_server(store: Path, port: int, log_path: Path, timeout_s: float = 120.0) -> tuple[subprocess.Popen, float]:
-    """``atlas-viewer serve STORE --port PORT`` on 127.0.0.1; returns the process and the seconds until ``/``
-    answered."""
+def start_server(store: Path, port: int, log_path: Path, timeout_s: float = 120.0,
+                 settings: dict[str, str] | None = None) -> tuple[subprocess.Popen, float]:
+    """``atlas-viewer serve STORE --port PORT`` on 127.0.0.1 (with the ``ATLAS_VIEWER_*`` ``settings`` given,
+    none inherited); returns the process and the seconds until ``/`` answered."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLAS_VIEWER_")}
+    env.update(settings or {})
     env["PYTHONPATH"] = str(ROOT)
     t0 = time.perf_counter()
     with open(log_path, "wb") as out:
@@ -141,8 +149,9 @@ def load_once(url: str, graph: str = "map-graph", timeout_s: float = 120.0) -> d
         driver.quit()
 
 
-def bench_first_picture(store: str | Path, loads: int = 4, timeout_s: float = 120.0) -> dict:
+def bench_first_picture(store: str | Path, loads: int = 4, timeout_s: float = 120.0, full_plotly: bool = False) -> dict:
     """Start the server on ``store``, load the page ``loads`` times (the first on a cold server), stop the server.
+    ``full_plotly``: the server sends Dash's full plotly.js instead of the page's partial bundle (the "before").
 
     Returns
     -------
@@ -156,7 +165,8 @@ def bench_first_picture(store: str | Path, loads: int = 4, timeout_s: float = 12
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="browser-bench-") as tmp:
         log_path = Path(tmp) / "server.log"
-        proc, start_s = start_server(Path(store), port, log_path, timeout_s)
+        settings = {"ATLAS_VIEWER_FULL_PLOTLY": "true"} if full_plotly else None
+        proc, start_s = start_server(Path(store), port, log_path, timeout_s, settings=settings)
         try:
             url = f"http://127.0.0.1:{port}/"
             runs = [load_once(url, timeout_s=timeout_s) for _ in range(max(1, loads))]
@@ -171,6 +181,9 @@ def bench_first_picture(store: str | Path, loads: int = 4, timeout_s: float = 12
         "warm": ({"p50_ms": round(float(np.percentile(warm, 50)), 1), "p95_ms": round(float(np.percentile(warm, 95)), 1),
                   "n": len(warm)} if warm else {"p50_ms": None, "p95_ms": None, "n": 0}),
         "loads": runs, "console_errors": sum(len(r["console_errors"]) for r in runs),
+        "bytes_before_picture": int(np.median([r["bytes_before_picture"] for r in runs])),
+        "plotly_bytes": int(np.median([r["plotly_bytes"] for r in runs])),
+        "callbacks_before_picture": int(np.median([r["callbacks_before_picture"] for r in runs])),
     }
 
 
@@ -178,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path)
     parser.add_argument("--loads", type=int, default=4)
+    parser.add_argument("--full-plotly", action="store_true", help="serve Dash's full plotly.js (the before)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(json.dumps(bench_first_picture(args.store, loads=args.loads), indent=1))  # noqa: T201 - the output
+    print(json.dumps(bench_first_picture(args.store, loads=args.loads, full_plotly=args.full_plotly), indent=1))  # noqa: T201 - the output
     return 0
 
 

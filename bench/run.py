@@ -632,6 +632,16 @@ def build_rows(results: dict, errors: dict) -> list[Row]:
                 rows.append(Row("first page load to first picture, warm server", fmt_ms(b["warm"]["p50_ms"]),
                                 fmt_ms(b["warm"]["p95_ms"]),
                                 note=f"{b['warm']['n']} fresh browsers; picture requested at {fmt_ms(asked)} (median)"))
+            full = b.get("full_plotly")
+            if full and full["warm"]["n"] and b["warm"]["n"]:
+                rows.append(Row("first page load, partial plotly.js vs Dash's full bundle (warm server)",
+                                fmt_ms(b["warm"]["p50_ms"]), fmt_ms(b["warm"]["p95_ms"]), fmt_ms(full["warm"]["p50_ms"]),
+                                fmt_ratio(full["warm"]["p50_ms"], b["warm"]["p50_ms"]),
+                                f"bytes before the picture {b['bytes_before_picture'] / 2**20:.2f} MB vs "
+                                f"{full['bytes_before_picture'] / 2**20:.2f} MB (plotly.js "
+                                f"{b['plotly_bytes'] / 2**20:.2f} vs {full['plotly_bytes'] / 2**20:.2f} MB, "
+                                f"compressed); {b['callbacks_before_picture']} vs "
+                                f"{full['callbacks_before_picture']} callback requests before it"))
     for name, message in errors.items():
         rows.append(Row(name, note=f"FAILED: {message}"))
     return rows
@@ -750,7 +760,9 @@ def run_bench(scale="demo", work_dir: str | Path | None = None, json_path: str |
         def page_load() -> dict:
             from bench.browser_bench import bench_first_picture
 
-            return bench_first_picture(store, loads=repeats.page_loads)
+            after = bench_first_picture(store, loads=repeats.page_loads)
+            # the same page with Dash's full plotly.js instead of the partial bundle, in the same run
+            return {**after, "full_plotly": bench_first_picture(store, loads=repeats.page_loads, full_plotly=True)}
 
         _safe("browser", page_load, results, errors)
 

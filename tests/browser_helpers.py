@@ -31,6 +31,20 @@ return {source: gd.layout.images[0].source, shown: shown, loaded: loaded, xrange
         plot_px: gd._fullLayout._size.w * Math.min(window.devicePixelRatio || 1, 2)};
 """
 
+# trace types on the page's graphs that the loaded plotly.js does not know
+UNKNOWN_TRACES_JS = """
+if (!window.Plotly) { return []; }
+var known = Object.keys(window.Plotly.PlotSchema.get().traces);
+var unknown = [];
+document.querySelectorAll('.js-plotly-plot').forEach(function (gd) {
+  (gd.data || []).forEach(function (trace) {
+    var type = trace.type || 'scatter';
+    if (known.indexOf(type) < 0 && unknown.indexOf(type) < 0) { unknown.push(type); }
+  });
+});
+return unknown;
+"""
+
 # page coordinates (CSS px, viewport) of data points of a graph's plot area
 TO_PAGE_JS = """
 var gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
@@ -60,7 +74,8 @@ def atlas(store):
 
 @pytest.fixture()
 def viewer(dash_duo, store, atlas):
-    """dash_duo serving the viewer on the store; fails the test on any browser console error."""
+    """dash_duo serving the viewer on the store; fails the test on any browser console error, and on a graph
+    holding a trace type the page's partial plotly.js bundle does not have (Plotly would drop it silently)."""
     from app import create_app
     from settings import Settings
 
@@ -69,6 +84,7 @@ def viewer(dash_duo, store, atlas):
     dash_duo.start_server(app)
     yield dash_duo
     assert dash_duo.get_logs() == []
+    assert dash_duo.driver.execute_script(UNKNOWN_TRACES_JS) == []
 
 
 # ---------------------------------------------------------------------------------------------- reading the page

@@ -24,7 +24,8 @@ BASELINE_BUDGET = 100_000_000
 EXPECTED_ROWS = ("prepare whole cache", "gene, all cells of WMB-10X", "gene, all cells of HMBA-MERSCOPE",
                  "section picture by", "UMAP picture by", "section picture, new gene", "UMAP picture, new gene",
                  "section picture, term highlighted", "UMAP picture, term highlighted", "marker genes of a selection",
-                 "Atlas.open", "cells of one section", "first page load to first picture")
+                 "Atlas.open", "cells of one section", "first page load to first picture",
+                 "first page load, partial plotly.js vs Dash's full bundle")
 
 
 @pytest.fixture(scope="module")
