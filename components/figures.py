@@ -227,6 +227,8 @@ def picture_figure(
             "shapes": shapes,
             "annotations": annotations,
             "margin": {"l": 56, "r": 12, "t": 8, "b": 44},
+            # no mode-bar backdrop: it would be a grey patch over a picture with a dark background (two genes)
+            "modebar": {"bgcolor": "rgba(0,0,0,0)"},
             # transparent: an opaque plot background would hide a layer="below" image
             "plot_bgcolor": "rgba(0,0,0,0)",
             "paper_bgcolor": "#ffffff",

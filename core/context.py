@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, AtlasLookups, Catalog, catalog_from_atlas
+from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, AtlasLookups, Catalog, catalog_from_atlas
 from core.picture import view_picture
 from core.selection import SelectionMasks
 from core.state import ViewState, frame_bounds
@@ -116,7 +116,8 @@ class ViewerContext:
         if size:
             width_px = int(size.get("width_px") or width_px)
             height_px = int(size.get("height_px") or height_px)
-        geometry = picture_geometry(window, frame, width_px, height_px, self.settings.max_image_px)
+        geometry = picture_geometry(window, frame, width_px, height_px, self.settings.max_image_px,
+                                    fill=color_by == COLOR_BY_TWO_GENES)
         if geometry is None:
             return None
         placed, w, h = geometry

@@ -162,12 +162,14 @@ def fit_aspect(window: Window, width_px: int, height_px: int) -> Window:
 
 
 def picture_geometry(
-    window: Window, frame: Window, width_px: int, height_px: int, max_px: int
+    window: Window, frame: Window, width_px: int, height_px: int, max_px: int, *, fill: bool = False
 ) -> tuple[Window, int, int] | None:
     """Where to draw the picture of ``window`` and how many pixels it needs.
 
     The shown window (``window`` grown to the plot's aspect) is clipped to ``frame`` (the padded data bounds),
-    so zooming out never renders empty pixels; the picture keeps square pixels at the plot's resolution.
+    so zooming out never renders empty pixels; the picture keeps square pixels at the plot's resolution. With
+    ``fill`` the picture covers the whole shown window instead (a picture with its own background, the two-gene
+    blend on black, fills the plot exactly).
 
     Parameters
     ----------
@@ -192,6 +194,8 @@ def picture_geometry(
     y0, y1 = max(shown.y0, frame.y0), min(shown.y1, frame.y1)
     if x0 >= x1 or y0 >= y1:
         return None
+    if fill:
+        x0, x1, y0, y1 = shown.x0, shown.x1, shown.y0, shown.y1
     px_per_unit = min(width_px / shown.width, height_px / shown.height)
     w = max(1, round((x1 - x0) * px_per_unit))
     h = max(1, round((y1 - y0) * px_per_unit))

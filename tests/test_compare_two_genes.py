@@ -176,3 +176,22 @@ def test_the_legend_shows_the_two_dimensional_key_with_both_ranges(demo):
     high_a = demo.context.gene_range(demo.dataset, GENE_A)[1]
     assert f"{high_a:.3g}" in text and "> 1" in text and "> 2" in text
     assert two_genes.legend_step(params, "Subclass", demo.dataset, GENE_A, demo.context) is no_update
+
+
+def test_the_two_gene_map_picture_fills_the_plot_and_a_colouring_keeps_to_the_cells(demo):
+    """On a wide plot a narrow section's blend (on black) covers the whole plot area, so no white strips frame
+    it; a categorical picture stays on the cells' frame."""
+    from callbacks.map_view import map_figure_step
+    from core.state import ViewState
+    from core.viewport import fit_aspect
+
+    size = {"width_px": 1200, "height_px": 500}
+    base = ViewState(dataset=demo.dataset, section=demo.section, gene=GENE_A)
+    frame = demo.context.frame(base)
+    shown = fit_aspect(frame, 1200, 500)
+    for color_by, extra, covers in ((COLOR_BY_TWO_GENES, {"gene2": GENE_B}, shown), ("Subclass", {}, frame)):
+        figure, *_ = map_figure_step(None, base.replace(color_by=color_by), size, False, demo.context, extra=extra)
+        image = figure["layout"]["images"][0]
+        x0, y_top, width, height = image["x"], image["y"], image["sizex"], image["sizey"]
+        assert x0 == pytest.approx(covers.x0, abs=1e-3) and x0 + width == pytest.approx(covers.x1, abs=1e-3)
+        assert height == pytest.approx(covers.height, abs=1e-3)

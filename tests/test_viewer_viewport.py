@@ -77,6 +77,13 @@ def test_picture_geometry_clips_a_zoomed_out_view_to_the_frame():
     assert (w, h) == (300, 240)
 
 
+def test_a_filling_picture_covers_the_whole_plot_beyond_the_frame():
+    """The two-gene blend is drawn on black: its picture covers the plot exactly, not only the cells' frame."""
+    placed, w, h = picture_geometry(Window(0, 10, 0, 8), Window(0, 10, 0, 8), 1500, 800, 4096, fill=True)
+    assert placed == fit_aspect(Window(0, 10, 0, 8), 1500, 800) and placed.x0 < 0 < 10 < placed.x1
+    assert (w, h) == (1500, 800)
+
+
 def test_picture_geometry_respects_the_size_limit():
     _, w, h = picture_geometry(Window(0, 10, 0, 5), Window(0, 10, 0, 5), 8000, 4000, 1000)
     assert max(w, h) <= 1000 and abs(w / h - 2) < 0.01
