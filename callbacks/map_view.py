@@ -21,7 +21,7 @@ from components.figures import layout_image_of, message_figure, picture_figure, 
 from components.layout import notice_children
 from callbacks.view import PLACE, view_inputs, view_of, view_states
 from core.state import ViewState
-from core.viewport import Window, scale_bar, window_from_relayout
+from core.viewport import Window, fit_aspect, scale_bar, window_from_relayout
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,9 @@ def map_figure_step(
         notices.append("Nothing to draw in this view: double-click the map to see the whole section.")
     title = map_title(state, context, gene2=(extra or {}).get("gene2"))
     key = frame_key(state)
-    corner = scale_bar_corner(context, state, window, scale_bar(window)[1]) if entry.spatial else "lower left"
+    # the scale bar goes where the plot shows no cells: Plotly widens one axis to the plot's aspect, so look there
+    shown = fit_aspect(window, int((size or {}).get("width_px") or 0), int((size or {}).get("height_px") or 0))
+    corner = scale_bar_corner(context, state, shown, scale_bar(shown)[1]) if entry.spatial else "lower left"
     if key != drawn_frame:
         polygons = None
         if entry.spatial and state.slab_plane:
@@ -133,10 +135,12 @@ def map_figure_step(
             show_polygons=polygons_on,
             with_scale_bar=entry.spatial,
             scale_bar_corner=corner,
+            shown=shown,
             uirevision="map",
         )
         return figure, title, notice_children(notices), key
-    patch = view_patch(window, image, y_down=entry.spatial, with_scale_bar=entry.spatial, scale_bar_corner=corner)
+    patch = view_patch(window, image, y_down=entry.spatial, with_scale_bar=entry.spatial, scale_bar_corner=corner,
+                       shown=shown)
     return patch, title, notice_children(notices), no_update
 
 

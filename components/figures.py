@@ -167,6 +167,7 @@ def picture_figure(
     show_polygons: bool = True,
     with_scale_bar: bool = True,
     scale_bar_corner: str = "lower left",
+    shown: Window | None = None,
     uirevision: str = "picture",
 ) -> dict[str, Any]:
     """The figure of a map or UMAP.
@@ -192,6 +193,9 @@ def picture_figure(
         Draw a scale bar (sections, in mm).
     scale_bar_corner : str
         Corner of the plot it goes in (one of :data:`SCALE_BAR_CORNERS`; ``core.scope.scale_bar_corner``).
+    shown : Window, optional
+        What the plot shows (``window`` grown to the plot area's aspect, ``core.viewport.fit_aspect``): the
+        scale bar is placed and sized in it; default ``window``.
     uirevision : str
         Constant per panel so the user's zoom survives updates.
 
@@ -213,7 +217,7 @@ def picture_figure(
     }
     shapes, annotations = [], []
     if with_scale_bar:
-        shape, annotation = _scale_bar_parts(window, scale_bar_corner)
+        shape, annotation = _scale_bar_parts(shown or window, scale_bar_corner)
         shapes.append(shape)
         annotations.append(annotation)
     axis = {
@@ -290,7 +294,7 @@ def message_figure(text: str) -> dict[str, Any]:
 
 def view_patch(
     window: Window, image: Mapping[str, Any] | None, *, y_down: bool, with_scale_bar: bool = True,
-    set_ranges: bool = True, scale_bar_corner: str = "lower left",
+    set_ranges: bool = True, scale_bar_corner: str = "lower left", shown: Window | None = None,
 ) -> Patch:
     """A :class:`dash.Patch` moving the figure to ``window`` with a new picture; nothing else is resent.
 
@@ -306,6 +310,8 @@ def view_patch(
         Update the scale bar to the new window.
     scale_bar_corner : str
         Corner of the plot the scale bar goes in.
+    shown : Window, optional
+        What the plot shows (``window`` grown to its aspect), where the scale bar is placed; default ``window``.
     set_ranges : bool
         Also write the axis ranges (when the app, not the user, moved the view).
     """
@@ -316,7 +322,7 @@ def view_patch(
         patch["layout"]["xaxis"]["range"] = x_range
         patch["layout"]["yaxis"]["range"] = y_range
     if with_scale_bar:
-        shape, annotation = _scale_bar_parts(window, scale_bar_corner)
+        shape, annotation = _scale_bar_parts(shown or window, scale_bar_corner)
         patch["layout"]["shapes"][SCALE_BAR_SHAPE] = shape
         patch["layout"]["annotations"][SCALE_BAR_LABEL] = annotation
     return patch

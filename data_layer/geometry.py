@@ -119,7 +119,8 @@ def tissue_cell_mm(x: np.ndarray, y: np.ndarray) -> float:
 
 def tissue_area(x: np.ndarray, y: np.ndarray) -> Any:
     """The area the cells cover: the union of the grid squares (side :func:`tissue_cell_mm`) holding a cell, with
-    one-square gaps closed, cut to the cells' bounding box grown by half a square.
+    one-square gaps closed, its edge smoothed (grown by half a square, then simplified), cut to the cells'
+    bounding box grown by half a square.
 
     A union of occupied squares follows a concave tissue (a hemisphere, a slab with a notch) where a convex hull
     would not, and keeps its real holes (ventricles); rows of squares are merged into runs first, so GEOS unions a
@@ -156,10 +157,12 @@ def tissue_area(x: np.ndarray, y: np.ndarray) -> Any:
     # occupied column c + 1 is grid column c: a run starting after edge column j starts at grid column j
     boxes = shapely.box(x0 + cols_start * side, y0 + (rows_start - 1) * side,
                         x0 + cols_end * side, y0 + rows_start * side)
-    area = shapely.union_all(boxes)
+    # grown by half a square then simplified by as much: the squares' staircase becomes a smooth edge that still
+    # covers every square (Douglas-Peucker moves the edge by at most its tolerance)
+    area = shapely.union_all(boxes).buffer(side / 2, quad_segs=2).simplify(side / 2)
     bounds = shapely.box(float(x.min()) - side / 2, float(y.min()) - side / 2,
                          float(x.max()) + side / 2, float(y.max()) + side / 2)
-    return shapely.make_valid(shapely.intersection(area, bounds).simplify(side / 4))
+    return shapely.make_valid(shapely.intersection(area, bounds))
 
 
 def clip_regions(collection: Mapping[str, Any] | None, area: Any) -> dict:

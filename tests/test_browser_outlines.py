@@ -11,8 +11,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from browser_helpers import (  # noqa: F401  (atlas, store, viewer: fixtures)
     TIMEOUT, atlas, open_view, shot, store, viewer, wait_for_picture, wait_settled)
-from core.catalog import catalog_from_atlas
-from core.viewport import padded
+from core.viewport import Window
 from data_layer.geometry import tissue_cell_mm
 
 pytestmark = pytest.mark.browser
@@ -24,7 +23,7 @@ var gd = document.querySelector('#map-graph .js-plotly-plot');
 if (!gd || !gd.data) { return null; }
 return {traces: gd.data.slice(1).map(function (t) { return {name: t.name, x: t.x, y: t.y, visible: t.visible}; }),
         key: Array.from(gd.querySelectorAll('.legend .traces .legendtext')).map(function (e) { return e.textContent; }),
-        bar: gd.layout.shapes && gd.layout.shapes[0]};
+        bar: gd.layout.shapes && gd.layout.shapes[0], x: gd._fullLayout.xaxis.range, y: gd._fullLayout.yaxis.range};
 """
 
 
@@ -68,10 +67,10 @@ def test_a_sections_outlines_stay_within_its_cells_and_are_named_in_the_key(view
         assert xs.size and xs.min() >= x.min() - side and xs.max() <= x.max() + side, trace["name"]
         assert ys.min() >= y.min() - side and ys.max() <= y.max() + side, trace["name"]
     assert sorted(seen["key"]) == sorted(t["name"] for t in seen["traces"])
-    # the scale bar's corner box (the bar's width and a margin, a tenth of the height) holds no more cells than
-    # any other corner's: it is off the tissue where the window has room
+    # the scale bar's corner box (the bar's width and a margin, a tenth of the height) of what the plot shows
+    # holds no more cells than any other corner's: it is off the tissue where the plot has room
     bar = seen["bar"]
-    frame = padded(catalog_from_atlas(atlas).get(dataset).sections[section].bounds)
+    frame = Window(min(seen["x"]), max(seen["x"]), min(seen["y"]), max(seen["y"]))
     share = (bar["x1"] - bar["x0"]) / frame.width + 0.1
     box_w, box_h = share * frame.width, 0.1 * frame.height
     boxes = {("left", "lower"): (frame.x0, frame.y1 - box_h), ("right", "lower"): (frame.x1 - box_w, frame.y1 - box_h),
