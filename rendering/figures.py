@@ -435,13 +435,13 @@ def _add_scale_bar(axes, length: float, fontsize: float = 8, pad: float = 0.6, c
 
 
 #: Region outlines in figures: line width and name size (points).
-OUTLINE_LINE_PT, OUTLINE_NAME_PT = 0.8, 6.0
+OUTLINE_LINE_PT, OUTLINE_NAME_PT = 0.8, 6.5
 
 
 def draw_outlines(axes, outlines: Sequence, fontsize: float = OUTLINE_NAME_PT) -> list:
     """Region outlines over the cells of ``axes``: one ``LineCollection`` per region in its colour (vector lines,
-    clipped to the axes), its name in the same colour at its ``name_xy`` on a light box when that point is in
-    view.
+    clipped to the axes), its name (the colour darkened, so pale outlines still read) at its ``name_xy`` on a
+    light box edged in the outline's colour, when that point is in view.
 
     Parameters
     ----------
@@ -471,11 +471,20 @@ def draw_outlines(axes, outlines: Sequence, fontsize: float = OUTLINE_NAME_PT) -
         if outline.name_xy is not None:
             x, y = outline.name_xy
             if x_lo <= x <= x_hi and y_lo <= y <= y_hi:
-                artists.append(axes.text(x, y, outline.label, color=outline.color, fontsize=fontsize, ha="center",
-                                         va="center", zorder=3, clip_on=True,
-                                         bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none",
-                                               "boxstyle": "round,pad=0.1"}))
+                artists.append(axes.text(x, y, outline.label, color=_darker(outline.color), fontsize=fontsize,
+                                         fontweight="bold", ha="center", va="center", zorder=3, clip_on=True,
+                                         bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": outline.color,
+                                               "linewidth": 0.5, "boxstyle": "round,pad=0.15"}))
     return artists
+
+
+def _darker(colour: str, share: float = 0.45) -> str:
+    """``colour`` mixed with ``share`` of black: a pale outline colour still reads as text on white."""
+    try:
+        red, green, blue = parse_hex(colour)[:3]
+    except (ValueError, TypeError):
+        return "black"
+    return "#" + "".join(f"{int(round(v * (1.0 - share))):02x}" for v in (red, green, blue))
 
 
 def _add_scale_bar_under(axes, length: float, fontsize: float = 6.5):
