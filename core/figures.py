@@ -340,7 +340,8 @@ def figure_of(panels: Sequence[FigurePanel], options: FigureOptions, grid: Any =
         if len(panels) != len(grid.geometry.boxes):
             raise ViewError("panels", f"{len(panels)} pictures for a grid of {len(grid.geometry.boxes)}")
         return build_panel_grid([p.rgba for p in panels], [p.window for p in panels], grid, fmt=options.fmt,
-                                dpi=options.dpi, y_down=all(p.y_down for p in panels))
+                                dpi=options.dpi, y_down=all(p.y_down for p in panels),
+                                outlines=[p.outlines for p in panels])
     if len(panels) != 1:
         raise ViewError("panels", f"a figure of {len(panels)} views needs a panel grid")
     panel = panels[0]

@@ -436,9 +436,11 @@ def _add_scale_bar(axes, length: float, fontsize: float = 8, pad: float = 0.6, c
 
 #: Region outlines in figures: line width and name size (points).
 OUTLINE_LINE_PT, OUTLINE_NAME_PT = 0.8, 6.5
+#: Region names in the panels of a comparison figure (smaller pictures).
+PANEL_OUTLINE_NAME_PT = 5.0
 
 
-def draw_outlines(axes, outlines: Sequence, fontsize: float = OUTLINE_NAME_PT) -> list:
+def draw_outlines(axes, outlines: Sequence, fontsize: float = OUTLINE_NAME_PT, gid: str = "region-outline") -> list:
     """Region outlines over the cells of ``axes``: one ``LineCollection`` per region in its colour (vector lines,
     clipped to the axes), its name (the colour darkened, so pale outlines still read) at its ``name_xy`` on a
     light box edged in the outline's colour, when that point is in view.
@@ -449,6 +451,8 @@ def draw_outlines(axes, outlines: Sequence, fontsize: float = OUTLINE_NAME_PT) -
         Objects with ``label`` (str), ``color`` (``#rrggbb``), ``rings`` (``(k, 2)`` arrays in data units) and
         ``name_xy`` (``(x, y)`` or None), e.g. ``core.outlines.RegionOutline``; labels are drawn as given (pass
         plain text).
+    gid : str
+        Start of the collections' ids (``<g id=...>`` in an SVG; unique per panel of a figure).
 
     Returns
     -------
@@ -465,7 +469,7 @@ def draw_outlines(axes, outlines: Sequence, fontsize: float = OUTLINE_NAME_PT) -
             continue
         lines = LineCollection(list(outline.rings), colors=outline.color, linewidths=OUTLINE_LINE_PT, zorder=2,
                                label=outline.label)
-        lines.set_gid(f"region-outline-{len(artists)}")
+        lines.set_gid(f"{gid}-{len(artists)}")
         axes.add_collection(lines, autolim=False)
         artists.append(lines)
         if outline.name_xy is not None:
@@ -1288,8 +1292,10 @@ def build_panel_grid(
     fmt: str = "png",
     dpi: float = 300,
     y_down: bool = True,
+    outlines: Sequence[Sequence] | None = None,
 ):
-    """The matplotlib ``Figure`` :func:`export_panel_grid` saves (same parameters; for measuring its layout)."""
+    """The matplotlib ``Figure`` :func:`export_panel_grid` saves (same parameters; for measuring its layout).
+    ``outlines``: per panel, its region outlines (:func:`draw_outlines`; names at :data:`PANEL_OUTLINE_NAME_PT`)."""
     boxes = grid.geometry.boxes
     if not boxes:
         raise ValueError("the panel grid has no room for the pictures (in_per_unit == 0)")
@@ -1302,8 +1308,8 @@ def build_panel_grid(
     width_in, height_in = grid.width_in, grid.height_in
     figure = Figure(figsize=(width_in, height_in), dpi=dpi)
     FigureCanvasAgg(figure)
-    for rgba, window, box, text, (tx, ty) in zip(pictures, windows, boxes, grid.titles,
-                                                  grid.geometry.title_anchors):
+    for index, (rgba, window, box, text, (tx, ty)) in enumerate(zip(pictures, windows, boxes, grid.titles,
+                                                                    grid.geometry.title_anchors)):
         x0, x1, y0, y1 = (window.x0, window.x1, window.y0, window.y1) if isinstance(window, Viewport) else window
         left, bottom, w, h = box
         axes = figure.add_axes((left / width_in, bottom / height_in, w / width_in, h / height_in))
@@ -1313,6 +1319,8 @@ def build_panel_grid(
         axes.set_xlim(x0, x1)
         axes.set_ylim(low, high)
         axes.set_axis_off()
+        if outlines is not None and index < len(outlines):
+            draw_outlines(axes, outlines[index], fontsize=PANEL_OUTLINE_NAME_PT, gid=f"region-outline-p{index}")
         if grid.units == "mm" and grid.scale_bar > 0:
             _add_scale_bar_under(axes, grid.scale_bar, fontsize=PANEL_SCALE_BAR_PT)
         if text:

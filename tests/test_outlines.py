@@ -222,3 +222,22 @@ def test_the_export_panel_turns_outlines_off_when_the_map_box_is_unticked(outlin
     state = ViewState(dataset=dataset, slab_plane=plane, section=section, color_by="Class")
     assert panel_args(state, {"outlines": []})["outlines"] == "0"
     assert "outlines" not in panel_args(state, {"outlines": ["on"]})
+
+
+def test_a_gallery_figure_draws_each_sections_cut_outlines_unless_turned_off(client, context, outlined):
+    dataset, _, _ = outlined
+    groups = {}
+    for flag in ("1", "0"):
+        query = urlencode({"dataset": dataset, "color_by": "Class", "panels": "gallery", "width": 1400,
+                           "height": 1000, "dpi": 100, "outlines": flag})
+        response = client.get(f"/export/figure.svg?{query}")
+        assert response.status_code == 200
+        root = ET.fromstring(response.data)
+        groups[flag] = [g for g in root.iter(f"{SVG_NS}g") if str(g.get("id", "")).startswith("region-outline")]
+    from core.compare import gallery_sections
+
+    expected = sum(len(figure_outlines(view_outlines(context, dataset, context.catalog.get(dataset)
+                                                     .sections[s].slab_plane, s)))
+                   for s in gallery_sections(context, dataset))
+    assert len(groups["1"]) == expected > 0 and groups["0"] == []
+    assert len({g.get("id") for g in groups["1"]}) == expected  # one id each
