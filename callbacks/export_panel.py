@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 OPTION_CONTROLS = {"target": (ids.EXPORT_TARGET, "value"), "format": (ids.EXPORT_FORMAT, "value"),
                    "width": (ids.EXPORT_WIDTH, "value"), "height": (ids.EXPORT_HEIGHT, "value"),
                    "unit": (ids.EXPORT_UNIT, "value"), "dpi": (ids.EXPORT_DPI, "value"),
-                   "title": (ids.EXPORT_TITLE, "value"), "legend": (ids.EXPORT_LEGEND, "value")}
+                   "title": (ids.EXPORT_TITLE, "value"), "legend": (ids.EXPORT_LEGEND, "value"),
+                   "outlines": (ids.POLYGONS, "value")}
 
 
 def _group(kind: type, controls: dict[str, tuple[str, str]]) -> dict[str, Any]:
@@ -120,7 +121,9 @@ def panel_args(state: ViewState, options: dict[str, Any], sections: list[str | N
     """The query parameters of the export route for a view and the panel's options.
 
     Empty options are left out (the route's defaults apply); an empty title means automatic. A comparison target
-    adds ``panels`` (and for the species side by side ``sections``: the slots' sections, empty = the first).
+    adds ``panels`` (and for the species side by side ``sections``: the slots' sections, empty = the first). The
+    map's "Region outlines" box unticked (``options["outlines"]`` an empty list) gives ``outlines=0``: the figure
+    shows the outlines as the map does.
     """
     args = dict(parse_qsl(to_query(state).lstrip("?"), keep_blank_values=True))
     target = options.get("target")
@@ -135,6 +138,8 @@ def panel_args(state: ViewState, options: dict[str, Any], sections: list[str | N
     title = options.get("title")
     if title not in (None, ""):
         args["title"] = str(title)
+    if "outlines" in options and not options["outlines"]:
+        args["outlines"] = "0"
     return args
 
 

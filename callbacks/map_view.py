@@ -13,13 +13,15 @@ from typing import Any
 from dash import Input, Output, State, no_update
 
 from core.context import ViewerContext
+from core.outlines import view_outlines
+from core.scope import scale_bar_corner
 from components import ids
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.figures import layout_image_of, message_figure, picture_figure, polygons_visibility_patch, view_patch
 from components.layout import notice_children
 from callbacks.view import PLACE, view_inputs, view_of, view_states
 from core.state import ViewState
-from core.viewport import Window, window_from_relayout
+from core.viewport import Window, fit_aspect, scale_bar, window_from_relayout
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def map_figure_step(
     size : dict or None
         ``{"width_px", "height_px"}`` of the plot area.
     polygons_on : bool
-        Region outlines visible.
+        Region outlines visible (the slab plane's, cut to the tissue of the section or plane shown, with a key).
     extra : dict, optional
         Picture parameters of the selection highlight and the two-gene colouring (``ViewerContext.picture_image``).
 
@@ -116,12 +118,13 @@ def map_figure_step(
         notices.append("Nothing to draw in this view: double-click the map to see the whole section.")
     title = map_title(state, context, gene2=(extra or {}).get("gene2"))
     key = frame_key(state)
+    # the scale bar goes where the plot shows no cells: Plotly widens one axis to the plot's aspect, so look there
+    shown = fit_aspect(window, int((size or {}).get("width_px") or 0), int((size or {}).get("height_px") or 0))
+    corner = scale_bar_corner(context, state, shown, scale_bar(shown)[1]) if entry.spatial else "lower left"
     if key != drawn_frame:
         polygons = None
         if entry.spatial and state.slab_plane:
-            plane = entry.plane(state.slab_plane)
-            if plane is not None and plane.has_polygons:
-                polygons = context.atlas.polygons(entry.name, state.slab_plane)
+            polygons = view_outlines(context, entry.name, state.slab_plane, state.section or None)
         figure = picture_figure(
             frame=frame,
             window=window,
@@ -131,10 +134,13 @@ def map_figure_step(
             polygons=polygons,
             show_polygons=polygons_on,
             with_scale_bar=entry.spatial,
+            scale_bar_corner=corner,
+            shown=shown,
             uirevision="map",
         )
         return figure, title, notice_children(notices), key
-    patch = view_patch(window, image, y_down=entry.spatial, with_scale_bar=entry.spatial)
+    patch = view_patch(window, image, y_down=entry.spatial, with_scale_bar=entry.spatial, scale_bar_corner=corner,
+                       shown=shown)
     return patch, title, notice_children(notices), no_update
 
 
@@ -184,11 +190,12 @@ def register(app: Any, context: ViewerContext) -> dict:
     @app.callback(
         Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
         inputs=dict(value=Input(ids.POLYGONS, "value")),
-        state=dict(view=view_states(ids.DATASET, ids.SLAB_PLANE)),
+        state=dict(view=view_states(*PLACE)),
         prevent_initial_call=True,
     )
     def toggle_polygons(value, view):
-        return polygons_step(bool(value), view[ids.DATASET], view[ids.SLAB_PLANE], context)
+        state = view_of(view)
+        return polygons_step(bool(value), state.dataset, state.slab_plane, context, section=state.section)
 
     app.clientside_callback(
         f"function (figure) {{ return window.atlasViewer.watchSize('{ids.MAP_GRAPH}', '{ids.MAP_SIZE}'); }}",
@@ -198,15 +205,16 @@ def register(app: Any, context: ViewerContext) -> dict:
     return {"draw_map": draw_map, "follow_zoom": follow_zoom, "toggle_polygons": toggle_polygons}
 
 
-def polygons_step(visible: bool, dataset: str | None, slab_plane: str | None, context: ViewerContext) -> Any:
-    """Patch showing or hiding the region outlines of the current slab plane."""
+def polygons_step(visible: bool, dataset: str | None, slab_plane: str | None, context: ViewerContext,
+                  section: str | None = None) -> Any:
+    """Patch showing or hiding the region outlines (and their key) of the section, or whole slab plane, shown."""
     entry = context.catalog.get(dataset)
     plane = entry.plane(slab_plane) if entry is not None and slab_plane else None
     if plane is None or not plane.has_polygons:
         return no_update
     from components.figures import polygon_traces
 
-    n_outlines = len(polygon_traces(context.atlas.polygons(entry.name, slab_plane), visible=visible))
+    n_outlines = len(polygon_traces(view_outlines(context, entry.name, slab_plane, section or None), visible=visible))
     if n_outlines == 0:
         return no_update
     return polygons_visibility_patch(1 + n_outlines, visible)

@@ -63,12 +63,13 @@ def axis_ranges(window: Window, *, y_down: bool) -> tuple[list[float], list[floa
 
 def polygon_traces(collection: Mapping[str, Any] | None, *, visible: bool) -> list[dict[str, Any]]:
     """One line trace per region label from a GeoJSON FeatureCollection (Polygon, MultiPolygon or
-    GeometryCollection geometries; every ring drawn, separated by gaps).
+    GeometryCollection geometries; every ring drawn, separated by gaps), named by its label in the map's key.
 
     Returns
     -------
     list of dict
-        Scatter traces, ``hoverinfo="skip"`` so the outlines never hide the cells from hover.
+        Scatter traces, ``hoverinfo="skip"`` so the outlines never hide the cells from hover; each is a legend
+        entry (its region's name in its outline colour), hidden with it.
     """
     if not collection:
         return []
@@ -96,7 +97,7 @@ def polygon_traces(collection: Mapping[str, Any] | None, *, visible: bool) -> li
             "name": label,
             "line": {"color": trace["color"], "width": 1.6},
             "hoverinfo": "skip",
-            "showlegend": False,
+            "showlegend": True,
             "visible": bool(visible),
         }
         for label, trace in by_label.items()
@@ -119,24 +120,34 @@ def _rings(geometry: Mapping[str, Any]):
         yield from geometry.get("coordinates") or []
 
 
-def _scale_bar_parts(window: Window) -> tuple[dict[str, Any], dict[str, Any]]:
+#: Corners the scale bar may take (``core.scope.scale_bar_corner`` picks the one with the fewest cells).
+SCALE_BAR_CORNERS = ("lower right", "lower left", "upper right", "upper left")
+
+
+def _scale_bar_parts(window: Window, corner: str = "lower left") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scale bar (a line in data x, paper y) and its label, in ``corner`` of the plot (4 % in from the side,
+    the label on the bar's inner side)."""
     start, length, label = scale_bar(window)
+    if corner.endswith("right"):
+        start = window.x1 - 0.04 * window.width - length
+    lower = not corner.startswith("upper")
+    bar_y = 0.035 if lower else 0.965
     shape = {
         "type": "line",
         "xref": "x",
         "yref": "paper",
         "x0": start,
         "x1": start + length,
-        "y0": 0.035,
-        "y1": 0.035,
+        "y0": bar_y,
+        "y1": bar_y,
         "line": {"color": INK, "width": 3},
     }
     annotation = {
         "xref": "x",
         "yref": "paper",
         "x": start + length / 2,
-        "y": 0.045,
-        "yanchor": "bottom",
+        "y": bar_y + 0.01 if lower else bar_y - 0.01,
+        "yanchor": "bottom" if lower else "top",
         "text": label,
         "showarrow": False,
         "font": {"size": 12, "color": INK},
@@ -155,6 +166,8 @@ def picture_figure(
     polygons: Mapping[str, Any] | None = None,
     show_polygons: bool = True,
     with_scale_bar: bool = True,
+    scale_bar_corner: str = "lower left",
+    shown: Window | None = None,
     uirevision: str = "picture",
 ) -> dict[str, Any]:
     """The figure of a map or UMAP.
@@ -172,11 +185,17 @@ def picture_figure(
     axis_titles : (str, str)
         Titles of the x and y axes (units included).
     polygons : dict or None
-        GeoJSON FeatureCollection of region outlines in data units.
+        GeoJSON FeatureCollection of region outlines in data units (cut to the tissue shown:
+        ``core.outlines.view_outlines``); their names make a one-line key above the plot.
     show_polygons : bool
-        Whether the outlines start visible.
+        Whether the outlines (and their key) start visible.
     with_scale_bar : bool
         Draw a scale bar (sections, in mm).
+    scale_bar_corner : str
+        Corner of the plot it goes in (one of :data:`SCALE_BAR_CORNERS`; ``core.scope.scale_bar_corner``).
+    shown : Window, optional
+        What the plot shows (``window`` grown to the plot area's aspect, ``core.viewport.fit_aspect``): the
+        scale bar is placed and sized in it; default ``window``.
     uirevision : str
         Constant per panel so the user's zoom survives updates.
 
@@ -198,7 +217,7 @@ def picture_figure(
     }
     shapes, annotations = [], []
     if with_scale_bar:
-        shape, annotation = _scale_bar_parts(window)
+        shape, annotation = _scale_bar_parts(shown or window, scale_bar_corner)
         shapes.append(shape)
         annotations.append(annotation)
     axis = {
@@ -212,8 +231,9 @@ def picture_figure(
         "tickfont": {"size": 11, "color": "#6b7280"},
         "title": {"font": {"size": 12, "color": "#6b7280"}, "standoff": 6},
     }
+    outlines = polygon_traces(polygons, visible=show_polygons)
     return {
-        "data": [corners, *polygon_traces(polygons, visible=show_polygons)],
+        "data": [corners, *outlines],
         "layout": {
             "xaxis": {**axis, "range": x_range, "title": {**axis["title"], "text": axis_titles[0]}},
             "yaxis": {
@@ -226,7 +246,7 @@ def picture_figure(
             "images": [dict(image)] if image else [],
             "shapes": shapes,
             "annotations": annotations,
-            "margin": {"l": 56, "r": 12, "t": 8, "b": 44},
+            "margin": {"l": 56, "r": 12, "t": 30 if outlines else 8, "b": 44},
             # no mode-bar backdrop: it would be a grey patch over a picture with a dark background (two genes)
             "modebar": {"bgcolor": "rgba(0,0,0,0)"},
             # transparent: an opaque plot background would hide a layer="below" image
@@ -237,7 +257,11 @@ def picture_figure(
             "hovermode": "closest",
             "hoveranywhere": True,
             "clickanywhere": True,
-            "showlegend": False,
+            # the key of the region outlines: one line above the plot, each name in its outline's colour
+            "showlegend": bool(outlines),
+            "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1, "yanchor": "bottom",
+                       "font": {"size": 11, "color": INK}, "bgcolor": "rgba(255,255,255,0)", "itemwidth": 30,
+                       "title": {"text": "Regions", "font": {"size": 11, "color": "#6b7280"}}},
             "uirevision": uirevision,
         },
     }
@@ -272,7 +296,7 @@ def message_figure(text: str) -> dict[str, Any]:
 
 def view_patch(
     window: Window, image: Mapping[str, Any] | None, *, y_down: bool, with_scale_bar: bool = True,
-    set_ranges: bool = True,
+    set_ranges: bool = True, scale_bar_corner: str = "lower left", shown: Window | None = None,
 ) -> Patch:
     """A :class:`dash.Patch` moving the figure to ``window`` with a new picture; nothing else is resent.
 
@@ -286,6 +310,10 @@ def view_patch(
         Whether the y axis is reversed.
     with_scale_bar : bool
         Update the scale bar to the new window.
+    scale_bar_corner : str
+        Corner of the plot the scale bar goes in.
+    shown : Window, optional
+        What the plot shows (``window`` grown to its aspect), where the scale bar is placed; default ``window``.
     set_ranges : bool
         Also write the axis ranges (when the app, not the user, moved the view).
     """
@@ -296,7 +324,7 @@ def view_patch(
         patch["layout"]["xaxis"]["range"] = x_range
         patch["layout"]["yaxis"]["range"] = y_range
     if with_scale_bar:
-        shape, annotation = _scale_bar_parts(window)
+        shape, annotation = _scale_bar_parts(shown or window, scale_bar_corner)
         patch["layout"]["shapes"][SCALE_BAR_SHAPE] = shape
         patch["layout"]["annotations"][SCALE_BAR_LABEL] = annotation
     return patch

@@ -41,6 +41,8 @@ class ViewerContext:
         The cells inside the last few selections (one cache for callbacks, pictures and exports).
     version : str
         Store token added to picture URLs so a re-prepared store never shows cached stale pictures.
+    outline_cache : dict
+        The last few views' region outlines cut to their tissue (:func:`core.outlines.view_outlines`).
     """
 
     atlas: Any
@@ -50,6 +52,7 @@ class ViewerContext:
     version: str = ""
     masks: SelectionMasks | None = None
     _gene_ranges: dict = field(default_factory=dict, repr=False)
+    outline_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         if self.masks is None:

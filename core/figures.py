@@ -223,6 +223,8 @@ class FigurePanel:
         ``(cmap, vmin, vmax, label)`` for a gene.
     two_gene_key : rendering.figures.TwoGeneKey or None
         The 2-D colour key of a two-gene view (:func:`picture_two_gene_key`).
+    outlines : tuple of core.outlines.RegionOutline
+        The region outlines drawn over the cells, cut to the tissue and named (empty without them).
     """
 
     rgba: np.ndarray
@@ -234,6 +236,20 @@ class FigurePanel:
     legend: list
     colorbar: tuple | None
     two_gene_key: Any = None
+    outlines: tuple = ()
+
+
+def panel_outlines(context: ViewerContext, state: ViewState, options: FigureOptions) -> tuple:
+    """The region outlines a figure of ``state`` draws (``options.outlines``): those the map shows, the slab
+    plane's cut to the section's (or the plane's) tissue (:func:`core.outlines.view_outlines`), names as plain
+    text."""
+    from core.outlines import figure_outlines, view_outlines
+
+    entry = context.catalog.get(state.dataset)
+    if not options.outlines or entry is None or not entry.spatial or not state.slab_plane:
+        return ()
+    found = figure_outlines(view_outlines(context, entry.name, state.slab_plane, state.section or None))
+    return tuple(dataclasses.replace(outline, label=plain_text(outline.label)) for outline in found)
 
 
 def figure_panel(context: ViewerContext, state: ViewState, options: FigureOptions, *,
@@ -288,6 +304,7 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
         rgba=rgba, window=window, y_down=entry.spatial, units="mm" if entry.spatial else "",
         title=title, species=entry.species or "", legend=legend, colorbar=colorbar,
         two_gene_key=picture_two_gene_key(context, picture, gene_ranges),
+        outlines=panel_outlines(context, state, options),
     )
 
 
@@ -323,7 +340,8 @@ def figure_of(panels: Sequence[FigurePanel], options: FigureOptions, grid: Any =
         if len(panels) != len(grid.geometry.boxes):
             raise ViewError("panels", f"{len(panels)} pictures for a grid of {len(grid.geometry.boxes)}")
         return build_panel_grid([p.rgba for p in panels], [p.window for p in panels], grid, fmt=options.fmt,
-                                dpi=options.dpi, y_down=all(p.y_down for p in panels))
+                                dpi=options.dpi, y_down=all(p.y_down for p in panels),
+                                outlines=[p.outlines for p in panels])
     if len(panels) != 1:
         raise ViewError("panels", f"a figure of {len(panels)} views needs a panel grid")
     panel = panels[0]
@@ -334,6 +352,7 @@ def figure_of(panels: Sequence[FigurePanel], options: FigureOptions, grid: Any =
         dpi=options.dpi, title=plain_text(panel.title), species=plain_text(panel.species),
         legend=_plain_legend(panel.legend) or None, colorbar=_plain_colorbar(panel.colorbar), y_down=panel.y_down,
         units=panel.units, two_gene_key=_plain_key(panel.two_gene_key), legend_limit=options.legend_entries,
+        outlines=panel.outlines,
     )
 
 

@@ -97,6 +97,9 @@ class FigureOptions:
         Title; None = automatic (what is drawn and how it is coloured).
     legend_entries : int
         Visible categories listed at most (the most frequent in the view).
+    outlines : bool
+        Draw the region outlines of a section or slab plane (cut to its tissue, each named), as the map's
+        "Region outlines" box does; on by default, as on screen.
     """
 
     fmt: str
@@ -105,6 +108,7 @@ class FigureOptions:
     dpi: float
     title: str | None = None
     legend_entries: int = DEFAULT_LEGEND_ENTRIES
+    outlines: bool = True
 
     @property
     def width_px(self) -> int:
@@ -127,7 +131,7 @@ MIN_PANEL_PX = 48
 _VIEWPORT_KEYS = ("x0", "x1", "y0", "y1")
 
 #: Figure parameters besides the view's.
-FIGURE_KEYS = ("width", "height", "unit", "dpi", "title", "legend", "panels", "sections")
+FIGURE_KEYS = ("width", "height", "unit", "dpi", "title", "legend", "outlines", "panels", "sections")
 
 
 def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> FigureOptions:
@@ -138,7 +142,7 @@ def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> 
     args : mapping of str to str
         ``width``, ``height`` (in ``unit``; default 7 x 5 in), ``unit`` (``px`` default, or ``in``), ``dpi``
         (default 300), ``title`` (default automatic; empty = none), ``legend`` (most entries listed; default and
-        at most :data:`MAX_LEGEND_ENTRIES`: as many as fit).
+        at most :data:`MAX_LEGEND_ENTRIES`: as many as fit), ``outlines`` (region outlines, yes/no; default yes).
     fmt : str
         ``png``, ``svg`` or ``pdf`` (from the route).
     max_export_px : int
@@ -147,8 +151,8 @@ def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> 
     Raises
     ------
     ViewError
-        Naming ``width``, ``height``, ``dpi``, ``unit``, ``title`` or ``legend``; an oversized figure names
-        the setting that bounds it.
+        Naming ``width``, ``height``, ``dpi``, ``unit``, ``title``, ``legend`` or ``outlines``; an oversized
+        figure names the setting that bounds it.
     """
     if fmt not in FIGURE_FORMATS:
         raise ViewError("format", f"{str(fmt)[:20]!r} is not one of {', '.join(FIGURE_FORMATS)}")
@@ -179,8 +183,9 @@ def figure_options(args: Mapping[str, str], *, fmt: str, max_export_px: int) -> 
         if any(ord(ch) < 32 for ch in title):
             raise ViewError("title", "holds control characters")
     legend = int(read_number(args, "legend", DEFAULT_LEGEND_ENTRIES, 0, MAX_LEGEND_ENTRIES))
+    outlines = True if str(args.get("outlines") or "").strip() == "" else read_flag(args, "outlines")
     return FigureOptions(fmt=fmt, width_in=sizes["width"], height_in=sizes["height"], dpi=dpi, title=title,
-                         legend_entries=legend)
+                         legend_entries=legend, outlines=outlines)
 
 
 @dataclass(frozen=True)

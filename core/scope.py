@@ -66,3 +66,20 @@ def inside_window(x: np.ndarray, y: np.ndarray, window: Window) -> np.ndarray:
     return (x >= window.x0) & (x <= window.x1) & (y >= window.y0) & (y <= window.y1)
 
 
+
+
+def scale_bar_corner(context: ViewerContext, state: ViewState, window: Window, length: float,
+                     height_share: float = 0.1) -> str:
+    """The corner of a section's (or slab plane's) map where its scale bar of ``length`` mm goes: the one whose
+    box (the bar's width plus its 4 % inset and a margin, ``height_share`` of the height) holds the fewest of the
+    view's cells inside ``window``, by the figures' rule (:func:`rendering.figures.emptiest_corner`) on a 64 x 64
+    grid of the cells (row 0 at ``window.y0``, the top of a section as drawn)."""
+    from rendering.figures import emptiest_corner
+
+    where = where_of(context, state)
+    if not where or not (window.width > 0 and window.height > 0):
+        return "lower left"
+    x, y = context.atlas.xy(state.dataset, **where)
+    grid, _, _ = np.histogram2d(np.asarray(y, dtype=np.float64), np.asarray(x, dtype=np.float64), bins=64,
+                                range=[[window.y0, window.y1], [window.x0, window.x1]])
+    return emptiest_corner(grid > 0, length / window.width + 0.1, height_share)

@@ -5,12 +5,21 @@ cells and a 200-vertex concave lasso it takes ~70 ms against ~230 ms for ``matpl
 on the same prefiltered cells (610 ms without the prefilter). A self-intersecting lasso is made valid first (GEOS
 ``make_valid``: the parts a hand-drawn loop encloses an odd number of times, the even-odd rule Plotly itself uses
 to mark the selected points). Used by :class:`data_layer.Atlas` and :mod:`data_layer.analysis`.
+
+Where the tissue is (:func:`tissue_area`) and region outlines cut to it (:func:`clip_regions`): a slab plane's
+region polygons cover the whole plane, a section holds only part of it, so its outlines are drawn where its cells
+are.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+
+#: Largest side of the occupancy grid :func:`tissue_area` builds (its squares are at least side / this).
+TISSUE_GRID_MAX = 256
 
 
 def cells_in_box(x: np.ndarray, y: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
@@ -90,3 +99,118 @@ def _vertices(polygon_xy) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError("a polygon vertex is not a finite number")
     return arr
+
+
+# ---------------------------------------------------------------------------------------------- tissue
+def tissue_cell_mm(x: np.ndarray, y: np.ndarray) -> float:
+    """Side of the squares :func:`tissue_area` grids the cells into: twice their mean spacing were they spread
+    over their bounding box (so the squares of a tissue, denser than that, are all occupied), and at least
+    1/:data:`TISSUE_GRID_MAX` of the longer side. 0.0 without cells."""
+    if len(x) == 0:
+        return 0.0
+    width = float(np.max(x) - np.min(x))
+    height = float(np.max(y) - np.min(y))
+    longest = max(width, height)
+    if longest <= 0:
+        return 1e-3
+    spacing = math.sqrt(max(width, longest / TISSUE_GRID_MAX) * max(height, longest / TISSUE_GRID_MAX) / len(x))
+    return max(2.0 * spacing, longest / TISSUE_GRID_MAX)
+
+
+def tissue_area(x: np.ndarray, y: np.ndarray) -> Any:
+    """The area the cells cover: the union of the grid squares (side :func:`tissue_cell_mm`) holding a cell, with
+    one-square gaps closed, its edge smoothed (grown by half a square, then simplified), cut to the cells'
+    bounding box grown by half a square.
+
+    A union of occupied squares follows a concave tissue (a hemisphere, a slab with a notch) where a convex hull
+    would not, and keeps its real holes (ventricles); rows of squares are merged into runs first, so GEOS unions a
+    few hundred boxes, not every square (about 20 ms for 100 k cells and 60 ms for 1 M on one core; once per
+    view, then cached by :func:`core.outlines.view_outlines`).
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        ``(n,)`` cell coordinates (mm); non-finite ones are ignored.
+
+    Returns
+    -------
+    shapely geometry
+        A Polygon or MultiPolygon (empty without cells).
+    """
+    import shapely
+    from scipy import ndimage
+
+    x, y = _xy(x, y)
+    finite = np.isfinite(x) & np.isfinite(y)
+    x, y = np.asarray(x[finite], dtype=np.float64), np.asarray(y[finite], dtype=np.float64)
+    if len(x) == 0:
+        return shapely.Polygon()
+    side = tissue_cell_mm(x, y)
+    x0, y0 = float(x.min()) - side / 2, float(y.min()) - side / 2
+    nx = int((float(x.max()) - x0) // side) + 1
+    ny = int((float(y.max()) - y0) // side) + 1
+    occupied = np.zeros((ny + 2, nx + 2), dtype=bool)  # a free border so closing never touches the edge
+    occupied[((y - y0) // side).astype(np.int64) + 1, ((x - x0) // side).astype(np.int64) + 1] = True
+    occupied |= ndimage.binary_closing(occupied, structure=np.ones((3, 3), dtype=bool))
+    edges = np.diff(occupied.astype(np.int8), axis=1)  # +1 where a run starts, -1 after it ends
+    rows_start, cols_start = np.nonzero(edges == 1)
+    rows_end, cols_end = np.nonzero(edges == -1)  # same order: runs are row-major and never cross the border
+    # occupied column c + 1 is grid column c: a run starting after edge column j starts at grid column j
+    boxes = shapely.box(x0 + cols_start * side, y0 + (rows_start - 1) * side,
+                        x0 + cols_end * side, y0 + rows_start * side)
+    # grown by half a square then simplified by as much: the squares' staircase becomes a smooth edge that still
+    # covers every square (Douglas-Peucker moves the edge by at most its tolerance)
+    area = shapely.union_all(boxes).buffer(side / 2, quad_segs=2).simplify(side / 2)
+    bounds = shapely.box(float(x.min()) - side / 2, float(y.min()) - side / 2,
+                         float(x.max()) + side / 2, float(y.max()) + side / 2)
+    return shapely.make_valid(shapely.intersection(area, bounds))
+
+
+def clip_regions(collection: Mapping[str, Any] | None, area: Any) -> dict:
+    """A GeoJSON FeatureCollection's polygonal features cut to ``area`` (a shapely geometry); features left
+    empty are dropped, properties are kept.
+
+    Returns
+    -------
+    dict
+        A FeatureCollection of Polygon / MultiPolygon geometries, in the input's order.
+    """
+    import shapely
+    from shapely.geometry import mapping, shape
+
+    features = []
+    if area is None or area.is_empty:
+        return {"type": "FeatureCollection", "features": features}
+    shapely.prepare(area)
+    for feature in (collection or {}).get("features", []) or []:
+        try:
+            region = shape(feature.get("geometry") or {})
+        except (ValueError, TypeError, AttributeError, KeyError):  # no or a broken geometry: nothing to draw
+            continue
+        if not region.is_valid:
+            region = shapely.make_valid(region)
+        if not shapely.intersects(area, region):
+            continue
+        clipped = _polygonal(shapely.intersection(region, area))
+        if clipped is None:
+            continue
+        features.append({"type": "Feature", "properties": dict(feature.get("properties") or {}),
+                         "geometry": mapping(clipped)})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _polygonal(geometry: Any) -> Any:
+    """The polygonal part of ``geometry`` (a Polygon or MultiPolygon), None when it has none."""
+    import shapely
+
+    if geometry.is_empty:
+        return None
+    if geometry.geom_type in ("Polygon", "MultiPolygon"):
+        return geometry
+    parts = [g for g in getattr(geometry, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty]
+    if not parts:
+        return None
+    polygons = []
+    for part in parts:
+        polygons.extend(part.geoms if part.geom_type == "MultiPolygon" else [part])
+    return shapely.MultiPolygon(polygons)

@@ -362,15 +362,36 @@ def _painted(rgba: np.ndarray) -> np.ndarray:
     return (rgba[..., 3] > 0) & (rgba[..., :3].min(axis=2) < 245)
 
 
+def emptiest_corner(occupied: np.ndarray, width_share: float, height_share: float) -> str:
+    """The corner of a grid (row 0 at the top as displayed) whose ``width_share`` x ``height_share`` box holds
+    the smallest share of ``occupied`` squares, the first of :data:`_CORNERS` on a tie: where a scale bar and its
+    label sit off the tissue. The figure's picture (:func:`_scale_bar_corner`) and the map on screen
+    (``core.scope.scale_bar_corner``, a grid of the cells' positions) use this one rule.
+
+    Parameters
+    ----------
+    occupied : numpy.ndarray
+        ``(rows, cols)`` bool (or counts) grid over the picture.
+    width_share, height_share : float
+        The box's share of the grid's width and height (clipped to 1).
+
+    Returns
+    -------
+    str
+        One of ``"lower right"``, ``"lower left"``, ``"upper right"``, ``"upper left"``.
+    """
+    occupied = np.asarray(occupied)
+    height, width = occupied.shape[:2]
+    box_w, box_h = max(1, int(width * min(1.0, width_share))), max(1, int(height * min(1.0, height_share)))
+    boxes = {"lower right": occupied[height - box_h:, width - box_w:], "lower left": occupied[height - box_h:, :box_w],
+             "upper right": occupied[:box_h, width - box_w:], "upper left": occupied[:box_h, :box_w]}
+    return min(_CORNERS, key=lambda corner: float(boxes[corner].mean()))
+
+
 def _scale_bar_corner(rgba: np.ndarray, width_share: float, height_share: float) -> str:
     """The corner of the picture whose ``width_share`` x ``height_share`` box holds the fewest drawn cells (the
     scale bar and its label go there, off the tissue)."""
-    height, width = rgba.shape[:2]
-    box_w, box_h = max(1, int(width * min(1.0, width_share))), max(1, int(height * min(1.0, height_share)))
-    painted = _painted(rgba)
-    boxes = {"lower right": painted[height - box_h:, width - box_w:], "lower left": painted[height - box_h:, :box_w],
-             "upper right": painted[:box_h, width - box_w:], "upper left": painted[:box_h, :box_w]}
-    return min(_CORNERS, key=lambda corner: float(boxes[corner].mean()))
+    return emptiest_corner(_painted(rgba), width_share, height_share)
 
 
 def _bar_colour(rgba: np.ndarray, corner: str = "lower right") -> str:
@@ -411,6 +432,63 @@ def _add_scale_bar(axes, length: float, fontsize: float = 8, pad: float = 0.6, c
         text.set_bbox(backing)
     axes.add_artist(bar)
     return bar
+
+
+#: Region outlines in figures: line width and name size (points).
+OUTLINE_LINE_PT, OUTLINE_NAME_PT = 0.8, 6.5
+#: Region names in the panels of a comparison figure (smaller pictures).
+PANEL_OUTLINE_NAME_PT = 5.0
+
+
+def draw_outlines(axes, outlines: Sequence, fontsize: float = OUTLINE_NAME_PT, gid: str = "region-outline") -> list:
+    """Region outlines over the cells of ``axes``: one ``LineCollection`` per region in its colour (vector lines,
+    clipped to the axes), its name (the colour darkened, so pale outlines still read) at its ``name_xy`` on a
+    light box edged in the outline's colour, when that point is in view.
+
+    Parameters
+    ----------
+    outlines : sequence
+        Objects with ``label`` (str), ``color`` (``#rrggbb``), ``rings`` (``(k, 2)`` arrays in data units) and
+        ``name_xy`` (``(x, y)`` or None), e.g. ``core.outlines.RegionOutline``; labels are drawn as given (pass
+        plain text).
+    gid : str
+        Start of the collections' ids (``<g id=...>`` in an SVG; unique per panel of a figure).
+
+    Returns
+    -------
+    list
+        The artists added (collections and texts).
+    """
+    from matplotlib.collections import LineCollection
+
+    x_lo, x_hi = sorted(axes.get_xlim())
+    y_lo, y_hi = sorted(axes.get_ylim())
+    artists = []
+    for outline in outlines or ():
+        if not outline.rings:
+            continue
+        lines = LineCollection(list(outline.rings), colors=outline.color, linewidths=OUTLINE_LINE_PT, zorder=2,
+                               label=outline.label)
+        lines.set_gid(f"{gid}-{len(artists)}")
+        axes.add_collection(lines, autolim=False)
+        artists.append(lines)
+        if outline.name_xy is not None:
+            x, y = outline.name_xy
+            if x_lo <= x <= x_hi and y_lo <= y <= y_hi:
+                artists.append(axes.text(x, y, outline.label, color=_darker(outline.color), fontsize=fontsize,
+                                         fontweight="bold", ha="center", va="center", zorder=3, clip_on=True,
+                                         bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": outline.color,
+                                               "linewidth": 0.5, "boxstyle": "round,pad=0.15"}))
+    return artists
+
+
+def _darker(colour: str, share: float = 0.45) -> str:
+    """``colour`` mixed with ``share`` of black: a pale outline colour still reads as text on white."""
+    try:
+        red, green, blue = parse_hex(colour)[:3]
+    except (ValueError, TypeError):
+        return "black"
+    return "#" + "".join(f"{int(round(v * (1.0 - share))):02x}" for v in (red, green, blue))
 
 
 def _add_scale_bar_under(axes, length: float, fontsize: float = 6.5):
@@ -628,6 +706,7 @@ def export_figure(
     show_axes: bool = True,
     two_gene_key: TwoGeneKey | None = None,
     legend_limit: int = MAX_LEGEND_ENTRIES,
+    outlines: Sequence = (),
 ) -> bytes:
     """Draw a publication figure around a cell picture.
 
@@ -669,6 +748,9 @@ def export_figure(
         The 2-D colour key of a two-gene picture, right of the picture (top aligned), where a colour bar goes.
     legend_limit : int
         Most categories listed (0: no legend).
+    outlines : sequence
+        Region outlines over the cells (:func:`draw_outlines`: objects with ``label``, ``color``, ``rings`` and
+        ``name_xy``), each named at its ``name_xy`` in its colour.
 
     Returns
     -------
@@ -682,7 +764,8 @@ def export_figure(
     """
     figure = build_figure(rgba, viewport, fmt=fmt, width_in=width_in, height_in=height_in, dpi=dpi, title=title,
                           species=species, legend=legend, colorbar=colorbar, y_down=y_down, scale_bar_mm=scale_bar_mm,
-                          units=units, show_axes=show_axes, two_gene_key=two_gene_key, legend_limit=legend_limit)
+                          units=units, show_axes=show_axes, two_gene_key=two_gene_key, legend_limit=legend_limit,
+                          outlines=outlines)
     return save_figure(figure, fmt, dpi, title)
 
 
@@ -704,6 +787,7 @@ def build_figure(
     show_axes: bool = True,
     two_gene_key: TwoGeneKey | None = None,
     legend_limit: int = MAX_LEGEND_ENTRIES,
+    outlines: Sequence = (),
 ):
     """The matplotlib ``Figure`` :func:`export_figure` saves (same parameters; for measuring its layout)."""
     rgba = _validate(rgba, fmt, width_in, height_in, dpi)
@@ -730,6 +814,7 @@ def build_figure(
     )
     axes.set_xlim(viewport.x0, viewport.x1)
     axes.set_ylim(bottom, top)
+    draw_outlines(axes, outlines)
     unit_suffix = f" ({units})" if units else ""
     if show_axes:
         axes.set_xlabel(f"x{unit_suffix}")
@@ -1207,8 +1292,10 @@ def build_panel_grid(
     fmt: str = "png",
     dpi: float = 300,
     y_down: bool = True,
+    outlines: Sequence[Sequence] | None = None,
 ):
-    """The matplotlib ``Figure`` :func:`export_panel_grid` saves (same parameters; for measuring its layout)."""
+    """The matplotlib ``Figure`` :func:`export_panel_grid` saves (same parameters; for measuring its layout).
+    ``outlines``: per panel, its region outlines (:func:`draw_outlines`; names at :data:`PANEL_OUTLINE_NAME_PT`)."""
     boxes = grid.geometry.boxes
     if not boxes:
         raise ValueError("the panel grid has no room for the pictures (in_per_unit == 0)")
@@ -1221,8 +1308,8 @@ def build_panel_grid(
     width_in, height_in = grid.width_in, grid.height_in
     figure = Figure(figsize=(width_in, height_in), dpi=dpi)
     FigureCanvasAgg(figure)
-    for rgba, window, box, text, (tx, ty) in zip(pictures, windows, boxes, grid.titles,
-                                                  grid.geometry.title_anchors):
+    for index, (rgba, window, box, text, (tx, ty)) in enumerate(zip(pictures, windows, boxes, grid.titles,
+                                                                    grid.geometry.title_anchors)):
         x0, x1, y0, y1 = (window.x0, window.x1, window.y0, window.y1) if isinstance(window, Viewport) else window
         left, bottom, w, h = box
         axes = figure.add_axes((left / width_in, bottom / height_in, w / width_in, h / height_in))
@@ -1232,6 +1319,8 @@ def build_panel_grid(
         axes.set_xlim(x0, x1)
         axes.set_ylim(low, high)
         axes.set_axis_off()
+        if outlines is not None and index < len(outlines):
+            draw_outlines(axes, outlines[index], fontsize=PANEL_OUTLINE_NAME_PT, gid=f"region-outline-p{index}")
         if grid.units == "mm" and grid.scale_bar > 0:
             _add_scale_bar_under(axes, grid.scale_bar, fontsize=PANEL_SCALE_BAR_PT)
         if text:

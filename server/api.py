@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
 #: Parameters of ``/api/render`` besides the view's.
-RENDER_KEYS = ("width", "height", "format", "figure", "unit", "dpi", "title", "legend", "panels", "sections")
+RENDER_KEYS = ("width", "height", "format", "figure", "unit", "dpi", "title", "legend", "outlines", "panels",
+               "sections")
 #: Width of a picture when neither ``width`` nor ``height`` is given.
 DEFAULT_PICTURE_WIDTH_PX = 1200
 #: Gene search results at most.
@@ -97,7 +98,7 @@ def render_from_args(context: ViewerContext, args: dict[str, str]) -> tuple[byte
     if fmt != "png" or read_flag(args, "figure"):
         data, state = figure_from_args(context, args, fmt, extra_keys=RENDER_KEYS)
         return data, fmt, export_filename(state, "figure", fmt)
-    for key in ("unit", "dpi", "title", "legend", "panels", "sections"):
+    for key in ("unit", "dpi", "title", "legend", "outlines", "panels", "sections"):
         if args.get(key):
             raise ViewError(key, "applies to figures only (format=svg|pdf, or figure=1)")
     state = read_view(context, args, RENDER_KEYS)
