@@ -119,8 +119,8 @@ def _rings(geometry: Mapping[str, Any]):
         yield from geometry.get("coordinates") or []
 
 
-def _scale_bar_parts(window: Window) -> tuple[dict[str, Any], dict[str, Any]]:
-    start, length, label = scale_bar(window)
+def _scale_bar_parts(window: Window, length: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    start, length, label = scale_bar(window, length=length)
     shape = {
         "type": "line",
         "xref": "x",
@@ -156,6 +156,7 @@ def picture_figure(
     show_polygons: bool = True,
     with_scale_bar: bool = True,
     uirevision: str = "picture",
+    bar_length: float | None = None,
 ) -> dict[str, Any]:
     """The figure of a map or UMAP.
 
@@ -179,6 +180,8 @@ def picture_figure(
         Draw a scale bar (sections, in mm).
     uirevision : str
         Constant per panel so the user's zoom survives updates.
+    bar_length : float or None
+        The scale bar's length in mm (None: about a fifth of the window's width).
 
     Returns
     -------
@@ -198,7 +201,7 @@ def picture_figure(
     }
     shapes, annotations = [], []
     if with_scale_bar:
-        shape, annotation = _scale_bar_parts(window)
+        shape, annotation = _scale_bar_parts(window, bar_length)
         shapes.append(shape)
         annotations.append(annotation)
     axis = {
@@ -270,7 +273,7 @@ def message_figure(text: str) -> dict[str, Any]:
 
 def view_patch(
     window: Window, image: Mapping[str, Any] | None, *, y_down: bool, with_scale_bar: bool = True,
-    set_ranges: bool = True,
+    set_ranges: bool = True, bar_length: float | None = None,
 ) -> Patch:
     """A :class:`dash.Patch` moving the figure to ``window`` with a new picture; nothing else is resent.
 
@@ -286,6 +289,8 @@ def view_patch(
         Update the scale bar to the new window.
     set_ranges : bool
         Also write the axis ranges (when the app, not the user, moved the view).
+    bar_length : float or None
+        The scale bar's length in mm (None: about a fifth of the window's width).
     """
     patch = Patch()
     patch["layout"]["images"] = [dict(image)] if image else []
@@ -294,7 +299,7 @@ def view_patch(
         patch["layout"]["xaxis"]["range"] = x_range
         patch["layout"]["yaxis"]["range"] = y_range
     if with_scale_bar:
-        shape, annotation = _scale_bar_parts(window)
+        shape, annotation = _scale_bar_parts(window, bar_length)
         patch["layout"]["shapes"][SCALE_BAR_SHAPE] = shape
         patch["layout"]["annotations"][SCALE_BAR_LABEL] = annotation
     return patch
