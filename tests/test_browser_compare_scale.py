@@ -73,7 +73,7 @@ def zoom(duo, slot, factor):
         " 'yaxis.range[0]': cy - hy, 'yaxis.range[1]': cy + hy});", f"compare-graph-{slot}", factor)
 
 
-@pytest.mark.parametrize("size", [(1400, 1000), (1366, 768)])
+@pytest.mark.parametrize("size", [(1400, 1000), (1366, 768)], ids=["1400x1000", "1366x768"])
 def test_the_species_maps_share_one_scale_and_zoom_together(viewer, atlas, size):
     viewer.driver.set_window_size(*size)
     open_side_by_side(viewer, atlas)
