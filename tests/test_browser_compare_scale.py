@@ -8,6 +8,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.support.ui import WebDriverWait
 
 from browser_helpers import TIMEOUT, choose_view, open_view, picture, shot, wait_for_picture, wait_settled
@@ -48,10 +49,13 @@ def open_side_by_side(duo, atlas):
     return spatial
 
 
+LAST = {}
+
+
 def equal_scales(duo, slots=SLOTS, tol=0.01):
     """Every slot's scale when they are all the same mm per pixel (and each picture matches its screen), else
     False."""
-    scales = [scale(duo, s) for s in slots]
+    scales = LAST["scales"] = [scale(duo, s) for s in slots]
     if not all(scales):
         return False
     xs = [s["x"] for s in scales]
@@ -78,7 +82,10 @@ def test_the_species_maps_share_one_scale_and_zoom_together(viewer, atlas, size)
     viewer.driver.set_window_size(*size)
     open_side_by_side(viewer, atlas)
     assert viewer.find_element("#compare-together input").is_selected()  # on by default
-    fitted = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: equal_scales(viewer))
+    try:
+        fitted = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: equal_scales(viewer))
+    except TimeoutException as exc:
+        raise TimeoutException(f"the maps never reached one scale: last seen {LAST}") from exc
     assert max(s["y"] for s in fitted) < min(s["y"] for s in fitted) * 1.01
     assert len({s["bar"] for s in fitted}) == 1
     shot(viewer, f"40_species_one_scale_{size[0]}x{size[1]}")
