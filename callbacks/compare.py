@@ -4,20 +4,25 @@
   one section each (its first section by default, a dropdown per map), all coloured like the main map: the same
   taxonomy level, the same gene matched by symbol (a species without it says so and shows the default level), the
   same highlighted term when its level is shared across species (down to Group), and for a gene one shared colour
-  range. Each map zooms and pans on its own (its own viewport store), and one legend below counts every term in
-  each species' section.
+  range. Every map is at one physical scale (the same mm per screen pixel: the largest section fits its map,
+  smaller ones are drawn smaller, centred) with the same scale bar, and one legend below counts every term in
+  each species' section. With "Zoom together" (ticked by default: the maps are there to be compared at one scale,
+  and a zoom that left the others behind would break that scale) zooming or panning one map brings the others to
+  the same scale, each centred on the same relative point of its own section (``compare-zoom`` store); unticked,
+  each map zooms on its own (its own viewport store).
 * **Section gallery**: a small picture (:data:`components.analysis_panels.GALLERY_SIZE_PX`) of every section of
   the current dataset, from the picture route and coloured like the map; clicking one opens it in the map.
-* **The address**: the view mode (``view=species|gallery``) and the side-by-side sections (``sections=``) are
-  part of the address (``core.state``; written by ``callbacks.navigation``); loading an address, a short
-  link or back/forward sets the mode and the sections again (:func:`address_view_step`).
+* **The address**: the view mode (``view=species|gallery``), the side-by-side sections (``sections=``) and
+  maps zooming each on its own (``zoom_together=0``) are part of the address (``core.state``; written by
+  ``callbacks.navigation``); loading an address, a short link or back/forward sets the mode, the sections and
+  "Zoom together" again (:func:`address_view_step`, :func:`address_together_step`).
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from dash import Input, Output, State, no_update
+from dash import Input, Output, State, ctx, no_update
 
 from core.context import ViewerContext, term_counts
 from callbacks.view import place_of, view_inputs
@@ -26,10 +31,11 @@ from components.analysis_panels import GALLERY_SIZE_PX, gallery_html, shared_leg
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from components.figures import layout_image_of, message_figure, picture_figure, view_patch
 from components.panels import gene_legend
-from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range,
-                          section_choices, shared_gene_range, slot_colouring, slot_title)
+from core.compare import (bar_length, compare_datasets, first_section, fit_scale, gallery_sections,
+                          hand_gene_range, panel_window, section_choices, shared_gene_range, side_panels,
+                          slot_colouring, slot_title, slot_window, together_zoom)
 from core.state import MAP_VIEWS, parse_query
-from core.viewport import Window, padded, window_from_relayout
+from core.viewport import padded, window_from_relayout
 
 log = logging.getLogger(__name__)
 
@@ -40,65 +46,98 @@ MODE_MAP, MODE_SPECIES, MODE_GALLERY = MAP_VIEWS
 COLOURING = (ids.COLOR_BY, ids.GENE, ids.TERM, ids.GENE_VMIN, ids.GENE_VMAX)
 
 
-def slot_step(slot: int, mode: str | None, section: str | None, color_by: str | None, gene: str | None,
+def is_together(value: Any) -> bool:
+    """Whether the "Zoom together" checklist is ticked (its value ``["on"]``)."""
+    return isinstance(value, (list, tuple)) and "on" in value
+
+
+def slot_step(slot: int, mode: str | None, sections: list, color_by: str | None, gene: str | None,
               term: dict | None, two_genes: dict | None, vmin: Any, vmax: Any, viewport: dict | None,
-              size: dict | None, drawn_frame: str | None, context: ViewerContext) -> tuple[Any, Any, Any]:
-    """``(figure or Patch, title, frame key)`` of side-by-side map ``slot`` (no_update while the view is hidden)."""
+              sizes: list, drawn_frame: str | None, context: ViewerContext, *, together: bool = True,
+              zoom: dict | None = None) -> tuple[Any, Any, Any]:
+    """``(figure or Patch, title, frame key)`` of side-by-side map ``slot`` (no_update while the view is hidden).
+
+    Every map is at one physical scale (:func:`core.compare.slot_window`), its picture rendered at the
+    resolution of its plot (``sizes``: every slot's plot size, since the largest section decides the scale) and its
+    scale bar as long as the other maps' at the same scale.
+    """
     datasets = compare_datasets(context)
     if mode != MODE_SPECIES or slot >= len(datasets):
         return no_update, no_update, no_update
     dataset = datasets[slot]
     entry = context.catalog.get(dataset)
-    section = section if section in entry.sections else first_section(context, dataset)
-    if section is None:
+    panels = side_panels(context, list(sections), list(sizes))
+    if slot >= len(panels):
         return message_figure(f"{dataset} has no sections"), entry.species or dataset, None
+    panel = panels[slot]
     colouring = slot_colouring(context, dataset, color_by, gene, term, two_genes)
-    frame = padded(entry.sections[section].bounds)
-    key = f"{dataset}|{section}"
-    window = Window.from_dict(viewport) if viewport and viewport.get("frame") == key else None
-    window = window or frame
+    window = slot_window(panels, slot, together, zoom, viewport)
+    bar = bar_length(panels, window, panel)
     low = high = None
     if colouring.color_by == COLOR_BY_GENE:
         shown = shared_gene_range(context, datasets, gene, vmin, vmax)
         low, high = shown if shown else (None, None)
+    title = slot_title(context, dataset, panel.section, colouring)
     try:
         image = layout_image_of(context.picture_url(
-            dataset=dataset, section=section, slab_plane=None, color_by=colouring.color_by, gene=colouring.gene,
-            term=colouring.term, window=window, frame=frame, size=size, vmin=low, vmax=high, extra=colouring.extra,
+            dataset=dataset, section=panel.section, slab_plane=None, color_by=colouring.color_by,
+            gene=colouring.gene, term=colouring.term, window=window, frame=panel.frame, size=panel.size, vmin=low,
+            vmax=high, extra=colouring.extra,
         ), y_down=True)
     except Exception as exc:  # a bad value must give a message, never a blank panel
         log.exception("side-by-side picture of %s failed", dataset)
-        return message_figure(f"The map could not be drawn: {exc}"), slot_title(context, dataset, section,
-                                                                                colouring), None
-    title = slot_title(context, dataset, section, colouring)
-    if key != drawn_frame:
-        figure = picture_figure(frame=frame, window=window, image=image, y_down=True, with_scale_bar=True,
-                                axis_titles=("x (mm)", "y (mm)"), uirevision=f"compare-{slot}")
+        return message_figure(f"The map could not be drawn: {exc}"), title, None
+    if panel.key != drawn_frame:
+        figure = picture_figure(frame=panel.frame, window=window, image=image, y_down=True, with_scale_bar=True,
+                                axis_titles=("x (mm)", "y (mm)"), uirevision=f"compare-{slot}", bar_length=bar)
         figure["layout"]["margin"] = {"l": 44, "r": 8, "t": 6, "b": 36}
         figure["layout"]["dragmode"] = "pan"
-        return figure, title, key
-    return view_patch(window, image, y_down=True, with_scale_bar=True), title, no_update
+        return figure, title, panel.key
+    return view_patch(window, image, y_down=True, with_scale_bar=True, bar_length=bar), title, no_update
 
 
-def slot_viewport_step(slot: int, relayout: dict | None, current: dict | None, section: str | None,
-                       context: ViewerContext) -> Any:
-    """Viewport store of side-by-side map ``slot`` after its own zoom or pan (the others do not move)."""
-    datasets = compare_datasets(context)
-    if slot >= len(datasets):
-        return no_update
-    entry = context.catalog.get(datasets[slot])
-    section = section if section in entry.sections else first_section(context, entry.name)
-    if section is None:
-        return no_update
-    frame = padded(entry.sections[section].bounds)
-    key = f"{entry.name}|{section}"
-    old = Window.from_dict(current) if current and current.get("frame") == key else None
-    new = window_from_relayout(relayout, old, frame)
+def zoom_step(slot: int, relayout: dict | None, together: bool, zoom: dict | None, viewports: list,
+              sections: list, sizes: list, context: ViewerContext) -> tuple[list, Any]:
+    """``(viewport store per slot, shared zoom store)`` after a zoom or pan of side-by-side map ``slot``.
+
+    Zoomed together, the map's new scale (as a magnification of the fitting scale) and the relative point of its
+    section at its centre become the shared zoom that every map follows; otherwise only that map's own viewport
+    changes. A reset (double click) returns to the fitting view.
+    """
+    viewport_out: list = [no_update] * ids.COMPARE_SLOTS
+    panels = side_panels(context, list(sections), list(sizes))
+    if slot >= len(panels):
+        return viewport_out, no_update
+    panel = panels[slot]
+    viewport = viewports[slot] if slot < len(viewports) else None
+    old = slot_window(panels, slot, together, zoom, viewport)
+    new = window_from_relayout(relayout, old, panel_window(panel, fit_scale(panels)))
     if new is None or new == old:
-        return no_update
-    if new == frame:
-        return None if current is not None else no_update
-    return {"frame": key, **new.to_dict()}
+        return viewport_out, no_update
+    if together:
+        shared = together_zoom(panel, new, fit_scale(panels))
+        return viewport_out, (no_update if shared == zoom else shared)
+    fit = panel_window(panel, fit_scale(panels))
+    if max(abs(a - b) for a, b in zip(new, fit)) < 1e-9 * max(fit.width, fit.height):
+        viewport_out[slot] = None if viewport is not None else no_update
+    else:
+        viewport_out[slot] = {"frame": panel.key, **new.to_dict()}
+    return viewport_out, no_update
+
+
+def together_step(together: bool, zoom: dict | None, sections: list, sizes: list,
+                  context: ViewerContext) -> tuple[list, Any]:
+    """``(viewport store per slot, shared zoom store)`` when "Zoom together" is ticked or unticked.
+
+    Unticking keeps every map where it is (each keeps the shared zoom as its own viewport); ticking puts every map
+    back at the one fitting scale, centred, from where they zoom together.
+    """
+    panels = side_panels(context, list(sections), list(sizes))
+    viewport_out: list = [None] * ids.COMPARE_SLOTS
+    if not together and zoom:
+        for slot, panel in enumerate(panels):
+            viewport_out[slot] = {"frame": panel.key, **slot_window(panels, slot, True, zoom, None).to_dict()}
+    return viewport_out, None
 
 
 def slots_step(mode: str | None, sections: list, context: ViewerContext) -> tuple[list, list, list, list]:
@@ -196,6 +235,16 @@ def address_view_step(search: str | None, mode: str | None, sections: list,
     return new_mode, options, values
 
 
+def address_together_step(search: str | None, together: Any, context: ViewerContext) -> Any:
+    """The "Zoom together" checklist of an address (``zoom_together=0``: unticked; absent: ticked), no_update
+    when it already shows it or the address is not the side by side."""
+    state, _ = parse_query(search, context.catalog, gene_lookup=context.lookups.gene_symbol,
+                           term_lookup=context.lookups.term_level)
+    if state.map_view != MODE_SPECIES or state.zoom_together == is_together(together):
+        return no_update
+    return ["on"] if state.zoom_together else []
+
+
 def mode_step(mode: str | None) -> tuple[str, bool, bool]:
     """``(map card class, side-by-side hidden, gallery hidden)`` for a view mode."""
     mode = mode if mode in (MODE_SPECIES, MODE_GALLERY) else MODE_MAP
@@ -271,6 +320,14 @@ def register(app: Any, context: ViewerContext) -> dict:
         return (new_mode, *options, *values)
 
     @app.callback(
+        Output(ids.COMPARE_TOGETHER, "value"),
+        Input(ids.URL, "search"),
+        State(ids.COMPARE_TOGETHER, "value"),
+    )
+    def together_from_address(search, together):
+        return address_together_step(search, together, context)
+
+    @app.callback(
         *[Output(ids.compare_slot(s), "hidden") for s in slots],
         *[Output(ids.compare_section(s), "options") for s in slots],
         *[Output(ids.compare_section(s), "value") for s in slots],
@@ -284,31 +341,23 @@ def register(app: Any, context: ViewerContext) -> dict:
         return (*hidden, *options, *values)
 
     for slot in slots:
-        def draw(mode, section, view, two_genes, viewport, size, drawn, slot=slot):
-            return slot_step(slot, mode, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM], two_genes,
-                             view[ids.GENE_VMIN], view[ids.GENE_VMAX], viewport, size, drawn, context)
+        def draw(mode, sections, view, two_genes, viewport, sizes, together, zoom, drawn, slot=slot):
+            return slot_step(slot, mode, list(sections), view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM],
+                             two_genes, view[ids.GENE_VMIN], view[ids.GENE_VMAX], viewport, list(sizes), drawn,
+                             context, together=is_together(together), zoom=zoom)
 
         app.callback(
             Output(ids.compare_graph(slot), "figure"),
             Output(ids.compare_title(slot), "children"),
             Output(ids.compare_frame(slot), "data"),
-            inputs=dict(mode=Input(ids.MAP_VIEW_MODE, "value"), section=Input(ids.compare_section(slot), "value"),
+            inputs=dict(mode=Input(ids.MAP_VIEW_MODE, "value"),
+                        sections=[Input(ids.compare_section(s), "value") for s in slots],
                         view=view_inputs(*COLOURING), two_genes=Input(ids.TWO_GENES, "data"),
                         viewport=Input(ids.compare_viewport(slot), "data"),
-                        size=Input(ids.compare_size(slot), "data")),
+                        sizes=[Input(ids.compare_size(s), "data") for s in slots],
+                        together=Input(ids.COMPARE_TOGETHER, "value"), zoom=Input(ids.COMPARE_ZOOM, "data")),
             state=dict(drawn=State(ids.compare_frame(slot), "data")),
         )(draw)
-
-        def follow(relayout, current, section, slot=slot):
-            return slot_viewport_step(slot, relayout, current, section, context)
-
-        app.callback(
-            Output(ids.compare_viewport(slot), "data"),
-            Input(ids.compare_graph(slot), "relayoutData"),
-            State(ids.compare_viewport(slot), "data"),
-            State(ids.compare_section(slot), "value"),
-            prevent_initial_call=True,
-        )(follow)
 
         app.clientside_callback(
             f"function (figure) {{ return window.atlasViewer.watchSize('{ids.compare_graph(slot)}', "
@@ -317,7 +366,31 @@ def register(app: Any, context: ViewerContext) -> dict:
             Input(ids.compare_graph(slot), "figure"),
         )
         callbacks[f"draw_slot_{slot}"] = draw
-        callbacks[f"follow_slot_{slot}"] = follow
+
+    @app.callback(
+        *[Output(ids.compare_viewport(s), "data") for s in slots],
+        Output(ids.COMPARE_ZOOM, "data"),
+        inputs=dict(relayouts=[Input(ids.compare_graph(s), "relayoutData") for s in slots],
+                    together=Input(ids.COMPARE_TOGETHER, "value")),
+        state=dict(viewports=[State(ids.compare_viewport(s), "data") for s in slots],
+                   zoom=State(ids.COMPARE_ZOOM, "data"),
+                   sections=[State(ids.compare_section(s), "value") for s in slots],
+                   sizes=[State(ids.compare_size(s), "data") for s in slots]),
+        prevent_initial_call=True,
+    )
+    def follow_zoom(relayouts, together, viewports, zoom, sections, sizes):
+        trigger = ctx.triggered_id
+        if trigger == ids.COMPARE_TOGETHER:
+            viewport_out, zoom_out = together_step(is_together(together), zoom, sections, sizes, context)
+        else:
+            slot = next((s for s in slots if ids.compare_graph(s) == trigger), None)
+            if slot is None:
+                return (no_update,) * (len(slots) + 1)
+            viewport_out, zoom_out = zoom_step(slot, relayouts[slot], is_together(together), zoom, viewports,
+                                               sections, sizes, context)
+        return (*viewport_out, zoom_out)
+
+    callbacks["follow_zoom"] = follow_zoom
 
     @app.callback(
         Output(ids.COMPARE_LEGEND, "children"),
@@ -350,6 +423,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         return gallery_pick_step(picked, dataset, context)
 
     callbacks.update({"switch_view": switch_view, "view_from_address": view_from_address,
+                      "together_from_address": together_from_address,
                       "setup_slots": setup_slots, "shared_legend": shared_legend,
                       "draw_gallery": draw_gallery, "open_section": open_section})
     return callbacks

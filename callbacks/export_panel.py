@@ -428,13 +428,15 @@ def register_share_callbacks(app: Any, context: ViewerContext, store: Any, home:
         Output(ids.SHARE_LINK, "data"),
         inputs=dict(n_clicks=Input(ids.SHARE_BUTTON, "n_clicks")),
         state=dict(selection=State(ids.SELECTION, "data"), mode=State(ids.MAP_VIEW_MODE, "value"),
-                   sections=_compare_sections(State), view=view_states()),
+                   sections=_compare_sections(State), together=State(ids.COMPARE_TOGETHER, "value"),
+                   view=view_states()),
         prevent_initial_call=True,
     )
-    def make_link(n_clicks, selection, mode, sections, view):
+    def make_link(n_clicks, selection, mode, sections, together, view):
         if not n_clicks:
             return no_update
-        values = {**view, ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode, **sections}
+        values = {**view, ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode, ids.COMPARE_TOGETHER: together,
+                  **sections}
         return share_step(values, n_clicks, context, store, home)
 
     app.clientside_callback(

@@ -15,9 +15,10 @@ same answer as the section it belongs to, so the clearing that follows a section
 Writing the address never feeds back: ``history.replaceState`` does not change the ``dcc.Location`` it is read
 from (only loading and back/forward do).
 
-The map card's view is part of the address too (``view=species|gallery``, and ``sections=`` of the side by side):
-written here from the view-mode radio and the side-by-side dropdowns (a new history entry, like a section change),
-read back into them by ``callbacks.compare`` (``address_view_step``).
+The map card's view is part of the address too (``view=species|gallery``, and ``sections=`` and
+``zoom_together=0`` of the side by side): written here from the view-mode radio and the side-by-side dropdowns (a
+new history entry, like a section change) and "Zoom together" (replacing the entry), read back into them by
+``callbacks.compare`` (``address_view_step``, ``address_together_step``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from typing import Any
 from dash import Input, Output, State, ctx, no_update
 
 from core.context import ViewerContext
+from callbacks.compare import is_together
 from callbacks.selection import store_of_view, view_selection
 from callbacks.view import view_inputs, view_of, view_states
 from components import ids
@@ -48,14 +50,16 @@ GENE_MATCHES = 30
 
 def address_state(values: dict[str, Any], context: ViewerContext) -> ViewState:
     """The view the controls show now with the selection that belongs to it (``values[ids.SELECTION]``) and the map
-    card's view (``values[ids.MAP_VIEW_MODE]``, the side-by-side sections under ``ids.compare_section(slot)``):
-    what the address bar and a short link hold."""
+    card's view (``values[ids.MAP_VIEW_MODE]``, the side-by-side sections under ``ids.compare_section(slot)``, "Zoom
+    together" under ``ids.COMPARE_TOGETHER``): what the address bar and a short link hold."""
     state = view_of(values)
     selection = view_selection(values.get(ids.SELECTION), state.dataset, state.slab_plane, state.section, context)
     sections = [values.get(ids.compare_section(slot)) for slot in range(ids.COMPARE_SLOTS)]
     map_view, species_sections = map_view_of(context.catalog, state.dataset, values.get(ids.MAP_VIEW_MODE),
                                              sections)
-    return state.replace(selection=selection, map_view=map_view, species_sections=species_sections)
+    together = values.get(ids.COMPARE_TOGETHER, ["on"])
+    return state.replace(selection=selection, map_view=map_view, species_sections=species_sections,
+                         zoom_together=map_view != "species" or is_together(together))
 
 
 def resolve_view(
@@ -238,12 +242,13 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.URL_QUERY, "data"),
         inputs=dict(view=view_inputs(), selection=Input(ids.SELECTION, "data"),
                     mode=Input(ids.MAP_VIEW_MODE, "value"),
-                    sections=[Input(ids.compare_section(slot), "value") for slot in range(ids.COMPARE_SLOTS)]),
+                    sections=[Input(ids.compare_section(slot), "value") for slot in range(ids.COMPARE_SLOTS)],
+                    together=Input(ids.COMPARE_TOGETHER, "value")),
         state=dict(written=State(ids.URL_QUERY, "data")),
         prevent_initial_call=True,
     )
-    def write_url(view, selection, mode, sections, written):
-        values = {**view, ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode,
+    def write_url(view, selection, mode, sections, together, written):
+        values = {**view, ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode, ids.COMPARE_TOGETHER: together,
                   **{ids.compare_section(slot): value for slot, value in enumerate(sections)}}
         return url_write(values, context, ctx.triggered_prop_ids.values(), written)
 
@@ -292,9 +297,10 @@ def selection_step(trigger: str | None, values: dict[str, Any], context: ViewerC
     return selection_outputs(state, before, context, notices, force=first_load, selection=selection)
 
 
-#: Controls whose change alone replaces the address's history entry (a zoom, a selection drawn or cleared). Every
-#: other change adds an entry the back button returns to, the map card's view mode and side-by-side sections too.
-REPLACING_INPUTS = frozenset({ids.VIEWPORT, ids.SELECTION})
+#: Controls whose change alone replaces the address's history entry (a zoom, a selection drawn or cleared, the
+#: side-by-side maps' "Zoom together"). Every other change adds an entry the back button returns to, the map card's
+#: view mode and side-by-side sections too.
+REPLACING_INPUTS = frozenset({ids.VIEWPORT, ids.SELECTION, ids.COMPARE_TOGETHER})
 
 
 def replaces_history(triggered: Any) -> bool:

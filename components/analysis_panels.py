@@ -45,6 +45,7 @@ def analysis_stores() -> list:
         dcc.Store(id=ids.TWO_GENES, data=None),
         dcc.Store(id=ids.GALLERY_PICKED, data=None),
         dcc.Store(id=ids.MARKERS_SHOWN, data=None),
+        dcc.Store(id=ids.COMPARE_ZOOM, data=None),
     ]
     for slot in range(ids.COMPARE_SLOTS):
         stores += [dcc.Store(id=ids.compare_viewport(slot), data=None),
@@ -168,7 +169,8 @@ def dot_key() -> html.Div:
 
 
 def compare_view() -> html.Div:
-    """The species side-by-side view: one card per slot (title, section dropdown, map) and a shared legend."""
+    """The species side-by-side view: a head ("Zoom together"), one card per slot (title, section dropdown, map)
+    and a shared legend."""
     slots = []
     for slot in range(ids.COMPARE_SLOTS):
         slots.append(html.Div(
@@ -189,7 +191,14 @@ def compare_view() -> html.Div:
         id=ids.COMPARE_VIEW,
         className="compare-view",
         hidden=True,
-        children=[html.Div(slots, className="compare-grid"),
+        children=[html.Div(className="compare-tools", children=[
+                      dcc.Checklist(id=ids.COMPARE_TOGETHER, options=[{"label": " Zoom together", "value": "on"}],
+                                    value=["on"], inline=True, className="checklist compare-together"),
+                      html.Span("Every map at one scale: the same mm per pixel, the same scale bar.",
+                                className="muted"),
+                  ], title="Zoom together: zooming or panning one map brings the others to the same scale, each "
+                           "on the same relative point of its section"),
+                  html.Div(slots, className="compare-grid"),
                   html.Div(id=ids.COMPARE_LEGEND, className="compare-legend")],
     )
 

@@ -124,10 +124,11 @@ def _rings(geometry: Mapping[str, Any]):
 SCALE_BAR_CORNERS = ("lower right", "lower left", "upper right", "upper left")
 
 
-def _scale_bar_parts(window: Window, corner: str = "lower left") -> tuple[dict[str, Any], dict[str, Any]]:
+def _scale_bar_parts(window: Window, corner: str = "lower left",
+                     length: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The scale bar (a line in data x, paper y) and its label, in ``corner`` of the plot (4 % in from the side,
-    the label on the bar's inner side)."""
-    start, length, label = scale_bar(window)
+    the label on the bar's inner side); ``length`` in mm, None: about a fifth of the window's width."""
+    start, length, label = scale_bar(window, length=length)
     if corner.endswith("right"):
         start = window.x1 - 0.04 * window.width - length
     lower = not corner.startswith("upper")
@@ -169,6 +170,7 @@ def picture_figure(
     scale_bar_corner: str = "lower left",
     shown: Window | None = None,
     uirevision: str = "picture",
+    bar_length: float | None = None,
 ) -> dict[str, Any]:
     """The figure of a map or UMAP.
 
@@ -198,6 +200,8 @@ def picture_figure(
         scale bar is placed and sized in it; default ``window``.
     uirevision : str
         Constant per panel so the user's zoom survives updates.
+    bar_length : float or None
+        The scale bar's length in mm (None: about a fifth of the window's width).
 
     Returns
     -------
@@ -217,7 +221,7 @@ def picture_figure(
     }
     shapes, annotations = [], []
     if with_scale_bar:
-        shape, annotation = _scale_bar_parts(shown or window, scale_bar_corner)
+        shape, annotation = _scale_bar_parts(shown or window, scale_bar_corner, bar_length)
         shapes.append(shape)
         annotations.append(annotation)
     axis = {
@@ -297,6 +301,7 @@ def message_figure(text: str) -> dict[str, Any]:
 def view_patch(
     window: Window, image: Mapping[str, Any] | None, *, y_down: bool, with_scale_bar: bool = True,
     set_ranges: bool = True, scale_bar_corner: str = "lower left", shown: Window | None = None,
+    bar_length: float | None = None,
 ) -> Patch:
     """A :class:`dash.Patch` moving the figure to ``window`` with a new picture; nothing else is resent.
 
@@ -316,6 +321,8 @@ def view_patch(
         What the plot shows (``window`` grown to its aspect), where the scale bar is placed; default ``window``.
     set_ranges : bool
         Also write the axis ranges (when the app, not the user, moved the view).
+    bar_length : float or None
+        The scale bar's length in mm (None: about a fifth of the window's width).
     """
     patch = Patch()
     patch["layout"]["images"] = [dict(image)] if image else []
@@ -324,7 +331,7 @@ def view_patch(
         patch["layout"]["xaxis"]["range"] = x_range
         patch["layout"]["yaxis"]["range"] = y_range
     if with_scale_bar:
-        shape, annotation = _scale_bar_parts(shown or window, scale_bar_corner)
+        shape, annotation = _scale_bar_parts(shown or window, scale_bar_corner, bar_length)
         patch["layout"]["shapes"][SCALE_BAR_SHAPE] = shape
         patch["layout"]["annotations"][SCALE_BAR_LABEL] = annotation
     return patch

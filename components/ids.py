@@ -138,6 +138,8 @@ TWO_GENES = "two-genes"  # dcc.Store: {"gene2", "blend_mode", "threshold_a", "th
 MAP_VIEW_MODE = "map-view-mode"  # radio: "map", "species" (side by side) or "gallery"
 COMPARE_VIEW = "compare-view"
 COMPARE_LEGEND = "compare-legend"  # one legend shared by the side-by-side maps
+COMPARE_TOGETHER = "compare-together"  # checklist ["on"] / []: zooming one side-by-side map zooms the others
+COMPARE_ZOOM = "compare-zoom"  # dcc.Store: {"zoom", "u", "v"} of the maps zoomed together (None: the fitting view)
 GALLERY_VIEW = "gallery-view"
 GALLERY = "gallery"  # the small pictures of every section (one HTML block)
 GALLERY_PICKED = "gallery-picked"  # dcc.Store: {"section", "t"} of a clicked small picture (assets/analysis.js)
@@ -161,7 +163,7 @@ def compare_title(slot: int) -> str:
 
 
 def compare_viewport(slot: int) -> str:
-    """Id of the viewport store of side-by-side slot ``slot`` (each map zooms on its own)."""
+    """Id of the viewport store of side-by-side slot ``slot`` (its own zoom, when not zoomed together)."""
     return f"compare-viewport-{int(slot)}"
 
 

@@ -1,15 +1,18 @@
-"""The species side by side and the section gallery as plain values: which datasets and sections, and how each
-panel is coloured (the main view's colouring carried to another dataset). The map card's views
+"""The species side by side and the section gallery as plain values: which datasets and sections, how each
+panel is coloured (the main view's colouring carried to another dataset) and where each side-by-side map looks
+(every map at one physical scale, zoomed alone or together). The map card's views
 (``callbacks.compare``) and the figure export (:mod:`core.export`) plan their panels with these same functions.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
-from core.context import ViewerContext
+from core.context import DEFAULT_SIZE_PX, ViewerContext
 from core.state import COMPARE_SLOTS, side_by_side_datasets
+from core.viewport import Window, nice_length, padded, units_per_px, window_at_scale
 
 
 def compare_datasets(context: ViewerContext) -> list[str]:
@@ -141,3 +144,103 @@ def slot_title(context: ViewerContext, dataset: str, section: str | None, colour
     return text
 
 
+
+
+# ---------------------------------------------------------------------------------------------- one scale
+@dataclass(frozen=True)
+class SidePanel:
+    """One side-by-side map: its dataset and section, the padded extent of the section's cells (mm) and the size of
+    its plot area (device pixels; :data:`core.context.DEFAULT_SIZE_PX` until the browser reports it)."""
+
+    dataset: str
+    section: str
+    frame: Window
+    width_px: int
+    height_px: int
+
+    @property
+    def key(self) -> str:
+        """``dataset|section``: what a stored zoom of this map belongs to."""
+        return f"{self.dataset}|{self.section}"
+
+    @property
+    def size(self) -> dict[str, int]:
+        return {"width_px": self.width_px, "height_px": self.height_px}
+
+
+def side_panels(context: ViewerContext, sections: list, sizes: list) -> list[SidePanel]:
+    """The side-by-side maps in slot order (a dataset without sections ends the list): each slot's section (the
+    first one when ``sections`` names none of its own) and its plot size from ``sizes`` (one dict or None per
+    slot)."""
+    panels = []
+    for slot, dataset in enumerate(compare_datasets(context)):
+        entry = context.catalog.get(dataset)
+        wanted = sections[slot] if slot < len(sections) else None
+        section = wanted if wanted in entry.sections else first_section(context, dataset)
+        if section is None:
+            break
+        size = (sizes[slot] if slot < len(sizes) else None) or {}
+        width_px = int(size.get("width_px") or DEFAULT_SIZE_PX[0])
+        height_px = int(size.get("height_px") or DEFAULT_SIZE_PX[1])
+        panels.append(SidePanel(dataset, section, padded(entry.sections[section].bounds), max(width_px, 1),
+                                max(height_px, 1)))
+    return panels
+
+
+def fit_scale(panels: list[SidePanel]) -> float:
+    """The one scale (mm per device pixel) of the side-by-side maps: the smallest at which every section fits its
+    map, so the largest section decides and smaller ones are drawn smaller, centred."""
+    return max((units_per_px(p.frame, p.width_px, p.height_px) for p in panels), default=1.0)
+
+
+def relative_point(panel: SidePanel, x_mm: float, y_mm: float) -> tuple[float, float]:
+    """Where ``(x_mm, y_mm)`` lies in the panel's frame, as fractions of its width and height (0.5 = centre)."""
+    return (x_mm - panel.frame.x0) / panel.frame.width, (y_mm - panel.frame.y0) / panel.frame.height
+
+
+def panel_window(panel: SidePanel, mm_per_px: float, point: tuple[float, float] = (0.5, 0.5)) -> Window:
+    """The window the panel shows at ``mm_per_px``, centred on the relative ``point`` of its frame."""
+    x_mm = panel.frame.x0 + point[0] * panel.frame.width
+    y_mm = panel.frame.y0 + point[1] * panel.frame.height
+    return window_at_scale(x_mm, y_mm, mm_per_px, panel.width_px, panel.height_px)
+
+
+def together_zoom(panel: SidePanel, window: Window, scale: float) -> dict | None:
+    """The shared zoom of the maps zoomed together, from ``window`` shown in ``panel``: ``{"zoom", "u", "v"}``
+    (magnification over the fitting ``scale``, and the relative point of the panel's frame at the centre), None
+    when that is the fitting view (zoom 1, centred)."""
+    zoom = scale / units_per_px(window, panel.width_px, panel.height_px)
+    u, v = relative_point(panel, (window.x0 + window.x1) / 2, (window.y0 + window.y1) / 2)
+    if abs(zoom - 1) < 1e-6 and abs(u - 0.5) < 1e-6 and abs(v - 0.5) < 1e-6:
+        return None
+    return {"zoom": zoom, "u": u, "v": v}
+
+
+def slot_window(panels: list[SidePanel], slot: int, together: bool, zoom: dict | None,
+                viewport: dict | None) -> Window:
+    """The window side-by-side map ``slot`` shows.
+
+    Zoomed together (``together`` with a shared ``zoom``): every map at the same scale (the fitting scale times
+    ``zoom["zoom"]``), each centred on the same relative point of its own section. Otherwise the map's own
+    ``viewport`` (``{"frame": key, "x0", ...}``, a zoom of this very section), else the fitting view: the one
+    scale of :func:`fit_scale`, centred on the section.
+    """
+    panel = panels[slot]
+    scale = fit_scale(panels)
+    if together:
+        try:
+            factor, point = float(zoom["zoom"]), (float(zoom["u"]), float(zoom["v"]))
+        except (KeyError, TypeError, ValueError):
+            factor, point = 1.0, (0.5, 0.5)
+        if not (math.isfinite(factor) and factor > 0 and all(abs(p) < 1e6 for p in point)):
+            factor, point = 1.0, (0.5, 0.5)
+        return panel_window(panel, scale / factor, point)
+    own = Window.from_dict(viewport) if viewport and viewport.get("frame") == panel.key else None
+    return own or panel_window(panel, scale)
+
+
+def bar_length(panels: list[SidePanel], window: Window, panel: SidePanel) -> float:
+    """The scale bar's length (mm) of a map showing ``window``: about a fifth of the narrowest map at that map's
+    scale, so maps at one scale show the very same bar."""
+    narrowest = min(p.width_px for p in panels)
+    return nice_length(0.2 * units_per_px(window, panel.width_px, panel.height_px) * narrowest)

@@ -51,8 +51,9 @@ MAP_VIEWS = ("map", "species", "gallery")
 #: map) and, with ``view=species``, ``sections`` (one label per side-by-side dataset, comma-separated, empty = its
 #: first section: the format of the export route's ``sections``). Like :data:`SELECTION_KEYS` they are not in
 #: :data:`QUERY_KEYS`: the picture, export and API routes draw one view (a figure of panels takes its own
-#: ``panels=``).
-MAP_VIEW_KEYS = ("view", "sections")
+#: ``panels=``). ``zoom_together=0`` (with ``view=species``): the side-by-side maps zoom each on its own (absent
+#: or 1: they zoom together).
+MAP_VIEW_KEYS = ("view", "sections", "zoom_together")
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ class ViewState:
     species_sections : tuple of (str or None)
         ``map_view == "species"``: the section of each side-by-side dataset (:func:`side_by_side_datasets` order),
         None = its first section; canonical (:func:`canonical_species_sections`): no trailing None.
+    zoom_together : bool
+        ``map_view == "species"``: zooming one side-by-side map zooms the others (the default) or only itself.
     """
 
     dataset: str | None
@@ -140,6 +143,7 @@ class ViewState:
     selection: ViewSelection | None = None
     map_view: str = "map"
     species_sections: tuple[str | None, ...] = ()
+    zoom_together: bool = True
 
     def replace(self, **changes) -> "ViewState":
         return dataclasses.replace(self, **changes)
@@ -503,10 +507,17 @@ def _parse_map_view(catalog: Catalog, entry: DatasetEntry, state: ViewState,
                                       "map."))
         mode = "map"
     text = params.get("sections") or ""
+    together_text = params.get("zoom_together") or ""
     if mode != "species":
         if text and not notices:
             notices.append(Notice("sections", "sections (one per species) belongs to view=species: ignored."))
-        return state.replace(map_view=mode, species_sections=()), notices
+        if together_text and not notices:
+            notices.append(Notice("zoom_together", "zoom_together belongs to view=species: ignored."))
+        return state.replace(map_view=mode, species_sections=(), zoom_together=True), notices
+    together = together_text != "0"
+    if together_text not in ("", "0", "1"):
+        notices.append(Notice("zoom_together", f"zoom_together='{together_text[:20]}' is 0 or 1: the maps zoom "
+                                               f"together."))
     datasets = side_by_side_datasets(catalog)
     parts = [part.strip() for part in text.split(",")] if text else []
     if len(parts) > len(datasets):
@@ -520,7 +531,8 @@ def _parse_map_view(catalog: Catalog, entry: DatasetEntry, state: ViewState,
                                               f"showing its first section, {_first_section(side)[1]}."))
             label = ""
         labels.append(label or None)
-    return state.replace(map_view="species", species_sections=canonical_species_sections(catalog, labels)), notices
+    return state.replace(map_view="species", species_sections=canonical_species_sections(catalog, labels),
+                         zoom_together=together), notices
 
 
 def _parse_selection(catalog: Catalog, entry: DatasetEntry, state: ViewState, params: dict[str, str],
@@ -639,8 +651,8 @@ def to_query(state: ViewState) -> str:
 
     ``slab_plane`` is written only for a whole-slab-plane view (a section implies its plane); ``gene`` only when
     colouring by gene; the viewport, gene range and selection (``sel_view``, ``sel``) only when set; ``view`` only
-    for the species side by side or the gallery, and ``sections`` only for side-by-side sections that are not the
-    first ones.
+    for the species side by side or the gallery, ``sections`` only for side-by-side sections that are not the
+    first ones, and ``zoom_together=0`` only for side-by-side maps that zoom each on its own.
     """
     if state.dataset is None:
         return ""
@@ -675,6 +687,8 @@ def to_query(state: ViewState) -> str:
             sections.pop()
         if sections:
             pairs.append(("sections", ",".join(section or "" for section in sections)))
+        if state.map_view == "species" and not state.zoom_together:
+            pairs.append(("zoom_together", "0"))
     return "?" + urlencode(pairs)
 
 

@@ -205,6 +205,19 @@ def picture_geometry(
     return Window(x0, x1, y0, y1), w, h
 
 
+def units_per_px(window: Window, width_px: float, height_px: float) -> float:
+    """Data units (mm for sections) per plot pixel when ``window`` is shown with equal axis scales in a
+    ``width_px x height_px`` plot: the larger of the two axes' (Plotly's ``scaleanchor`` grows the other axis)."""
+    return max(window.width / max(float(width_px), 1.0), window.height / max(float(height_px), 1.0))
+
+
+def window_at_scale(x_mm: float, y_mm: float, mm_per_px: float, width_px: float, height_px: float) -> Window:
+    """The window centred on ``(x_mm, y_mm)`` that a ``width_px x height_px`` plot shows at ``mm_per_px``."""
+    half_w = mm_per_px * max(float(width_px), 1.0) / 2
+    half_h = mm_per_px * max(float(height_px), 1.0) / 2
+    return Window(x_mm - half_w, x_mm + half_w, y_mm - half_h, y_mm + half_h)
+
+
 def nice_length(target: float) -> float:
     """The largest 1, 2 or 5 times a power of ten not above ``target`` (> 0)."""
     if not target > 0 or not math.isfinite(target):
@@ -216,12 +229,13 @@ def nice_length(target: float) -> float:
     return power
 
 
-def scale_bar(window: Window, fraction: float = 0.2) -> tuple[float, float, str]:
+def scale_bar(window: Window, fraction: float = 0.2, length: float | None = None) -> tuple[float, float, str]:
     """A scale bar about ``fraction`` of the window's width: ``(x_start, length, label)`` in mm.
 
     The bar starts 4 % of the width from the left edge; the label reads ``500 µm`` below 1 mm, else ``2 mm``.
+    ``length`` (mm) imposes the bar's length (panels at one scale show the same bar).
     """
-    length = nice_length(window.width * fraction)
+    length = float(length) if length and length > 0 else nice_length(window.width * fraction)
     if length < 1:
         label = f"{length * 1000:g} µm"
     else:

@@ -226,7 +226,9 @@ def test_species_side_by_side_draws_one_map_per_species_with_one_legend(viewer, 
     viewer.wait_for_element("#compare-legend .shared-row.highlighted", timeout=TIMEOUT)
     assert viewer.driver.find_element("css selector", "#map-graph").is_displayed() is False
     shot(viewer, "27_species_side_by_side")
-    # zooming one map leaves the others where they are
+    # zoomed alone ("Zoom together" unticked), one map moves and the others stay where they are
+    viewer.find_element("#compare-together input").click()
+    wait_settled(viewer)
     others = [picture(viewer, f"compare-graph-{slot}")["source"] for slot in (1, 2)]
     row = atlas.sections(spatial[0]).iloc[0]
     cx, cy = float(row["x_min"] + row["x_max"]) / 2, float(row["y_min"] + row["y_max"]) / 2

@@ -49,8 +49,9 @@ def test_the_side_by_side_datasets_are_the_first_dataset_of_sections_of_each_spe
 
 
 @pytest.mark.parametrize("state", [human(map_view="gallery"), human(map_view="species"),
-                                   human(map_view="species", species_sections=("H.S3",))],
-                         ids=["gallery", "species", "species-with-sections"])
+                                   human(map_view="species", species_sections=("H.S3",)),
+                                   human(map_view="species", zoom_together=False)],
+                         ids=["gallery", "species", "species-with-sections", "species-zoomed-alone"])
 def test_the_map_cards_view_round_trips_through_the_address(state):
     parsed, notices = parse(to_query(state))
     assert notices == []
@@ -140,6 +141,17 @@ def test_sections_without_the_side_by_side_are_a_notice_and_ignored():
         assert state.species_sections == () and [n.parameter for n in notices] == ["sections"]
 
 
+def test_zoom_together_is_written_only_when_unticked_and_a_bad_value_is_a_notice():
+    assert "zoom_together" not in query_of(to_query(human(map_view="species")))
+    assert query_of(to_query(human(map_view="species", zoom_together=False)))["zoom_together"] == "0"
+    assert "zoom_together" not in query_of(to_query(human(map_view="gallery", zoom_together=False)))
+    assert parse("?dataset=HUMAN&view=species&zoom_together=1")[0].zoom_together is True
+    state, notices = parse("?dataset=HUMAN&view=species&zoom_together=yes")
+    assert state.zoom_together is True and [n.parameter for n in notices] == ["zoom_together"]
+    state, notices = parse("?dataset=HUMAN&zoom_together=0")
+    assert state.zoom_together is True and [n.parameter for n in notices] == ["zoom_together"]
+
+
 def test_the_address_sections_are_those_the_export_route_reads():
     state = human(map_view="species", species_sections=("H.S3",))
     value = query_of(to_query(state))["sections"]
@@ -149,7 +161,7 @@ def test_the_address_sections_are_those_the_export_route_reads():
 
 def test_the_http_api_refuses_the_address_bar_view_parameters():
     # the routes draw one view, or take panels= and sections= together: an ignored view= would be a silent surprise
-    for key, value in (("view", "species"), ("sections", "H.S2")):
+    for key, value in (("view", "species"), ("sections", "H.S2"), ("zoom_together", "0")):
         with pytest.raises(ViewError) as raised:
             strict_view({"dataset": "HUMAN", key: value}, CATALOG, gene_lookup=gene_lookup, term_lookup=term_lookup)
         assert raised.value.parameter == key
@@ -260,6 +272,22 @@ def test_the_sections_of_a_hidden_side_by_side_are_not_in_the_address(demo):
                                                                demo.context)["query"])
 
 
+def test_unticking_zoom_together_is_in_the_address_and_sets_the_checklist_back(demo):
+    unticked = control_values(demo, "species", **{ids.COMPARE_TOGETHER: []})
+    written = navigation.url_write(unticked, demo.context, [ids.COMPARE_TOGETHER], None)
+    assert query_of(written["query"])["zoom_together"] == "0" and written["replace"] is True
+    assert compare.address_together_step(written["query"], ["on"], demo.context) == []
+    assert compare.address_together_step(written["query"], [], demo.context) is no_update
+    ticked = navigation.url_query(control_values(demo, "species", **{ids.COMPARE_TOGETHER: ["on"]}),
+                                  demo.context)["query"]
+    assert "zoom_together" not in query_of(ticked)
+    assert compare.address_together_step(ticked, [], demo.context) == ["on"]
+    # not the side by side: the checklist is left alone
+    single = navigation.url_query(control_values(demo, "map", **{ids.COMPARE_TOGETHER: []}), demo.context)["query"]
+    assert "zoom_together" not in query_of(single)
+    assert compare.address_together_step(single, [], demo.context) is no_update
+
+
 def test_a_bad_view_in_the_address_is_shown_as_a_notice(demo):
     outputs = navigation.selection_step(None, {}, demo.context, search=f"?dataset={demo.dataset}&view=tree")
     names = [f"{o.component_id}.{o.component_property}" for o in navigation.SELECTION_OUTPUTS]
@@ -275,13 +303,14 @@ def test_a_short_link_carries_the_view_mode_and_the_side_by_side_sections(demo):
 
     app = create_app(Settings(store=demo.store_dir), atlas=demo.atlas)
     chosen = [demo.sections[0][2], demo.sections[1][1], firsts(demo)[2]]
-    values = {**control_values(demo, "species", chosen), ids.UMAP_VIEWPORT: None}
+    values = {**control_values(demo, "species", chosen), ids.UMAP_VIEWPORT: None, ids.COMPARE_TOGETHER: []}
     made = share_step(values, 1, demo.context, app.server.extensions["atlas_viewer_shares"])
     response = app.server.test_client().get(made["path"])
     assert response.status_code == 302
     target = urlsplit(response.headers["Location"]).query
     mode, _, values = compare.address_view_step(target, "map", [None] * 3, demo.context)
     assert mode == "species" and values == chosen
+    assert compare.address_together_step(target, ["on"], demo.context) == []
 
 
 def test_the_address_callbacks_are_wired_to_the_view_mode_and_the_dropdowns(demo):
