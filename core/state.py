@@ -53,6 +53,9 @@ MAP_VIEWS = ("map", "species", "gallery")
 #: :data:`QUERY_KEYS`: the picture, export and API routes draw one view (a figure of panels takes its own
 #: ``panels=``).
 MAP_VIEW_KEYS = ("view", "sections")
+#: Address-bar parameter of the panel of the highlighted term across species (``across=1``; absent = closed),
+#: written last. Like :data:`MAP_VIEW_KEYS` it belongs to the page, not to the picture, export and API routes.
+PANEL_KEYS = ("across",)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ class ViewState:
     species_sections : tuple of (str or None)
         ``map_view == "species"``: the section of each side-by-side dataset (:func:`side_by_side_datasets` order),
         None = its first section; canonical (:func:`canonical_species_sections`): no trailing None.
+    across : bool
+        The panel of the highlighted term across species is open (only with a term at a level of
+        :func:`across_levels`).
     """
 
     dataset: str | None
@@ -140,6 +146,7 @@ class ViewState:
     selection: ViewSelection | None = None
     map_view: str = "map"
     species_sections: tuple[str | None, ...] = ()
+    across: bool = False
 
     def replace(self, **changes) -> "ViewState":
         return dataclasses.replace(self, **changes)
@@ -343,7 +350,31 @@ def parse_query(
     # the map card's view: the one map, the species side by side (a section each) or the gallery
     state, more = _parse_map_view(catalog, entry, state, params)
     notices += more
+
+    # the panel of the highlighted term across species
+    raw = params.get("across") or ""
+    if raw and raw != "0":
+        levels = across_levels(catalog, entry)
+        if raw != "1":
+            notices.append(Notice("across", f"across={raw[:20]} is not 1: the panel across species is not shown."))
+        elif not levels:
+            notices.append(Notice("across", f"{entry.name}'s taxonomy is not held by several species in this store: "
+                                            "the panel across species is not shown."))
+        elif state.term is None or state.term_level not in levels:
+            notices.append(Notice("across", f"across=1 needs a highlighted term at a level the species share "
+                                            f"({', '.join(levels)}): the panel across species is not shown."))
+        else:
+            state = state.replace(across=True)
     return state, notices
+
+
+def across_levels(catalog: Catalog, entry: DatasetEntry) -> tuple[str, ...]:
+    """The levels at which a term of ``entry``'s taxonomy can be followed across species: its shared levels
+    (:meth:`DatasetEntry.shared_levels`) when the store holds that taxonomy's cells in several species
+    (:meth:`Catalog.species_datasets`), else none."""
+    if not catalog.species_datasets(entry.taxonomy):
+        return ()
+    return entry.shared_levels()
 
 
 # ---------------------------------------------------------------------------------------------- strict mode
@@ -640,7 +671,7 @@ def to_query(state: ViewState) -> str:
     ``slab_plane`` is written only for a whole-slab-plane view (a section implies its plane); ``gene`` only when
     colouring by gene; the viewport, gene range and selection (``sel_view``, ``sel``) only when set; ``view`` only
     for the species side by side or the gallery, and ``sections`` only for side-by-side sections that are not the
-    first ones.
+    first ones; ``across=1`` only with a highlighted term.
     """
     if state.dataset is None:
         return ""
@@ -675,6 +706,8 @@ def to_query(state: ViewState) -> str:
             sections.pop()
         if sections:
             pairs.append(("sections", ",".join(section or "" for section in sections)))
+    if state.across and state.term:
+        pairs.append(("across", "1"))
     return "?" + urlencode(pairs)
 
 
