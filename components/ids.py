@@ -149,6 +149,7 @@ ACROSS_CLOSE = "across-close"  # button: close the panel
 ACROSS_BODY = "across-body"  # the term's annotation, share, regions and dot plot
 ACROSS_MAPS = "across-maps"  # button: the species side by side in the map card, the term highlighted
 ACROSS_REGIONS = "across-regions"  # stacked bars: the term's cells per region in each species' cells
+ACROSS_MAPS_PICTURE = "across-maps-picture"  # the figure of the species side by side, the term highlighted
 ACROSS_DOTS = "across-dots"  # dot plot: conserved marker genes, one row per species' cells
 
 #: Side-by-side slots (one per spatial species, at most three).

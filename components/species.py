@@ -145,6 +145,15 @@ def across_body(summary: Mapping | None, *, message: str = "") -> list:
         html.Div("Regions of its cells", className="field-label"),
         dcc.Graph(id=ids.ACROSS_REGIONS, className="chart", config=CHART_CONFIG,
                   figure=region_figure(summary["regions"], labels)),
+        html.Div(className="across-maps-head", children=[
+            html.Span("Maps side by side at one scale (first section of each species)", className="field-label"),
+            html.Span(className="across-downloads", children=[
+                html.A(fmt.upper(), href=href, download="", className="button small", title=f"The figure as {fmt.upper()}")
+                for fmt, href in summary.get("maps", {}).items()]),
+        ]),
+        *([html.Img(id=ids.ACROSS_MAPS_PICTURE, src=summary["maps"]["png"], className="across-maps-picture",
+                    alt=f"{summary['term']} highlighted in each species' first section")]
+          if summary.get("maps") else []),
         html.Div(className="across-markers-head", children=[
             html.Span("Conserved marker genes (high in the term in every species, by symbol)",
                       className="field-label"), dot_key()]),

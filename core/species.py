@@ -10,13 +10,18 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from core.context import ViewerContext
 from core.errors import ViewError
+from core.export import EXPORT_FIGURE_PATH
 from core.state import across_levels
 
 #: Conserved marker genes shown in the dot plot.
 MARKER_GENES = 8
+#: The maps side by side in the panel: a figure of the export route (every species at one scale), pixels and dpi.
+MAPS_SIZE_PX = (1500, 560)
+MAPS_DPI = 150
 #: Summaries kept per app (a term's summary is asked for again when the panel is redrawn).
 MEMO_SIZE = 32
 _lock = threading.Lock()
@@ -40,6 +45,9 @@ class AcrossSpecies:
         The conserved marker genes (symbols), best first.
     dot : list of dict
         One per (species' cells, gene): ``label, gene, gene_identifier, mean, fraction, n_cells``.
+    maps : dict
+        Format (``png``, ``svg``, ``pdf``) -> link of the figure of the species side by side at one scale, the term
+        highlighted (:func:`maps_href`).
     seconds : float
         Time taken to compute it.
     """
@@ -53,6 +61,7 @@ class AcrossSpecies:
     regions: list[dict] = field(default_factory=list)
     genes: list[str] = field(default_factory=list)
     dot: list[dict] = field(default_factory=list)
+    maps: dict = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -114,5 +123,15 @@ def _compute(context: ViewerContext, dataset: str, taxonomy: str, term: str, lev
         genes=genes,
         dot=_records(species_dot_plot(atlas, parts, level, term, genes)[
             ["label", "gene", "gene_identifier", "mean", "fraction", "n_cells"]]) if genes else [],
+        maps={fmt: maps_href(dataset, term, level, fmt) for fmt in ("png", "svg", "pdf")},
         seconds=time.perf_counter() - started,
     )
+
+
+def maps_href(dataset: str, term: str, level: str, fmt: str = "png") -> str:
+    """The figure of the species side by side at one scale (first section of each species), coloured by ``level``
+    with ``term`` highlighted: a link to the figure export route (``panels=species``) in ``fmt``."""
+    width, height = MAPS_SIZE_PX
+    query = urlencode([("dataset", dataset), ("color_by", level), ("term", term), ("term_level", level),
+                       ("panels", "species"), ("width", str(width)), ("height", str(height)), ("dpi", str(MAPS_DPI))])
+    return EXPORT_FIGURE_PATH.replace("<fmt>", fmt) + "?" + query

@@ -148,14 +148,15 @@ def conserved_markers(atlas: Any, parts: Sequence[SpeciesCells], level: str, ter
     markers_for_term` without tests: the store's per-cluster statistics, a few ms), from the parts that are a
     whole dataset of one species (else, when there are none, from every dataset of the parts). Genes are matched
     by symbol (any case); a gene counts only where every one of those datasets measures it, and genes are ranked by
-    their smallest ``diff`` (mean log2 in the term minus the rest) over the species, ties by symbol.
+    their smallest ``diff`` (mean log2 in the term minus the rest) over the species, ties by symbol. A dataset
+    without any cell of the term with expression is left out.
 
     Returns
     -------
     DataFrame
         Up to ``n`` rows: ``gene_symbol`` (str, as the first dataset spells it), ``min_diff`` (float64), then one
-        ``diff:<label>`` column per dataset used (float64). Empty when no dataset has expression or the term has
-        no cells with expression somewhere.
+        ``diff:<label>`` column per dataset used (float64). Empty when no dataset has the term's cells with
+        expression.
     """
     whole = [p for p in parts if p.species_value is None]
     used = whole or list({p.dataset: p for p in parts}.values())
@@ -164,8 +165,8 @@ def conserved_markers(atlas: Any, parts: Sequence[SpeciesCells], level: str, ter
         if not atlas.info(part.dataset).n_genes:
             continue
         table = markers_for_term(atlas, part.dataset, level, term, n=None, tests=False)
-        if table.empty:
-            return pd.DataFrame({"gene_symbol": pd.Series(dtype=object), "min_diff": pd.Series(dtype=np.float64)})
+        if table.empty:  # no cell of the term with expression in this species: it cannot vote
+            continue
         keyed = table.assign(key=table["gene_symbol"].astype(str).str.lower()).drop_duplicates("key")
         tables.append((part.label if part.species_value is None else part.dataset, keyed.set_index("key")))
     if not tables:

@@ -5,6 +5,7 @@ expression read cell by cell; ``across=1`` in the address (``core.state``); the 
 (``callbacks.species``)."""
 from __future__ import annotations
 
+import io
 from types import SimpleNamespace
 from urllib.parse import parse_qs
 
@@ -246,3 +247,20 @@ def test_the_address_holds_across_only_with_a_shared_term(demo):
     assert parse_qs(query.lstrip("?"))["across"] == ["1"]
     values[ids.TERM] = None
     assert "across" not in navigation.url_query(values, demo.context)["query"]
+
+
+def test_the_maps_side_by_side_are_a_figure_the_export_route_serves(demo):
+    from flask import Flask
+    from PIL import Image
+
+    from server.export import export_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(export_blueprint(demo.context))
+    summary = across_species(demo.context, demo.spatial[0], D1, LEVEL)
+    assert set(summary.maps) == {"png", "svg", "pdf"}
+    query = parse_qs(summary.maps["png"].split("?", 1)[1])
+    assert query["panels"] == ["species"] and query["term"] == [D1] and query["term_level"] == [LEVEL]
+    response = app.test_client().get(summary.maps["png"])
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert Image.open(io.BytesIO(response.data)).size == (1500, 560)
