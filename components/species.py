@@ -1,4 +1,4 @@
-"""The panel of one cell type across species: a dialog over the page with the highlighted term's annotation (its
+"""The panel of one cell type across species: a dialog over the map with the highlighted term's annotation (its
 abbreviations spelled out with their ontology identifiers), its share of each species' cells, its regions in
 each species' cells and a dot plot of its conserved marker genes with one row per species' cells (filled by
 ``callbacks.species`` from :func:`core.species.across_species`)."""
@@ -25,7 +25,8 @@ def across_button() -> html.Button:
 
 
 def across_panel() -> html.Div:
-    """The panel: a dialog over the page, hidden until opened."""
+    """The panel: a dialog over the map and the right column (the controls and the legend stay usable), hidden
+    until opened."""
     return html.Div(
         id=ids.ACROSS_PANEL,
         className="across-overlay",
