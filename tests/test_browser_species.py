@@ -44,7 +44,7 @@ def test_the_panel_opens_from_a_legend_click_in_one_more_click_and_shows_every_s
     open_view(viewer, f"?dataset={quote(dataset)}&color_by={LEVEL}")
     wait_for_picture(viewer, f"color_by={LEVEL}")
     assert not viewer.find_element("#across-open").is_displayed()  # nothing highlighted yet
-    viewer.find_element(f'#legend .legend-item[data-name="{D1}"]').click()
+    viewer.wait_for_element(f'#legend .legend-item[data-name="{D1}"]', timeout=TIMEOUT).click()
     button = viewer.find_element("#across-open")
     WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: button.is_displayed())
     button.click()
