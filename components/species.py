@@ -105,11 +105,14 @@ def region_figure(regions: Sequence[Mapping], labels: Sequence[str]) -> dict:
             "customdata": [[r["n_cells"], r["column"]] for r in rows],
             "hovertemplate": f"{name}: %{{x:.1%}} of the term's cells (%{{customdata[0]:,}})<extra>%{{y}}</extra>",
         })
+    legend_rows = math.ceil(len(names) / 5)
     return {"data": traces, "layout": _chart_layout(
-        barmode="stack", showlegend=True, height=60 + REGION_BAR_PX * len(labels) + 22 * math.ceil(len(names) / 6),
-        margin={"l": 8, "r": 12, "t": 4, "b": 8},
-        legend={"orientation": "h", "y": -0.15, "yanchor": "top", "font": {"size": 10}, "traceorder": "normal"},
-        xaxis={"range": [0, 1], "tickformat": ".0%", "fixedrange": True, "gridcolor": "#f0f2f6"},
+        barmode="stack", showlegend=True, height=50 + REGION_BAR_PX * len(labels) + 22 * legend_rows,
+        margin={"l": 8, "r": 12, "t": 22, "b": 8 + 22 * legend_rows},
+        legend={"orientation": "h", "x": 0, "y": -0.02, "yanchor": "top", "font": {"size": 10},
+                "traceorder": "normal"},
+        xaxis={"range": [0, 1], "tickformat": ".0%", "fixedrange": True, "gridcolor": "#f0f2f6", "side": "top",
+               "tickfont": {"size": 10}},
         yaxis={"type": "category", "categoryorder": "array", "categoryarray": list(labels), "autorange": "reversed",
                "automargin": True, "fixedrange": True})}
 
@@ -125,6 +128,13 @@ def species_dot_figure(labels: Sequence[str], genes: Sequence[str], dot: Sequenc
     if figure.get("layout"):
         figure["layout"]["height"] = 90 + 30 * len(labels)
     return figure
+
+
+def _sized_graph(graph_id: str, figure: dict) -> dcc.Graph:
+    """A chart as tall as its figure says (the panel scrolls; a chart never squeezes its rows)."""
+    height = (figure.get("layout") or {}).get("height") or 160
+    return dcc.Graph(id=graph_id, className="chart", config=CHART_CONFIG, figure=figure,
+                     style={"height": f"{int(height)}px"})
 
 
 def across_body(summary: Mapping | None, *, message: str = "") -> list:
@@ -144,8 +154,7 @@ def across_body(summary: Mapping | None, *, message: str = "") -> list:
         html.Div("Share of cells", className="field-label"),
         share_table(summary["shares"], summary["color"]),
         html.Div("Regions of its cells", className="field-label"),
-        dcc.Graph(id=ids.ACROSS_REGIONS, className="chart", config=CHART_CONFIG,
-                  figure=region_figure(summary["regions"], labels)),
+        _sized_graph(ids.ACROSS_REGIONS, region_figure(summary["regions"], labels)),
         html.Div(className="across-maps-head", children=[
             html.Span("Maps side by side at one scale (first section of each species)", className="field-label"),
             html.Span(className="across-downloads", children=[
@@ -158,9 +167,8 @@ def across_body(summary: Mapping | None, *, message: str = "") -> list:
         html.Div(className="across-markers-head", children=[
             html.Span("Conserved marker genes (high in the term in every species, by symbol)",
                       className="field-label"), dot_key()]),
-        dcc.Graph(id=ids.ACROSS_DOTS, className="chart", config=CHART_CONFIG,
-                  figure=species_dot_figure(labels, genes, summary["dot"]) if genes
-                  else message_figure("No gene is measured in every species' cells")),
+        _sized_graph(ids.ACROSS_DOTS, species_dot_figure(labels, genes, summary["dot"]) if genes
+                     else message_figure("No gene is measured in every species' cells")),
         html.Div(f"Markers: the term against the rest of each species' dataset of sections (per-cluster means); "
                  f"dots: the term's cells of each row. Computed in {summary['seconds']:.2f} s.",
                  className="card-info"),
