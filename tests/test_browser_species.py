@@ -21,6 +21,11 @@ from browser_helpers import (  # noqa: F401  (atlas, store, viewer: fixtures)
 pytestmark = pytest.mark.browser
 
 D1, LEVEL = "STR D1 MSN", "Subclass"
+BODY_JS = """
+var body = document.getElementById('across-body');
+var rows = Array.from(body.querySelectorAll('.share-row td:first-child')).map(function (td) { return td.textContent; });
+return rows.length ? [body.innerText, rows] : null;
+"""
 DOTS_JS = """
 var gd = document.querySelector('#across-dots .js-plotly-plot');
 return gd && gd.layout && gd.data && gd.data.length ? [gd.layout.xaxis.categoryarray, gd.layout.yaxis.categoryarray]
@@ -51,10 +56,9 @@ def test_the_panel_opens_from_a_legend_click_in_one_more_click_and_shows_every_s
 
     viewer.wait_for_element("#across-panel .across-term", timeout=TIMEOUT)
     viewer.wait_for_contains_text("#across-body .across-term", D1, timeout=TIMEOUT)
-    body = viewer.find_element("#across-body").text
+    # read in one script: the panel may be drawn again meanwhile (the highlight is stored again)
+    body, rows = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(BODY_JS))
     assert "striatum" in body and "DHBA:10333" in body and "medium spiny neuron" in body
-    rows = [r.find_element(By.CSS_SELECTOR, "td").text
-            for r in viewer.driver.find_elements(By.CSS_SELECTOR, "#across-body .share-row")]
     assert rows == labels
     genes, dot_rows = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(DOTS_JS))
     assert "DRD1" in genes[:3] and dot_rows == labels
