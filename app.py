@@ -15,7 +15,7 @@ from typing import Any
 from dash import Dash
 
 from callbacks import (compare, export_panel, inspector, legend, map_view, markers, navigation, selection, tree,
-                       two_genes, umap_view)
+                       species, two_genes, umap_view)
 from callbacks.guard import install_callback_guard
 from components import ids
 from components.layout import build_layout, empty_layout
@@ -92,7 +92,8 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
     app.layout = build_layout(context.catalog, default_state(context.catalog), store_label=str(settings.store),
                               logout_link=settings.auth_users_file is not None)
     shares = register_routes(app, context)
-    for module in (navigation, map_view, umap_view, tree, legend, inspector, selection, markers, two_genes, compare):
+    for module in (navigation, map_view, umap_view, tree, legend, inspector, selection, markers, two_genes, compare,
+                   species):
         module.register(app, context)
     export_panel.register_panel(app, context)
     export_panel.register_share_callbacks(app, context, shares, app.config.requests_pathname_prefix or "/")

@@ -400,7 +400,8 @@ def share_step(values: dict[str, Any], n_clicks: int | None, context: ViewerCont
     """Store the view on screen and return ``{"path": "/s/<id>", "long": "/?...", "n"}`` (or ``{"error"}``).
 
     ``values[ids.SELECTION]`` (the selection store) is part of the view when it belongs to it, and so are the map
-    card's view (``values[ids.MAP_VIEW_MODE]``) and the side-by-side sections (keyed by their dropdowns' ids).
+    card's view (``values[ids.MAP_VIEW_MODE]``), the side-by-side sections (keyed by their dropdowns' ids) and the
+    panel across species (``values[ids.ACROSS]``).
     """
     from server.share import ShareError, canonical_query, check_share_rate, share_path
 
@@ -428,15 +429,15 @@ def register_share_callbacks(app: Any, context: ViewerContext, store: Any, home:
         Output(ids.SHARE_LINK, "data"),
         inputs=dict(n_clicks=Input(ids.SHARE_BUTTON, "n_clicks")),
         state=dict(selection=State(ids.SELECTION, "data"), mode=State(ids.MAP_VIEW_MODE, "value"),
-                   sections=_compare_sections(State), together=State(ids.COMPARE_TOGETHER, "value"),
-                   view=view_states()),
+                   across=State(ids.ACROSS, "data"), sections=_compare_sections(State),
+                   together=State(ids.COMPARE_TOGETHER, "value"), view=view_states()),
         prevent_initial_call=True,
     )
-    def make_link(n_clicks, selection, mode, sections, together, view):
+    def make_link(n_clicks, selection, mode, across, sections, together, view):
         if not n_clicks:
             return no_update
         values = {**view, ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode, ids.COMPARE_TOGETHER: together,
-                  **sections}
+                  ids.ACROSS: across, **sections}
         return share_step(values, n_clicks, context, store, home)
 
     app.clientside_callback(

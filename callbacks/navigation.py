@@ -18,7 +18,8 @@ from (only loading and back/forward do).
 The map card's view is part of the address too (``view=species|gallery``, and ``sections=`` and
 ``zoom_together=0`` of the side by side): written here from the view-mode radio and the side-by-side dropdowns (a
 new history entry, like a section change) and "Zoom together" (replacing the entry), read back into them by
-``callbacks.compare`` (``address_view_step``, ``address_together_step``).
+``callbacks.compare`` (``address_view_step``, ``address_together_step``); so is the panel across species
+(``across=1``, read back by ``callbacks.species``).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from components import ids
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
 from components.layout import (color_by_options, gene_options, notice_children, section_options,
                                slab_plane_options)
-from core.state import (ViewState, default_state, map_view_of, parse_query, switch_dataset,
+from core.state import (ViewState, across_levels, default_state, map_view_of, parse_query, switch_dataset,
                               switch_section, switch_slab_plane, to_query)
 
 log = logging.getLogger(__name__)
@@ -49,17 +50,21 @@ GENE_MATCHES = 30
 
 
 def address_state(values: dict[str, Any], context: ViewerContext) -> ViewState:
-    """The view the controls show now with the selection that belongs to it (``values[ids.SELECTION]``) and the map
+    """The view the controls show now with the selection that belongs to it (``values[ids.SELECTION]``), the map
     card's view (``values[ids.MAP_VIEW_MODE]``, the side-by-side sections under ``ids.compare_section(slot)``, "Zoom
-    together" under ``ids.COMPARE_TOGETHER``): what the address bar and a short link hold."""
+    together" under ``ids.COMPARE_TOGETHER``) and the panel across species (``values[ids.ACROSS]``, kept only with a
+    term it can show): what the address bar and a short link hold."""
     state = view_of(values)
     selection = view_selection(values.get(ids.SELECTION), state.dataset, state.slab_plane, state.section, context)
     sections = [values.get(ids.compare_section(slot)) for slot in range(ids.COMPARE_SLOTS)]
     map_view, species_sections = map_view_of(context.catalog, state.dataset, values.get(ids.MAP_VIEW_MODE),
                                              sections)
     together = values.get(ids.COMPARE_TOGETHER, ["on"])
+    entry = context.catalog.get(state.dataset)
+    across = (bool(values.get(ids.ACROSS)) and entry is not None and state.term is not None
+              and state.term_level in across_levels(context.catalog, entry))
     return state.replace(selection=selection, map_view=map_view, species_sections=species_sections,
-                         zoom_together=map_view != "species" or is_together(together))
+                         zoom_together=map_view != "species" or is_together(together), across=across)
 
 
 def resolve_view(
@@ -241,14 +246,15 @@ def register(app: Any, context: ViewerContext) -> dict:
     @app.callback(
         Output(ids.URL_QUERY, "data"),
         inputs=dict(view=view_inputs(), selection=Input(ids.SELECTION, "data"),
-                    mode=Input(ids.MAP_VIEW_MODE, "value"),
+                    mode=Input(ids.MAP_VIEW_MODE, "value"), across=Input(ids.ACROSS, "data"),
                     sections=[Input(ids.compare_section(slot), "value") for slot in range(ids.COMPARE_SLOTS)],
                     together=Input(ids.COMPARE_TOGETHER, "value")),
         state=dict(written=State(ids.URL_QUERY, "data")),
         prevent_initial_call=True,
     )
-    def write_url(view, selection, mode, sections, together, written):
+    def write_url(view, selection, mode, across, sections, together, written):
         values = {**view, ids.SELECTION: selection, ids.MAP_VIEW_MODE: mode, ids.COMPARE_TOGETHER: together,
+                  ids.ACROSS: across,
                   **{ids.compare_section(slot): value for slot, value in enumerate(sections)}}
         return url_write(values, context, ctx.triggered_prop_ids.values(), written)
 

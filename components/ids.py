@@ -143,6 +143,17 @@ COMPARE_ZOOM = "compare-zoom"  # dcc.Store: {"zoom", "u", "v"} of the maps zoome
 GALLERY_VIEW = "gallery-view"
 GALLERY = "gallery"  # the small pictures of every section (one HTML block)
 GALLERY_PICKED = "gallery-picked"  # dcc.Store: {"section", "t"} of a clicked small picture (assets/analysis.js)
+# one cell type across species (components.species lays it out; callbacks.species drives it)
+ACROSS = "across"  # dcc.Store: True while the panel of the highlighted term across species is open (address across=1)
+ACROSS_OPEN = "across-open"  # button beside the legend's head: shown when the highlighted term is at a shared level
+ACROSS_PANEL = "across-panel"  # the panel (a dialog over the page)
+ACROSS_CLOSE = "across-close"  # button: close the panel
+ACROSS_BODY = "across-body"  # the term's annotation, share, regions and dot plot
+ACROSS_MAPS = "across-maps"  # button: the species side by side in the map card, the term highlighted
+ACROSS_REGIONS = "across-regions"  # stacked bars: the term's cells per region in each species' cells
+ACROSS_MAPS_PICTURE = "across-maps-picture"  # the figure of the species side by side, the term highlighted
+ACROSS_DOTS = "across-dots"  # dot plot: conserved marker genes, one row per species' cells
+
 #: Side-by-side slots (one per spatial species, at most three).
 COMPARE_SLOTS = _COMPARE_SLOTS
 

@@ -13,6 +13,7 @@ from core.catalog import (COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WH
                                 DatasetEntry)
 from components.export import export_panel, export_toolbar, share_box
 from components.figures import message_figure
+from components.species import across_button, across_panel
 from core.state import ViewState
 
 #: Plotly config of both pictures: scroll zoom, a short mode bar, no logo.
@@ -208,6 +209,7 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
                             html.Span("Legend", id=ids.LEGEND_TITLE, className="section-title"),
                             html.Button("Clear highlight", id=ids.CLEAR_TERM, className="button link small",
                                         title="Show every cell in its colour again"),
+                            across_button(),
                         ],
                     ),
                     dcc.Input(id=ids.LEGEND_FILTER, type="search", placeholder="Filter the legend…", value="",
@@ -254,6 +256,7 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
             dcc.Store(id=ids.TERM_PICKED, data=None),
             dcc.Store(id=ids.TREE_TOGGLED, data=None),
             dcc.Store(id=ids.GENE_RANGE_DEFAULT, data=None),
+            dcc.Store(id=ids.ACROSS, data=False),
             *analysis_stores(),
             html.Header(
                 className="topbar",
@@ -350,6 +353,7 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
                     ),
                 ],
             ),
+            across_panel(),
         ],
     )
 

@@ -25,6 +25,8 @@ COLOR_BY_TWO_GENES = "two_genes"
 #: Section dropdown value meaning "every section of the slab plane".
 WHOLE_SLAB_PLANE = "__whole_slab_plane__"
 
+#: The categorical cell column naming each cell's species in a dataset of several species.
+SPECIES_COLUMN = "species"
 #: Categorical cell columns that name the place (chosen with the section and slab plane controls, or drawn as
 #: ``region``), not colourings of their own.
 PLACE_COLUMNS = ("brain_section_label", "slab_plane_label", "region")
@@ -117,6 +119,11 @@ class DatasetEntry:
             return self.levels[: lowered.index("group") + 1]
         return self.levels[:-1] if len(self.levels) > 1 else self.levels
 
+    @property
+    def several_species(self) -> bool:
+        """True for a dataset of several species with a ``species`` column (the aligned 10X cells)."""
+        return not self.species and SPECIES_COLUMN in self.columns
+
     def label(self) -> str:
         """Human name for the dataset dropdown: ``Human · MERSCOPE · HMBA-MERSCOPE-H22.30.001-BG``."""
         species = self.species or ("Cross-species" if self.taxonomy.startswith("HMBA") else "Mixed")
@@ -138,10 +145,27 @@ class Catalog:
     def get(self, name: str | None) -> DatasetEntry | None:
         return self.datasets.get(name) if name else None
 
+    def species_datasets(self, taxonomy: str | None) -> list[str]:
+        """The datasets holding a taxonomy's cells species by species, in catalog order: the first dataset of
+        sections of each species, then the datasets of several species (:attr:`DatasetEntry.several_species`);
+        empty when they hold fewer than two species."""
+        chosen: list[str] = []
+        species_seen: set[str] = set()
+        for name, entry in self.datasets.items():
+            if entry.taxonomy != taxonomy or not taxonomy:
+                continue
+            if entry.spatial and entry.species and entry.sections and entry.species not in species_seen:
+                species_seen.add(entry.species)
+                chosen.append(name)
+        several = [name for name, entry in self.datasets.items()
+                   if entry.taxonomy == taxonomy and taxonomy and entry.several_species]
+        if len(species_seen) < 2 and not several:  # one species: nothing to compare across
+            return []
+        return chosen + several
+
     def default_dataset(self) -> str | None:
         """The first dataset, or None for an empty store."""
         return next(iter(self.datasets), None)
-
 
 
 def _bounds(row: Any) -> tuple[float, float, float, float]:

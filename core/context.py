@@ -53,6 +53,8 @@ class ViewerContext:
     masks: SelectionMasks | None = None
     _gene_ranges: dict = field(default_factory=dict, repr=False)
     outline_cache: dict = field(default_factory=dict, repr=False)
+    #: Memo of ``core.species.across_species`` (a term's summary across species), at most a few entries.
+    across_memo: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         if self.masks is None:

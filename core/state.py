@@ -54,6 +54,9 @@ MAP_VIEWS = ("map", "species", "gallery")
 #: ``panels=``). ``zoom_together=0`` (with ``view=species``): the side-by-side maps zoom each on its own (absent
 #: or 1: they zoom together).
 MAP_VIEW_KEYS = ("view", "sections", "zoom_together")
+#: Address-bar parameter of the panel of the highlighted term across species (``across=1``; absent = closed),
+#: written last. Like :data:`MAP_VIEW_KEYS` it belongs to the page, not to the picture, export and API routes.
+PANEL_KEYS = ("across",)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,9 @@ class ViewState:
         None = its first section; canonical (:func:`canonical_species_sections`): no trailing None.
     zoom_together : bool
         ``map_view == "species"``: zooming one side-by-side map zooms the others (the default) or only itself.
+    across : bool
+        The panel of the highlighted term across species is open (only with a term at a level of
+        :func:`across_levels`).
     """
 
     dataset: str | None
@@ -144,6 +150,7 @@ class ViewState:
     map_view: str = "map"
     species_sections: tuple[str | None, ...] = ()
     zoom_together: bool = True
+    across: bool = False
 
     def replace(self, **changes) -> "ViewState":
         return dataclasses.replace(self, **changes)
@@ -347,7 +354,31 @@ def parse_query(
     # the map card's view: the one map, the species side by side (a section each) or the gallery
     state, more = _parse_map_view(catalog, entry, state, params)
     notices += more
+
+    # the panel of the highlighted term across species
+    raw = params.get("across") or ""
+    if raw and raw != "0":
+        levels = across_levels(catalog, entry)
+        if raw != "1":
+            notices.append(Notice("across", f"across={raw[:20]} is not 1: the panel across species is not shown."))
+        elif not levels:
+            notices.append(Notice("across", f"{entry.name}'s taxonomy is not held by several species in this store: "
+                                            "the panel across species is not shown."))
+        elif state.term is None or state.term_level not in levels:
+            notices.append(Notice("across", f"across=1 needs a highlighted term at a level the species share "
+                                            f"({', '.join(levels)}): the panel across species is not shown."))
+        else:
+            state = state.replace(across=True)
     return state, notices
+
+
+def across_levels(catalog: Catalog, entry: DatasetEntry) -> tuple[str, ...]:
+    """The levels at which a term of ``entry``'s taxonomy can be followed across species: its shared levels
+    (:meth:`DatasetEntry.shared_levels`) when the store holds that taxonomy's cells in several species
+    (:meth:`Catalog.species_datasets`), else none."""
+    if not catalog.species_datasets(entry.taxonomy):
+        return ()
+    return entry.shared_levels()
 
 
 # ---------------------------------------------------------------------------------------------- strict mode
@@ -652,7 +683,8 @@ def to_query(state: ViewState) -> str:
     ``slab_plane`` is written only for a whole-slab-plane view (a section implies its plane); ``gene`` only when
     colouring by gene; the viewport, gene range and selection (``sel_view``, ``sel``) only when set; ``view`` only
     for the species side by side or the gallery, ``sections`` only for side-by-side sections that are not the
-    first ones, and ``zoom_together=0`` only for side-by-side maps that zoom each on its own.
+    first ones, ``zoom_together=0`` only for side-by-side maps that zoom each on its own; ``across=1`` only with a
+    highlighted term.
     """
     if state.dataset is None:
         return ""
@@ -689,6 +721,8 @@ def to_query(state: ViewState) -> str:
             pairs.append(("sections", ",".join(section or "" for section in sections)))
         if state.map_view == "species" and not state.zoom_together:
             pairs.append(("zoom_together", "0"))
+    if state.across and state.term:
+        pairs.append(("across", "1"))
     return "?" + urlencode(pairs)
 
 
@@ -809,11 +843,13 @@ __all__ = [
     "MAP_VIEWS",
     "MAP_VIEW_KEYS",
     "Notice",
+    "PANEL_KEYS",
     "QUERY_KEYS",
     "SELECTION_KEYS",
     "SELECTION_VIEWS",
     "ViewSelection",
     "ViewState",
+    "across_levels",
     "canonical_species_sections",
     "default_state",
     "frame_bounds",

@@ -664,7 +664,9 @@ def _group_codes(groups: Sequence[CellGroup]) -> tuple[np.ndarray, int]:
     return codes, lo
 
 
-def _sums_of(atlas: Any, group: CellGroup, genes: Sequence[str] | None) -> GroupSums:
+def group_sums(atlas: Any, group: CellGroup, genes: Sequence[str] | None = None) -> GroupSums:
+    """Sums of every gene (or ``genes``: symbols or identifiers of the group's dataset) over one group's cells,
+    scanning only the rows the group spans."""
     codes, window = _group_codes([group])
     return scan_groups(atlas, group.dataset, codes, start=window, stop=window + len(codes), n_groups=1,
                        genes=genes)[1]
@@ -685,7 +687,7 @@ def group_pair_sums(atlas: Any, a: CellGroup, b: CellGroup, genes: Sequence[str]
              if str(gm_a.gene_symbols[c]).lower() in in_b]
     genes_a = [str(gm_a.gene_identifiers[c]) for c, _ in pairs]
     genes_b = [str(gm_b.gene_identifiers[c]) for _, c in pairs]
-    return _sums_of(atlas, a, genes_a), _sums_of(atlas, b, genes_b)
+    return group_sums(atlas, a, genes_a), group_sums(atlas, b, genes_b)
 
 
 def compare_groups(atlas: Any, a: CellGroup, b: CellGroup, *, genes: Sequence[str] | None = None) -> pd.DataFrame:

@@ -2,7 +2,8 @@
 
 What is prepared (see ../shared/ABC_LAYOUT.md and DESIGN.md, "Data flow"):
 
-* every **taxonomy** in the cache (a metadata dataset with term sets, terms and cluster membership);
+* every **taxonomy** in the cache (a metadata dataset with term sets, terms and cluster membership, and the
+  abbreviations its term names use when the release spells them out);
 * every **spatial** dataset (``cell_metadata`` + ``slab_plane_coordinates``; the basal ganglia MERSCOPE and
   Xenium sets): cells inner-joined with their slab coordinates, sections and slab planes from
   ``specimen_metadata``, regions from ``cell_anatomical_annotations``, region polygons from the plane
@@ -42,7 +43,7 @@ from .tables import (
     TableError, categories_with_colors, csv_header, normalize_color, read_csv, read_value_sets,
     smallest_int_dtype,
 )
-from .taxonomy import REQUIRED_TAGS, TaxonomyTables, normalize_aliases, read_taxonomy
+from .taxonomy import OPTIONAL_TAGS, REQUIRED_TAGS, TaxonomyTables, normalize_aliases, read_taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def plan_units(cache: _Cache) -> tuple[dict[str, UnitPlan], list[UnitPlan]]:
     for ds in names:
         if all(usable(ds, t) for t in REQUIRED_TAGS):
             plan = UnitPlan("taxonomy", ds, "taxonomy", taxonomy=ds)
-            for tag in (*REQUIRED_TAGS, "cluster"):
+            for tag in (*REQUIRED_TAGS, *OPTIONAL_TAGS):
                 if usable(ds, tag):
                     plan.files[tag] = meta[ds][tag]
             taxonomies[ds] = plan

@@ -5,6 +5,10 @@ A taxonomy has ordered levels (``Neighborhood`` ... ``Cluster`` for the basal ga
 ``cluster_alias`` (an opaque string: ``Human-143`` or ``14``) to one term per level. Term codes are positions
 within a level; cells of every dataset sharing a taxonomy use the same codes, followed by two extra codes for
 ``Adjacent`` (mapped to a taxon the taxonomy does not hold) and ``unassigned`` (not mapped).
+
+A term's annotation is the release's spelling out of the abbreviations in its name (``abbreviation_term`` and
+``cluster_annotation_to_abbreviation_map``, optional tables): ``STR D1 MSN`` -> striatum (``DHBA:10333``),
+``DRD1`` (an ``NCBIGene:`` id), medium spiny neuron (``CL:1001474``).
 """
 from __future__ import annotations
 
@@ -26,6 +30,11 @@ log = logging.getLogger(__name__)
 
 #: Metadata tags a taxonomy dataset must have (cluster.csv is optional: aliases also come from the membership).
 REQUIRED_TAGS = ("cluster_annotation_term_set", "cluster_annotation_term", "cluster_to_cluster_annotation_membership")
+#: Optional metadata tags of a taxonomy: its cluster counts and the abbreviations its term names use.
+OPTIONAL_TAGS = ("cluster", "abbreviation_term", "cluster_annotation_to_abbreviation_map")
+#: Columns of a taxonomy's abbreviation table in the store (one row per abbreviation of a term, in map order).
+ABBREVIATION_COLUMNS = ["term_label", "abbreviation", "meaning", "type", "primary_identifier",
+                        "secondary_identifier"]
 _INT_FLOAT = re.compile(r"^-?\d+\.0+$")
 
 
@@ -66,6 +75,9 @@ class TaxonomyTables:
         term code of each alias at each level (-1 where unknown).
     cluster_paths : ndarray of int32, shape (n_clusters, n_levels)
         term codes of each cluster (finest-level term) and its ancestors.
+    abbreviations : DataFrame or None
+        :data:`ABBREVIATION_COLUMNS`: the abbreviations of each term's name spelled out (None: the release
+        has no abbreviation tables).
     """
 
     name: str
@@ -75,6 +87,7 @@ class TaxonomyTables:
     aliases: pd.DataFrame
     alias_paths: np.ndarray
     cluster_paths: np.ndarray
+    abbreviations: pd.DataFrame | None = None
 
     def n_terms(self, level: int) -> int:
         return int((self.terms["level"] == level).sum())
@@ -118,7 +131,8 @@ class TaxonomyTables:
         return out
 
     def write(self, folder: Path) -> None:
-        """Write ``taxonomy.json``, ``terms.parquet``, ``aliases.parquet``, ``alias_paths.npy``, ``cluster_paths.npy``."""
+        """Write ``taxonomy.json``, ``terms.parquet``, ``aliases.parquet``, ``alias_paths.npy``, ``cluster_paths.npy``
+        and, when the release spells out its abbreviations, ``abbreviations.parquet``."""
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"name": self.name, "levels": self.levels, "level_labels": self.level_labels,
                 "n_terms": [self.n_terms(i) for i in range(len(self.levels))]}
@@ -127,6 +141,8 @@ class TaxonomyTables:
         self.aliases.to_parquet(folder / "aliases.parquet", index=False)
         np.save(folder / "alias_paths.npy", self.alias_paths)
         np.save(folder / "cluster_paths.npy", self.cluster_paths)
+        if self.abbreviations is not None:
+            self.abbreviations[ABBREVIATION_COLUMNS].to_parquet(folder / "abbreviations.parquet", index=False)
 
     @classmethod
     def load(cls, folder: Path) -> "TaxonomyTables":
@@ -137,6 +153,8 @@ class TaxonomyTables:
             aliases=pd.read_parquet(folder / "aliases.parquet"),
             alias_paths=np.load(folder / "alias_paths.npy"),
             cluster_paths=np.load(folder / "cluster_paths.npy"),
+            abbreviations=(pd.read_parquet(folder / "abbreviations.parquet")
+                           if (folder / "abbreviations.parquet").exists() else None),
         )
 
 
@@ -148,7 +166,8 @@ def read_taxonomy(name: str, files: Mapping[str, Path]) -> TaxonomyTables:
     name
         the taxonomy dataset name (e.g. ``HMBA-BG-taxonomy-CCN20250428``).
     files
-        metadata tag -> local path; needs the :data:`REQUIRED_TAGS`, uses ``cluster`` when present.
+        metadata tag -> local path; needs the :data:`REQUIRED_TAGS`, uses the :data:`OPTIONAL_TAGS` when present
+        (abbreviation tables that lack a column are left out with a warning naming the file and the column).
 
     Raises
     ------
@@ -291,8 +310,59 @@ def read_taxonomy(name: str, files: Mapping[str, Path]) -> TaxonomyTables:
                                 "cluster_code": alias_paths[:, finest] if len(aliases) else np.zeros(0, np.int32)})
     log.info("taxonomy %s: levels %s; %s terms; %d cluster aliases", name, ", ".join(levels),
              "/".join(str(int((lev == i).sum())) for i in range(n_levels)), len(aliases))
+    abbreviations = None
+    if "abbreviation_term" in files and "cluster_annotation_to_abbreviation_map" in files:
+        try:
+            abbreviations = read_abbreviations(files["abbreviation_term"],
+                                               files["cluster_annotation_to_abbreviation_map"], set(terms["label"]))
+        except TableError as exc:
+            log.warning("taxonomy %s: term annotations left out: %s", name, exc)
     return TaxonomyTables(name=name, levels=levels, level_labels=level_labels, terms=terms,
-                          aliases=alias_table, alias_paths=alias_paths, cluster_paths=cluster_paths)
+                          aliases=alias_table, alias_paths=alias_paths, cluster_paths=cluster_paths,
+                          abbreviations=abbreviations)
+
+
+def read_abbreviations(path_terms: Path, path_map: Path, term_labels: set[str]) -> pd.DataFrame:
+    """The abbreviations of each term's name spelled out, from ``abbreviation_term.csv`` (``abbreviation_term,
+    abbreviation_meaning`` required; ``abbreviation_type, primary_identifier, secondary_identifier`` optional) and
+    ``cluster_annotation_to_abbreviation_map.csv`` (``cluster_annotation_term_label, abbreviation_term``).
+
+    Returns
+    -------
+    DataFrame
+        :data:`ABBREVIATION_COLUMNS`, one row per (term, abbreviation) in the map's order; map rows naming a term
+        absent from ``term_labels`` or an abbreviation absent from the abbreviation table are dropped (logged).
+
+    Raises
+    ------
+    TableError
+        naming the file and the missing column.
+    """
+    abbr = read_csv(path_terms, {"abbreviation_term": "str", "abbreviation_meaning": "str",
+                                 "abbreviation_type": "str", "primary_identifier": "str",
+                                 "secondary_identifier": "str"},
+                    required=["abbreviation_term", "abbreviation_meaning"])
+    for col in ("abbreviation_type", "primary_identifier", "secondary_identifier"):
+        if col not in abbr:
+            abbr[col] = ""
+    abbr = abbr.drop_duplicates("abbreviation_term").set_index("abbreviation_term")
+    mapping = read_csv(path_map, {"cluster_annotation_term_label": "str", "abbreviation_term": "str"},
+                       required=["cluster_annotation_term_label", "abbreviation_term"])
+    mapping = mapping.drop_duplicates(["cluster_annotation_term_label", "abbreviation_term"])
+    known = mapping["cluster_annotation_term_label"].isin(term_labels) & mapping["abbreviation_term"].isin(abbr.index)
+    if not known.all():
+        log.info("%s: %d rows name a term absent from the taxonomy or an abbreviation absent from %s; ignored",
+                 path_map, int((~known).sum()), Path(path_terms).name)
+    mapping = mapping[known]
+    spelled = abbr.loc[mapping["abbreviation_term"].to_numpy()]
+    return pd.DataFrame({
+        "term_label": mapping["cluster_annotation_term_label"].to_numpy(dtype=object),
+        "abbreviation": mapping["abbreviation_term"].to_numpy(dtype=object),
+        "meaning": spelled["abbreviation_meaning"].to_numpy(dtype=object),
+        "type": spelled["abbreviation_type"].to_numpy(dtype=object),
+        "primary_identifier": spelled["primary_identifier"].to_numpy(dtype=object),
+        "secondary_identifier": spelled["secondary_identifier"].to_numpy(dtype=object),
+    })[ABBREVIATION_COLUMNS]
 
 
 def _unique_names(terms: pd.DataFrame, path: Path) -> list[str]:
@@ -443,6 +513,30 @@ class Taxonomy:
         below = self._by_level[self.levels[i + 1]]
         name = self._by_level[self.levels[i]]["name"][self.code(level, term_name)]
         return list(below["name"][below["parent"] == name])
+
+    def annotation(self, level: str | int, term: str) -> pd.DataFrame:
+        """The abbreviations of a term's name spelled out as the release gives them.
+
+        Returns
+        -------
+        DataFrame
+            ``abbreviation, meaning, type, primary_identifier, secondary_identifier`` (str), in the release's
+            order; empty when the release has no abbreviation tables or none for this term.
+
+        Raises
+        ------
+        KeyError
+            an unknown level or term.
+        """
+        lvl = self.level(level)
+        code = self.code(lvl, term)
+        columns = ABBREVIATION_COLUMNS[1:]
+        df = self._by_level[lvl]
+        table = self._t.abbreviations
+        if table is None or code >= len(df):
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        rows = table[table["term_label"] == df["label"][code]]
+        return rows[columns].reset_index(drop=True)
 
     def cluster_codes(self, level: str | int, term: str) -> np.ndarray:
         """Codes (at the finest level) of the clusters under a term. int64 array."""

@@ -31,7 +31,7 @@ from flask import Blueprint, Response, current_app, redirect
 from core.context import ViewerContext
 from core.requests import share_id_ok
 from server.limits import client_id, make_rate_limiter
-from core.state import MAP_VIEW_KEYS, QUERY_KEYS, SELECTION_KEYS, ViewState, parse_query, to_query
+from core.state import MAP_VIEW_KEYS, PANEL_KEYS, QUERY_KEYS, SELECTION_KEYS, ViewState, parse_query, to_query
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ MAX_ATTEMPTS = 8
 #: Where the app keeps the short-link rate limit.
 SHARE_LIMIT_KEY = "atlas_viewer_share_limit"
 #: Parameters a stored view may hold: the address bar's.
-ADDRESS_KEYS = frozenset(QUERY_KEYS) | frozenset(SELECTION_KEYS) | frozenset(MAP_VIEW_KEYS)
+ADDRESS_KEYS = frozenset(QUERY_KEYS) | frozenset(SELECTION_KEYS) | frozenset(MAP_VIEW_KEYS) | frozenset(PANEL_KEYS)
 
 
 class ShareError(RuntimeError):

@@ -1,0 +1,122 @@
+"""One cell type across species: the panel of the highlighted term in each species.
+
+* **Opening**: when the highlighted term (from the tree, the legend, the UMAP or the map) is at a level the species
+  share (:func:`core.state.across_levels`), an "Across species" button shows beside the legend's head; one click
+  opens the panel. Highlighting another shared term redraws it; clearing the highlight or choosing a term at a
+  finer level closes it.
+* **The address**: ``across=1`` while it is open (written by ``callbacks.navigation``); loading such an address,
+  a short link or back/forward opens it again (:func:`open_step`).
+* **Content**: :func:`core.species.across_species` drawn by :mod:`components.species`; "Maps side by side" puts
+  the species side by side in the map card (the term stays highlighted there) and closes the panel.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Iterable
+
+from dash import Input, Output, State, ctx, no_update
+
+from callbacks.view import view_inputs
+from components import ids
+from components.species import across_body
+from core.context import ViewerContext
+from core.errors import ViewError
+from core.species import across_species
+from core.state import MAP_VIEWS, across_levels, parse_query
+
+log = logging.getLogger(__name__)
+
+MODE_SPECIES = MAP_VIEWS[1]
+
+
+def shared_term(dataset: str | None, term: Any, context: ViewerContext) -> tuple[str, str] | None:
+    """``(name, level)`` of the highlighted term (the term store's dict) when it can be followed across species."""
+    entry = context.catalog.get(dataset)
+    if entry is None or not isinstance(term, dict) or not term.get("name"):
+        return None
+    level = term.get("level")
+    return (str(term["name"]), str(level)) if level in across_levels(context.catalog, entry) else None
+
+
+def button_step(dataset: str | None, term: Any, context: ViewerContext) -> bool:
+    """The open button's ``hidden``: shown only for a highlighted term at a level the species share."""
+    return shared_term(dataset, term, context) is None
+
+
+def open_step(triggered: Iterable[str], search: str | None, is_open: Any, dataset: str | None, term: Any,
+              context: ViewerContext) -> Any:
+    """The panel's open flag after ``triggered`` (``"<id>.<property>"`` of the inputs that changed).
+
+    The address (loaded, back/forward, a short link) decides when it changed; else the open button opens, the
+    close and "Maps side by side" buttons close, and a highlight that cannot be followed across species closes.
+    ``no_update`` when the flag stays.
+    """
+    triggered = set(triggered)
+    if not triggered or f"{ids.URL}.search" in triggered:
+        state, _ = parse_query(search, context.catalog, gene_lookup=context.lookups.gene_symbol,
+                               term_lookup=context.lookups.term_level)
+        wanted = state.across
+    elif f"{ids.ACROSS_OPEN}.n_clicks" in triggered:
+        wanted = shared_term(dataset, term, context) is not None
+    elif triggered & {f"{ids.ACROSS_CLOSE}.n_clicks", f"{ids.ACROSS_MAPS}.n_clicks"}:
+        wanted = False
+    else:  # the highlight or the dataset changed
+        wanted = bool(is_open) and shared_term(dataset, term, context) is not None
+    return no_update if bool(is_open) == wanted else wanted
+
+
+def panel_step(is_open: Any, dataset: str | None, term: Any, context: ViewerContext) -> tuple[bool, Any]:
+    """``(panel hidden, body)``: the term across species while the panel is open."""
+    picked = shared_term(dataset, term, context)
+    if not is_open or picked is None:
+        return True, no_update
+    name, level = picked
+    try:
+        summary = across_species(context, dataset, name, level)
+    except ViewError as exc:
+        return False, across_body(None, message=str(exc))
+    return False, across_body(dataclasses.asdict(summary))
+
+
+def maps_step(clicks: Any) -> Any:
+    """The map card's view mode after "Maps side by side": the species side by side."""
+    return MODE_SPECIES if clicks else no_update
+
+
+def register(app: Any, context: ViewerContext) -> dict:
+    """Register the panel's callbacks on ``app``; returns name -> callback function."""
+
+    @app.callback(Output(ids.ACROSS_OPEN, "hidden"), inputs=dict(view=view_inputs(ids.DATASET, ids.TERM)))
+    def show_button(view):
+        return button_step(view[ids.DATASET], view[ids.TERM], context)
+
+    @app.callback(
+        Output(ids.ACROSS, "data"),
+        inputs=dict(search=Input(ids.URL, "search"), _open=Input(ids.ACROSS_OPEN, "n_clicks"),
+                    _close=Input(ids.ACROSS_CLOSE, "n_clicks"), _maps=Input(ids.ACROSS_MAPS, "n_clicks"),
+                    view=view_inputs(ids.DATASET, ids.TERM)),
+        state=dict(is_open=State(ids.ACROSS, "data")),
+    )
+    def open_panel(search, _open, _close, _maps, view, is_open):
+        triggered = list(ctx.triggered_prop_ids) if ctx.triggered_id is not None else []
+        return open_step(triggered, search, is_open, view[ids.DATASET], view[ids.TERM], context)
+
+    @app.callback(
+        Output(ids.ACROSS_PANEL, "hidden"),
+        Output(ids.ACROSS_BODY, "children"),
+        inputs=dict(is_open=Input(ids.ACROSS, "data"), view=view_inputs(ids.DATASET, ids.TERM)),
+    )
+    def draw_panel(is_open, view):
+        return panel_step(is_open, view[ids.DATASET], view[ids.TERM], context)
+
+    @app.callback(
+        Output(ids.MAP_VIEW_MODE, "value", allow_duplicate=True),
+        Input(ids.ACROSS_MAPS, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def maps_side_by_side(clicks):
+        return maps_step(clicks)
+
+    return {"show_button": show_button, "open_panel": open_panel, "draw_panel": draw_panel,
+            "maps_side_by_side": maps_side_by_side}

@@ -1,0 +1,80 @@
+"""One cell type across species in a real headless Chromium (dash_duo) on the demo store: a click on the legend's
+"STR D1 MSN" (Subclass) highlights it and shows the "Across species" button; one click opens the panel with the
+term's annotation (STR = striatum DHBA:10333, MSN = medium spiny neuron), a row per species' cells (the three
+species' sections and each species of the aligned 10X), the region bars and the dot plot of its conserved
+markers with DRD1; the address holds ``across=1`` and opening that address opens the panel again. No console
+errors.
+
+Screenshots: ``/tmp/shots/60_across_species_1400.png`` and ``/tmp/shots/60_across_species_1366.png``.
+"""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from browser_helpers import (  # noqa: F401  (atlas, store, viewer: fixtures)
+    TIMEOUT, atlas, first_spatial, open_view, shot, store, viewer, wait_for_picture)
+
+pytestmark = pytest.mark.browser
+
+D1, LEVEL = "STR D1 MSN", "Subclass"
+BODY_JS = """
+var body = document.getElementById('across-body');
+var rows = Array.from(body.querySelectorAll('.share-row td:first-child')).map(function (td) { return td.textContent; });
+return rows.length ? [body.innerText, rows] : null;
+"""
+DOTS_JS = """
+var gd = document.querySelector('#across-dots .js-plotly-plot');
+return gd && gd.layout && gd.data && gd.data.length ? [gd.layout.xaxis.categoryarray, gd.layout.yaxis.categoryarray]
+    : null;
+"""
+
+
+def species_labels(atlas):
+    from data_layer.species import species_cells
+
+    from core.catalog import catalog_from_atlas
+
+    catalog = catalog_from_atlas(atlas)
+    return [p.label for p in species_cells(atlas, catalog.species_datasets(atlas.info(first_spatial(atlas)).taxonomy))]
+
+
+def test_the_panel_opens_from_a_legend_click_in_one_more_click_and_shows_every_species(viewer, atlas):
+    dataset = first_spatial(atlas)
+    labels = species_labels(atlas)
+    assert len({label.split(" · ")[0] for label in labels}) == 3
+    open_view(viewer, f"?dataset={quote(dataset)}&color_by={LEVEL}")
+    wait_for_picture(viewer, f"color_by={LEVEL}")
+    assert not viewer.find_element("#across-open").is_displayed()  # nothing highlighted yet
+    viewer.wait_for_element(f'#legend .legend-item[data-name="{D1}"]', timeout=TIMEOUT).click()
+    button = viewer.find_element("#across-open")
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: button.is_displayed())
+    button.click()
+
+    viewer.wait_for_element("#across-panel .across-term", timeout=TIMEOUT)
+    viewer.wait_for_contains_text("#across-body .across-term", D1, timeout=TIMEOUT)
+    # read in one script: the panel may be drawn again meanwhile (the highlight is stored again)
+    body, rows = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(BODY_JS))
+    assert "striatum" in body and "DHBA:10333" in body and "medium spiny neuron" in body
+    assert rows == labels
+    genes, dot_rows = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(DOTS_JS))
+    assert "DRD1" in genes[:3] and dot_rows == labels
+    viewer.wait_for_element("#across-regions .js-plotly-plot .barlayer .point", timeout=TIMEOUT)
+    WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: parse_qs(urlsplit(d.current_url).query).get("across") == ["1"])
+    shot(viewer, "60_across_species_1400")
+    viewer.driver.set_window_size(1366, 768)
+    shot(viewer, "60_across_species_1366")
+    viewer.driver.set_window_size(1400, 1000)
+
+    # the address opens it again; closing drops it from the address
+    address = viewer.driver.current_url
+    viewer.driver.get(address)
+    viewer.wait_for_contains_text("#across-body .across-term", D1, timeout=TIMEOUT)
+    viewer.find_element("#across-close").click()
+    WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: "across" not in parse_qs(urlsplit(d.current_url).query)
+        and not d.find_element(By.ID, "across-panel").is_displayed())

@@ -1,0 +1,291 @@
+"""One cell type across species on the demo store: the term's annotation as the release gives it (prepared from
+``abbreviation_term`` and ``cluster_annotation_to_abbreviation_map``), its share of cells, its regions and its
+conserved markers in each species' cells (``data_layer.species``), checked against the cell tables and the
+expression read cell by cell; ``across=1`` in the address (``core.state``); the panel's callback steps
+(``callbacks.species``)."""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+from urllib.parse import parse_qs
+
+import numpy as np
+import pandas as pd
+import pytest
+from dash import no_update
+
+from callbacks import navigation, species as species_callbacks
+from components import ids
+from core.context import ViewerContext
+from core.errors import ViewError
+from core.species import across_species
+from core.state import parse_query, to_query
+from data_layer.species import (conserved_markers, region_column, species_cells, species_dot_plot, term_regions,
+                                term_share)
+from data_layer.tables import TableError
+from data_layer.taxonomy import read_abbreviations, read_taxonomy
+from settings import Settings
+
+D1, LEVEL = "STR D1 MSN", "Subclass"
+TAXONOMY = "HMBA-BG-taxonomy-CCN20250428"
+
+
+@pytest.fixture(scope="module")
+def demo(demo_store, tmp_path_factory):
+    from data_layer import Atlas
+
+    atlas = Atlas.open(demo_store)
+    store = tmp_path_factory.mktemp("species") / "store"
+    store.mkdir()
+    context = ViewerContext.build(atlas, Settings(store=store))
+    spatial = [d for d in atlas.datasets() if atlas.info(d).kind == "spatial"]
+    tenx = next(d for d in atlas.datasets() if atlas.info(d).kind == "umap" and not atlas.info(d).species
+                and "species" in atlas.categorical_columns(d))
+    return SimpleNamespace(atlas=atlas, context=context, spatial=spatial, tenx=tenx,
+                           parts=species_cells(atlas, context.catalog.species_datasets(atlas.info(spatial[0]).taxonomy)))
+
+
+def taxonomy_files(cache, name=TAXONOMY):
+    folder = next(p for p in cache.rglob("cluster_annotation_term.csv") if name in str(p)).parent
+    return {p.stem: p for p in folder.glob("*.csv")}
+
+
+# ---------------------------------------------------------------------------------------------- annotation
+def test_the_prepared_term_spells_out_its_abbreviations_with_their_ontology_ids(demo, demo_cache):
+    annotation = demo.atlas.taxonomy(demo.spatial[0]).annotation(LEVEL, D1)
+    assert list(annotation.columns) == ["abbreviation", "meaning", "type", "primary_identifier",
+                                        "secondary_identifier"]
+    spelled = annotation.set_index("abbreviation")
+    assert spelled.loc["STR", "meaning"] == "striatum" and spelled.loc["STR", "primary_identifier"] == "DHBA:10333"
+    assert spelled.loc["MSN", "meaning"] == "medium spiny neuron"
+    assert spelled.loc["MSN", "primary_identifier"] == "CL:1001474"
+    # exactly the release's rows for this term, in its order
+    files = taxonomy_files(demo_cache)
+    terms = pd.read_csv(files["cluster_annotation_term"], dtype=str)
+    label = terms.loc[(terms["name"] == D1) & (terms["cluster_annotation_term_set_name"] == LEVEL), "label"].item()
+    mapping = pd.read_csv(files["cluster_annotation_to_abbreviation_map"], dtype=str)
+    assert list(annotation["abbreviation"]) == list(mapping.loc[mapping["cluster_annotation_term_label"] == label,
+                                                                "abbreviation_term"])
+
+
+def test_a_term_without_abbreviations_and_a_release_without_the_tables_give_no_annotation(demo, demo_cache):
+    tax = demo.atlas.taxonomy(demo.spatial[0])
+    cluster = tax.terms(tax.levels[-1])["name"].iloc[0]  # cluster names are aliases: nothing to spell out
+    assert tax.annotation(tax.levels[-1], cluster).empty
+    files = {k: v for k, v in taxonomy_files(demo_cache).items() if "abbreviation" not in k}
+    tables = read_taxonomy(TAXONOMY, files)
+    assert tables.abbreviations is None
+    with pytest.raises(KeyError):
+        tax.annotation(LEVEL, "no such term")
+
+
+def test_an_abbreviation_table_missing_a_column_is_named_and_the_taxonomy_still_prepares(demo_cache, tmp_path,
+                                                                                          caplog):
+    files = dict(taxonomy_files(demo_cache))
+    broken = tmp_path / "abbreviation_term.csv"
+    pd.read_csv(files["abbreviation_term"], dtype=str).drop(columns=["abbreviation_meaning"]).to_csv(broken,
+                                                                                                    index=False)
+    with pytest.raises(TableError, match="abbreviation_meaning"):
+        read_abbreviations(broken, files["cluster_annotation_to_abbreviation_map"], set())
+    files["abbreviation_term"] = broken
+    tables = read_taxonomy(TAXONOMY, files)
+    assert tables.abbreviations is None and tables.n_terms(0) > 0
+    assert "abbreviation_meaning" in caplog.text and str(broken) in caplog.text
+
+
+def test_the_taxonomy_unit_round_trips_its_abbreviations(demo_cache, tmp_path):
+    from data_layer.taxonomy import TaxonomyTables
+
+    tables = read_taxonomy(TAXONOMY, taxonomy_files(demo_cache))
+    tables.write(tmp_path / "unit")
+    back = TaxonomyTables.load(tmp_path / "unit")
+    pd.testing.assert_frame_equal(back.abbreviations, tables.abbreviations)
+
+
+# ---------------------------------------------------------------------------------------------- numbers per species
+def test_the_species_cells_are_each_species_dataset_of_sections_then_each_species_of_the_10x(demo):
+    labels = [(p.dataset, p.species, p.species_value) for p in demo.parts]
+    first_of_species: dict = {}
+    for d in demo.spatial:
+        first_of_species.setdefault(demo.atlas.info(d).species, d)
+    spatial = [(d, s, None) for s, d in first_of_species.items()]
+    assert labels[:len(spatial)] == spatial and len(spatial) == 3
+    tenx_species = set(demo.atlas.cells(demo.tenx)["species"].astype(str)) - {"unknown"}
+    assert {(d, v) for d, _, v in labels[len(spatial):]} == {(demo.tenx, s) for s in tenx_species}
+
+
+def test_the_share_counts_the_terms_cells_of_each_species(demo):
+    share = term_share(demo.atlas, demo.parts, LEVEL, D1)
+    for part, row in zip(demo.parts, share.itertuples()):
+        cells = demo.atlas.cells(part.dataset)
+        if part.species_value is not None:
+            cells = cells[cells["species"].astype(str) == part.species_value]
+        n_term = int((cells[LEVEL].astype(str) == D1).sum())
+        assert (row.n_term, row.n_cells) == (n_term, len(cells)) and n_term > 0
+        assert row.share == pytest.approx(n_term / len(cells))
+
+
+def test_the_regions_count_the_terms_cells_per_region_in_each_species(demo):
+    regions = term_regions(demo.atlas, demo.parts, LEVEL, D1)
+    for part in demo.parts:
+        cells = demo.atlas.cells(part.dataset)
+        if part.species_value is not None:
+            cells = cells[cells["species"].astype(str) == part.species_value]
+        column = region_column(demo.atlas, part.dataset)
+        if column is None:
+            assert (regions["label"] != part.label).all()
+            continue
+        expected = cells.loc[cells[LEVEL].astype(str) == D1, column].astype(str).value_counts()
+        got = regions[regions["label"] == part.label].set_index("region")["n_cells"]
+        assert got.sort_index().to_dict() == expected[expected > 0].sort_index().to_dict()
+        assert regions.loc[regions["label"] == part.label, "fraction"].sum() == pytest.approx(1.0)
+    # D1 medium spiny neurons lie in the striatum in every species' sections (of the named regions: some cells are
+    # annotated only with the whole "Basal ganglia and adjacent")
+    spatial = regions[regions["dataset"].isin(demo.spatial) & (regions["region"] != "Basal ganglia and adjacent")]
+    top = spatial.sort_values("n_cells", ascending=False).groupby("label")["region"].first()
+    assert len(top) == 3 and set(top) == {"STR"}
+
+
+def test_drd1_is_a_conserved_marker_of_d1_msns_and_high_in_each_species(demo):
+    markers = conserved_markers(demo.atlas, demo.parts, LEVEL, D1, n=8)
+    assert "DRD1" in list(markers["gene_symbol"][:3])
+    assert (markers["min_diff"] > 0).all() and markers["min_diff"].is_monotonic_decreasing
+    dot = species_dot_plot(demo.atlas, demo.parts, LEVEL, D1, ["DRD1", "PENK", "NOT_A_GENE"])
+    assert len(dot) == 3 * len(demo.parts)
+    assert dot.loc[dot["gene"] == "NOT_A_GENE", "mean"].isna().all()
+    for part in demo.parts:
+        row = dot[(dot["label"] == part.label) & (dot["gene"] == "DRD1")].iloc[0]
+        cells = demo.atlas.cells(part.dataset)
+        values = demo.atlas.gene(part.dataset, "DRD1")  # NaN where a cell has no expression row
+        inside = (cells[LEVEL].astype(str) == D1).to_numpy()
+        if part.species_value is not None:
+            mine = (cells["species"].astype(str) == part.species_value).to_numpy()
+        else:
+            mine = np.ones(len(cells), bool)
+        term_values = values[inside & mine & np.isfinite(values)]
+        rest_values = values[~inside & mine & np.isfinite(values)]
+        assert row["n_cells"] == len(term_values) > 0
+        assert row["mean"] == pytest.approx(term_values.mean(), rel=1e-4)
+        assert row["fraction"] == pytest.approx((term_values > 0).mean())
+        assert row["mean"] > rest_values.mean() + 1.0, part.label  # high in the term in each species
+
+
+# ---------------------------------------------------------------------------------------------- core and address
+def test_the_summary_of_a_shared_term_and_the_refusal_of_a_finer_one(demo):
+    summary = across_species(demo.context, demo.spatial[0], D1, LEVEL)
+    assert [s["label"] for s in summary.shares] == [p.label for p in demo.parts]
+    assert "DRD1" in summary.genes
+    assert {d["label"] for d in summary.dot} == {p.label for p in demo.parts}
+    assert any(a["abbreviation"] == "STR" for a in summary.annotation)
+    assert across_species(demo.context, demo.spatial[0], D1, LEVEL) is summary  # memoised
+    cluster, finest = a_cluster(demo)
+    with pytest.raises(ViewError) as info:
+        across_species(demo.context, demo.spatial[0], cluster, finest)
+    assert info.value.parameter == "term_level"
+    with pytest.raises(ViewError) as info:
+        across_species(demo.context, demo.spatial[0], "no such term", LEVEL)
+    assert info.value.parameter == "term"
+
+
+def parse(demo, query):
+    return parse_query(query, demo.context.catalog, gene_lookup=demo.context.lookups.gene_symbol,
+                       term_lookup=demo.context.lookups.term_level)
+
+
+def a_cluster(demo):
+    tax = demo.atlas.taxonomy(demo.spatial[0])
+    return tax.terms(tax.levels[-1])["name"].iloc[0], tax.levels[-1]
+
+
+def test_across_in_the_address_reads_back_and_bad_values_are_notices(demo):
+    cluster, finest = a_cluster(demo)
+    base = f"?dataset={demo.spatial[0]}&term={D1}&term_level={LEVEL}"
+    state, notices = parse(demo, base + "&across=1")
+    assert state.across and notices == []
+    assert parse_qs(to_query(state).lstrip("?"))["across"] == ["1"]
+    assert parse(demo, to_query(state)) == (state, [])
+    assert "across" not in to_query(state.replace(term=None, term_level=None))
+    for query, words in ((base + "&across=yes", "is not 1"),
+                         (f"?dataset={demo.spatial[0]}&across=1", "needs a highlighted term"),
+                         (f"?dataset={demo.spatial[0]}&term={cluster}&term_level={finest}&across=1", "share")):
+        state, notices = parse(demo, query)
+        assert not state.across
+        assert [getattr(n, "parameter", None) for n in notices][-1:] == ["across"] and words in notices[-1]
+
+
+# ---------------------------------------------------------------------------------------------- callbacks
+def test_the_button_shows_only_for_a_shared_term(demo):
+    dataset = demo.spatial[0]
+    assert species_callbacks.button_step(dataset, {"level": LEVEL, "name": D1}, demo.context) is False
+    assert species_callbacks.button_step(dataset, None, demo.context) is True
+    cluster, finest = a_cluster(demo)
+    assert species_callbacks.button_step(dataset, {"level": finest, "name": cluster}, demo.context) is True
+
+
+def test_the_panel_opens_from_the_button_and_the_address_and_closes_with_the_highlight(demo):
+    dataset, term = demo.spatial[0], {"level": LEVEL, "name": D1}
+    step = species_callbacks.open_step
+    assert step([f"{ids.ACROSS_OPEN}.n_clicks"], None, False, dataset, term, demo.context) is True
+    assert step([f"{ids.ACROSS_OPEN}.n_clicks"], None, False, dataset, None, demo.context) is no_update
+    assert step([f"{ids.ACROSS_CLOSE}.n_clicks"], None, True, dataset, term, demo.context) is False
+    assert step([f"{ids.ACROSS_MAPS}.n_clicks"], None, True, dataset, term, demo.context) is False
+    assert step([f"{ids.TERM}.data"], None, True, dataset, None, demo.context) is False
+    assert step([f"{ids.TERM}.data"], None, True, dataset, term, demo.context) is no_update
+    search = f"?dataset={dataset}&term={D1}&term_level={LEVEL}&across=1"
+    assert step([f"{ids.URL}.search"], search, False, dataset, None, demo.context) is True
+    assert step([], search.replace("&across=1", ""), True, dataset, term, demo.context) is False
+
+    hidden, body = species_callbacks.panel_step(True, dataset, term, demo.context)
+    text = str(body)
+    assert hidden is False and "DHBA:10333" in text and "medium spiny neuron" in text
+    for part in demo.parts:
+        assert part.label in text
+    assert species_callbacks.panel_step(False, dataset, term, demo.context) == (True, no_update)
+    assert species_callbacks.maps_step(1) == "species"
+
+
+def test_the_address_holds_across_only_with_a_shared_term(demo):
+    values = {ids.DATASET: demo.spatial[0], ids.COLOR_BY: LEVEL, ids.TERM: {"level": LEVEL, "name": D1},
+              ids.ACROSS: True}
+    query = navigation.url_query(values, demo.context)["query"]
+    assert parse_qs(query.lstrip("?"))["across"] == ["1"]
+    values[ids.TERM] = None
+    assert "across" not in navigation.url_query(values, demo.context)["query"]
+
+
+def test_the_maps_side_by_side_are_a_figure_the_export_route_serves(demo):
+    from flask import Flask
+    from PIL import Image
+
+    from server.export import export_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(export_blueprint(demo.context))
+    summary = across_species(demo.context, demo.spatial[0], D1, LEVEL)
+    assert set(summary.maps) == {"png", "svg", "pdf"}
+    query = parse_qs(summary.maps["png"].split("?", 1)[1])
+    assert query["panels"] == ["species"] and query["term"] == [D1] and query["term_level"] == [LEVEL]
+    response = app.test_client().get(summary.maps["png"])
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert Image.open(io.BytesIO(response.data)).size == (1500, 560)
+
+
+def test_a_short_link_keeps_the_open_panel(demo):
+    from callbacks.export_panel import share_step
+    from server.share import checked_record, share_id
+
+    class Store:
+        def __init__(self):
+            self.saved = {}
+
+        def create(self, query):
+            self.saved[share_id(query)] = query
+            return share_id(query)
+
+    store = Store()
+    values = {ids.DATASET: demo.spatial[0], ids.COLOR_BY: LEVEL, ids.TERM: {"level": LEVEL, "name": D1},
+              ids.ACROSS: True}
+    answer = share_step(values, 1, demo.context, store)
+    link = answer["path"].rsplit("/", 1)[1]
+    record = checked_record(link, store.saved[link])
+    assert record is not None and parse_qs(record.lstrip("?"))["across"] == ["1"]
