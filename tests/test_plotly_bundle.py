@@ -32,7 +32,10 @@ def test_the_page_figures_use_only_the_bundles_trace_types():
     for folder in ("components", "callbacks", "core"):
         for path in (HERE / folder).glob("*.py"):
             used |= set(re.findall(r"[\"']type[\"']\s*:\s*[\"'](\w+)[\"']", path.read_text()))
-    traces = used - {"category", "line", "rect", "path", "circle", "linear", "log", "date", "-"}
+    not_traces = {"category", "line", "rect", "path", "circle", "linear", "log", "date", "-",  # axes and shapes
+                  "FeatureCollection", "Feature", "Polygon", "MultiPolygon", "LineString", "MultiLineString",
+                  "Point", "GeometryCollection"}  # GeoJSON of the region outlines
+    traces = used - not_traces
     assert traces and traces <= {"scatter", "bar", "pie"}, traces
 
 
