@@ -31,7 +31,9 @@ def map_title(state: ViewState, context: ViewerContext, gene2: str | None = None
     entry = context.catalog.get(state.dataset)
     if entry is None:
         return ""
-    if not entry.spatial:
+    if not entry.spatial and entry.embedding(state.embedding) is not None:
+        where, n_cells = f"{entry.name} UMAP of {state.embedding}", entry.embedding(state.embedding).n_cells
+    elif not entry.spatial:
         where, n_cells = f"{entry.name} UMAP", entry.n_cells
     elif state.section and state.section in entry.sections:
         where, n_cells = f"Section {state.section}", entry.sections[state.section].n_cells
@@ -54,7 +56,7 @@ def map_title(state: ViewState, context: ViewerContext, gene2: str | None = None
 
 def frame_key(state: ViewState) -> str:
     """Key of what the map's figure is drawn for: a new key needs a new figure, the same key a Patch."""
-    return f"{state.dataset}|{state.slab_plane}|{state.section}"
+    return f"{state.dataset}|{state.slab_plane}|{state.section}|{state.embedding}"
 
 
 def map_figure_step(
@@ -110,6 +112,7 @@ def map_figure_step(
             vmin=state.vmin,
             vmax=state.vmax,
             extra=extra,
+            embedding=None if entry.spatial else state.embedding,
         ), y_down=entry.spatial)
     except Exception as exc:  # a bad value must give a notice, never a blank panel
         log.exception("map picture for %s failed", state)

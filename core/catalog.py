@@ -56,6 +56,15 @@ class SlabPlaneEntry:
 
 
 @dataclass(frozen=True)
+class EmbeddingEntry:
+    """Another UMAP of some of a dataset's cells (one neighborhood's cells of the consensus taxonomy)."""
+
+    name: str
+    n_cells: int
+    bounds: Bounds
+
+
+@dataclass(frozen=True)
 class DatasetEntry:
     """One dataset of the store (the fields of ``Atlas.info`` plus its planes and sections)."""
 
@@ -74,6 +83,12 @@ class DatasetEntry:
     #: Categorical cell columns of the release besides the taxonomy levels and the place (species, dissected
     #: region of interest, library method...): colourings too, with the release's colours.
     columns: tuple[str, ...] = ()
+    #: Neighborhood UMAPs besides the whole one (UMAP datasets of the consensus taxonomy), in store order.
+    embeddings: tuple[EmbeddingEntry, ...] = ()
+
+    def embedding(self, name: str | None) -> EmbeddingEntry | None:
+        """The neighborhood UMAP called ``name``, or None."""
+        return next((e for e in self.embeddings if e.name == name), None) if name else None
 
     @property
     def spatial(self) -> bool:
@@ -226,6 +241,8 @@ def catalog_from_atlas(atlas: Any) -> Catalog:
             sections=sections,
             columns=tuple(column for column in atlas.categorical_columns(name)
                           if column not in info.levels and column not in PLACE_COLUMNS),
+            embeddings=tuple(EmbeddingEntry(str(e["name"]), int(e["n_cells"]), _bounds(dict(zip(
+                ("x_min", "x_max", "y_min", "y_max"), e["bounds"])))) for e in getattr(info, "embeddings", ())),
         )
     for name, entry in datasets.items():
         if entry.umap_dataset in damaged:  # a map without the UMAP panel rather than a panel that cannot draw

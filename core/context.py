@@ -104,6 +104,7 @@ class ViewerContext:
         vmin: float | None,
         vmax: float | None,
         extra: dict | None = None,
+        embedding: str | None = None,
     ) -> tuple[str, Window] | None:
         """The picture URL and the data window it covers, or None when the view misses the cells.
 
@@ -116,6 +117,8 @@ class ViewerContext:
         extra : dict, optional
             More :class:`PictureRequest` fields: the selection highlight (``selection``, ``clusters``) and the
             second gene of a two-gene picture (``gene2``, ``blend_mode``, ``threshold_a``, ``threshold_b``).
+        embedding : str, optional
+            A single-cell dataset's neighborhood UMAP (None: its whole UMAP).
         """
         width_px, height_px = DEFAULT_SIZE_PX
         if size:
@@ -131,7 +134,7 @@ class ViewerContext:
             dataset=dataset, slab_plane=slab_plane, section=section, color_by=color_by, gene=gene,
             term=term[1] if term else None, term_level=term[0] if term else None, vmin=vmin, vmax=vmax,
             gene2=extra.get("gene2"), blend_mode=extra.get("blend_mode") or "blend",
-            threshold_a=extra.get("threshold_a"), threshold_b=extra.get("threshold_b"),
+            threshold_a=extra.get("threshold_a"), threshold_b=extra.get("threshold_b"), embedding=embedding,
         )
         request = dataclasses.replace(view_picture(state, placed, w, h), selection=extra.get("selection"),
                                       clusters=extra.get("clusters"))

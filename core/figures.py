@@ -190,7 +190,7 @@ def auto_title(context: ViewerContext, state: ViewState) -> str:
     if entry is None:
         return ""
     if not entry.spatial:
-        where = f"{entry.name} UMAP"
+        where = f"{entry.name} UMAP" + (f" of {state.embedding}" if state.embedding else "")
     elif state.section:
         where = f"Section {state.section}"
     else:

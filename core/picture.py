@@ -57,6 +57,8 @@ class PictureRequest:
         Two genes: every cell in its blend colour, or only the cells above both thresholds.
     threshold_a, threshold_b : float or None
         Thresholds (log2) of ``blend_mode == "both"`` (None = 0, detected at all).
+    embedding : str or None
+        A single-cell dataset's neighborhood UMAP (its cells only, in its coordinates); None = the whole UMAP.
     """
 
     dataset: str
@@ -77,6 +79,7 @@ class PictureRequest:
     blend_mode: str = "blend"
     threshold_a: float | None = None
     threshold_b: float | None = None
+    embedding: str | None = None
 
     def cache_key(self) -> tuple:
         """Plain-value key of the picture (for the picture cache)."""
@@ -84,6 +87,7 @@ class PictureRequest:
             self.dataset, self.section, self.slab_plane, self.color_by, self.gene, self.term, self.term_level,
             *(round(v, 9) for v in self.window), self.width_px, self.height_px, self.vmin, self.vmax,
             self.selection, self.clusters, self.gene2, self.blend_mode, self.threshold_a, self.threshold_b,
+            self.embedding,
         )
 
     def url(self) -> str:
@@ -93,6 +97,8 @@ class PictureRequest:
             pairs.append(("section", self.section))
         elif self.slab_plane:
             pairs.append(("slab_plane", self.slab_plane))
+        elif self.embedding:
+            pairs.append(("embedding", self.embedding))
         pairs.append(("color_by", self.color_by))
         if self.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) and self.gene:
             pairs.append(("gene", self.gene))
@@ -137,7 +143,7 @@ def view_picture(state: ViewState, window: Window, width_px: int, height_px: int
         window=window, width_px=int(width_px), height_px=int(height_px),
         vmin=state.vmin if by_gene else None, vmax=state.vmax if by_gene else None,
         selection=selection_param(state.selection.geometry()) if state.selection and state.selection.view == "map"
-        else None, **two,
+        else None, embedding=state.embedding, **two,
     )
 
 

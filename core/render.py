@@ -34,7 +34,8 @@ def _picture_cells(context: ViewerContext, picture: PictureRequest) -> tuple[Any
     from rendering.raster import Viewport
 
     where = {"section": picture.section} if picture.section else (
-        {"slab_plane": picture.slab_plane} if picture.slab_plane else {})
+        {"slab_plane": picture.slab_plane} if picture.slab_plane else (
+            {"embedding": picture.embedding} if picture.embedding else {}))
     cells = context.atlas.cells(picture.dataset, **where)
     viewport = Viewport(*picture.window, picture.width_px, picture.height_px,
                         max_px=max(context.settings.max_image_px, picture.width_px, picture.height_px))

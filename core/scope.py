@@ -44,9 +44,13 @@ def view_window(context: ViewerContext, state: ViewState) -> Window:
 
 
 def where_of(context: ViewerContext, state: ViewState) -> dict[str, str]:
+    """The place of a view as keyword arguments of the atlas's cell methods: ``section`` or ``slab_plane`` of a
+    spatial dataset, ``embedding`` (a neighborhood's UMAP) of a single-cell one, empty for a whole UMAP."""
     entry = context.catalog.get(state.dataset)
-    if entry is None or not entry.spatial:
+    if entry is None:
         return {}
+    if not entry.spatial:
+        return {"embedding": state.embedding} if state.embedding else {}
     if state.section:
         return {"section": state.section}
     return {"slab_plane": state.slab_plane} if state.slab_plane else {}

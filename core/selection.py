@@ -196,7 +196,7 @@ class SelectionMasks:
 
     def mask(self, dataset: str, where: Mapping[str, str], geometry: Mapping) -> np.ndarray:
         """The mask of ``geometry`` (``{"kind", "xs", "ys"}``) over the cells of ``where`` (``section`` or
-        ``slab_plane``, empty for a whole single-cell dataset).
+        ``slab_plane``; ``embedding`` for a neighborhood's UMAP; empty for a whole single-cell dataset).
 
         Returns
         -------
@@ -205,15 +205,15 @@ class SelectionMasks:
         """
         from data_layer.geometry import cells_in_box, cells_in_polygon
 
-        section, slab_plane = where.get("section"), where.get("slab_plane")
-        key = (dataset, section, slab_plane, geometry["kind"], tuple(map(float, geometry["xs"])),
+        section, slab_plane, embedding = where.get("section"), where.get("slab_plane"), where.get("embedding")
+        key = (dataset, section, slab_plane, embedding, geometry["kind"], tuple(map(float, geometry["xs"])),
                tuple(map(float, geometry["ys"])))
         with self._lock:
             found = self._masks.get(key)
             if found is not None:
                 self._masks.move_to_end(key)
                 return found
-        x, y = self.atlas.xy(dataset, section, slab_plane)
+        x, y = self.atlas.xy(dataset, section, slab_plane, **({"embedding": embedding} if embedding else {}))
         if geometry["kind"] == "box":
             mask = cells_in_box(x, y, *geometry["xs"], *geometry["ys"])
         else:

@@ -35,7 +35,7 @@ TermLookup = Callable[[str, str, tuple[str, ...]], "str | None"]
 COMPARE_SLOTS = 3
 
 #: Query parameters the viewer reads, in the order it writes them.
-QUERY_KEYS = ("dataset", "slab_plane", "section", "color_by", "gene", "term", "term_level",
+QUERY_KEYS = ("dataset", "slab_plane", "section", "embedding", "color_by", "gene", "term", "term_level",
               "x0", "x1", "y0", "y1", "vmin", "vmax", "gene2", "blend", "ta", "tb")
 #: Modes of a two-gene picture: every cell in its blend colour, or only the cells above both thresholds.
 BLEND_MODES = ("blend", "both")
@@ -130,6 +130,9 @@ class ViewState:
     across : bool
         The panel of the highlighted term across species is open (only with a term at a level of
         :func:`across_levels`).
+    embedding : str or None
+        A single-cell dataset's neighborhood UMAP drawn instead of its whole UMAP (only that neighborhood's cells,
+        in its own coordinates); None = the whole UMAP.
     """
 
     dataset: str | None
@@ -151,6 +154,7 @@ class ViewState:
     species_sections: tuple[str | None, ...] = ()
     zoom_together: bool = True
     across: bool = False
+    embedding: str | None = None
 
     def replace(self, **changes) -> "ViewState":
         return dataclasses.replace(self, **changes)
@@ -263,6 +267,18 @@ def parse_query(
         for key in ("section", "slab_plane"):
             if params.get(key):
                 notices.append(Notice(key, f"{entry.name} has no sections: {key} '{params[key][:60]}' is ignored."))
+
+    # which UMAP of a single-cell dataset: the whole one, or one neighborhood's
+    embedding = params.get("embedding") or None
+    if embedding is not None:
+        names = [e.name for e in entry.embeddings]
+        match = _match_choice(embedding, names)
+        if match is None:
+            has = f"its neighborhood UMAPs are {', '.join(names)}" if names else "it has only its whole UMAP"
+            notices.append(Notice("embedding", f"{entry.name} has no UMAP '{embedding[:60]}' ({has}): showing the "
+                                               "whole UMAP."))
+        else:
+            state = state.replace(embedding=match)
 
     # colour-by
     color_by = params.get("color_by") or None
@@ -680,7 +696,8 @@ def _format(value: float) -> str:
 def to_query(state: ViewState) -> str:
     """The query string of a view (``?dataset=...``), omitting defaults that need no parameter.
 
-    ``slab_plane`` is written only for a whole-slab-plane view (a section implies its plane); ``gene`` only when
+    ``slab_plane`` is written only for a whole-slab-plane view (a section implies its plane); ``embedding`` only
+    for a neighborhood's UMAP; ``gene`` only when
     colouring by gene; the viewport, gene range and selection (``sel_view``, ``sel``) only when set; ``view`` only
     for the species side by side or the gallery, ``sections`` only for side-by-side sections that are not the
     first ones, ``zoom_together=0`` only for side-by-side maps that zoom each on its own; ``across=1`` only with a
@@ -693,6 +710,8 @@ def to_query(state: ViewState) -> str:
         pairs.append(("section", state.section))
     elif state.slab_plane:
         pairs.append(("slab_plane", state.slab_plane))
+    if state.embedding:
+        pairs.append(("embedding", state.embedding))
     if state.color_by:
         pairs.append(("color_by", state.color_by))
     if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) and state.gene:
@@ -834,6 +853,9 @@ def frame_bounds(catalog: Catalog, state: ViewState) -> tuple[float, float, floa
         plane = entry.plane(state.slab_plane) if state.slab_plane else None
         if plane is not None:
             return plane.bounds
+    embedding = entry.embedding(state.embedding)
+    if embedding is not None:
+        return embedding.bounds
     return entry.bounds
 
 

@@ -62,6 +62,9 @@ class DatasetInfo:
     n_slab_planes: int = 0
     release: str = ""
     errors: tuple[str, ...] = ()
+    #: Other UMAPs of some of the cells (the consensus taxonomy's neighborhoods): ``{"name", "n_cells",
+    #: "bounds"}`` each, in store order; the ``embedding`` argument of the cell methods names one.
+    embeddings: tuple[dict, ...] = ()
 
 
 _SECTION_COLUMNS = ["brain_section_label", "slab_plane_label", "n_cells", "x_min", "x_max", "y_min", "y_max"]
@@ -116,6 +119,8 @@ class _Dataset:
         self.plane_rows = {lab: (int(a), int(b)) for lab, a, b in
                            zip(self.planes["slab_plane_label"], self.planes["row_start"], self.planes["row_stop"])}
         self.polygon_files = self.meta.get("polygons", {})
+        self.embeddings = {e["name"]: e for e in self.meta.get("embeddings", [])}
+        self._embedding_xy: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._genes: GeneMatrix | None = None
         self._genes_lock = threading.Lock()
 
@@ -132,7 +137,30 @@ class _Dataset:
                     self._genes = GeneMatrix(self.folder / "expression", self.n_cells)
         return self._genes
 
-    def rows(self, section: str | None, slab_plane: str | None) -> tuple[int, int]:
+    def embedding_entry(self, embedding: str) -> dict:
+        entry = self.embeddings.get(embedding)
+        if entry is None:
+            raise KeyError(f"{self.name} has no UMAP {embedding!r}; it has: "
+                           f"{', '.join(self.embeddings) or 'only its whole UMAP'}")
+        return entry
+
+    def xy(self, start: int, stop: int, embedding: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """Coordinates of rows ``start:stop`` in the whole UMAP (or section), or in ``embedding`` (rows inside it)."""
+        if embedding is None:
+            return self.x[start:stop], self.y[start:stop]
+        entry = self.embedding_entry(embedding)
+        if embedding not in self._embedding_xy:
+            self._embedding_xy[embedding] = (self._map(entry["x"]), self._map(entry["y"]))
+        ex, ey = self._embedding_xy[embedding]
+        base = int(entry["row_start"])
+        return ex[start - base:stop - base], ey[start - base:stop - base]
+
+    def rows(self, section: str | None, slab_plane: str | None, embedding: str | None = None) -> tuple[int, int]:
+        if embedding is not None:
+            if section is not None or slab_plane is not None:
+                raise ValueError(f"{self.name}: a UMAP of a neighborhood has no section or slab plane")
+            entry = self.embedding_entry(embedding)
+            return int(entry["row_start"]), int(entry["row_stop"])
         if section is not None:
             if section not in self.section_rows:
                 close = difflib.get_close_matches(str(section), list(self.section_rows), n=5)
@@ -160,11 +188,12 @@ class _Dataset:
                 return c
         raise KeyError(f"{self.name} has no categorical column {column!r}; it has: {', '.join(self.codes)}")
 
-    def frame(self, start: int, stop: int) -> pd.DataFrame:
+    def frame(self, start: int, stop: int, embedding: str | None = None) -> pd.DataFrame:
+        x, y = self.xy(start, stop, embedding)
         cols: dict[str, object] = {
             "cell_label": pd.arrays.ArrowStringArray(self.labels.slice(start, stop - start)),
-            "x": np.array(self.x[start:stop]),
-            "y": np.array(self.y[start:stop]),
+            "x": np.array(x),
+            "y": np.array(y),
         }
         order = []
         if self.kind == "spatial":
@@ -249,7 +278,7 @@ class Atlas:
             self._damaged[name] = list(problems)
             self._datasets.pop(name, None)
             for key in [k for k in self._cells if k[0] == name]:
-                _, a, b = key
+                _, a, b, _ = key
                 self._cells_rows -= b - a
                 del self._cells[key]
             for key in [k for k in self._trees if k[0] == name]:
@@ -313,7 +342,7 @@ class Atlas:
             n_genes=int(entry.get("n_genes", 0)), umap_dataset=entry.get("umap_dataset"),
             bounds=tuple(entry.get("bounds", (0.0, 0.0, 0.0, 0.0))), n_sections=int(entry.get("n_sections", 0)),
             n_slab_planes=int(entry.get("n_slab_planes", 0)), release=entry.get("release", ""),
-            errors=tuple(entry.get("errors", ())),
+            errors=tuple(entry.get("errors", ())), embeddings=tuple(entry.get("embeddings") or ()),
         )
 
     def sections(self, dataset: str) -> pd.DataFrame:
@@ -326,53 +355,60 @@ class Atlas:
         return self._ds(dataset).planes.copy()
 
     # ------------------------------------------------------------------------------------------- cells
-    def row_range(self, dataset: str, section: str | None = None, slab_plane: str | None = None) -> tuple[int, int]:
-        """Store rows ``(start, stop)`` of a section, a slab plane or the whole dataset."""
-        return self._ds(dataset).rows(section, slab_plane)
+    def row_range(self, dataset: str, section: str | None = None, slab_plane: str | None = None,
+                  embedding: str | None = None) -> tuple[int, int]:
+        """Store rows ``(start, stop)`` of a section, a slab plane, a neighborhood's UMAP or the whole dataset."""
+        return self._ds(dataset).rows(section, slab_plane, embedding)
 
-    def cells(self, dataset: str, section: str | None = None, slab_plane: str | None = None) -> pd.DataFrame:
-        """Cells of a dataset, a section or a slab plane (see docs/atlas_api.md for the columns).
+    def embeddings(self, dataset: str) -> list[str]:
+        """Names of the dataset's other UMAPs (a neighborhood each; its cells only), in store order."""
+        return list(self._ds(dataset).embeddings)
+
+    def cells(self, dataset: str, section: str | None = None, slab_plane: str | None = None,
+              embedding: str | None = None) -> pd.DataFrame:
+        """Cells of a dataset, a section or a slab plane (see docs/atlas_api.md for the columns); with
+        ``embedding`` (a name of :meth:`embeddings`) the cells of that neighborhood's UMAP, ``x, y`` in it.
 
         The frame is cached (LRU) and returned as a shallow copy: adding columns is fine, editing values in
         place is not.
         """
         ds = self._ds(dataset)
-        start, stop = ds.rows(section, slab_plane)
-        key = (dataset, start, stop)
+        start, stop = ds.rows(section, slab_plane, embedding)
+        key = (dataset, start, stop, embedding)
         with self._lock:
             df = self._cells.get(key)
             if df is not None:
                 self._cells.move_to_end(key)
                 return df.copy(deep=False)
-        df = ds.frame(start, stop)
+        df = ds.frame(start, stop, embedding)
         with self._lock:
             if key not in self._cells:
                 self._cells[key] = df
                 self._cells_rows += stop - start
                 while self._cells_rows > CELL_CACHE_ROWS and len(self._cells) > 1:
-                    (_, a, b), _ = self._cells.popitem(last=False)
+                    (_, a, b, _), _ = self._cells.popitem(last=False)
                     self._cells_rows -= b - a
         return df.copy(deep=False)
 
-    def xy(self, dataset: str, section: str | None = None, slab_plane: str | None = None
-           ) -> tuple[np.ndarray, np.ndarray]:
+    def xy(self, dataset: str, section: str | None = None, slab_plane: str | None = None,
+           embedding: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` float32 arrays (read-only memory-map views) aligned with ``cells(...)``."""
         ds = self._ds(dataset)
-        a, b = ds.rows(section, slab_plane)
-        return ds.x[a:b], ds.y[a:b]
+        a, b = ds.rows(section, slab_plane, embedding)
+        return ds.xy(a, b, embedding)
 
     def categorical_columns(self, dataset: str) -> list[str]:
         """Columns that :meth:`codes` accepts: the taxonomy levels, then region, species, ... ."""
         ds = self._ds(dataset)
         return ds.levels + [c for c in ds.codes if c not in ds.levels]
 
-    def codes(self, dataset: str, column: str, section: str | None = None, slab_plane: str | None = None
-              ) -> np.ndarray:
+    def codes(self, dataset: str, column: str, section: str | None = None, slab_plane: str | None = None,
+              embedding: str | None = None) -> np.ndarray:
         """Integer category codes (int8/16/32, read-only memory-map view) of a level or categorical column,
         aligned with ``cells(...)``; they index :meth:`categories` and :meth:`colors`."""
         ds = self._ds(dataset)
         col = ds.column_name(column)
-        a, b = ds.rows(section, slab_plane)
+        a, b = ds.rows(section, slab_plane, embedding)
         return ds.codes[col][a:b]
 
     def categories(self, dataset: str, column: str) -> list[str]:
@@ -408,22 +444,24 @@ class Atlas:
             return json.loads(json.dumps(self._polygons[key]))
 
     def nearest_cell(self, dataset: str, x: float, y: float, section: str | None = None,
-                     slab_plane: str | None = None, max_distance: float | None = None) -> int | None:
+                     slab_plane: str | None = None, max_distance: float | None = None,
+                     embedding: str | None = None) -> int | None:
         """Row position in ``cells(...)`` of the cell nearest to (x, y), or None if there is no cell (or none
         within ``max_distance``). The KD-tree is built on first use per (dataset, section/plane)."""
         from scipy.spatial import cKDTree
 
         ds = self._ds(dataset)
-        a, b = ds.rows(section, slab_plane)
+        a, b = ds.rows(section, slab_plane, embedding)
         if b <= a:
             return None
-        key = (dataset, a, b)
+        key = (dataset, a, b, embedding)
         with self._lock:
             tree = self._trees.get(key)
             if tree is not None:
                 self._trees.move_to_end(key)
         if tree is None:
-            pts = np.column_stack([np.asarray(ds.x[a:b], dtype=np.float64), np.asarray(ds.y[a:b], dtype=np.float64)])
+            x, y = ds.xy(a, b, embedding)
+            pts = np.column_stack([np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)])
             tree = cKDTree(pts)
             with self._lock:
                 self._trees[key] = tree
@@ -436,11 +474,12 @@ class Atlas:
         return int(idx)
 
     def cells_in_polygon(self, dataset: str, xs: Sequence[float], ys: Sequence[float],
-                         section: str | None = None, slab_plane: str | None = None) -> np.ndarray:
+                         section: str | None = None, slab_plane: str | None = None,
+                         embedding: str | None = None) -> np.ndarray:
         """Row positions (int64, ascending) in ``cells(...)`` of the cells inside the polygon (xs, ys)."""
         if len(xs) < 3:
             return np.zeros(0, dtype=np.int64)
-        x, y = self.xy(dataset, section, slab_plane)
+        x, y = self.xy(dataset, section, slab_plane, embedding)
         return np.flatnonzero(cells_in_polygon(x, y, (np.asarray(xs, float), np.asarray(ys, float)))).astype(np.int64)
 
     # ------------------------------------------------------------------------------------------- genes
@@ -474,13 +513,14 @@ class Atlas:
         g = gm.resolve(gene, dataset)
         return str(gm.gene_identifiers[g]), str(gm.gene_symbols[g])
 
-    def gene(self, dataset: str, gene: str, section: str | None = None, slab_plane: str | None = None) -> np.ndarray:
-        """float32 expression of one gene aligned with ``cells(dataset, section, slab_plane)``: 0 where not
-        detected, NaN where the cell has no expression row."""
+    def gene(self, dataset: str, gene: str, section: str | None = None, slab_plane: str | None = None,
+             embedding: str | None = None) -> np.ndarray:
+        """float32 expression of one gene aligned with ``cells(dataset, section, slab_plane, embedding)``: 0 where
+        not detected, NaN where the cell has no expression row."""
         ds = self._ds(dataset)
         gm = self._genes(dataset)
         g = gm.resolve(gene, dataset)
-        a, b = ds.rows(section, slab_plane)
+        a, b = ds.rows(section, slab_plane, embedding)
         return gm.values(g, a, b)
 
     def gene_max(self, dataset: str, gene: str) -> float:

@@ -68,6 +68,9 @@ KNOWN_TAXONOMY = (
     ("HMBA-10xMultiome-BG", "HMBA-BG-taxonomy"),
     ("WMB-10X", "WMB-taxonomy"),
 )
+#: Tag ending of a taxonomy's per-neighborhood UMAP tables (``MB-GABA_cell_2d_embedding_coordinates``): each
+#: holds ``cell_label, x, y`` of the cells of one neighborhood, in coordinates of its own.
+NEIGHBORHOOD_EMBEDDING_SUFFIX = "_cell_2d_embedding_coordinates"
 #: Columns of a cell-metadata UMAP table (WMB-10X ``cell_metadata.csv``).
 UMAP_COLUMNS = ("x", "y", "cluster_alias")
 DONOR_PREFIX_SPECIES = (("QM", "Macaque"), ("CJ", "Marmoset"), ("H", "Human"))
@@ -228,6 +231,9 @@ def plan_units(cache: _Cache) -> tuple[dict[str, UnitPlan], list[UnitPlan]]:
                 for expr_ds in expression_datasets:
                     plan.expression += _expression_candidates(cache, expr_ds)
         plan.files["embedding"] = emb
+        for tag in sorted(meta[tax.name]):  # per-neighborhood UMAPs: <neighborhood>_cell_2d_embedding_coordinates
+            if tag.endswith(NEIGHBORHOOD_EMBEDDING_SUFFIX) and usable(tax.name, tag):
+                plan.files[f"embedding:{tag[:-len(NEIGHBORHOOD_EMBEDDING_SUFFIX)]}"] = meta[tax.name][tag]
         if usable(tax.name, "cell_to_cluster_membership"):
             plan.files["cell_to_cluster_membership"] = meta[tax.name]["cell_to_cluster_membership"]
         datasets.append(plan)
@@ -319,6 +325,8 @@ class CellTable:
     expression_files: list[ManifestFile] = field(default_factory=list)
     expression_problems: list[str] = field(default_factory=list)
     notes: dict = field(default_factory=dict)
+    #: Other 2-D embeddings of some of the cells (a neighborhood's UMAP): name -> ``cell_label, x, y``.
+    embeddings: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _dedupe(df: pd.DataFrame, path: Path, key: str = "cell_label") -> pd.DataFrame:
@@ -624,9 +632,39 @@ def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
     cells["cluster_alias"] = cells["cell_label"].map(mem).fillna("").to_numpy(dtype=object)
     table.cells = cells
     table.categorical = categorical
+    table.embeddings = _neighborhood_embeddings(cache, plan, cells)
     if "cell_metadata" in f or plan.cell_tables:
         _expression_files(cache, plan, cells, table)
     return table
+
+
+def _neighborhood_embeddings(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The plan's per-neighborhood UMAP tables (``embedding:<name>`` files), each restricted to the dataset's cells
+    with finite coordinates; a cell listed by several tables stays in the first (by name) only, so that each
+    embedding's cells can be one contiguous row range of the store."""
+    out: dict[str, pd.DataFrame] = {}
+    known = set(cells["cell_label"])
+    taken: set[str] = set()
+    for role in sorted(r for r in plan.files if r.startswith("embedding:")):
+        name = role.split(":", 1)[1]
+        path = cache.path(plan.files[role])
+        emb = _dedupe(read_csv(path, {"cell_label": "str", "x": "float", "y": "float"},
+                               required=["cell_label", "x", "y"]), path)
+        keep = emb["cell_label"].isin(known).to_numpy() & np.isfinite(emb["x"].to_numpy()) \
+            & np.isfinite(emb["y"].to_numpy())
+        if not keep.all():
+            log.info("%s: %d of %d cells of the %s UMAP are not cells of the dataset (or lack coordinates) and "
+                     "are left out", plan.name, int((~keep).sum()), len(emb), name)
+        emb = emb[keep]
+        again = emb["cell_label"].isin(taken).to_numpy()
+        if again.any():
+            log.warning("%s: %d cells of the %s UMAP are in an earlier neighborhood's UMAP too; they stay there",
+                        plan.name, int(again.sum()), name)
+            emb = emb[~again]
+        taken.update(emb["cell_label"])
+        if len(emb):
+            out[name] = emb[["cell_label", "x", "y"]].reset_index(drop=True)
+    return out
 
 
 def _join_cell_tables(cache: _Cache, plan: UnitPlan, emb: pd.DataFrame, table: CellTable,
@@ -717,6 +755,15 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
         order = np.argsort(section_code, kind="stable")
         cells = cells.iloc[order].reset_index(drop=True)
         section_code = section_code[order]
+    elif table.embeddings:
+        # each neighborhood UMAP's cells one contiguous row range (in the embeddings' name order, the others last)
+        group = np.full(len(cells), len(table.embeddings), dtype=np.int64)
+        position = pd.Series(np.arange(len(cells)), index=cells["cell_label"].to_numpy())
+        for k, emb in enumerate(table.embeddings.values()):
+            group[position[emb["cell_label"]].to_numpy()] = k
+        order = np.argsort(group, kind="stable")
+        cells = cells.iloc[order].reset_index(drop=True)
+        group = group[order]
     n = len(cells)
     labels = pa.array(cells["cell_label"].to_numpy(dtype=object), type=pa.string())
     st.write_strings(folder / "cell_label.arrow", labels, "cell_label")
@@ -724,6 +771,19 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
     y = cells["y"].to_numpy(dtype=np.float32)
     st.save_npy(folder / "x.npy", x)
     st.save_npy(folder / "y.npy", y)
+    embeddings = []
+    if table.embeddings:
+        starts = np.searchsorted(group, np.arange(len(table.embeddings) + 1))
+        for k, (name, emb) in enumerate(table.embeddings.items()):
+            a, b = int(starts[k]), int(starts[k + 1])
+            coords = emb.set_index("cell_label").loc[cells["cell_label"].to_numpy()[a:b]]
+            ex, ey = coords["x"].to_numpy(dtype=np.float32), coords["y"].to_numpy(dtype=np.float32)
+            st.save_npy(folder / f"embedding-{k}-x.npy", ex)
+            st.save_npy(folder / f"embedding-{k}-y.npy", ey)
+            embeddings.append({"name": name, "row_start": a, "row_stop": b, "n_cells": b - a,
+                               "x": f"embedding-{k}-x.npy", "y": f"embedding-{k}-y.npy",
+                               "bounds": [float(ex.min()), float(ex.max()), float(ey.min()), float(ey.max())]})
+        meta["embeddings"] = embeddings
     bounds = [float(np.nanmin(x)), float(np.nanmax(x)), float(np.nanmin(y)), float(np.nanmax(y))] if n else [0.0] * 4
 
     def save_categorical(col: str, codes: np.ndarray, cats: list[str], colors: list[str]) -> None:
@@ -853,6 +913,7 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
         "levels": levels, "n_cells": n, "n_genes": expr_summary.n_genes if expr_summary else 0,
         "n_sections": n_sections, "n_slab_planes": n_planes, "bounds": bounds,
         "n_unassigned": n_unassigned, "n_adjacent": n_adjacent,
+        "embeddings": [{k: e[k] for k in ("name", "n_cells", "bounds")} for e in embeddings],
         "expression": expr_summary.__dict__ if expr_summary else None,
         "expression_files": [f.relative_path for f in expression_files],
         "versions": versions, "errors": errors, "complete": not errors,

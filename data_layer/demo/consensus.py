@@ -7,6 +7,9 @@ cells are new cells of the same clusters whose expression (copied from an AIBS c
 genes the Macosko files hold) goes into ``Macosko-10X-<region>-log2.h5ad``. Levels ``neurotransmitter,
 neighborhood, class, subclass, supertype, cluster`` (term sets ``CCN20251031_NEUR``, ``CCN20251031_LEVEL_0..4``
 with ``parent_term_set_label``); neighborhoods group the classes as the release's nine do; integer aliases.
+A few neighborhoods get their own UMAP (``<neighborhood>_cell_2d_embedding_coordinates``, the release's
+per-neighborhood tables: ``cell_label, x, y`` of that neighborhood's cells only), laid out from the taxonomy like
+the whole-brain one (:func:`neighborhood_embedding`).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .h5ad_writer import write_h5ad
+from .umap import layout_centres, scatter_islands
 from .util import palette, stream, write_csv
 import data_layer.demo.wmb as wmb
 
@@ -35,6 +39,10 @@ NEIGHBORHOODS = {
     "TH-EPI-Glut": (17, 18, 25), "MB-Glut-Dopa-Sero": (19, 21, 22), "MB-GABA": (20,),
     "P-MY-CB-Glut": (23, 24, 29), "P-MY-CB-GABA": (26, 27, 28), "NN-IMN": (30, 31, 32, 33, 34),
 }
+#: Neighborhoods whose own UMAP the demo writes (the release has all nine).
+DEMO_NEIGHBORHOOD_UMAPS = ("Pallium-Glut", "Subpallium-GABA", "NN-IMN")
+#: Table name of a neighborhood's UMAP (the release's file tag).
+NEIGHBORHOOD_TABLE = "{}_cell_2d_embedding_coordinates"
 #: Regions whose WMB-10Xv3 cells serve as templates of the Macosko cells (one Macosko file each).
 MACOSKO_REGIONS = ("HPF", "STR")
 
@@ -84,6 +92,10 @@ def write_consensus(cache: Path, n_aibs: int, n_macosko: int, seed: int, bar=Non
     write_csv(pd.DataFrame({"cell_label": all_cells["cell_label"], "x": np.round(all_cells["x"], 6),
                             "y": np.round(all_cells["y"], 6)}), tax_dir / "cell_2d_embedding_coordinates.csv")
     write_csv(all_cells[["cell_label", "cluster_alias"]], tax_dir / "cell_to_cluster_membership.csv")
+    for hood in DEMO_NEIGHBORHOOD_UMAPS:
+        coords = neighborhood_embedding(all_cells, pivot, hood, stream(seed, f"consensus-{hood}"))
+        if len(coords):
+            write_csv(coords, tax_dir / f"{NEIGHBORHOOD_TABLE.format(hood)}.csv")
     if bar is not None:
         bar.update(1)
 
@@ -109,6 +121,29 @@ def write_consensus(cache: Path, n_aibs: int, n_macosko: int, seed: int, bar=Non
         bar.update(1)
     return {"dataset": TAXONOMY, "cells": len(all_cells), "aibs_cells": len(aibs), "macosko_cells": len(macosko),
             "clusters": len(pivot), "genes": len(genes), "macosko_files": written}
+
+
+def neighborhood_embedding(cells: pd.DataFrame, pivot: pd.DataFrame, neighborhood: str,
+                           rng: np.random.Generator) -> pd.DataFrame:
+    """The UMAP of one neighborhood's cells: ``cell_label, x, y`` (rounded to 6 decimals), in the order of
+    ``cells`` (columns ``cell_label, cluster_alias``); ``pivot`` has ``cluster_alias, neighborhood, class,
+    subclass, supertype, cluster``.
+
+    Like the whole-brain layout (:mod:`.umap`), each cluster an island, islands of a supertype, subclass and class
+    gathered, but over this neighborhood's clusters only, so they spread over the whole picture.
+    """
+    tree = pivot[pivot["neighborhood"] == neighborhood].drop_duplicates("cluster_alias")
+    alias_rank = pd.Series(np.arange(len(tree)), index=tree["cluster_alias"].to_numpy())
+    rank = cells["cluster_alias"].map(alias_rank)
+    inside = rank.notna().to_numpy()
+    if not inside.any():
+        return pd.DataFrame({"cell_label": [], "x": [], "y": []})
+    paths = [tuple(str(v) for v in row) for row in tree[["class", "subclass", "supertype", "cluster"]].to_numpy()]
+    centres = layout_centres(paths, (2.2, 0.9, 0.35), rng, top_radius=4.0)
+    cluster_of_cell = rank[inside].to_numpy(dtype=np.int64)
+    xy = scatter_islands(centres, cluster_of_cell, rng, base_sd=0.06)
+    return pd.DataFrame({"cell_label": cells["cell_label"].to_numpy()[inside], "x": np.round(xy[:, 0], 6),
+                         "y": np.round(xy[:, 1], 6)})
 
 
 def _neighborhood(class_name: str) -> str:
