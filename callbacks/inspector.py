@@ -14,7 +14,7 @@ import numpy as np
 from dash import Input, Output, ctx, no_update
 
 from core.context import ViewerContext
-from callbacks.view import PLACE, place_of, view_states
+from callbacks.view import PLACE, embedding_of, place_of, view_states
 from components import ids
 from components.panels import inspect_children
 from core.viewport import Window
@@ -56,6 +56,7 @@ def nearest_cell_info(
     slab_plane: str | None = None,
     gene: str | None = None,
     max_distance: float | None = None,
+    embedding: str | None = None,
 ) -> dict | None:
     """Facts about the cell nearest to ``(x, y)``, or None when there is none within ``max_distance``.
 
@@ -66,7 +67,8 @@ def nearest_cell_info(
         "gene": (symbol, value or None) or None, "row": int}``.
     """
     atlas = context.atlas
-    where = {"section": section} if section else ({"slab_plane": slab_plane} if slab_plane else {})
+    where = {"section": section} if section else ({"slab_plane": slab_plane} if slab_plane else (
+        {"embedding": embedding} if embedding else {}))
     row = atlas.nearest_cell(dataset, x, y, **where)
     if row is None:
         return None
@@ -118,6 +120,7 @@ def inspect_step(
     gene: str | None,
     viewport: dict | None,
     context: ViewerContext,
+    embedding: str | None = None,
 ) -> Any:
     """Inspector content for the latest hover or click on the map or the UMAP."""
     entry = context.catalog.get(dataset)
@@ -137,8 +140,9 @@ def inspect_step(
         window = frame
     else:
         target = entry.name
-        where = {"section": section, "slab_plane": None if section else slab_plane} if entry.spatial else {}
-        frame = context.frame(_state(entry.name, slab_plane, section))
+        where = {"section": section, "slab_plane": None if section else slab_plane} if entry.spatial else (
+            {"embedding": embedding} if entry.embedding(embedding) is not None else {})
+        frame = context.frame(_state(entry.name, slab_plane, section, where.get("embedding")))
         window = Window.from_dict(viewport) or frame
     target_entry = context.catalog.get(target)
     gene_for_target = gene if target_entry is not None and target_entry.has_genes else None
@@ -155,10 +159,10 @@ def inspect_step(
     return inspect_children(info)
 
 
-def _state(dataset, slab_plane, section):
+def _state(dataset, slab_plane, section, embedding=None):
     from core.state import ViewState
 
-    return ViewState(dataset=dataset, slab_plane=slab_plane, section=section)
+    return ViewState(dataset=dataset, slab_plane=slab_plane, section=section, embedding=embedding)
 
 
 def register(app: Any, context: ViewerContext) -> dict:
@@ -178,6 +182,6 @@ def register(app: Any, context: ViewerContext) -> dict:
         umap_event = umap_click if prop.endswith("clickData") else umap_hover
         # the gene box's gene is shown whatever the colouring, so a value can be read while colouring by level
         return inspect_step(trigger, map_event, umap_event, *place_of(view), view[ids.GENE], view[ids.VIEWPORT],
-                            context)
+                            context, embedding=embedding_of(view))
 
     return {"inspect_cell": inspect_cell}

@@ -10,7 +10,7 @@ from typing import Any
 from dash import Input, Output, no_update
 
 from core.context import ViewerContext, term_counts
-from callbacks.view import PLACE, place_of, view_inputs
+from callbacks.view import PLACE, embedding_of, place_of, view_inputs
 from components import ids
 from components.layout import column_label
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
@@ -23,9 +23,11 @@ GENE_CMAP = "viridis"
 
 
 def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
-                context: ViewerContext, text: str | None = None) -> tuple[Any, str, str, Any, Any]:
+                context: ViewerContext, text: str | None = None, embedding: str | None = None
+                ) -> tuple[Any, str, str, Any, Any]:
     """``(legend children, legend title, range info, vmin placeholder, vmax placeholder)``; ``text`` is the
-    filter box's (only the entries whose name holds every word are listed, the title counts them)."""
+    filter box's (only the entries whose name holds every word are listed, the title counts them); ``embedding``
+    a single-cell dataset's neighborhood UMAP (its cells only are counted)."""
     from rendering.colors import NAN_GREY, ZERO_GREY, colorscale_stops
 
     entry = context.catalog.get(dataset)
@@ -36,6 +38,8 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
     where = {}
     if entry.spatial:
         where = {"section": section} if section else ({"slab_plane": slab_plane} if slab_plane else {})
+    elif entry.embedding(embedding) is not None:
+        where = {"embedding": embedding}
     atlas = context.atlas
     if color_by == COLOR_BY_GENE:
         if not gene:
@@ -83,6 +87,6 @@ def register(app: Any, context: ViewerContext) -> dict:
     def draw_legend(view, text):
         dataset, slab_plane, section = place_of(view)
         return legend_step(dataset, slab_plane, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM],
-                           view[ids.GENE_VMIN], view[ids.GENE_VMAX], context, text)
+                           view[ids.GENE_VMIN], view[ids.GENE_VMAX], context, text, embedding=embedding_of(view))
 
     return {"draw_legend": draw_legend}

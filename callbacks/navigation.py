@@ -33,9 +33,9 @@ from callbacks.compare import is_together
 from callbacks.selection import store_of_view, view_selection
 from callbacks.view import view_inputs, view_of, view_states
 from components import ids
-from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE
-from components.layout import (color_by_options, gene_options, notice_children, section_options,
-                               slab_plane_options)
+from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE, WHOLE_UMAP
+from components.layout import (color_by_options, embedding_options, gene_options, notice_children,
+                               section_options, slab_plane_options)
 from core.state import (ViewState, across_levels, default_state, map_view_of, parse_query, switch_dataset,
                               switch_section, switch_slab_plane, to_query)
 
@@ -109,6 +109,10 @@ def resolve_view(
             state = switch_slab_plane(catalog, state, state.slab_plane)
     elif trigger == ids.SECTION:
         state = switch_section(catalog, state, state.section)
+    elif trigger == ids.EMBEDDING:  # another UMAP: other coordinates, so the whole of it
+        entry = catalog.get(state.dataset)
+        known = entry is not None and entry.embedding(state.embedding) is not None
+        state = state.replace(embedding=state.embedding if known else None, viewport=None)
     elif trigger == ids.COLOR_BY:
         if state.color_by in GENE_COLORINGS and not state.gene:
             state = state.replace(gene=lookups.first_gene(state.dataset))
@@ -176,6 +180,9 @@ def selection_outputs(
         viewport if force or state.viewport != before.viewport else no_update,
         selection,
         notice_children(notices),
+        embedding_options(entry) if dataset_changed else no_update,
+        changed(state.embedding or WHOLE_UMAP, before.embedding or WHOLE_UMAP),
+        not (entry is not None and entry.embeddings) if dataset_changed else no_update,
     )
 
 
@@ -219,6 +226,9 @@ SELECTION_OUTPUTS = [
     Output(ids.VIEWPORT, "data", allow_duplicate=True),
     Output(ids.SELECTION, "data", allow_duplicate=True),
     Output(ids.NOTICE_VIEW, "children"),
+    Output(ids.EMBEDDING, "options"),
+    Output(ids.EMBEDDING, "value"),
+    Output(ids.EMBEDDING_CONTROLS, "hidden"),
 ]
 
 
@@ -234,7 +244,7 @@ def register(app: Any, context: ViewerContext) -> dict:
     @app.callback(
         *SELECTION_OUTPUTS,
         inputs=dict(search=Input(ids.URL, "search"),
-                    view=view_inputs(ids.DATASET, ids.SLAB_PLANE, ids.SECTION, ids.COLOR_BY, ids.GENE),
+                    view=view_inputs(ids.DATASET, ids.SLAB_PLANE, ids.SECTION, ids.EMBEDDING, ids.COLOR_BY, ids.GENE),
                     _auto=Input(ids.GENE_RANGE_AUTO, "n_clicks")),
         state=dict(held=view_states(ids.TERM, ids.VIEWPORT, ids.GENE_VMIN, ids.GENE_VMAX),
                    selection=State(ids.SELECTION, "data")),
@@ -300,6 +310,8 @@ def selection_step(trigger: str | None, values: dict[str, Any], context: ViewerC
     if trigger in (None, ids.URL):  # the address's selection (or none), in the frame of the place it names
         stored = store_of_view(state, context)
         selection = no_update if stored == values.get(ids.SELECTION) else stored
+    elif trigger == ids.EMBEDDING and values.get(ids.SELECTION):  # drawn in the other UMAP's coordinates
+        selection = None
     return selection_outputs(state, before, context, notices, force=first_load, selection=selection)
 
 

@@ -15,7 +15,7 @@ from dash import Input, Output, State, ctx, no_update
 
 from core.context import ViewerContext, term_counts
 from callbacks.inspector import event_position, nearest_cell_info
-from callbacks.view import PLACE, place_of, view_inputs, view_states
+from callbacks.view import PLACE, embedding_of, place_of, view_inputs, view_states
 from components import ids
 from components.panels import TermRow, html_block, term_key, tree_html, tree_search_html
 
@@ -110,6 +110,7 @@ def pick_step(
     color_by: str | None,
     term: dict | None,
     context: ViewerContext,
+    embedding: str | None = None,
 ) -> Any:
     """Highlighted term after a pick (tree row, legend entry, clear button, map or UMAP click).
 
@@ -137,7 +138,7 @@ def pick_step(
             return no_update
     elif trigger in (ids.MAP_GRAPH, ids.UMAP_GRAPH):
         picked = _clicked_term(trigger, map_click if trigger == ids.MAP_GRAPH else umap_click, entry, slab_plane,
-                               section, color_by, context)
+                               section, color_by, context, embedding)
         if picked is None:
             return no_update
     else:
@@ -166,7 +167,8 @@ def expanded_step(trigger: Any, event: dict | None, dataset: str | None, term: d
     return revealed
 
 
-def _clicked_term(trigger, event, entry, slab_plane, section, color_by, context) -> tuple[str, str] | None:
+def _clicked_term(trigger, event, entry, slab_plane, section, color_by, context,
+                  embedding=None) -> tuple[str, str] | None:
     position = event_position(event)
     if position is None:
         return None
@@ -176,7 +178,8 @@ def _clicked_term(trigger, event, entry, slab_plane, section, color_by, context)
         where: dict = {}
     else:
         target = entry.name
-        where = ({"section": section} if section else {"slab_plane": slab_plane}) if entry.spatial else {}
+        where = ({"section": section} if section else {"slab_plane": slab_plane}) if entry.spatial else (
+            {"embedding": embedding} if entry.embedding(embedding) is not None else {})
     if target is None:
         return None
     target_entry = context.catalog.get(target)
@@ -238,6 +241,6 @@ def register(app: Any, context: ViewerContext) -> dict:
     )
     def pick_term(picked, _clear, map_click, umap_click, view):
         return pick_step(ctx.triggered_id, picked, map_click, umap_click, *place_of(view), view[ids.COLOR_BY],
-                         view[ids.TERM], context)
+                         view[ids.TERM], context, embedding=embedding_of(view))
 
     return {"count_head": count_head, "draw_tree": draw_tree, "update_expanded": update_expanded, "pick_term": pick_term}

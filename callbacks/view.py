@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from dash import Input, State
 
 from components import ids
-from core.catalog import WHOLE_SLAB_PLANE
+from core.catalog import WHOLE_SLAB_PLANE, WHOLE_UMAP
 from core.state import ViewState
 from core.viewport import Window
 
@@ -22,6 +22,7 @@ VIEW_CONTROLS: dict[str, str] = {
     ids.DATASET: "value",
     ids.SLAB_PLANE: "value",
     ids.SECTION: "value",
+    ids.EMBEDDING: "value",
     ids.COLOR_BY: "value",
     ids.GENE: "value",
     ids.TERM: "data",
@@ -33,8 +34,8 @@ VIEW_CONTROLS: dict[str, str] = {
     ids.THRESHOLD_A: "value",
     ids.THRESHOLD_B: "value",
 }
-#: The place shown: dataset, slab plane and section.
-PLACE = (ids.DATASET, ids.SLAB_PLANE, ids.SECTION)
+#: The place shown: dataset, slab plane and section, or which UMAP of a single-cell dataset.
+PLACE = (ids.DATASET, ids.SLAB_PLANE, ids.SECTION, ids.EMBEDDING)
 
 
 def view_inputs(*controls: str) -> dict[str, Input]:
@@ -55,6 +56,12 @@ def section_of(value: Any) -> str | None:
 def place_of(values: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
     """``(dataset, slab_plane, section)`` of control values keyed by id (section None = the whole slab plane)."""
     return values.get(ids.DATASET), values.get(ids.SLAB_PLANE), section_of(values.get(ids.SECTION))
+
+
+def embedding_of(values: Mapping[str, Any]) -> str | None:
+    """The neighborhood UMAP of the UMAP dropdown's value: None for the whole UMAP (or nothing chosen)."""
+    value = values.get(ids.EMBEDDING)
+    return None if value in (None, "", WHOLE_UMAP) else str(value)
 
 
 def _number_or_none(value: Any) -> float | None:
@@ -84,4 +91,5 @@ def view_of(values: Mapping[str, Any]) -> ViewState:
         blend_mode="both" if values.get(ids.BLEND_MODE) == "both" else "blend",
         threshold_a=_number_or_none(values.get(ids.THRESHOLD_A)),
         threshold_b=_number_or_none(values.get(ids.THRESHOLD_B)),
+        embedding=embedding_of(values),
     )

@@ -9,7 +9,7 @@ from dash import dcc, html
 
 from components import ids
 from components.analysis_panels import analysis_stores, map_panel_extras, two_gene_controls, view_mode_toggle
-from core.catalog import (COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE, Catalog,
+from core.catalog import (COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE, WHOLE_UMAP, Catalog,
                                 DatasetEntry)
 from components.export import export_panel, export_toolbar, share_box
 from components.figures import message_figure
@@ -53,6 +53,15 @@ def section_options(entry: DatasetEntry | None, plane_label: str | None) -> list
         count = f"  ({section.n_cells:,} cells)" if section is not None else ""
         options.append({"label": f"{label}{count}", "value": label})
     return options
+
+
+def embedding_options(entry: DatasetEntry | None) -> list[dict]:
+    """Dropdown options of a single-cell dataset's UMAPs: the whole one, then each neighborhood's (with its cells);
+    empty when it has no neighborhood UMAP."""
+    if entry is None or not entry.embeddings:
+        return []
+    return [{"label": f"Whole brain ({entry.n_cells:,} cells)", "value": WHOLE_UMAP}] + [
+        {"label": f"{e.name} ({e.n_cells:,} cells)", "value": e.name} for e in entry.embeddings]
 
 
 def color_by_options(entry: DatasetEntry | None) -> list[dict]:
@@ -154,6 +163,19 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
                         ),
                     ),
                 ],
+            ),
+            _field(
+                "UMAP",
+                dcc.Dropdown(
+                    id=ids.EMBEDDING,
+                    options=embedding_options(entry),
+                    value=state.embedding or WHOLE_UMAP,
+                    clearable=False,
+                    searchable=False,
+                ),
+                field_id=ids.EMBEDDING_CONTROLS,
+                hidden=not (entry and entry.embeddings),
+                hint="A neighborhood's own UMAP shows only its cells.",
             ),
             _field(
                 "Colour by",

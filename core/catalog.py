@@ -24,6 +24,8 @@ COLOR_BY_GENE = "gene"
 COLOR_BY_TWO_GENES = "two_genes"
 #: Section dropdown value meaning "every section of the slab plane".
 WHOLE_SLAB_PLANE = "__whole_slab_plane__"
+#: UMAP dropdown value meaning "the dataset's whole UMAP" (not a neighborhood's).
+WHOLE_UMAP = "__whole_umap__"
 
 #: The categorical cell column naming each cell's species in a dataset of several species.
 SPECIES_COLUMN = "species"
