@@ -94,6 +94,8 @@ def map_figure_step(
         return message_figure(text), "", [], None
     if entry.spatial and not state.section and not state.slab_plane:
         return message_figure("Choose a slab plane and a section"), "", [], None
+    if state.embedding and entry.embedding(state.embedding) is None:  # a dataset switch not yet through
+        state = state.replace(embedding=None)
     frame = context.frame(state)
     window = state.viewport or frame
     notices: list[str] = []

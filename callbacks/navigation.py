@@ -179,10 +179,10 @@ def selection_outputs(
         term if force or (state.term_level, state.term) != before_term else no_update,
         viewport if force or state.viewport != before.viewport else no_update,
         selection,
-        notice_children(notices),
         embedding_options(entry) if dataset_changed else no_update,
         changed(state.embedding or WHOLE_UMAP, before.embedding or WHOLE_UMAP),
         not (entry is not None and entry.embeddings) if dataset_changed else no_update,
+        notice_children(notices),
     )
 
 
@@ -225,10 +225,10 @@ SELECTION_OUTPUTS = [
     Output(ids.TERM, "data", allow_duplicate=True),
     Output(ids.VIEWPORT, "data", allow_duplicate=True),
     Output(ids.SELECTION, "data", allow_duplicate=True),
-    Output(ids.NOTICE_VIEW, "children"),
     Output(ids.EMBEDDING, "options"),
     Output(ids.EMBEDDING, "value"),
     Output(ids.EMBEDDING_CONTROLS, "hidden"),
+    Output(ids.NOTICE_VIEW, "children"),
 ]
 
 

@@ -460,8 +460,8 @@ class Atlas:
             if tree is not None:
                 self._trees.move_to_end(key)
         if tree is None:
-            x, y = ds.xy(a, b, embedding)
-            pts = np.column_stack([np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)])
+            xs, ys = ds.xy(a, b, embedding)
+            pts = np.column_stack([np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)])
             tree = cKDTree(pts)
             with self._lock:
                 self._trees[key] = tree
