@@ -53,12 +53,16 @@ def serve(store_dir: Path | None, host: str | None, port: int | None, debug: boo
 @click.argument("cache_dir", type=click.Path(path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="random seed; same seed, same bytes")
 @click.option("--scale", type=click.Choice(["demo", "atlas"]), default="demo", show_default=True,
-              help="demo: small; atlas: real size (4 M-cell WMB UMAP, 1 M-cell BG species)")
-def demo(cache_dir: Path, seed: int, scale: str) -> None:
+              help="demo: small; atlas: real size (4 M-cell WMB UMAP, 7.65 M-cell consensus mouse, 1 M-cell BG species)")
+@click.option("--consensus-cells", type=int, default=None,
+              help="cells of the consensus mouse taxonomy (default: the scale's; atlas: the release's 7.65 M)")
+def demo(cache_dir: Path, seed: int, scale: str, consensus_cells: int | None) -> None:
     """Write a synthetic ABC cache (exact ABC layout) into CACHE_DIR."""
-    from data_layer.demo import write_demo_cache
+    from data_layer.demo import get_scale, write_demo_cache
+    from data_layer.demo.scale import with_consensus_cells
 
-    write_demo_cache(cache_dir, seed=seed, scale=scale, progress=True)
+    sizes = get_scale(scale) if consensus_cells is None else with_consensus_cells(get_scale(scale), consensus_cells)
+    write_demo_cache(cache_dir, seed=seed, scale=sizes, progress=True)
 
 
 def _parse_size(text: str) -> int:
@@ -163,7 +167,10 @@ def download(cache_dir: Path, release: str, datasets: tuple[str, ...], kinds: tu
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write results as JSON")
 @click.option("--width-cells", default=40_000, show_default=True, help="--scale width: cells of the source")
 @click.option("--memory-limit", default="2GB", show_default=True, help="--scale width: --memory-limit of the conversion")
-def bench(scale: str, work_dir: Path | None, json_path: Path | None, width_cells: int, memory_limit: str) -> None:
+@click.option("--consensus-cells", type=int, default=None,
+              help="cells of the consensus mouse taxonomy (default: the scale's; atlas: the release's 7.65 M)")
+def bench(scale: str, work_dir: Path | None, json_path: Path | None, width_cells: int, memory_limit: str,
+          consensus_cells: int | None) -> None:
     """Measure speed and memory against the plain ways, in one run; print one table."""
     if scale == "width":
         import json
@@ -177,7 +184,7 @@ def bench(scale: str, work_dir: Path | None, json_path: Path | None, width_cells
         return
     from bench.run import run_bench
 
-    run_bench(scale=scale, work_dir=work_dir, json_path=json_path, echo=click.echo)
+    run_bench(scale=scale, work_dir=work_dir, json_path=json_path, echo=click.echo, consensus_cells=consensus_cells)
 
 
 

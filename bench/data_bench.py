@@ -164,7 +164,8 @@ _PREPARE_CHILD = textwrap.dedent("""
     from data_layer.prepare import prepare_store
     baseline = psutil.Process().memory_info().rss
     t0 = time.perf_counter()
-    report = prepare_store(sys.argv[1], sys.argv[2], memory_limit_bytes=int(sys.argv[3]))
+    only = sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else None
+    report = prepare_store(sys.argv[1], sys.argv[2], memory_limit_bytes=int(sys.argv[3]), datasets=only)
     seconds = time.perf_counter() - t0
     status = open("/proc/self/status").read()
     peak = int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1]) * 1024
@@ -173,9 +174,10 @@ _PREPARE_CHILD = textwrap.dedent("""
 
 
 def bench_prepare(cache: str | Path, store: str | Path | None = None, *,
-                  memory_limit_bytes: int = 1 << 30) -> dict:
-    """Prepare ``cache`` into a new store in a fresh process: throughput (source MB/s, expression MB/s) and peak
-    memory growth over the interpreter vs the limit (VmHWM of the child)."""
+                  memory_limit_bytes: int = 1 << 30, datasets: list[str] | None = None) -> dict:
+    """Prepare ``cache`` (only ``datasets`` and their taxonomies, when given) into a new store in a fresh process:
+    throughput (source MB/s, expression MB/s), peak memory growth over the interpreter vs the limit (VmHWM of the
+    child) and the store's size."""
     from data_layer.store import read_catalog
 
     tmp = None
@@ -183,7 +185,8 @@ def bench_prepare(cache: str | Path, store: str | Path | None = None, *,
         tmp = tempfile.TemporaryDirectory(prefix="data-bench-")
         store = Path(tmp.name) / "store"
     try:
-        out = subprocess.run([sys.executable, "-c", _PREPARE_CHILD, str(cache), str(store), str(memory_limit_bytes)],
+        out = subprocess.run([sys.executable, "-c", _PREPARE_CHILD, str(cache), str(store), str(memory_limit_bytes),
+                              ",".join(datasets or [])],
                              capture_output=True, text=True, cwd=ROOT,
                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=7200)
         if out.returncode:
@@ -205,6 +208,8 @@ def bench_prepare(cache: str | Path, store: str | Path | None = None, *,
             "nnz": int(sum(x["nnz"] for x in expr)),
             "memory_limit_mb": round(memory_limit_bytes / 2**20, 1), "peak_growth_mb": round(growth / 2**20, 1),
             "peak_under_limit": bool(growth < memory_limit_bytes), "datasets": child["datasets"],
+            "peak_rss_mb": round(child["peak"] / 2**20, 1),
+            "store_mb": round(sum(f.stat().st_size for f in Path(store).rglob("*") if f.is_file()) / 2**20, 1),
         }
     finally:
         if tmp is not None:

@@ -11,6 +11,8 @@ demo), prepares it (the prepare-throughput row), then measures on the prepared s
   (``count_cat`` + ``tf.shade``; projected from smaller canvases when it does not fit in memory), by a gene vs
   plain datashader ``max`` + ``shade``, and with a highlighted term vs plain datashader's two layers;
 * marker genes of a selection (:mod:`bench.analysis_bench`) vs one dense gene vector per gene;
+* the consensus mouse taxonomy alone (:func:`bench_consensus`; 7.65 M cells at the atlas scale): its prepare time,
+  peak memory and store size, its whole and a neighborhood UMAP's pictures, a gene look-up and a gene picture;
 * ``Atlas.open`` in a fresh process and its resident memory; the cells of one section vs pandas reading the
   release CSVs; the first page load to the first picture in headless Chromium (:mod:`bench.browser_bench`).
 
@@ -46,6 +48,8 @@ WIDTH_PX, HEIGHT_PX = 1000, 800
 MEMORY_LIMIT_BYTES = 4 << 30
 #: Memory the datashader per-category baseline may use before it is measured on smaller canvases and projected.
 BASELINE_BUDGET_BYTES = 2_000_000_000
+#: The consensus mouse taxonomy's dataset (measured apart: :func:`bench_consensus`).
+CONSENSUS = "Consensus-WMB-integrated-taxonomy"
 #: Packages whose versions are printed with the machine.
 PACKAGES = ("numpy", "pandas", "pyarrow", "numba", "datashader", "scipy", "h5py", "anndata", "dash", "plotly",
             "flask", "selenium")
@@ -244,10 +248,11 @@ def ensure_cache(work_dir: Path, scale, seed: int = 0) -> dict:
             log.info("reusing the complete cache %s (written in %.0f s)", cache, done["seconds"])
             return {**done, "reused": True}
     marker.unlink(missing_ok=True)
-    for stale in (cache, work_dir / "store"):
+    for stale in (cache, work_dir / "store", work_dir / "store-consensus"):
         if stale.exists():
             shutil.rmtree(stale)
     (work_dir / "prepare.json").unlink(missing_ok=True)
+    (work_dir / "prepare-consensus.json").unlink(missing_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     log.info("writing the synthetic cache into %s", cache)
     out = subprocess.run([sys.executable, "-c", _GENERATE_CHILD, str(cache), scale_to_json(get_scale(scale)),
@@ -280,7 +285,9 @@ def ensure_store(work_dir: Path, memory_limit_bytes: int) -> dict:
 # --------------------------------------------------------------------------------------------------- datasets
 
 def _largest(atlas, kind: str, need_genes: bool = False) -> str | None:
-    names = [d for d in atlas.datasets() if atlas.info(d).kind == kind and (atlas.info(d).n_genes or not need_genes)]
+    """The largest dataset of ``kind`` but the consensus mouse (measured apart, :func:`bench_consensus`)."""
+    names = [d for d in atlas.datasets() if atlas.info(d).kind == kind and (atlas.info(d).n_genes or not need_genes)
+             and d != CONSENSUS]
     return max(names, key=lambda d: atlas.info(d).n_cells) if names else None
 
 
@@ -337,6 +344,84 @@ def bench_gene_files(atlas, cache: Path, dataset: str, n_genes: int, n_baseline:
     return out
 
 
+# --------------------------------------------------------------------------------------------------- consensus
+
+def bench_consensus(cache: Path, work_dir: Path, memory_limit_bytes: int, repeats: Repeats) -> dict:
+    """The consensus mouse taxonomy alone: prepared into its own store in a fresh process (time, peak memory,
+    store size; reused when ``work_dir/prepare-consensus.json`` records it), then its whole UMAP by cluster, its
+    largest neighborhood UMAP by cluster, one gene for every cell and a picture of a new gene each time."""
+    from bench.data_bench import bench_prepare
+    from data_layer import Atlas
+
+    store, marker = work_dir / "store-consensus", work_dir / "prepare-consensus.json"
+    if marker.is_file() and (store / "catalog.json").is_file():
+        prep = {**json.loads(marker.read_text()), "reused": True}
+    else:
+        if store.exists():
+            shutil.rmtree(store)
+        log.info("preparing %s alone into %s", CONSENSUS, store)
+        prep = bench_prepare(cache, store, memory_limit_bytes=memory_limit_bytes, datasets=[CONSENSUS])
+        marker.write_text(json.dumps(prep, indent=1))
+    atlas = Atlas.open(store)
+    info = atlas.info(CONSENSUS)
+    pictures = Pictures(atlas, store)
+    finest = info.levels[-1]
+    out: dict = {"prepare": prep, "n_cells": info.n_cells, "n_genes": info.n_genes,
+                 "n_clusters": len(atlas.categories(CONSENSUS, finest)) - 2}
+
+    def picture(request) -> dict:
+        t0 = time.perf_counter()
+        pictures.render(request)  # the first: memory maps, the cells frame
+        first_ms = (time.perf_counter() - t0) * 1000
+        timing, png = _timed(lambda: pictures.render(request), repeats.pictures, warm_up=False)
+        return {**timing, "first_ms": round(first_ms, 1), "png_bytes": len(png)}
+
+    out["umap_cluster"] = picture(pictures.request(CONSENSUS, None, finest))
+    if info.embeddings:
+        largest = max(info.embeddings, key=lambda e: e["n_cells"])
+        out["neighborhood_cluster"] = {**picture(pictures.request(CONSENSUS, None, finest,
+                                                                  embedding=largest["name"])),
+                                       "embedding": largest["name"], "n_cells": int(largest["n_cells"])}
+    if info.n_genes:
+        out["gene_lookup"] = bench_gene_files(atlas, cache, CONSENSUS, repeats.genes, 0)
+        genes = _random_genes(atlas, CONSENSUS, repeats.gene_pictures + 1, seed=1)
+        pictures.render(pictures.request(CONSENSUS, None, "gene", gene=genes[0]))
+        times = []
+        for g in genes[1:]:
+            t0 = time.perf_counter()
+            pictures.render(pictures.request(CONSENSUS, None, "gene", gene=g))
+            times.append(time.perf_counter() - t0)
+        out["umap_gene"] = stats_ms(times)
+    return out
+
+
+def consensus_rows(c: dict) -> list[Row]:
+    """Table rows of :func:`bench_consensus`."""
+    prep, n = c["prepare"], _million(c["n_cells"])
+    rows = [Row(f"consensus mouse: prepare alone ({n} cells, {prep['source_mb']:,.0f} MB source)",
+                fmt_ms(prep["seconds"] * 1000), note=(
+                    f"peak RSS {prep['peak_rss_mb']:,.0f} MB (growth {prep['peak_growth_mb']:,.0f} MB vs "
+                    f"--memory-limit {prep['memory_limit_mb']:,.0f} MB); store {prep['store_mb']:,.0f} MB; "
+                    f"{prep['nnz']:,} non-zeros, {c['n_genes']} genes" + (" (reused)" if prep.get("reused") else "")))]
+    p = c["umap_cluster"]
+    rows.append(Row(f"consensus mouse: UMAP picture by cluster ({n} cells, {c['n_clusters']:,} colours)",
+                    fmt_ms(p["p50_ms"]), fmt_ms(p["p95_ms"]),
+                    note=f"{WIDTH_PX}x{HEIGHT_PX} PNG; first picture {fmt_ms(p['first_ms'])}"))
+    h = c.get("neighborhood_cluster")
+    if h:
+        rows.append(Row(f"consensus mouse: {h['embedding']} UMAP picture by cluster ({_million(h['n_cells'])} cells)",
+                        fmt_ms(h["p50_ms"]), fmt_ms(h["p95_ms"]), note=f"first picture {fmt_ms(h['first_ms'])}"))
+    g = c.get("gene_lookup")
+    if g:
+        rows.append(Row(f"consensus mouse: gene, all cells ({n} cells)", fmt_ms(g["store"]["p50_ms"]),
+                        fmt_ms(g["store"]["p95_ms"]), note=f"{g['store']['n']} random genes"))
+    u = c.get("umap_gene")
+    if u:
+        rows.append(Row(f"consensus mouse: UMAP picture, new gene ({n} cells)", fmt_ms(u["p50_ms"]),
+                        fmt_ms(u["p95_ms"]), note="look-up + range + picture + PNG"))
+    return rows
+
+
 # --------------------------------------------------------------------------------------------------- pictures
 
 class Pictures:
@@ -350,16 +435,17 @@ class Pictures:
         self.context = ViewerContext.build(atlas, Settings(store=Path(store)))
 
     def request(self, dataset: str, section: str | None, color_by: str, *, gene: str | None = None,
-                term: str | None = None, term_level: str | None = None):
+                term: str | None = None, term_level: str | None = None, embedding: str | None = None):
         from core.picture import PictureRequest
         from core.viewport import fit_aspect, padded
 
         entry = self.context.catalog.get(dataset)
-        bounds = entry.sections[section].bounds if section else entry.bounds
+        bounds = entry.sections[section].bounds if section else (
+            entry.embedding(embedding).bounds if embedding else entry.bounds)
         window = fit_aspect(padded(bounds), WIDTH_PX, HEIGHT_PX)
         return PictureRequest(dataset=dataset, section=section, slab_plane=None, color_by=color_by, gene=gene,
                               term=term, term_level=term_level, window=window, width_px=WIDTH_PX,
-                              height_px=HEIGHT_PX)
+                              height_px=HEIGHT_PX, embedding=embedding)
 
     def render(self, request) -> bytes:
         from core.render import render_png
@@ -642,6 +728,8 @@ def build_rows(results: dict, errors: dict) -> list[Row]:
                                 f"{b['plotly_bytes'] / 2**20:.2f} vs {full['plotly_bytes'] / 2**20:.2f} MB, "
                                 f"compressed); {b['callbacks_before_picture']} vs "
                                 f"{full['callbacks_before_picture']} callback requests before it"))
+    if results.get("consensus"):
+        rows += consensus_rows(results["consensus"])
     for name, message in errors.items():
         rows.append(Row(name, note=f"FAILED: {message}"))
     return rows
@@ -650,7 +738,7 @@ def build_rows(results: dict, errors: dict) -> list[Row]:
 def run_bench(scale="demo", work_dir: str | Path | None = None, json_path: str | Path | None = None,
               echo: Callable[[str], None] = print, *, seed: int = 0, memory_limit_bytes: int = MEMORY_LIMIT_BYTES,
               repeats: Repeats | None = None, browser: bool = True,
-              baseline_budget_bytes: int = BASELINE_BUDGET_BYTES) -> dict:
+              baseline_budget_bytes: int = BASELINE_BUDGET_BYTES, consensus_cells: int | None = None) -> dict:
     """Generate (or reuse) a cache, prepare it, measure everything against its baseline and print one table.
 
     Parameters
@@ -675,6 +763,8 @@ def run_bench(scale="demo", work_dir: str | Path | None = None, json_path: str |
     baseline_budget_bytes : int
         Memory datashader's per-category baseline may use; above it, it is measured on smaller canvases and
         projected to the full size.
+    consensus_cells : int, optional
+        Cells of the consensus mouse taxonomy (default: the scale's; the atlas scale's is the release's 7.65 M).
 
     Returns
     -------
@@ -684,8 +774,13 @@ def run_bench(scale="demo", work_dir: str | Path | None = None, json_path: str |
     """
     from data_layer import Atlas
 
+    from data_layer.demo import get_scale
+    from data_layer.demo.scale import with_consensus_cells
+
     start = time.perf_counter()
     name = scale if isinstance(scale, str) else "custom"
+    if consensus_cells is not None:
+        scale = with_consensus_cells(get_scale(scale), consensus_cells)
     repeats = repeats or REPEATS.get(name, Repeats())
     work = Path(work_dir) if work_dir else ROOT / ".bench" / name
     work.mkdir(parents=True, exist_ok=True)
@@ -752,6 +847,8 @@ def run_bench(scale="demo", work_dir: str | Path | None = None, json_path: str |
         last = runs[-1]
         return {**last, "runs": runs, "open": stats_ms([r["open_s"] for r in runs])}
 
+    if CONSENSUS in atlas.datasets():
+        _safe("consensus", lambda: bench_consensus(cache, work, memory_limit_bytes, repeats), results, errors)
     _safe("open", open_atlas, results, errors)
     if spatial:
         _safe("section_cells", lambda: bench_section_cells_vs_csv(atlas, cache, spatial, repeats.sections,

@@ -643,8 +643,7 @@ def _neighborhood_embeddings(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame)
     with finite coordinates; a cell listed by several tables stays in the first (by name) only, so that each
     embedding's cells can be one contiguous row range of the store."""
     out: dict[str, pd.DataFrame] = {}
-    known = set(cells["cell_label"])
-    taken: set[str] = set()
+    known = pd.Index(cells["cell_label"])
     for role in sorted(r for r in plan.files if r.startswith("embedding:")):
         name = role.split(":", 1)[1]
         path = cache.path(plan.files[role])
@@ -656,12 +655,13 @@ def _neighborhood_embeddings(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame)
             log.info("%s: %d of %d cells of the %s UMAP are not cells of the dataset (or lack coordinates) and "
                      "are left out", plan.name, int((~keep).sum()), len(emb), name)
         emb = emb[keep]
-        again = emb["cell_label"].isin(taken).to_numpy()
+        again = np.zeros(len(emb), dtype=bool)
+        for earlier in out.values():
+            again |= emb["cell_label"].isin(earlier["cell_label"]).to_numpy()
         if again.any():
             log.warning("%s: %d cells of the %s UMAP are in an earlier neighborhood's UMAP too; they stay there",
                         plan.name, int(again.sum()), name)
             emb = emb[~again]
-        taken.update(emb["cell_label"])
         if len(emb):
             out[name] = emb[["cell_label", "x", "y"]].reset_index(drop=True)
     return out

@@ -119,7 +119,8 @@ def write_demo_cache(cache_dir: str | Path, seed: int = 0, scale: str | DemoScal
         summary_details[wmb.CELLS] = wmb.write_wmb(cache, sizes, seed, bar=b)
     with bar(f"{consensus.TAXONOMY} + {consensus.AIBS} + {consensus.MACOSKO}", 3) as b:
         summary_details[consensus.TAXONOMY] = consensus.write_consensus(
-            cache, sizes.consensus_aibs_cells, sizes.consensus_macosko_cells, seed, bar=b)
+            cache, sizes.consensus_aibs_cells, sizes.consensus_macosko_cells, seed, bar=b,
+            real_size=sizes.chunk_cells is not None)
     with bar(f"releases/{RELEASE}/manifest.json (MD5 of every file)", 1) as b:
         manifest_path, manifest = write_manifest(cache, RELEASE, datasets={d for _, d, _ in DEMO_FOLDERS})
         write_downloaded_record(cache, manifest)

@@ -43,17 +43,26 @@ NEIGHBORHOODS = {
 DEMO_NEIGHBORHOOD_UMAPS = ("Pallium-Glut", "Subpallium-GABA", "NN-IMN")
 #: Table name of a neighborhood's UMAP (the release's file tag).
 NEIGHBORHOOD_TABLE = "{}_cell_2d_embedding_coordinates"
-#: Regions whose WMB-10Xv3 cells serve as templates of the Macosko cells (one Macosko file each).
-MACOSKO_REGIONS = ("HPF", "STR")
+#: Macosko files the demo writes: (the release's region of ``Macosko-10X-<region>``, the WMB-10Xv3 region whose
+#: cells serve as templates of its cells).
+MACOSKO_REGIONS = (("HPF", "HPF"), ("STR", "STR"))
+#: The release's ten Macosko files, for a real-size cache (``MY-Pons-BS`` from the WMB ``MY`` cells).
+ALL_MACOSKO_REGIONS = (("CB", "CB"), ("HPF", "HPF"), ("HY", "HY"), ("Isocortex", "Isocortex-1"), ("MB", "MB"),
+                       ("MY-Pons-BS", "MY"), ("OLF", "OLF"), ("PAL", "PAL"), ("STR", "STR"), ("TH", "TH"))
 
 
-def write_consensus(cache: Path, n_aibs: int, n_macosko: int, seed: int, bar=None) -> dict:
+def write_consensus(cache: Path, n_aibs: int, n_macosko: int, seed: int, bar=None, *, real_size: bool = False
+                    ) -> dict:
     """Write the consensus taxonomy and its two cell tables from the WMB-10X demo already in ``cache``.
 
     Parameters
     ----------
     n_aibs, n_macosko : int
         Cells taken from WMB-10X and new Macosko cells.
+    real_size : bool
+        The release's proportions (a real-size cache): AIBS cells up to every WMB-10X cell, Macosko cells as
+        many as asked over the release's ten Macosko files, and all nine neighborhood UMAPs. Otherwise (the demo)
+        at most a third and a sixth of the WMB-10X cells, two Macosko files and three neighborhood UMAPs.
 
     Returns
     -------
@@ -62,7 +71,9 @@ def write_consensus(cache: Path, n_aibs: int, n_macosko: int, seed: int, bar=Non
     """
     rng = stream(seed, "consensus")
     wmb_meta = cache / "metadata" / wmb.CELLS / wmb.CELLS_VERSION
-    cells = pd.read_csv(wmb_meta / "cell_metadata.csv", dtype={"cell_label": str, "cluster_alias": "int64"},
+    cells = pd.read_csv(wmb_meta / "cell_metadata.csv", dtype={"cell_label": str, "cluster_alias": "int64",
+                                                               "dataset_label": "category",
+                                                               "feature_matrix_label": "category"},
                         usecols=["cell_label", "x", "y", "cluster_alias", "dataset_label", "feature_matrix_label"],
                         keep_default_na=False)
     pivot = pd.read_csv(cache / "metadata" / wmb.TAXONOMY / wmb.TAXONOMY_VERSION / "views"
@@ -76,9 +87,13 @@ def write_consensus(cache: Path, n_aibs: int, n_macosko: int, seed: int, bar=Non
 
     # At most a third of the WMB-10X cells from AIBS and a sixth new ones: the consensus stays smaller than WMB-10X
     # in every demo size (the release's is larger; here WMB-10X stays the demo's big mouse dataset).
-    n_aibs, n_macosko = min(n_aibs, len(cells) // 3), min(n_macosko, len(cells) // 6)
+    if real_size:
+        n_aibs = min(n_aibs, len(cells))
+    else:
+        n_aibs, n_macosko = min(n_aibs, len(cells) // 3), min(n_macosko, len(cells) // 6)
     aibs = cells.iloc[np.sort(rng.choice(len(cells), n_aibs, replace=False))].reset_index(drop=True)
-    macosko, written, genes = _macosko_cells(cache, cells, n_macosko, rng)
+    macosko, written, genes = _macosko_cells(cache, cells, n_macosko, rng,
+                                             ALL_MACOSKO_REGIONS if real_size else MACOSKO_REGIONS)
     if bar is not None:
         bar.update(1)
 
@@ -92,7 +107,7 @@ def write_consensus(cache: Path, n_aibs: int, n_macosko: int, seed: int, bar=Non
     write_csv(pd.DataFrame({"cell_label": all_cells["cell_label"], "x": np.round(all_cells["x"], 6),
                             "y": np.round(all_cells["y"], 6)}), tax_dir / "cell_2d_embedding_coordinates.csv")
     write_csv(all_cells[["cell_label", "cluster_alias"]], tax_dir / "cell_to_cluster_membership.csv")
-    for hood in DEMO_NEIGHBORHOOD_UMAPS:
+    for hood in (list(NEIGHBORHOODS) if real_size else DEMO_NEIGHBORHOOD_UMAPS):
         coords = neighborhood_embedding(all_cells, pivot, hood, stream(seed, f"consensus-{hood}"))
         if len(coords):
             write_csv(coords, tax_dir / f"{NEIGHBORHOOD_TABLE.format(hood)}.csv")
@@ -151,16 +166,19 @@ def _neighborhood(class_name: str) -> str:
     return next((h for h, classes in NEIGHBORHOODS.items() if number in classes), "NN-IMN")
 
 
-def _macosko_cells(cache: Path, cells: pd.DataFrame, n: int, rng: np.random.Generator
+def _macosko_cells(cache: Path, cells: pd.DataFrame, n: int, rng: np.random.Generator,
+                   regions: tuple[tuple[str, str], ...] = MACOSKO_REGIONS
                    ) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
-    """New cells copying the expression of WMB-10Xv3 cells of ``MACOSKO_REGIONS`` (on a subset of genes) into
-    ``Macosko-10X-<region>-log2.h5ad``; returns (cells, files written, the Macosko gene table)."""
+    """New cells copying the expression of WMB-10Xv3 cells (on a subset of genes) into
+    ``Macosko-10X-<region>-log2.h5ad``, for each ``(region, WMB template region)`` of ``regions``; returns
+    (cells, files written, the Macosko gene table)."""
     import anndata as ad
 
     parts, written, genes = [], [], None
-    per_region = max(1, n // len(MACOSKO_REGIONS))
-    for k, region in enumerate(MACOSKO_REGIONS):
-        path = cache / "expression_matrices" / wmb.MATRICES / wmb.MATRICES_VERSION / f"{wmb.MATRICES}-{region}-log2.h5ad"
+    per_region = max(1, n // len(regions))
+    by_label = None
+    for k, (region, template) in enumerate(regions):
+        path = cache / "expression_matrices" / wmb.MATRICES / wmb.MATRICES_VERSION / f"{wmb.MATRICES}-{template}-log2.h5ad"
         if not path.is_file():
             continue
         source = ad.read_h5ad(path)
@@ -176,13 +194,21 @@ def _macosko_cells(cache: Path, cells: pd.DataFrame, n: int, rng: np.random.Gene
                                   "gene_symbol": source.var["gene_symbol"].to_numpy()[keep].astype(str)})
         templates = rng.choice(source.n_obs, per_region, replace=True)
         matrix = source.X[templates][:, keep]
-        labels = np.array([f"{''.join(rng.choice(list('ACGT'), 16))}-MAC{k}{i:06d}" for i in range(per_region)],
-                          dtype=object)
+        if per_region <= 100_000:  # the demo's labels (its bytes stay as they were)
+            labels = np.array([f"{''.join(rng.choice(list('ACGT'), 16))}-MAC{k}{i:06d}" for i in range(per_region)],
+                              dtype=object)
+        else:  # a real-size cache: the same form, drawn at once
+            letters = np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, (per_region, 16))]
+            barcodes = np.ascontiguousarray(letters).view("S16").ravel().astype(str)
+            labels = pd.Series(barcodes).str.cat(pd.Series(np.arange(per_region)).map(
+                lambda i, k=k: f"MAC{k}{i:07d}"), sep="-").to_numpy(dtype=object)
         tag = f"Macosko-10X-{region}"
         write_h5ad(cache / "expression_matrices" / MACOSKO / VERSION / f"{tag}-log2.h5ad", matrix, labels,
                    genes["gene_identifier"].to_numpy(), genes["gene_symbol"].to_numpy())
         written.append(tag)
-        meta = cells.set_index("cell_label").loc[source.obs_names[templates].astype(str)]
+        if by_label is None:
+            by_label = cells.set_index("cell_label")
+        meta = by_label.loc[source.obs_names[templates].astype(str)]
         parts.append(pd.DataFrame({
             "cell_label": labels, "x": meta["x"].to_numpy() + rng.normal(0, 0.05, per_region),
             "y": meta["y"].to_numpy() + rng.normal(0, 0.05, per_region),

@@ -35,8 +35,10 @@ class DemoScale:
         Stream the big tables and matrices in chunks of this many cells (bounded memory, real-size atlases);
         ``None``: build each dataset in memory (the demo; its bytes do not change).
     consensus_aibs_cells, consensus_macosko_cells : int
-        Cells of the consensus mouse taxonomy's UMAP taken from ``WMB-10X`` (at most a third of them) and new
-        Macosko cells (at most a sixth of the WMB-10X count).
+        Cells of the consensus mouse taxonomy's UMAP taken from ``WMB-10X`` and new Macosko cells: in the demo
+        at most a third and a sixth of the WMB-10X cells; in a real-size cache (``chunk_cells`` set) the release's
+        3.92 M + 3.73 M = 7.65 M (the AIBS cells at most every WMB-10X cell), over its ten Macosko files, with all
+        nine neighborhood UMAPs (:func:`with_consensus_cells` sets another total).
     """
 
     cells_per_section: int = 25_000
@@ -74,7 +76,19 @@ ATLAS = DemoScale(
     wmb_subclasses=338,
     wmb_supertypes=1_201,
     chunk_cells=250_000,
+    consensus_aibs_cells=3_920_000,
+    consensus_macosko_cells=3_730_000,
 )
+#: The consensus taxonomy's cells in the release: AIBS (``Consensus-WMB-AIBS-10X``) and Macosko.
+CONSENSUS_RELEASE_CELLS = (3_920_000, 3_730_000)
+
+
+def with_consensus_cells(scale: "DemoScale", total: int) -> "DemoScale":
+    """``scale`` with ``total`` consensus cells, split between AIBS and Macosko cells as in the release."""
+    import dataclasses
+
+    aibs = round(total * CONSENSUS_RELEASE_CELLS[0] / sum(CONSENSUS_RELEASE_CELLS))
+    return dataclasses.replace(scale, consensus_aibs_cells=aibs, consensus_macosko_cells=total - aibs)
 
 SCALES = {"demo": DemoScale(), "atlas": ATLAS}
 
