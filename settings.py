@@ -128,6 +128,17 @@ class Settings:
         default=200,
         metadata=_help("pictures a client may ask for at once before waiting (a gallery asks for many)", min=1),
     )
+    picture_budget_mpx_per_s: float = field(
+        default=8.0,
+        metadata=_help("megapixels per second the whole server (every client and worker together) draws in pictures "
+                       "over 1 megapixel; then such pictures get 503 with Retry-After while smaller ones still pass "
+                       "(0: no budget)", min=0),
+    )
+    picture_budget_burst_mpx: int = field(
+        default=48,
+        metadata=_help("megapixels of large pictures the whole server may draw at once before the budget above "
+                       "paces them (a 4096x4096 picture is 16)", min=1),
+    )
     # --- login ---
     auth_users_file: Path | None = field(
         default=None,

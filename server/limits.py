@@ -6,6 +6,10 @@
   pictures (paths under :data:`PICTURE_PATH_PREFIXES`) ``picture_burst`` at once, refilled at
   ``picture_rate_per_min``, for anonymous and logged-in clients alike, a picture larger than one megapixel
   counting as its area in megapixels (:func:`picture_cost`). Over a limit: 429 with ``Retry-After``.
+* :class:`PictureBudget`: one budget of megapixels per second for the whole server (every client and worker
+  together, ``picture_budget_mpx_per_s`` with ``picture_budget_burst_mpx`` at once) that only pictures larger than
+  one megapixel draw on, so many clients each under their own limit cannot together stall the interactive
+  pictures; spent: 503 with ``Retry-After`` (:class:`PictureBudgetSpent`).
   The buckets live where every worker sees them: in Redis when the cache is Redis; else, when several gunicorn
   workers serve, in a SQLite file in the server's private state folder (:class:`SqliteBuckets`); else in the
   process. The login throttle (:mod:`server.auth`) uses the same buckets.
@@ -53,7 +57,8 @@ SLOTS_EXTENSION_KEY = "atlas_viewer_export_slots"
 
 # --------------------------------------------------------------------------------------------- errors
 class RateLimited(Exception):
-    """Too many requests of one kind from one client; answered with 429 and ``Retry-After``.
+    """Too many requests of one kind from one client; answered with 429, ``Retry-After`` and JSON
+    ``{"error", "reason": "rate_limit"}``.
 
     Parameters
     ----------
@@ -63,17 +68,35 @@ class RateLimited(Exception):
         what the client asked for too often, in the message (``"exports"``, ``"pictures"``).
     """
 
+    reason = "rate_limit"
+
     def __init__(self, retry_after_s: float, what: str = "exports"):
         super().__init__(f"too many {what}; try again in {max(1, math.ceil(retry_after_s))} s")
         self.retry_after_s = retry_after_s
 
 
 class ServerBusy(Exception):
-    """Every export slot of this worker is taken; answered with 503 and ``Retry-After``."""
+    """Every export slot of this worker is taken; answered with 503, ``Retry-After`` and JSON
+    ``{"error", "reason": "export_slots"}``."""
+
+    reason = "export_slots"
+
+    def __init__(self, retry_after_s: float,
+                 message: str = "the server is busy with other exports; try again in {s} s"):
+        super().__init__(message.format(s=max(1, math.ceil(retry_after_s))))
+        self.retry_after_s = retry_after_s
+
+
+class PictureBudgetSpent(ServerBusy):
+    """The whole server's budget of megapixels per second for large pictures is spent for now; answered with 503,
+    ``Retry-After`` and JSON ``{"error", "reason": "picture_budget"}`` (small pictures are not counted, so they
+    still pass)."""
+
+    reason = "picture_budget"
 
     def __init__(self, retry_after_s: float):
-        super().__init__(f"the server is busy with other exports; try again in {max(1, math.ceil(retry_after_s))} s")
-        self.retry_after_s = retry_after_s
+        super().__init__(retry_after_s, "the server is busy drawing large pictures; ask for a smaller one or try "
+                                        "again in {s} s")
 
 
 class StateDirError(RuntimeError):
@@ -410,6 +433,53 @@ def picture_cost(args: Any, max_px: int) -> float:
     return max(1.0, sides[0] * sides[1] / PICTURE_UNIT_PX)
 
 
+def large_picture_mpx(args: Any, max_px: int) -> float:
+    """Megapixels (units of :data:`PICTURE_UNIT_PX`) of a picture larger than one unit, else 0: what it draws on
+    the server's picture budget. Read and bounded as in :func:`picture_cost`."""
+    cost = picture_cost(args, max_px)
+    return cost if cost > 1.0 else 0.0
+
+
+class PictureBudget:
+    """The server's budget of megapixels per second for large pictures: one bucket shared by every client (and
+    by every worker, through Redis or the state folder like the per-client limits).
+
+    Parameters
+    ----------
+    limiter : RateLimiter, optional
+        its bucket (one client, ``"server"``); None turns the budget off.
+    max_px : int
+        largest picture side, bounding the size read from a request.
+    """
+
+    CLIENT = "server"
+
+    def __init__(self, limiter: RateLimiter | None, max_px: int):
+        self.limiter = limiter
+        self.max_px = max_px
+
+    def check(self, args: Any) -> None:
+        """Draw a large picture's megapixels from the budget; raise :class:`PictureBudgetSpent` when too few are
+        left. A picture of at most one megapixel draws nothing and always passes."""
+        mpx = large_picture_mpx(args, self.max_px)
+        if self.limiter is None or mpx <= 0:
+            return
+        allowed, retry_after = self.limiter.consume(self.CLIENT, mpx)
+        if not allowed:
+            raise PictureBudgetSpent(retry_after)
+
+
+def make_picture_budget(settings: Settings, guard: Any = None,
+                        clock: Callable[[], float] = time.monotonic) -> PictureBudget:
+    """The picture budget of ``settings`` (off when ``picture_budget_mpx_per_s`` is 0)."""
+    if settings.picture_budget_mpx_per_s <= 0:
+        return PictureBudget(None, settings.max_image_px)
+    limiter = make_rate_limiter(settings, "picture-budget", settings.picture_budget_mpx_per_s * 60.0,
+                                settings.picture_budget_burst_mpx,
+                                guard=guard, clock=clock, what="large pictures")
+    return PictureBudget(limiter, settings.max_image_px)
+
+
 def redis_client(settings: Settings) -> Any:
     """A Redis client for ``settings.redis_url`` when the cache is Redis, else None (no connection is made here)."""
     if settings.resolved_cache_type != "redis" or not settings.redis_url:
@@ -555,7 +625,8 @@ def install_request_guard(server: Flask) -> None:
 def install_limits(server: Flask, settings: Settings, guard: Any = None,
                    export_endpoints: Iterable[str] = (), clock: Callable[[], float] = time.monotonic
                    ) -> RateLimiter:
-    """Add the export and picture rate limits, the export slots and the 400/429/503 error handlers to ``server``.
+    """Add the export and picture rate limits, the server's picture budget, the export slots and the 400/429/503
+    error handlers to ``server``.
 
     Parameters
     ----------
@@ -571,6 +642,7 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
     limiter = make_limiter(settings, guard=guard, clock=clock)
     pictures = make_rate_limiter(settings, "pictures", settings.picture_rate_per_min, settings.picture_burst,
                                  guard=guard, clock=clock, what="pictures")
+    budget = make_picture_budget(settings, guard=guard, clock=clock)
     slots = ExportSlots(settings.export_slots, settings.export_wait_s)
     if settings.export_slots >= settings.threads:
         log.warning("ATLAS_VIEWER_EXPORT_SLOTS=%d is not below ATLAS_VIEWER_THREADS=%d: exports can hold every "
@@ -587,6 +659,7 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
             check_export_rate(server)
         elif path.startswith(PICTURE_PATH_PREFIXES):
             pictures.check(client_id(), picture_cost(request.args, settings.max_image_px))
+            budget.check(request.args)
         if path.startswith(EXPORT_WORK_PREFIXES) or request.endpoint in endpoints:
             slots.acquire()
             g.atlas_viewer_export_slot = True
@@ -598,7 +671,7 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
             slots.release()
 
     def come_back_later(exc: RateLimited | ServerBusy, status: int):
-        response = jsonify({"error": str(exc)})
+        response = jsonify({"error": str(exc), "reason": exc.reason})
         response.status_code = status
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         return response
