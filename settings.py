@@ -139,6 +139,11 @@ class Settings:
         metadata=_help("megapixels of large pictures the whole server may draw at once before the budget above "
                        "paces them (a 4096x4096 picture is 16)", min=1),
     )
+    max_body_bytes: int = field(
+        default=8 * 2**20,
+        metadata=_help("largest request body in bytes, with a Content-Length or sent chunked without one (then "
+                       "counted while read); a larger one gets 413", min=1024),
+    )
     # --- login ---
     auth_users_file: Path | None = field(
         default=None,

@@ -2,9 +2,10 @@
 cache, limits, health.
 
 ``create_app`` calls :func:`install_server_features` once; the order of the hooks matters and lives here:
-the forwarded headers applied only from trusted proxies (WSGI middleware), the request log first (so refused
-requests are logged with their status), then the traversal guard (400 before any route reads a value), then login
-(401 or a redirect to ``/login``; ``/healthz`` stays open), then the rate limits and export slots (429, 503).
+the forwarded headers applied only from trusted proxies and the bound on request bodies (WSGI middleware), the
+request log first (so refused requests are logged with their status), then the traversal guard (400 before any
+route reads a value), then login (401 or a redirect to ``/login``; ``/healthz`` stays open), then the rate limits
+and export slots (429, 503).
 Security headers are added to every response.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from server.auth import (Revocations, TrustedProxies, TrustedProxyFix, UsersFile
 from server.caching import Caches, install_caches
 from server.health import StoreProbe, install_health, install_request_log
 from server.http import error_response
-from server.limits import RateLimiter, install_limits, install_request_guard, make_rate_limiter
+from server.limits import BodyLimit, RateLimiter, install_limits, install_request_guard, make_rate_limiter
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
         the caches, the export limiter, the users file and the health probe.
     """
     server: Flask = getattr(app, "server", app)
-    server.wsgi_app = TrustedProxyFix(server.wsgi_app, TrustedProxies(settings.trusted_proxy_networks),
+    server.wsgi_app = TrustedProxyFix(BodyLimit(server.wsgi_app, settings.max_body_bytes),
+                                      TrustedProxies(settings.trusted_proxy_networks),
                                       settings.proxy_count)  # type: ignore[method-assign]
     install_security_headers(server, settings, script_hashes=getattr(app, "csp_hashes", None))
     caches = install_caches(server, settings)  # no hooks; made first for its Redis outage state

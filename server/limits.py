@@ -19,6 +19,9 @@
   a slot with :func:`export_slot`.
 * A bad parameter anywhere (:class:`core.errors.ViewError`, the view reader's one error type) is answered with 400
   and JSON ``{"error", "parameter"}``.
+* :class:`BodyLimit`: a WSGI middleware bounding every request body to ``max_body_bytes``: a larger declared
+  ``Content-Length`` gets 413 before anything is read; a body without one (``Transfer-Encoding: chunked``) is read
+  through a counting reader that stops with 413 as soon as the bound is passed, so no body is ever read whole.
 * A request guard answers 400 to any request whose path or query carries a NUL or a ``..`` path segment, before
   any route sees it. Catalog checks (is this dataset, section, gene known?) belong to the routes, which know the
   atlas; these helpers only bound what every route shares.
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.errors import ViewError
 from settings import Settings
@@ -605,6 +609,98 @@ def export_slot(server: Flask | None = None) -> Iterator[None]:
         yield
 
 
+# --------------------------------------------------------------------------------------------- request bodies
+class BodyTooLarge(RequestEntityTooLarge):
+    """A request body over the bound; answered with 413 and JSON ``{"error", "parameter": "body", "reason"}``."""
+
+    reason = "body_too_large"
+
+    def __init__(self, max_bytes: int):
+        super().__init__(f"body: the request body is over {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.description, "parameter": "body", "reason": self.reason}
+
+
+class CountingInput:
+    """A request body stream that raises :class:`BodyTooLarge` once more than ``max_bytes`` have been read.
+
+    Reads at most ``max_bytes + 1`` bytes from ``stream`` in all, so a body without a length (chunked) is never read
+    whole, however large the client makes it.
+    """
+
+    def __init__(self, stream: Any, max_bytes: int):
+        self._stream = stream
+        self.max_bytes = max_bytes
+        self.read_bytes = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self.read_bytes += len(data)
+        if self.read_bytes > self.max_bytes:
+            raise BodyTooLarge(self.max_bytes)
+        return data
+
+    def _allowance(self, size: int | None) -> int:
+        left = self.max_bytes + 1 - self.read_bytes  # one byte over is enough to know
+        return left if size is None or size < 0 else min(size, left)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.read_bytes > self.max_bytes:
+            raise BodyTooLarge(self.max_bytes)
+        allowance = self._allowance(size)
+        if size is None or size < 0:  # "all of it": in pieces, never more than the bound plus one byte
+            parts = []
+            while allowance > 0:
+                part = self._stream.read(min(allowance, 64 * 1024))
+                if not part:
+                    break
+                parts.append(self._count(part))
+                allowance = self._allowance(None)
+            return b"".join(parts)
+        return self._count(self._stream.read(allowance))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._count(self._stream.readline(self._allowance(size)))
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+
+class BodyLimit:
+    """WSGI middleware: request bodies of at most ``max_bytes``.
+
+    A declared ``Content-Length`` over the bound is answered 413 without reading the body; a body without a
+    ``Content-Length`` (``Transfer-Encoding: chunked``) is read through :class:`CountingInput`, whose
+    :class:`BodyTooLarge` the app answers with 413 (:func:`install_limits` registers the JSON answer). What the
+    client still sends is left to the WSGI server (gunicorn drains a little, then closes the connection).
+    """
+
+    def __init__(self, app: Callable, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        declared = str(environ.get("CONTENT_LENGTH") or "").strip()
+        if declared:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                return self._refuse(start_response)
+        elif "wsgi.input" in environ:
+            environ["wsgi.input"] = CountingInput(environ["wsgi.input"], self.max_bytes)
+        return self.app(environ, start_response)
+
+    def _refuse(self, start_response: Callable) -> list[bytes]:
+        import json
+
+        body = json.dumps(BodyTooLarge(self.max_bytes).to_json()).encode()
+        start_response("413 Content Too Large", [("Content-Type", "application/json"),
+                                                 ("Content-Length", str(len(body))), ("Connection", "close")])
+        return [body]
+
+
 # --------------------------------------------------------------------------------------------- Flask wiring
 def install_request_guard(server: Flask) -> None:
     """Answer 400 to a request whose path, view arguments or query values carry a NUL or a ``..`` segment."""
@@ -678,6 +774,7 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
 
     server.register_error_handler(RateLimited, lambda exc: come_back_later(exc, 429))
     server.register_error_handler(ServerBusy, lambda exc: come_back_later(exc, 503))
+    server.register_error_handler(BodyTooLarge, lambda exc: (jsonify(exc.to_json()), 413))
 
     @server.errorhandler(ViewError)
     def _bad_param(exc: ViewError):
