@@ -92,6 +92,12 @@ class Settings:
     redis_retry_s: float = field(
         default=30.0, metadata=_help("seconds between reconnection attempts after Redis went away", min=0)
     )
+    store_check_s: float = field(
+        default=5.0,
+        metadata=_help("seconds between two looks at the store's catalog file; after a re-prepare the running server "
+                       "serves the new version to new requests and lets go of the old one (0: serve the version "
+                       "opened at start until restarted)", min=0),
+    )
     # --- limits ---
     max_image_px: int = field(
         default=4096, metadata=_help("largest width or height of a rendered picture", min=16, max=65536)

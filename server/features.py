@@ -11,16 +11,18 @@ Security headers are added to every response.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dash.exceptions import DependencyException
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify
 
+from core.context import LiveContext
 from core.errors import DatasetUnavailable
-from data_layer.store import DatasetDamaged
+from data_layer.store import DatasetDamaged, remove_unused
 from server.auth import (Revocations, TrustedProxies, TrustedProxyFix, UsersFile, install_auth,
                          install_security_headers, make_revocations)
 from server.caching import Caches, install_caches
@@ -96,6 +98,37 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
     features = ServerFeatures(caches=caches, limiter=limiter, users=users, probe=probe, revocations=revocations)
     server.extensions["atlas_viewer_features"] = features
     return features
+
+
+def install_live_store(app: Any, live: LiveContext) -> None:
+    """Make ``app`` follow its store: each request first lets ``live`` look for a newly prepared catalog (at most
+    every ``store_check_s``), then is pinned to the newest version until it ends, so it never mixes two versions;
+    ``/healthz`` checks the version served."""
+    server: Flask = getattr(app, "server", app)
+
+    @server.before_request
+    def _pin_store_version():
+        live.refresh()
+        g.atlas_viewer_version = live.pin()
+
+    @server.teardown_request
+    def _unpin_store_version(exc: BaseException | None = None):
+        token = g.pop("atlas_viewer_version", None)
+        if token is not None:
+            live.unpin(token)
+
+    features = server.extensions.get("atlas_viewer_features")
+    if features is not None:
+        features.probe.follow(lambda: live.in_use().atlas)
+    server.extensions["atlas_viewer_live"] = live
+
+
+def release_version(version: Any) -> None:
+    """What a server does with a store version no request uses any more: unlock its folders (and drop its
+    memory maps), then remove the folders no catalog references and no process holds, on a thread of its own."""
+    version.atlas.release()
+    threading.Thread(target=remove_unused, args=(Path(version.settings.store),), daemon=True,
+                     name="atlas-viewer-remove-unused").start()
 
 
 def register_routes(app: Any, context: Any) -> Any:
