@@ -19,9 +19,10 @@ from callbacks import (compare, export_panel, inspector, legend, map_view, marke
 from callbacks.guard import install_callback_guard
 from components import ids
 from components.layout import build_layout, empty_layout
-from core.context import ViewerContext
+from core.context import LiveContext, ViewerContext
 from core.state import default_state
-from server.features import install_server_features, register_routes, warm_up_compiled_code
+from server.features import (install_live_store, install_server_features, register_routes, release_version,
+                             warm_up_compiled_code)
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,13 @@ def create_app(settings: Settings | None = None, atlas: Any = None) -> Dash:
         app.layout = empty_layout(problem or "No store.", store_label=str(settings.store))
         return app
 
-    context = ViewerContext.build(atlas, settings)
+    from data_layer import Atlas
+    from data_layer.store import catalog_stamp
+
+    # the store's newest prepared version for each new request (a re-prepare is served without a restart)
+    context = LiveContext(ViewerContext.build(atlas, settings), opener=Atlas.open,
+                          check_every_s=settings.store_check_s, stamp=catalog_stamp, on_release=release_version)
+    install_live_store(app, context)
     app.layout = build_layout(context.catalog, default_state(context.catalog), store_label=str(settings.store),
                               logout_link=settings.auth_users_file is not None)
     shares = register_routes(app, context)

@@ -64,3 +64,30 @@ def when_ready(server):
         warm_up_compiled_code()
     except Exception:  # a failed warm-up only costs the first users a few seconds
         server.log.warning("warm-up of the compiled code failed", exc_info=True)
+    live = _live_store()
+    if live is not None:
+        # the workers hold the store's folders themselves (post_fork): the master, which serves nothing, lets go,
+        # so the folders of a version every worker has replaced can be removed while the server runs
+        live.current.atlas.release()
+
+
+def _live_store():
+    """The preloaded app's store that follows re-prepares (``server.features.install_live_store``), or None."""
+    import sys
+
+    loaded = sys.modules.get("app")
+    flask_server = vars(loaded).get("server") if loaded is not None else None
+    return flask_server.extensions.get("atlas_viewer_live") if flask_server is not None else None
+
+
+def post_fork(server, worker):
+    """In a new worker of a preloaded app: hold the store's folders in this process, and look at the catalog at
+    once (a prepare may have replaced the version the master loaded)."""
+    live = _live_store()
+    if live is None:
+        return
+    try:
+        live.current.atlas.hold()
+        live.refresh(force=True)
+    except Exception:  # the worker still serves; its first requests look again
+        server.log.warning("taking hold of the store failed", exc_info=True)

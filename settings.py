@@ -92,6 +92,12 @@ class Settings:
     redis_retry_s: float = field(
         default=30.0, metadata=_help("seconds between reconnection attempts after Redis went away", min=0)
     )
+    store_check_s: float = field(
+        default=5.0,
+        metadata=_help("seconds between two looks at the store's catalog file; after a re-prepare the running server "
+                       "serves the new version to new requests and lets go of the old one (0: serve the version "
+                       "opened at start until restarted)", min=0),
+    )
     # --- limits ---
     max_image_px: int = field(
         default=4096, metadata=_help("largest width or height of a rendered picture", min=16, max=65536)
@@ -127,6 +133,22 @@ class Settings:
     picture_burst: int = field(
         default=200,
         metadata=_help("pictures a client may ask for at once before waiting (a gallery asks for many)", min=1),
+    )
+    picture_budget_mpx_per_s: float = field(
+        default=8.0,
+        metadata=_help("megapixels per second the whole server (every client and worker together) draws in pictures "
+                       "over 1 megapixel; then such pictures get 503 with Retry-After while smaller ones still pass "
+                       "(0: no budget)", min=0),
+    )
+    picture_budget_burst_mpx: int = field(
+        default=48,
+        metadata=_help("megapixels of large pictures the whole server may draw at once before the budget above "
+                       "paces them (a 4096x4096 picture is 16)", min=1),
+    )
+    max_body_bytes: int = field(
+        default=8 * 2**20,
+        metadata=_help("largest request body in bytes, with a Content-Length or sent chunked without one (then "
+                       "counted while read); a larger one gets 413", min=1024),
     )
     # --- login ---
     auth_users_file: Path | None = field(

@@ -2,16 +2,25 @@
 
 Built once in ``create_app`` and handed to each module's ``register``; nothing here is global, so several apps
 (tests) can live in one process. All data goes through the :class:`data_layer.Atlas`.
+
+:class:`LiveContext` is the context a running server hands out: it follows the store. At most every
+``store_check_s`` seconds a request looks at the catalog file (one ``stat``); when a prepare has committed a new one,
+the store is opened again and new requests use the new version, while the requests already running finish on the
+version they started with (each request is pinned to one version, so it never mixes two). A version no request
+uses any more is released (its folders unlocked, so they can be removed).
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import hashlib
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -175,6 +184,127 @@ class ViewerContext:
         if color_by == COLOR_BY_REGION or (color_by not in entry.levels and color_by not in entry.columns):
             return fallback, None, None
         return color_by, None, None
+
+
+class LiveContext:
+    """A :class:`ViewerContext` that switches to a newly prepared version of the store while serving.
+
+    Attribute reads go to the version pinned for the current request (:meth:`pin`), else to the current one, so
+    the callback modules and routes use it as a :class:`ViewerContext`.
+
+    Parameters
+    ----------
+    current : ViewerContext
+        the version opened at start.
+    opener : callable
+        ``opener(store) -> atlas`` (``data_layer.Atlas.open``).
+    check_every_s : float
+        seconds between two looks at the catalog file; 0: never (the version opened at start is served until the
+        server restarts).
+    stamp : callable
+        ``stamp(store)`` -> something that changes with a new catalog (``data_layer.store.catalog_stamp``).
+    on_release : callable, optional
+        ``on_release(version)`` once a replaced version is used by no request (unlock its folders, remove them).
+    clock : callable
+        monotonic seconds.
+    """
+
+    def __init__(self, current: ViewerContext, opener: Callable[[Any], Any], check_every_s: float,
+                 stamp: Callable[[Any], Any], on_release: Callable[[ViewerContext], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self._current = current
+        self._opener = opener
+        self._check_every_s = check_every_s
+        self._stamp_of = stamp
+        self._stamp = stamp(current.settings.store)
+        self._on_release = on_release
+        self._clock = clock
+        self._checked_at = clock()
+        self._switch_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._pins: dict[int, int] = {}
+        self._retired: dict[int, ViewerContext] = {}
+        self._pinned: contextvars.ContextVar[ViewerContext | None] = contextvars.ContextVar(
+            f"atlas_viewer_version_{id(self)}", default=None)
+
+    @property
+    def current(self) -> ViewerContext:
+        """The newest version (what a new request gets)."""
+        return self._current
+
+    def in_use(self) -> ViewerContext:
+        """The version of the current request, else the newest."""
+        return self._pinned.get() or self._current
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.in_use(), name)
+
+    # ------------------------------------------------------------------------------------------ switching
+    def refresh(self, force: bool = False) -> bool:
+        """Look at the catalog file if ``check_every_s`` has passed (or ``force``) and switch to a new version when
+        it changed. Never waits for another thread's switch; an error while opening keeps the current version
+        (logged, tried again at the next look). Returns True when it switched."""
+        if self._check_every_s <= 0 and not force:
+            return False
+        if not force and self._clock() - self._checked_at < self._check_every_s:
+            return False
+        if not self._switch_lock.acquire(blocking=False):
+            return False
+        try:
+            self._checked_at = self._clock()
+            store = self._current.settings.store
+            stamp = self._stamp_of(store)
+            if stamp is None or stamp == self._stamp:
+                return False
+            try:
+                version = ViewerContext.build(self._opener(store), self._current.settings)
+            except Exception:  # keep serving the version that works
+                log.exception("the store %s changed but cannot be opened; still serving the previous version", store)
+                return False
+            old, self._current, self._stamp = self._current, version, stamp
+            log.info("store %s: serving the newly prepared version %s (was %s)", store, version.version, old.version)
+        finally:
+            self._switch_lock.release()
+        self._retire(old)
+        return True
+
+    def _retire(self, old: ViewerContext) -> None:
+        with self._count_lock:
+            if self._pins.get(id(old)):
+                self._retired[id(old)] = old  # released by the last request using it
+                return
+        self._release(old)
+
+    def _release(self, old: ViewerContext) -> None:
+        if self._on_release is not None:
+            try:
+                self._on_release(old)
+            except Exception:  # releasing is housekeeping; it must not fail a request
+                log.exception("releasing the previous version of the store failed")
+
+    # ------------------------------------------------------------------------------------------ requests
+    def pin(self) -> contextvars.Token:
+        """Pin the newest version for the current request (thread or context); give the token to :meth:`unpin`."""
+        with self._count_lock:
+            version = self._current
+            self._pins[id(version)] = self._pins.get(id(version), 0) + 1
+        return self._pinned.set(version)
+
+    def unpin(self, token: contextvars.Token) -> None:
+        """End the current request's pin; a replaced version is released when its last request ends."""
+        version = self._pinned.get()
+        self._pinned.reset(token)
+        if version is None:
+            return
+        with self._count_lock:
+            left = self._pins.get(id(version), 1) - 1
+            if left > 0:
+                self._pins[id(version)] = left
+                return
+            self._pins.pop(id(version), None)
+            retired = self._retired.pop(id(version), None)
+        if retired is not None:
+            self._release(retired)
 
 
 def store_token(store: Any) -> str:

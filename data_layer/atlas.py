@@ -237,10 +237,28 @@ class Atlas:
         atlas = cls(root, st.read_catalog(root))
         # the folders of this catalog stay on disk while this atlas (or a forked worker) lives, whatever a
         # re-prepare writes meanwhile
-        held = st.hold_units(root, st.referenced_units(atlas.catalog))
-        weakref.finalize(atlas, st.release_units, held)
+        atlas.hold()
         atlas.check_files()
         return atlas
+
+    def hold(self) -> None:
+        """Take this process's shared lock on each folder of this atlas's catalog (:func:`store.hold_units`), so no
+        prepare removes them while it serves; released by :meth:`release` or when the atlas is collected. A
+        forked worker calls it to hold the folders itself once the parent has let go."""
+        previous = getattr(self, "_unhold", None)
+        self._unhold = weakref.finalize(self, st.release_units, st.hold_units(self.root,
+                                                                             st.referenced_units(self.catalog)))
+        if previous is not None:
+            previous()
+
+    def release(self) -> None:
+        """Let go of this atlas's folders: drop its caches and memory maps (:meth:`close`) and its locks, so a
+        prepare (or :func:`store.remove_unused`) may remove the folders a newer catalog no longer uses. Call it
+        once no request reads this atlas any more."""
+        self.close()
+        unhold = getattr(self, "_unhold", None)
+        if unhold is not None:
+            unhold()
 
     def check_files(self) -> dict[str, str]:
         """Check the size of every file of every dataset against the catalog (``stat`` only; checksums are

@@ -15,7 +15,8 @@ A prepare writes new unit folders into ``.tmp-<pid>``, moves them into ``units/`
 Unchanged datasets keep their folder (no copy, same inodes). Folders no catalog references are deleted after
 the new catalog is in place (and by the next prepare after a crash), except those a running viewer still holds
 (a shared ``flock`` on each unit folder it opened, :func:`hold_units`): a viewer started before a re-prepare keeps
-serving its complete, unchanged version until it is restarted, and a later prepare removes the old folders.
+serving its complete, unchanged version until it sees the new catalog (:func:`catalog_stamp`) and lets go of the
+old one; then it (:func:`remove_unused`) or a later prepare removes the old folders.
 """
 from __future__ import annotations
 
@@ -151,6 +152,29 @@ def cleanup_stale(store_dir: Path, catalog: dict | None) -> None:
                 shutil.rmtree(folder, ignore_errors=True)
             finally:
                 os.close(fd)
+
+
+def remove_unused(store_dir: Path) -> bool:
+    """Remove the unit folders the catalog no longer references and no process holds, as a prepare does after
+    its commit; for a running viewer that has just let go of an older version. Does nothing (False) while a
+    prepare runs (it collects them itself) or when the store cannot be written."""
+    try:
+        with prepare_lock(Path(store_dir)):
+            cleanup_stale(Path(store_dir), read_catalog(store_dir))
+    except (StoreError, OSError) as exc:
+        log.info("unused store folders of %s left for a later prepare: %s", store_dir, exc)
+        return False
+    return True
+
+
+def catalog_stamp(store_dir: str | Path) -> tuple[int, int, int] | None:
+    """``(inode, mtime_ns, size)`` of the store's catalog (one ``stat``): it changes when a prepare commits a new
+    catalog (written beside, then renamed over the old). None when there is none."""
+    try:
+        info = os.stat(Path(store_dir) / CATALOG)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def _lock_folder(folder: Path, operation: int) -> int | None:

@@ -2,30 +2,33 @@
 cache, limits, health.
 
 ``create_app`` calls :func:`install_server_features` once; the order of the hooks matters and lives here:
-the forwarded headers applied only from trusted proxies (WSGI middleware), the request log first (so refused
-requests are logged with their status), then the traversal guard (400 before any route reads a value), then login
-(401 or a redirect to ``/login``; ``/healthz`` stays open), then the rate limits and export slots (429, 503).
+the forwarded headers applied only from trusted proxies and the bound on request bodies (WSGI middleware), the
+request log first (so refused requests are logged with their status), then the traversal guard (400 before any
+route reads a value), then login (401 or a redirect to ``/login``; ``/healthz`` stays open), then the rate limits
+and export slots (429, 503).
 Security headers are added to every response.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dash.exceptions import DependencyException
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify
 
+from core.context import LiveContext
 from core.errors import DatasetUnavailable
-from data_layer.store import DatasetDamaged
+from data_layer.store import DatasetDamaged, remove_unused
 from server.auth import (Revocations, TrustedProxies, TrustedProxyFix, UsersFile, install_auth,
                          install_security_headers, make_revocations)
 from server.caching import Caches, install_caches
 from server.health import StoreProbe, install_health, install_request_log
 from server.http import error_response
-from server.limits import RateLimiter, install_limits, install_request_guard, make_rate_limiter
+from server.limits import BodyLimit, RateLimiter, install_limits, install_request_guard, make_rate_limiter
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +69,8 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
         the caches, the export limiter, the users file and the health probe.
     """
     server: Flask = getattr(app, "server", app)
-    server.wsgi_app = TrustedProxyFix(server.wsgi_app, TrustedProxies(settings.trusted_proxy_networks),
+    server.wsgi_app = TrustedProxyFix(BodyLimit(server.wsgi_app, settings.max_body_bytes),
+                                      TrustedProxies(settings.trusted_proxy_networks),
                                       settings.proxy_count)  # type: ignore[method-assign]
     install_security_headers(server, settings, script_hashes=getattr(app, "csp_hashes", None))
     caches = install_caches(server, settings)  # no hooks; made first for its Redis outage state
@@ -94,6 +98,37 @@ def install_server_features(app: Any, settings: Settings, atlas: Any = None,
     features = ServerFeatures(caches=caches, limiter=limiter, users=users, probe=probe, revocations=revocations)
     server.extensions["atlas_viewer_features"] = features
     return features
+
+
+def install_live_store(app: Any, live: LiveContext) -> None:
+    """Make ``app`` follow its store: each request first lets ``live`` look for a newly prepared catalog (at most
+    every ``store_check_s``), then is pinned to the newest version until it ends, so it never mixes two versions;
+    ``/healthz`` checks the version served."""
+    server: Flask = getattr(app, "server", app)
+
+    @server.before_request
+    def _pin_store_version():
+        live.refresh()
+        g.atlas_viewer_version = live.pin()
+
+    @server.teardown_request
+    def _unpin_store_version(exc: BaseException | None = None):
+        token = g.pop("atlas_viewer_version", None)
+        if token is not None:
+            live.unpin(token)
+
+    features = server.extensions.get("atlas_viewer_features")
+    if features is not None:
+        features.probe.follow(lambda: live.in_use().atlas)
+    server.extensions["atlas_viewer_live"] = live
+
+
+def release_version(version: Any) -> None:
+    """What a server does with a store version no request uses any more: unlock its folders (and drop its
+    memory maps), then remove the folders no catalog references and no process holds, on a thread of its own."""
+    version.atlas.release()
+    threading.Thread(target=remove_unused, args=(Path(version.settings.store),), daemon=True,
+                     name="atlas-viewer-remove-unused").start()
 
 
 def register_routes(app: Any, context: Any) -> Any:

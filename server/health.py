@@ -100,7 +100,14 @@ class StoreProbe:
         self._opener = opener
         self._lock = threading.Lock()
 
+    def follow(self, atlas_in_use: Callable[[], Any]) -> None:
+        """Check the atlas ``atlas_in_use()`` returns (the version the server serves now) from now on."""
+        self._current = atlas_in_use
+
     def _open(self) -> Any:
+        current = getattr(self, "_current", None)
+        if current is not None:
+            return current()
         if self._atlas is None:
             with self._lock:
                 if self._atlas is None:

@@ -6,6 +6,10 @@
   pictures (paths under :data:`PICTURE_PATH_PREFIXES`) ``picture_burst`` at once, refilled at
   ``picture_rate_per_min``, for anonymous and logged-in clients alike, a picture larger than one megapixel
   counting as its area in megapixels (:func:`picture_cost`). Over a limit: 429 with ``Retry-After``.
+* :class:`PictureBudget`: one budget of megapixels per second for the whole server (every client and worker
+  together, ``picture_budget_mpx_per_s`` with ``picture_budget_burst_mpx`` at once) that only pictures larger than
+  one megapixel draw on, so many clients each under their own limit cannot together stall the interactive
+  pictures; spent: 503 with ``Retry-After`` (:class:`PictureBudgetSpent`).
   The buckets live where every worker sees them: in Redis when the cache is Redis; else, when several gunicorn
   workers serve, in a SQLite file in the server's private state folder (:class:`SqliteBuckets`); else in the
   process. The login throttle (:mod:`server.auth`) uses the same buckets.
@@ -15,6 +19,9 @@
   a slot with :func:`export_slot`.
 * A bad parameter anywhere (:class:`core.errors.ViewError`, the view reader's one error type) is answered with 400
   and JSON ``{"error", "parameter"}``.
+* :class:`BodyLimit`: a WSGI middleware bounding every request body to ``max_body_bytes``: a larger declared
+  ``Content-Length`` gets 413 before anything is read; a body without one (``Transfer-Encoding: chunked``) is read
+  through a counting reader that stops with 413 as soon as the bound is passed, so no body is ever read whole.
 * A request guard answers 400 to any request whose path or query carries a NUL or a ``..`` path segment, before
   any route sees it. Catalog checks (is this dataset, section, gene known?) belong to the routes, which know the
   atlas; these helpers only bound what every route shares.
@@ -35,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.errors import ViewError
 from settings import Settings
@@ -53,7 +61,8 @@ SLOTS_EXTENSION_KEY = "atlas_viewer_export_slots"
 
 # --------------------------------------------------------------------------------------------- errors
 class RateLimited(Exception):
-    """Too many requests of one kind from one client; answered with 429 and ``Retry-After``.
+    """Too many requests of one kind from one client; answered with 429, ``Retry-After`` and JSON
+    ``{"error", "reason": "rate_limit"}``.
 
     Parameters
     ----------
@@ -63,17 +72,35 @@ class RateLimited(Exception):
         what the client asked for too often, in the message (``"exports"``, ``"pictures"``).
     """
 
+    reason = "rate_limit"
+
     def __init__(self, retry_after_s: float, what: str = "exports"):
         super().__init__(f"too many {what}; try again in {max(1, math.ceil(retry_after_s))} s")
         self.retry_after_s = retry_after_s
 
 
 class ServerBusy(Exception):
-    """Every export slot of this worker is taken; answered with 503 and ``Retry-After``."""
+    """Every export slot of this worker is taken; answered with 503, ``Retry-After`` and JSON
+    ``{"error", "reason": "export_slots"}``."""
+
+    reason = "export_slots"
+
+    def __init__(self, retry_after_s: float,
+                 message: str = "the server is busy with other exports; try again in {s} s"):
+        super().__init__(message.format(s=max(1, math.ceil(retry_after_s))))
+        self.retry_after_s = retry_after_s
+
+
+class PictureBudgetSpent(ServerBusy):
+    """The whole server's budget of megapixels per second for large pictures is spent for now; answered with 503,
+    ``Retry-After`` and JSON ``{"error", "reason": "picture_budget"}`` (small pictures are not counted, so they
+    still pass)."""
+
+    reason = "picture_budget"
 
     def __init__(self, retry_after_s: float):
-        super().__init__(f"the server is busy with other exports; try again in {max(1, math.ceil(retry_after_s))} s")
-        self.retry_after_s = retry_after_s
+        super().__init__(retry_after_s, "the server is busy drawing large pictures; ask for a smaller one or try "
+                                        "again in {s} s")
 
 
 class StateDirError(RuntimeError):
@@ -410,6 +437,53 @@ def picture_cost(args: Any, max_px: int) -> float:
     return max(1.0, sides[0] * sides[1] / PICTURE_UNIT_PX)
 
 
+def large_picture_mpx(args: Any, max_px: int) -> float:
+    """Megapixels (units of :data:`PICTURE_UNIT_PX`) of a picture larger than one unit, else 0: what it draws on
+    the server's picture budget. Read and bounded as in :func:`picture_cost`."""
+    cost = picture_cost(args, max_px)
+    return cost if cost > 1.0 else 0.0
+
+
+class PictureBudget:
+    """The server's budget of megapixels per second for large pictures: one bucket shared by every client (and
+    by every worker, through Redis or the state folder like the per-client limits).
+
+    Parameters
+    ----------
+    limiter : RateLimiter, optional
+        its bucket (one client, ``"server"``); None turns the budget off.
+    max_px : int
+        largest picture side, bounding the size read from a request.
+    """
+
+    CLIENT = "server"
+
+    def __init__(self, limiter: RateLimiter | None, max_px: int):
+        self.limiter = limiter
+        self.max_px = max_px
+
+    def check(self, args: Any) -> None:
+        """Draw a large picture's megapixels from the budget; raise :class:`PictureBudgetSpent` when too few are
+        left. A picture of at most one megapixel draws nothing and always passes."""
+        mpx = large_picture_mpx(args, self.max_px)
+        if self.limiter is None or mpx <= 0:
+            return
+        allowed, retry_after = self.limiter.consume(self.CLIENT, mpx)
+        if not allowed:
+            raise PictureBudgetSpent(retry_after)
+
+
+def make_picture_budget(settings: Settings, guard: Any = None,
+                        clock: Callable[[], float] = time.monotonic) -> PictureBudget:
+    """The picture budget of ``settings`` (off when ``picture_budget_mpx_per_s`` is 0)."""
+    if settings.picture_budget_mpx_per_s <= 0:
+        return PictureBudget(None, settings.max_image_px)
+    limiter = make_rate_limiter(settings, "picture-budget", settings.picture_budget_mpx_per_s * 60.0,
+                                settings.picture_budget_burst_mpx,
+                                guard=guard, clock=clock, what="large pictures")
+    return PictureBudget(limiter, settings.max_image_px)
+
+
 def redis_client(settings: Settings) -> Any:
     """A Redis client for ``settings.redis_url`` when the cache is Redis, else None (no connection is made here)."""
     if settings.resolved_cache_type != "redis" or not settings.redis_url:
@@ -535,6 +609,98 @@ def export_slot(server: Flask | None = None) -> Iterator[None]:
         yield
 
 
+# --------------------------------------------------------------------------------------------- request bodies
+class BodyTooLarge(RequestEntityTooLarge):
+    """A request body over the bound; answered with 413 and JSON ``{"error", "parameter": "body", "reason"}``."""
+
+    reason = "body_too_large"
+
+    def __init__(self, max_bytes: int):
+        super().__init__(f"body: the request body is over {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.description, "parameter": "body", "reason": self.reason}
+
+
+class CountingInput:
+    """A request body stream that raises :class:`BodyTooLarge` once more than ``max_bytes`` have been read.
+
+    Reads at most ``max_bytes + 1`` bytes from ``stream`` in all, so a body without a length (chunked) is never read
+    whole, however large the client makes it.
+    """
+
+    def __init__(self, stream: Any, max_bytes: int):
+        self._stream = stream
+        self.max_bytes = max_bytes
+        self.read_bytes = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self.read_bytes += len(data)
+        if self.read_bytes > self.max_bytes:
+            raise BodyTooLarge(self.max_bytes)
+        return data
+
+    def _allowance(self, size: int | None) -> int:
+        left = self.max_bytes + 1 - self.read_bytes  # one byte over is enough to know
+        return left if size is None or size < 0 else min(size, left)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.read_bytes > self.max_bytes:
+            raise BodyTooLarge(self.max_bytes)
+        allowance = self._allowance(size)
+        if size is None or size < 0:  # "all of it": in pieces, never more than the bound plus one byte
+            parts = []
+            while allowance > 0:
+                part = self._stream.read(min(allowance, 64 * 1024))
+                if not part:
+                    break
+                parts.append(self._count(part))
+                allowance = self._allowance(None)
+            return b"".join(parts)
+        return self._count(self._stream.read(allowance))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._count(self._stream.readline(self._allowance(size)))
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+
+class BodyLimit:
+    """WSGI middleware: request bodies of at most ``max_bytes``.
+
+    A declared ``Content-Length`` over the bound is answered 413 without reading the body; a body without a
+    ``Content-Length`` (``Transfer-Encoding: chunked``) is read through :class:`CountingInput`, whose
+    :class:`BodyTooLarge` the app answers with 413 (:func:`install_limits` registers the JSON answer). What the
+    client still sends is left to the WSGI server (gunicorn drains a little, then closes the connection).
+    """
+
+    def __init__(self, app: Callable, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        declared = str(environ.get("CONTENT_LENGTH") or "").strip()
+        if declared:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                return self._refuse(start_response)
+        elif "wsgi.input" in environ:
+            environ["wsgi.input"] = CountingInput(environ["wsgi.input"], self.max_bytes)
+        return self.app(environ, start_response)
+
+    def _refuse(self, start_response: Callable) -> list[bytes]:
+        import json
+
+        body = json.dumps(BodyTooLarge(self.max_bytes).to_json()).encode()
+        start_response("413 Content Too Large", [("Content-Type", "application/json"),
+                                                 ("Content-Length", str(len(body))), ("Connection", "close")])
+        return [body]
+
+
 # --------------------------------------------------------------------------------------------- Flask wiring
 def install_request_guard(server: Flask) -> None:
     """Answer 400 to a request whose path, view arguments or query values carry a NUL or a ``..`` segment."""
@@ -555,7 +721,8 @@ def install_request_guard(server: Flask) -> None:
 def install_limits(server: Flask, settings: Settings, guard: Any = None,
                    export_endpoints: Iterable[str] = (), clock: Callable[[], float] = time.monotonic
                    ) -> RateLimiter:
-    """Add the export and picture rate limits, the export slots and the 400/429/503 error handlers to ``server``.
+    """Add the export and picture rate limits, the server's picture budget, the export slots and the 400/429/503
+    error handlers to ``server``.
 
     Parameters
     ----------
@@ -571,6 +738,7 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
     limiter = make_limiter(settings, guard=guard, clock=clock)
     pictures = make_rate_limiter(settings, "pictures", settings.picture_rate_per_min, settings.picture_burst,
                                  guard=guard, clock=clock, what="pictures")
+    budget = make_picture_budget(settings, guard=guard, clock=clock)
     slots = ExportSlots(settings.export_slots, settings.export_wait_s)
     if settings.export_slots >= settings.threads:
         log.warning("ATLAS_VIEWER_EXPORT_SLOTS=%d is not below ATLAS_VIEWER_THREADS=%d: exports can hold every "
@@ -587,6 +755,7 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
             check_export_rate(server)
         elif path.startswith(PICTURE_PATH_PREFIXES):
             pictures.check(client_id(), picture_cost(request.args, settings.max_image_px))
+            budget.check(request.args)
         if path.startswith(EXPORT_WORK_PREFIXES) or request.endpoint in endpoints:
             slots.acquire()
             g.atlas_viewer_export_slot = True
@@ -598,13 +767,14 @@ def install_limits(server: Flask, settings: Settings, guard: Any = None,
             slots.release()
 
     def come_back_later(exc: RateLimited | ServerBusy, status: int):
-        response = jsonify({"error": str(exc)})
+        response = jsonify({"error": str(exc), "reason": exc.reason})
         response.status_code = status
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         return response
 
     server.register_error_handler(RateLimited, lambda exc: come_back_later(exc, 429))
     server.register_error_handler(ServerBusy, lambda exc: come_back_later(exc, 503))
+    server.register_error_handler(BodyTooLarge, lambda exc: (jsonify(exc.to_json()), 413))
 
     @server.errorhandler(ViewError)
     def _bad_param(exc: ViewError):

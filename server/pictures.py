@@ -67,10 +67,12 @@ def picture_blueprint(context: ViewerContext) -> Blueprint:
 
 
 def cached_render(context: ViewerContext, picture: PictureRequest) -> bytes:
-    """The PNG of ``picture`` from the app's picture cache, rendered (and stored) on a miss."""
+    """The PNG of ``picture`` from the app's picture cache, rendered (and stored) on a miss; the key holds the store
+    version, so a server that switched to a newly prepared store never serves a picture of the old one."""
     from server.caching import picture_cache
 
-    return picture_cache().get_or_render(picture.cache_key(), lambda: render_png(context, picture))
+    return picture_cache().get_or_render((context.version, *picture.cache_key()),
+                                         lambda: render_png(context, picture))
 
 
 def register(app: Any, context: ViewerContext) -> Blueprint:

@@ -25,7 +25,7 @@ def test_pictures_over_the_burst_get_429_json_with_retry_after(tmp_path):
     refused = client.get(PICTURE)
     assert statuses == [200, 200, 200]
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "10"
-    assert refused.get_json() == {"error": "too many pictures; try again in 10 s"}
+    assert refused.get_json() == {"error": "too many pictures; try again in 10 s", "reason": "rate_limit"}
 
 
 def test_picture_limit_counts_each_address_apart_when_anonymous(tmp_path):
@@ -259,3 +259,56 @@ def test_picture_cost_is_bounded_before_arithmetic(query, cost):
     from server.limits import picture_cost
 
     assert picture_cost(query, 4096) == pytest.approx(cost)
+
+
+# --------------------------------------------------------------------------------------------- server picture budget
+def test_large_pictures_of_many_clients_share_one_budget_while_small_ones_pass(tmp_path):
+    client = build_app(settings_for(tmp_path, picture_budget_mpx_per_s=0.1, picture_budget_burst_mpx=8)).client()
+    large = [client.get(f"{PICTURE}?w=2048&h=2048", environ_base=addr(f"192.0.2.{i}")) for i in range(1, 4)]
+    assert [r.status_code for r in large] == [200, 200, 503]  # 4 + 4 megapixels of the 8, then none left
+    assert large[2].get_json()["reason"] == "picture_budget" and int(large[2].headers["Retry-After"]) >= 1
+    small = [client.get(f"{PICTURE}?w=1024&h=1024", environ_base=addr(f"192.0.2.{i}")) for i in range(4, 8)]
+    assert [r.status_code for r in small] == [200] * 4
+
+
+def test_the_picture_budget_can_be_turned_off(tmp_path):
+    client = build_app(settings_for(tmp_path, picture_budget_mpx_per_s=0, picture_budget_burst_mpx=1)).client()
+    assert [client.get(f"{PICTURE}?w=2048&h=2048", environ_base=addr(f"192.0.2.{i}")).status_code
+            for i in range(1, 5)] == [200] * 4
+
+
+@pytest.mark.slow
+def test_through_gunicorn_the_picture_budget_holds_across_workers_and_clients(small_store, tmp_path):
+    """Two gunicorn workers without Redis, clients at six addresses (behind a trusted proxy), each far under its
+    own limit: their large pictures together draw on one budget, counted once across both workers; a small
+    picture still answers."""
+    import sys
+
+    import requests
+
+    from bench.load_test import build_scenario
+    from bench.servers import GunicornServer
+
+    env = {"ATLAS_VIEWER_STORE": str(small_store), "ATLAS_VIEWER_WORKERS": "2", "ATLAS_VIEWER_THREADS": "2",
+           "ATLAS_VIEWER_CACHE_DIR": str(tmp_path / "cache"), "ATLAS_VIEWER_STATE_DIR": str(tmp_path / "state"),
+           "ATLAS_VIEWER_PROXY_COUNT": "1", "ATLAS_VIEWER_PICTURE_BUDGET_MPX_PER_S": "0.01",
+           "ATLAS_VIEWER_PICTURE_BUDGET_BURST_MPX": "8", "ATLAS_VIEWER_LOG_LEVEL": "WARNING",
+           "ATLAS_VIEWER_PRELOAD": "false"}
+    scenario = build_scenario(small_store)
+    place = scenario.places[0]
+
+    def url(side):
+        return scenario.url(place, place.levels[0], None, place.window, (side, side))
+
+    with GunicornServer(env, python=sys.executable) as server:
+        def fetch(path, address):  # a new connection each time, so both workers answer
+            return requests.get(server.base_url + path, timeout=60,
+                                headers={"Connection": "close", "X-Forwarded-For": address})
+
+        large = [fetch(url(2048), f"198.51.100.{i}") for i in range(1, 7)]
+        assert [r.status_code for r in large] == [200, 200, 503, 503, 503, 503]
+        refused = large[-1]
+        assert refused.headers["Content-Type"] == "application/json"
+        assert refused.json()["reason"] == "picture_budget" and int(refused.headers["Retry-After"]) > 1
+        small = [fetch(url(600 + i), f"198.51.100.{i}") for i in range(1, 7)]
+        assert [r.status_code for r in small] == [200] * 6
