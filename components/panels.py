@@ -202,17 +202,20 @@ def _swatch(color: str) -> html.Span:
 
 
 def gene_legend(symbol: str, stops: Sequence[Sequence], vmin: float, vmax: float, *, default: bool,
-                nan_color: str, zero_color: str | None = None, unit: str = "log2") -> list:
-    """Colour bar of a gene colouring: gradient, range ends, the colour of cells that do not express the gene
-    (``zero_color``, drawn under the expressing ones) and of cells where it was not measured."""
+                nan_color: str, zero_color: str | None = None, unit: str = "log2",
+                hint: str = "range: 99th percentile of expressing cells") -> list:
+    """Colour bar of a gene (or numeric cell column) colouring: gradient, range ends, the colour of cells that do
+    not express the gene (``zero_color``, drawn under the expressing ones; None for a column) and of cells where
+    it was not measured; ``hint`` says how the default range is chosen."""
     gradient = ", ".join(f"{color} {position * 100:.0f}%" for position, color in stops)
     return [
         html.Div(symbol, className="legend-gene"),
         html.Div(className="colorbar", style={"background": f"linear-gradient(to right, {gradient})"}),
         html.Div(className="colorbar-ticks",
-                 children=[html.Span(f"{vmin:.3g}"), html.Span(unit, className="muted"),
+                 children=[html.Span(f"≤ {vmin:.3g}" if zero_color is None else f"{vmin:.3g}"),
+                           html.Span(unit, className="muted"),
                            html.Span(f"≥ {vmax:.3g}")]),
-        html.Div("range: 99th percentile of expressing cells" if default else "range: set by hand",
+        html.Div(hint if default else "range: set by hand",
                  className="field-hint"),
         *([html.Div(className="legend-item static",
                     children=[_swatch(zero_color), html.Span("not expressed (0)", className="legend-name")])]

@@ -74,6 +74,14 @@ class DatasetEntry:
     #: Categorical cell columns of the release besides the taxonomy levels and the place (species, dissected
     #: region of interest, library method...): colourings too, with the release's colours.
     columns: tuple[str, ...] = ()
+    #: Numeric measurement columns of the release's cell tables (``umi_count``, ``total_counts``, ``cell_area``...)
+    #: and the default range each is coloured over (``None``: no cell has a value): numeric colourings, drawn like
+    #: a gene.
+    numeric_columns: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+
+    def is_numeric(self, color_by: str | None) -> bool:
+        """True when ``color_by`` is one of the dataset's numeric cell columns."""
+        return color_by in self.numeric_columns
 
     @property
     def spatial(self) -> bool:
@@ -93,9 +101,9 @@ class DatasetEntry:
         return None
 
     def color_by_choices(self) -> list[str]:
-        """Valid colour-by values: the levels, the other categorical cell columns, then ``region`` (spatial), then
-        ``gene`` and ``two_genes`` (with expression)."""
-        choices = list(self.levels) + list(self.columns)
+        """Valid colour-by values: the levels, the other categorical cell columns, the numeric cell columns, then
+        ``region`` (spatial), then ``gene`` and ``two_genes`` (with expression)."""
+        choices = list(self.levels) + list(self.columns) + list(self.numeric_columns)
         if self.spatial:
             choices.append(COLOR_BY_REGION)
         if self.has_genes:
@@ -226,6 +234,7 @@ def catalog_from_atlas(atlas: Any) -> Catalog:
             sections=sections,
             columns=tuple(column for column in atlas.categorical_columns(name)
                           if column not in info.levels and column not in PLACE_COLUMNS),
+            numeric_columns={column: atlas.column_range(name, column) for column in atlas.numeric_columns(name)},
         )
     for name, entry in datasets.items():
         if entry.umap_dataset in damaged:  # a map without the UMAP panel rather than a panel that cannot draw
