@@ -8,7 +8,9 @@
   per-cluster statistics path without tests (should be a few ms).
 * A versus B (``compare_groups``): the two most populous terms of the finest level, with its time and the peak
   of the memory Python allocates meanwhile (``tracemalloc``; numpy reports its buffers to it, the memory-mapped
-  store is not counted).
+  store is not counted); and two large groups as the ``/export/markers.csv`` route computes them (the table and
+  its CSV): a quarter of the cells (the most populous terms of the second level) against the rest (1 M vs 3 M
+  cells of a 4 M-cell dataset), with tracemalloc's peak and the peak resident memory (sampled).
 * Baseline, measured in the same run: what a notebook user of the Atlas would write, one dense
   ``atlas.gene(...)`` vector per gene and numpy means over the selected cells and the rest.
 
@@ -173,7 +175,84 @@ def bench_markers(store: str | Path | None = None, *, dataset: str | None = None
         report["cases"]["term_markers_cluster_statistics"] = {**timing, "level": level, "term": term,
                                                               "top": list(table["gene_symbol"][:3])}
         report["cases"]["a_vs_b"] = bench_a_vs_b(atlas, dataset, level, repeats)
+        report["cases"]["a_vs_b_quarter"] = bench_a_vs_b_quarter(atlas, dataset, info.levels[1 if len(info.levels) > 1
+                                                                                             else 0], repeats)
     return report
+
+
+class _PeakRss:
+    """Peak resident memory of this process while it is entered, sampled every ``interval_s`` from
+    ``/proc/self/statm`` (the memory-mapped store pages the work touches count too)."""
+
+    def __init__(self, interval_s: float = 0.005):
+        import os
+        import threading
+
+        self.interval_s = interval_s
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.before = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> "_PeakRss":
+        self.before = self.peak = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def bench_a_vs_b_quarter(atlas, dataset: str, level: str, repeats: int) -> dict:
+    """A versus B as the ``/export/markers.csv`` route computes it (``compare_groups``, then the CSV) on two large
+    groups: A = the most populous terms of ``level`` until they hold a quarter of the cells (1 M of a 4 M-cell
+    dataset), B = the cells of every other term (3 M). Time (p50, p95), the peak of the memory Python allocates
+    (``tracemalloc``) and the peak resident memory over the resident memory before (sampled; it includes the
+    store's memory-mapped pages the scan reads, which the OS can drop)."""
+    import tracemalloc
+
+    from data_layer import analysis as an
+
+    names = atlas.categories(dataset, level)
+    codes = np.asarray(atlas.codes(dataset, level)).astype(np.int64)
+    counts = np.bincount(codes[codes >= 0], minlength=len(names))[: len(names)]
+    order = np.argsort(-counts, kind="stable")
+    target = len(codes) / 4
+    chosen, total = [], 0
+    for i in order:
+        if total >= target or not counts[i]:
+            break
+        chosen.append(int(i))
+        total += int(counts[i])
+    rest = [int(i) for i in order if int(i) not in chosen and counts[i]]
+    a = an.term_group(atlas, dataset, level, [names[i] for i in chosen], label="A")
+    b = an.term_group(atlas, dataset, level, [names[i] for i in rest], label="B")
+
+    def run() -> object:
+        table = an.compare_groups(atlas, a, b)
+        return table, an.compare_groups_csv(table)
+
+    timing, (table, text) = _time(run, repeats)
+    with _PeakRss() as rss:
+        tracemalloc.start()
+        run()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return {**timing, "level": level, "n_terms_a": len(chosen), "n_terms_b": len(rest),
+            "n_a": table.attrs["n_A"], "n_b": table.attrs["n_B"], "n_genes": len(table), "csv_bytes": len(text),
+            "peak_traced_mb": round(peak / 2 ** 20, 1), "rss_before_mb": round(rss.before / 2 ** 20, 1),
+            "rss_peak_mb": round(rss.peak / 2 ** 20, 1),
+            "rss_growth_mb": round((rss.peak - rss.before) / 2 ** 20, 1)}
 
 
 def bench_a_vs_b(atlas, dataset: str, level: str, repeats: int) -> dict:

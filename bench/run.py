@@ -682,6 +682,13 @@ def build_rows(results: dict, errors: dict) -> list[Row]:
                         f"cells, {m['n_genes']} genes)", fmt_ms(box["p50_ms"]), fmt_ms(box["p95_ms"]),
                         fmt_ms(base.get("p50_ms")), fmt_ratio(base.get("p50_ms"), box["p50_ms"]),
                         f"{m['dataset']}; vs one dense atlas.gene vector per gene"))
+        quarter = m["cases"].get("a_vs_b_quarter")
+        if quarter:
+            rows.append(Row(f"markers A vs B, {_million(quarter['n_a'])} vs {_million(quarter['n_b'])} cells "
+                            f"({quarter['n_genes']} genes)", fmt_ms(quarter["p50_ms"]), fmt_ms(quarter["p95_ms"]),
+                            note=f"{m['dataset']}; Welch's t + BH and the markers.csv text; peak traced "
+                                 f"{quarter['peak_traced_mb']:,.0f} MB, RSS +{quarter['rss_growth_mb']:,.0f} MB "
+                                 f"(incl. mapped store pages)"))
         term = m["cases"].get("term_markers")
         if term:
             rows.append(Row(f"marker genes of a {term['level']} (cluster statistics)", fmt_ms(term["p50_ms"]),

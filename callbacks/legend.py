@@ -41,6 +41,15 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
     elif entry.embedding(embedding) is not None:
         where = {"embedding": embedding}
     atlas = context.atlas
+    if entry.is_numeric(color_by):
+        found = entry.numeric_columns[color_by]
+        if found is None:
+            return [], column_label(color_by), f"No cell of {entry.name} has a {color_by}", "min", "max"
+        low, high = found
+        info = f"Range {low:.4g} – {high:.4g} (1st–99th percentile of the dataset's cells)"
+        children = gene_legend(color_by, colorscale_stops(GENE_CMAP), low, high, default=True, nan_color=NAN_GREY,
+                               zero_color=None, unit="per cell", hint="range: 1st–99th percentile of cells")
+        return children, column_label(color_by), info, "min", "max"
     if color_by == COLOR_BY_GENE:
         if not gene:
             return [], "Gene expression", "", "min", "max"

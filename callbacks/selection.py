@@ -192,11 +192,12 @@ def highlight_step(selection: dict | None, dataset: str | None, slab_plane: str 
 # ---------------------------------------------------------------------------------------------- summary
 def level_choices(context: ViewerContext, dataset: str | None) -> list[str]:
     """Columns a composition can be counted over: the taxonomy levels, the other cell columns (species, dissected
-    region...), then ``region`` (sections)."""
+    region...), ``region`` (sections), then the numeric cell columns (their mean and median over the selection)."""
     entry = context.catalog.get(dataset)
     if entry is None:
         return []
-    return list(entry.levels) + list(entry.columns) + ([COLOR_BY_REGION] if entry.spatial else [])
+    return (list(entry.levels) + list(entry.columns) + ([COLOR_BY_REGION] if entry.spatial else [])
+            + list(entry.numeric_columns))
 
 
 def levels_step(selection: dict | None, dataset: str | None, color_by: str | None, current: str | None,
@@ -230,7 +231,7 @@ def describe_scope(selection: dict) -> str:
 def summary_step(selection: dict | None, level: str | None, dataset: str | None, slab_plane: str | None,
                  section: str | None, selected: SelectedCells) -> tuple[str, dict]:
     """``(summary text, composition figure)`` of the selection at ``level``."""
-    from data_layer.analysis import composition
+    from data_layer.analysis import column_summary, composition
 
     context = selected.context
     if not applies(selection, dataset, slab_plane, section, context):
@@ -250,10 +251,24 @@ def summary_step(selection: dict | None, level: str | None, dataset: str | None,
         return text, message_figure("No cells inside the selection")
     if not level or level not in cells.columns:
         return text, message_figure("Choose a level")
+    entry = context.catalog.get(selection["dataset"])
+    if entry is not None and entry.is_numeric(level):
+        return text, message_figure(numeric_summary_text(level, column_summary(cells[level].to_numpy(), mask)))
     table = composition(cells, level, mask, colors=list(context.atlas.colors(selection["dataset"], level)))
     figure = composition_figure(table["term"].tolist(), table["n_cells"].tolist(), table["color"].tolist(),
                                 level)
     return text, figure
+
+
+def numeric_summary_text(column: str, found: dict) -> str:
+    """A numeric column over a selection in words: mean, median and range of the cells with a value."""
+    if not found["n_measured"]:
+        return f"{column}: no selected cell has a value"
+    text = (f"{column}: mean {found['mean']:.4g}, median {found['median']:.4g} (range {found['min']:.4g} – "
+            f"{found['max']:.4g}) over {found['n_measured']:,} cells")
+    if found["n_missing"]:
+        text += f"; {found['n_missing']:,} not measured"
+    return text
 
 
 def export_href(selection: dict | None, dataset: str | None, slab_plane: str | None, section: str | None,

@@ -69,7 +69,8 @@ def color_by_options(entry: DatasetEntry | None) -> list[dict]:
     if entry is None:
         return []
     labels = {COLOR_BY_REGION: "Region", COLOR_BY_GENE: "Gene expression", COLOR_BY_TWO_GENES: "Two genes",
-              **{column: column_label(column) for column in entry.columns}}
+              **{column: column_label(column) for column in entry.columns},
+              **{column: f"{column_label(column)} (number per cell)" for column in entry.numeric_columns}}
     return [{"label": labels.get(choice, choice), "value": choice} for choice in entry.color_by_choices()]
 
 

@@ -201,18 +201,26 @@ def _swatch(color: str) -> html.Span:
     return html.Span(className="swatch", style={"backgroundColor": color})
 
 
+def _tick(value: float) -> str:
+    """A colour bar's end: three significant digits, whole numbers from 1,000 on (``7,925``, not ``7.92e+03``)."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def gene_legend(symbol: str, stops: Sequence[Sequence], vmin: float, vmax: float, *, default: bool,
-                nan_color: str, zero_color: str | None = None, unit: str = "log2") -> list:
-    """Colour bar of a gene colouring: gradient, range ends, the colour of cells that do not express the gene
-    (``zero_color``, drawn under the expressing ones) and of cells where it was not measured."""
+                nan_color: str, zero_color: str | None = None, unit: str = "log2",
+                hint: str = "range: 99th percentile of expressing cells") -> list:
+    """Colour bar of a gene (or numeric cell column) colouring: gradient, range ends, the colour of cells that do
+    not express the gene (``zero_color``, drawn under the expressing ones; None for a column) and of cells where
+    it was not measured; ``hint`` says how the default range is chosen."""
     gradient = ", ".join(f"{color} {position * 100:.0f}%" for position, color in stops)
     return [
         html.Div(symbol, className="legend-gene"),
         html.Div(className="colorbar", style={"background": f"linear-gradient(to right, {gradient})"}),
         html.Div(className="colorbar-ticks",
-                 children=[html.Span(f"{vmin:.3g}"), html.Span(unit, className="muted"),
-                           html.Span(f"≥ {vmax:.3g}")]),
-        html.Div("range: 99th percentile of expressing cells" if default else "range: set by hand",
+                 children=[html.Span(f"≤ {_tick(vmin)}" if zero_color is None else _tick(vmin)),
+                           html.Span(unit, className="muted"),
+                           html.Span(f"≥ {_tick(vmax)}")]),
+        html.Div(hint if default else "range: set by hand",
                  className="field-hint"),
         *([html.Div(className="legend-item static",
                     children=[_swatch(zero_color), html.Span("not expressed (0)", className="legend-name")])]

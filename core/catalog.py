@@ -88,9 +88,18 @@ class DatasetEntry:
     #: Neighborhood UMAPs besides the whole one (UMAP datasets of the consensus taxonomy), in store order.
     embeddings: tuple[EmbeddingEntry, ...] = ()
 
+    #: Numeric measurement columns of the release's cell tables (``umi_count``, ``total_counts``, ``cell_area``...)
+    #: and the default range each is coloured over (``None``: no cell has a value): numeric colourings, drawn like
+    #: a gene.
+    numeric_columns: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+
     def embedding(self, name: str | None) -> EmbeddingEntry | None:
         """The neighborhood UMAP called ``name``, or None."""
         return next((e for e in self.embeddings if e.name == name), None) if name else None
+
+    def is_numeric(self, color_by: str | None) -> bool:
+        """True when ``color_by`` is one of the dataset's numeric cell columns."""
+        return color_by in self.numeric_columns
 
     @property
     def spatial(self) -> bool:
@@ -110,9 +119,9 @@ class DatasetEntry:
         return None
 
     def color_by_choices(self) -> list[str]:
-        """Valid colour-by values: the levels, the other categorical cell columns, then ``region`` (spatial), then
-        ``gene`` and ``two_genes`` (with expression)."""
-        choices = list(self.levels) + list(self.columns)
+        """Valid colour-by values: the levels, the other categorical cell columns, the numeric cell columns, then
+        ``region`` (spatial), then ``gene`` and ``two_genes`` (with expression)."""
+        choices = list(self.levels) + list(self.columns) + list(self.numeric_columns)
         if self.spatial:
             choices.append(COLOR_BY_REGION)
         if self.has_genes:
@@ -245,6 +254,7 @@ def catalog_from_atlas(atlas: Any) -> Catalog:
                           if column not in info.levels and column not in PLACE_COLUMNS),
             embeddings=tuple(EmbeddingEntry(str(e["name"]), int(e["n_cells"]), _bounds(dict(zip(
                 ("x_min", "x_max", "y_min", "y_max"), e["bounds"])))) for e in getattr(info, "embeddings", ())),
+            numeric_columns={column: atlas.column_range(name, column) for column in atlas.numeric_columns(name)},
         )
     for name, entry in datasets.items():
         if entry.umap_dataset in damaged:  # a map without the UMAP panel rather than a panel that cannot draw

@@ -181,7 +181,7 @@ class ViewerContext:
                 return COLOR_BY_GENE, self.lookups.gene_symbol(umap_dataset, gene), None
             except KeyError:
                 return fallback, None, f"Gene {gene} is not measured in {umap_dataset}: UMAP coloured by {fallback}."
-        if color_by == COLOR_BY_REGION or (color_by not in entry.levels and color_by not in entry.columns):
+        if color_by == COLOR_BY_REGION or color_by not in (*entry.levels, *entry.columns, *entry.numeric_columns):
             return fallback, None, None
         return color_by, None, None
 

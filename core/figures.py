@@ -20,12 +20,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rendering.colors import GENE_KEY_ENTRIES
+from rendering.colors import GENE_KEY_ENTRIES, NUMERIC_KEY_ENTRIES
 
 from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range, shared_gene_range,
                           slot_colouring)
 from core.context import ViewerContext
-from core.render import picture_dot_radius_px, render_rgba, shown_gene_range, two_gene_ranges
+from core.render import (picture_dot_radius_px, render_rgba, shown_column_range, shown_gene_range,
+                         two_gene_ranges)
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from core.errors import ViewError
 from core.requests import MAX_FIGURE_PANELS, MIN_PANEL_PX, FigureOptions, PanelRequest
@@ -88,8 +89,9 @@ class LegendCounts:
 
 
 def legend_counts(context: ViewerContext, state: ViewState, window: Window) -> LegendCounts | None:
-    """The categories drawn in a view and their cells (None for a gene or two-gene view)."""
-    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES):
+    """The categories drawn in a view and their cells (None for a gene, two-gene or numeric-column view)."""
+    entry = context.catalog.get(state.dataset)
+    if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) or entry is None or entry.is_numeric(state.color_by):
         return None
     atlas = context.atlas
     where = where_of(context, state)
@@ -151,11 +153,29 @@ def visible_legend(context: ViewerContext, state: ViewState, window: Window, lim
 
 
 def gene_colorbar(context: ViewerContext, picture: PictureRequest) -> tuple[str, float, float, str] | None:
-    """``(cmap, vmin, vmax, label)`` of a gene picture (the range the picture was coloured over), else None."""
+    """``(cmap, vmin, vmax, label)`` of a gene or numeric-column picture (the range the picture was coloured
+    over, :func:`core.render.shown_gene_range` / :func:`core.render.shown_column_range`), else None."""
+    entry = context.catalog.get(picture.dataset)
+    if entry is not None and entry.is_numeric(picture.color_by):
+        vmin, vmax = shown_column_range(context, picture)
+        return GENE_CMAP, float(vmin), float(vmax), column_colorbar_label(picture.color_by)
     if picture.color_by != COLOR_BY_GENE or not picture.gene:
         return None
     vmin, vmax = shown_gene_range(context, picture)
     return GENE_CMAP, float(vmin), float(vmax), f"{picture.gene} (log2 expression)"
+
+
+def column_colorbar_label(column: str) -> str:
+    """Label of a numeric cell column's colour bar: its name as the release writes it, and how its default range
+    is chosen."""
+    return f"{column} (1st–99th percentile of cells)"
+
+
+def key_entries(context: ViewerContext, state: ViewState) -> tuple:
+    """The entries beside a colour bar: cells off the map (a gene's non-expressing and not measured cells, a
+    numeric column's cells without a value)."""
+    entry = context.catalog.get(state.dataset)
+    return NUMERIC_KEY_ENTRIES if entry is not None and entry.is_numeric(state.color_by) else GENE_KEY_ENTRIES
 
 
 def picture_two_gene_key(context: ViewerContext, picture: PictureRequest, gene_ranges: tuple | None = None) -> Any:
@@ -297,7 +317,7 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
     if not with_legend:
         legend = []
     elif colorbar is not None:  # the colours of the cells off the colour bar
-        legend = _notes(GENE_KEY_ENTRIES)
+        legend = _notes(key_entries(context, state))
     else:
         legend = visible_legend(context, state, window, options.legend_entries)
     return FigurePanel(
@@ -508,9 +528,9 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     legend = legend_entries([f for f in found if f is not None], options.legend_entries)
     colorbar = None
     for view in views:
-        if view.state.color_by == COLOR_BY_GENE:
-            colorbar = gene_colorbar(context, view_picture(view.state, view.window, 1, 1))
-            legend = [*legend, *_notes(GENE_KEY_ENTRIES)]  # the colours of the cells off the colour bar
+        colorbar = gene_colorbar(context, view_picture(view.state, view.window, 1, 1))
+        if colorbar is not None:
+            legend = [*legend, *_notes(key_entries(context, view.state))]  # the cells off the colour bar
             break
     key = next((picture_two_gene_key(context, view_picture(v.state, v.window, 1, 1), v.gene_ranges) for v in views
                 if v.state.color_by == COLOR_BY_TWO_GENES), None)

@@ -98,6 +98,13 @@ def render_rgba(context: ViewerContext, picture: PictureRequest, dot_radius_px: 
         vmin, vmax = shown_gene_range(context, picture)
         rgba = render_numeric(x, y, values, viewport, vmin=vmin, vmax=vmax, highlight=highlight,
                               dot_radius_px=radius, y_down=y_down)
+    elif entry.is_numeric(picture.color_by):
+        # a cell measurement (counts, areas, QC scores): every cell with a value on the colour map, the mean of
+        # the cells sharing a pixel, cells without a value "not measured"
+        values = np.asarray(atlas.values(picture.dataset, picture.color_by, **where), dtype=np.float32)
+        vmin, vmax = shown_column_range(context, picture)
+        rgba = render_numeric(x, y, values, viewport, vmin=vmin, vmax=vmax, how="mean", zero_color=None,
+                              highlight=highlight, dot_radius_px=radius, y_down=y_down)
     else:
         column = cells[picture.color_by]
         colors = atlas.colors(picture.dataset, picture.color_by)
@@ -161,6 +168,14 @@ def render_two_gene_picture(context: ViewerContext, picture: PictureRequest, x: 
         threshold_a=picture.threshold_a or 0.0, threshold_b=picture.threshold_b or 0.0,
         dot_radius_px=radius, y_down=y_down,
     )
+
+
+def shown_column_range(context: ViewerContext, picture: PictureRequest) -> tuple[float, float]:
+    """``(vmin, vmax)`` a numeric-column picture is coloured over: the column's default range in the dataset
+    (:meth:`data_layer.atlas.Atlas.column_range`); ``(0, 1)`` when no cell has a value (all drawn "not
+    measured")."""
+    found = context.catalog.get(picture.dataset).numeric_columns.get(picture.color_by)
+    return (float(found[0]), float(found[1])) if found else (0.0, 1.0)
 
 
 def shown_gene_range(context: ViewerContext, picture: PictureRequest) -> tuple[float, float]:

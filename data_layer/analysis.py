@@ -150,6 +150,35 @@ def _counts(cat: pd.Categorical, mask: np.ndarray) -> np.ndarray:
     return np.bincount(codes[codes >= 0], minlength=len(cat.categories)).astype(np.int64)
 
 
+def column_summary(values: np.ndarray, mask=None) -> dict:
+    """A numeric cell column (``atlas.values(...)``) over a selection: the mean and median of the selected cells
+    with a value, how many have one and how many have none (NaN).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(n,)`` int or float values aligned with the cells.
+    mask : numpy.ndarray, optional
+        ``(n,)`` bool mask or integer row positions of the selected cells; None = all cells.
+
+    Returns
+    -------
+    dict
+        ``n_cells`` (selected), ``n_measured``, ``n_missing`` (int), ``mean``, ``median`` (float64 over the
+        measured cells, NaN when none is), ``min``, ``max`` (likewise).
+    """
+    values = np.asarray(values)
+    chosen = values[_as_mask(mask, len(values))].astype(np.float64)
+    measured = chosen[np.isfinite(chosen)]
+    some = len(measured) > 0
+    return {"n_cells": int(len(chosen)), "n_measured": int(len(measured)),
+            "n_missing": int(len(chosen) - len(measured)),
+            "mean": float(np.mean(measured)) if some else float("nan"),
+            "median": float(np.median(measured)) if some else float("nan"),
+            "min": float(np.min(measured)) if some else float("nan"),
+            "max": float(np.max(measured)) if some else float("nan")}
+
+
 def composition(cells_df: pd.DataFrame, level: str, mask=None,
                 colors: Sequence[str] | Mapping[str, str] | None = None) -> pd.DataFrame:
     """Cells of a selection per term of a taxonomy level (or any categorical column, e.g. ``region``).
@@ -897,6 +926,9 @@ def export_cells_csv(cells_df: pd.DataFrame, gene_columns: Mapping[str, np.ndarr
     if missing:
         raise KeyError(f"the cell table has no column(s) {', '.join(map(repr, missing))}")
     out = spreadsheet_safe(cells_df.loc[keep, cols].reset_index(drop=True))  # text cells; numbers stay numbers
+    for name in cols:  # measurements of the release (umi_count, cell_area...): their exact values, not 6 digits
+        if name not in ("x", "y") and cells_df[name].dtype == np.float64:
+            out[spreadsheet_safe_text(str(name))] = _exact_text(out[spreadsheet_safe_text(str(name))].to_numpy())
     for name, values in (gene_columns or {}).items():
         values = np.asarray(values)
         if values.shape != (n,):

@@ -105,6 +105,8 @@ class _Dataset:
             self.dtypes[col] = pd.CategoricalDtype(spec["categories"], ordered=False)
             self.colors[col] = list(spec["colors"])
         self.bools = {col: self._map(f) for col, f in self.meta.get("bool", {}).items()}
+        self.numeric = {col: self._map(spec["file"]) for col, spec in self.meta.get("numeric", {}).items()}
+        self.numeric_ranges = {col: spec.get("range") for col, spec in self.meta.get("numeric", {}).items()}
         self.extra_columns = [c for c in self.meta["categorical"]
                               if c not in ("brain_section_label", "slab_plane_label", "region")]
         if self.kind == "spatial":
@@ -205,7 +207,17 @@ class _Dataset:
                                                       validate=False)
         for col, arr in self.bools.items():
             cols[col] = np.array(arr[start:stop])
+        for col, arr in self.numeric.items():
+            cols[col] = np.array(arr[start:stop])
         return pd.DataFrame(cols, copy=False)
+
+    def numeric_name(self, column: str) -> str:
+        if column in self.numeric:
+            return column
+        for c in self.numeric:
+            if c.lower() == str(column).lower():
+                return c
+        raise KeyError(f"{self.name} has no numeric column {column!r}; it has: {', '.join(self.numeric) or 'none'}")
 
 
 class Atlas:
@@ -419,6 +431,29 @@ class Atlas:
         """Columns that :meth:`codes` accepts: the taxonomy levels, then region, species, ... ."""
         ds = self._ds(dataset)
         return ds.levels + [c for c in ds.codes if c not in ds.levels]
+
+    def numeric_columns(self, dataset: str) -> list[str]:
+        """Numeric measurement columns of the release's cell tables that :meth:`values` accepts (``umi_count``,
+        ``doublet_score``, ``total_counts``, ``cell_area``...), in the source's column order."""
+        return list(self._ds(dataset).numeric)
+
+    def values(self, dataset: str, column: str, section: str | None = None, slab_plane: str | None = None,
+               embedding: str | None = None) -> np.ndarray:
+        """A numeric cell column (read-only memory-map view, aligned with ``cells(...)``) with the source's values
+        and dtype: int64, or float64 (NaN where the release gives the cell no value). ``KeyError`` naming the
+        columns for an unknown one (any case matches)."""
+        ds = self._ds(dataset)
+        col = ds.numeric_name(column)
+        a, b = ds.rows(section, slab_plane, embedding)
+        return ds.numeric[col][a:b]
+
+    def column_range(self, dataset: str, column: str) -> tuple[float, float] | None:
+        """Default colour range of a numeric column over the whole dataset: its 1st to 99th percentile over the
+        cells with a value (minimum to maximum when those are equal), stored by prepare; None when no cell has a
+        value."""
+        ds = self._ds(dataset)
+        found = ds.numeric_ranges.get(ds.numeric_name(column))
+        return None if found is None else (float(found[0]), float(found[1]))
 
     def codes(self, dataset: str, column: str, section: str | None = None, slab_plane: str | None = None,
               embedding: str | None = None) -> np.ndarray:

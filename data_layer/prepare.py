@@ -40,8 +40,8 @@ from .convert import release_free_memory
 from .expression import LAYOUT_VERSION as EXPRESSION_LAYOUT, ExpressionError, convert_expression
 from .manifest import LocalCache, ManifestError, ManifestFile
 from .tables import (
-    TableError, categories_with_colors, csv_header, normalize_color, read_csv, read_value_sets,
-    smallest_int_dtype,
+    TableError, categories_with_colors, csv_header, normalize_color, read_csv, read_numeric_columns,
+    read_value_sets, smallest_int_dtype,
 )
 from .taxonomy import OPTIONAL_TAGS, REQUIRED_TAGS, TaxonomyTables, normalize_aliases, read_taxonomy
 
@@ -192,7 +192,7 @@ def plan_units(cache: _Cache) -> tuple[dict[str, UnitPlan], list[UnitPlan]]:
         if usable(ds, "cell_metadata") and usable(ds, "slab_plane_coordinates"):
             plan = UnitPlan("spatial", ds, "spatial")
             for tag in ("cell_metadata", "slab_plane_coordinates", "specimen_metadata", "cell_anatomical_annotations",
-                        "cell_to_cluster_membership", "value_sets", "gene", "donor"):
+                        "cell_to_cluster_membership", "value_sets", "gene", "donor", "cell_supplemental_metadata"):
                 if usable(ds, tag):
                     plan.files[tag] = meta[ds][tag]
             for f in manifest.files(ds, "image_volumes"):
@@ -317,6 +317,9 @@ class CellTable:
     cells: pd.DataFrame  # cell_label, x, y, cluster_alias ("" = unmapped) [+ spatial and extra columns]
     categorical: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # extra col -> cats, colors
     bools: list[str] = field(default_factory=list)
+    #: Numeric measurement columns of the release's cell tables (``umi_count``, ``total_counts``...), stored with
+    #: their source values and dtype (int64, or float64 with NaN where a cell has none).
+    numeric: list[str] = field(default_factory=list)
     sections: pd.DataFrame | None = None  # spatial: section metadata in atlas order
     species: str | None = None
     platform: str | None = None
@@ -494,6 +497,8 @@ def _cells_spatial(cache: _Cache, plan: UnitPlan) -> CellTable:
     cells["cluster_alias"] = cells["cell_label"].map(mem).fillna("").to_numpy(dtype=object)
     table = CellTable(cells=cells, categorical={"region": (cats, colors)}, sections=sec,
                       platform=_platform_from_name(plan.name), bools=["qc_pass"] if "qc_pass" in cells else [])
+    if "cell_supplemental_metadata" in f:
+        table.numeric = _join_numeric(cells, cache.path(f["cell_supplemental_metadata"]), set(cells.columns))
     table.species = _species_from_donor(cache, f.get("donor")) or _species_from_name(plan.name)
     region_color = dict(zip(cats, colors))
     for plane, pf in plan.polygons.items():
@@ -589,6 +594,7 @@ def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
                                      "alignment_job_id": "str", "abc_sample_id": "str"},
                               required=["cell_label"]), p_cm)
         cells = emb.merge(cm, on="cell_label", how="inner")
+        table.numeric = _join_numeric(cells, p_cm, set(cells.columns))
         if len(cells) < len(emb):
             log.info("%s: %d of %d UMAP cells are absent from %s and left out", plan.name, len(emb) - len(cells),
                      len(emb), p_cm)
@@ -665,6 +671,35 @@ def _neighborhood_embeddings(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame)
         if len(emb):
             out[name] = emb[["cell_label", "x", "y"]].reset_index(drop=True)
     return out
+def _join_numeric(cells: pd.DataFrame, path: Path, taken: set[str]) -> list[str]:
+    """Add the numeric measurement columns of the cell table at ``path`` (:func:`data_layer.tables.
+    read_numeric_columns`) to ``cells`` by ``cell_label``, in place; returns their names. A cell absent from the
+    table gets NaN (its column is then float64; an int64 column keeps its dtype when every cell has a value)."""
+    try:
+        found = read_numeric_columns(path, skip=taken)
+    except TableError as exc:
+        log.warning("%s; its numeric columns are left out", exc)
+        return []
+    labels = found.pop("cell_label")
+    if len(pd.unique(labels)) < len(labels):
+        keep = ~pd.Series(labels).duplicated().to_numpy()
+        log.warning("%s: %d duplicate cell labels; the first row of each is used", path, int((~keep).sum()))
+        labels = labels[keep]
+        found = {name: values[keep] for name, values in found.items()}
+    rows = pd.Index(labels).get_indexer(cells["cell_label"].to_numpy(dtype=object))
+    absent = rows < 0
+    names = []
+    for name, values in found.items():
+        if absent.any():
+            column = np.full(len(rows), np.nan)
+            column[~absent] = values[rows[~absent]]
+        else:
+            column = values[rows]
+        cells[name] = column
+        names.append(name)
+    if absent.any() and names:
+        log.info("%s: %d cells have no row; their %s are NaN", path, int(absent.sum()), ", ".join(names))
+    return names
 
 
 def _join_cell_tables(cache: _Cache, plan: UnitPlan, emb: pd.DataFrame, table: CellTable,
@@ -736,6 +771,22 @@ BUILDERS: dict[str, Callable[[_Cache, UnitPlan], CellTable]] = {
 
 
 # ------------------------------------------------------------------------------------------------ writing
+def numeric_range(values: np.ndarray) -> list[float] | None:
+    """Default colour range of a numeric cell column: its 1st to 99th percentile over the cells with a value (a
+    few extreme cells do not flatten the rest), its minimum to maximum when those are equal, ``[v, v + 1]`` for a
+    column of one value ``v`` (every cell at the low end of the map); None without any value."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return None
+    low, high = (float(v) for v in np.percentile(finite, [1, 99]))
+    if not low < high:
+        low, high = float(finite.min()), float(finite.max())
+    if not low < high:
+        high = low + 1.0
+    return [low, high]
+
+
 def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy: TaxonomyTables | None, *,
                        memory_limit_bytes: int, expression_dtype: str, progress: bool, cache: _Cache,
                        work_dir: Path | None = None, workers: int | None = None) -> dict:
@@ -850,6 +901,12 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
         fname = f"bool-{len(meta['bool'])}.npy"
         st.save_npy(folder / fname, cells[col].to_numpy(dtype=bool))
         meta["bool"][col] = fname
+    meta["numeric"] = {}
+    for col in table.numeric:
+        values = cells[col].to_numpy()
+        fname = f"num-{len(meta['numeric'])}.npy"
+        st.save_npy(folder / fname, values)
+        meta["numeric"][col] = {"file": fname, "dtype": str(values.dtype), "range": numeric_range(values)}
 
     # Taxonomy levels.
     cluster_codes = None

@@ -138,6 +138,68 @@ def read_csv(
     return pd.DataFrame(out, index=pd.RangeIndex(table.num_rows))
 
 
+#: Numeric columns of cell tables that are coordinates, identifiers or keys, not measurements of the cell.
+NOT_MEASUREMENTS = frozenset({
+    "x", "y", "z", "x_experiment", "y_experiment", "x_section", "y_section", "z_section", "x_reconstructed",
+    "y_reconstructed", "z_reconstructed", "x_slab_mm", "y_slab_mm", "x_rotated_um", "y_rotated_um",
+    "cluster_alias", "alignment_job_id", "segmentation_job_id",
+})
+_NOT_MEASUREMENT_SUFFIXES = ("_label", "_id", "_barcode", "_ordinal", "_order")
+
+
+def is_measurement(name: str) -> bool:
+    """Whether a numeric cell column may be a measurement of the cell (``umi_count``, ``doublet_score``,
+    ``total_counts``, ``cell_area``...), not a coordinate, an identifier or a key (:data:`NOT_MEASUREMENTS`,
+    names ending in ``_label``, ``_id``, ``_barcode``, ``_ordinal``, ``_order``)."""
+    return name not in NOT_MEASUREMENTS and not name.endswith(_NOT_MEASUREMENT_SUFFIXES)
+
+
+def read_numeric_columns(path: str | Path, key: str = "cell_label",
+                         skip: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """The numeric measurement columns of a cell table (:func:`is_measurement`), with the source's values.
+
+    Every other column (``skip`` too) is read as text, then a column is numeric when every non-empty value
+    parses as an integer (stored ``int64``; ``float64`` with NaN when some are empty) or every one parses as a
+    number (``float64``, each value the double nearest its decimal text, as Python's ``float`` reads it; empty,
+    ``NaN`` -> NaN). Booleans (``True``/``False``), text and mixed columns (hashes among integers) are not
+    numeric. A column with no value at all is left out.
+
+    Returns
+    -------
+    dict
+        ``{key: object array of str}`` first, then column name -> values in file order.
+
+    Raises
+    ------
+    TableError
+        naming the file when it has no ``key`` column or cannot be parsed.
+    """
+    path = Path(path)
+    header = csv_header(path)
+    skipped = set(skip) | {key}
+    wanted = [c for c in header if c not in skipped and is_measurement(c)]
+    table = read_csv(path, {key: "str", **{c: "str" for c in wanted}}, required=[key])
+    out: dict[str, np.ndarray] = {key: table[key].to_numpy(dtype=object)}
+    for name in wanted:
+        text = pa.array(table[name].to_numpy(dtype=object), type=pa.string())
+        text = pc.utf8_trim_whitespace(text)
+        empty = pc.or_(pc.equal(text, ""), pc.is_in(pc.utf8_lower(text), pa.array(["nan", "na"])))
+        values = pc.if_else(empty, pa.scalar(None, pa.string()), text)
+        if values.null_count == len(values):
+            continue
+        try:
+            numbers = pc.cast(values, pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            try:
+                numbers = pc.cast(values, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        if numbers.null_count and pa.types.is_integer(numbers.type):
+            numbers = pc.cast(numbers, pa.float64())
+        out[name] = numbers.to_numpy(zero_copy_only=False)
+    return out
+
+
 def _strings(col: pa.ChunkedArray) -> np.ndarray:
     """An Arrow string column as an object array of ``str``; a value repeated in many rows (a region, a file
     tag, a cluster alias) is ONE Python object referenced by all of them, instead of one object per row (about

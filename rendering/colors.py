@@ -30,6 +30,8 @@ NOT_MEASURED_COLOR = "#f1dfb6"
 NAN_GREY = NOT_MEASURED_COLOR
 #: The entries a gene picture's key shows beside its colour bar: (label, colour).
 GENE_KEY_ENTRIES = (("not expressed", ZERO_GREY), ("not measured", NOT_MEASURED_COLOR))
+#: The entries a numeric cell column's picture key shows beside its colour bar: (label, colour).
+NUMERIC_KEY_ENTRIES = (("not measured", NOT_MEASURED_COLOR),)
 #: Light grey toward which non-highlighted cells are blended.
 DIM_GREY = "#e6e6e6"
 #: Fully transparent RGBA, the default picture background.
