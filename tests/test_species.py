@@ -289,3 +289,80 @@ def test_a_short_link_keeps_the_open_panel(demo):
     link = answer["path"].rsplit("/", 1)[1]
     record = checked_record(link, store.saved[link])
     assert record is not None and parse_qs(record.lstrip("?"))["across"] == ["1"]
+
+
+# ---------------------------------------------------------------------------------------------- one click
+def _across_buttons(markup: str) -> list[tuple[str, str]]:
+    """``(level, name)`` of every "across species" button in tree or legend HTML."""
+    import html
+    import re
+
+    found = re.findall(r'<button class="across-go"[^>]*data-action="across" data-level="([^"]*)" '
+                       r'data-name="([^"]*)"', markup)
+    return [(html.unescape(level), html.unescape(name)) for level, name in found]
+
+
+def test_tree_rows_of_the_shared_levels_and_only_them_have_the_across_button(demo):
+    from callbacks import tree
+    from core.state import across_levels
+
+    dataset = demo.spatial[0]
+    entry = demo.context.catalog.get(dataset)
+    shared = across_levels(demo.context.catalog, entry)
+    assert shared and shared[-1] == "Group" and entry.levels[-1] not in shared
+    tax = demo.atlas.taxonomy(dataset)
+    # every level expanded down to the finest: each shown row of a shared level has exactly its own button
+    group_parent = tax.terms("Group")["parent"].iloc[0]
+    expanded = [f"{level}|{name}" for level in entry.levels[:-1] for name in tax.terms(level)["name"]]
+    block = tree.tree_step(dataset, None, None, None, expanded, None, tree.TreeData(demo.context))
+    markup = block.children
+    buttons = _across_buttons(markup)
+    assert ("Subclass", D1) in buttons and any(level == "Group" for level, _ in buttons)
+    assert {level for level, _ in buttons} == set(shared)
+    import re
+    picks = re.findall(r'data-action="pick" data-level="([^"]*)" data-name="([^"]*)"', markup)
+    assert any(level == entry.levels[-1] for level, _ in picks)  # the finest level is shown, without buttons
+    assert sorted(buttons) == sorted((level, name) for level, name in picks if level in shared)
+    assert group_parent  # Groups nest under a parent: they are in the expanded tree
+    # a search lists the matches flat, the shared ones with the button
+    block = tree.tree_step(dataset, None, None, None, [], "D1", tree.TreeData(demo.context))
+    assert ("Subclass", D1) in _across_buttons(block.children)
+
+
+def test_legend_entries_have_the_across_button_at_a_shared_level_only(demo):
+    from callbacks import legend
+
+    dataset = demo.spatial[0]
+    block, *_ = legend.legend_step(dataset, None, None, LEVEL, None, None, None, None, demo.context)
+    buttons = _across_buttons(block.children)
+    assert ("Subclass", D1) in buttons and all(level == LEVEL for level, _ in buttons)
+    assert len(buttons) == block.children.count('class="legend-item')
+    cluster, finest = a_cluster(demo)
+    block, *_ = legend.legend_step(dataset, None, None, finest, None, None, None, None, demo.context)
+    assert _across_buttons(block.children) == [] and block.children.count('class="legend-item') > 0
+
+
+def test_the_across_button_highlights_the_term_and_opens_the_panel_in_one_click(demo):
+    from callbacks import tree
+
+    dataset = demo.spatial[0]
+    event = {"level": LEVEL, "name": D1, "t": 1, "across": True}
+    picked = tree.pick_step(ids.TERM_PICKED, event, None, None, dataset, None, None, LEVEL, None, demo.context)
+    assert picked == {"level": LEVEL, "name": D1, "taxonomy": TAXONOMY}
+    # already highlighted: the across button keeps it (a plain pick of it clears it)
+    assert tree.pick_step(ids.TERM_PICKED, event, None, None, dataset, None, None, LEVEL, picked,
+                          demo.context) is no_update
+    assert tree.pick_step(ids.TERM_PICKED, {**event, "across": False}, None, None, dataset, None, None, LEVEL, picked,
+                          demo.context) is None
+    step = species_callbacks.open_step
+    trig = [f"{ids.TERM_PICKED}.data"]
+    assert step(trig, None, False, dataset, None, demo.context, event) is True
+    assert step(trig, None, True, dataset, picked, demo.context, event) is no_update
+    assert step(trig, None, False, dataset, None, demo.context, {**event, "across": False}) is no_update
+    cluster, finest = a_cluster(demo)
+    assert step(trig, None, False, dataset, None, demo.context, {**event, "level": finest, "name": cluster}) \
+        is no_update
+    # then the highlight arrives: the panel stays open and draws the term
+    assert step([f"{ids.TERM}.data"], None, True, dataset, picked, demo.context) is no_update
+    hidden, body = species_callbacks.panel_step(True, dataset, picked, demo.context)
+    assert hidden is False and D1 in str(body)
