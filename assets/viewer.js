@@ -133,21 +133,23 @@ window.atlasViewer = (function () {
 
   // One click listener for every taxonomy term of the tree and the legend (data-action/level/name
   // attributes): far cheaper for the Dash renderer than one pattern-matching component per term.
-  var STORES = { pick: "termPicked", toggle: "treeToggled" };
+  // "across" (the across-species button of a row) is a pick that also opens the panel across species.
+  var STORES = { pick: "termPicked", toggle: "treeToggled", across: "termPicked" };
   document.addEventListener("click", function (event) {
     var target = event.target.closest && event.target.closest("[data-action][data-level][data-name]");
     if (!target || !window.dash_clientside || !window.dash_clientside.set_props) {
       return;
     }
-    var store = window.atlasIds()[STORES[target.getAttribute("data-action")]];
+    var action = target.getAttribute("data-action");
+    var store = window.atlasIds()[STORES[action]];
     if (!store) {
       return;
     }
-    window.dash_clientside.set_props(store, { data: {
-      level: target.getAttribute("data-level"),
-      name: target.getAttribute("data-name"),
-      t: Date.now()
-    } });
+    var data = { level: target.getAttribute("data-level"), name: target.getAttribute("data-name"), t: Date.now() };
+    if (action === "across") {
+      data.across = true;
+    }
+    window.dash_clientside.set_props(store, { data: data });
   });
 
   // dcc.Graph draws every figure and Patch with the global Plotly.react; it loads plotly.js on demand.

@@ -13,6 +13,7 @@ from core.context import ViewerContext, term_counts
 from callbacks.view import PLACE, embedding_of, place_of, view_inputs
 from components import ids
 from components.layout import column_label
+from core.state import across_levels
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.panels import gene_legend, html_block, legend_html, legend_matches
 
@@ -78,7 +79,9 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
         return (html_block(legend_html(color_by, items, None, clickable=False, text=text)), title, "", "min",
                 "max")
     title = f"{color_by} ({len(items):,} here{matching})"
-    return html_block(legend_html(color_by, items, highlighted, text=text)), title, "", "min", "max"
+    across = color_by in across_levels(context.catalog, entry)
+    return (html_block(legend_html(color_by, items, highlighted, text=text, across=across)), title, "", "min",
+            "max")
 
 
 def register(app: Any, context: ViewerContext) -> dict:

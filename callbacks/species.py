@@ -1,9 +1,11 @@
 """One cell type across species: the panel of the highlighted term in each species.
 
-* **Opening**: when the highlighted term (from the tree, the legend, the UMAP or the map) is at a level the species
-  share (:func:`core.state.across_levels`), an "Across species" button shows beside the legend's head; one click
-  opens the panel. Highlighting another shared term redraws it; clearing the highlight or choosing a term at a
-  finer level closes it.
+* **Opening**: in one click from the "⇄ species" button of a tree row or legend entry of a term at a level the
+  species share (:func:`core.state.across_levels`; it highlights the term and opens the panel); or, when the
+  highlighted term (from the tree, the legend, the UMAP or the map) is at such a level, from the "Across species"
+  button beside the legend's head. While it is open a click on the UMAP or the map (the clicked cell's term),
+  the tree or the legend redraws it for that term; clearing the highlight or choosing a term at a finer level
+  closes it.
 * **The address**: ``across=1`` while it is open (written by ``callbacks.navigation``); loading such an address,
   a short link or back/forward opens it again (:func:`open_step`).
 * **Content**: :func:`core.species.across_species` drawn by :mod:`components.species`; "Maps side by side" puts
@@ -45,14 +47,20 @@ def button_step(dataset: str | None, term: Any, context: ViewerContext) -> bool:
 
 
 def open_step(triggered: Iterable[str], search: str | None, is_open: Any, dataset: str | None, term: Any,
-              context: ViewerContext) -> Any:
+              context: ViewerContext, picked: Any = None) -> Any:
     """The panel's open flag after ``triggered`` (``"<id>.<property>"`` of the inputs that changed).
 
-    The address (loaded, back/forward, a short link) decides when it changed; else the open button opens, the
-    close and "Maps side by side" buttons close, and a highlight that cannot be followed across species closes.
-    ``no_update`` when the flag stays.
+    The address (loaded, back/forward, a short link) decides when it changed; else the open button, and the
+    "across species" button of a tree row or legend entry (``picked``, the ``TERM_PICKED`` data with ``"across":
+    true``, for a term at a level the species share) open; the close and "Maps side by side" buttons close, and a
+    highlight that cannot be followed across species closes. ``no_update`` when the flag stays.
     """
     triggered = set(triggered)
+    if f"{ids.TERM_PICKED}.data" in triggered and f"{ids.URL}.search" not in triggered:
+        if not (isinstance(picked, dict) and picked.get("across")):
+            return no_update  # a plain pick: the highlight it makes decides
+        wanted = shared_term(dataset, {"name": picked.get("name"), "level": picked.get("level")}, context) is not None
+        return True if wanted and not is_open else no_update
     if not triggered or f"{ids.URL}.search" in triggered:
         state, _ = parse_query(search, context.catalog, gene_lookup=context.lookups.gene_symbol,
                                term_lookup=context.lookups.term_level)
@@ -94,13 +102,14 @@ def register(app: Any, context: ViewerContext) -> dict:
     @app.callback(
         Output(ids.ACROSS, "data"),
         inputs=dict(search=Input(ids.URL, "search"), _open=Input(ids.ACROSS_OPEN, "n_clicks"),
+                    picked=Input(ids.TERM_PICKED, "data"),
                     _close=Input(ids.ACROSS_CLOSE, "n_clicks"), _maps=Input(ids.ACROSS_MAPS, "n_clicks"),
                     view=view_inputs(ids.DATASET, ids.TERM)),
         state=dict(is_open=State(ids.ACROSS, "data")),
     )
-    def open_panel(search, _open, _close, _maps, view, is_open):
+    def open_panel(search, _open, picked, _close, _maps, view, is_open):
         triggered = list(ctx.triggered_prop_ids) if ctx.triggered_id is not None else []
-        return open_step(triggered, search, is_open, view[ids.DATASET], view[ids.TERM], context)
+        return open_step(triggered, search, is_open, view[ids.DATASET], view[ids.TERM], context, picked)
 
     @app.callback(
         Output(ids.ACROSS_PANEL, "hidden"),

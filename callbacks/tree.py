@@ -14,6 +14,7 @@ from typing import Any
 from dash import Input, Output, State, ctx, no_update
 
 from core.context import ViewerContext, term_counts
+from core.state import across_levels
 from callbacks.inspector import event_position, nearest_cell_info
 from callbacks.view import PLACE, embedding_of, place_of, view_inputs, view_states
 from components import ids
@@ -68,14 +69,15 @@ def tree_step(dataset, slab_plane, section, term, expanded, search, data: TreeDa
     if entry is None:
         return None
     rows = data.rows(entry.name, section, slab_plane)
+    across = across_levels(context.catalog, entry)
     highlighted = (term["level"], term["name"]) if term and term.get("name") else None
     text = (search or "").strip()
     if text:
         found = context.atlas.search_terms(text, entry.name, limit=SEARCH_LIMIT)
         index = {(row.level, row.name): row for level_rows in rows.values() for row in level_rows}
         matches = [index[(m["level"], m["name"])] for m in found if (m["level"], m["name"]) in index]
-        return html_block(tree_search_html(matches, highlighted, text), "tree-rows")
-    return html_block(tree_html(list(entry.levels), rows, expanded or [], highlighted), "tree-rows")
+        return html_block(tree_search_html(matches, highlighted, text, across), "tree-rows")
+    return html_block(tree_html(list(entry.levels), rows, expanded or [], highlighted, across), "tree-rows")
 
 
 def _event_term(event: dict | None) -> tuple[str, str] | None:
@@ -119,7 +121,8 @@ def pick_step(
     trigger : str or None
         Id of the input that fired.
     event : dict or None
-        ``TERM_PICKED`` data (``{"level", "name", "t"}``) of a tree row or legend click.
+        ``TERM_PICKED`` data (``{"level", "name", "t"}``) of a tree row or legend click; with ``"across": true``
+        (its "across species" button) the term is highlighted and stays so when it already is.
 
     Returns
     -------
@@ -145,6 +148,8 @@ def pick_step(
         return no_update
     current = (term.get("level"), term.get("name")) if term else None
     if current == picked:
+        if trigger == ids.TERM_PICKED and event.get("across"):
+            return no_update  # "across species" keeps the term highlighted
         return None  # picking the highlighted term again clears it
     return {"level": picked[0], "name": picked[1], "taxonomy": entry.taxonomy}
 

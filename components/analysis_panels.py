@@ -286,7 +286,8 @@ def composition_figure(terms: Sequence[str], counts: Sequence[int], colors: Sequ
 
 
 def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n_cells: Sequence[int],
-                    *, row_colors: Sequence[str] | None = None, gene_notes: Mapping[str, str] | None = None) -> dict:
+                    *, row_colors: Sequence[str] | None = None, gene_notes: Mapping[str, str] | None = None,
+                    cell_notes: Mapping[tuple[str, str], str] | None = None) -> dict:
     """A dot plot: rows (terms or the selection) x genes; dot area = fraction expressing, colour = mean log2.
 
     Parameters
@@ -304,6 +305,8 @@ def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n
         A colour per row, drawn as a swatch before its label.
     gene_notes : mapping of str to str, optional
         A line of hover text per gene (e.g. its test statistics), shown on each of its dots.
+    cell_notes : mapping of (row, gene) to str, optional
+        A line of hover text per dot (e.g. that row's test of the gene).
 
     Returns
     -------
@@ -327,7 +330,9 @@ def dot_plot_figure(rows: Sequence[str], genes: Sequence[str], mean, fraction, n
             custom.append(gene)
             hover.append(f"{escape(gene)} in {escape(row)}<br>mean log2 {m:.2f}<br>{100 * f:.0f}% of "
                          f"{int(n_cells[i]):,} cells express it"
-                         + (f"<br>{escape(gene_notes[gene])}" if gene_notes and gene in gene_notes else ""))
+                         + (f"<br>{escape(gene_notes[gene])}" if gene_notes and gene in gene_notes else "")
+                         + (f"<br>{escape(cell_notes[(row, gene)])}" if cell_notes and (row, gene) in cell_notes
+                            else ""))
             vmax = max(vmax, m)
     area_ref = 2.0 * 1.0 / (MAX_DOT_PX ** 2)  # Plotly: diameter = sqrt(2 * size / sizeref) in area mode
     dots = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
-from typing import Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Mapping, Sequence
 
 from dash import dcc, html
 
@@ -33,6 +33,8 @@ class TermRow:
 #: ``data-action`` values read by the click listener of ``assets/viewer.js``.
 ACTION_PICK = "pick"
 ACTION_TOGGLE = "toggle"
+#: Highlight the term and open the panel of the term across species (``callbacks.species``) in one click.
+ACTION_ACROSS = "across"
 
 
 def term_key(level: str, name: str) -> str:
@@ -56,6 +58,12 @@ def _swatch_html(color: str) -> str:
     return f'<span class="swatch" style="background-color:{_attr(color)}"></span>'
 
 
+def _across_html(level: str, name: str) -> str:
+    """The small "across species" button of a tree row or legend entry (a term at a level the species share)."""
+    return (f'<button class="across-go" title="{_attr(name)} across species: annotation, share of cells, regions '
+            f'and marker genes in each species" {_term_data(level, name, ACTION_ACROSS)}>⇄ species</button>')
+
+
 def html_block(markup: str, class_name: str = "") -> dcc.Markdown:
     """One component showing ``markup`` (HTML written by this module from escaped values).
 
@@ -68,7 +76,7 @@ def html_block(markup: str, class_name: str = "") -> dcc.Markdown:
 
 
 def _row_html(term: TermRow, depth: int, *, expandable: bool, expanded: bool, highlighted: bool,
-              show_level: bool = False) -> str:
+              show_level: bool = False, across: bool = False) -> str:
     classes = "tree-row" + (" highlighted" if highlighted else "") + (" absent" if term.n_section == 0 else "")
     if expandable:
         verb = "Collapse" if expanded else "Expand"
@@ -82,6 +90,7 @@ def _row_html(term: TermRow, depth: int, *, expandable: bool, expanded: bool, hi
         f'<button class="term" title="{_attr(term.level)}: {_attr(term.name)} — click to highlight" '
         f'{_term_data(term.level, term.name, ACTION_PICK)}>{_swatch_html(term.color)}'
         f'<span class="term-name">{_attr(term.name)}</span>{chip}</button>'
+        f'{_across_html(term.level, term.name) if across else ""}'
         f'<span class="counts">{term.n_section:,} · {term.n_total:,}</span></div>'
     )
 
@@ -91,6 +100,7 @@ def tree_html(
     terms: Mapping[str, Sequence[TermRow]],
     expanded: Iterable[str],
     highlighted: tuple[str, str] | None,
+    across: Collection[str] = (),
 ) -> str:
     """HTML rows of the collapsible tree: top-level terms, and the children of every expanded term.
 
@@ -107,6 +117,9 @@ def tree_html(
         :func:`term_key` of the expanded terms.
     highlighted : (level, name) or None
         The highlighted term.
+    across : collection of str
+        Levels the species share (:func:`core.state.across_levels`): their rows get the button that opens the
+        term across species (:data:`ACTION_ACROSS`).
 
     Returns
     -------
@@ -131,7 +144,7 @@ def tree_html(
         kids = children_of.get((index + 1, term.name), [])
         is_open = bool(kids) and term_key(term.level, term.name) in expanded
         rows.append(_row_html(term, depth, expandable=bool(kids), expanded=is_open,
-                              highlighted=highlighted == (term.level, term.name)))
+                              highlighted=highlighted == (term.level, term.name), across=term.level in across))
         if is_open:
             for child in kids[:MAX_ROWS]:
                 add(child, index + 1, depth + 1)
@@ -147,13 +160,15 @@ def tree_html(
     return "".join(rows)
 
 
-def tree_search_html(matches: Sequence[TermRow], highlighted: tuple[str, str] | None, text: str) -> str:
-    """HTML rows of a term search: every match with its level, flat."""
+def tree_search_html(matches: Sequence[TermRow], highlighted: tuple[str, str] | None, text: str,
+                     across: Collection[str] = ()) -> str:
+    """HTML rows of a term search: every match with its level, flat (``across`` as in :func:`tree_html`)."""
     if not matches:
         return f'<div class="muted pad">No term matches \'{_attr(text)}\'.</div>'
     rows = [f'<div class="tree-levels">{len(matches):,} terms match \'{_attr(text)}\'</div>']
     rows += [_row_html(term, 0, expandable=False, expanded=False,
-                       highlighted=highlighted == (term.level, term.name), show_level=True)
+                       highlighted=highlighted == (term.level, term.name), show_level=True,
+                       across=term.level in across)
              for term in matches[:MAX_ROWS]]
     return "".join(rows)
 
@@ -167,13 +182,14 @@ def legend_matches(items: Sequence[tuple[str, str, int]], text: str | None) -> l
 
 
 def legend_html(level: str, items: Sequence[tuple[str, str, int]], highlighted: str | None,
-                *, clickable: bool = True, text: str | None = None) -> str:
+                *, clickable: bool = True, text: str | None = None, across: bool = False) -> str:
     """HTML legend of a colouring by level or region: ``(name, colour, n cells)`` items, present ones only, in the
     order given (the taxonomy's), each with its cells.
 
     Only the items matching ``text`` are listed (:func:`legend_matches`), at most :data:`MAX_LEGEND` of them and
     a line counting the rest. Long names wrap; the whole name and the cells are also the entry's tooltip.
-    Clicking an entry highlights the term (``clickable`` for taxonomy levels, not regions).
+    Clicking an entry highlights the term (``clickable`` for taxonomy levels, not regions); with ``across`` (a
+    level the species share) each entry also has the button that opens the term across species.
     """
     if not items:
         return '<div class="muted">No cells here.</div>'
@@ -187,8 +203,9 @@ def legend_html(level: str, items: Sequence[tuple[str, str, int]], highlighted: 
         classes = "legend-item" + (" highlighted" if highlighted == name else "")
         tip = f"{_attr(name)}: {count:,} cells here"
         if clickable:
-            entries.append(f'<button class="{classes}" title="{tip}. Click to highlight" '
-                           f'{_term_data(level, name, ACTION_PICK)}>{body}</button>')
+            entry = (f'<button class="{classes}" title="{tip}. Click to highlight" '
+                     f'{_term_data(level, name, ACTION_PICK)}>{body}</button>')
+            entries.append(f'<div class="legend-row">{entry}{_across_html(level, name)}</div>' if across else entry)
         else:
             entries.append(f'<div class="{classes} static" title="{tip}">{body}</div>')
     if len(shown) > MAX_LEGEND:

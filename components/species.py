@@ -5,7 +5,7 @@ each species' cells and a dot plot of its conserved marker genes with one row pe
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from dash import dcc, html
 
@@ -117,17 +117,59 @@ def region_figure(regions: Sequence[Mapping], labels: Sequence[str]) -> dict:
                "automargin": True, "fixedrange": True})}
 
 
+def p_text(value: Any) -> str:
+    """A p-value in a few characters: ``3.2e-12``, ``0.041``, ``< 1e-300`` for 0 (below the float range), ``–`` for
+    NaN (not tested)."""
+    if value is None or not isinstance(value, (int, float)) or value != value:
+        return "–"
+    if value == 0:
+        return "< 1e-300"
+    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+
+
+def test_note(d: Mapping) -> str:
+    """The hover line of one (species' cells, gene) test: mean difference, Welch's t and the adjusted p."""
+    if d.get("p_adj") is None or d["p_adj"] != d["p_adj"]:
+        return "not tested (too few cells)"
+    return (f"vs the rest of these cells: {d['mean_diff']:+.2f} log2, Welch t {d['t']:.1f}, "
+            f"p_adj {p_text(d['p_adj'])} (BH)")
+
+
 def species_dot_figure(labels: Sequence[str], genes: Sequence[str], dot: Sequence[Mapping]) -> dict:
-    """The dot plot of the conserved markers: one row per species' cells (:func:`dot_plot_figure`)."""
+    """The dot plot of the conserved markers: one row per species' cells (:func:`dot_plot_figure`), each dot's
+    hover with its test against the rest of the row's cells."""
     cell = {(d["label"], d["gene"]): d for d in dot}
     nan = float("nan")
     mean = [[cell.get((row, g), {}).get("mean", nan) for g in genes] for row in labels]
     fraction = [[cell.get((row, g), {}).get("fraction", nan) for g in genes] for row in labels]
     n_cells = [next((d["n_cells"] for d in dot if d["label"] == row), 0) for row in labels]
-    figure = dot_plot_figure(list(labels), list(genes), mean, fraction, n_cells)
+    notes = {key: test_note(d) for key, d in cell.items() if "p_adj" in d}
+    figure = dot_plot_figure(list(labels), list(genes), mean, fraction, n_cells, cell_notes=notes)
     if figure.get("layout"):
         figure["layout"]["height"] = 90 + 30 * len(labels)
     return figure
+
+
+def markers_table(labels: Sequence[str], genes: Sequence[str], dot: Sequence[Mapping]) -> html.Table:
+    """Genes (rows, best first) x species' cells (columns): the mean difference against the rest of those cells
+    and the Benjamini-Hochberg adjusted p of Welch's t; a p_adj under 0.05 with a positive difference is bold."""
+    cell = {(d["label"], d["gene"]): d for d in dot}
+    head = html.Tr([html.Th("Gene")] + [html.Th(label) for label in labels])
+    rows = [head]
+    for gene in genes:
+        tds = [html.Th(gene, className="gene")]
+        for label in labels:
+            d = cell.get((label, gene))
+            if d is None or d.get("mean_diff") is None or d["mean_diff"] != d["mean_diff"]:
+                tds.append(html.Td("not measured" if d is None or not d.get("gene_identifier") else "–",
+                                   className="muted"))
+                continue
+            held = d["mean_diff"] > 0 and d.get("p_adj") == d.get("p_adj") and d["p_adj"] < 0.05
+            tds.append(html.Td(className="held" if held else "", title=test_note(d), children=[
+                html.Span(f"{d['mean_diff']:+.2f}", className="diff"), " ",
+                html.Span(p_text(d.get("p_adj")), className="padj")]))
+        rows.append(html.Tr(tds))
+    return html.Table(rows, id=ids.ACROSS_MARKERS_TABLE, className="markers-table across-markers-table")
 
 
 def _sized_graph(graph_id: str, figure: dict) -> dcc.Graph:
@@ -169,7 +211,16 @@ def across_body(summary: Mapping | None, *, message: str = "") -> list:
                       className="field-label"), dot_key()]),
         _sized_graph(ids.ACROSS_DOTS, species_dot_figure(labels, genes, summary["dot"]) if genes
                      else message_figure("No gene is measured in every species' cells")),
+        *([html.Div(className="across-markers-head", children=[
+            html.Span("Each row's test: mean log2 difference against the rest of its species' cells · "
+                      "BH-adjusted p of Welch's t", className="field-label"),
+            html.A("CSV", href=summary["markers_csv"], download="", id=ids.ACROSS_MARKERS_CSV,
+                   className="button small", title="The markers of each species' cells with their tests as CSV")]),
+           html.Div(markers_table(labels, genes, summary["dot"]), className="across-table-wrap")]
+          if genes else []),
         html.Div(f"Markers: the term against the rest of each species' dataset of sections (per-cluster means); "
-                 f"dots: the term's cells of each row. Computed in {summary['seconds']:.2f} s.",
+                 f"dots and tests: the term's cells of each row against the other cells of that species in its "
+                 f"dataset (other terms of the level), Welch's t with Benjamini-Hochberg over every gene the "
+                 f"row's dataset measures. Computed in {summary['seconds']:.2f} s.",
                  className="card-info"),
     ]

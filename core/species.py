@@ -7,6 +7,7 @@ The numbers come from :mod:`data_layer.species`; the term must be at a level the
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ MAPS_DPI = 150
 #: Summaries kept per app (a term's summary is asked for again when the panel is redrawn).
 MEMO_SIZE = 32
 _lock = threading.Lock()
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,14 @@ class AcrossSpecies:
     genes : list of str
         The conserved marker genes (symbols), best first.
     dot : list of dict
-        One per (species' cells, gene): ``label, gene, gene_identifier, mean, fraction, n_cells``.
+        One per (species' cells, gene): ``label, dataset, species, gene, gene_identifier, mean, fraction, n_cells,
+        mean_rest, fraction_rest, n_rest, mean_diff, t, p, p_adj`` (:func:`data_layer.species.species_dot_plot`:
+        the term against the rest of that species' cells, Welch's t, Benjamini-Hochberg over the row's genes).
     maps : dict
         Format (``png``, ``svg``, ``pdf``) -> link of the figure of the species side by side at one scale, the term
         highlighted (:func:`maps_href`).
+    markers_csv : str
+        Link of the CSV of ``dot`` (:func:`markers_href`).
     seconds : float
         Time taken to compute it.
     """
@@ -62,6 +68,7 @@ class AcrossSpecies:
     genes: list[str] = field(default_factory=list)
     dot: list[dict] = field(default_factory=list)
     maps: dict = field(default_factory=dict)
+    markers_csv: str = ""
     seconds: float = 0.0
 
 
@@ -121,9 +128,9 @@ def _compute(context: ViewerContext, dataset: str, taxonomy: str, term: str, lev
         shares=_records(term_share(atlas, parts, level, term)),
         regions=_records(term_regions(atlas, parts, level, term)),
         genes=genes,
-        dot=_records(species_dot_plot(atlas, parts, level, term, genes)[
-            ["label", "gene", "gene_identifier", "mean", "fraction", "n_cells"]]) if genes else [],
+        dot=_records(species_dot_plot(atlas, parts, level, term, genes)) if genes else [],
         maps={fmt: maps_href(dataset, term, level, fmt) for fmt in ("png", "svg", "pdf")},
+        markers_csv=markers_href(dataset, term, level),
         seconds=time.perf_counter() - started,
     )
 
@@ -135,3 +142,48 @@ def maps_href(dataset: str, term: str, level: str, fmt: str = "png") -> str:
     query = urlencode([("dataset", dataset), ("color_by", level), ("term", term), ("term_level", level),
                        ("panels", "species"), ("width", str(width)), ("height", str(height)), ("dpi", str(MAPS_DPI))])
     return EXPORT_FIGURE_PATH.replace("<fmt>", fmt) + "?" + query
+
+
+# ---------------------------------------------------------------------------------------------- the markers' CSV
+#: Path of the CSV of the panel's markers (under ``/export/``: the export rate limit applies).
+EXPORT_ACROSS_MARKERS_PATH = "/export/across-markers.csv"
+#: Its columns: one line per (species' cells, gene), in the panel's order.
+MARKERS_CSV_COLUMNS = ("species_cells", "dataset", "species", "gene", "gene_identifier", "mean", "fraction",
+                       "n_cells", "mean_rest", "fraction_rest", "n_rest", "mean_diff", "t", "p", "p_adj")
+
+
+def markers_href(dataset: str, term: str, level: str) -> str:
+    """The link of the CSV of the term's conserved markers in each species' cells (read back by
+    :func:`markers_csv_from_args`)."""
+    return EXPORT_ACROSS_MARKERS_PATH + "?" + urlencode([("dataset", dataset), ("term", term), ("term_level", level)])
+
+
+def markers_csv_text(summary: AcrossSpecies) -> str:
+    """The panel's markers as CSV text: :data:`MARKERS_CSV_COLUMNS`, species' cells outer and genes (best first)
+    inner, text made spreadsheet-safe (:func:`data_layer.analysis.spreadsheet_safe`), empty fields for NaN."""
+    import io
+
+    import pandas as pd
+
+    from data_layer.analysis import spreadsheet_safe
+
+    table = pd.DataFrame(summary.dot).rename(columns={"label": "species_cells"}).reindex(
+        columns=list(MARKERS_CSV_COLUMNS))
+    buffer = io.StringIO()
+    spreadsheet_safe(table).to_csv(buffer, index=False, float_format="%.6g", lineterminator="\n")
+    return buffer.getvalue()
+
+
+def markers_csv_from_args(context: ViewerContext, args) -> tuple[bytes, str]:
+    """``(CSV bytes, download name)`` of ``GET /export/across-markers.csv?dataset=&term=&term_level=``: the view's
+    parameters read strictly (:func:`core.state.strict_view`); a :class:`ViewError` names a bad one
+    (``term_level`` not shared, no ``term``)."""
+    from core.state import strict_view
+
+    state = strict_view(args, context.catalog, gene_lookup=context.lookups.gene_symbol,
+                        term_lookup=context.lookups.term_level, require_dataset=True)
+    if not state.term:
+        raise ViewError("term", "is required: the term followed across species")
+    summary = across_species(context, state.dataset, state.term, state.term_level)
+    safe = _UNSAFE.sub("-", f"{summary.taxonomy}_{summary.term}").strip("-")
+    return markers_csv_text(summary).encode("utf-8"), f"across-species_{safe[:140]}_markers.csv"

@@ -12,7 +12,8 @@ the species share (one taxonomy, so one code per term in every dataset):
   dataset of sections, from the store's per-cluster statistics, genes matched by symbol), ranked by their
   smallest mean difference;
 * :func:`species_dot_plot`: mean and fraction expressing of genes (by symbol) in the term's cells of each
-  species' cells, from one scan of the gene-major store per dataset (:func:`data_layer.analysis.group_sums`).
+  species' cells, with Welch's t-test of the term against the rest of those cells and Benjamini-Hochberg
+  adjusted p, from one scan of the gene-major store per dataset (:func:`data_layer.analysis.scan_groups`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .analysis import CellGroup, group_sums, markers_for_term
+from .analysis import markers_for_term
 
 #: Categorical cell columns that place a cell in a region, in order of preference.
 REGION_COLUMNS = ("region", "region_of_interest_label")
@@ -185,7 +186,15 @@ def conserved_markers(atlas: Any, parts: Sequence[SpeciesCells], level: str, ter
 
 def species_dot_plot(atlas: Any, parts: Sequence[SpeciesCells], level: str, term: str,
                      genes: Sequence[str]) -> pd.DataFrame:
-    """A dot plot of genes (by symbol) in the term's cells of each species' cells, one row per part.
+    """A dot plot of genes (by symbol) in the term's cells of each species' cells, one row per part, with each
+    gene's test of the term against the rest of that species' cells.
+
+    Per part the term's cells are compared with the cells of every other term of ``level`` of the same species
+    in the same dataset (Adjacent and unassigned cells left out, as :func:`data_layer.analysis.markers_for_term`):
+    Welch's t-test (:func:`data_layer.analysis.welch_t_test`) and the Benjamini-Hochberg ``p_adj``
+    (:func:`data_layer.analysis.adjust_bh`) over every gene the part's dataset measures (the genes the markers
+    were picked from), not only ``genes``. One scan of the gene-major store per dataset gives every part of it
+    (:func:`data_layer.analysis.scan_groups`, no dense matrix).
 
     Returns
     -------
@@ -193,29 +202,60 @@ def species_dot_plot(atlas: Any, parts: Sequence[SpeciesCells], level: str, term
         Parts outer, genes inner: ``label, dataset, species`` (str), ``gene`` (the symbol as given),
         ``gene_identifier`` (the part's dataset's identifier; "" where it does not measure the gene), ``mean``
         (float64 mean log2 over the term's cells with an expression row), ``fraction`` (of them with a value > 0),
-        ``n_cells`` (int64, the term's cells with an expression row). Mean and fraction are NaN where the dataset
-        does not measure the gene or has no such cell.
+        ``n_cells`` (int64, the term's cells with an expression row), ``mean_rest``, ``fraction_rest`` (float64,
+        over the rest), ``n_rest`` (int64), ``mean_diff`` (``mean - mean_rest``), ``t``, ``p``, ``p_adj``
+        (float64). Numbers are NaN where the dataset does not measure the gene or has no such cell (the tests
+        also where a group has fewer than two cells).
     """
-    rows = []
-    for part in parts:
-        columns: dict[str, int] = {}
+    from .analysis import _NOT_TERMS, adjust_bh, scan_groups, welch_t_test
+
+    by_dataset: dict[str, list[int]] = {}
+    for i, part in enumerate(parts):
         if atlas.info(part.dataset).n_genes:
-            gm = atlas.expression_matrix(part.dataset)
-            by_symbol = {str(s).lower(): i for i, s in reversed(list(enumerate(gm.gene_symbols)))}
+            by_dataset.setdefault(part.dataset, []).append(i)
+    found: dict[int, tuple[dict[str, int], Any, Any, np.ndarray, np.ndarray]] = {}
+    for dataset, members in by_dataset.items():
+        gm = atlas.expression_matrix(dataset)
+        by_symbol = {str(s).lower(): i for i, s in reversed(list(enumerate(gm.gene_symbols)))}
+        names = atlas.categories(dataset, level)
+        level_codes = np.asarray(atlas.codes(dataset, level))
+        other = np.isin(level_codes, [i for i, t in enumerate(names) if str(t) not in _NOT_TERMS]) & (level_codes >= 0)
+        codes = np.zeros(len(level_codes), dtype=np.uint8)
+        for k, i in enumerate(members):
+            inside = _term_mask(atlas, parts[i], level, term)
+            species = _species_mask(atlas, parts[i])
+            rest = other & ~inside if species is None else other & ~inside & species
+            codes[inside] = 2 * k + 1
+            codes[rest] = 2 * k + 2
+        sums = scan_groups(atlas, dataset, codes, n_groups=2 * len(members))
+        for k, i in enumerate(members):
+            term_sums, rest_sums = sums[2 * k + 1], sums[2 * k + 2]
+            t, _, p = welch_t_test(term_sums, rest_sums)
             columns = {g: by_symbol[str(g).lower()] for g in genes if str(g).lower() in by_symbol}
-        mean = frac = {}
-        n = 0
-        if columns:
-            sums = group_sums(atlas, CellGroup(part.dataset, _term_mask(atlas, part, level, term)),
-                              [str(gm.gene_identifiers[c]) for c in columns.values()])
-            n = sums.n
-            mean = dict(zip(columns, sums.mean))
-            frac = dict(zip(columns, sums.fraction))
+            found[i] = (columns, term_sums, rest_sums, np.column_stack([t, p, adjust_bh(p)]),
+                        np.asarray(gm.gene_identifiers))
+    rows = []
+    nan = np.nan
+    for i, part in enumerate(parts):
+        columns, term_sums, rest_sums, tests, identifiers = found.get(i, ({}, None, None, None, None))
+        n = term_sums.n if term_sums is not None else 0
+        n_rest = rest_sums.n if rest_sums is not None else 0
         for g in genes:
-            present = g in columns
+            c = columns.get(g)
+            present = c is not None
+            mean = float(term_sums.mean[c]) if present and n else nan
+            mean_rest = float(rest_sums.mean[c]) if present and n_rest else nan
             rows.append({"label": part.label, "dataset": part.dataset, "species": part.species, "gene": str(g),
-                         "gene_identifier": str(gm.gene_identifiers[columns[g]]) if present else "",
-                         "mean": float(mean[g]) if present and n else np.nan,
-                         "fraction": float(frac[g]) if present and n else np.nan, "n_cells": n})
-    return pd.DataFrame(rows, columns=["label", "dataset", "species", "gene", "gene_identifier", "mean", "fraction",
-                                       "n_cells"]).astype({"n_cells": np.int64})
+                         "gene_identifier": str(identifiers[c]) if present else "",
+                         "mean": mean, "fraction": float(term_sums.fraction[c]) if present and n else nan,
+                         "n_cells": n, "mean_rest": mean_rest,
+                         "fraction_rest": float(rest_sums.fraction[c]) if present and n_rest else nan,
+                         "n_rest": n_rest, "mean_diff": mean - mean_rest,
+                         "t": float(tests[c, 0]) if present else nan, "p": float(tests[c, 1]) if present else nan,
+                         "p_adj": float(tests[c, 2]) if present else nan})
+    return pd.DataFrame(rows, columns=list(DOT_COLUMNS)).astype({"n_cells": np.int64, "n_rest": np.int64})
+
+
+#: Columns of :func:`species_dot_plot`.
+DOT_COLUMNS = ("label", "dataset", "species", "gene", "gene_identifier", "mean", "fraction", "n_cells", "mean_rest",
+               "fraction_rest", "n_rest", "mean_diff", "t", "p", "p_adj")

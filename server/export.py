@@ -1,5 +1,6 @@
-"""``GET /export/figure.<png|svg|pdf>``, ``GET /export/cells.<csv|h5ad>`` and ``GET /export/markers.csv``: figure
-and cell export of a view, and the table of an A-versus-B comparison (:mod:`core.markers`).
+"""``GET /export/figure.<png|svg|pdf>``, ``GET /export/cells.<csv|h5ad>``, ``GET /export/markers.csv`` and
+``GET /export/across-markers.csv``: figure and cell export of a view, the table of an A-versus-B comparison
+(:mod:`core.markers`) and the markers of a term across species (:mod:`core.species`).
 
 They take the address bar's parameters (read strictly by the view's one reader, :func:`core.requests.strict_view`)
 plus the export options, and answer with what :mod:`core.export` builds; being under ``/export/`` they go through
@@ -14,6 +15,7 @@ from flask import Blueprint, Response
 from core.context import ViewerContext
 from core.export import EXPORT_CELLS_PATH, EXPORT_FIGURE_PATH, cells_from_args, export_filename, figure_from_args
 from core.markers import EXPORT_MARKERS_PATH, markers_csv_from_args
+from core.species import EXPORT_ACROSS_MARKERS_PATH, markers_csv_from_args as across_markers_csv_from_args
 from core.requests import FIGURE_FORMATS
 from core.errors import ViewError
 from server.http import error_response, file_response, request_args
@@ -47,6 +49,14 @@ def export_blueprint(context: ViewerContext) -> Blueprint:
     def export_markers_route() -> Response:
         try:
             data, filename = markers_csv_from_args(context, request_args())
+        except ViewError as exc:
+            return error_response(exc)
+        return file_response(data, "csv", filename)
+
+    @blueprint.route(EXPORT_ACROSS_MARKERS_PATH, methods=["GET", "POST"])
+    def export_across_markers_route() -> Response:
+        try:
+            data, filename = across_markers_csv_from_args(context, request_args())
         except ViewError as exc:
             return error_response(exc)
         return file_response(data, "csv", filename)

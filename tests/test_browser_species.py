@@ -5,7 +5,12 @@ species' sections and each species of the aligned 10X), the region bars and the 
 markers with DRD1; the address holds ``across=1`` and opening that address opens the panel again. No console
 errors.
 
-Screenshots: ``/tmp/shots/60_across_species_1400.png`` and ``/tmp/shots/60_across_species_1366.png``.
+From the taxonomy tree it takes one click: the "⇄ species" button of the term's row (found with the tree's search)
+highlights the term and opens the panel; the 10X rows of the dot plot are there and the panel's markers table
+gives each species row's adjusted p.
+
+Screenshots: ``/tmp/shots/60_across_species_1400.png``, ``/tmp/shots/60_across_species_1366.png``,
+``/tmp/shots/61_across_from_tree_1400.png`` and ``/tmp/shots/61_across_from_tree_1366.png``.
 """
 from __future__ import annotations
 
@@ -78,3 +83,31 @@ def test_the_panel_opens_from_a_legend_click_in_one_more_click_and_shows_every_s
     WebDriverWait(viewer.driver, TIMEOUT).until(
         lambda d: "across" not in parse_qs(urlsplit(d.current_url).query)
         and not d.find_element(By.ID, "across-panel").is_displayed())
+
+
+def test_one_click_on_a_tree_rows_across_button_highlights_the_term_and_opens_the_panel(viewer, atlas):
+    dataset = first_spatial(atlas)
+    labels = species_labels(atlas)
+    open_view(viewer, f"?dataset={quote(dataset)}&color_by={LEVEL}")
+    wait_for_picture(viewer, f"color_by={LEVEL}")
+    search = viewer.wait_for_element("#tree-search", timeout=TIMEOUT)
+    search.send_keys("D1 MSN")
+    button = viewer.wait_for_element(f'#tree .tree-row .across-go[data-level="{LEVEL}"][data-name="{D1}"]',
+                                     timeout=TIMEOUT)
+    assert not viewer.find_element("#across-panel").is_displayed()
+    button.click()  # the only click
+
+    viewer.wait_for_contains_text("#across-body .across-term", D1, timeout=TIMEOUT)
+    viewer.wait_for_contains_text("#tree .tree-row.highlighted", D1, timeout=TIMEOUT)
+    body, rows = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(BODY_JS))
+    assert rows == labels and "DHBA:10333" in body
+    genes, dot_rows = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(DOTS_JS))
+    assert "DRD1" in genes[:3] and dot_rows == labels and any("10x" in row for row in dot_rows)
+    WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: parse_qs(urlsplit(d.current_url).query).get("across") == ["1"]
+        and parse_qs(urlsplit(d.current_url).query).get("term") == [D1])
+    shot(viewer, "61_across_from_tree_1400")
+    viewer.driver.set_window_size(1366, 768)
+    shot(viewer, "61_across_from_tree_1366")
+    viewer.driver.set_window_size(1400, 1000)
+    assert viewer.get_logs() == []

@@ -289,3 +289,168 @@ def test_a_short_link_keeps_the_open_panel(demo):
     link = answer["path"].rsplit("/", 1)[1]
     record = checked_record(link, store.saved[link])
     assert record is not None and parse_qs(record.lstrip("?"))["across"] == ["1"]
+
+
+# ---------------------------------------------------------------------------------------------- one click
+def _across_buttons(markup: str) -> list[tuple[str, str]]:
+    """``(level, name)`` of every "across species" button in tree or legend HTML."""
+    import html
+    import re
+
+    found = re.findall(r'<button class="across-go"[^>]*data-action="across" data-level="([^"]*)" '
+                       r'data-name="([^"]*)"', markup)
+    return [(html.unescape(level), html.unescape(name)) for level, name in found]
+
+
+def test_tree_rows_of_the_shared_levels_and_only_them_have_the_across_button(demo):
+    from callbacks import tree
+    from core.state import across_levels
+
+    dataset = demo.spatial[0]
+    entry = demo.context.catalog.get(dataset)
+    shared = across_levels(demo.context.catalog, entry)
+    assert shared and shared[-1] == "Group" and entry.levels[-1] not in shared
+    tax = demo.atlas.taxonomy(dataset)
+    # every level expanded down to the finest: each shown row of a shared level has exactly its own button
+    group_parent = tax.terms("Group")["parent"].iloc[0]
+    expanded = [f"{level}|{name}" for level in entry.levels[:-1] for name in tax.terms(level)["name"]]
+    block = tree.tree_step(dataset, None, None, None, expanded, None, tree.TreeData(demo.context))
+    markup = block.children
+    buttons = _across_buttons(markup)
+    assert ("Subclass", D1) in buttons and any(level == "Group" for level, _ in buttons)
+    assert {level for level, _ in buttons} == set(shared)
+    import re
+    picks = re.findall(r'data-action="pick" data-level="([^"]*)" data-name="([^"]*)"', markup)
+    assert any(level == entry.levels[-1] for level, _ in picks)  # the finest level is shown, without buttons
+    assert sorted(buttons) == sorted((level, name) for level, name in picks if level in shared)
+    assert group_parent  # Groups nest under a parent: they are in the expanded tree
+    # a search lists the matches flat, the shared ones with the button
+    block = tree.tree_step(dataset, None, None, None, [], "D1", tree.TreeData(demo.context))
+    assert ("Subclass", D1) in _across_buttons(block.children)
+
+
+def test_legend_entries_have_the_across_button_at_a_shared_level_only(demo):
+    from callbacks import legend
+
+    dataset = demo.spatial[0]
+    block, *_ = legend.legend_step(dataset, None, None, LEVEL, None, None, None, None, demo.context)
+    buttons = _across_buttons(block.children)
+    assert ("Subclass", D1) in buttons and all(level == LEVEL for level, _ in buttons)
+    assert len(buttons) == block.children.count('class="legend-item')
+    cluster, finest = a_cluster(demo)
+    block, *_ = legend.legend_step(dataset, None, None, finest, None, None, None, None, demo.context)
+    assert _across_buttons(block.children) == [] and block.children.count('class="legend-item') > 0
+
+
+def test_the_across_button_highlights_the_term_and_opens_the_panel_in_one_click(demo):
+    from callbacks import tree
+
+    dataset = demo.spatial[0]
+    event = {"level": LEVEL, "name": D1, "t": 1, "across": True}
+    picked = tree.pick_step(ids.TERM_PICKED, event, None, None, dataset, None, None, LEVEL, None, demo.context)
+    assert picked == {"level": LEVEL, "name": D1, "taxonomy": TAXONOMY}
+    # already highlighted: the across button keeps it (a plain pick of it clears it)
+    assert tree.pick_step(ids.TERM_PICKED, event, None, None, dataset, None, None, LEVEL, picked,
+                          demo.context) is no_update
+    assert tree.pick_step(ids.TERM_PICKED, {**event, "across": False}, None, None, dataset, None, None, LEVEL, picked,
+                          demo.context) is None
+    step = species_callbacks.open_step
+    trig = [f"{ids.TERM_PICKED}.data"]
+    assert step(trig, None, False, dataset, None, demo.context, event) is True
+    assert step(trig, None, True, dataset, picked, demo.context, event) is no_update
+    assert step(trig, None, False, dataset, None, demo.context, {**event, "across": False}) is no_update
+    cluster, finest = a_cluster(demo)
+    assert step(trig, None, False, dataset, None, demo.context, {**event, "level": finest, "name": cluster}) \
+        is no_update
+    # then the highlight arrives: the panel stays open and draws the term
+    assert step([f"{ids.TERM}.data"], None, True, dataset, picked, demo.context) is no_update
+    hidden, body = species_callbacks.panel_step(True, dataset, picked, demo.context)
+    assert hidden is False and D1 in str(body)
+
+
+# ---------------------------------------------------------------------------------------------- the markers' tests
+def test_each_species_rows_test_is_welchs_t_against_the_rest_of_its_species_cells(demo):
+    from scipy import stats
+
+    from data_layer.analysis import _NOT_TERMS, markers_for_term
+
+    dot = species_dot_plot(demo.atlas, demo.parts, LEVEL, D1, ["DRD1", "PENK", "NOT_A_GENE"])
+    assert dot.loc[dot["gene"] == "NOT_A_GENE", ["t", "p", "p_adj"]].isna().all().all()
+    assert any(p.species_value is not None for p in demo.parts)
+    for part in demo.parts:
+        cells = demo.atlas.cells(part.dataset)
+        mine = (np.ones(len(cells), bool) if part.species_value is None
+                else (cells["species"].astype(str) == part.species_value).to_numpy())
+        names = cells[LEVEL].astype(str)
+        inside = (names == D1).to_numpy() & mine
+        rest = ~inside & mine & ~names.isin(_NOT_TERMS).to_numpy() & cells[LEVEL].notna().to_numpy()
+        for gene in ("DRD1", "PENK"):
+            values = demo.atlas.gene(part.dataset, gene)
+            a, b = values[inside & np.isfinite(values)], values[rest & np.isfinite(values)]
+            row = dot[(dot["label"] == part.label) & (dot["gene"] == gene)].iloc[0]
+            t, p = stats.ttest_ind(a.astype(np.float64), b.astype(np.float64), equal_var=False)
+            assert row["n_rest"] == len(b) and row["mean_rest"] == pytest.approx(b.mean(), rel=1e-4, abs=1e-6)
+            assert row["t"] == pytest.approx(t, rel=1e-3)
+            assert row["p"] == pytest.approx(p, rel=1e-3, abs=1e-300)
+        if part.species_value is None:  # a whole dataset: the same family as its term markers (every gene)
+            tested = markers_for_term(demo.atlas, part.dataset, LEVEL, D1, n=None).set_index("gene_symbol")
+            for gene in ("DRD1", "PENK"):
+                row = dot[(dot["label"] == part.label) & (dot["gene"] == gene)].iloc[0]
+                assert row["p_adj"] == pytest.approx(tested.loc[gene, "p_adj"], rel=1e-6, abs=1e-300)
+                assert row["t"] == pytest.approx(tested.loc[gene, "t"], rel=1e-6)
+    drd1 = dot[dot["gene"] == "DRD1"]
+    assert (drd1["mean_diff"] > 1).all() and (drd1["p_adj"] < 1e-10).all()  # D1 MSNs' DRD1 holds in every row
+
+
+def test_the_panel_shows_each_rows_adjusted_p_and_links_its_csv(demo):
+    summary = across_species(demo.context, demo.spatial[0], D1, LEVEL)
+    hidden, body = species_callbacks.panel_step(True, demo.spatial[0], {"level": LEVEL, "name": D1}, demo.context)
+    text = str(body)
+    assert ids.ACROSS_MARKERS_TABLE in text and summary.markers_csv in text and "Welch" in text
+    from components.species import markers_table, p_text, species_dot_figure
+
+    labels = [s["label"] for s in summary.shares]
+    table = str(markers_table(labels, summary.genes, summary.dot))
+    first = next(d for d in summary.dot if d["gene"] == summary.genes[0] and d["label"] == labels[-1])
+    assert p_text(first["p_adj"]) in table and f"{first['mean_diff']:+.2f}" in table
+    hover = species_dot_figure(labels, summary.genes, summary.dot)["data"][0]["text"]
+    assert any("p_adj" in h and "Welch" in h for h in hover)
+    assert p_text(0.0) == "< 1e-300" and p_text(float("nan")) == "–" and p_text(0.0123) == "0.012"
+
+
+def test_the_panels_markers_download_as_a_spreadsheet_safe_csv(demo):
+    from flask import Flask
+
+    from core.species import MARKERS_CSV_COLUMNS, markers_csv_text
+    from server.export import export_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(export_blueprint(demo.context))
+    client = app.test_client()
+    summary = across_species(demo.context, demo.spatial[0], D1, LEVEL)
+    response = client.get(summary.markers_csv)
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"] and "STR-D1-MSN" in \
+        response.headers["Content-Disposition"]
+    table = pd.read_csv(io.BytesIO(response.data), keep_default_na=False, na_values=[""])
+    assert tuple(table.columns) == MARKERS_CSV_COLUMNS
+    assert len(table) == len(summary.genes) * len(summary.shares)
+    assert list(dict.fromkeys(table["species_cells"])) == [s["label"] for s in summary.shares]
+    drd1 = table[table["gene"] == "DRD1"].set_index("species_cells")
+    for d in summary.dot:
+        if d["gene"] == "DRD1":
+            assert drd1.loc[d["label"], "p_adj"] == pytest.approx(d["p_adj"], rel=1e-5, abs=1e-300)
+    # a formula-like symbol is written as text
+    evil = dataclasses_replace(summary, dot=[{**summary.dot[0], "gene": "=HYPERLINK(1)"}])
+    assert "'=HYPERLINK(1)" in markers_csv_text(evil)
+    cluster, finest = a_cluster(demo)
+    for query, parameter in ((f"dataset={demo.spatial[0]}&term={cluster}&term_level={finest}", "term_level"),
+                             (f"dataset={demo.spatial[0]}", "term"), (f"term={D1}&term_level={LEVEL}", "dataset")):
+        response = client.get(f"/export/across-markers.csv?{query}")
+        assert response.status_code == 400 and parameter in response.get_data(as_text=True), query
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
