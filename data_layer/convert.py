@@ -130,6 +130,12 @@ class ConversionStats:
     max_abs: float = 0.0
     finite: bool = True
     extra: dict = field(default_factory=dict)
+    #: Worker seconds per section of the slice and block tasks (summed over tasks; :meth:`add_seconds`).
+    sections: dict = field(default_factory=dict)
+
+    def add_seconds(self, result: Mapping) -> None:
+        for name, seconds in result.get("seconds", {}).items():
+            self.sections[name] = round(self.sections.get(name, 0.0) + float(seconds), 3)
 
 
 def plan_slices(sources: Sequence[SourcePlan], indptrs: Sequence[np.ndarray | None], max_entries: int
@@ -155,6 +161,14 @@ def plan_slices(sources: Sequence[SourcePlan], indptrs: Sequence[np.ndarray | No
             out.append((i, a, b, int(indptr[b] - indptr[a])))
             a = b
     return out
+
+
+def group_count(total_entries: int, max_entries: int, workers: int) -> int:
+    """Gene groups to segment the runs into: enough that blocks (whole groups) fit a worker's share of
+    ``max_entries`` with about 16 groups per full block, and at least 16 per worker so that blocks can be
+    balanced; no more (each group is a compressed frame per slice, read and decoded on its own)."""
+    wanted = max(16 * max(1, workers), math.ceil(16 * total_entries / max(1, max_entries)))
+    return int(min(MAX_GROUPS, wanted))
 
 
 def plan_groups(n_genes: int, max_groups: int = MAX_GROUPS) -> list[int]:
@@ -291,11 +305,13 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
     dict
         ``entries`` (kept), ``bytes_read``, ``max_abs`` and ``finite`` of the values, ``run_bytes``.
     """
+    t = [time.perf_counter()]
     folder = Path(work)
     src = SourcePlan(**source)
     row_map = np.load(folder / f"rows-{source_index}.npy", mmap_mode="r")
     gene_map = np.load(folder / f"genes-{source_index}.npy")
     rows_s, vals_s, counts, nbytes = _read_slice_by_gene(src, start, stop, row_map, gene_map, n_genes)
+    t.append(time.perf_counter())
     lo, hi = (float(vals_s.min()), float(vals_s.max())) if vals_s.size else (0.0, 0.0)
     finite = bool(np.isfinite(lo) and np.isfinite(hi))  # NaN or inf anywhere makes min or max non-finite
     if finite:
@@ -322,8 +338,10 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
     _save_npz(folder / f"slice-{index:06d}.npz", summary)
     del rows_s, vals_s
     release_free_memory()
+    t.append(time.perf_counter())
     return {"entries": int(counts.sum()), "bytes_read": nbytes, "max_abs": max_abs, "finite": finite,
-            "run_bytes": int(offsets[-1]), "scanned": int(stop - start)}
+            "run_bytes": int(offsets[-1]), "scanned": int(stop - start),
+            "seconds": {"slice_read_sort": t[1] - t[0], "slice_encode_write": t[2] - t[1]}}
 
 
 def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -347,6 +365,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     slice s's deltas start from at each gene (int64 ``(n_slices,)``).
     """
 
+    t = [time.perf_counter()]
     folder = Path(work)
     bg = g1 - g0
     slice_base = np.zeros(n_slices, dtype=np.int64) if slice_base is None else np.asarray(slice_base)
@@ -378,6 +397,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
                 rows_parts.append(r)
                 value_parts.append(v)
         del raw
+    t.append(time.perf_counter())
     if rows_parts:
         # Slice-major, gene-ordered within each slice -> gene-major, slices in order within a gene: each (slice,
         # gene) run moves by one shift, so every entry's destination is its position plus its run's shift.
@@ -402,6 +422,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     if len(rows) != offsets[-1]:
         raise RuntimeError(f"block of genes {g0}-{g1}: {len(rows)} entries decoded, {int(offsets[-1])} counted")
 
+    t.append(time.perf_counter())
     out: dict[str, np.ndarray] = {"counts": per_gene}
     if n_clusters:
         # Cells outside any cluster count in an extra row, dropped: no masking pass over the entries.
@@ -418,30 +439,35 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     del genes_local
     out["ranges"] = block_default_ranges(values, offsets)
 
+    t.append(time.perf_counter())
     n_chunks = max(1, math.ceil(n_cells / chunk_rows))
-    edges = np.arange(n_chunks + 1, dtype=np.int64) * chunk_rows
-    chunk_offsets = np.zeros((g1 - g0, n_chunks + 1), dtype=np.int64)
+    # Every (gene, row chunk) boundary in one pass: the entries are in (gene, store row) order.
+    if n_chunks == 1:
+        bounds = offsets
+    else:
+        key = np.repeat(np.arange(bg, dtype=np.int64) * n_chunks, per_gene)
+        key += rows // chunk_rows
+        bounds = np.searchsorted(key, np.arange(bg * n_chunks + 1, dtype=np.int64))
+        del key
+    frames = chunks.encode_many(rows, values, bounds, (np.arange(bg * n_chunks) % n_chunks) * chunk_rows)
+    lengths = np.zeros(bg * n_chunks + 1, dtype=np.int64)
+    lengths[1:] = [len(frame) for frame in frames]
+    flat = np.cumsum(lengths)
+    chunk_offsets = flat[np.arange(bg, dtype=np.int64)[:, None] * n_chunks + np.arange(n_chunks + 1)[None, :]]
     part = folder / f"block-{index:05d}.bin.part"
-    with open(part, "wb", buffering=1 << 22) as f:
-        pos = 0
-        for g in range(g1 - g0):
-            a = int(offsets[g])
-            gene_rows = rows[a:int(offsets[g + 1])]
-            cuts = np.searchsorted(gene_rows, edges) + a
-            chunk_offsets[g, 0] = pos
-            for c in range(n_chunks):
-                lo, hi = int(cuts[c]), int(cuts[c + 1])
-                if hi > lo:
-                    frame = chunks.encode(rows[lo:hi], values[lo:hi], base=int(edges[c]))
-                    f.write(frame)
-                    pos += len(frame)
-                chunk_offsets[g, c + 1] = pos
+    with open(part, "wb") as f:
+        f.writelines(frame for frame in frames if frame)
+    pos = int(flat[-1])
+    del frames
     os.replace(part, folder / f"block-{index:05d}.bin")
     out["chunk_offsets"] = chunk_offsets
     _save_npz(folder / f"block-{index:05d}.npz", out)
     del rows, values, out
     release_free_memory()
-    return {"entries": int(offsets[-1]), "bytes": int(pos)}
+    t.append(time.perf_counter())
+    return {"entries": int(offsets[-1]), "bytes": pos,
+            "seconds": {"block_read_decode": t[1] - t[0], "block_order": t[2] - t[1],
+                        "block_stats_ranges": t[3] - t[2], "block_encode_write": t[4] - t[3]}}
 
 
 def release_free_memory() -> None:

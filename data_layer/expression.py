@@ -336,7 +336,7 @@ def convert_expression(
                             cv.MAX_SLICE_ENTRIES)
         plan = cv.Plan(key=key, n_cells=n_cells, n_genes=n_genes, n_clusters=n_clusters, sources=src_plans,
                        slices=cv.plan_slices(src_plans, indptrs, slice_entries),
-                       group_start=cv.plan_groups(n_genes))
+                       group_start=cv.plan_groups(n_genes, cv.group_count(total_entries, max_entries, n_workers)))
         (work / "rows.json").write_text(json.dumps({"used": rows_used, "extra": rows_extra}))
         plan.save(work / "plan.json")
         del indptrs
@@ -369,6 +369,7 @@ def convert_expression(
 
         def slice_done(k: int, result: dict) -> None:
             bar.update(plan.slices[todo[k]][3])
+            stats.add_seconds(result)
             stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
 
         try:
@@ -439,6 +440,7 @@ def convert_expression(
         def block_done(k: int, result: dict) -> None:
             f0, f1 = blocks[todo[k]]
             bar.update(result["entries"])
+            stats.add_seconds(result)
             stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
             for s in range(n_slices):  # the block's segments are no longer needed
                 cv.punch_hole(work / f"slice-{s:06d}.bin", int(slice_offsets[s, f0]),
