@@ -320,7 +320,7 @@ def convert_expression(
     main_bytes = (16 << 20) + n_cells * (12 + 1 + 4 + 4) + sum(i.n_rows for i in infos) * 4  # + HDF5, codec
     while True:
         share = (memory_limit_bytes - main_bytes) // n_workers - (cv.WORKER_BASE_BYTES if n_workers > 1 else 0)
-        if share >= 64 << 20 or n_workers == 1:
+        if share >= 64 << 20 or n_workers == 1 or remote is not None:  # a cluster keeps its workers
             break
         n_workers -= 1
     if share < 4 << 20:
