@@ -86,8 +86,14 @@ def _parse_size(text: str) -> int:
               help="peak memory of the expression conversion, its worker processes included")
 @click.option("--workers", default=None, type=int,
               help="processes converting expression (default: every core this process may use)")
+@click.option("--temp-limit", default=None,
+              help="bound on the expression conversion's temporary files, e.g. 20GB (default: none; they take "
+                   "a little less than the store's expression); a lower bound converts in passes over the sources")
+@click.option("--scheduler", default=None,
+              help="dask.distributed scheduler address (tcp://host:port): convert expression on its workers, "
+                   "which must see the cache and the store at the same paths (needs the dask extra)")
 def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tuple[str, ...], memory_limit: str,
-            workers: int | None) -> None:
+            workers: int | None, temp_limit: str | None, scheduler: str | None) -> None:
     """Prepare the ABC cache CACHE_DIR into the fast store STORE_DIR (atomic, incremental; a prepare that was
     killed resumes the finished part of its expression conversion)."""
     from data_layer.prepare import PrepareError, prepare_store
@@ -101,6 +107,8 @@ def prepare(cache_dir: Path, store_dir: Path, release: str | None, datasets: tup
             memory_limit_bytes=_parse_size(memory_limit),
             progress=True,
             workers=workers,
+            temp_limit_bytes=_parse_size(temp_limit) if temp_limit else None,
+            scheduler=scheduler,
         )
     except PrepareError as exc:
         raise click.ClickException(str(exc)) from None

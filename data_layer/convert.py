@@ -130,6 +130,12 @@ class ConversionStats:
     max_abs: float = 0.0
     finite: bool = True
     extra: dict = field(default_factory=dict)
+    #: Worker seconds per section of the slice and block tasks (summed over tasks; :meth:`add_seconds`).
+    sections: dict = field(default_factory=dict)
+
+    def add_seconds(self, result: Mapping) -> None:
+        for name, seconds in result.get("seconds", {}).items():
+            self.sections[name] = round(self.sections.get(name, 0.0) + float(seconds), 3)
 
 
 def plan_slices(sources: Sequence[SourcePlan], indptrs: Sequence[np.ndarray | None], max_entries: int
@@ -155,6 +161,14 @@ def plan_slices(sources: Sequence[SourcePlan], indptrs: Sequence[np.ndarray | No
             out.append((i, a, b, int(indptr[b] - indptr[a])))
             a = b
     return out
+
+
+def group_count(total_entries: int, max_entries: int, workers: int) -> int:
+    """Gene groups to segment the runs into: enough that blocks (whole groups) fit a worker's share of
+    ``max_entries`` with about 16 groups per full block, and at least 16 per worker so that blocks can be
+    balanced; no more (each group is a compressed frame per slice, read and decoded on its own)."""
+    wanted = max(16 * max(1, workers), math.ceil(16 * total_entries / max(1, max_entries)))
+    return int(min(MAX_GROUPS, wanted))
 
 
 def plan_groups(n_genes: int, max_groups: int = MAX_GROUPS) -> list[int]:
@@ -283,19 +297,24 @@ def _read_slice_by_gene(src: SourcePlan, start: int, stop: int, row_map: np.ndar
 
 
 def run_slice(work: str, index: int, source_index: int, source: dict, start: int, stop: int, n_genes: int,
-              group_start: Sequence[int]) -> dict:
+              group_start: Sequence[int], groups: tuple[int, int] | None = None) -> dict:
     """Convert one slice into its run file (``slice-<index>.bin``) and summary (``slice-<index>.npz``).
+
+    ``groups``: the gene groups ``[f0, f1)`` the run file holds (a pass of a conversion whose temporary disk is
+    bounded; default every group); the counts cover every gene.
 
     Returns
     -------
     dict
         ``entries`` (kept), ``bytes_read``, ``max_abs`` and ``finite`` of the values, ``run_bytes``.
     """
+    t = [time.perf_counter()]
     folder = Path(work)
     src = SourcePlan(**source)
     row_map = np.load(folder / f"rows-{source_index}.npy", mmap_mode="r")
     gene_map = np.load(folder / f"genes-{source_index}.npy")
     rows_s, vals_s, counts, nbytes = _read_slice_by_gene(src, start, stop, row_map, gene_map, n_genes)
+    t.append(time.perf_counter())
     lo, hi = (float(vals_s.min()), float(vals_s.max())) if vals_s.size else (0.0, 0.0)
     finite = bool(np.isfinite(lo) and np.isfinite(hi))  # NaN or inf anywhere makes min or max non-finite
     if finite:
@@ -304,17 +323,18 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
         max_abs = float(np.nanmax(np.abs(vals_s))) if not np.isnan(vals_s).all() else 0.0
     gene_start = np.concatenate([[0], np.cumsum(counts)])
     bounds = gene_start[np.asarray(group_start)]
-    offsets = np.zeros(len(group_start), dtype=np.int64)
+    f0, f1 = (0, len(group_start) - 1) if groups is None else (int(groups[0]), int(groups[1]))
+    offsets = np.zeros(f1 - f0 + 1, dtype=np.int64)
     base = int(rows_s.min()) if len(rows_s) else 0  # a slice's rows span a narrow range: small first deltas
     part = folder / f"slice-{index:06d}.bin.part"
     with open(part, "wb", buffering=1 << 22) as f:
-        for k in range(len(group_start) - 1):
+        for k in range(f0, f1):
             a, b = int(bounds[k]), int(bounds[k + 1])
             if b > a:
                 firsts = gene_start[group_start[k]:group_start[k + 1]]
                 restarts = np.unique(firsts[(firsts > a) & (firsts < b)]) - a
                 f.write(chunks.encode(rows_s[a:b], vals_s[a:b], base=base, restarts=restarts))
-            offsets[k + 1] = f.tell()
+            offsets[k - f0 + 1] = f.tell()
     os.replace(part, folder / f"slice-{index:06d}.bin")
     np.save(folder / f"slice-{index:06d}.counts.npy", counts.astype(np.int64))  # before the .npz: "done" marker
     summary = {"offsets": offsets, "base": np.array([base], dtype=np.int64),
@@ -322,8 +342,75 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
     _save_npz(folder / f"slice-{index:06d}.npz", summary)
     del rows_s, vals_s
     release_free_memory()
+    t.append(time.perf_counter())
     return {"entries": int(counts.sum()), "bytes_read": nbytes, "max_abs": max_abs, "finite": finite,
-            "run_bytes": int(offsets[-1]), "scanned": int(stop - start)}
+            "run_bytes": int(offsets[-1]), "scanned": int(stop - start),
+            "seconds": {"slice_read_sort": t[1] - t[0], "slice_encode_write": t[2] - t[1]}}
+
+
+def count_slice(work: str, source_index: int, source: dict, start: int, stop: int, n_genes: int) -> np.ndarray:
+    """Entries per global gene (int64 ``(n_genes,)``) of one slice: CSR reads only the column indices."""
+    folder = Path(work)
+    src = SourcePlan(**source)
+    row_map = np.load(folder / f"rows-{source_index}.npy", mmap_mode="r")
+    gene_map = np.load(folder / f"genes-{source_index}.npy")
+    if src.encoding != "csr":
+        _, genes, _, _ = _read_slice(src.path, src.encoding, start, stop, row_map, gene_map)
+        return np.bincount(genes, minlength=n_genes).astype(np.int64)
+    with h5py.File(src.path, "r") as f:
+        indptr = f["X/indptr"][start:stop + 1].astype(np.int64)
+        cols = f["X/indices"][int(indptr[0]):int(indptr[-1])]
+    genes = gene_map[cols]
+    local_rows = np.asarray(row_map[start:stop])
+    keep = genes >= 0
+    if (local_rows < 0).any():
+        keep &= np.repeat(local_rows >= 0, np.diff(indptr))
+    if not keep.all():
+        genes = genes[keep]
+    return np.bincount(genes, minlength=n_genes).astype(np.int64)
+
+
+#: Most bytes of a compressed frame of ``n`` entries: ``8 n`` of words, 32 + 56 of header and padding, 16 of
+#: Blosc's header (Blosc stores incompressible data as it is, behind its header).
+FRAME_OVERHEAD_BYTES = 104
+
+
+def slice_files_bytes(n_slices: int, n_genes: int, n_groups: int) -> int:
+    """Most disk bytes of the slices' files besides their runs: per slice its counts (8 bytes per gene), its
+    summary and the file system's last partial block of each file."""
+    return n_slices * (8 * n_genes + 8 * (n_groups + 1) + 4 * 4096 + 1024)
+
+
+def plan_passes(group_entries: np.ndarray, n_slices: int, temp_limit_bytes: int, n_genes: int = 0
+                ) -> list[tuple[int, int]]:
+    """Consecutive group ranges ``[f0, f1)`` whose slice files (runs, counts, summaries) can never exceed
+    ``temp_limit_bytes`` together, whatever the values (each entry counted at its uncompressed 8 bytes, each
+    frame at its largest overhead).
+
+    Raises
+    ------
+    ValueError
+        when the runs of one gene group alone may exceed the limit (the message gives the bytes needed).
+    """
+    fixed = slice_files_bytes(n_slices, n_genes, len(group_entries))
+    if fixed >= temp_limit_bytes:
+        raise ValueError(f"the counts and summaries of the {n_slices} slices take {fixed / 2**20:,.1f} MB, more "
+                         f"than the temporary disk limit of {temp_limit_bytes / 2**20:,.1f} MB")
+    temp_limit_bytes -= fixed
+    passes = []
+    f0, acc = 0, 0
+    for f, e in enumerate(np.asarray(group_entries, dtype=np.int64).tolist()):
+        need = 8 * e + FRAME_OVERHEAD_BYTES * n_slices
+        if need > temp_limit_bytes:
+            raise ValueError(f"the run files of gene group {f} ({e:,} entries) may take {need / 2**20:,.1f} MB, "
+                             f"more than the {temp_limit_bytes / 2**20:,.1f} MB the temporary disk limit leaves "
+                             f"for runs")
+        if f > f0 and acc + need > temp_limit_bytes:
+            passes.append((f0, f))
+            f0, acc = f, 0
+        acc += need
+    passes.append((f0, len(group_entries)))
+    return passes
 
 
 def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -347,6 +434,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     slice s's deltas start from at each gene (int64 ``(n_slices,)``).
     """
 
+    t = [time.perf_counter()]
     folder = Path(work)
     bg = g1 - g0
     slice_base = np.zeros(n_slices, dtype=np.int64) if slice_base is None else np.asarray(slice_base)
@@ -378,6 +466,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
                 rows_parts.append(r)
                 value_parts.append(v)
         del raw
+    t.append(time.perf_counter())
     if rows_parts:
         # Slice-major, gene-ordered within each slice -> gene-major, slices in order within a gene: each (slice,
         # gene) run moves by one shift, so every entry's destination is its position plus its run's shift.
@@ -402,6 +491,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     if len(rows) != offsets[-1]:
         raise RuntimeError(f"block of genes {g0}-{g1}: {len(rows)} entries decoded, {int(offsets[-1])} counted")
 
+    t.append(time.perf_counter())
     out: dict[str, np.ndarray] = {"counts": per_gene}
     if n_clusters:
         # Cells outside any cluster count in an extra row, dropped: no masking pass over the entries.
@@ -418,30 +508,35 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     del genes_local
     out["ranges"] = block_default_ranges(values, offsets)
 
+    t.append(time.perf_counter())
     n_chunks = max(1, math.ceil(n_cells / chunk_rows))
-    edges = np.arange(n_chunks + 1, dtype=np.int64) * chunk_rows
-    chunk_offsets = np.zeros((g1 - g0, n_chunks + 1), dtype=np.int64)
+    # Every (gene, row chunk) boundary in one pass: the entries are in (gene, store row) order.
+    if n_chunks == 1:
+        bounds = offsets
+    else:
+        key = np.repeat(np.arange(bg, dtype=np.int64) * n_chunks, per_gene)
+        key += rows // chunk_rows
+        bounds = np.searchsorted(key, np.arange(bg * n_chunks + 1, dtype=np.int64))
+        del key
+    frames = chunks.encode_many(rows, values, bounds, (np.arange(bg * n_chunks) % n_chunks) * chunk_rows)
+    lengths = np.zeros(bg * n_chunks + 1, dtype=np.int64)
+    lengths[1:] = [len(frame) for frame in frames]
+    flat = np.cumsum(lengths)
+    chunk_offsets = flat[np.arange(bg, dtype=np.int64)[:, None] * n_chunks + np.arange(n_chunks + 1)[None, :]]
     part = folder / f"block-{index:05d}.bin.part"
-    with open(part, "wb", buffering=1 << 22) as f:
-        pos = 0
-        for g in range(g1 - g0):
-            a = int(offsets[g])
-            gene_rows = rows[a:int(offsets[g + 1])]
-            cuts = np.searchsorted(gene_rows, edges) + a
-            chunk_offsets[g, 0] = pos
-            for c in range(n_chunks):
-                lo, hi = int(cuts[c]), int(cuts[c + 1])
-                if hi > lo:
-                    frame = chunks.encode(rows[lo:hi], values[lo:hi], base=int(edges[c]))
-                    f.write(frame)
-                    pos += len(frame)
-                chunk_offsets[g, c + 1] = pos
+    with open(part, "wb") as f:
+        f.writelines(frame for frame in frames if frame)
+    pos = int(flat[-1])
+    del frames
     os.replace(part, folder / f"block-{index:05d}.bin")
     out["chunk_offsets"] = chunk_offsets
     _save_npz(folder / f"block-{index:05d}.npz", out)
     del rows, values, out
     release_free_memory()
-    return {"entries": int(offsets[-1]), "bytes": int(pos)}
+    t.append(time.perf_counter())
+    return {"entries": int(offsets[-1]), "bytes": pos,
+            "seconds": {"block_read_decode": t[1] - t[0], "block_order": t[2] - t[1],
+                        "block_stats_ranges": t[3] - t[2], "block_encode_write": t[4] - t[3]}}
 
 
 def release_free_memory() -> None:
@@ -519,6 +614,41 @@ def make_pool(workers: int):
                                initargs=(os.getpid(),))
 
 
+class DaskPool:
+    """The executor of a dask.distributed cluster (``Client.get_executor``: standard futures), for the same
+    slice and block tasks as the local pool. The cluster's workers must see the sources and the work folder at
+    the same paths (a shared file system) and import this project."""
+
+    def __init__(self, address: str, timeout_s: float = 30.0):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise RuntimeError("a scheduler address needs dask.distributed: pip install "
+                               "'abc-atlas-viewer[dask]'") from None
+        self.address = address
+        try:
+            self.client = Client(address, timeout=timeout_s, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise RuntimeError(f"cannot reach the dask scheduler at {address} ({exc})") from None
+        self.executor = self.client.get_executor(pure=False)
+        self.workers = max(1, sum(self.client.nthreads().values()))
+
+    def submit(self, fn: Callable, *args, **kwargs) -> Future:
+        return self.executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        try:
+            self.executor.shutdown(wait=wait and not cancel_futures)
+        finally:
+            self.client.close()
+
+
+def dask_pool(address: str) -> DaskPool:
+    """A :class:`DaskPool` on the scheduler at ``address`` (e.g. ``tcp://10.0.0.5:8786``); ``RuntimeError`` when
+    dask.distributed is not installed or the scheduler cannot be reached."""
+    return DaskPool(address)
+
+
 def _watch_parent(pid: int, interval_s: float = 0.5) -> None:
     """In a worker: end this process when the prepare that started it is gone (killed: the pool's queues then
     never close, and the worker would wait forever)."""
@@ -573,6 +703,12 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def remove_files(folder: Path, prefix: str) -> None:
+    """Remove the files of a folder whose names start with ``prefix``."""
+    for p in folder.glob(f"{prefix}*"):
+        p.unlink(missing_ok=True)
 
 
 def remove_work(folder: Path) -> None:

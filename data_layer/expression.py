@@ -222,6 +222,8 @@ def convert_expression(
     work_dir: Path | None = None,
     workers: int | None = None,
     entries_per_task: int | None = None,
+    temp_limit_bytes: int | None = None,
+    scheduler: str | None = None,
 ) -> ExpressionSummary:
     """Convert cell-major h5ad files into the gene-major store layout (see the module docstring).
 
@@ -250,6 +252,15 @@ def convert_expression(
         processes (default: the cores this process may use; one for small inputs).
     entries_per_task
         most entries of one slice or block (default: what a worker's share of the memory limit holds).
+    temp_limit_bytes
+        bound on the temporary run files (default: none; they then take about the store's size, a little less).
+        When the runs could exceed it, the genes are converted in passes over the sources (each pass reads the
+        sources again), each pass's runs bounded by their uncompressed size; ``ExpressionError`` when one gene
+        group alone could exceed it.
+    scheduler
+        address of a dask.distributed scheduler (``tcp://host:port``): the same slice and block tasks run on
+        its workers instead of a local process pool (they must see the sources and ``work_dir`` at the same
+        paths); ``workers`` is then the cluster's thread count.
 
     Raises
     ------
@@ -291,17 +302,25 @@ def convert_expression(
     key = hashlib.sha256(json.dumps({
         "sources": [(s.path, s.n_rows, s.nnz, s.size_bytes, os.stat(s.path).st_mtime_ns) for s in src_plans],
         "cells": [n_cells, labels_digest.hexdigest()], "clusters": [n_clusters, codes_digest.hexdigest()],
-        "chunk_rows": chunks.CHUNK_ROWS, "layout": LAYOUT_VERSION,
+        "chunk_rows": chunks.CHUNK_ROWS, "layout": LAYOUT_VERSION, "temp_limit": temp_limit_bytes,
     }).encode()).hexdigest()
 
     # Memory: this process keeps the row maps and flags; the rest is shared by the workers.
-    n_workers = cv.default_workers() if workers is None else max(1, int(workers))
-    if total_entries < cv.POOL_MIN_ENTRIES and workers is None:
-        n_workers = 1
+    remote = None
+    if scheduler:
+        try:
+            remote = cv.dask_pool(scheduler)
+        except RuntimeError as exc:
+            raise ExpressionError(str(exc)) from None
+        n_workers = remote.workers
+    else:
+        n_workers = cv.default_workers() if workers is None else max(1, int(workers))
+        if total_entries < cv.POOL_MIN_ENTRIES and workers is None:
+            n_workers = 1
     main_bytes = (16 << 20) + n_cells * (12 + 1 + 4 + 4) + sum(i.n_rows for i in infos) * 4  # + HDF5, codec
     while True:
         share = (memory_limit_bytes - main_bytes) // n_workers - (cv.WORKER_BASE_BYTES if n_workers > 1 else 0)
-        if share >= 64 << 20 or n_workers == 1:
+        if share >= 64 << 20 or n_workers == 1 or remote is not None:  # a cluster keeps its workers
             break
         n_workers -= 1
     if share < 4 << 20:
@@ -336,7 +355,7 @@ def convert_expression(
                             cv.MAX_SLICE_ENTRIES)
         plan = cv.Plan(key=key, n_cells=n_cells, n_genes=n_genes, n_clusters=n_clusters, sources=src_plans,
                        slices=cv.plan_slices(src_plans, indptrs, slice_entries),
-                       group_start=cv.plan_groups(n_genes))
+                       group_start=cv.plan_groups(n_genes, cv.group_count(total_entries, max_entries, n_workers)))
         (work / "rows.json").write_text(json.dumps({"used": rows_used, "extra": rows_extra}))
         plan.save(work / "plan.json")
         del indptrs
@@ -350,109 +369,152 @@ def convert_expression(
                  label or out_dir, missing, n_cells)
 
     stats = cv.ConversionStats(workers=n_workers, n_slices=len(plan.slices), memory_per_worker=int(share))
-    pool = cv.make_pool(n_workers)
+    n_slices = len(plan.slices)
+    gs = np.asarray(plan.group_start, dtype=np.int64)
+    n_groups = len(gs) - 1
+    pool = remote if remote is not None else cv.make_pool(n_workers)
+    if remote is not None:
+        stats.extra["scheduler"] = str(scheduler)
     try:
-        # Slices: source rows -> run files segmented by gene group.
-        t_slices = time.perf_counter()
-        bar = _bar(progress, total_entries, f"{label} expression 1/2 read" if label else "read")
-        todo = []
-        for i, (s, a, b, n) in enumerate(plan.slices):
-            if (work / f"slice-{i:06d}.npz").is_file():
-                stats.slices_resumed += 1
-                bar.update(n)
-                continue
-            todo.append(i)
-
-        def slice_task(i: int):
-            s, a, b, _ = plan.slices[i]
-            return cv.run_slice, (str(work), i, s, vars(plan.sources[s]), a, b, n_genes, plan.group_start), {}
-
-        def slice_done(k: int, result: dict) -> None:
-            bar.update(plan.slices[todo[k]][3])
-            stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
-
-        try:
-            cv.run_tasks(pool, [lambda i=i: slice_task(i) for i in todo], slice_done, max_pending=2 * n_workers)
-        except ExpressionError:
-            raise
-        except BrokenProcessPool:
-            raise ExpressionError(_BROKEN_POOL) from None
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
-            bad = _failing_source(exc, plan)
-            raise ExpressionError(f"{bad}: cannot read the expression matrix ({type(exc).__name__}: {exc}); "
-                                  f"the file may be truncated or corrupt: download it again") from None
-        finally:
-            bar.close()
-        stats.seconds_slices = round(time.perf_counter() - t_slices, 3)
-
-        n_slices = len(plan.slices)
-        n_groups = len(plan.group_start) - 1
-        counts = np.zeros(n_genes, dtype=np.int64)  # per-slice counts stay on disk (n_slices x n_genes is large)
-        slice_offsets = np.zeros((n_slices, n_groups + 1), dtype=np.int64)
-        slice_base = np.zeros(n_slices, dtype=np.int64)
-        max_abs, finite = 0.0, True
-        for i in range(n_slices):
-            with np.load(work / f"slice-{i:06d}.npz") as z:
-                slice_offsets[i] = z["offsets"]
-                slice_base[i] = int(z["base"][0])
-                nbytes, mx, fin = z["info"]
-            counts += np.load(work / f"slice-{i:06d}.counts.npy", mmap_mode="r")
-            stats.bytes_read += int(nbytes)
-            max_abs, finite = max(max_abs, float(mx)), finite and bool(fin)
-        stats.max_abs, stats.finite = max_abs, finite
-        nnz = int(counts.sum())
-        indptr = np.zeros(n_genes + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        gs = np.asarray(plan.group_start, dtype=np.int64)
-        group_entries = indptr[gs[1:]] - indptr[gs[:-1]]
-
-        rows_ascending = _rows_ascending(work, len(plan.sources))
-        # Blocks: consecutive gene groups whose entries and statistics fit one worker's share.
+        passes = _plan_passes(work, plan, pool, n_workers, temp_limit_bytes, total_entries, label)
+        stats.extra["passes"] = len(passes)
         blocks_path = work / "blocks.json"
-        blocks = json.loads(blocks_path.read_text()) if blocks_path.is_file() else None
-        if blocks is None:
-            max_genes = max(1, int(share * 0.3) // (max(1, n_clusters) * cv.BYTES_PER_STAT))
-            blocks = cv.plan_blocks(group_entries, np.diff(gs), max_entries, max_genes)
-            blocks_path.write_text(json.dumps(blocks))
-        if group_entries.size and group_entries.max() > max_entries:
-            log.warning("%s: a group of genes has %d entries, more than a worker's budget (%d); raise "
-                        "--memory-limit", label, int(group_entries.max()), max_entries)
-        stats.n_blocks = len(blocks)
-        t_blocks = time.perf_counter()
-        bar = _bar(progress, nnz, f"{label} expression 2/2 write" if label else "write")
-        todo = []
-        for b, (f0, f1) in enumerate(blocks):
-            g0, g1 = int(gs[f0]), int(gs[f1])
-            if (work / f"block-{b:05d}.npz").is_file():
-                stats.blocks_resumed += 1
-                bar.update(int(indptr[g1] - indptr[g0]))
+        blocks_of_pass: dict = json.loads(blocks_path.read_text()) if blocks_path.is_file() else {}
+        rows_ascending = _rows_ascending(work, len(plan.sources))
+        counts = None
+        t_slices = t_blocks = 0.0
+        for p, (pf0, pf1) in enumerate(passes):
+            first_block = sum(len(blocks_of_pass[str(q)]) for q in range(p))
+            done = str(p) in blocks_of_pass and all(
+                (work / f"block-{first_block + b:05d}.npz").is_file() for b in range(len(blocks_of_pass[str(p)])))
+            state = work / "pass.json"
+            current = json.loads(state.read_text())["pass"] if state.is_file() else None
+            if current != p:  # another pass's run files (a pass that finished, or no pass yet)
+                cv.remove_files(work, "slice-")
+            if done:
+                stats.blocks_resumed += len(blocks_of_pass[str(p)])
+                if counts is None and (work / "counts.npy").is_file():
+                    counts = np.load(work / "counts.npy")
                 continue
-            todo.append(b)
+            state.write_text(json.dumps({"pass": p}))
+            label_pass = f" (genes {int(gs[pf0])}-{int(gs[pf1])}, pass {p + 1}/{len(passes)})" if len(passes) > 1 \
+                else ""
 
-        def block_task(b: int):
-            f0, f1 = blocks[b]
-            g0, g1 = int(gs[f0]), int(gs[f1])
-            return cv.run_block, (str(work), b, g0, g1, f0, f1, plan.group_start, n_slices,
-                                  slice_offsets[:, f0:f1 + 1].copy(), n_cells, n_clusters, chunks.CHUNK_ROWS,
-                                  rows_ascending, slice_base), {}
+            # Slices: source rows -> run files segmented by gene group (the pass's groups only).
+            t = time.perf_counter()
+            bar = _bar(progress, total_entries, (f"{label} expression 1/2 read" if label else "read") + label_pass)
+            todo = []
+            for i, (s, a, b, n) in enumerate(plan.slices):
+                if (work / f"slice-{i:06d}.npz").is_file():
+                    stats.slices_resumed += 1
+                    bar.update(n)
+                    continue
+                todo.append(i)
 
-        def block_done(k: int, result: dict) -> None:
-            f0, f1 = blocks[todo[k]]
-            bar.update(result["entries"])
-            stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
-            for s in range(n_slices):  # the block's segments are no longer needed
-                cv.punch_hole(work / f"slice-{s:06d}.bin", int(slice_offsets[s, f0]),
-                              int(slice_offsets[s, f1] - slice_offsets[s, f0]))
+            def slice_task(i: int, pf0=pf0, pf1=pf1):
+                s, a, b, _ = plan.slices[i]
+                return cv.run_slice, (str(work), i, s, vars(plan.sources[s]), a, b, n_genes, plan.group_start,
+                                      (pf0, pf1)), {}
 
-        try:
-            cv.run_tasks(pool, [lambda b=b: block_task(b) for b in todo], block_done, max_pending=n_workers + 1)
-        except BrokenProcessPool:
-            raise ExpressionError(_BROKEN_POOL) from None
-        finally:
-            bar.close()
-        stats.seconds_blocks = round(time.perf_counter() - t_blocks, 3)
+            def slice_done(k: int, result: dict, todo=todo, bar=bar) -> None:
+                bar.update(plan.slices[todo[k]][3])
+                stats.add_seconds(result)
+                stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
+
+            try:
+                cv.run_tasks(pool, [lambda i=i: slice_task(i) for i in todo], slice_done, max_pending=2 * n_workers)
+            except ExpressionError:
+                raise
+            except BrokenProcessPool:
+                raise ExpressionError(_BROKEN_POOL) from None
+            except (OSError, KeyError, ValueError, RuntimeError) as exc:
+                bad = _failing_source(exc, plan)
+                raise ExpressionError(f"{bad}: cannot read the expression matrix ({type(exc).__name__}: {exc}); "
+                                      f"the file may be truncated or corrupt: download it again") from None
+            finally:
+                bar.close()
+            t_slices += time.perf_counter() - t
+
+            pass_counts = np.zeros(n_genes, dtype=np.int64)  # per-slice counts stay on disk (n_slices x n_genes)
+            slice_offsets = np.zeros((n_slices, pf1 - pf0 + 1), dtype=np.int64)
+            slice_base = np.zeros(n_slices, dtype=np.int64)
+            for i in range(n_slices):
+                with np.load(work / f"slice-{i:06d}.npz") as z:
+                    slice_offsets[i] = z["offsets"]
+                    slice_base[i] = int(z["base"][0])
+                    nbytes, mx, fin = z["info"]
+                pass_counts += np.load(work / f"slice-{i:06d}.counts.npy", mmap_mode="r")
+                stats.bytes_read += int(nbytes)
+                stats.max_abs, stats.finite = max(stats.max_abs, float(mx)), stats.finite and bool(fin)
+            if counts is None:
+                counts = pass_counts
+                np.save(work / "counts.npy", counts)
+            elif not np.array_equal(counts, pass_counts):
+                raise ExpressionError(f"{label}: the expression files hold other entries than in the conversion's "
+                                      f"first pass: an expression file changed during prepare")
+            indptr = np.zeros(n_genes + 1, dtype=np.int64)
+            np.cumsum(counts, out=indptr[1:])
+            group_entries = indptr[gs[1:]] - indptr[gs[:-1]]
+
+            # Blocks: consecutive gene groups of the pass whose entries and statistics fit one worker's share.
+            if str(p) not in blocks_of_pass:
+                max_genes = max(1, int(share * 0.3) // (max(1, n_clusters) * cv.BYTES_PER_STAT))
+                blocks_of_pass[str(p)] = [[f0 + pf0, f1 + pf0] for f0, f1 in cv.plan_blocks(
+                    group_entries[pf0:pf1], np.diff(gs)[pf0:pf1], max_entries, max_genes)]
+                blocks_path.write_text(json.dumps(blocks_of_pass))
+            if pf1 > pf0 and group_entries[pf0:pf1].max() > max_entries:
+                log.warning("%s: a group of genes has %d entries, more than a worker's budget (%d); raise "
+                            "--memory-limit", label, int(group_entries[pf0:pf1].max()), max_entries)
+            blocks = blocks_of_pass[str(p)]
+            t = time.perf_counter()
+            bar = _bar(progress, int(indptr[gs[pf1]] - indptr[gs[pf0]]),
+                       (f"{label} expression 2/2 write" if label else "write") + label_pass)
+            todo = []
+            for b, (f0, f1) in enumerate(blocks):
+                g0, g1 = int(gs[f0]), int(gs[f1])
+                if (work / f"block-{first_block + b:05d}.npz").is_file():
+                    stats.blocks_resumed += 1
+                    bar.update(int(indptr[g1] - indptr[g0]))
+                    continue
+                todo.append(b)
+
+            def block_task(b: int, blocks=blocks, first_block=first_block, pf0=pf0, slice_offsets=slice_offsets,
+                           slice_base=slice_base):
+                f0, f1 = blocks[b]
+                g0, g1 = int(gs[f0]), int(gs[f1])
+                return cv.run_block, (str(work), first_block + b, g0, g1, f0, f1, plan.group_start, n_slices,
+                                      slice_offsets[:, f0 - pf0:f1 - pf0 + 1].copy(), n_cells, n_clusters,
+                                      chunks.CHUNK_ROWS, rows_ascending, slice_base), {}
+
+            def block_done(k: int, result: dict, todo=todo, bar=bar, blocks=blocks, pf0=pf0,
+                           slice_offsets=slice_offsets) -> None:
+                f0, f1 = blocks[todo[k]]
+                bar.update(result["entries"])
+                stats.add_seconds(result)
+                stats.temp_bytes_peak = max(stats.temp_bytes_peak, cv.disk_bytes(work, "slice-"))
+                for s in range(n_slices):  # the block's segments are no longer needed
+                    cv.punch_hole(work / f"slice-{s:06d}.bin", int(slice_offsets[s, f0 - pf0]),
+                                  int(slice_offsets[s, f1 - pf0] - slice_offsets[s, f0 - pf0]))
+
+            try:
+                cv.run_tasks(pool, [lambda b=b: block_task(b) for b in todo], block_done, max_pending=n_workers + 1)
+            except BrokenProcessPool:
+                raise ExpressionError(_BROKEN_POOL) from None
+            finally:
+                bar.close()
+            t_blocks += time.perf_counter() - t
+        stats.seconds_slices = round(t_slices, 3)
+        stats.seconds_blocks = round(t_blocks, 3)
+        cv.remove_files(work, "slice-")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    if counts is None:
+        counts = np.load(work / "counts.npy")
+    nnz = int(counts.sum())
+    indptr = np.zeros(n_genes + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    blocks = [tuple(fb) for p in range(len(passes)) for fb in blocks_of_pass[str(p)]]
+    stats.n_blocks = len(blocks)
 
     # Assemble: block files move into the store; small arrays are joined.
     n_chunks = max(1, math.ceil(n_cells / chunks.CHUNK_ROWS))
@@ -540,6 +602,47 @@ _BROKEN_POOL = ("a worker process of the expression conversion ended abruptly (o
                 "--memory-limit bounds the workers; or, when prepare is called from a Python script, the script "
                 "lacks `if __name__ == \"__main__\":`, which worker processes need); the finished part is kept for "
                 "the next run; --workers 1 converts without worker processes")
+
+
+def _plan_passes(work: Path, plan, pool, n_workers: int, temp_limit_bytes: int | None, total_entries: int,
+                 label: str) -> list[tuple[int, int]]:
+    """The gene-group ranges converted one after the other (``passes.json``): one pass without a temporary
+    disk limit or when every run fits it uncompressed; else passes planned from the exact entries per gene,
+    counted by reading the sources' gene indices once."""
+    import data_layer.convert as cv
+
+    path = work / "passes.json"
+    if path.is_file():
+        return [tuple(p) for p in json.loads(path.read_text())]
+    n_groups = len(plan.group_start) - 1
+    n_slices = len(plan.slices)
+    worst = 8 * total_entries + cv.FRAME_OVERHEAD_BYTES * n_slices * n_groups \
+        + cv.slice_files_bytes(n_slices, plan.n_genes, n_groups)
+    if temp_limit_bytes is None or worst <= temp_limit_bytes:
+        passes = [(0, n_groups)]
+    else:
+        counts = np.zeros(plan.n_genes, dtype=np.int64)
+
+        def count_task(i: int):
+            s, a, b, _ = plan.slices[i]
+            return cv.count_slice, (str(work), s, vars(plan.sources[s]), a, b, plan.n_genes), {}
+
+        def add(_k: int, result: np.ndarray) -> None:
+            counts.__iadd__(result)
+
+        cv.run_tasks(pool, [lambda i=i: count_task(i) for i in range(n_slices)], add, max_pending=2 * n_workers)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        gs = np.asarray(plan.group_start, dtype=np.int64)
+        try:
+            passes = cv.plan_passes(indptr[gs[1:]] - indptr[gs[:-1]], n_slices, int(temp_limit_bytes),
+                                    plan.n_genes)
+        except ValueError as exc:
+            raise ExpressionError(f"{label or 'expression'}: {exc}: raise the temporary disk limit "
+                                  f"(--temp-limit)") from None
+        log.info("%s: temporary disk limit %.0f MB: converting the genes in %d passes over the sources",
+                 label, temp_limit_bytes / 2**20, len(passes))
+    path.write_text(json.dumps(passes))
+    return passes
 
 
 def _rows_ascending(work: Path, n_sources: int) -> bool:

@@ -789,7 +789,8 @@ def numeric_range(values: np.ndarray) -> list[float] | None:
 
 def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy: TaxonomyTables | None, *,
                        memory_limit_bytes: int, expression_dtype: str, progress: bool, cache: _Cache,
-                       work_dir: Path | None = None, workers: int | None = None) -> dict:
+                       work_dir: Path | None = None, workers: int | None = None,
+                       temp_limit_bytes: int | None = None, scheduler: str | None = None) -> dict:
     """Write one dataset's store folder; returns its catalog entry (without unit/signature fields).
 
     ``work_dir``: the expression conversion's resumable work folder (see :mod:`data_layer.convert`)."""
@@ -951,7 +952,7 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
                 [cache.path(f) for f in expression_files], labels, folder / "expression",
                 cluster_codes=cluster_codes, n_clusters=n_clusters, memory_limit_bytes=budget,
                 gene_symbols=table.gene_symbols, dtype=expression_dtype, progress=progress, label=plan.name,
-                work_dir=work_dir, workers=workers)
+                work_dir=work_dir, workers=workers, temp_limit_bytes=temp_limit_bytes, scheduler=scheduler)
         except ExpressionError as exc:
             errors.append(str(exc))
             shutil.rmtree(folder / "expression", ignore_errors=True)
@@ -1011,6 +1012,8 @@ def prepare_store(
     progress: bool = False,
     expression_dtype: str = "float32",
     workers: int | None = None,
+    temp_limit_bytes: int | None = None,
+    scheduler: str | None = None,
 ) -> PrepareReport:
     """Prepare the ABC cache ``cache_dir`` into the store ``store_dir`` (atomic, incremental).
 
@@ -1028,6 +1031,11 @@ def prepare_store(
         ``"float32"`` (``"auto"`` means the same): stored values are the source's (see :mod:`data_layer.expression`).
     workers
         processes converting expression (default: every core this process may use).
+    temp_limit_bytes
+        bound on the expression conversion's temporary files (default: none; see
+        :func:`data_layer.expression.convert_expression`).
+    scheduler
+        a dask.distributed scheduler address: the expression conversion's tasks run on its workers.
 
     Returns
     -------
@@ -1044,13 +1052,14 @@ def prepare_store(
     try:
         return _prepare_store(cache_dir, store_dir, release=release, datasets=datasets,
                               memory_limit_bytes=memory_limit_bytes, progress=progress,
-                              expression_dtype=expression_dtype, workers=workers, t0=t0)
+                              expression_dtype=expression_dtype, workers=workers,
+                              temp_limit_bytes=temp_limit_bytes, scheduler=scheduler, t0=t0)
     finally:
         _RSS_AT_START.pop()
 
 
 def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_bytes, progress, expression_dtype,
-                   workers, t0) -> PrepareReport:
+                   workers, t0, temp_limit_bytes=None, scheduler=None) -> PrepareReport:
     try:
         local = LocalCache(cache_dir, release)
     except ManifestError as exc:
@@ -1080,7 +1089,8 @@ def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_byte
                     log.warning("%s; every dataset is prepared again", exc)
             st.cleanup_stale(store_dir, old)
             _run(cache, store_dir, old, report, datasets=datasets, memory_limit_bytes=memory_limit_bytes,
-                 progress=progress, expression_dtype=expression_dtype, workers=workers)
+                 progress=progress, expression_dtype=expression_dtype, workers=workers,
+                 temp_limit_bytes=temp_limit_bytes, scheduler=scheduler)
     except st.StoreError as exc:
         raise PrepareError(str(exc)) from exc
     report.seconds = round(time.perf_counter() - t0, 3)
@@ -1099,7 +1109,7 @@ def _prepare_store(cache_dir, store_dir, *, release, datasets, memory_limit_byte
 
 
 def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport, *, datasets, memory_limit_bytes,
-         progress, expression_dtype, workers) -> None:
+         progress, expression_dtype, workers, temp_limit_bytes=None, scheduler=None) -> None:
     from tqdm import tqdm
 
     unknown = cache.cache.unknown_files()
@@ -1201,7 +1211,8 @@ def _run(cache: _Cache, store_dir: Path, old: dict | None, report: PrepareReport
                     entry = write_dataset_unit(tmp / unit, plan, table, tax_tables.get(plan.taxonomy),
                                                memory_limit_bytes=memory_limit_bytes,
                                                expression_dtype=expression_dtype, progress=progress, cache=cache,
-                                               work_dir=work_dir, workers=workers)
+                                               work_dir=work_dir, workers=workers,
+                                               temp_limit_bytes=temp_limit_bytes, scheduler=scheduler)
                 except TableError as exc:
                     report.errors[plan.name] = [str(exc)]
                     shutil.rmtree(tmp / unit, ignore_errors=True)
