@@ -168,7 +168,7 @@ def gene_colorbar(context: ViewerContext, picture: PictureRequest) -> tuple[str,
 def column_colorbar_label(column: str) -> str:
     """Label of a numeric cell column's colour bar: its name as the release writes it, and how its default range
     is chosen."""
-    return f"{column} (1st–99th percentile of cells)"
+    return f"{column} (range: 1st–99th percentile of cells)"
 
 
 def key_entries(context: ViewerContext, state: ViewState) -> tuple:
