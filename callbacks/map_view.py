@@ -107,8 +107,8 @@ def map_figure_step(
             window=window,
             frame=frame,
             size=size,
-            vmin=state.vmin,
-            vmax=state.vmax,
+            vmin=state.vmin if state.color_by == COLOR_BY_GENE else None,  # a numeric column: its default range
+            vmax=state.vmax if state.color_by == COLOR_BY_GENE else None,
             extra=extra,
         ), y_down=entry.spatial)
     except Exception as exc:  # a bad value must give a notice, never a blank panel
