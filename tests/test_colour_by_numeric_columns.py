@@ -272,3 +272,19 @@ def test_a_range_given_to_the_picture_route_colours_a_column_over_it(context, cl
     rgba = np.asarray(Image.open(io.BytesIO(response.data)).convert("RGBA"))
     drawn = {tuple(p) for p in np.unique(rgba[rgba[..., 3] > 0][:, :3], axis=0)}
     assert drawn == {tuple(cmap_lut("viridis")[0, :3])}  # every cell at or below vmin: the low end
+
+
+def test_a_selections_summary_panel_gives_the_mean_and_median_of_a_column(context, atlas):
+    import callbacks.selection as sel
+
+    entry = context.catalog.get(TENX)
+    x0, x1, y0, y1 = entry.bounds
+    box = sel.selection_step({"range": {"x": [x0, (x0 + x1) / 2], "y": [y0, y1]}}, "map", TENX, None, None, None,
+                             context)
+    text, figure = sel.summary_step(box, "umi_count", TENX, None, None, sel.SelectedCells(context))
+    _, inside, _ = sel.SelectedCells(context).get(box)  # the box's cells, as every selection reads them
+    assert 0 < inside.sum() < len(inside)
+    values = atlas.values(TENX, "umi_count")[inside]
+    words = figure["layout"]["annotations"][0]["text"]
+    assert f"{inside.sum():,} cells selected" in text
+    assert f"mean {values.mean():.4g}, median {np.median(values):.4g}" in words
