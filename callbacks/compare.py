@@ -32,7 +32,8 @@ from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from components.figures import layout_image_of, message_figure, picture_figure, view_patch
 from components.panels import gene_legend
 from core.compare import (bar_length, compare_datasets, first_section, fit_scale, gallery_sections,
-                          hand_gene_range, panel_window, section_choices, shared_gene_range, side_panels,
+                          hand_gene_range, panel_window, section_choices, shared_column_range, shared_gene_range,
+                          side_panels,
                           slot_colouring, slot_title, slot_window, together_zoom)
 from core.state import MAP_VIEWS, parse_query
 from core.viewport import padded, window_from_relayout
@@ -77,6 +78,8 @@ def slot_step(slot: int, mode: str | None, sections: list, color_by: str | None,
     if colouring.color_by == COLOR_BY_GENE:
         shown = shared_gene_range(context, datasets, gene, vmin, vmax)
         low, high = shown if shown else (None, None)
+    elif entry.is_numeric(colouring.color_by):  # one range over the species' maps, as a gene's
+        low, high = shared_column_range(context, datasets, colouring.color_by) or (None, None)
     title = slot_title(context, dataset, panel.section, colouring)
     try:
         image = layout_image_of(context.picture_url(
@@ -188,6 +191,13 @@ def legend_step(mode: str | None, sections: list, color_by: str | None, gene: st
         return gene_legend(str(gene), colorscale_stops(GENE_CMAP), *shown, default=vmin in (None, ""),
                            nan_color=NAN_GREY, zero_color=ZERO_GREY)
     level = next(iter(kinds)) if len(kinds) == 1 else None
+    if level is not None and any(context.catalog.get(d).is_numeric(level) for d in datasets):
+        shown = shared_column_range(context, datasets, level)
+        if shown is None:
+            return []
+        return gene_legend(level, colorscale_stops(GENE_CMAP), *shown, default=True, nan_color=NAN_GREY,
+                           zero_color=None, unit="per cell",
+                           hint="range: 1st–99th percentile of cells, over the species shown")
     if level is None:
         return [f"The maps are coloured differently: {', '.join(sorted(kinds))}."]
     species = [context.catalog.get(d).species or d for d in datasets]

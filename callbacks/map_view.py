@@ -111,8 +111,8 @@ def map_figure_step(
             window=window,
             frame=frame,
             size=size,
-            vmin=state.vmin,
-            vmax=state.vmax,
+            vmin=state.vmin if state.color_by == COLOR_BY_GENE else None,  # a numeric column: its default range
+            vmax=state.vmax if state.color_by == COLOR_BY_GENE else None,
             extra=extra,
             embedding=None if entry.spatial else state.embedding,
         ), y_down=entry.spatial)

@@ -126,6 +126,16 @@ def shared_gene_range(context: ViewerContext, datasets: list[str], gene: str | N
     return min(r[0] for r in ranges), max(r[1] for r in ranges)
 
 
+def shared_column_range(context: ViewerContext, datasets: list[str], column: str | None
+                        ) -> tuple[float, float] | None:
+    """One colour range for a numeric cell column over every side-by-side dataset having it: from the lowest
+    default low end to the highest default high end (:attr:`core.catalog.DatasetEntry.numeric_columns`)."""
+    ranges = [found for found in (context.catalog.get(d).numeric_columns.get(column) for d in datasets) if found]
+    if not ranges:
+        return None
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
 def slot_title(context: ViewerContext, dataset: str, section: str | None, colouring: SlotColouring) -> str:
     """Title of one side-by-side map: species, platform, cells, colouring and what could not be matched."""
     entry = context.catalog.get(dataset)

@@ -145,8 +145,9 @@ class ViewerContext:
             gene2=extra.get("gene2"), blend_mode=extra.get("blend_mode") or "blend",
             threshold_a=extra.get("threshold_a"), threshold_b=extra.get("threshold_b"), embedding=embedding,
         )
-        request = dataclasses.replace(view_picture(state, placed, w, h), selection=extra.get("selection"),
-                                      clusters=extra.get("clusters"))
+        numeric = self.catalog.get(dataset) is not None and self.catalog.get(dataset).is_numeric(color_by)
+        request = dataclasses.replace(view_picture(state, placed, w, h, numeric=numeric),
+                                      selection=extra.get("selection"), clusters=extra.get("clusters"))
         url = request.url()
         if self.version:
             url += f"&v={self.version}"

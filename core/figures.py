@@ -22,7 +22,8 @@ import numpy as np
 
 from rendering.colors import GENE_KEY_ENTRIES, NUMERIC_KEY_ENTRIES
 
-from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range, shared_gene_range,
+from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range, shared_column_range,
+                          shared_gene_range,
                           slot_colouring)
 from core.context import ViewerContext
 from core.render import (picture_dot_radius_px, render_rgba, shown_column_range, shown_gene_range,
@@ -168,7 +169,7 @@ def gene_colorbar(context: ViewerContext, picture: PictureRequest) -> tuple[str,
 def column_colorbar_label(column: str) -> str:
     """Label of a numeric cell column's colour bar: its name as the release writes it, and how its default range
     is chosen."""
-    return f"{column} (1st–99th percentile of cells)"
+    return f"{column} (range: 1st–99th percentile of cells)"
 
 
 def key_entries(context: ViewerContext, state: ViewState) -> tuple:
@@ -309,7 +310,7 @@ def figure_panel(context: ViewerContext, state: ViewState, options: FigureOption
                                                max_px=limit)
     else:
         width_px, height_px = (max(1, min(int(v), limit)) for v in size_px)
-    picture = view_picture(state, window, width_px, height_px)
+    picture = view_picture(state, window, width_px, height_px, numeric=entry.is_numeric(state.color_by))
     rgba = render_rgba(context, picture, dot_radius_px=dot_radius_px, gene_ranges=gene_ranges)
     if title is None:
         title = auto_title(context, state) if options.title is None else options.title
@@ -433,7 +434,7 @@ def _panel_state(context: ViewerContext, dataset: str, section: str, colouring: 
     """The view of one panel: ``colouring`` (``core.compare.SlotColouring``) on ``section`` of ``dataset``."""
     entry = context.catalog.get(dataset)
     extra = colouring.extra or {}
-    by_gene = colouring.color_by == COLOR_BY_GENE
+    by_gene = colouring.color_by == COLOR_BY_GENE or entry.is_numeric(colouring.color_by)
     return ViewState(
         dataset=dataset, slab_plane=entry.sections[section].slab_plane, section=section,
         color_by=colouring.color_by, gene=colouring.gene,
@@ -461,9 +462,11 @@ def comparison_views(context: ViewerContext, state: ViewState, request: PanelReq
     views = []
     if request.kind == "species":
         datasets = compare_datasets(context)
-        gene_range = shared_gene_range(context, datasets, state.gene, state.vmin, state.vmax)
         colourings = [slot_colouring(context, dataset, state.color_by, state.gene, term, _two_genes(state))
                       for dataset in datasets]
+        gene_range = shared_gene_range(context, datasets, state.gene, state.vmin, state.vmax)
+        if any(context.catalog.get(d).is_numeric(c.color_by) for d, c in zip(datasets, colourings)):
+            gene_range = shared_column_range(context, datasets, state.color_by)
         both = [d for d, c in zip(datasets, colourings) if c.color_by == COLOR_BY_TWO_GENES]
         pair = None
         if both:  # two-gene pictures take no hand range: the shared default ranges of the species drawing both
@@ -483,7 +486,7 @@ def comparison_views(context: ViewerContext, state: ViewState, request: PanelReq
     entry = context.catalog.get(state.dataset)
     colouring = slot_colouring(context, entry.name, state.color_by, state.gene, term, _two_genes(state),
                                shared_only=False)
-    gene_range = hand_gene_range(state.vmin, state.vmax)
+    gene_range = None if entry.is_numeric(colouring.color_by) else hand_gene_range(state.vmin, state.vmax)
     pair = None
     if colouring.color_by == COLOR_BY_TWO_GENES:
         pair = (context.gene_range(entry.name, colouring.gene),
@@ -528,7 +531,8 @@ def plan_comparison(context: ViewerContext, state: ViewState, options: FigureOpt
     legend = legend_entries([f for f in found if f is not None], options.legend_entries)
     colorbar = None
     for view in views:
-        colorbar = gene_colorbar(context, view_picture(view.state, view.window, 1, 1))
+        numeric = context.catalog.get(view.state.dataset).is_numeric(view.state.color_by)
+        colorbar = gene_colorbar(context, view_picture(view.state, view.window, 1, 1, numeric=numeric))
         if colorbar is not None:
             legend = [*legend, *_notes(key_entries(context, view.state))]  # the cells off the colour bar
             break

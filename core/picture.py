@@ -111,7 +111,7 @@ class PictureRequest:
             pairs += [("term", self.term), ("term_level", self.term_level)]
         pairs += [(key, f"{value:.6g}") for key, value in zip(("x0", "x1", "y0", "y1"), self.window)]
         pairs += [("w", str(self.width_px)), ("h", str(self.height_px))]
-        if self.color_by == COLOR_BY_GENE and self.vmin is not None and self.vmax is not None:
+        if self.vmin is not None and self.vmax is not None:  # a gene's or a numeric column's (view_picture)
             pairs += [("vmin", f"{self.vmin:.6g}"), ("vmax", f"{self.vmax:.6g}")]
         if self.selection:
             pairs.append(("selection", self.selection))
@@ -120,18 +120,21 @@ class PictureRequest:
         return PICTURE_PATH + "?" + urlencode(pairs)
 
 
-def view_picture(state: ViewState, window: Window, width_px: int, height_px: int) -> PictureRequest:
+def view_picture(state: ViewState, window: Window, width_px: int, height_px: int, *,
+                 numeric: bool = False) -> PictureRequest:
     """The picture request of a view at a size (what the map's picture URL holds, at another resolution); a
     selection of the view's own place (``sel_view=map``) is highlighted, written canonically.
 
     The one place where a view's colouring is cleaned for a picture: the gene only when colouring by gene(s), the
-    gene range only for one gene, two genes without the second yet as the first alone, thresholds only in
-    ``both`` mode.
+    range (``vmin``, ``vmax``) only for one gene or a numeric cell column (``numeric``: the caller knows the
+    dataset's columns, :meth:`core.catalog.DatasetEntry.is_numeric`), two genes without the second yet as the
+    first alone, thresholds only in ``both`` mode.
     """
     if state.color_by == COLOR_BY_TWO_GENES and not state.gene2:
         state = state.replace(color_by=COLOR_BY_GENE)  # until the second gene is known: the first alone
     gene = state.gene if state.color_by in (COLOR_BY_GENE, COLOR_BY_TWO_GENES) else None
-    by_gene = gene is not None and state.color_by == COLOR_BY_GENE
+    by_gene = (gene is not None and state.color_by == COLOR_BY_GENE) or (numeric and state.color_by not in
+                                                                          (COLOR_BY_GENE, COLOR_BY_TWO_GENES))
     two = {}
     if state.color_by == COLOR_BY_TWO_GENES:
         two = {"gene2": state.gene2, "blend_mode": state.blend_mode,
@@ -201,7 +204,8 @@ def parse_picture_args(
         raise ViewError("x0", "is required: a picture names its data window x0, x1, y0, y1")
     width_px = _size(args, "w", max_px)
     height_px = _size(args, "h", max_px)
-    picture = view_picture(state, state.viewport, width_px, height_px)
+    picture = view_picture(state, state.viewport, width_px, height_px,
+                           numeric=catalog.get(state.dataset).is_numeric(state.color_by))
     return dataclasses.replace(picture, clusters=_clusters(args))
 
 

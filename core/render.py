@@ -171,9 +171,11 @@ def render_two_gene_picture(context: ViewerContext, picture: PictureRequest, x: 
 
 
 def shown_column_range(context: ViewerContext, picture: PictureRequest) -> tuple[float, float]:
-    """``(vmin, vmax)`` a numeric-column picture is coloured over: the column's default range in the dataset
-    (:meth:`data_layer.atlas.Atlas.column_range`); ``(0, 1)`` when no cell has a value (all drawn "not
-    measured")."""
+    """``(vmin, vmax)`` a numeric-column picture is coloured over: the request's range (side-by-side maps share
+    one), else the column's default range in the dataset (:meth:`data_layer.atlas.Atlas.column_range`); ``(0, 1)``
+    when no cell has a value (all drawn "not measured")."""
+    if picture.vmin is not None and picture.vmax is not None:
+        return picture.vmin, picture.vmax
     found = context.catalog.get(picture.dataset).numeric_columns.get(picture.color_by)
     return (float(found[0]), float(found[1])) if found else (0.0, 1.0)
 

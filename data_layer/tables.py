@@ -176,13 +176,22 @@ def read_numeric_columns(path: str | Path, key: str = "cell_label",
     """
     path = Path(path)
     header = csv_header(path)
+    if key not in header:
+        raise TableError(f"{path}: missing required column {key!r}; the file has: {', '.join(header)}")
     skipped = set(skip) | {key}
     wanted = [c for c in header if c not in skipped and is_measurement(c)]
-    table = read_csv(path, {key: "str", **{c: "str" for c in wanted}}, required=[key])
-    out: dict[str, np.ndarray] = {key: table[key].to_numpy(dtype=object)}
+    try:  # text stays in Arrow buffers (no Python string per value: a million-cell table has tens of millions)
+        table = pacsv.read_csv(
+            path, read_options=pacsv.ReadOptions(use_threads=True),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in [key, *wanted]},
+                                                 include_columns=[key, *wanted], strings_can_be_null=False,
+                                                 quoted_strings_can_be_null=False),
+            memory_pool=pa.system_memory_pool())
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise TableError(f"{path}: cannot parse ({exc})") from None
+    out: dict[str, np.ndarray] = {key: _strings(table.column(key))}
     for name in wanted:
-        text = pa.array(table[name].to_numpy(dtype=object), type=pa.string())
-        text = pc.utf8_trim_whitespace(text)
+        text = pc.utf8_trim_whitespace(table.column(name).combine_chunks())
         empty = pc.or_(pc.equal(text, ""), pc.is_in(pc.utf8_lower(text), pa.array(["nan", "na"])))
         values = pc.if_else(empty, pa.scalar(None, pa.string()), text)
         if values.null_count == len(values):

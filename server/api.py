@@ -106,7 +106,8 @@ def render_from_args(context: ViewerContext, args: dict[str, str]) -> tuple[byte
     max_px = context.settings.max_export_px
     width, height = picture_size(args, window.width / window.height, max_px)
     shown = fit_aspect(window, width, height)  # exactly width x height: the window grows to that aspect
-    picture = view_picture(state, shown, width, height)
+    picture = view_picture(state, shown, width, height,
+                           numeric=context.catalog.get(state.dataset).is_numeric(state.color_by))
     png = cached_render(context, picture)
     return png, "png", export_filename(state, "picture", "png")
 

@@ -24,6 +24,7 @@ BASELINE_BUDGET = 100_000_000
 EXPECTED_ROWS = ("prepare whole cache", "gene, all cells of WMB-10X", "gene, all cells of HMBA-MERSCOPE",
                  "section picture by", "UMAP picture by", "section picture, new gene", "UMAP picture, new gene",
                  "section picture, term highlighted", "UMAP picture, term highlighted", "marker genes of a selection",
+                 "markers A vs B,",
                  "Atlas.open", "cells of one section", "first page load to first picture",
                  "first page load, partial plotly.js vs Dash's full bundle")
 
@@ -60,6 +61,18 @@ def test_bench_table_has_a_row_for_every_measurement_and_no_failure(bench_run):
     assert missing == []
     assert report["errors"] == {}
     assert "FAILED" not in table
+
+
+def test_a_versus_b_of_a_quarter_against_the_rest_is_timed_with_its_memory_peaks(bench_run):
+    report, _, _, _ = bench_run
+    markers = report["results"]["markers"]
+    quarter = markers["cases"]["a_vs_b_quarter"]
+    # A: the most populous terms until a quarter of the cells, B: every other term's cells
+    assert 0 < quarter["n_a"] < quarter["n_b"] and quarter["n_a"] + quarter["n_b"] <= markers["n_cells"]
+    assert quarter["n_a"] >= (quarter["n_a"] + quarter["n_b"]) / 4 - 1
+    assert quarter["n_genes"] == markers["n_genes"] and quarter["csv_bytes"] > 0
+    assert quarter["peak_traced_mb"] > 0 and quarter["rss_peak_mb"] >= quarter["rss_before_mb"] > 0
+    assert quarter["p50_ms"] > 0
 
 
 def test_rows_measured_against_a_baseline_print_a_ratio(bench_run):

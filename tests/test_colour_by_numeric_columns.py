@@ -225,3 +225,66 @@ def test_colouring_the_10x_umap_by_umi_count_in_a_browser(viewer):
     wait_for_picture(viewer, "color_by=umi_count")
     viewer.wait_for_contains_text("#legend", "umi_count")
     assert "Umi count" in viewer.find_element("#color-by").text
+
+
+# ---------------------------------------------------------------------------------------------- side by side
+SPATIAL = (HUMAN, "HMBA-MERSCOPE-QM23.50.001-BG", XENIUM)
+
+
+def test_the_side_by_side_maps_share_one_range_of_a_column(context, atlas):
+    from callbacks.compare import MODE_SPECIES, legend_step as compare_legend
+    from core.compare import compare_datasets, shared_column_range
+
+    datasets = [d for d in compare_datasets(context) if d in SPATIAL]
+    assert len(datasets) == 3
+    ranges = [np.percentile(atlas.values(d, "total_counts"), [1, 99]) for d in datasets]
+    shared = shared_column_range(context, compare_datasets(context), "total_counts")
+    assert shared == (min(r[0] for r in ranges), max(r[1] for r in ranges))
+    children = str(compare_legend(MODE_SPECIES, [], "total_counts", None, None, None, None, None, context))
+    high = f"{shared[1]:,.0f}" if shared[1] >= 1000 else f"{shared[1]:.3g}"
+    assert "total_counts" in children and f"≥ {high}" in children and "over the species shown" in children
+
+
+def test_a_side_by_side_figure_of_a_column_has_the_shared_range_on_its_colour_bar(context):
+    from core.compare import compare_datasets, shared_column_range
+    from core.figures import plan_comparison
+    from core.requests import FigureOptions, PanelRequest
+    from core.state import ViewState
+
+    entry = context.catalog.get(HUMAN)
+    section = next(iter(entry.sections))
+    state = ViewState(dataset=HUMAN, slab_plane=entry.sections[section].slab_plane, section=section,
+                      color_by="total_counts", map_view="species")
+    plan = plan_comparison(context, state, FigureOptions(fmt="png", width_in=16, height_in=6, dpi=100),
+                           PanelRequest("species"))
+    assert plan.grid.colorbar[1:3] == shared_column_range(context, compare_datasets(context), "total_counts")
+    assert {v.state.vmin for v in plan.views if v.state.color_by == "total_counts"} == {plan.grid.colorbar[1]}
+
+
+def test_a_range_given_to_the_picture_route_colours_a_column_over_it(context, client, atlas):
+    entry = context.catalog.get(TENX)
+    x0, x1, y0, y1 = entry.bounds
+    top = float(np.max(atlas.values(TENX, "umi_count")))
+    query = urlencode({"dataset": TENX, "color_by": "umi_count", "x0": x0, "x1": x1, "y0": y0, "y1": y1,
+                       "w": 200, "h": 200, "vmin": top, "vmax": top + 1})
+    response = client.get(f"/render/map.png?{query}")
+    assert response.status_code == 200
+    rgba = np.asarray(Image.open(io.BytesIO(response.data)).convert("RGBA"))
+    drawn = {tuple(p) for p in np.unique(rgba[rgba[..., 3] > 0][:, :3], axis=0)}
+    assert drawn == {tuple(cmap_lut("viridis")[0, :3])}  # every cell at or below vmin: the low end
+
+
+def test_a_selections_summary_panel_gives_the_mean_and_median_of_a_column(context, atlas):
+    import callbacks.selection as sel
+
+    entry = context.catalog.get(TENX)
+    x0, x1, y0, y1 = entry.bounds
+    box = sel.selection_step({"range": {"x": [x0, (x0 + x1) / 2], "y": [y0, y1]}}, "map", TENX, None, None, None,
+                             context)
+    text, figure = sel.summary_step(box, "umi_count", TENX, None, None, sel.SelectedCells(context))
+    _, inside, _ = sel.SelectedCells(context).get(box)  # the box's cells, as every selection reads them
+    assert 0 < inside.sum() < len(inside)
+    values = atlas.values(TENX, "umi_count")[inside]
+    words = figure["layout"]["annotations"][0]["text"]
+    assert f"{inside.sum():,} cells selected" in text
+    assert f"mean {values.mean():.4g}, median {np.median(values):.4g}" in words
