@@ -48,7 +48,7 @@ def test_the_limits_refusals_are_counted_apart_and_interactive_pictures_have_the
     summary = summarise(samples, elapsed_s=10.0, faults={})
     assert summary["refused"] == {"429 rate_limit": 1, "503 export_slots": 1}
     assert summary["errors"] == 1
-    assert summary["interactive"]["n"] == 100 and summary["interactive"]["p95_ms"] == pytest.approx(95.05)
+    assert summary["interactive"]["n"] == 100 and summary["interactive"]["p95_ms"] == pytest.approx(95.05, abs=0.1)
     assert summary["p95_ms"] > 95.05  # the export's 9 s counts in the overall figures only
 
 
