@@ -216,12 +216,15 @@ def hash_password(user: str, password: str) -> None:
 @click.option("--think", default=1.0, show_default=True, help="mean seconds a user looks between actions (0: none)")
 @click.option("--store", type=click.Path(path_type=Path), default=None, help="prepared store (default: build the demo)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write results as JSON")
+@click.option("--compare", is_flag=True, help="no faults: the load with the limits off ('before'), then at defaults")
 def load_test(users: int, duration: float, workers: int, think: float, store: Path | None,
-              json_path: Path | None) -> None:
-    """Load and fault test of a real gunicorn on loopback: latency, memory per worker, a killed worker, Redis lost."""
+              json_path: Path | None, compare: bool) -> None:
+    """Load and fault test of a real gunicorn on loopback: latency, memory per worker, a killed worker, Redis lost;
+    with --compare, the figures with the limits off and at their defaults in one run."""
     from bench.load_test import main as load_main
 
     args = ["--users", str(users), "--duration", str(duration), "--workers", str(workers), "--think", str(think)]
+    args += ["--compare"] if compare else []
     args += ["--store", str(store)] if store else []
     args += ["--json", str(json_path)] if json_path else []
     sys.exit(load_main(args))

@@ -6,14 +6,21 @@
    gunicorn (``app:server -c gunicorn.conf.py``) with ``--workers`` workers, all on 127.0.0.1;
 2. **memory**: ``--renders`` distinct pictures (cache misses), sampling each worker's resident memory (psutil)
    every tenth of the way, so growth beyond the cache bound shows;
-3. **load**: ``--users`` simulated users (threads, one ``requests.Session`` each) open the page, change sections,
-   colour by taxonomy levels and genes, zoom (picture URLs with viewports) and export (large pictures), for
-   ``--duration`` seconds or ``--max-requests`` requests;
+3. **load**: ``--users`` simulated users (threads, one ``requests.Session`` each, each from its own address through
+   ``X-Forwarded-For``, so the per-client limits count each apart as for real users) open the page, change
+   sections, colour by taxonomy levels and genes, zoom (picture URLs with viewports) and export (real
+   ``/export/figure.png``, ``/export/figure.pdf`` and ``/export/cells.csv`` requests), for ``--duration`` seconds
+   or ``--max-requests`` requests, while each worker's resident memory is sampled every 2 s;
 4. **faults** during the load: one worker is killed with SIGKILL at 40 % of the time (gunicorn boots a new one;
    the others keep serving), and Redis is stopped at 60 % (the app serves without cache);
-5. reports p50/p95/p99 latency per action, errors, requests lost with the killed worker, memory per worker,
+5. reports p50/p95/p99 latency per action and of the interactive pictures alone, errors, the deliberate refusals
+   of the limits (429, 503 with a JSON ``reason``) apart, requests lost with the killed worker, memory per worker,
    and whether serving went on after each fault. Exit status 0 when there were no errors and every fault was
    survived.
+
+``--compare`` runs the load twice in one run, without faults: "before" with the export slots, the rates and the
+picture budget turned off through their settings (:data:`LIMITS_OFF`), then "after" with their defaults, and
+prints both.
 
 Requests that were in flight on the killed worker fail by design (their connection dies); they are counted
 apart as ``lost_with_killed_worker``, not as errors.
@@ -39,6 +46,19 @@ log = logging.getLogger("bench.load_test")
 
 MAP_SIZE_PX = (900, 700)
 EXPORT_SIZE_PX = (2400, 1800)
+#: What a user's export asks for (one at random): a figure as PNG or PDF, or the cells of the view as CSV.
+EXPORT_KINDS = ("figure.png", "figure.pdf", "cells.csv")
+#: Actions that ask for the map's interactive pictures (``/render/...``), whose latency users feel.
+INTERACTIVE_ACTIONS = ("section", "colour", "zoom")
+#: Settings that turn the costly-work limits off, for the "before" phase of ``--compare``.
+LIMITS_OFF = {
+    "ATLAS_VIEWER_EXPORT_SLOTS": "256",
+    "ATLAS_VIEWER_EXPORT_RATE_PER_MIN": "1000000",
+    "ATLAS_VIEWER_EXPORT_BURST": "100000",
+    "ATLAS_VIEWER_PICTURE_RATE_PER_MIN": "1000000",
+    "ATLAS_VIEWER_PICTURE_BURST": "100000",
+    "ATLAS_VIEWER_PICTURE_BUDGET_MPX_PER_S": "0",
+}
 
 
 # --------------------------------------------------------------------------------------------- scenario
@@ -63,6 +83,18 @@ class Scenario:
 
     def url(self, place: Place, color_by: str, gene: str | None, window, size_px) -> str:
         return self.picture_url(place, color_by, gene, window, size_px)
+
+    def export_url(self, place: Place, color_by: str, gene: str | None, window, kind: str) -> str:
+        """``/export/<kind>`` of the view (the address bar's parameters), a figure of :data:`EXPORT_SIZE_PX`."""
+        from core.state import ViewState, to_query
+        from core.viewport import Window
+
+        state = ViewState(dataset=place.dataset, section=place.section, color_by=color_by,
+                          gene=gene if color_by == "gene" else None, viewport=Window(*window))
+        query = to_query(state)
+        if kind.startswith("figure."):
+            query += f"&width={EXPORT_SIZE_PX[0]}&height={EXPORT_SIZE_PX[1]}"
+        return f"/export/{kind}{query}"
 
 
 def build_scenario(store: Path, max_places: int = 40, max_genes: int = 12) -> Scenario:
@@ -120,6 +152,7 @@ class Sample:
     status: int  # 0: no answer (connection error, timeout)
     ms: float
     error: str = ""
+    reason: str = ""  # a limit's deliberate refusal (429 or 503 with JSON "reason")
 
 
 @dataclass
@@ -128,9 +161,9 @@ class Recorder:
     samples: list[Sample] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, action: str, status: int, ms: float, error: str = "") -> None:
+    def add(self, action: str, status: int, ms: float, error: str = "", reason: str = "") -> None:
         with self.lock:
-            self.samples.append(Sample(time.monotonic() - self.start, action, status, ms, error))
+            self.samples.append(Sample(time.monotonic() - self.start, action, status, ms, error, reason))
 
     def count(self) -> int:
         with self.lock:
@@ -148,17 +181,24 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def request(session, recorder: Recorder, base_url: str, action: str, path: str, timeout_s: float) -> int:
-    """GET ``path``, record its latency and status; return the status (0 when no answer came)."""
+    """GET ``path``, record its latency, status and (for a limit's refusal) reason; return the status (0 when no
+    answer came)."""
     import requests
 
     started = time.perf_counter()
+    reason = ""
     try:
         response = session.get(base_url + path, timeout=timeout_s)
         _ = response.content
         status, error = response.status_code, ("" if response.ok else response.text[:200])
+        if status in (429, 503) and response.headers.get("Content-Type", "").startswith("application/json"):
+            try:
+                reason = str(response.json().get("reason") or "")
+            except ValueError:
+                reason = ""
     except requests.RequestException as exc:
         status, error = 0, f"{type(exc).__name__}: {exc}"[:200]
-    recorder.add(action, status, (time.perf_counter() - started) * 1000, error)
+    recorder.add(action, status, (time.perf_counter() - started) * 1000, error, reason)
     return status
 
 
@@ -174,6 +214,8 @@ def simulated_user(user: int, scenario: Scenario, base_url: str, recorder: Recor
 
     rng = random.Random(seed * 1000 + user)
     with requests.Session() as session:
+        # each user its own client address (the server trusts X-Forwarded-For from 127.0.0.1 with PROXY_COUNT=1)
+        session.headers["X-Forwarded-For"] = f"10.{user // 62500 % 256}.{user // 250 % 250}.{user % 250 + 1}"
         for path in scenario.page_paths:
             if stop.is_set() or not budget.take():
                 return
@@ -194,7 +236,7 @@ def simulated_user(user: int, scenario: Scenario, base_url: str, recorder: Recor
                 choices = list(place.levels) + (["gene"] if place.genes else [])
                 color_by = rng.choice(choices) if choices else "region"
                 gene = rng.choice(place.genes) if color_by == "gene" else None
-            elif roll < 0.90:
+            elif roll < 0.85:
                 action = "zoom"
                 window = zoomed(place.window, rng)
             else:
@@ -202,9 +244,13 @@ def simulated_user(user: int, scenario: Scenario, base_url: str, recorder: Recor
             if color_by == "gene" and not (gene and gene in place.genes):
                 gene = rng.choice(place.genes) if place.genes else None
                 color_by = "gene" if gene else (place.levels[-1] if place.levels else "region")
-            size = EXPORT_SIZE_PX if action == "export" else MAP_SIZE_PX
-            request(session, recorder, base_url, action, scenario.url(place, color_by, gene, window, size),
-                    timeout_s)
+            if action == "export":
+                kind = rng.choice(EXPORT_KINDS)
+                request(session, recorder, base_url, f"export {kind}",
+                        scenario.export_url(place, color_by, gene, window, kind), timeout_s)
+            else:
+                request(session, recorder, base_url, action, scenario.url(place, color_by, gene, window, MAP_SIZE_PX),
+                        timeout_s)
             if think_s > 0:
                 stop.wait(rng.expovariate(1.0 / think_s))
 
@@ -312,6 +358,8 @@ def load_phase(scenario: Scenario, server, redis_server, users: int, duration_s:
                for u in range(users)]
     faults: dict = {}
     recorder.start = time.monotonic()
+    memory = MemorySampler(server, recorder.start)
+    memory.start()
     for t in threads:
         t.start()
 
@@ -352,17 +400,70 @@ def load_phase(scenario: Scenario, server, redis_server, users: int, duration_s:
     for t in threads:
         t.join(timeout=timeout_s + 5)
     elapsed = time.monotonic() - recorder.start
+    memory.stop()
     summary = summarise(recorder.samples, elapsed, faults)
     summary["served_after_fault"] = probes
+    summary["rss"] = memory.summary()
     return summary
+
+
+class MemorySampler:
+    """Each worker's resident memory (MB) every ``every_s`` seconds on a thread of its own, during a load phase."""
+
+    def __init__(self, server, start: float, every_s: float = 2.0):
+        self.server = server
+        self.start_time = start
+        self.every_s = every_s
+        self.samples: list[tuple[float, dict[int, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        from bench.servers import rss_mb
+
+        while True:
+            self.samples.append((round(time.monotonic() - self.start_time, 1), rss_mb(self.server.worker_pids())))
+            if self._stop.wait(self.every_s):
+                break
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        from bench.servers import rss_mb
+
+        self.samples.append((round(time.monotonic() - self.start_time, 1), rss_mb(self.server.worker_pids())))
+
+    def summary(self) -> dict:
+        """``start_mb`` / ``end_mb`` (per worker pid at the first and last sample), ``max_mb`` (the most each
+        worker reached), ``total_start_mb`` / ``total_end_mb`` / ``total_max_mb`` (all workers together) and the
+        ``samples`` (seconds, {pid: MB})."""
+        if not self.samples:
+            return {}
+        first, last = self.samples[0][1], self.samples[-1][1]
+        peak: dict[int, float] = {}
+        for _, by_pid in self.samples:
+            for pid, mb in by_pid.items():
+                peak[pid] = max(peak.get(pid, 0.0), mb)
+        totals = [sum(by_pid.values()) for _, by_pid in self.samples]
+        return {"start_mb": {pid: round(mb) for pid, mb in first.items()},
+                "end_mb": {pid: round(mb) for pid, mb in last.items()},
+                "max_mb": {pid: round(mb) for pid, mb in peak.items()},
+                "total_start_mb": round(totals[0]), "total_end_mb": round(totals[-1]), "total_max_mb": round(max(totals)),
+                "samples": [(t, {pid: round(mb) for pid, mb in by_pid.items()}) for t, by_pid in self.samples]}
 
 
 def summarise(samples: list[Sample], elapsed_s: float, faults: dict) -> dict:
     """Latency and error figures of a load phase; failures around the kill are counted apart."""
     kill = faults.get("kill")
-    lost, errors = [], []
+    lost, errors, refused = [], [], {}
     for s in samples:
         if s.status in (200, 304):
+            continue
+        if s.status in (429, 503) and s.reason:  # a limit's deliberate refusal, not an error
+            refused[f"{s.status} {s.reason}"] = refused.get(f"{s.status} {s.reason}", 0) + 1
             continue
         # in flight on the killed worker: no answer, or 502/503 from it, between the kill and its replacement
         if kill and s.status in (0, 502, 503) and kill["t_s"] - 0.5 <= s.t <= kill["t_s"] + kill["respawn_s"] + 1:
@@ -370,15 +471,21 @@ def summarise(samples: list[Sample], elapsed_s: float, faults: dict) -> dict:
         else:
             errors.append(s)
     ok = [s.ms for s in samples if s.status in (200, 304)]
+    interactive = [s.ms for s in samples if s.action in INTERACTIVE_ACTIONS and s.status in (200, 304)]
     by_action = {}
     for action in sorted({s.action for s in samples}):
         times = [s.ms for s in samples if s.action == action and s.status in (200, 304)]
-        by_action[action] = {"n": sum(1 for s in samples if s.action == action),
+        by_action[action] = {"n": sum(1 for s in samples if s.action == action), "ok": len(times),
                              "p50_ms": round(percentile(times, 0.5), 1), "p95_ms": round(percentile(times, 0.95), 1)}
     return {
         "requests": len(samples),
         "elapsed_s": round(elapsed_s, 1),
         "throughput_rps": round(len(samples) / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        "ok_rps": round(len(ok) / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        "interactive": {"n": len(interactive), "p50_ms": round(percentile(interactive, 0.5), 1),
+                        "p95_ms": round(percentile(interactive, 0.95), 1),
+                        "p99_ms": round(percentile(interactive, 0.99), 1)},
+        "refused": dict(sorted(refused.items())),
         "p50_ms": round(percentile(ok, 0.5), 1),
         "p95_ms": round(percentile(ok, 0.95), 1),
         "p99_ms": round(percentile(ok, 0.99), 1),
@@ -412,6 +519,7 @@ class LoadTestConfig:
     think_s: float = 1.0
     timeout_s: float = 30.0
     python: str = sys.executable
+    compare: bool = False
 
 
 def run_load_test(config: LoadTestConfig, echo: Callable[[str], None] = print) -> dict:
@@ -442,9 +550,10 @@ def run_load_test(config: LoadTestConfig, echo: Callable[[str], None] = print) -
         "ATLAS_VIEWER_REDIS_RETRY_S": "5",
         "ATLAS_VIEWER_EXPORT_RATE_PER_MIN": "600",  # users export often here; the limit is tested elsewhere
         "ATLAS_VIEWER_EXPORT_BURST": "50",
-        # every simulated user comes from 127.0.0.1, which the per-client picture limit would count as one client
         "ATLAS_VIEWER_PICTURE_RATE_PER_MIN": "1000000",
         "ATLAS_VIEWER_PICTURE_BURST": "100000",
+        # each simulated user sends its own X-Forwarded-For (trusted from 127.0.0.1, the default TRUSTED_PROXIES)
+        "ATLAS_VIEWER_PROXY_COUNT": "1",
     }
     redis_server = RedisServer().start() if config.redis else None
     if redis_server is not None:
@@ -472,7 +581,9 @@ def run_load_test(config: LoadTestConfig, echo: Callable[[str], None] = print) -
                                         config.stop_redis and redis_server is not None, config.timeout_s,
                                         config.think_s)
             final = requests.get(server.base_url + "/healthz", timeout=config.timeout_s)
-            result["health_after"] = {"status": final.status_code, **final.json()}
+            health_after = final.json()  # its "status" (ok, degraded, down) kept as "health"
+            result["health_after"] = {**health_after, "health": health_after.get("status"),
+                                      "status": final.status_code}
             log_text = server.log_tail(2000)
             result["cache_warnings"] = log_text.count("cache backend redis unavailable")
             result["access_log_lines"] = access_lines[0]
@@ -492,6 +603,89 @@ def run_load_test(config: LoadTestConfig, echo: Callable[[str], None] = print) -
     return result
 
 
+def run_comparison(config: LoadTestConfig, echo: Callable[[str], None] = print) -> dict:
+    """The load twice on one store, without faults: "before" with the costly-work limits off (:data:`LIMITS_OFF`),
+    then "after" with every limit at its default (each user its own client).
+
+    Returns
+    -------
+    dict
+        ``config``, ``before`` and ``after`` (each as :func:`summarise`, with ``rss``), ``passed`` (no error in
+        "after").
+    """
+    from bench.servers import GunicornServer, RedisServer, demo_store
+
+    work_dir = Path(config.work_dir or tempfile.mkdtemp(prefix="atlas-load-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    store = Path(config.store) if config.store else demo_store(work_dir / "demo")
+    echo(f"store: {store}")
+    scenario = build_scenario(store)
+    result: dict = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()
+                               if k != "python"}}
+    for phase, limits in (("before", LIMITS_OFF), ("after", {})):
+        env = {
+            "ATLAS_VIEWER_STORE": str(store),
+            "ATLAS_VIEWER_WORKERS": str(config.workers),
+            "ATLAS_VIEWER_THREADS": str(config.threads),
+            "ATLAS_VIEWER_CACHE_DIR": tempfile.mkdtemp(prefix="picture-cache-", dir=work_dir),
+            "ATLAS_VIEWER_LOG_LEVEL": "WARNING",
+            "ATLAS_VIEWER_PROXY_COUNT": "1",
+            **limits,
+        }
+        redis_server = RedisServer().start() if config.redis else None
+        if redis_server is not None:
+            env["ATLAS_VIEWER_REDIS_URL"] = redis_server.url
+        try:
+            with GunicornServer(env, python=config.python) as server:
+                echo(f"{phase}: {config.users} users for {config.duration_s:g} s, limits "
+                     f"{'off' if limits else 'at their defaults'} ...")
+                result[phase] = load_phase(scenario, server, None, config.users, config.duration_s,
+                                           config.max_requests, config.seed, False, False, config.timeout_s,
+                                           config.think_s)
+        finally:
+            if redis_server is not None:
+                redis_server.close()
+            shutil.rmtree(env["ATLAS_VIEWER_CACHE_DIR"], ignore_errors=True)
+    result["passed"] = result["after"]["errors"] == 0
+    return result
+
+
+def format_phase(name: str, load: dict) -> list[str]:
+    """Lines of one load phase: interactive pictures, errors, refusals, throughput, exports, memory."""
+    inter = load["interactive"]
+    lines = [
+        f"{name}: interactive pictures n={inter['n']} p50 {inter['p50_ms']} ms, p95 {inter['p95_ms']} ms, "
+        f"p99 {inter['p99_ms']} ms",
+        f"  errors {load['errors']} (5xx other than the limits' 429/503, or no answer); refused by the limits: "
+        f"{load.get('refused') or 'none'}",
+        f"  throughput {load['throughput_rps']} req/s ({load['ok_rps']} answered 200/s), {load['requests']} "
+        f"requests in {load['elapsed_s']} s",
+    ]
+    for action, figures in load["by_action"].items():
+        lines.append(f"  {action:18s} n={figures['n']:6d} ok={figures.get('ok', 0):6d}  p50 {figures['p50_ms']:8.1f} "
+                     f"ms  p95 {figures['p95_ms']:8.1f} ms")
+    rss = load.get("rss")
+    if rss:
+        per_worker = ", ".join(f"{pid}: {rss['start_mb'].get(pid, '-')} -> {mb} MB (max {rss['max_mb'].get(pid)})"
+                               for pid, mb in rss["end_mb"].items())
+        lines.append(f"  worker RSS: all workers {rss['total_start_mb']} -> {rss['total_end_mb']} MB (max "
+                     f"{rss['total_max_mb']} MB); {per_worker}")
+    for example in load["error_examples"]:
+        lines.append(f"  error: {example}")
+    return lines
+
+
+def format_comparison(result: dict) -> str:
+    """A plain-text report of :func:`run_comparison`."""
+    config = result["config"]
+    lines = [f"config: {config['users']} users, think {config['think_s']} s, {config['workers']} workers x "
+             f"{config['threads']} threads, {config['duration_s']} s each phase"]
+    lines += format_phase("before (export slots, rates and picture budget off)", result["before"])
+    lines += format_phase("after (defaults)", result["after"])
+    lines.append("PASSED" if result["passed"] else "FAILED")
+    return "\n".join(lines)
+
+
 def format_report(result: dict) -> str:
     """A short plain-text report of :func:`run_load_test`'s figures."""
     load, config = result["load"], result["config"]
@@ -500,6 +694,8 @@ def format_report(result: dict) -> str:
         f"{config['threads']} threads, {config['duration_s']} s",
         f"load: {load['requests']} requests in {load['elapsed_s']} s ({load['throughput_rps']} req/s), "
         f"p50 {load['p50_ms']} ms, p95 {load['p95_ms']} ms, p99 {load['p99_ms']} ms, max {load['max_ms']} ms",
+        f"interactive pictures: p50 {load['interactive']['p50_ms']} ms, p95 {load['interactive']['p95_ms']} ms; "
+        f"refused by the limits: {load.get('refused') or 'none'}",
         f"errors: {load['errors']}; lost with the killed worker: {load['lost_with_killed_worker']}",
     ]
     for action, figures in load["by_action"].items():
@@ -544,6 +740,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-kill", action="store_true", help="do not kill a worker")
     parser.add_argument("--think", type=float, default=1.0,
                         help="mean seconds a user looks before the next action (default 1; 0: back to back)")
+    parser.add_argument("--compare", action="store_true",
+                        help="run the load twice without faults: limits off ('before'), then at their defaults")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
@@ -565,10 +763,14 @@ def main(argv: list[str] | None = None) -> int:
         users=args.users, duration_s=args.duration, workers=args.workers, threads=args.threads,
         max_requests=args.max_requests, renders=args.renders, store=args.store, work_dir=args.work_dir,
         redis=not args.no_redis, kill_worker=not args.no_kill, stop_redis=not args.no_redis, seed=args.seed,
-        think_s=args.think,
+        think_s=args.think, compare=args.compare,
     )
-    result = run_load_test(config)
-    print(format_report(result))
+    if config.compare:
+        result = run_comparison(config)
+        print(format_comparison(result))
+    else:
+        result = run_load_test(config)
+        print(format_report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
     return 0 if result["passed"] else 1

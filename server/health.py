@@ -1,7 +1,10 @@
 """``/healthz`` for load balancers and process managers, and one structured (JSON) log line per request.
 
-``/healthz`` answers 200 with ``{"ok": true, "store", "datasets", "version", "cache", "cache_ok", "worker"}`` when
-the store opens, 503 with ``ok: false`` and the reason when it does not. It stays open when login is on.
+``/healthz`` answers 200 with ``{"ok": true, "status": "ok", "store", "datasets", "version", "cache", "cache_ok",
+"worker"}`` when the store opens and every dataset is sound; 200 with ``"status": "degraded"`` and the damaged
+datasets when some are damaged but at least one serves (a load balancer keeps the server); 503 with ``ok: false``,
+``"status": "down"`` and the reason when the store cannot be opened or no dataset serves. It stays open when login
+is on, but then tells a client who is not logged in only ``ok`` and ``status``.
 The request log writes, on the ``atlas_viewer.access`` logger, one line per request::
 
     {"ts": "2025-06-01T12:00:00.123Z", "method": "GET", "path": "/render/...png", "status": 200, "ms": 41.2,
@@ -120,30 +123,39 @@ class StoreProbe:
         return self._atlas
 
     def check(self) -> tuple[bool, dict[str, Any]]:
-        """``(ok, facts)``; facts hold ``datasets`` (int) when the store opens, ``error`` (str) when not ok, and
-        ``damaged`` (dataset -> what is wrong) when some datasets' files are missing or truncated (their sizes are
-        checked again at every call: a few ``stat`` calls per dataset)."""
+        """``(ok, facts)``: ok while at least one dataset serves. Facts hold ``status`` (``"ok"``, ``"degraded"``:
+        some datasets damaged, the others serving, or ``"down"``), ``datasets`` (int) when the store opens,
+        ``error`` (str) when not ok, and ``damaged`` (dataset -> what is wrong) when some datasets' files are
+        missing or truncated (their sizes are checked again at every call: a few ``stat`` calls per dataset)."""
         if not self.store.is_dir():
-            return False, {"error": f"store folder {self.store} does not exist"}
+            return False, {"status": "down", "error": f"store folder {self.store} does not exist"}
         try:
             atlas = self._open()
-            facts: dict[str, Any] = {"datasets": len(atlas.datasets())}
+            names = list(atlas.datasets())
+            facts: dict[str, Any] = {"status": "ok", "datasets": len(names)}
             damaged = atlas.check_files() if hasattr(atlas, "check_files") else {}
         except Exception as exc:  # the probe reports every failure; it must not raise
             log.warning("healthz: store %s cannot be opened: %s", self.store, exc)
-            return False, {"error": f"store {self.store} cannot be opened: {type(exc).__name__}: {exc}"}
+            return False, {"status": "down",
+                           "error": f"store {self.store} cannot be opened: {type(exc).__name__}: {exc}"}
+        if not names:
+            return False, {**facts, "status": "down", "error": f"store {self.store} holds no dataset"}
         if damaged:
             facts["damaged"] = damaged
             facts["error"] = f"{len(damaged)} damaged dataset(s): {', '.join(damaged)}"
-            return False, facts
+            if all(name in damaged for name in names):
+                facts["status"] = "down"
+                return False, facts
+            facts["status"] = "degraded"
         return True, facts
 
 
 def install_health(server: Flask, settings: Settings, atlas: Any = None, caches: Any = None,
                    opener: Callable[[Path], Any] | None = None) -> StoreProbe:
-    """Add ``GET /healthz`` to ``server``: 200 or 503 with ``{"ok"}`` for anyone; with login on, the store, the
-    datasets, the version, the worker, the cache, the error and the damaged datasets (``damaged``: name -> which
-    files) only for a logged-in user. A damaged dataset makes the answer 503, not ok, while the others serve.
+    """Add ``GET /healthz`` to ``server``: 200 or 503 with ``{"ok", "status"}`` for anyone; with login on, the
+    store, the datasets, the version, the worker, the cache, the error and the damaged datasets (``damaged``: name ->
+    which files) only for a logged-in user. Damaged datasets while another serves: 200, ``"status": "degraded"``;
+    503 only when no dataset serves (or the store does not open).
 
     Returns
     -------
@@ -157,16 +169,16 @@ def install_health(server: Flask, settings: Settings, atlas: Any = None, caches:
         ok, facts = probe.check()
         if settings.auth_enabled and current_user() is None:
             # a load balancer needs ok / not ok; where the store lives and why it failed are for logged-in users
-            response = jsonify({"ok": ok})
+            response = jsonify({"ok": ok, "status": facts["status"]})
             response.status_code = 200 if ok else 503
             response.headers["Cache-Control"] = "no-store"
             return response
-        body = {"ok": ok, "store": str(settings.store), "datasets": facts.get("datasets"), "version": version,
+        body = {"ok": ok, "status": facts["status"], "store": str(settings.store), "datasets": facts.get("datasets"), "version": version,
                 "worker": os.getpid()}
         if caches is not None:
             body["cache"] = caches.kind
             body["cache_ok"] = not caches.guard.down
-        if not ok:
+        if "error" in facts:
             body["error"] = facts["error"]
         if facts.get("damaged"):
             body["damaged"] = facts["damaged"]

@@ -696,8 +696,10 @@ class BodyLimit:
         import json
 
         body = json.dumps(BodyTooLarge(self.max_bytes).to_json()).encode()
+        # answered before the app: its request log and security headers do not see it, so the essentials are here
         start_response("413 Content Too Large", [("Content-Type", "application/json"),
-                                                 ("Content-Length", str(len(body))), ("Connection", "close")])
+                                                 ("Content-Length", str(len(body))), ("Connection", "close"),
+                                                 ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store")])
         return [body]
 
 

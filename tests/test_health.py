@@ -19,7 +19,7 @@ def test_healthz_reports_store_datasets_and_version(tmp_path):
     response = build_app(settings).client().get("/healthz")
     body = response.get_json()
     assert response.status_code == 200
-    assert body["ok"] is True
+    assert body["ok"] is True and body["status"] == "ok"
     assert body["store"] == str(settings.store)
     assert body["datasets"] == len(FakeAtlas().datasets())
     assert body["version"] == app_version()
@@ -31,7 +31,7 @@ def test_healthz_is_503_when_the_store_folder_is_missing(tmp_path):
     response = build_app(settings).client().get("/healthz")
     assert response.status_code == 503
     body = response.get_json()
-    assert body["ok"] is False and "does not exist" in body["error"] and str(tmp_path / "missing") in body["error"]
+    assert body["ok"] is False and body["status"] == "down" and "does not exist" in body["error"] and str(tmp_path / "missing") in body["error"]
 
 
 def test_healthz_is_503_when_the_store_cannot_be_opened_and_recovers_when_it_can(tmp_path):
@@ -94,7 +94,7 @@ def test_with_login_on_healthz_tells_a_stranger_only_ok(tmp_path):
     settings = settings_for(tmp_path, auth_users_file=users, secret_key="s" * 32)
     client = build_app(settings).client()
     response = client.get("/healthz")
-    assert response.status_code == 200 and response.get_json() == {"ok": True}
+    assert response.status_code == 200 and response.get_json() == {"ok": True, "status": "ok"}
     missing = build_app(settings.replace(store=tmp_path / "missing")).client().get("/healthz")
-    assert missing.status_code == 503 and missing.get_json() == {"ok": False}
+    assert missing.status_code == 503 and missing.get_json() == {"ok": False, "status": "down"}
     assert str(tmp_path) not in missing.get_data(as_text=True)

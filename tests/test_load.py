@@ -37,6 +37,21 @@ def test_failures_while_the_killed_worker_dies_are_counted_apart_from_errors():
     assert summary["errors"] == 2
 
 
+def test_the_limits_refusals_are_counted_apart_and_interactive_pictures_have_their_own_p95():
+    samples = [Sample(t=1.0, action="zoom", status=200, ms=float(ms)) for ms in range(1, 101)]
+    samples += [
+        Sample(t=2.0, action="export figure.pdf", status=200, ms=9000.0),  # not an interactive picture
+        Sample(t=3.0, action="export figure.png", status=503, ms=2.0, reason="export_slots"),
+        Sample(t=3.5, action="export cells.csv", status=429, ms=2.0, reason="rate_limit"),
+        Sample(t=4.0, action="zoom", status=503, ms=2.0, error="Service Unavailable"),  # no reason: an error
+    ]
+    summary = summarise(samples, elapsed_s=10.0, faults={})
+    assert summary["refused"] == {"429 rate_limit": 1, "503 export_slots": 1}
+    assert summary["errors"] == 1
+    assert summary["interactive"]["n"] == 100 and summary["interactive"]["p95_ms"] == pytest.approx(95.05, abs=0.1)
+    assert summary["p95_ms"] > 95.05  # the export's 9 s counts in the overall figures only
+
+
 @pytest.mark.slow
 def test_small_load_run_has_no_errors_and_survives_a_killed_worker_and_redis_stopping(demo_store_dir, tmp_path):
     config = LoadTestConfig(users=4, duration_s=60, max_requests=40, renders=20, workers=2, threads=2, think_s=0.0,

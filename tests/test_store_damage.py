@@ -1,6 +1,6 @@
 """A damaged store is seen and contained: prepare records every store file's size and checksum; ``Atlas.open``
 checks the sizes, ``atlas-viewer verify`` the checksums too; a damaged dataset is refused naming it (503 on the
-routes, a notice in the page, not ok on /healthz) while the other datasets serve; prepare fails naming the file and
+routes, a notice in the page, "degraded" on /healthz, which is 503 only when no dataset serves) while the other datasets serve; prepare fails naming the file and
 the column of a dataset it cannot prepare."""
 from __future__ import annotations
 
@@ -198,10 +198,11 @@ def test_a_damaged_dataset_answers_503_naming_it_while_the_others_serve(damaged_
     assert sound.status_code == 200 and sound.data.startswith(b"\x89PNG")
     assert DAMAGED not in [d["dataset"] for d in client.get("/api/datasets").get_json()]
 
-    health = client.get("/healthz")
-    assert health.status_code == 503
+    health = client.get("/healthz")  # the others serve: a load balancer keeps the server
+    assert health.status_code == 200
     body = health.get_json()
-    assert body["ok"] is False and list(body["damaged"]) == [DAMAGED] and "x.npy" in body["damaged"][DAMAGED]
+    assert body["ok"] is True and body["status"] == "degraded"
+    assert list(body["damaged"]) == [DAMAGED] and "x.npy" in body["damaged"][DAMAGED]
     assert DAMAGED in body["error"]
 
 
@@ -228,19 +229,20 @@ def test_a_damaged_umap_dataset_leaves_the_maps_of_sections_without_their_umap_p
     assert sound.get(SOUND).umap_dataset == umap
 
 
-def test_a_file_truncated_while_serving_answers_503_and_healthz_turns_not_ok(demo_store, tmp_path, monkeypatch):
+def test_a_file_truncated_while_serving_answers_503_and_healthz_turns_degraded(demo_store, tmp_path, monkeypatch):
     store = store_copy(demo_store, tmp_path)
     atlas = Atlas.open(store)
     client = create_app(Settings(store=store), atlas=atlas).server.test_client()
     section = first_section(atlas, DAMAGED)
     assert client.get(picture_url(DAMAGED, section)).status_code == 200
-    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz").get_json()["status"] == "ok"
     monkeypatch.setattr(atlas_module, "RECHECK_S", 0.0)
     truncate(unit_folder(store, DAMAGED) / "x.npy")
     response = client.get(picture_url(DAMAGED, section, x1=9.0))  # not a cached picture
     assert response.status_code == 503 and response.get_json()["dataset"] == DAMAGED
     health = client.get("/healthz")
-    assert health.status_code == 503 and list(health.get_json()["damaged"]) == [DAMAGED]
+    assert health.status_code == 200 and health.get_json()["status"] == "degraded"
+    assert list(health.get_json()["damaged"]) == [DAMAGED]
     assert client.get(picture_url(SOUND, first_section(atlas, SOUND))).status_code == 200
 
 
@@ -253,11 +255,23 @@ def test_with_login_on_healthz_names_the_damaged_dataset_only_to_a_logged_in_use
     settings = Settings(store=damaged_store, auth_users_file=users, secret_key="s" * 32)
     client = create_app(settings, atlas=Atlas.open(damaged_store)).server.test_client()
     anonymous = client.get("/healthz")
-    assert anonymous.status_code == 503 and anonymous.get_json() == {"ok": False}
+    assert anonymous.status_code == 200 and anonymous.get_json() == {"ok": True, "status": "degraded"}
     assert DAMAGED not in anonymous.get_data(as_text=True)
     log_in(client)
     body = client.get("/healthz").get_json()
-    assert body["ok"] is False and list(body["damaged"]) == [DAMAGED]
+    assert body["status"] == "degraded" and list(body["damaged"]) == [DAMAGED]
+
+
+def test_healthz_is_503_only_when_no_dataset_serves(demo_store, tmp_path):
+    catalog = json.loads((demo_store / CATALOG).read_text())
+    store = store_copy(demo_store, tmp_path, real=tuple(catalog["datasets"]))  # every folder copied, none shared
+    for name in catalog["datasets"]:
+        truncate(min(unit_folder(store, name).glob("*.npy")))
+    client = create_app(Settings(store=store), atlas=Atlas.open(store)).server.test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    body = health.get_json()
+    assert body["ok"] is False and body["status"] == "down" and set(body["damaged"]) == set(catalog["datasets"])
 
 
 # ------------------------------------------------------------------------------------------------ prepare errors
