@@ -56,13 +56,14 @@ BYTES_PER_ENTRY = 96
 BYTES_PER_STAT = 24
 #: Memory a worker process uses before any work (interpreter, numpy, h5py, numba).
 WORKER_BASE_BYTES = 160 << 20
-#: A slice holds at most this many entries, so that there are enough slices to keep every worker busy.
-MAX_SLICE_ENTRIES = 32 << 20
+#: A slice holds at most this many entries: enough slices to keep every worker busy, and a transpose (scipy's
+#: counting sort) whose writes stay closer to the cache (2-3x faster than at 32 M entries).
+MAX_SLICE_ENTRIES = 8 << 20
 #: Fewer entries than this in all sources: no process pool (starting workers costs more than it saves).
 POOL_MIN_ENTRIES = 4 << 20
 #: Number of gene groups the runs are segmented into (a block is one or more consecutive groups).
 MAX_GROUPS = 4096
-PLAN_VERSION = 3
+PLAN_VERSION = 4
 _FALLOC_FL_KEEP_SIZE = 1
 _FALLOC_FL_PUNCH_HOLE = 2
 _libc = None
@@ -336,7 +337,7 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
                 f.write(chunks.encode(rows_s[a:b], vals_s[a:b], base=base, restarts=restarts))
             offsets[k - f0 + 1] = f.tell()
     os.replace(part, folder / f"slice-{index:06d}.bin")
-    np.save(folder / f"slice-{index:06d}.counts.npy", counts.astype(np.int64))  # before the .npz: "done" marker
+    np.save(folder / f"slice-{index:06d}.counts.npy", counts.astype(np.int32))  # before the .npz: "done" marker
     summary = {"offsets": offsets, "base": np.array([base], dtype=np.int64),
                "info": np.array([nbytes, max_abs, float(finite)], dtype=np.float64)}
     _save_npz(folder / f"slice-{index:06d}.npz", summary)
@@ -376,9 +377,9 @@ FRAME_OVERHEAD_BYTES = 104
 
 
 def slice_files_bytes(n_slices: int, n_genes: int, n_groups: int) -> int:
-    """Most disk bytes of the slices' files besides their runs: per slice its counts (8 bytes per gene), its
+    """Most disk bytes of the slices' files besides their runs: per slice its counts (4 bytes per gene), its
     summary and the file system's last partial block of each file."""
-    return n_slices * (8 * n_genes + 8 * (n_groups + 1) + 4 * 4096 + 1024)
+    return n_slices * (4 * n_genes + 8 * (n_groups + 1) + 4 * 4096 + 1024)
 
 
 def plan_passes(group_entries: np.ndarray, n_slices: int, temp_limit_bytes: int, n_genes: int = 0
