@@ -13,12 +13,16 @@ The plan (:class:`Plan`, saved as ``plan.json`` in the work folder) splits the w
   block's cluster statistics and default colour ranges, and writes the store's chunks of its genes into one
   block file.
 
-Slices, then blocks, run in a local process pool (processes, not threads: HDF5 holds one lock per process).
+Slices, then blocks, run in a local process pool (processes, not threads: HDF5 holds one lock per process), or
+on a dask.distributed cluster (:class:`DaskPool`) when a scheduler address is given: the same task functions and
+arguments, so the plan, the files and the result are the same.
 Each finished slice or block is renamed into place with a small ``.npz`` beside it, so a prepare killed midway
 resumes from the finished work when it runs again with the same work folder. Once a block is written, the
 run files' bytes it consumed are released (``fallocate`` punches holes where the file system supports it), so
 the temporary disk shrinks while the store grows: at most the compressed runs (about the size of the store's
-entries) plus one block, and no more than the runs at any time.
+entries, a little less). With a temporary disk limit the gene groups are split into *passes* (:func:`plan_passes`,
+from exact counts per gene, :func:`count_slice`): each pass runs every slice again for its groups only, then its
+blocks, then removes its runs, so the runs of a pass never exceed the limit even uncompressed.
 
 Memory: the main process holds the per-row maps (4 bytes per source row), the label index during planning
 (12 bytes per cell) and the cluster codes; each worker gets ``(memory_limit - main) / workers``, which bounds
@@ -64,6 +68,8 @@ POOL_MIN_ENTRIES = 4 << 20
 #: Number of gene groups the runs are segmented into (a block is one or more consecutive groups).
 MAX_GROUPS = 4096
 PLAN_VERSION = 4
+#: Seconds to wait for a dask scheduler to answer.
+SCHEDULER_TIMEOUT_S = 30.0
 _FALLOC_FL_KEEP_SIZE = 1
 _FALLOC_FL_PUNCH_HOLE = 2
 _libc = None
@@ -631,7 +637,7 @@ class DaskPool:
     slice and block tasks as the local pool. The cluster's workers must see the sources and the work folder at
     the same paths (a shared file system) and import this project."""
 
-    def __init__(self, address: str, timeout_s: float = 30.0):
+    def __init__(self, address: str, timeout_s: float | None = None):
         try:
             from distributed import Client
         except ImportError:
@@ -639,7 +645,8 @@ class DaskPool:
                                "'abc-atlas-viewer[dask]'") from None
         self.address = address
         try:
-            self.client = Client(address, timeout=timeout_s, set_as_default=False)
+            self.client = Client(address, timeout=SCHEDULER_TIMEOUT_S if timeout_s is None else timeout_s,
+                                 set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise RuntimeError(f"cannot reach the dask scheduler at {address} ({exc})") from None
         self.executor = self.client.get_executor(pure=False)
