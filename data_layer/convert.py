@@ -655,6 +655,11 @@ class DaskPool:
     def submit(self, fn: Callable, *args, **kwargs) -> Future:
         return self.executor.submit(fn, *args, **kwargs)
 
+    def close(self) -> int:
+        """Disconnect; returns the cluster's worker threads."""
+        self.client.close()
+        return self.workers
+
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         try:
             self.executor.shutdown(wait=wait and not cancel_futures)
