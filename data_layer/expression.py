@@ -306,13 +306,11 @@ def convert_expression(
     }).encode()).hexdigest()
 
     # Memory: this process keeps the row maps and flags; the rest is shared by the workers.
-    remote = None
     if scheduler:
         try:
-            remote = cv.dask_pool(scheduler)
+            n_workers = cv.dask_pool(scheduler).close()  # its thread count; the pool itself is opened below
         except RuntimeError as exc:
             raise ExpressionError(str(exc)) from None
-        n_workers = remote.workers
     else:
         n_workers = cv.default_workers() if workers is None else max(1, int(workers))
         if total_entries < cv.POOL_MIN_ENTRIES and workers is None:
@@ -320,7 +318,7 @@ def convert_expression(
     main_bytes = (16 << 20) + n_cells * (12 + 1 + 4 + 4) + sum(i.n_rows for i in infos) * 4  # + HDF5, codec
     while True:
         share = (memory_limit_bytes - main_bytes) // n_workers - (cv.WORKER_BASE_BYTES if n_workers > 1 else 0)
-        if share >= 64 << 20 or n_workers == 1 or remote is not None:  # a cluster keeps its workers
+        if share >= 64 << 20 or n_workers == 1 or scheduler:  # a cluster keeps its workers
             break
         n_workers -= 1
     if share < 4 << 20:
@@ -372,8 +370,11 @@ def convert_expression(
     n_slices = len(plan.slices)
     gs = np.asarray(plan.group_start, dtype=np.int64)
     n_groups = len(gs) - 1
-    pool = remote if remote is not None else cv.make_pool(n_workers)
-    if remote is not None:
+    try:
+        pool = cv.dask_pool(scheduler) if scheduler else cv.make_pool(n_workers)
+    except RuntimeError as exc:
+        raise ExpressionError(str(exc)) from None
+    if scheduler:
         stats.extra["scheduler"] = str(scheduler)
     try:
         passes = _plan_passes(work, plan, pool, n_workers, temp_limit_bytes, total_entries, label)

@@ -80,8 +80,9 @@ def block_default_ranges(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         segment = values[int(bounds[i]):int(bounds[i + 1])]
         if not all_finite:
             segment = segment[np.isfinite(segment)]
-        # No negative value: the implicit zeros do not change the range, only the values > 0 do.
-        expressing = segment[segment > 0]
+        # No negative value: the implicit zeros do not change the range, only the values > 0 do (all of them
+        # when the smallest is > 0, the usual case: no copy).
+        expressing = segment if lowest[i] > 0 else segment[segment > 0]
         out[i] = (0.0, _percentile_linear(expressing, DEFAULT_RANGE_PERCENTILE)) if expressing.size else (0.0, 1.0)
     return out
 

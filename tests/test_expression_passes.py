@@ -81,7 +81,34 @@ def test_a_dask_scheduler_runs_the_same_tasks_and_gives_the_same_store(source, o
     _assert_same_store(gm, one_pass[1])
 
 
-def test_an_unreachable_scheduler_is_a_clear_error(source, tmp_path):
+def test_an_unreachable_scheduler_is_a_clear_error(source, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
+    import data_layer.convert as cv
+
+    monkeypatch.setattr(cv, "SCHEDULER_TIMEOUT_S", 2.0)
     with pytest.raises(ExpressionError, match="tcp://127.0.0.1:1"):
         _convert(source, tmp_path / "store", scheduler="tcp://127.0.0.1:1")
+
+
+def test_a_conversion_in_passes_killed_midway_resumes_and_gives_the_same_store(source, one_pass, tmp_path,
+                                                                             monkeypatch):
+    import data_layer.convert as cv
+
+    real, calls = cv.run_block, []
+
+    def dies_at_the_third_block(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv, "run_block", dies_at_the_third_block)
+    kw = {"workers": 1, "temp_limit_bytes": 160_000, "work_dir": tmp_path / "work"}
+    with pytest.raises(RuntimeError, match="killed"):
+        _convert(source, tmp_path / "store", **kw)
+    assert 2 in calls
+    monkeypatch.setattr(cv, "run_block", real)
+    summary, gm = _convert(source, tmp_path / "store", **kw)
+    assert summary.conversion["extra"]["passes"] > 1
+    assert summary.conversion["blocks_resumed"] == len(calls) - 1 >= 2  # every block but the one that died
+    _assert_same_store(gm, one_pass[1])

@@ -280,6 +280,27 @@ def test_the_cli_exits_nonzero_and_names_the_problem_when_a_dataset_failed(quirk
     assert ok.exit_code == 0, ok.output
 
 
+def test_the_cli_temp_limit_bounds_the_expression_conversion_and_names_itself_when_too_small(quirky, tmp_path):
+    import cli
+
+    small = CliRunner().invoke(cli.main, ["prepare", str(quirky.root), str(tmp_path / "small"), "--datasets", WMB,
+                                          "--temp-limit", "2KB"])
+    assert small.exit_code != 0
+    assert "--temp-limit" in small.output and WMB in small.output
+    ok = CliRunner().invoke(cli.main, ["prepare", str(quirky.root), str(tmp_path / "ok"), "--datasets", WMB,
+                                       "--temp-limit", "37KB"])  # the slices' counts take 35 KB of it
+    assert ok.exit_code == 0, ok.output
+    conversion = json.loads(next((tmp_path / "ok").rglob("expression.json")).read_text())["conversion"]
+    assert conversion["extra"]["passes"] > 1 and conversion["temp_bytes_peak"] <= 37 * 1024
+    free = prepare_store(quirky.root, tmp_path / "free", datasets=[WMB])
+    assert not free.errors
+    a, b = Atlas.open(tmp_path / "ok"), Atlas.open(tmp_path / "free")
+    genes = a.genes(WMB)["gene_symbol"].tolist()
+    assert genes
+    for gene in genes:
+        np.testing.assert_array_equal(a.gene(WMB, gene), b.gene(WMB, gene))
+
+
 def test_atlas_open_on_a_folder_that_is_not_a_store_says_how_to_make_one(tmp_path):
     with pytest.raises(StoreError, match="atlas-viewer prepare"):
         Atlas.open(tmp_path)
