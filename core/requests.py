@@ -234,7 +234,7 @@ def panel_request(args: Mapping[str, str], catalog: Catalog, state: ViewState,
     raw = args.get("panels")
     if raw is None or str(raw).strip() == "":
         if str(args.get("sections") or "").strip():
-            raise ViewError("sections", "applies to panels=species or across only")
+            raise ViewError("sections", "applies to panels=species only (or panels=across)")
         return None
     kind = str(raw).strip().lower()
     if kind not in PANEL_KINDS:

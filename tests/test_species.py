@@ -297,7 +297,7 @@ def _across_buttons(markup: str) -> list[tuple[str, str]]:
     import html
     import re
 
-    found = re.findall(r'<button class="across-go"[^>]*data-action="across" data-level="([^"]*)" '
+    found = re.findall(r'<button class="across-go"[^>]*data-action="across-species" data-level="([^"]*)" '
                        r'data-name="([^"]*)"', markup)
     return [(html.unescape(level), html.unescape(name)) for level, name in found]
 
