@@ -366,6 +366,10 @@ def test_the_across_button_highlights_the_term_and_opens_the_panel_in_one_click(
     assert step([f"{ids.TERM}.data"], None, True, dataset, picked, demo.context) is no_update
     hidden, body = species_callbacks.panel_step(True, dataset, picked, demo.context)
     assert hidden is False and D1 in str(body)
+    # the panel shows before its body is computed
+    assert species_callbacks.hidden_step(True, dataset, picked, demo.context) is False
+    assert species_callbacks.hidden_step(False, dataset, picked, demo.context) is True
+    assert species_callbacks.hidden_step(True, dataset, {"level": finest, "name": cluster}, demo.context) is True
 
 
 # ---------------------------------------------------------------------------------------------- the markers' tests
