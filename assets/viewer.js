@@ -133,8 +133,8 @@ window.atlasViewer = (function () {
 
   // One click listener for every taxonomy term of the tree and the legend (data-action/level/name
   // attributes): far cheaper for the Dash renderer than one pattern-matching component per term.
-  // "across" (the across-species button of a row) is a pick that also opens the panel across species.
-  var STORES = { pick: "termPicked", toggle: "treeToggled", across: "termPicked" };
+  // "across-species" (the "⇄ species" button of a row) is a pick that also opens the panel across species.
+  var STORES = { pick: "termPicked", toggle: "treeToggled", "across-species": "termPicked" };
   document.addEventListener("click", function (event) {
     var target = event.target.closest && event.target.closest("[data-action][data-level][data-name]");
     if (!target || !window.dash_clientside || !window.dash_clientside.set_props) {
@@ -146,7 +146,7 @@ window.atlasViewer = (function () {
       return;
     }
     var data = { level: target.getAttribute("data-level"), name: target.getAttribute("data-name"), t: Date.now() };
-    if (action === "across") {
+    if (action === "across-species") {
       data.across = true;
     }
     window.dash_clientside.set_props(store, { data: data });

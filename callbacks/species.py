@@ -74,6 +74,12 @@ def open_step(triggered: Iterable[str], search: str | None, is_open: Any, datase
     return no_update if bool(is_open) == wanted else wanted
 
 
+def hidden_step(is_open: Any, dataset: str | None, term: Any, context: ViewerContext) -> bool:
+    """The panel's ``hidden``: shown while open with a term that can be followed across species (drawn before
+    its body, which :func:`panel_step` computes)."""
+    return not is_open or shared_term(dataset, term, context) is None
+
+
 def panel_step(is_open: Any, dataset: str | None, term: Any, context: ViewerContext) -> tuple[bool, Any]:
     """``(panel hidden, body)``: the term across species while the panel is open."""
     picked = shared_term(dataset, term, context)
@@ -113,11 +119,18 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         Output(ids.ACROSS_PANEL, "hidden"),
-        Output(ids.ACROSS_BODY, "children"),
         inputs=dict(is_open=Input(ids.ACROSS, "data"), view=view_inputs(ids.DATASET, ids.TERM)),
     )
+    def show_panel(is_open, view):  # at once: the body may take seconds the first time a term is asked for
+        return hidden_step(is_open, view[ids.DATASET], view[ids.TERM], context)
+
+    @app.callback(
+        Output(ids.ACROSS_BODY, "children"),
+        inputs=dict(is_open=Input(ids.ACROSS, "data"), view=view_inputs(ids.DATASET, ids.TERM)),
+        running=[(Output(ids.ACROSS_BODY, "className"), "across-body computing", "across-body")],
+    )
     def draw_panel(is_open, view):
-        return panel_step(is_open, view[ids.DATASET], view[ids.TERM], context)
+        return panel_step(is_open, view[ids.DATASET], view[ids.TERM], context)[1]
 
     @app.callback(
         Output(ids.MAP_VIEW_MODE, "value", allow_duplicate=True),
@@ -127,5 +140,5 @@ def register(app: Any, context: ViewerContext) -> dict:
     def maps_side_by_side(clicks):
         return maps_step(clicks)
 
-    return {"show_button": show_button, "open_panel": open_panel, "draw_panel": draw_panel,
+    return {"show_button": show_button, "open_panel": open_panel, "show_panel": show_panel, "draw_panel": draw_panel,
             "maps_side_by_side": maps_side_by_side}

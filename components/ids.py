@@ -156,6 +156,7 @@ ACROSS_REGIONS = "across-regions"  # stacked bars: the term's cells per region i
 ACROSS_MAPS_PICTURE = "across-maps-picture"  # the figure of the species side by side, the term highlighted
 ACROSS_DOTS = "across-dots"  # dot plot: conserved marker genes, one row per species' cells
 ACROSS_MARKERS_TABLE = "across-markers-table"  # table: each species row's mean difference and BH-adjusted p per marker
+ACROSS_FIGURE = "across-figure"  # links: the whole panel as one figure (PNG, SVG, PDF)
 ACROSS_MARKERS_CSV = "across-markers-csv"  # link: the panel's markers with their tests as CSV
 
 #: Side-by-side slots (one per spatial species, at most three).

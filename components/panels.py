@@ -34,7 +34,7 @@ class TermRow:
 ACTION_PICK = "pick"
 ACTION_TOGGLE = "toggle"
 #: Highlight the term and open the panel of the term across species (``callbacks.species``) in one click.
-ACTION_ACROSS = "across"
+ACTION_ACROSS = "across-species"
 
 
 def term_key(level: str, name: str) -> str:

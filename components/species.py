@@ -190,6 +190,11 @@ def across_body(summary: Mapping | None, *, message: str = "") -> list:
             html.Span(className="swatch", style={"background": summary["color"]}),
             html.Span(summary["term"], className="across-term"),
             html.Span(f"{summary['level']} · {summary['taxonomy']}", className="muted"),
+            *([html.Span(id=ids.ACROSS_FIGURE, className="across-downloads across-figure", children=[
+                html.Span("This panel as a figure", className="muted"),
+                *[html.A(fmt.upper(), href=href, download="", className="button small",
+                         title=f"Annotation, shares, regions, markers and maps as one {fmt.upper()} figure")
+                  for fmt, href in summary["figure"].items()]])] if summary.get("figure") else []),
         ]),
         html.Div("Annotation (as the release gives it)", className="field-label"),
         annotation_html(summary["annotation"]),

@@ -17,8 +17,8 @@ from core.compare import compare_datasets
 from core.context import ViewerContext
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from core.errors import ViewError
-from core.requests import (CELL_FORMATS, CELL_KEYS, FIGURE_KEYS, FigureOptions, PanelRequest, cell_options,
-                           figure_options, panel_request)
+from core.requests import (CELL_FORMATS, CELL_KEYS, EXPORT_FIGURE_PATH, FIGURE_KEYS, FigureOptions, PanelRequest,
+                           cell_options, figure_options, panel_request)
 from core.state import ViewState, strict_view
 from core.cells import export_cells
 from core.figures import render_comparison, render_figure
@@ -26,7 +26,6 @@ from core.figures import render_comparison, render_figure
 log = logging.getLogger(__name__)
 
 #: Path prefix of the export routes (rate-limited by ``server.limits``).
-EXPORT_FIGURE_PATH = "/export/figure.<fmt>"
 EXPORT_CELLS_PATH = "/export/cells.<fmt>"
 MIMETYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "csv": "text/csv",
              "h5ad": "application/x-hdf5"}
@@ -39,8 +38,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def export_filename(state: ViewState, kind: str, fmt: str, panels: str | None = None) -> str:
     """A safe download name: ``<dataset>_<section or plane>_<colour>.<fmt>`` (``kind`` = figure|cells; the colour
     is the level, the gene, or ``<gene>-<gene2>``);
-    a figure of ``panels`` is ``species-side-by-side_<colour>`` or ``<dataset>_gallery_<colour>``."""
+    a figure of ``panels`` is ``species-side-by-side_<colour>``, ``<dataset>_gallery_<colour>`` or
+    ``across-species_<term>``."""
     parts = [state.dataset or "atlas", state.section or state.slab_plane or "umap"]
+    if panels == "across":
+        return f"{_UNSAFE.sub('-', f'across-species_{state.term or state.dataset}').strip('-')[:150]}.{fmt}"
     if panels == "species":
         parts = ["species-side-by-side"]
     elif panels == "gallery":
@@ -76,10 +78,15 @@ def figure_request(context: ViewerContext, args: dict[str, str], fmt: str,
 def figure_from_args(context: ViewerContext, args: dict[str, str], fmt: str,
                      extra_keys: Sequence[str] = FIGURE_KEYS) -> tuple[bytes, ViewState]:
     """Parse, render and return a figure of a request's parameters (the route's, the API's and the export
-    panel's body): the one view, or with ``panels=species|gallery`` the side-by-side or gallery figure."""
+    panel's body): the one view, or with ``panels=species|gallery|across`` the side-by-side, gallery or
+    across-species (:func:`core.species.render_across_figure`) figure."""
     state, options, request = figure_request(context, args, fmt, extra_keys)
     if request is None:
         return render_figure(context, state, options), state
+    if request.kind == "across":
+        from core.species import render_across_figure
+
+        return render_across_figure(context, state, options, request), state
     return render_comparison(context, state, options, request), state
 
 

@@ -120,9 +120,12 @@ class FigureOptions:
 
 
 
-#: Figures of several panels: ``panels=species`` (the species side by side, ``sections=`` one per species) or
-#: ``panels=gallery`` (every section of the dataset); absent = the one view.
-PANEL_KINDS = ("species", "gallery")
+#: Figures of several panels: ``panels=species`` (the species side by side, ``sections=`` one per species),
+#: ``panels=gallery`` (every section of the dataset) or ``panels=across`` (the highlighted term across species: the
+#: panel of :mod:`core.species` as one figure, its maps the species side by side); absent = the one view.
+PANEL_KINDS = ("species", "gallery", "across")
+#: Path of the figure export route (``server.export``; rate-limited and in the export slots as ``/export/``).
+EXPORT_FIGURE_PATH = "/export/figure.<fmt>"
 #: Panels one figure may hold at most, and the smallest panel side (pixels at the figure's dpi) it may draw: a
 #: gallery of more or smaller sections is refused rather than drawn as specks.
 MAX_FIGURE_PANELS = 120
@@ -194,9 +197,9 @@ class PanelRequest:
 
     Attributes
     ----------
-    kind : {"species", "gallery"}
+    kind : {"species", "gallery", "across"}
     sections : tuple of (str or None)
-        ``species``: the section of each side-by-side dataset, in their order (None = its first section; fewer
+        ``species`` and ``across``: the section of each side-by-side dataset, in their order (None = its first section; fewer
         entries than datasets leave the rest at their first). ``gallery``: empty (every section).
     """
 
@@ -211,7 +214,8 @@ def panel_request(args: Mapping[str, str], catalog: Catalog, state: ViewState,
     Parameters
     ----------
     args : mapping of str to str
-        ``panels`` (``species`` or ``gallery``; absent or empty = the one view) and, with ``species``, ``sections``:
+        ``panels`` (``species``, ``gallery`` or ``across``; absent or empty = the one view) and, with ``species`` or
+        ``across``, ``sections``:
         comma-separated section labels, one per side-by-side dataset in ``species_datasets`` order (an empty entry
         = that dataset's first section).
     catalog : Catalog
@@ -230,7 +234,7 @@ def panel_request(args: Mapping[str, str], catalog: Catalog, state: ViewState,
     raw = args.get("panels")
     if raw is None or str(raw).strip() == "":
         if str(args.get("sections") or "").strip():
-            raise ViewError("sections", "applies to panels=species only")
+            raise ViewError("sections", "applies to panels=species only (or panels=across)")
         return None
     kind = str(raw).strip().lower()
     if kind not in PANEL_KINDS:

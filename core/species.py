@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from core.context import ViewerContext
 from core.errors import ViewError
-from core.export import EXPORT_FIGURE_PATH
+from core.requests import EXPORT_FIGURE_PATH
 from core.state import across_levels
 
 #: Conserved marker genes shown in the dot plot.
@@ -54,6 +54,8 @@ class AcrossSpecies:
         highlighted (:func:`maps_href`).
     markers_csv : str
         Link of the CSV of ``dot`` (:func:`markers_href`).
+    figure : dict
+        Format -> link of the whole panel as one figure (:func:`figure_href`).
     seconds : float
         Time taken to compute it.
     """
@@ -69,6 +71,7 @@ class AcrossSpecies:
     dot: list[dict] = field(default_factory=list)
     maps: dict = field(default_factory=dict)
     markers_csv: str = ""
+    figure: dict = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -131,6 +134,7 @@ def _compute(context: ViewerContext, dataset: str, taxonomy: str, term: str, lev
         dot=_records(species_dot_plot(atlas, parts, level, term, genes)) if genes else [],
         maps={fmt: maps_href(dataset, term, level, fmt) for fmt in ("png", "svg", "pdf")},
         markers_csv=markers_href(dataset, term, level),
+        figure={fmt: figure_href(dataset, term, level, fmt) for fmt in ("png", "svg", "pdf")},
         seconds=time.perf_counter() - started,
     )
 
@@ -187,3 +191,90 @@ def markers_csv_from_args(context: ViewerContext, args) -> tuple[bytes, str]:
     summary = across_species(context, state.dataset, state.term, state.term_level)
     safe = _UNSAFE.sub("-", f"{summary.taxonomy}_{summary.term}").strip("-")
     return markers_csv_text(summary).encode("utf-8"), f"across-species_{safe[:140]}_markers.csv"
+
+
+# ---------------------------------------------------------------------------------------------- the figure
+#: The panel's figure: pixels at its dpi (a link of the panel; the export route takes any size up to the limit).
+FIGURE_SIZE_PX = (2400, 1800)
+FIGURE_DPI = 200
+#: A marker's test "holds" in a species row below this adjusted p (with a positive mean difference).
+HELD_P = 0.05
+
+
+def figure_href(dataset: str, term: str, level: str, fmt: str = "png") -> str:
+    """The link of the panel as one figure (``panels=across`` of the figure export route) in ``fmt``."""
+    width, height = FIGURE_SIZE_PX
+    query = urlencode([("dataset", dataset), ("color_by", level), ("term", term), ("term_level", level),
+                       ("panels", "across"), ("width", str(width)), ("height", str(height)),
+                       ("dpi", str(FIGURE_DPI))])
+    return EXPORT_FIGURE_PATH.replace("<fmt>", fmt) + "?" + query
+
+
+def annotation_text(annotation) -> str:
+    """``STR = striatum (DHBA:10333); MSN = medium spiny neuron (CL:1001474)``."""
+    parts = []
+    for item in annotation:
+        ident = item.get("primary_identifier") or ""
+        parts.append(f"{item['abbreviation']} = {item.get('meaning') or ''}" + (f" ({ident})" if ident else ""))
+    return "; ".join(parts)
+
+
+def render_across_figure(context: ViewerContext, state, options, request) -> bytes:
+    """The panel of ``state``'s highlighted term across species as one figure of ``options`` (``panels=across``
+    of the figure export route): annotation, share bars, regions and the markers' dot plot (a ring where the row's
+    test holds: adjusted p < :data:`HELD_P`, higher in the term), then the species' maps side by side at one scale
+    (the views of ``panels=species``: ``request.sections``, coloured as ``state``), rendered through the one
+    picture path (:func:`core.figures.figure_panel`) at their boxes' size.
+
+    Raises
+    ------
+    ViewError
+        ``term`` missing, ``term_level`` not shared (:func:`across_species`), or ``panels`` when the maps find no
+        room at this figure size.
+    """
+    import numpy as np
+
+    from core.figures import comparison_dot_radius_px, comparison_views, figure_panel, plain_text
+    from core.requests import PanelRequest
+    from rendering.across import AcrossContent, build_across, plan_across
+    from rendering.figures import save_figure
+
+    if not state.term or not state.term_level:
+        raise ViewError("term", "panels=across needs a highlighted term (term and term_level)")
+    summary = across_species(context, state.dataset, state.term, state.term_level)
+    rows = [s["label"] for s in summary.shares]
+    views = comparison_views(context, state, PanelRequest("species", tuple(request.sections)))
+    titles = [plain_text(v.title) for v in views]
+    note = annotation_text(summary.annotation) or "The release spells out no abbreviation of this term's name."
+    layout = plan_across(options.width_in, options.height_in, len(rows), note,
+                         [(v.window.width, v.window.height) for v in views], titles)
+    if views and layout.maps is None:
+        raise ViewError("panels", f"the maps find no room in a {options.width_px} x {options.height_px} px figure: "
+                                  f"make it larger")
+    sizes = layout.map_raster_px(options.dpi)
+    radius = comparison_dot_radius_px(context, views, sizes) if views else 0.0
+    pictures = [figure_panel(context, v.state, options, window=v.window, size_px=size, title=v.title,
+                             with_legend=False, dot_radius_px=radius) for v, size in zip(views, sizes)]
+    cell = {(d["label"], d["gene"]): d for d in summary.dot}
+    genes = list(summary.genes)
+    nan = float("nan")
+
+    def grid(key):
+        return np.array([[cell.get((r, g), {}).get(key, nan) for g in genes] for r in rows], dtype=float)
+
+    p_adj, diff = grid("p_adj"), grid("mean_diff")
+    with np.errstate(invalid="ignore"):
+        held = (p_adj < HELD_P) & (diff > 0)
+    content = AcrossContent(
+        term=plain_text(summary.term), subtitle=plain_text(f"{summary.level} · {summary.taxonomy}"),
+        color=summary.color, annotation=plain_text(note), rows=tuple(plain_text(r) for r in rows),
+        shares=tuple(float(s["share"]) for s in summary.shares),
+        regions=tuple((plain_text(r["label"]), plain_text(r["region"]), float(r["fraction"]), r["color"])
+                      for r in summary.regions),
+        genes=tuple(plain_text(g) for g in genes), mean=grid("mean").reshape(len(rows), len(genes)),
+        fraction=grid("fraction").reshape(len(rows), len(genes)), held=held.reshape(len(rows), len(genes)),
+        dots_note=f"ring: higher in the term than in the rest of that species' cells, Welch's t, "
+                  f"Benjamini-Hochberg p_adj < {HELD_P:g}")
+    figure = build_across(layout, content, [(p.rgba, tuple(p.window), t) for p, t in zip(pictures, titles)],
+                          fmt=options.fmt, dpi=options.dpi, y_down=all(p.y_down for p in pictures))
+    return save_figure(figure, options.fmt, options.dpi, plain_text(f"{summary.term} across species"))

@@ -10,7 +10,8 @@ highlights the term and opens the panel; the 10X rows of the dot plot are there 
 gives each species row's adjusted p.
 
 Screenshots: ``/tmp/shots/60_across_species_1400.png``, ``/tmp/shots/60_across_species_1366.png``,
-``/tmp/shots/61_across_from_tree_1400.png`` and ``/tmp/shots/61_across_from_tree_1366.png``.
+``/tmp/shots/61_across_from_tree_1400.png``, ``/tmp/shots/61_across_from_tree_1366.png`` and the panel scrolled to
+its markers' table, ``/tmp/shots/62_across_markers_1400.png`` and ``/tmp/shots/62_across_markers_1366.png``.
 """
 from __future__ import annotations
 
@@ -96,18 +97,30 @@ def test_one_click_on_a_tree_rows_across_button_highlights_the_term_and_opens_th
                                      timeout=TIMEOUT)
     assert not viewer.find_element("#across-panel").is_displayed()
     button.click()  # the only click
-
-    viewer.wait_for_contains_text("#across-body .across-term", D1, timeout=TIMEOUT)
+    panel = viewer.find_element("#across-panel")
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: panel.is_displayed())  # at once, computing meanwhile
+    # the first term of a fresh app computes its tests over every gene of each species' cells (seconds; slower
+    # on a loaded machine)
+    viewer.wait_for_contains_text("#across-body .across-term", D1, timeout=3 * TIMEOUT)
     viewer.wait_for_contains_text("#tree .tree-row.highlighted", D1, timeout=TIMEOUT)
     body, rows = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(BODY_JS))
     assert rows == labels and "DHBA:10333" in body
     genes, dot_rows = WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: d.execute_script(DOTS_JS))
     assert "DRD1" in genes[:3] and dot_rows == labels and any("10x" in row for row in dot_rows)
+    table = viewer.wait_for_element("#across-markers-table", timeout=TIMEOUT)
+    assert "DRD1" in table.text and all(label in table.text for label in labels)
+    assert viewer.find_element("#across-markers-csv").get_attribute("href").split("?")[0].endswith(
+        "/export/across-markers.csv")
+    assert viewer.find_elements("#across-figure a")  # the whole panel as one figure
     WebDriverWait(viewer.driver, TIMEOUT).until(
         lambda d: parse_qs(urlsplit(d.current_url).query).get("across") == ["1"]
         and parse_qs(urlsplit(d.current_url).query).get("term") == [D1])
     shot(viewer, "61_across_from_tree_1400")
     viewer.driver.set_window_size(1366, 768)
     shot(viewer, "61_across_from_tree_1366")
+    viewer.driver.execute_script("document.getElementById('across-markers-table').scrollIntoView();")
+    shot(viewer, "62_across_markers_1366")
     viewer.driver.set_window_size(1400, 1000)
+    viewer.driver.execute_script("document.getElementById('across-markers-table').scrollIntoView();")
+    shot(viewer, "62_across_markers_1400")
     assert viewer.get_logs() == []

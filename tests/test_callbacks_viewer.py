@@ -258,14 +258,15 @@ def test_legend_lists_terms_in_taxonomy_order_and_filters_them(context):
     block, _, *_ = legend.legend_step(HUMAN, None, section, "Subclass", None, None, None, None, context)
     counts = context.atlas.cells(HUMAN, section=section)["Subclass"].value_counts()
     order = [name for name in context.atlas.categories(HUMAN, "Subclass") if counts.get(name, 0) > 0]
-    names = re.findall(r'data-name="([^"]*)"', block.children)
+    names = re.findall(r'data-action="pick" data-level="[^"]*" data-name="([^"]*)"', block.children)
     assert names == [html.escape(name, quote=True) for name in order]  # the taxonomy's order, not by count
     assert sorted(order, key=lambda name: -counts[name]) != order  # so the two orders tell apart here
     word = order[1].split()[0]
     block, title, *_ = legend.legend_step(HUMAN, None, section, "Subclass", None, None, None, None, context,
                                           word.upper())
     matching = [name for name in order if word.casefold() in name.casefold()]
-    assert re.findall(r'data-name="([^"]*)"', block.children) == [html.escape(n, quote=True) for n in matching]
+    picked = re.findall(r'data-action="pick" data-level="[^"]*" data-name="([^"]*)"', block.children)
+    assert picked == [html.escape(n, quote=True) for n in matching]
     assert title == f"Subclass ({len(order):,} here, {len(matching):,} match)"
 
 

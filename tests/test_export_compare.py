@@ -383,7 +383,7 @@ def test_a_gallery_too_small_for_its_sections_is_refused_naming_panels(demo):
 def test_a_bad_panels_value_is_a_400_naming_it(demo):
     response = demo.client.get(f"/export/figure.svg?dataset={demo.human}&panels=everything")
     assert response.status_code == 400
-    assert response.get_json() == {"error": "panels: 'everything' is not one of species, gallery",
+    assert response.get_json() == {"error": "panels: 'everything' is not one of species, gallery, across",
                                    "parameter": "panels"}
 
 

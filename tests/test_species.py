@@ -297,7 +297,7 @@ def _across_buttons(markup: str) -> list[tuple[str, str]]:
     import html
     import re
 
-    found = re.findall(r'<button class="across-go"[^>]*data-action="across" data-level="([^"]*)" '
+    found = re.findall(r'<button class="across-go"[^>]*data-action="across-species" data-level="([^"]*)" '
                        r'data-name="([^"]*)"', markup)
     return [(html.unescape(level), html.unescape(name)) for level, name in found]
 
@@ -366,6 +366,10 @@ def test_the_across_button_highlights_the_term_and_opens_the_panel_in_one_click(
     assert step([f"{ids.TERM}.data"], None, True, dataset, picked, demo.context) is no_update
     hidden, body = species_callbacks.panel_step(True, dataset, picked, demo.context)
     assert hidden is False and D1 in str(body)
+    # the panel shows before its body is computed
+    assert species_callbacks.hidden_step(True, dataset, picked, demo.context) is False
+    assert species_callbacks.hidden_step(False, dataset, picked, demo.context) is True
+    assert species_callbacks.hidden_step(True, dataset, {"level": finest, "name": cluster}, demo.context) is True
 
 
 # ---------------------------------------------------------------------------------------------- the markers' tests
@@ -454,3 +458,64 @@ def dataclasses_replace(obj, **changes):
     import dataclasses
 
     return dataclasses.replace(obj, **changes)
+
+
+# ---------------------------------------------------------------------------------------------- the figure
+def test_the_panel_as_one_figure_names_the_term_the_species_and_the_top_marker(demo, tmp_path):
+    import shutil
+    import subprocess
+
+    from flask import Flask
+    from PIL import Image
+
+    from server.export import export_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(export_blueprint(demo.context))
+    client = app.test_client()
+    summary = across_species(demo.context, demo.spatial[0], D1, LEVEL)
+    assert set(summary.figure) == {"png", "svg", "pdf"}
+    hidden, body = species_callbacks.panel_step(True, demo.spatial[0], {"level": LEVEL, "name": D1}, demo.context)
+    assert summary.figure["pdf"] in str(body)
+    top_gene = summary.genes[0]
+    species_words = {s["species"] for s in summary.shares}
+    assert len(species_words) == 3
+
+    response = client.get(summary.figure["pdf"])
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    assert "across-species_STR-D1-MSN.pdf" in response.headers["Content-Disposition"]
+    assert shutil.which("pdftotext")
+    (tmp_path / "f.pdf").write_bytes(response.data)
+    text = subprocess.run(["pdftotext", str(tmp_path / "f.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    for word in (D1, "striatum", "DHBA:10333", top_gene, "Share of cells", "Regions of its cells",
+                 *(s["label"] for s in summary.shares), *species_words):
+        assert word in text, word
+    assert text.count("1 mm") + text.count("µm") >= 3  # one scale bar per species' map
+
+    response = client.get(summary.figure["svg"])
+    svg = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<svg" in svg
+    for word in (D1, top_gene, "Marmoset · Xenium", "MSN = medium spiny neuron"):
+        assert word in svg, word
+    assert svg.count("<image") >= 3  # the maps' rasters
+
+    response = client.get(summary.figure["png"])
+    assert response.status_code == 200
+    assert Image.open(io.BytesIO(response.data)).size == (2400, 1800)
+
+
+def test_a_figure_across_species_without_a_shared_term_is_refused_naming_the_parameter(demo):
+    from flask import Flask
+
+    from server.export import export_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(export_blueprint(demo.context))
+    client = app.test_client()
+    cluster, finest = a_cluster(demo)
+    base = f"/export/figure.pdf?dataset={demo.spatial[0]}&panels=across"
+    for query, parameter in (("", "term"), (f"&term={cluster}&term_level={finest}", "term_level"),
+                             (f"&term={D1}&term_level={LEVEL}&width=200&height=150", "panels")):
+        response = client.get(base + query)
+        assert response.status_code == 400 and parameter in response.get_data(as_text=True), query
