@@ -55,7 +55,8 @@ def address_state(values: dict[str, Any], context: ViewerContext) -> ViewState:
     together" under ``ids.COMPARE_TOGETHER``) and the panel across species (``values[ids.ACROSS]``, kept only with a
     term it can show): what the address bar and a short link hold."""
     state = view_of(values)
-    selection = view_selection(values.get(ids.SELECTION), state.dataset, state.slab_plane, state.section, context)
+    selection = view_selection(values.get(ids.SELECTION), state.dataset, state.slab_plane, state.section, context,
+                               state.embedding)
     sections = [values.get(ids.compare_section(slot)) for slot in range(ids.COMPARE_SLOTS)]
     map_view, species_sections = map_view_of(context.catalog, state.dataset, values.get(ids.MAP_VIEW_MODE),
                                              sections)
