@@ -97,6 +97,13 @@ def test_choosing_a_neighborhood_umap_resets_the_zoom_and_the_map_draws_it(conte
     assert x_range[0] <= x_min and x_range[1] >= x_max and x_range[1] - x_range[0] < 1.3 * (x_max - x_min)
     # a new embedding is a new frame: a full figure, not a patch of the whole UMAP's
     assert key != map_view.frame_key(state.replace(embedding=None))
+    # the taxonomy tree counts the neighborhood's cells beside the whole dataset's
+    from callbacks import tree
+
+    here = context.atlas.cells(NAME, embedding="Pallium-Glut")["class"].astype(str).value_counts()
+    rows = tree.TreeData(context).rows(NAME, None, None, "Pallium-Glut")["class"]
+    assert {r.name: r.n_section for r in rows if r.n_section} == here.to_dict()
+    assert sum(r.n_total for r in rows) > sum(r.n_section for r in rows)
 
 
 def test_a_box_in_a_neighborhood_umap_selects_its_cells_by_their_coordinates_there(context):
