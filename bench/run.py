@@ -294,7 +294,7 @@ def _largest(atlas, kind: str, need_genes: bool = False) -> str | None:
 def _most_files(atlas) -> str | None:
     """The largest dataset whose expression is split over several files (WMB-10X; the consensus mouse names more
     files, but holds only part of their cells, which would make the per-file baseline unfair)."""
-    names = [d for d in atlas.datasets() if atlas.catalog["datasets"][d].get("expression_files")]
+    names = [d for d in atlas.datasets() if atlas.catalog["datasets"][d].get("expression_files") and d != CONSENSUS]
     several = [d for d in names if len(atlas.catalog["datasets"][d]["expression_files"]) > 1]
     return max(several or names, key=lambda d: (atlas.info(d).n_cells,
                                                 len(atlas.catalog["datasets"][d]["expression_files"])), default=None)

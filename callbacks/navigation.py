@@ -55,7 +55,8 @@ def address_state(values: dict[str, Any], context: ViewerContext) -> ViewState:
     together" under ``ids.COMPARE_TOGETHER``) and the panel across species (``values[ids.ACROSS]``, kept only with a
     term it can show): what the address bar and a short link hold."""
     state = view_of(values)
-    selection = view_selection(values.get(ids.SELECTION), state.dataset, state.slab_plane, state.section, context)
+    selection = view_selection(values.get(ids.SELECTION), state.dataset, state.slab_plane, state.section, context,
+                               state.embedding)
     sections = [values.get(ids.compare_section(slot)) for slot in range(ids.COMPARE_SLOTS)]
     map_view, species_sections = map_view_of(context.catalog, state.dataset, values.get(ids.MAP_VIEW_MODE),
                                              sections)
@@ -111,8 +112,9 @@ def resolve_view(
         state = switch_section(catalog, state, state.section)
     elif trigger == ids.EMBEDDING:  # another UMAP: other coordinates, so the whole of it
         entry = catalog.get(state.dataset)
-        known = entry is not None and entry.embedding(state.embedding) is not None
-        state = state.replace(embedding=state.embedding if known else None, viewport=None)
+        if entry is not None and entry.embeddings:  # (a dataset without any: its empty dropdown settling)
+            known = entry.embedding(state.embedding) is not None
+            state = state.replace(embedding=state.embedding if known else None, viewport=None)
     elif trigger == ids.COLOR_BY:
         if state.color_by in GENE_COLORINGS and not state.gene:
             state = state.replace(gene=lookups.first_gene(state.dataset))
@@ -180,10 +182,18 @@ def selection_outputs(
         viewport if force or state.viewport != before.viewport else no_update,
         selection,
         embedding_options(entry) if dataset_changed else no_update,
-        changed(state.embedding or WHOLE_UMAP, before.embedding or WHOLE_UMAP),
+        changed(embedding_value(entry, state.embedding), embedding_value(entry, before.embedding)),
         not (entry is not None and entry.embeddings) if dataset_changed else no_update,
         notice_children(notices),
     )
+
+
+def embedding_value(entry: Any, embedding: str | None) -> str | None:
+    """The UMAP dropdown's value for a view: the neighborhood's name, the whole-UMAP entry, or None for a dataset
+    without neighborhood UMAPs (its dropdown has no options, and a value outside them would be reset)."""
+    if entry is None or not entry.embeddings:
+        return None
+    return embedding or WHOLE_UMAP
 
 
 def _gene_option_list(context: ViewerContext, dataset: str | None, current: str | None,
@@ -310,8 +320,10 @@ def selection_step(trigger: str | None, values: dict[str, Any], context: ViewerC
     if trigger in (None, ids.URL):  # the address's selection (or none), in the frame of the place it names
         stored = store_of_view(state, context)
         selection = no_update if stored == values.get(ids.SELECTION) else stored
-    elif trigger == ids.EMBEDDING and values.get(ids.SELECTION):  # drawn in the other UMAP's coordinates
-        selection = None
+    elif trigger == ids.EMBEDDING and values.get(ids.SELECTION):  # drawn in the other UMAP's coordinates?
+        stored = values[ids.SELECTION]
+        if stored.get("view") == "map" and stored.get("embedding") != state.embedding:
+            selection = None
     return selection_outputs(state, before, context, notices, force=first_load, selection=selection)
 
 

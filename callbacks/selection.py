@@ -28,7 +28,7 @@ import numpy as np
 from dash import Input, Output, Patch, State, ctx, no_update
 
 from core.context import ViewerContext
-from callbacks.view import PLACE, place_of, section_of, view_inputs, view_states
+from callbacks.view import PLACE, embedding_of, place_of, section_of, view_inputs, view_states
 from components import ids
 from components.analysis_panels import composition_figure
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION
@@ -49,8 +49,9 @@ EXPORT_MAX_GENES = 40
 
 # ---------------------------------------------------------------------------------------------- the selection
 def view_frame(view: str, dataset: str | None, slab_plane: str | None, section: str | None,
-               context: ViewerContext) -> dict | None:
-    """``{"view", "dataset", "section", "slab_plane"}`` of the map or the UMAP panel as it is now, or None."""
+               context: ViewerContext, embedding: str | None = None) -> dict | None:
+    """``{"view", "dataset", "section", "slab_plane"}`` of the map or the UMAP panel as it is now, or None; with
+    ``"embedding"`` too for a single-cell dataset's map showing a neighborhood's UMAP (its own coordinates)."""
     entry = context.catalog.get(dataset)
     if entry is None:
         return None
@@ -58,13 +59,15 @@ def view_frame(view: str, dataset: str | None, slab_plane: str | None, section: 
         target = context.umap_dataset(dataset) if entry.spatial else None
         return {"view": "umap", "dataset": target, "section": None, "slab_plane": None} if target else None
     if not entry.spatial:
-        return {"view": "map", "dataset": entry.name, "section": None, "slab_plane": None}
+        frame = {"view": "map", "dataset": entry.name, "section": None, "slab_plane": None}
+        return {**frame, "embedding": embedding} if entry.embedding(embedding) is not None else frame
     section = section_of(section)
     return {"view": "map", "dataset": entry.name, "section": section, "slab_plane": None if section else slab_plane}
 
 
 def selection_step(selected_data: dict | None, view: str, dataset: str | None, slab_plane: str | None,
-                   section: str | None, current: dict | None, context: ViewerContext) -> Any:
+                   section: str | None, current: dict | None, context: ViewerContext,
+                   embedding: str | None = None) -> Any:
     """The selection store after a ``selectedData`` event of the map (``view="map"``) or the UMAP.
 
     Returns
@@ -73,7 +76,7 @@ def selection_step(selected_data: dict | None, view: str, dataset: str | None, s
         The new selection (geometry + frame); None when this view's selection was cleared (Plotly's deselect
         sends ``None``); no_update for an event that carries no geometry or clears nothing.
     """
-    frame = view_frame(view, dataset, slab_plane, section, context)
+    frame = view_frame(view, dataset, slab_plane, section, context, embedding)
     if frame is None:
         return no_update
     if not selected_data:
@@ -86,12 +89,14 @@ def selection_step(selected_data: dict | None, view: str, dataset: str | None, s
 
 
 def applies(selection: dict | None, dataset: str | None, slab_plane: str | None, section: str | None,
-            context: ViewerContext) -> bool:
-    """True when ``selection`` belongs to what the map (or its UMAP) shows now."""
+            context: ViewerContext, embedding: str | None = None) -> bool:
+    """True when ``selection`` belongs to what the map (or its UMAP) shows now (``embedding``: the neighborhood
+    UMAP the map shows; a selection drawn in another UMAP of the dataset does not belong to it)."""
     if not selection:
         return False
-    frame = view_frame(selection.get("view", "map"), dataset, slab_plane, section, context)
-    return frame is not None and all(selection.get(k) == frame[k] for k in ("dataset", "section", "slab_plane"))
+    frame = view_frame(selection.get("view", "map"), dataset, slab_plane, section, context, embedding)
+    return frame is not None and all(selection.get(k) == frame.get(k)
+                                     for k in ("dataset", "section", "slab_plane", "embedding"))
 
 
 def store_of_view(state: ViewState, context: ViewerContext) -> dict | None:
@@ -99,14 +104,15 @@ def store_of_view(state: ViewState, context: ViewerContext) -> dict | None:
     map or UMAP panel, or None (no selection, or a view with no such panel)."""
     if state.selection is None:
         return None
-    frame = view_frame(state.selection.view, state.dataset, state.slab_plane, state.section, context)
+    frame = view_frame(state.selection.view, state.dataset, state.slab_plane, state.section, context,
+                       state.embedding)
     return {**frame, **state.selection.geometry()} if frame is not None else None
 
 
 def view_selection(selection: dict | None, dataset: str | None, slab_plane: str | None, section: str | None,
-                   context: ViewerContext) -> ViewSelection | None:
+                   context: ViewerContext, embedding: str | None = None) -> ViewSelection | None:
     """The address-bar part of the selection store when it belongs to what the map shows now, else None."""
-    if not applies(selection, dataset, slab_plane, section, context):
+    if not applies(selection, dataset, slab_plane, section, context, embedding):
         return None
     return ViewSelection.from_geometry(selection["view"], selection)
 
@@ -114,6 +120,8 @@ def view_selection(selection: dict | None, dataset: str | None, slab_plane: str 
 def _where(selection: dict) -> dict:
     if selection.get("section"):
         return {"section": selection["section"]}
+    if selection.get("embedding"):
+        return {"embedding": selection["embedding"]}
     return {"slab_plane": selection["slab_plane"]} if selection.get("slab_plane") else {}
 
 
@@ -164,7 +172,7 @@ def cluster_codes(context: ViewerContext, dataset: str, names: list[str]) -> str
 
 def highlight_step(selection: dict | None, dataset: str | None, slab_plane: str | None, section: str | None,
                    selected: SelectedCells, current_map: dict | None = None,
-                   current_umap: dict | None = None) -> tuple[Any, Any]:
+                   current_umap: dict | None = None, embedding: str | None = None) -> tuple[Any, Any]:
     """Picture parameters of the map and the UMAP for a selection: ``(map_highlight, umap_highlight)``.
 
     The selection's own view gets ``{"selection": <geometry>}``; the other view gets ``{"clusters": <codes>}``
@@ -173,7 +181,7 @@ def highlight_step(selection: dict | None, dataset: str | None, slab_plane: str 
     """
     context = selected.context
     map_value = umap_value = None
-    if applies(selection, dataset, slab_plane, section, context):
+    if applies(selection, dataset, slab_plane, section, context, embedding):
         own = {"selection": selection_param(selection)}
         names = linked_clusters(selection, selected)
         if selection["view"] == "map":
@@ -225,16 +233,18 @@ def describe_scope(selection: dict) -> str:
         return f"section {selection['section']}"
     if selection.get("slab_plane"):
         return f"slab plane {selection['slab_plane']}"
+    if selection.get("embedding"):
+        return f"the {selection['embedding']} UMAP of {selection['dataset']}"
     return f"{selection['dataset']}"
 
 
 def summary_step(selection: dict | None, level: str | None, dataset: str | None, slab_plane: str | None,
-                 section: str | None, selected: SelectedCells) -> tuple[str, dict]:
+                 section: str | None, selected: SelectedCells, embedding: str | None = None) -> tuple[str, dict]:
     """``(summary text, composition figure)`` of the selection at ``level``."""
     from data_layer.analysis import column_summary, composition
 
     context = selected.context
-    if not applies(selection, dataset, slab_plane, section, context):
+    if not applies(selection, dataset, slab_plane, section, context, embedding):
         return "Draw a box or lasso on the map or the UMAP (tools at the top right of each).", \
             message_figure("No selection")
     cells, mask, _ = selected.get(selection)
@@ -272,10 +282,11 @@ def numeric_summary_text(column: str, found: dict) -> str:
 
 
 def export_href(selection: dict | None, dataset: str | None, slab_plane: str | None, section: str | None,
-                shown: dict | None, color_by: str | None, gene: str | None, context: ViewerContext) -> str | None:
+                shown: dict | None, color_by: str | None, gene: str | None, context: ViewerContext,
+                embedding: str | None = None) -> str | None:
     """The ``/export/cells.csv`` link of the selected cells (labels, section, coordinates, every taxonomy level,
     region, and the dot plot's genes plus the map's gene), or None without a selection."""
-    if not applies(selection, dataset, slab_plane, section, context):
+    if not applies(selection, dataset, slab_plane, section, context, embedding):
         return None
     entry = context.catalog.get(selection["dataset"])
     pairs: list[tuple[str, str]] = [("dataset", selection["dataset"])]
@@ -283,6 +294,8 @@ def export_href(selection: dict | None, dataset: str | None, slab_plane: str | N
         pairs.append(("section", selection["section"]))
     elif selection.get("slab_plane"):
         pairs.append(("slab_plane", selection["slab_plane"]))
+    elif selection.get("embedding"):
+        pairs.append(("embedding", selection["embedding"]))
     pairs.append(("color_by", entry.default_color_by()))
     genes: list[str] = []
     if gene and color_by == COLOR_BY_GENE and selection["view"] == "map":
@@ -344,7 +357,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         prevent_initial_call=True,
     )
     def select_on_map(selected_data, view, current):
-        return selection_step(selected_data, "map", *place_of(view), current, context)
+        return selection_step(selected_data, "map", *place_of(view), current, context, embedding_of(view))
 
     @app.callback(
         Output(ids.SELECTION, "data", allow_duplicate=True),
@@ -368,7 +381,7 @@ def register(app: Any, context: ViewerContext) -> dict:
             return no_update
         if ctx.triggered_id == ids.SELECTION_CLEAR:
             return None
-        return no_update if applies(current, dataset, slab_plane, section, context) else None
+        return no_update if applies(current, dataset, slab_plane, section, context, embedding_of(view)) else None
 
     @app.callback(
         Output(ids.MAP_GRAPH, "figure", allow_duplicate=True),
@@ -386,7 +399,8 @@ def register(app: Any, context: ViewerContext) -> dict:
         state=dict(current_map=State(ids.MAP_HIGHLIGHT, "data"), current_umap=State(ids.UMAP_HIGHLIGHT, "data")),
     )
     def highlight(selection, view, current_map, current_umap):
-        return highlight_step(selection, *place_of(view), selected, current_map, current_umap)
+        return highlight_step(selection, *place_of(view), selected, current_map, current_umap,
+                              embedding=embedding_of(view))
 
     @app.callback(
         Output(ids.COMPOSITION_LEVEL, "options"),
@@ -406,7 +420,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         state=dict(view=view_states(*PLACE)),
     )
     def draw_composition(selection, level, view):
-        return summary_step(selection, level, *place_of(view), selected)
+        return summary_step(selection, level, *place_of(view), selected, embedding=embedding_of(view))
 
     @app.callback(
         Output(ids.SELECTION_EXPORT, "href"),
@@ -415,7 +429,8 @@ def register(app: Any, context: ViewerContext) -> dict:
         state=dict(view=view_states(*PLACE, ids.COLOR_BY)),
     )
     def export_link(selection, shown, gene, view):
-        return export_href(selection, *place_of(view), shown, view[ids.COLOR_BY], gene, context)
+        return export_href(selection, *place_of(view), shown, view[ids.COLOR_BY], gene, context,
+                           embedding=embedding_of(view))
 
     @app.callback(
         Output(ids.ANALYSIS_PANEL, "hidden"),

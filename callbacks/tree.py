@@ -40,14 +40,18 @@ class TreeData:
             self._totals[key] = term_counts(self.context.atlas.cells(dataset), level)
         return self._totals[key]
 
-    def rows(self, dataset: str, section: str | None, slab_plane: str | None) -> dict[str, list[TermRow]]:
-        """level -> :class:`TermRow` of every term, in taxonomy order."""
+    def rows(self, dataset: str, section: str | None, slab_plane: str | None,
+             embedding: str | None = None) -> dict[str, list[TermRow]]:
+        """level -> :class:`TermRow` of every term, in taxonomy order (the place's counts: a section's, a slab
+        plane's or a neighborhood UMAP's cells, beside the whole dataset's)."""
         atlas = self.context.atlas
         taxonomy = atlas.taxonomy(dataset)
         entry = self.context.catalog.get(dataset)
         where = {}
         if entry is not None and entry.spatial:
             where = {"section": section} if section else ({"slab_plane": slab_plane} if slab_plane else {})
+        elif entry is not None and entry.embedding(embedding) is not None:
+            where = {"embedding": embedding}
         local_cells = atlas.cells(dataset, **where) if where else None
         rows: dict[str, list[TermRow]] = {}
         for level in taxonomy.levels:
@@ -62,13 +66,14 @@ class TreeData:
         return rows
 
 
-def tree_step(dataset, slab_plane, section, term, expanded, search, data: TreeData) -> Any:
-    """Tree content for the current dataset, place, highlight, expanded terms and search text."""
+def tree_step(dataset, slab_plane, section, term, expanded, search, data: TreeData, embedding=None) -> Any:
+    """Tree content for the current dataset, place (``embedding``: a neighborhood UMAP), highlight, expanded terms
+    and search text."""
     context = data.context
     entry = context.catalog.get(dataset)
     if entry is None:
         return None
-    rows = data.rows(entry.name, section, slab_plane)
+    rows = data.rows(entry.name, section, slab_plane, embedding)
     across = across_levels(context.catalog, entry)
     highlighted = (term["level"], term["name"]) if term and term.get("name") else None
     text = (search or "").strip()
@@ -226,7 +231,7 @@ def register(app: Any, context: ViewerContext) -> dict:
                     search=Input(ids.TREE_SEARCH, "value")),
     )
     def draw_tree(view, expanded, search):
-        return tree_step(*place_of(view), view[ids.TERM], expanded, search, data)
+        return tree_step(*place_of(view), view[ids.TERM], expanded, search, data, embedding=embedding_of(view))
 
     @app.callback(
         Output(ids.TREE_EXPANDED, "data"),

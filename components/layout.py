@@ -170,7 +170,7 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
                 dcc.Dropdown(
                     id=ids.EMBEDDING,
                     options=embedding_options(entry),
-                    value=state.embedding or WHOLE_UMAP,
+                    value=(state.embedding or WHOLE_UMAP) if entry and entry.embeddings else None,
                     clearable=False,
                     searchable=False,
                 ),

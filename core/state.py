@@ -359,7 +359,8 @@ def parse_query(
 
     # selection: drawn on the place this address names (a place that fell back to a default is another one)
     if params.get("sel"):
-        place_notices = [n for n in notices if getattr(n, "parameter", None) in ("dataset", "section", "slab_plane")]
+        place_notices = [n for n in notices
+                         if getattr(n, "parameter", None) in ("dataset", "section", "slab_plane", "embedding")]
         selection, notice = _parse_selection(catalog, entry, state, params, place_notices)
         state = state.replace(selection=selection)
         if notice is not None:

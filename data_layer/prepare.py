@@ -648,7 +648,7 @@ def _neighborhood_embeddings(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame)
     """The plan's per-neighborhood UMAP tables (``embedding:<name>`` files), each restricted to the dataset's cells
     with finite coordinates; a cell listed by several tables stays in the first (by name) only, so that each
     embedding's cells can be one contiguous row range of the store."""
-    out: dict[str, pd.DataFrame] = {}
+    tables: dict[str, pd.DataFrame] = {}
     known = pd.Index(cells["cell_label"])
     for role in sorted(r for r in plan.files if r.startswith("embedding:")):
         name = role.split(":", 1)[1]
@@ -660,16 +660,22 @@ def _neighborhood_embeddings(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame)
         if not keep.all():
             log.info("%s: %d of %d cells of the %s UMAP are not cells of the dataset (or lack coordinates) and "
                      "are left out", plan.name, int((~keep).sum()), len(emb), name)
-        emb = emb[keep]
-        again = np.zeros(len(emb), dtype=bool)
-        for earlier in out.values():
-            again |= emb["cell_label"].isin(earlier["cell_label"]).to_numpy()
-        if again.any():
+        tables[name] = emb.loc[keep, ["cell_label", "x", "y"]].reset_index(drop=True)
+    if not tables:
+        return {}
+    # one pass over every table's labels: a cell seen in an earlier table (by name) is dropped from the later ones
+    again = pd.concat([t["cell_label"] for t in tables.values()], ignore_index=True).duplicated().to_numpy()
+    out: dict[str, pd.DataFrame] = {}
+    start = 0
+    for name, emb in tables.items():
+        twice = again[start:start + len(emb)]
+        start += len(emb)
+        if twice.any():
             log.warning("%s: %d cells of the %s UMAP are in an earlier neighborhood's UMAP too; they stay there",
-                        plan.name, int(again.sum()), name)
-            emb = emb[~again]
+                        plan.name, int(twice.sum()), name)
+            emb = emb[~twice].reset_index(drop=True)
         if len(emb):
-            out[name] = emb[["cell_label", "x", "y"]].reset_index(drop=True)
+            out[name] = emb
     return out
 def _join_numeric(cells: pd.DataFrame, path: Path, taken: set[str]) -> list[str]:
     """Add the numeric measurement columns of the cell table at ``path`` (:func:`data_layer.tables.

@@ -26,7 +26,9 @@ EXPECTED_ROWS = ("prepare whole cache", "gene, all cells of WMB-10X", "gene, all
                  "section picture, term highlighted", "UMAP picture, term highlighted", "marker genes of a selection",
                  "markers A vs B,",
                  "Atlas.open", "cells of one section", "first page load to first picture",
-                 "first page load, partial plotly.js vs Dash's full bundle")
+                 "first page load, partial plotly.js vs Dash's full bundle", "consensus mouse: prepare alone",
+                 "consensus mouse: UMAP picture by cluster", "consensus mouse: gene, all cells",
+                 "consensus mouse: UMAP picture, new gene")
 
 
 @pytest.fixture(scope="module")

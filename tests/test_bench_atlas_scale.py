@@ -43,6 +43,30 @@ def test_atlas_scale_has_the_issue_sizes():
     assert atlas.chunk_cells is not None
 
 
+def test_atlas_scale_has_the_consensus_mouse_at_the_release_size_and_a_size_can_be_chosen():
+    from data_layer.demo.scale import with_consensus_cells
+
+    atlas = get_scale("atlas")
+    assert (atlas.consensus_aibs_cells, atlas.consensus_macosko_cells) == (3_920_000, 3_730_000)
+    smaller = with_consensus_cells(atlas, 1_000_000)
+    assert smaller.consensus_aibs_cells + smaller.consensus_macosko_cells == 1_000_000
+    assert smaller.consensus_aibs_cells > smaller.consensus_macosko_cells
+
+
+def test_streamed_consensus_has_all_nine_neighborhood_umaps_and_ten_macosko_files(streamed):
+    from data_layer.demo import consensus
+
+    folder = streamed / "metadata" / consensus.TAXONOMY / consensus.VERSION
+    whole = pd.read_csv(folder / "cell_2d_embedding_coordinates.csv")
+    parts = [pd.read_csv(folder / f"{consensus.NEIGHBORHOOD_TABLE.format(h)}.csv") for h in consensus.NEIGHBORHOODS]
+    labels = pd.concat([p["cell_label"] for p in parts], ignore_index=True)
+    assert len(parts) == 9 and not labels.duplicated().any() and set(labels) == set(whole["cell_label"])
+    files = sorted(p.name for p in (streamed / "expression_matrices" / consensus.MACOSKO).rglob("*.h5ad"))
+    assert files == sorted(f"Macosko-10X-{region}-log2.h5ad" for region, _ in consensus.ALL_MACOSKO_REGIONS)
+    aibs = pd.read_csv(streamed / "metadata" / consensus.AIBS / consensus.VERSION / "cell_metadata.csv")
+    assert len(aibs) == STREAMED.wmb_cells  # a real-size cache: every WMB-10X cell asked for is a consensus cell
+
+
 def test_species_without_an_override_keep_the_common_section_size():
     scale = DemoScale(cells_per_section=10, sections_per_plane=(2, 1), spatial_overrides=(("Human", 99, (3, 3)),))
     assert scale.spatial_size("Macaque") == (10, (2, 1))

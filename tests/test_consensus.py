@@ -83,3 +83,26 @@ def test_consensus_cells_carry_their_origin_dataset(consensus):
     cells = atlas.cells(CONSENSUS)
     assert cells["origin_dataset"].value_counts().to_dict() == {"WMB-AIBS": 20, "WMB-Macosko": 18, "unknown": 2}
     assert atlas.colors(CONSENSUS, "origin_dataset")[:2] == ["#1f77b4", "#ff7f0e"]
+
+
+def test_neighborhood_umaps_keep_a_cell_listed_twice_in_the_first_and_leave_out_unknown_cells(tmp_path, caplog):
+    b = CacheBuilder(tmp_path / "cache")
+    q = QuirkyCache(root=tmp_path / "cache", builder=b)
+    add_consensus(b, q, np.random.default_rng(3), n=30)
+    labels = list(q.tables["consensus/labels"]["cell_label"])
+    b.csv(CONSENSUS, "A-GABA_cell_2d_embedding_coordinates", pd.DataFrame(
+        {"cell_label": labels[:10], "x": np.arange(10.0), "y": np.arange(10.0) * 2}))
+    b.csv(CONSENSUS, "B-Glut_cell_2d_embedding_coordinates", pd.DataFrame(
+        {"cell_label": labels[9:15] + ["NOT-A-CELL"], "x": -np.arange(7.0), "y": np.zeros(7)}))
+    b.write_manifest()
+    with caplog.at_level("INFO"):
+        prepare_store(q.root, tmp_path / "store", workers=1)
+    atlas = Atlas.open(tmp_path / "store")
+    assert atlas.embeddings(CONSENSUS) == ["A-GABA", "B-Glut"]
+    a = atlas.cells(CONSENSUS, embedding="A-GABA")
+    assert sorted(a["cell_label"].astype(str)) == sorted(labels[:10])
+    np.testing.assert_array_equal(a["y"].to_numpy(), 2 * a["x"].to_numpy())
+    got = atlas.cells(CONSENSUS, embedding="B-Glut")
+    assert sorted(got["cell_label"].astype(str)) == sorted(labels[10:15])  # labels[9] stays in A-GABA
+    assert len(atlas.cells(CONSENSUS)) == 30  # the whole UMAP keeps every cell
+    assert "in an earlier neighborhood's UMAP too" in caplog.text and "not cells of the dataset" in caplog.text

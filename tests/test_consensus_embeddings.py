@@ -97,3 +97,40 @@ def test_choosing_a_neighborhood_umap_resets_the_zoom_and_the_map_draws_it(conte
     assert x_range[0] <= x_min and x_range[1] >= x_max and x_range[1] - x_range[0] < 1.3 * (x_max - x_min)
     # a new embedding is a new frame: a full figure, not a patch of the whole UMAP's
     assert key != map_view.frame_key(state.replace(embedding=None))
+    # the taxonomy tree counts the neighborhood's cells beside the whole dataset's
+    from callbacks import tree
+
+    here = context.atlas.cells(NAME, embedding="Pallium-Glut")["class"].astype(str).value_counts()
+    rows = tree.TreeData(context).rows(NAME, None, None, "Pallium-Glut")["class"]
+    assert {r.name: r.n_section for r in rows if r.n_section} == here.to_dict()
+    assert sum(r.n_total for r in rows) > sum(r.n_section for r in rows)
+
+
+def test_a_box_in_a_neighborhood_umap_selects_its_cells_by_their_coordinates_there(context):
+    from callbacks import selection as sel
+
+    atlas = context.atlas
+    x, y = (np.asarray(v, dtype=np.float64) for v in atlas.xy(NAME, embedding="NN-IMN"))
+    cx, cy = float(np.median(x)), float(np.median(y))
+    box = {"range": {"x": [cx - 2, cx + 2], "y": [cy - 2, cy + 2]}}
+    store = sel.selection_step(box, "map", NAME, None, None, None, context, "NN-IMN")
+    assert store["embedding"] == "NN-IMN"
+    cells, mask, where = sel.SelectedCells(context).get(store)
+    inside = (x >= cx - 2) & (x <= cx + 2) & (y >= cy - 2) & (y <= cy + 2)
+    assert where == {"embedding": "NN-IMN"} and len(cells) == len(x) and 0 < inside.sum() < len(x)
+    np.testing.assert_array_equal(mask, inside)
+    # it belongs to that UMAP only: not to the whole one, whose address then drops it
+    assert sel.applies(store, NAME, None, None, context, "NN-IMN")
+    assert not sel.applies(store, NAME, None, None, context, None)
+    href = sel.export_href(store, NAME, None, None, None, "class", None, context, embedding="NN-IMN")
+    assert "embedding=NN-IMN" in href
+    from app import create_app
+
+    client = create_app(Settings(store=context.settings.store), atlas=atlas).server.test_client()
+    answer = client.get(href)
+    assert answer.status_code == 200
+    labels = set(pd.read_csv(__import__("io").StringIO(answer.get_data(as_text=True)), comment="#")["cell_label"])
+    assert labels == set(cells["cell_label"].astype(str)[inside])
+    state = navigation.address_state({ids.DATASET: NAME, ids.EMBEDDING: "NN-IMN", ids.COLOR_BY: "class",
+                                      ids.SELECTION: store}, context)
+    assert "embedding=NN-IMN" in to_query(state) and "sel=" in to_query(state)
