@@ -333,6 +333,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         *[Output(ids.compare_section(s), "value") for s in slots],
         Input(ids.MAP_VIEW_MODE, "value"),
         *[State(ids.compare_section(s), "value") for s in slots],
+        prevent_initial_call=True,  # the page opens on the one map; the address's view mode arrives as a change
     )
     def setup_slots(mode, *sections):
         if mode != MODE_SPECIES:
@@ -357,6 +358,7 @@ def register(app: Any, context: ViewerContext) -> dict:
                         sizes=[Input(ids.compare_size(s), "data") for s in slots],
                         together=Input(ids.COMPARE_TOGETHER, "value"), zoom=Input(ids.COMPARE_ZOOM, "data")),
             state=dict(drawn=State(ids.compare_frame(slot), "data")),
+            prevent_initial_call=True,
         )(draw)
 
         app.clientside_callback(
@@ -397,6 +399,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         inputs=dict(mode=Input(ids.MAP_VIEW_MODE, "value"),
                     sections=[Input(ids.compare_section(s), "value") for s in slots],
                     view=view_inputs(*COLOURING), two_genes=Input(ids.TWO_GENES, "data")),
+        prevent_initial_call=True,
     )
     def shared_legend(mode, sections, view, two_genes):
         return legend_step(mode, list(sections), view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM], two_genes,
@@ -406,6 +409,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.GALLERY, "children"),
         inputs=dict(mode=Input(ids.MAP_VIEW_MODE, "value"), view=view_inputs(ids.DATASET, ids.SECTION, *COLOURING),
                     two_genes=Input(ids.TWO_GENES, "data")),
+        prevent_initial_call=True,
     )
     def draw_gallery(mode, view, two_genes):
         dataset, _, section = place_of(view)
