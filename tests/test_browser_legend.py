@@ -110,3 +110,27 @@ def test_the_filter_is_emptied_when_the_colouring_changes(viewer, atlas):
     gaba = [name for name in classes if "gaba" in name.casefold()]
     WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: [r["name"] for r in rows(viewer)] == gaba)
     assert 0 < len(gaba) < len(classes)
+
+
+# legend rows wholly on screen: inside the legend's scroll box and above the window's bottom edge
+ROWS_ON_SCREEN_JS = """
+var box = document.getElementById('legend').getBoundingClientRect();
+return Array.from(document.querySelectorAll('#legend .legend-item')).filter(function (row) {
+  var r = row.getBoundingClientRect();
+  return r.height > 0 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1 && r.bottom <= window.innerHeight;
+}).length;
+"""
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1400, 1000)], ids=["1366x768", "1400x1000"])
+def test_the_legend_shows_a_useful_number_of_rows_above_the_fold(viewer, size):
+    viewer.driver.set_window_size(*size)
+    open_view(viewer)  # the first view: a level with a dozen terms
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: len(rows(viewer)) >= 8)
+    wait_settled(viewer)
+    # no control squeezed sideways out of the sidebar
+    assert viewer.driver.execute_script(
+        "var s = document.getElementById('controls'); return s.scrollWidth <= s.clientWidth + 1;")
+    shown = viewer.driver.execute_script(ROWS_ON_SCREEN_JS)
+    assert shown >= 6, f"{shown} legend rows on screen at {size}"
+    shot(viewer, f"legend_04_first_view_{size[0]}x{size[1]}")
