@@ -24,6 +24,7 @@ from components import ids
 from components.layout import build_layout, empty_layout
 from core.context import ViewerContext
 from callbacks.map_view import first_map
+from callbacks.tree import expanded_step
 from callbacks.umap_view import first_umap
 from core.state import ViewState, default_state, parse_query
 from server.features import install_server_features, register_routes, warm_up_compiled_code
@@ -143,27 +144,31 @@ class FirstView:
         self.of_search = lru_cache(maxsize=remembered)(self._of_search)
 
     def _of_search(self, search: str | None) -> tuple[ViewState, dict]:
-        """``(state, {"first_map", "first_umap"})``: the address's view (the default view when it cannot be read)
-        and the figures :func:`components.layout.build_layout` takes (none when disabled or unknown)."""
+        """``(state, {"tree_expanded", "first_map", "first_umap"})``: the address's view (the default view when it
+        cannot be read) and what :func:`components.layout.build_layout` takes besides: the tree's terms opened to
+        show the address's term, and the first figures (none when disabled or unknown)."""
         catalog, lookups = self.context.catalog, self.context.lookups
         if search is None:
             return default_state(catalog), {}
         state, _ = parse_query(search, catalog, gene_lookup=lookups.gene_symbol, term_lookup=lookups.term_level)
-        if not self.enabled:
-            return state, {}
         term = {"level": state.term_level, "name": state.term} if state.term else None
+        # the layout holds the address's term, so the tree opens on it from the start
+        expanded = expanded_step(ids.TERM, None, state.dataset, term, [], self.context) if term else []
+        parts: dict = {"tree_expanded": expanded if isinstance(expanded, list) else []}
+        if not self.enabled:
+            return state, parts
         try:
-            return state, {"first_map": first_map(state, self.context),
+            return state, {**parts, "first_map": first_map(state, self.context),
                            "first_umap": first_umap(state.dataset, state.color_by, state.gene, term, self.context)}
         except Exception:  # the callbacks draw it then, and say what went wrong
             log.exception("first figures of %r", search)
-            return state, {}
+            return state, parts
 
     def preload_links(self, search: str | None) -> str:
         """``<link rel=preload as=image>`` of the first pictures of the page at ``search``."""
-        _, pictures = self.of_search(search)
+        _, parts = self.of_search(search)
         links = []
-        for figure, _, _ in filter(None, pictures.values()):
+        for figure, _, _ in filter(None, (parts.get("first_map"), parts.get("first_umap"))):
             source = figure["layout"]["images"][0]["source"]
             links.append(f'<link rel="preload" as="image" fetchpriority="high" href="{html.escape(source)}">')
         return "\n".join(links) + ("\n" if links else "")

@@ -223,7 +223,7 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
 
 def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
                  logout_link: bool = False, first_map: tuple | None = None,
-                 first_umap: tuple | None = None) -> html.Div:
+                 first_umap: tuple | None = None, tree_expanded: list | None = None) -> html.Div:
     """The whole page, its controls set to ``state`` (the callbacks then follow the URL).
 
     Parameters
@@ -240,6 +240,8 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
     first_map, first_umap : (figure, title, frame key), optional
         The map's and the UMAP panel's figures of ``state`` (their pictures are then requested as soon as the page
         is drawn, before any callback ran); default: "Loading…" until the callbacks draw them.
+    tree_expanded : list, optional
+        The taxonomy tree's open terms (those that show ``state``'s highlighted term).
     """
     empty = "Loading the map…" if catalog.datasets else "The store holds no dataset"
     map_figure, map_title, map_frame = first_map or (message_figure(empty), None, None)
@@ -261,7 +263,7 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
             dcc.Store(id=ids.UMAP_FRAME, data=umap_frame),
             dcc.Store(id=ids.UMAP_VIEWPORT, data=None),
             dcc.Store(id=ids.UMAP_SIZE, data=None),
-            dcc.Store(id=ids.TREE_EXPANDED, data=[]),
+            dcc.Store(id=ids.TREE_EXPANDED, data=list(tree_expanded or [])),
             dcc.Store(id=ids.TERM_PICKED, data=None),
             dcc.Store(id=ids.TREE_TOGGLED, data=None),
             dcc.Store(id=ids.GENE_RANGE_DEFAULT, data=None),
