@@ -68,6 +68,12 @@ class Settings:
         metadata=_help("serve Dash's full plotly.js (4.8 MB) instead of the page's partial bundle (scatter and bar, "
                        "1.2 MB); the bench compares both"),
     )
+    first_picture: bool = field(
+        default=True,
+        metadata=_help("the page carries its first map and UMAP pictures (in the initial figures, and preloaded by "
+                       "the HTML while the scripts load); false: the callbacks ask for them (the bench compares "
+                       "both)"),
+    )
     # --- caching ---
     cache_type: str = field(
         default="auto",

@@ -53,7 +53,7 @@ var bytes = (nav.transferSize || 0) + before.reduce(function (sum, r) { return s
 var plotly = before.filter(function (r) { return /plotly[^/]*\.js/.test(r.name); })
     .reduce(function (sum, r) { return sum + (r.transferSize || 0); }, 0);
 var callbacks = before.filter(function (r) { return r.name.indexOf('_dash-update-component') >= 0; }).length;
-return {url: shown, picture_ms: e.responseEnd, request_start_ms: e.requestStart, response_start_ms: e.responseStart,
+return {url: shown, picture_ms: e.responseEnd, seen_ms: performance.now(), request_start_ms: e.requestStart, response_start_ms: e.responseStart,
         dom_content_loaded_ms: nav.domContentLoadedEventEnd || null, load_event_ms: nav.loadEventEnd || null,
         bytes_before_picture: bytes, plotly_bytes: plotly, callbacks_before_picture: callbacks};
 """
@@ -149,23 +149,27 @@ def load_once(url: str, graph: str = "map-graph", timeout_s: float = 120.0) -> d
         driver.quit()
 
 
-def bench_first_picture(store: str | Path, loads: int = 4, timeout_s: float = 120.0, full_plotly: bool = False) -> dict:
+def bench_first_picture(store: str | Path, loads: int = 4, timeout_s: float = 120.0, full_plotly: bool = False,
+                        first_picture: bool = True) -> dict:
     """Start the server on ``store``, load the page ``loads`` times (the first on a cold server), stop the server.
     ``full_plotly``: the server sends Dash's full plotly.js instead of the page's partial bundle (the "before").
+    ``first_picture=False``: the page does not carry its first pictures, the callbacks ask for them (the "before"
+    of ``ATLAS_VIEWER_FIRST_PICTURE``).
 
     Returns
     -------
     dict
         ``server_start_s``, ``cold_ms`` (first picture of the first load, ms from navigation start), ``warm``
-        (``p50_ms, p95_ms, n`` of the later loads), ``loads`` (every load's timings), or ``skipped`` when Chromium
-        or chromedriver is missing.
+        (``p50_ms, p95_ms, n`` of the later loads), ``seen_warm_p50_ms`` (when the page showed the picture,
+        later loads), ``loads`` (every load's timings), or ``skipped`` when Chromium or chromedriver is missing.
     """
     if not CHROMIUM or not CHROMEDRIVER:
         return {"skipped": "chromium or chromedriver not installed"}
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="browser-bench-") as tmp:
         log_path = Path(tmp) / "server.log"
-        settings = {"ATLAS_VIEWER_FULL_PLOTLY": "true"} if full_plotly else None
+        settings = {"ATLAS_VIEWER_FULL_PLOTLY": "true" if full_plotly else "false",
+                    "ATLAS_VIEWER_FIRST_PICTURE": "true" if first_picture else "false"}
         proc, start_s = start_server(Path(store), port, log_path, timeout_s, settings=settings)
         try:
             url = f"http://127.0.0.1:{port}/"
@@ -184,7 +188,16 @@ def bench_first_picture(store: str | Path, loads: int = 4, timeout_s: float = 12
         "bytes_before_picture": int(np.median([r["bytes_before_picture"] for r in runs])),
         "plotly_bytes": int(np.median([r["plotly_bytes"] for r in runs])),
         "callbacks_before_picture": int(np.median([r["callbacks_before_picture"] for r in runs])),
+        "seen_warm_p50_ms": (round(float(np.percentile([r["seen_ms"] for r in runs[1:]], 50)), 1)
+                             if warm else None),
     }
+
+
+def compare_first_picture(store: str | Path, loads: int = 4, timeout_s: float = 120.0) -> dict:
+    """The page without its first pictures (the callbacks ask for them) and with them, one after the other on the
+    same server code: ``{"before": ..., "after": ...}`` of :func:`bench_first_picture`."""
+    before = bench_first_picture(store, loads=loads, timeout_s=timeout_s, first_picture=False)
+    return {"before": before, "after": bench_first_picture(store, loads=loads, timeout_s=timeout_s)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,9 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("store", type=Path)
     parser.add_argument("--loads", type=int, default=4)
     parser.add_argument("--full-plotly", action="store_true", help="serve Dash's full plotly.js (the before)")
+    parser.add_argument("--first-picture", action="store_true",
+                        help="the page without, then with, its first pictures in the layout (before and after)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(json.dumps(bench_first_picture(args.store, loads=args.loads, full_plotly=args.full_plotly), indent=1))  # noqa: T201 - the output
+    if args.first_picture:
+        result = compare_first_picture(args.store, loads=args.loads)
+    else:
+        result = bench_first_picture(args.store, loads=args.loads, full_plotly=args.full_plotly)
+    print(json.dumps(result, indent=1))  # noqa: T201 - the output
     return 0
 
 

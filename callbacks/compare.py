@@ -30,6 +30,7 @@ from components import ids
 from components.analysis_panels import GALLERY_SIZE_PX, gallery_html, shared_legend_html, two_gene_legend
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from components.figures import layout_image_of, message_figure, picture_figure, view_patch
+from components.layout import notice_children
 from components.panels import gene_legend
 from core.compare import (bar_length, compare_datasets, first_section, fit_scale, gallery_sections,
                           hand_gene_range, panel_window, section_choices, shared_column_range, shared_gene_range,
@@ -255,6 +256,32 @@ def address_together_step(search: str | None, together: Any, context: ViewerCont
     return ["on"] if state.zoom_together else []
 
 
+def species_notice_step(mode: str | None, dataset: str | None, context: ViewerContext) -> list[str]:
+    """Why the side by side does not show the dataset chosen in the main view (empty when it does, or for another
+    view): a single-cell dataset has no sections to put beside the others, a second dataset of a species gives way
+    to that species' first one, and a store of one species has nothing to compare."""
+    entry = context.catalog.get(dataset)
+    if mode != MODE_SPECIES or entry is None:
+        return []
+    datasets = compare_datasets(context)
+    if dataset in datasets and len(datasets) > 1:
+        return []
+    shown = ", ".join(f"{context.catalog.get(d).species or d} ({d})" for d in datasets)
+    if len(datasets) < 2:
+        return [f"The species side by side does not apply to this store: it holds sections of one species only "
+                f"({shown or 'none'}), nothing to compare with."]
+    if not entry.spatial or not entry.sections:
+        species = entry.species or "several species"
+        same = entry.species and any(context.catalog.get(d).species == entry.species for d in datasets)
+        missing = f", and the store holds no {entry.species} sections" if entry.species and not same else ""
+        return [f"The species side by side does not apply to {entry.name}: it is a single-cell dataset "
+                f"({species}) without sections{missing}. These maps are other datasets' sections, one per "
+                f"species: {shown}."]
+    first = next((d for d in datasets if (context.catalog.get(d).species or d) == (entry.species or dataset)), None)
+    return [f"{entry.name} is not side by side: each species shows its first dataset of sections"
+            + (f" ({first} for {entry.species})" if first else "") + f": {shown}."]
+
+
 def mode_step(mode: str | None) -> tuple[str, bool, bool]:
     """``(map card class, side-by-side hidden, gallery hidden)`` for a view mode."""
     mode = mode if mode in (MODE_SPECIES, MODE_GALLERY) else MODE_MAP
@@ -317,6 +344,15 @@ def register(app: Any, context: ViewerContext) -> dict:
         return mode_step(mode)
 
     @app.callback(
+        Output(ids.COMPARE_NOTICE, "children"),
+        Input(ids.MAP_VIEW_MODE, "value"),
+        Input(ids.DATASET, "value"),
+        prevent_initial_call=True,  # the page opens on the one map
+    )
+    def species_notice(mode, dataset):
+        return notice_children(species_notice_step(mode, dataset, context))
+
+    @app.callback(
         Output(ids.MAP_VIEW_MODE, "value", allow_duplicate=True),
         *[Output(ids.compare_section(s), "options", allow_duplicate=True) for s in slots],
         *[Output(ids.compare_section(s), "value", allow_duplicate=True) for s in slots],
@@ -343,6 +379,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         *[Output(ids.compare_section(s), "value") for s in slots],
         Input(ids.MAP_VIEW_MODE, "value"),
         *[State(ids.compare_section(s), "value") for s in slots],
+        prevent_initial_call=True,  # the page opens on the one map; the address's view mode arrives as a change
     )
     def setup_slots(mode, *sections):
         if mode != MODE_SPECIES:
@@ -367,6 +404,7 @@ def register(app: Any, context: ViewerContext) -> dict:
                         sizes=[Input(ids.compare_size(s), "data") for s in slots],
                         together=Input(ids.COMPARE_TOGETHER, "value"), zoom=Input(ids.COMPARE_ZOOM, "data")),
             state=dict(drawn=State(ids.compare_frame(slot), "data")),
+            prevent_initial_call=True,
         )(draw)
 
         app.clientside_callback(
@@ -407,6 +445,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         inputs=dict(mode=Input(ids.MAP_VIEW_MODE, "value"),
                     sections=[Input(ids.compare_section(s), "value") for s in slots],
                     view=view_inputs(*COLOURING), two_genes=Input(ids.TWO_GENES, "data")),
+        prevent_initial_call=True,
     )
     def shared_legend(mode, sections, view, two_genes):
         return legend_step(mode, list(sections), view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM], two_genes,
@@ -416,6 +455,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.GALLERY, "children"),
         inputs=dict(mode=Input(ids.MAP_VIEW_MODE, "value"), view=view_inputs(ids.DATASET, ids.SECTION, *COLOURING),
                     two_genes=Input(ids.TWO_GENES, "data")),
+        prevent_initial_call=True,
     )
     def draw_gallery(mode, view, two_genes):
         dataset, _, section = place_of(view)
@@ -432,7 +472,7 @@ def register(app: Any, context: ViewerContext) -> dict:
     def open_section(picked, dataset):
         return gallery_pick_step(picked, dataset, context)
 
-    callbacks.update({"switch_view": switch_view, "view_from_address": view_from_address,
+    callbacks.update({"species_notice": species_notice, "switch_view": switch_view, "view_from_address": view_from_address,
                       "together_from_address": together_from_address,
                       "setup_slots": setup_slots, "shared_legend": shared_legend,
                       "draw_gallery": draw_gallery, "open_section": open_section})

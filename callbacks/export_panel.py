@@ -348,6 +348,7 @@ def register_panel(app: Any, context: ViewerContext) -> dict:
         inputs=dict(hidden=Input(ids.EXPORT_PANEL, "hidden"), view=_exported_view(Input),
                     options=_group(Input, OPTION_CONTROLS), sections=_compare_sections(Input),
                     genes=Input(ids.EXPORT_GENES, "value")),
+        prevent_initial_call=True,  # the panel opens closed
     )
     def preview(hidden, view, options, sections, genes):
         if hidden:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dash import Input, Output, no_update
+from dash import Input, Output, ctx, no_update
 
 from core.context import ViewerContext, term_counts
 from callbacks.view import PLACE, embedding_of, place_of, view_inputs
@@ -84,6 +84,18 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
             "max")
 
 
+#: Controls whose change gives the legend other entries (another dataset, UMAP or colouring): its filter box is emptied.
+NEW_ENTRIES = (ids.DATASET, ids.EMBEDDING, ids.COLOR_BY, ids.GENE)
+
+
+def filter_after(trigger: str | None, text: str | None) -> tuple[str | None, Any]:
+    """``(filter text to apply, filter box value)`` after ``trigger`` changed: a new dataset or colouring (level,
+    column or gene) empties a filter typed for the old entries (``""``); otherwise the text stays (no_update)."""
+    if trigger in NEW_ENTRIES and text:
+        return None, ""
+    return text, no_update
+
+
 def register(app: Any, context: ViewerContext) -> dict:
     """Register the legend callback on ``app``; returns name -> callback function."""
 
@@ -93,12 +105,15 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.GENE_RANGE_INFO, "children"),
         Output(ids.GENE_VMIN, "placeholder"),
         Output(ids.GENE_VMAX, "placeholder"),
+        Output(ids.LEGEND_FILTER, "value"),
         inputs=dict(view=view_inputs(*PLACE, ids.COLOR_BY, ids.GENE, ids.TERM, ids.GENE_VMIN, ids.GENE_VMAX),
                     text=Input(ids.LEGEND_FILTER, "value")),
     )
     def draw_legend(view, text):
         dataset, slab_plane, section = place_of(view)
-        return legend_step(dataset, slab_plane, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM],
-                           view[ids.GENE_VMIN], view[ids.GENE_VMAX], context, text, embedding=embedding_of(view))
+        text, cleared = filter_after(ctx.triggered_id, text)
+        return (*legend_step(dataset, slab_plane, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM],
+                             view[ids.GENE_VMIN], view[ids.GENE_VMAX], context, text,
+                             embedding=embedding_of(view)), cleared)
 
     return {"draw_legend": draw_legend}

@@ -149,6 +149,21 @@ def map_figure_step(
     return patch, title, notice_children(notices), no_update
 
 
+def first_map(state: ViewState, context: ViewerContext) -> tuple[dict, str, str] | None:
+    """``(figure, title, frame key)`` of the map for the page's layout, so the page carries its first picture
+    (at :data:`core.context.DEFAULT_SIZE_PX` until the browser reports the plot area's size), or None when the
+    callbacks must draw it: no place to show, a notice to give, a picture that needs the selection highlight or
+    the second gene, or another view of the map card."""
+    entry = context.catalog.get(state.dataset)
+    if (entry is None or state.selection is not None or state.color_by == COLOR_BY_TWO_GENES
+            or state.map_view != "map"):
+        return None
+    figure, title, notices, key = map_figure_step(None, state, None, True, context)
+    if not key or notices or not (figure.get("layout") or {}).get("images"):
+        return None
+    return figure, title, key
+
+
 def viewport_step(relayout: dict | None, current: dict | None, state: ViewState, context: ViewerContext) -> Any:
     """The viewport store after a ``relayoutData`` event (``no_update`` when the view did not move)."""
     frame = context.frame(state)

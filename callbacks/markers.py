@@ -401,6 +401,7 @@ def register(app: Any, context: ViewerContext) -> dict:
                     hidden=Input(ids.ANALYSIS_PANEL, "hidden"), a=Input(ids.MARKERS_A, "value"),
                     b=Input(ids.MARKERS_B, "value")),
         state=dict(view=view_states(*PLACE)),
+        prevent_initial_call=True,  # the analysis panel opens closed
     )
     def draw_markers(selection, term, added, level, hidden, a, b, view):
         if hidden:  # nothing computed for a closed panel; opening it fires this again

@@ -134,7 +134,7 @@ def resolve_view(
 
 def selection_outputs(
     state: ViewState, before: ViewState, context: ViewerContext, notices: list[str], *, force: bool = False,
-    selection: Any = no_update,
+    selection: Any = no_update, all_genes: bool = False,
 ) -> tuple:
     """The outputs of the selection callback: changed properties, ``no_update`` for the others.
 
@@ -143,9 +143,12 @@ def selection_outputs(
     state, before : ViewState
         The view after and before the trigger.
     force : bool
-        Send every property (first load).
+        Send every property.
     selection : dict, None or no_update
         The box/lasso selection store (set only when an address is read).
+    all_genes : bool
+        Send the gene box's first options even when the dataset and the gene did not change (first load: the page
+        holds the address's view, its gene box only the gene shown).
     """
     catalog = context.catalog
     entry = catalog.get(state.dataset)
@@ -158,7 +161,7 @@ def selection_outputs(
     section_value = state.section or (WHOLE_SLAB_PLANE if state.slab_plane else None)
     before_section_value = before.section or (WHOLE_SLAB_PLANE if before.slab_plane else None)
     gene_opts = no_update
-    if dataset_changed or state.gene != before.gene:
+    if all_genes or dataset_changed or state.gene != before.gene:
         gene_opts = _gene_option_list(context, state.dataset, state.gene, None)
     term = {"level": state.term_level, "name": state.term, "taxonomy": entry.taxonomy if entry else None} \
         if state.term else None
@@ -324,7 +327,8 @@ def selection_step(trigger: str | None, values: dict[str, Any], context: ViewerC
         stored = values[ids.SELECTION]
         if stored.get("view") == "map" and stored.get("embedding") != state.embedding:
             selection = None
-    return selection_outputs(state, before, context, notices, force=first_load, selection=selection)
+    # the page is laid out with its address's view (app.FirstView), so even the first load sends only what differs
+    return selection_outputs(state, before, context, notices, selection=selection, all_genes=first_load)
 
 
 #: Controls whose change alone replaces the address's history entry (a zoom, a selection drawn or cleared, the

@@ -397,6 +397,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.UMAP_HIGHLIGHT, "data"),
         inputs=dict(selection=Input(ids.SELECTION, "data"), view=view_inputs(*PLACE)),
         state=dict(current_map=State(ids.MAP_HIGHLIGHT, "data"), current_umap=State(ids.UMAP_HIGHLIGHT, "data")),
+        prevent_initial_call=True,  # no selection yet; an address's selection arrives as a change of the store
     )
     def highlight(selection, view, current_map, current_umap):
         return highlight_step(selection, *place_of(view), selected, current_map, current_umap,

@@ -178,6 +178,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.TWO_GENES, "data"),
         inputs=dict(view=view_inputs(ids.COLOR_BY, ids.GENE2, ids.BLEND_MODE, ids.THRESHOLD_A, ids.THRESHOLD_B)),
         state=dict(dataset=State(ids.DATASET, "value"), current=State(ids.TWO_GENES, "data")),
+        prevent_initial_call=True,  # an address's second gene arrives as a change of its controls
     )
     def two_gene_params(view, dataset, current):
         return params_step(view[ids.COLOR_BY], dataset, view[ids.GENE2], view[ids.BLEND_MODE], view[ids.THRESHOLD_A],

@@ -85,6 +85,16 @@ def umap_figure_step(
     return patch, title, notice_children(notices), False, no_update
 
 
+def first_umap(dataset: str | None, color_by: str | None, gene: str | None, term: dict | None,
+               context: ViewerContext) -> tuple[dict, str, str] | None:
+    """``(figure, title, frame key)`` of the UMAP panel for the page's layout (see
+    :func:`callbacks.map_view.first_map`), or None when the callbacks must draw it."""
+    figure, title, notices, hidden, key = umap_figure_step(None, dataset, color_by, gene, term, None, None, context)
+    if hidden or notices or not isinstance(key, str) or not (figure.get("layout") or {}).get("images"):
+        return None
+    return figure, title, key
+
+
 def umap_viewport_step(relayout: dict | None, current: dict | None, dataset: str | None,
                        context: ViewerContext) -> Any:
     """The UMAP viewport store after a ``relayoutData`` event."""

@@ -198,6 +198,7 @@ def compare_view() -> html.Div:
                                 className="muted"),
                   ], title="Zoom together: zooming or panning one map brings the others to the same scale, each "
                            "on the same relative point of its section"),
+                  html.Div(id=ids.COMPARE_NOTICE, className="notice compare-notice", role="status"),
                   html.Div(slots, className="compare-grid"),
                   html.Div(id=ids.COMPARE_LEGEND, className="compare-legend")],
     )

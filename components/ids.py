@@ -140,6 +140,7 @@ TWO_GENES = "two-genes"  # dcc.Store: {"gene2", "blend_mode", "threshold_a", "th
 MAP_VIEW_MODE = "map-view-mode"  # radio: "map", "species" (side by side) or "gallery"
 COMPARE_VIEW = "compare-view"
 COMPARE_LEGEND = "compare-legend"  # one legend shared by the side-by-side maps
+COMPARE_NOTICE = "compare-notice"  # why the side by side does not show the dataset chosen (hidden when it does)
 COMPARE_TOGETHER = "compare-together"  # checklist ["on"] / []: zooming one side-by-side map zooms the others
 COMPARE_ZOOM = "compare-zoom"  # dcc.Store: {"zoom", "u", "v"} of the maps zoomed together (None: the fitting view)
 GALLERY_VIEW = "gallery-view"

@@ -245,7 +245,8 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
 
 
 def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
-                 logout_link: bool = False) -> html.Div:
+                 logout_link: bool = False, first_map: tuple | None = None,
+                 first_umap: tuple | None = None, tree_expanded: list | None = None) -> html.Div:
     """The whole page, its controls set to ``state`` (the callbacks then follow the URL).
 
     Parameters
@@ -259,8 +260,18 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
     logout_link : bool
         Show "Log out" in the header (users log in with a password): it opens the logout form, which posts with
         its CSRF token.
+    first_map, first_umap : (figure, title, frame key), optional
+        The map's and the UMAP panel's figures of ``state`` (their pictures are then requested as soon as the page
+        is drawn, before any callback ran); default: "Loading…" until the callbacks draw them.
+    tree_expanded : list, optional
+        The taxonomy tree's open terms (those that show ``state``'s highlighted term).
     """
     empty = "Loading the map…" if catalog.datasets else "The store holds no dataset"
+    map_figure, map_title, map_frame = first_map or (message_figure(empty), None, None)
+    umap_figure, umap_title, umap_frame = first_umap or (message_figure("Loading the UMAP…"), "UMAP", None)
+    entry = catalog.get(state.dataset)
+    term = ({"level": state.term_level, "name": state.term, "taxonomy": entry.taxonomy if entry else None}
+            if state.term else None)
     return html.Div(
         id=ids.ROOT,
         className="app",
@@ -268,14 +279,14 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
             dcc.Location(id=ids.URL, refresh=False),
             dcc.Store(id=ids.URL_QUERY),
             dcc.Store(id=ids.URL_WRITTEN),
-            dcc.Store(id=ids.TERM, data=None),
-            dcc.Store(id=ids.VIEWPORT, data=None),
+            dcc.Store(id=ids.TERM, data=term),
+            dcc.Store(id=ids.VIEWPORT, data=state.viewport.to_dict() if state.viewport is not None else None),
             dcc.Store(id=ids.MAP_SIZE, data=None),
-            dcc.Store(id=ids.MAP_FRAME, data=None),
-            dcc.Store(id=ids.UMAP_FRAME, data=None),
+            dcc.Store(id=ids.MAP_FRAME, data=map_frame),
+            dcc.Store(id=ids.UMAP_FRAME, data=umap_frame),
             dcc.Store(id=ids.UMAP_VIEWPORT, data=None),
             dcc.Store(id=ids.UMAP_SIZE, data=None),
-            dcc.Store(id=ids.TREE_EXPANDED, data=[]),
+            dcc.Store(id=ids.TREE_EXPANDED, data=list(tree_expanded or [])),
             dcc.Store(id=ids.TERM_PICKED, data=None),
             dcc.Store(id=ids.TREE_TOGGLED, data=None),
             dcc.Store(id=ids.GENE_RANGE_DEFAULT, data=None),
@@ -314,14 +325,14 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
                         className="panel map-panel",
                         children=[
                             html.Div(className="panel-head", children=[
-                                html.Div(id=ids.MAP_TITLE, className="panel-title"), view_mode_toggle(),
+                                html.Div(map_title, id=ids.MAP_TITLE, className="panel-title"), view_mode_toggle(),
                                 export_toolbar()]),
                             share_box(),
                             export_panel(),
                             dcc.Graph(
                                 id=ids.MAP_GRAPH,
                                 className="picture",
-                                figure=message_figure(empty),
+                                figure=map_figure,
                                 config=GRAPH_CONFIG,
                                 responsive=True,
                                 clear_on_unhover=False,
@@ -342,11 +353,11 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
                                 id=ids.UMAP_PANEL,
                                 className="panel umap-panel",
                                 children=[
-                                    html.Div("UMAP", id=ids.UMAP_TITLE, className="panel-title"),
+                                    html.Div(umap_title, id=ids.UMAP_TITLE, className="panel-title"),
                                     dcc.Graph(
                                         id=ids.UMAP_GRAPH,
                                         className="picture",
-                                        figure=message_figure("Loading the UMAP…"),
+                                        figure=umap_figure,
                                         config=GRAPH_CONFIG,
                                         responsive=True,
                                     ),

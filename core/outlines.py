@@ -62,12 +62,13 @@ class RegionName:
     y: float
 
 
-def region_names(collection: dict | None) -> list[RegionName]:
-    """One name per region label of ``collection`` (first feature's colour), at a point surely inside the
-    largest polygon of that label (shapely's ``representative_point``), in the collection's order."""
+def _polygon_parts(collection: dict | None):
+    """``(label, colour, polygon)`` for every non-empty polygon of every feature of a GeoJSON FeatureCollection, in
+    its order (a MultiPolygon gives each of its polygons); ``colour`` is the first feature's of that label, a
+    feature without a readable geometry is skipped."""
     from shapely.geometry import shape
 
-    largest: dict[str, tuple[float, Any, str]] = {}
+    colours: dict[str, str] = {}
     for feature in (collection or {}).get("features", []) or []:
         properties = feature.get("properties") or {}
         label = str(properties.get("label", "region"))
@@ -75,13 +76,20 @@ def region_names(collection: dict | None) -> list[RegionName]:
             geometry = shape(feature.get("geometry") or {})
         except (ValueError, TypeError, AttributeError, KeyError):
             continue
-        parts = list(geometry.geoms) if hasattr(geometry, "geoms") else [geometry]
-        for part in parts:
-            if part.is_empty or part.area <= 0:
+        for part in (list(geometry.geoms) if hasattr(geometry, "geoms") else [geometry]):
+            if part.geom_type != "Polygon" or part.is_empty:
                 continue
-            colour = largest[label][2] if label in largest else str(properties.get("color") or "#3c4149")
-            if label not in largest or part.area > largest[label][0]:
-                largest[label] = (part.area, part, colour)
+            colour = colours.setdefault(label, str(properties.get("color") or "#3c4149"))
+            yield label, colour, part
+
+
+def region_names(collection: dict | None) -> list[RegionName]:
+    """One name per region label of ``collection`` (first feature's colour), at a point surely inside the
+    largest polygon of that label (shapely's ``representative_point``), in the collection's order."""
+    largest: dict[str, tuple[float, Any, str]] = {}
+    for label, colour, part in _polygon_parts(collection):
+        if part.area > 0 and (label not in largest or part.area > largest[label][0]):
+            largest[label] = (part.area, part, colour)
     names = []
     for label, (_, part, colour) in largest.items():
         point = part.representative_point()
@@ -112,22 +120,12 @@ def figure_outlines(collection: dict | None) -> list[RegionOutline]:
     """The outlines of ``collection`` grouped by region label (first feature's colour), in its order, as plain
     arrays for :mod:`rendering.figures`."""
     import numpy as np
-    from shapely.geometry import shape
 
     rings: dict[str, list] = {}
     colours: dict[str, str] = {}
-    for feature in (collection or {}).get("features", []) or []:
-        properties = feature.get("properties") or {}
-        label = str(properties.get("label", "region"))
-        try:
-            geometry = shape(feature.get("geometry") or {})
-        except (ValueError, TypeError, AttributeError, KeyError):
-            continue
-        for part in (list(geometry.geoms) if hasattr(geometry, "geoms") else [geometry]):
-            if part.geom_type != "Polygon" or part.is_empty:
-                continue
-            colours.setdefault(label, str(properties.get("color") or "#3c4149"))
-            rings.setdefault(label, []).extend(
-                np.asarray(ring.coords, dtype=np.float64)[:, :2] for ring in (part.exterior, *part.interiors))
+    for label, colour, part in _polygon_parts(collection):
+        colours.setdefault(label, colour)
+        rings.setdefault(label, []).extend(
+            np.asarray(ring.coords, dtype=np.float64)[:, :2] for ring in (part.exterior, *part.interiors))
     names = {name.label: (name.x, name.y) for name in region_names(collection)}
     return [RegionOutline(label, colours[label], tuple(parts), names.get(label)) for label, parts in rings.items()]

@@ -20,6 +20,9 @@ import numpy as np
 
 #: Largest side of the occupancy grid :func:`tissue_area` builds (its squares are at least side / this).
 TISSUE_GRID_MAX = 256
+#: Radius, in grid squares, of the disc that closes the tissue's edge in :func:`tissue_area`: notches between the
+#: squares' steps fill and concave bends round off; a gap or a hole narrower than twice this is closed too.
+TISSUE_SMOOTHING = 2.0
 
 
 def cells_in_box(x: np.ndarray, y: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
@@ -158,9 +161,13 @@ def tissue_area(x: np.ndarray, y: np.ndarray) -> Any:
     # occupied column c + 1 is grid column c: a run starting after edge column j starts at grid column j
     boxes = shapely.box(x0 + cols_start * side, y0 + (rows_start - 1) * side,
                         x0 + cols_end * side, y0 + rows_start * side)
-    # grown by half a square then simplified by as much: the squares' staircase becomes a smooth edge that still
-    # covers every square (Douglas-Peucker moves the edge by at most its tolerance)
-    area = shapely.union_all(boxes).buffer(side / 2, quad_segs=2).simplify(side / 2)
+    # the squares' staircase smoothed: grown by half a square (every cell then lies at least that far inside),
+    # closed with a disc of TISSUE_SMOOTHING squares (grown then shrunk by as much: the notches between the steps
+    # fill, nothing is taken away, concave bends round off), then simplified by half a square (Douglas-Peucker moves
+    # the edge by at most its tolerance, so every square stays covered)
+    radius = TISSUE_SMOOTHING * side
+    area = (shapely.union_all(boxes).buffer(side / 2, quad_segs=4).buffer(radius, quad_segs=4)
+            .buffer(-radius, quad_segs=4).simplify(side / 2))
     bounds = shapely.box(float(x.min()) - side / 2, float(y.min()) - side / 2,
                          float(x.max()) + side / 2, float(y.max()) + side / 2)
     return shapely.make_valid(shapely.intersection(area, bounds))

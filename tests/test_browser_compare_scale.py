@@ -116,3 +116,27 @@ def test_unticked_zooming_one_map_leaves_the_others_where_they_are(viewer, atlas
     assert [picture(viewer, f"compare-graph-{slot}")["source"] for slot in (1, 2)] == others
     assert equal_scales(viewer, (1, 2))
     shot(viewer, "42_species_zoom_alone")
+
+
+def notice_text(duo):
+    return duo.driver.execute_script(
+        "var n = document.getElementById('compare-notice'); return n && n.offsetParent !== null ? n.textContent : '';")
+
+
+def test_the_side_by_side_of_a_single_cell_dataset_says_why_it_is_not_there(viewer, atlas):
+    viewer.driver.set_window_size(1400, 1000)
+    single = "WMB-10X"
+    assert atlas.info(single).kind != "spatial"
+    open_view(viewer, f"?dataset={single}")
+    wait_for_picture(viewer, f"dataset={single}")
+    choose_view(viewer, "Species")
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: "does not apply to WMB-10X" in notice_text(viewer))
+    text = notice_text(viewer)
+    assert "single-cell" in text and "without sections" in text and "no Mouse sections" in text
+    spatial = [d for d in atlas.datasets() if atlas.info(d).kind == "spatial"]
+    assert all(dataset in text for dataset in spatial)  # it names the maps it shows instead
+    wait_settled(viewer)
+    shot(viewer, "43_species_notice_single_cell")
+    # a dataset of sections is among the maps: no notice
+    open_side_by_side(viewer, atlas)
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: notice_text(viewer) == "")

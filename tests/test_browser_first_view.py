@@ -104,3 +104,52 @@ def test_a_lasso_outline_has_no_vertex_handles(viewer, atlas):
         ".filter(function (c) { return c.getBoundingClientRect().width > 0; }).length;")
     assert handles == 0
     shot(viewer, "42_lasso_outline")
+
+
+# the first picture's request against the page's first callback request (ms from navigation start)
+FIRST_REQUESTS_JS = """
+var entries = performance.getEntriesByType('resource');
+var picture = entries.filter(function (e) { return e.name.indexOf('/render/map.png') >= 0; })
+    .map(function (e) { return e.startTime; });
+var callbacks = entries.filter(function (e) { return e.name.indexOf('_dash-update-component') >= 0; })
+    .map(function (e) { return e.startTime; });
+var preload = document.querySelector('link[rel=preload][as=image]');
+return {picture: picture.length ? Math.min.apply(null, picture) : null,
+        callback: callbacks.length ? Math.min.apply(null, callbacks) : null,
+        preload: preload ? preload.href : null};
+"""
+
+
+def test_the_page_carries_its_first_picture(viewer, atlas):
+    # the picture is named in the HTML and in the layout, so the browser asks for it before any callback ran
+    section = atlas.sections(first_spatial(atlas))["brain_section_label"].iloc[1]
+    dataset = first_spatial(atlas)
+    gene = str(atlas.genes(dataset)["gene_symbol"].iloc[0])
+    open_view(viewer, f"?dataset={quote(dataset)}&section={quote(section)}&color_by=gene&gene={quote(gene)}")
+    info = wait_for_picture(viewer, f"section={quote(section)}", f"gene={quote(gene)}")
+    wait_settled(viewer)
+    first = viewer.driver.execute_script(FIRST_REQUESTS_JS)
+    assert first["preload"] and f"section={quote(section)}" in first["preload"]
+    assert first["callback"] is not None and first["picture"] < first["callback"], first
+    # the controls show the address's view from the start, and the picture is the one preloaded (no second
+    # picture at a size that the first one already had)
+    assert viewer.driver.execute_script("return document.getElementById('map-title').textContent;").startswith(
+        f"Section {section}")
+    assert info["source"] in first["preload"]
+    shot(viewer, "43_first_picture_gene")
+
+
+def test_the_layout_holds_the_addressed_view_and_the_html_preloads_it(viewer, atlas):
+    dataset = first_spatial(atlas)
+    section = atlas.sections(dataset)["brain_section_label"].iloc[0]
+    page = f"{viewer.server_url}/?dataset={quote(dataset)}&section={quote(section)}"
+    with urllib.request.urlopen(page, timeout=TIMEOUT) as response:
+        html = response.read().decode()
+    preload = html.split('<link rel="preload" as="image"', 1)[1].split('href="', 1)[1].split('"', 1)[0]
+    assert f"section={quote(section)}" in preload.replace("&amp;", "&")
+    request = urllib.request.Request(viewer.server_url + "/_dash-layout", headers={"Referer": page})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        layout = json.dumps(json.load(response))
+    assert preload.replace("&amp;", "&") in layout
+    with urllib.request.urlopen(viewer.server_url + preload.replace("&amp;", "&"), timeout=TIMEOUT) as response:
+        assert response.headers["Content-Type"] == "image/png" and response.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from browser_helpers import (  # noqa: F401  (atlas, store, viewer: fixtures)
-    TIMEOUT, atlas, open_view, shot, store, viewer, wait_settled)
+    TIMEOUT, atlas, choose_option, open_view, shot, store, viewer, wait_settled)
 
 pytestmark = pytest.mark.browser
 
@@ -84,3 +84,53 @@ def test_the_legend_lists_every_cluster_in_taxonomy_order_and_the_filter_narrows
     shot(viewer, "legend_03_gaba_1366")
     type_filter(viewer, " ")  # blank: everything again
     WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: len(rows(viewer)) == len(order))
+
+
+def filter_value(duo):
+    return duo.driver.execute_script("return document.getElementById('legend-filter').value;")
+
+
+def test_the_filter_is_emptied_when_the_colouring_changes(viewer, atlas):
+    open_view(viewer, f"?dataset={DATASET}&color_by={LEVEL}")
+    order, _ = present_terms(atlas)
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: len(rows(viewer)) == len(order))
+    wait_settled(viewer)
+    type_filter(viewer, "gaba")
+    wait_title(viewer, "match")
+    # another level: its legend lists all of its entries, and the box no longer holds the old words
+    choose_option(viewer, "color-by", "class")
+    classes = [name for name in atlas.categories(DATASET, "class")
+               if atlas.cells(DATASET)["class"].value_counts().get(name, 0) > 0]
+    WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: filter_value(viewer) == "" and [r["name"] for r in rows(viewer)] == classes)
+    wait_title(viewer, f"class ({len(classes):,} here)")
+    assert "match" not in viewer.driver.execute_script("return document.getElementById('legend-title').textContent")
+    # the filter still works on the new entries
+    type_filter(viewer, "gaba")
+    gaba = [name for name in classes if "gaba" in name.casefold()]
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: [r["name"] for r in rows(viewer)] == gaba)
+    assert 0 < len(gaba) < len(classes)
+
+
+# legend rows wholly on screen: inside the legend's scroll box and above the window's bottom edge
+ROWS_ON_SCREEN_JS = """
+var box = document.getElementById('legend').getBoundingClientRect();
+return Array.from(document.querySelectorAll('#legend .legend-item')).filter(function (row) {
+  var r = row.getBoundingClientRect();
+  return r.height > 0 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1 && r.bottom <= window.innerHeight;
+}).length;
+"""
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1400, 1000)], ids=["1366x768", "1400x1000"])
+def test_the_legend_shows_a_useful_number_of_rows_above_the_fold(viewer, size):
+    viewer.driver.set_window_size(*size)
+    open_view(viewer)  # the first view: a level with a dozen terms
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: len(rows(viewer)) >= 8)
+    wait_settled(viewer)
+    # no control squeezed sideways out of the sidebar
+    assert viewer.driver.execute_script(
+        "var s = document.getElementById('controls'); return s.scrollWidth <= s.clientWidth + 1;")
+    shown = viewer.driver.execute_script(ROWS_ON_SCREEN_JS)
+    assert shown >= 6, f"{shown} legend rows on screen at {size}"
+    shot(viewer, f"legend_04_first_view_{size[0]}x{size[1]}")

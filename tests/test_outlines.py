@@ -62,6 +62,34 @@ def test_a_region_cut_to_the_tissue_lies_inside_it_and_one_off_the_tissue_is_dro
     assert name.label == "STR" and name.color == "#ff0000" and area.contains(shapely.Point(name.x, name.y))
 
 
+def test_a_slanted_tissue_edge_is_cut_straight_not_in_grid_steps():
+    # cells up to a line of slope 0.2 (11.3 degrees): the squares make a staircase along it; the cut edge follows
+    # the line (segments near its direction, weighted by their length), and still covers every cell
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 10, size=(40000, 2)) * [1.0, 0.5]
+    x, y = xy[:, 0], xy[:, 1]
+    keep = y <= 2 + 0.2 * x
+    x, y = x[keep], y[keep]
+    area = tissue_area(x, y)
+    side = tissue_cell_mm(x, y)
+    assert shapely.covers(area, shapely.points(x, y)).all()
+    ring = np.asarray(area.exterior.coords)
+    a, b = ring[:-1], ring[1:]
+
+    def near_line(p):
+        return (np.abs(p[:, 1] - (2 + 0.2 * p[:, 0])) < 2 * side) & (p[:, 0] > 1) & (p[:, 0] < 9)
+    along = near_line(a) & near_line(b)
+    assert along.sum() >= 3
+    step = b[along] - a[along]
+    angles = np.degrees(np.arctan2(step[:, 1], step[:, 0])) % 180
+    off = np.abs(angles - np.degrees(np.arctan(0.2)))
+    assert np.average(off, weights=np.hypot(step[:, 0], step[:, 1])) < 10, np.round(angles, 1)
+    assert off.max() < 35, np.round(angles, 1)  # no vertical riser of a grid step
+    # and it stays near the tissue: its outward margin is about one square along the edge
+    truth = shapely.Polygon([(0, 0), (10, 0), (10, 4), (0, 2)])
+    assert area.difference(truth).area < 1.2 * side * truth.length
+
+
 def test_the_emptiest_corner_is_away_from_the_cells():
     grid = np.zeros((64, 64), dtype=bool)
     grid[32:, :] = True  # cells over the bottom half: both lower corners hold cells
