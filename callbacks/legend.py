@@ -84,7 +84,8 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
             "max")
 
 
-#: Controls whose change gives the legend other entries (another dataset, UMAP or colouring): its filter box is emptied.
+#: Controls whose change gives the legend other entries (another dataset, UMAP or colouring): its filter box is
+#: emptied.
 NEW_ENTRIES = (ids.DATASET, ids.EMBEDDING, ids.COLOR_BY, ids.GENE)
 
 
