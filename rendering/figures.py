@@ -815,10 +815,9 @@ def build_figure(
     axes.set_xlim(viewport.x0, viewport.x1)
     axes.set_ylim(bottom, top)
     draw_outlines(axes, outlines)
-    unit_suffix = f" ({units})" if units else ""
-    if show_axes:
-        axes.set_xlabel(f"x{unit_suffix}")
-        axes.set_ylabel(f"y{unit_suffix}")
+    if show_axes:  # coordinates without a unit are a UMAP's, named as the page names them
+        axes.set_xlabel(f"x ({units})" if units else "UMAP 1")
+        axes.set_ylabel(f"y ({units})" if units else "UMAP 2")
     else:
         axes.set_axis_off()
     # figure-level, not axes titles: a narrow section's axes is shorter than its title, which then ran into the

@@ -60,6 +60,13 @@ def test_svg_export_shows_colorbar_label_and_no_scale_bar_for_umap_units():
     assert not any(t.endswith("mm") for t in texts)
 
 
+def test_axes_are_named_as_the_page_names_them():
+    umap = svg_texts(export_figure(two_band_picture(), VIEWPORT, fmt="svg", dpi=100, units=""))
+    assert "UMAP 1" in umap and "UMAP 2" in umap
+    section = svg_texts(export_figure(two_band_picture(), VIEWPORT, fmt="svg", dpi=100))
+    assert "x (mm)" in section and "y (mm)" in section and "UMAP 1" not in section
+
+
 def test_a_long_legend_lists_the_terms_with_most_cells_in_the_given_order_and_counts_the_rest():
     counts = [(i * 7919) % 1000 + 1 for i in range(MAX_LEGEND_ENTRIES + 50)]  # distinct orders of place and count
     legend = [(f"cluster {i}", "#123456", n) for i, n in enumerate(counts)]
