@@ -12,7 +12,7 @@ from dash import Input, Output, ctx, no_update
 from core.context import ViewerContext, term_counts
 from callbacks.view import PLACE, embedding_of, place_of, view_inputs
 from components import ids
-from components.layout import column_label
+from components.layout import column_label, range_label
 from core.state import across_levels
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.panels import gene_legend, html_block, legend_html, legend_matches
@@ -47,10 +47,12 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
         if found is None:
             return [], column_label(color_by), f"No cell of {entry.name} has a {color_by}", "min", "max"
         low, high = found
-        info = f"Range {low:.4g} – {high:.4g} (1st–99th percentile of the dataset's cells)"
-        children = gene_legend(color_by, colorscale_stops(GENE_CMAP), low, high, default=True, nan_color=NAN_GREY,
+        user = vmin not in (None, "") and vmax not in (None, "")
+        shown = (float(vmin), float(vmax)) if user else (low, high)
+        info = f"Default range {low:.4g} – {high:.4g} (1st–99th percentile of the dataset's cells)"
+        children = gene_legend(color_by, colorscale_stops(GENE_CMAP), *shown, default=not user, nan_color=NAN_GREY,
                                zero_color=None, unit="per cell", hint="range: 1st–99th percentile of cells")
-        return children, column_label(color_by), info, "min", "max"
+        return children, column_label(color_by), info, f"{low:.4g}", f"{high:.4g}"
     if color_by == COLOR_BY_GENE:
         if not gene:
             return [], "Gene expression", "", "min", "max"
@@ -107,6 +109,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.GENE_VMIN, "placeholder"),
         Output(ids.GENE_VMAX, "placeholder"),
         Output(ids.LEGEND_FILTER, "value"),
+        Output(ids.RANGE_LABEL, "children"),
         inputs=dict(view=view_inputs(*PLACE, ids.COLOR_BY, ids.GENE, ids.TERM, ids.GENE_VMIN, ids.GENE_VMAX),
                     text=Input(ids.LEGEND_FILTER, "value")),
     )
@@ -115,6 +118,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         text, cleared = filter_after(ctx.triggered_id, text)
         return (*legend_step(dataset, slab_plane, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM],
                              view[ids.GENE_VMIN], view[ids.GENE_VMAX], context, text,
-                             embedding=embedding_of(view)), cleared)
+                             embedding=embedding_of(view)), cleared,
+                range_label(context.catalog.get(dataset), view[ids.COLOR_BY]))
 
     return {"draw_legend": draw_legend}

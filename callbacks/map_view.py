@@ -98,6 +98,7 @@ def map_figure_step(
         state = state.replace(embedding=None)
     frame = context.frame(state)
     window = state.viewport or frame
+    ranged = state.color_by == COLOR_BY_GENE or entry.is_numeric(state.color_by)  # drawn over a colour range
     notices: list[str] = []
     image = None
     try:
@@ -111,8 +112,8 @@ def map_figure_step(
             window=window,
             frame=frame,
             size=size,
-            vmin=state.vmin if state.color_by == COLOR_BY_GENE else None,  # a numeric column: its default range
-            vmax=state.vmax if state.color_by == COLOR_BY_GENE else None,
+            vmin=state.vmin if ranged else None,
+            vmax=state.vmax if ranged else None,
             extra=extra,
             embedding=None if entry.spatial else state.embedding,
         ), y_down=entry.spatial)

@@ -37,7 +37,7 @@ from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES, WHOLE_SLAB_PLANE, WH
 from components.layout import (color_by_options, embedding_options, gene_options, notice_children,
                                section_options, slab_plane_options)
 from core.state import (ViewState, across_levels, default_state, map_view_of, parse_query, switch_dataset,
-                              switch_section, switch_slab_plane, to_query)
+                        switch_section, switch_slab_plane, to_query, without_unused_range)
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ def resolve_view(
         if entry is not None and entry.embeddings:  # (a dataset without any: its empty dropdown settling)
             known = entry.embedding(state.embedding) is not None
             state = state.replace(embedding=state.embedding if known else None, viewport=None)
-    elif trigger == ids.COLOR_BY:
+    elif trigger == ids.COLOR_BY:  # a range belongs to the colouring it was set for
+        state = state.replace(vmin=None, vmax=None)
         if state.color_by in GENE_COLORINGS and not state.gene:
             state = state.replace(gene=lookups.first_gene(state.dataset))
     elif trigger == ids.GENE:
@@ -129,7 +130,7 @@ def resolve_view(
         state = state.replace(vmin=None, vmax=None)
     if state.color_by in GENE_COLORINGS and not state.gene and state.dataset:
         state = state.replace(gene=lookups.first_gene(state.dataset))
-    return state, notices
+    return without_unused_range(catalog, state), notices
 
 
 def selection_outputs(

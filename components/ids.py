@@ -37,6 +37,7 @@ GENE_VMIN = "gene-vmin"
 GENE_VMAX = "gene-vmax"
 GENE_RANGE_AUTO = "gene-range-auto"  # button: back to the default range (99th percentile)
 GENE_RANGE_INFO = "gene-range-info"  # the default range, shown beside the inputs
+RANGE_LABEL = "range-label"  # what the range inputs set: a gene's log2 range or a numeric cell column's
 POLYGONS = "polygons"  # checklist: region outlines on/off
 LEGEND = "legend"
 LEGEND_TITLE = "legend-title"

@@ -3,7 +3,7 @@ taxonomy tree on the right, and a notice strip. Pure builders of plain values (n
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from dash import dcc, html
 
@@ -105,7 +105,15 @@ def notice_children(messages: Sequence[str] | None) -> list:
 
 
 # ---------------------------------------------------------------------------------------------- page
-def _field(label: str, control, *, field_id: str | None = None, hidden: bool = False, hint: str | None = None):
+def range_label(entry: Any, color_by: str | None) -> str:
+    """The label of the range inputs: what they set for this colouring (a numeric cell column's range, else a
+    gene's log2 range)."""
+    if entry is not None and entry.is_numeric(color_by):
+        return f"Range ({color_by})"
+    return "Gene range (log2)"
+
+
+def _field(label: Any, control, *, field_id: str | None = None, hidden: bool = False, hint: str | None = None):
     children = [html.Label(label, className="field-label"), control]
     if hint:
         children.append(html.Div(hint, className="field-hint"))
@@ -204,7 +212,7 @@ def _controls(catalog: Catalog, state: ViewState) -> html.Aside:
                         ),
                     ),
                     _field(
-                        "Gene range (log2)",
+                        html.Span(range_label(entry, state.color_by), id=ids.RANGE_LABEL),
                         html.Div(
                             className="range-row",
                             children=[

@@ -386,7 +386,18 @@ def parse_query(
                                             f"({', '.join(levels)}): the panel across species is not shown."))
         else:
             state = state.replace(across=True)
-    return state, notices
+    return without_unused_range(catalog, state), notices
+
+
+def without_unused_range(catalog: Catalog, state: ViewState) -> ViewState:
+    """``state`` without its colour range (``vmin``, ``vmax``) unless it is coloured by one gene or a numeric cell
+    column, the colourings drawn over a range."""
+    if state.vmin is None and state.vmax is None:
+        return state
+    entry = catalog.get(state.dataset) if state.dataset else None
+    if state.color_by == COLOR_BY_GENE or (entry is not None and entry.is_numeric(state.color_by)):
+        return state
+    return state.replace(vmin=None, vmax=None)
 
 
 def across_levels(catalog: Catalog, entry: DatasetEntry) -> tuple[str, ...]:
@@ -728,8 +739,8 @@ def to_query(state: ViewState) -> str:
             pairs.append(("term_level", state.term_level))
     if state.viewport is not None:
         pairs += [(key, _format(value)) for key, value in zip(("x0", "x1", "y0", "y1"), state.viewport)]
-    if state.color_by == COLOR_BY_GENE and state.vmin is not None and state.vmax is not None:
-        pairs += [("vmin", _format(state.vmin)), ("vmax", _format(state.vmax))]
+    if state.color_by != COLOR_BY_TWO_GENES and state.vmin is not None and state.vmax is not None:
+        pairs += [("vmin", _format(state.vmin)), ("vmax", _format(state.vmax))]  # (one gene's or a column's)
     if state.selection is not None:
         pairs += [("sel_view", state.selection.view), ("sel", selection_param(state.selection.geometry()))]
     if state.map_view in MAP_VIEWS[1:]:

@@ -288,3 +288,31 @@ def test_a_selections_summary_panel_gives_the_mean_and_median_of_a_column(contex
     words = figure["layout"]["annotations"][0]["text"]
     assert f"{inside.sum():,} cells selected" in text
     assert f"mean {values.mean():.4g}, median {np.median(values):.4g}" in words
+
+
+def test_the_range_boxes_colour_a_column_and_travel_in_the_address(context):
+    from callbacks.map_view import map_figure_step
+    from callbacks.navigation import resolve_view
+    from components import ids
+    from components.layout import range_label
+    from core.state import to_query
+
+    entry = context.catalog.get(TENX)
+    assert range_label(entry, "umi_count") == "Range (umi_count)" and range_label(entry, "gene") == "Gene range (log2)"
+    lookups = dict(gene_lookup=context.lookups.gene_symbol, term_lookup=context.lookups.term_level)
+    state, notices = parse_query(f"?dataset={quote(TENX)}&color_by=umi_count&vmin=100&vmax=900", context.catalog,
+                                 **lookups)
+    assert (state.vmin, state.vmax, notices) == (100.0, 900.0, [])
+    assert "vmin=100&vmax=900" in to_query(state)
+    # the map's picture is drawn over the range set by hand, the legend says so
+    figure, *_ = map_figure_step(None, state, None, True, context)
+    assert "vmin=100&vmax=900" in figure["layout"]["images"][0]["source"]
+    children, _, info, low_hint, _ = legend_step(TENX, None, None, "umi_count", None, None, "100", "900", context)
+    assert "≤ 100" in str(children) and "≥ 900" in str(children) and "set by hand" in str(children)
+    assert low_hint == f"{entry.numeric_columns['umi_count'][0]:.4g}"
+    # a categorical colouring has no range: the reader drops it, and another colouring empties the boxes
+    plain, _ = parse_query(f"?dataset={quote(TENX)}&color_by=Class&vmin=100&vmax=900", context.catalog, **lookups)
+    assert (plain.vmin, plain.vmax) == (None, None) and "vmin" not in to_query(plain)
+    values = {ids.DATASET: TENX, ids.COLOR_BY: "doublet_score", ids.GENE_VMIN: 100, ids.GENE_VMAX: 900}
+    changed, _ = resolve_view(ids.COLOR_BY, values, context)
+    assert (changed.color_by, changed.vmin, changed.vmax) == ("doublet_score", None, None)
