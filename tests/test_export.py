@@ -190,7 +190,7 @@ def test_gene_figure_has_a_colour_bar_labelled_with_the_gene(client, atlas, spat
 def test_umap_figure_has_no_scale_bar_and_no_mm_axes(client, atlas):
     umap = next(d for d in atlas.datasets() if atlas.info(d).kind == "umap")
     texts = svg_texts(client.get(f"/export/figure.svg?{urlencode({'dataset': umap})}").data)
-    assert "x" in texts and not any(t.endswith(" mm") or t.endswith("µm") for t in texts)
+    assert "UMAP 1" in texts and "UMAP 2" in texts and not any(t.endswith(" mm") or t.endswith("µm") for t in texts)
 
 
 def test_figure_labels_stay_inside_the_figure_edges(client, atlas):
