@@ -6,10 +6,10 @@ import io
 import json
 import sys
 import threading
-import time
 
 import pandas as pd
 import pytest
+from selenium.webdriver.support.ui import WebDriverWait
 
 from abc_builders import MARMOSET, build_quirky_cache
 from core.context import LiveContext, ViewerContext
@@ -141,17 +141,16 @@ def test_through_gunicorn_a_reprepare_is_served_without_restart_and_without_a_50
         for thread in threads:
             thread.start()
         try:
-            time.sleep(1)
+            # the requests are under way before the store changes
+            WebDriverWait(None, 60, poll_frequency=0.1).until(lambda _: len(statuses) >= 3)
             labels = annotate_everything_as_str(quirky)
             prepare_store(quirky.root, store)
             assert (store / UNITS / old_unit).is_dir()  # kept: the running server holds it
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and [regions(labels) for _ in range(4)] != [{"STR"}] * 4:
-                time.sleep(0.5)
+            WebDriverWait(None, 60, poll_frequency=0.5).until(
+                lambda _: [regions(labels) for _ in range(4)] == [{"STR"}] * 4)
             assert [regions(labels) for _ in range(6)] == [{"STR"}] * 6  # every worker serves the new value
             # both workers let go of the old version once no request used it; the server removed its folders
-            while time.monotonic() < deadline and (store / UNITS / old_unit).exists():
-                time.sleep(0.5)
+            WebDriverWait(None, 60, poll_frequency=0.5).until(lambda _: not (store / UNITS / old_unit).exists())
             assert not (store / UNITS / old_unit).exists()
         finally:
             stop.set()
