@@ -47,20 +47,15 @@ def button_step(dataset: str | None, term: Any, context: ViewerContext) -> bool:
 
 
 def open_step(triggered: Iterable[str], search: str | None, is_open: Any, dataset: str | None, term: Any,
-              context: ViewerContext, picked: Any = None) -> Any:
+              context: ViewerContext) -> Any:
     """The panel's open flag after ``triggered`` (``"<id>.<property>"`` of the inputs that changed).
 
-    The address (loaded, back/forward, a short link) decides when it changed; else the open button, and the
-    "across species" button of a tree row or legend entry (``picked``, the ``TERM_PICKED`` data with ``"across":
-    true``, for a term at a level the species share) open; the close and "Maps side by side" buttons close, and a
-    highlight that cannot be followed across species closes. ``no_update`` when the flag stays.
+    The address (loaded, back/forward, a short link) decides when it changed; else the open button opens; the
+    close and "Maps side by side" buttons close, and a highlight that cannot be followed across species closes.
+    ``no_update`` when the flag stays. The "across species" button of a tree row or legend entry opens the panel
+    through :func:`across_pick_step`, in the same answer as its highlight.
     """
     triggered = set(triggered)
-    if f"{ids.TERM_PICKED}.data" in triggered and f"{ids.URL}.search" not in triggered:
-        if not (isinstance(picked, dict) and picked.get("across")):
-            return no_update  # a plain pick: the highlight it makes decides
-        wanted = shared_term(dataset, {"name": picked.get("name"), "level": picked.get("level")}, context) is not None
-        return True if wanted and not is_open else no_update
     if not triggered or f"{ids.URL}.search" in triggered:
         state, _ = parse_query(search, context.catalog, gene_lookup=context.lookups.gene_symbol,
                                term_lookup=context.lookups.term_level)
@@ -72,6 +67,20 @@ def open_step(triggered: Iterable[str], search: str | None, is_open: Any, datase
     else:  # the highlight or the dataset changed
         wanted = bool(is_open) and shared_term(dataset, term, context) is not None
     return no_update if bool(is_open) == wanted else wanted
+
+
+def across_pick_step(trigger: Any, event: Any, dataset: str | None, context: ViewerContext) -> Any:
+    """The panel's open flag after a term pick: True for the "across species" button of a tree row or legend entry
+    (``TERM_PICKED`` data with ``"across": true``) of a term at a level the species share, else ``no_update``.
+
+    It is answered by the callback that highlights the term, together with the highlight: the Dash renderer keeps
+    only the newest answer of a callback, so an open flag answered apart from the highlight could be overwritten
+    by the answer to the highlight itself.
+    """
+    if trigger != ids.TERM_PICKED or not (isinstance(event, dict) and event.get("across") is True):
+        return no_update
+    picked = {"name": event.get("name"), "level": event.get("level")}
+    return True if shared_term(dataset, picked, context) is not None else no_update
 
 
 def hidden_step(is_open: Any, dataset: str | None, term: Any, context: ViewerContext) -> bool:
@@ -108,14 +117,13 @@ def register(app: Any, context: ViewerContext) -> dict:
     @app.callback(
         Output(ids.ACROSS, "data"),
         inputs=dict(search=Input(ids.URL, "search"), _open=Input(ids.ACROSS_OPEN, "n_clicks"),
-                    picked=Input(ids.TERM_PICKED, "data"),
                     _close=Input(ids.ACROSS_CLOSE, "n_clicks"), _maps=Input(ids.ACROSS_MAPS, "n_clicks"),
                     view=view_inputs(ids.DATASET, ids.TERM)),
         state=dict(is_open=State(ids.ACROSS, "data")),
     )
-    def open_panel(search, _open, picked, _close, _maps, view, is_open):
+    def open_panel(search, _open, _close, _maps, view, is_open):
         triggered = list(ctx.triggered_prop_ids) if ctx.triggered_id is not None else []
-        return open_step(triggered, search, is_open, view[ids.DATASET], view[ids.TERM], context, picked)
+        return open_step(triggered, search, is_open, view[ids.DATASET], view[ids.TERM], context)
 
     @app.callback(
         Output(ids.ACROSS_PANEL, "hidden"),

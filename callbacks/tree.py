@@ -16,6 +16,7 @@ from dash import Input, Output, State, ctx, no_update
 from core.context import ViewerContext, term_counts
 from core.state import across_levels
 from callbacks.inspector import event_position, nearest_cell_info
+from callbacks.species import across_pick_step
 from callbacks.view import PLACE, embedding_of, place_of, view_inputs, view_states
 from components import ids
 from components.panels import TermRow, html_block, term_key, tree_html, tree_search_html
@@ -244,13 +245,16 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         Output(ids.TERM, "data", allow_duplicate=True),
+        Output(ids.ACROSS, "data", allow_duplicate=True),
         inputs=dict(picked=Input(ids.TERM_PICKED, "data"), _clear=Input(ids.CLEAR_TERM, "n_clicks"),
                     map_click=Input(ids.MAP_GRAPH, "clickData"), umap_click=Input(ids.UMAP_GRAPH, "clickData")),
         state=dict(view=view_states(*PLACE, ids.COLOR_BY, ids.TERM)),
         prevent_initial_call=True,
     )
     def pick_term(picked, _clear, map_click, umap_click, view):
-        return pick_step(ctx.triggered_id, picked, map_click, umap_click, *place_of(view), view[ids.COLOR_BY],
+        term = pick_step(ctx.triggered_id, picked, map_click, umap_click, *place_of(view), view[ids.COLOR_BY],
                          view[ids.TERM], context, embedding=embedding_of(view))
+        # the "across species" button opens the panel in the same answer as the highlight it makes
+        return term, across_pick_step(ctx.triggered_id, picked, view[ids.DATASET], context)
 
     return {"count_head": count_head, "draw_tree": draw_tree, "update_expanded": update_expanded, "pick_term": pick_term}

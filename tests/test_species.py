@@ -354,16 +354,15 @@ def test_the_across_button_highlights_the_term_and_opens_the_panel_in_one_click(
                           demo.context) is no_update
     assert tree.pick_step(ids.TERM_PICKED, {**event, "across": False}, None, None, dataset, None, None, LEVEL, picked,
                           demo.context) is None
-    step = species_callbacks.open_step
-    trig = [f"{ids.TERM_PICKED}.data"]
-    assert step(trig, None, False, dataset, None, demo.context, event) is True
-    assert step(trig, None, True, dataset, picked, demo.context, event) is no_update
-    assert step(trig, None, False, dataset, None, demo.context, {**event, "across": False}) is no_update
+    # the same answer opens the panel: only the across button of a shared term does
+    step = species_callbacks.across_pick_step
+    assert step(ids.TERM_PICKED, event, dataset, demo.context) is True
+    assert step(ids.TERM_PICKED, {**event, "across": False}, dataset, demo.context) is no_update
+    assert step(ids.MAP_GRAPH, event, dataset, demo.context) is no_update
     cluster, finest = a_cluster(demo)
-    assert step(trig, None, False, dataset, None, demo.context, {**event, "level": finest, "name": cluster}) \
-        is no_update
-    # then the highlight arrives: the panel stays open and draws the term
-    assert step([f"{ids.TERM}.data"], None, True, dataset, picked, demo.context) is no_update
+    assert step(ids.TERM_PICKED, {**event, "level": finest, "name": cluster}, dataset, demo.context) is no_update
+    # then the highlight arrives with the panel open: it stays open and draws the term
+    assert species_callbacks.open_step([f"{ids.TERM}.data"], None, True, dataset, picked, demo.context) is no_update
     hidden, body = species_callbacks.panel_step(True, dataset, picked, demo.context)
     assert hidden is False and D1 in str(body)
     # the panel shows before its body is computed
