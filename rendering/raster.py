@@ -444,39 +444,6 @@ def _disk_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
     return dys, dxs
 
 
-@numba.njit(cache=True, nogil=True)
-def _nearest_fill(index, dys, dxs, radius):  # pragma: no cover - compiled
-    height, width = index.shape
-    # Integral image of filled pixels, to skip empty pixels with nothing within the radius in O(1).
-    integral = np.zeros((height + 1, width + 1), dtype=np.int32)
-    for r in range(height):
-        row_sum = 0
-        for c in range(width):
-            if index[r, c] >= 0:
-                row_sum += 1
-            integral[r + 1, c + 1] = integral[r, c + 1] + row_sum
-    out = index.copy()
-    for r in range(height):
-        r_lo = max(r - radius, 0)
-        r_hi = min(r + radius + 1, height)
-        for c in range(width):
-            if index[r, c] >= 0:
-                continue
-            c_lo = max(c - radius, 0)
-            c_hi = min(c + radius + 1, width)
-            if integral[r_hi, c_hi] - integral[r_lo, c_hi] - integral[r_hi, c_lo] + integral[r_lo, c_lo] == 0:
-                continue
-            for k in range(dys.shape[0]):
-                rr = r + dys[k]
-                cc = c + dxs[k]
-                if 0 <= rr < height and 0 <= cc < width:
-                    value = index[rr, cc]
-                    if value >= 0:
-                        out[r, c] = value
-                        break
-    return out
-
-
 def _paint_layers(layers: Sequence[tuple[np.ndarray, np.ndarray]], background: tuple[int, int, int, int], *,
                   flip: bool) -> np.ndarray:
     """Index rasters with their colour tables, first layer on top, to ``(H, W, 4)`` uint8 (rows flipped when
@@ -492,9 +459,11 @@ def _paint_layers(layers: Sequence[tuple[np.ndarray, np.ndarray]], background: t
 # compiled when imported (an explicit signature): the picture route's warm-up need not know this kernel
 @numba.njit("int32[:, ::1](int32[:, ::1], int64[::1], int64[::1], int64, int64, float64)", cache=True, nogil=True)
 def _nearest_fill_dots(index, dys, dxs, radius, n_full, extra):  # pragma: no cover - compiled
-    """:func:`_nearest_fill` with dots of ``n_full`` offsets, and offset ``n_full`` (one more pixel) only for the
-    drawn pixels whose position hashes below ``extra`` (0..1)."""
+    """Fill each empty pixel of ``index`` with its nearest drawn pixel at the offsets ``dys``/``dxs`` (nearest
+    first, within ``radius``): the first ``n_full`` offsets always, offset ``n_full`` (one more pixel) only for
+    the drawn pixels whose position hashes below ``extra`` (0..1)."""
     height, width = index.shape
+    # Integral image of filled pixels, to skip empty pixels with nothing within the radius in O(1).
     integral = np.zeros((height + 1, width + 1), dtype=np.int32)
     for r in range(height):
         row_sum = 0
@@ -557,7 +526,7 @@ def spread_index(index: np.ndarray, spread_px: int) -> np.ndarray:
     if spread_px == 0:
         return index
     dys, dxs = _disk_offsets(spread_px)
-    return _nearest_fill(np.ascontiguousarray(index, dtype=np.int32), dys, dxs, spread_px)
+    return _nearest_fill_dots(np.ascontiguousarray(index, dtype=np.int32), dys, dxs, spread_px, len(dys), 0.0)
 
 
 @functools.lru_cache(maxsize=64)
