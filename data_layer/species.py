@@ -13,10 +13,15 @@ the species share (one taxonomy, so one code per term in every dataset):
   smallest mean difference;
 * :func:`species_dot_plot`: mean and fraction expressing of genes (by symbol) in the term's cells of each
   species' cells, with Welch's t-test of the term against the rest of those cells and Benjamini-Hochberg
-  adjusted p, from one scan of the gene-major store per dataset (:func:`data_layer.analysis.scan_groups`).
+  adjusted p, from one scan of the gene-major store per dataset (:func:`data_layer.analysis.scan_groups`) that
+  sums every term of the level in each species at once, kept per atlas: the next term of the same level costs
+  no scan.
 """
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +189,66 @@ def conserved_markers(atlas: Any, parts: Sequence[SpeciesCells], level: str, ter
     return out[["gene_symbol", "min_diff"] + [c for c in out.columns if c.startswith("diff:")]].reset_index(drop=True)
 
 
+#: Scans of (dataset, level, species' cells) kept per atlas by :func:`_level_sums` (each a few MB at most: terms x
+#: genes x 3 float64 per species).
+LEVEL_SUMS_KEPT = 8
+_level_sums_kept: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
+_level_sums_lock = threading.Lock()
+
+
+def _level_sums(atlas: Any, dataset: str, level: str, members: tuple[SpeciesCells, ...]) -> list[dict] | None:
+    """Per species' cells of ``dataset`` (``members``, in order): the sums (:class:`~data_layer.analysis.GroupSums`)
+    of every gene over each term of ``level`` (by term code), from ONE scan of the gene-major store, Adjacent and
+    unassigned cells left out. None when the groups do not fit the scan's 255 codes (then each term is scanned
+    alone). Kept per atlas (the last :data:`LEVEL_SUMS_KEPT` asked for)."""
+    from .analysis import _NOT_TERMS, scan_groups
+
+    key = (dataset, level, members)
+    with _level_sums_lock:
+        kept = _level_sums_kept.setdefault(atlas, OrderedDict())
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
+    names = atlas.categories(dataset, level)
+    terms = [i for i, t in enumerate(names) if str(t) not in _NOT_TERMS]
+    if not terms or len(members) * len(terms) > 255:
+        return None
+    compact = np.zeros(len(names) + 1, dtype=np.int64)  # term code -> 1..T (0: not a term; index -1: no code)
+    compact[terms] = np.arange(1, len(terms) + 1)
+    level_codes = np.asarray(atlas.codes(dataset, level))
+    term_of_row = compact[level_codes]  # level codes of -1 land on the last entry, 0
+    codes = np.zeros(len(level_codes), dtype=np.uint8)
+    for k, part in enumerate(members):
+        species = _species_mask(atlas, part)
+        inside = term_of_row > 0 if species is None else (term_of_row > 0) & species
+        codes[inside] = (k * len(terms) + term_of_row[inside]).astype(np.uint8)
+    sums = scan_groups(atlas, dataset, codes, n_groups=len(members) * len(terms))
+    out = [{code: sums[k * len(terms) + 1 + j] for j, code in enumerate(terms)} for k in range(len(members))]
+    with _level_sums_lock:
+        kept = _level_sums_kept.setdefault(atlas, OrderedDict())
+        kept[key] = out
+        while len(kept) > LEVEL_SUMS_KEPT:
+            kept.popitem(last=False)
+    return out
+
+
+def _term_and_rest(atlas: Any, part: SpeciesCells, level: str, term: str, by_code: dict) -> tuple[Any, Any]:
+    """The term's sums and the sums of every other term of the level in the part (from :func:`_level_sums`)."""
+    code = atlas.taxonomy(part.dataset).code(level, term)  # KeyError for an unknown term
+    term_sums = by_code.get(code)
+    first = next(iter(by_code.values()))
+    rest = first - first  # no cell
+    for c, sums in by_code.items():
+        if c != code:
+            rest = rest + sums
+    if term_sums is None:  # Adjacent or unassigned: not a term of the rest, and its cells counted apart
+        from .analysis import scan_groups
+
+        mask = _term_mask(atlas, part, level, term)
+        term_sums = scan_groups(atlas, part.dataset, mask.astype(np.uint8), n_groups=1)[1]
+    return term_sums, rest
+
+
 def species_dot_plot(atlas: Any, parts: Sequence[SpeciesCells], level: str, term: str,
                      genes: Sequence[str]) -> pd.DataFrame:
     """A dot plot of genes (by symbol) in the term's cells of each species' cells, one row per part, with each
@@ -193,8 +258,9 @@ def species_dot_plot(atlas: Any, parts: Sequence[SpeciesCells], level: str, term
     in the same dataset (Adjacent and unassigned cells left out, as :func:`data_layer.analysis.markers_for_term`):
     Welch's t-test (:func:`data_layer.analysis.welch_t_test`) and the Benjamini-Hochberg ``p_adj``
     (:func:`data_layer.analysis.adjust_bh`) over every gene the part's dataset measures (the genes the markers
-    were picked from), not only ``genes``. One scan of the gene-major store per dataset gives every part of it
-    (:func:`data_layer.analysis.scan_groups`, no dense matrix).
+    were picked from), not only ``genes``. One scan of the gene-major store per dataset gives every term of the
+    level in every part of it (:func:`data_layer.analysis.scan_groups`, no dense matrix), kept for the next term
+    (:func:`_level_sums`).
 
     Returns
     -------
@@ -217,19 +283,25 @@ def species_dot_plot(atlas: Any, parts: Sequence[SpeciesCells], level: str, term
     for dataset, members in by_dataset.items():
         gm = atlas.expression_matrix(dataset)
         by_symbol = {str(s).lower(): i for i, s in reversed(list(enumerate(gm.gene_symbols)))}
-        names = atlas.categories(dataset, level)
-        level_codes = np.asarray(atlas.codes(dataset, level))
-        other = np.isin(level_codes, [i for i, t in enumerate(names) if str(t) not in _NOT_TERMS]) & (level_codes >= 0)
-        codes = np.zeros(len(level_codes), dtype=np.uint8)
+        level_sums = _level_sums(atlas, dataset, level, tuple(parts[i] for i in members))
+        if level_sums is not None:
+            pairs = [_term_and_rest(atlas, parts[i], level, term, level_sums[k]) for k, i in enumerate(members)]
+        else:
+            names = atlas.categories(dataset, level)
+            level_codes = np.asarray(atlas.codes(dataset, level))
+            other = (np.isin(level_codes, [i for i, t in enumerate(names) if str(t) not in _NOT_TERMS])
+                     & (level_codes >= 0))
+            codes = np.zeros(len(level_codes), dtype=np.uint8)
+            for k, i in enumerate(members):
+                inside = _term_mask(atlas, parts[i], level, term)
+                species = _species_mask(atlas, parts[i])
+                rest = other & ~inside if species is None else other & ~inside & species
+                codes[inside] = 2 * k + 1
+                codes[rest] = 2 * k + 2
+            sums = scan_groups(atlas, dataset, codes, n_groups=2 * len(members))
+            pairs = [(sums[2 * k + 1], sums[2 * k + 2]) for k in range(len(members))]
         for k, i in enumerate(members):
-            inside = _term_mask(atlas, parts[i], level, term)
-            species = _species_mask(atlas, parts[i])
-            rest = other & ~inside if species is None else other & ~inside & species
-            codes[inside] = 2 * k + 1
-            codes[rest] = 2 * k + 2
-        sums = scan_groups(atlas, dataset, codes, n_groups=2 * len(members))
-        for k, i in enumerate(members):
-            term_sums, rest_sums = sums[2 * k + 1], sums[2 * k + 2]
+            term_sums, rest_sums = pairs[k]
             t, _, p = welch_t_test(term_sums, rest_sums)
             columns = {g: by_symbol[str(g).lower()] for g in genes if str(g).lower() in by_symbol}
             found[i] = (columns, term_sums, rest_sums, np.column_stack([t, p, adjust_bh(p)]),

@@ -405,6 +405,26 @@ def test_each_species_rows_test_is_welchs_t_against_the_rest_of_its_species_cell
     assert (drd1["mean_diff"] > 1).all() and (drd1["p_adj"] < 1e-10).all()  # D1 MSNs' DRD1 holds in every row
 
 
+def test_the_next_term_of_a_level_needs_no_scan_and_gives_the_numbers_of_its_own_scan(demo, monkeypatch):
+    import data_layer.analysis as analysis
+    import data_layer.species as species
+
+    genes = ["DRD1", "PENK", "TAC1", "NOT_A_GENE"]
+    species_dot_plot(demo.atlas, demo.parts, LEVEL, D1, genes)  # the level's sums, kept
+    scans = []
+    real_scan = analysis.scan_groups
+    monkeypatch.setattr(analysis, "scan_groups", lambda *a, **k: scans.append(a[1]) or real_scan(*a, **k))
+    d2 = "STR D2 MSN"
+    kept = species_dot_plot(demo.atlas, demo.parts, LEVEL, d2, genes)
+    assert scans == []  # every dataset's sums of D2 came from the kept scan of the level
+    monkeypatch.setattr(species, "_level_sums", lambda *a, **k: None)  # a scan of the term alone
+    alone = species_dot_plot(demo.atlas, demo.parts, LEVEL, d2, genes)
+    assert len(scans) == len({p.dataset for p in demo.parts if demo.atlas.info(p.dataset).n_genes})
+    pd.testing.assert_frame_equal(kept, alone, rtol=1e-9, atol=1e-12)
+    penk = kept[kept["gene"] == "PENK"]
+    assert (penk["mean_diff"] > 1).all()  # the D2 MSNs' PENK holds in every species
+
+
 def test_the_panel_shows_each_rows_adjusted_p_and_links_its_csv(demo):
     summary = across_species(demo.context, demo.spatial[0], D1, LEVEL)
     hidden, body = species_callbacks.panel_step(True, demo.spatial[0], {"level": LEVEL, "name": D1}, demo.context)
