@@ -189,9 +189,11 @@ def conserved_markers(atlas: Any, parts: Sequence[SpeciesCells], level: str, ter
     return out[["gene_symbol", "min_diff"] + [c for c in out.columns if c.startswith("diff:")]].reset_index(drop=True)
 
 
-#: Scans of (dataset, level, species' cells) kept per atlas by :func:`_level_sums` (each a few MB at most: terms x
-#: genes x 3 float64 per species).
+#: Scans of (dataset, level, species' cells) kept per atlas by :func:`_level_sums`: at most this many, and at most
+#: :data:`LEVEL_SUMS_MAX_BYTES` together (each is species x terms x genes x 3 float64: about 1 MB for a spatial
+#: panel at Subclass, about 80 MB for the aligned 10X's 16,630 genes at Group; a larger one is not kept).
 LEVEL_SUMS_KEPT = 8
+LEVEL_SUMS_MAX_BYTES = 256 * 2**20
 _level_sums_kept: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
 _level_sums_lock = threading.Lock()
 
@@ -200,7 +202,7 @@ def _level_sums(atlas: Any, dataset: str, level: str, members: tuple[SpeciesCell
     """Per species' cells of ``dataset`` (``members``, in order): the sums (:class:`~data_layer.analysis.GroupSums`)
     of every gene over each term of ``level`` (by term code), from ONE scan of the gene-major store, Adjacent and
     unassigned cells left out. None when the groups do not fit the scan's 255 codes (then each term is scanned
-    alone). Kept per atlas (the last :data:`LEVEL_SUMS_KEPT` asked for)."""
+    alone). Kept per atlas (the last :data:`LEVEL_SUMS_KEPT` asked for, within :data:`LEVEL_SUMS_MAX_BYTES`)."""
     from .analysis import _NOT_TERMS, scan_groups
 
     key = (dataset, level, members)
@@ -208,7 +210,7 @@ def _level_sums(atlas: Any, dataset: str, level: str, members: tuple[SpeciesCell
         kept = _level_sums_kept.setdefault(atlas, OrderedDict())
         if key in kept:
             kept.move_to_end(key)
-            return kept[key]
+            return kept[key][0]
     names = atlas.categories(dataset, level)
     terms = [i for i, t in enumerate(names) if str(t) not in _NOT_TERMS]
     if not terms or len(members) * len(terms) > 255:
@@ -224,10 +226,13 @@ def _level_sums(atlas: Any, dataset: str, level: str, members: tuple[SpeciesCell
         codes[inside] = (k * len(terms) + term_of_row[inside]).astype(np.uint8)
     sums = scan_groups(atlas, dataset, codes, n_groups=len(members) * len(terms))
     out = [{code: sums[k * len(terms) + 1 + j] for j, code in enumerate(terms)} for k in range(len(members))]
+    size = sum(g.total.nbytes + g.squares.nbytes + g.expressing.nbytes for groups in out for g in groups.values())
+    if size > LEVEL_SUMS_MAX_BYTES:
+        return out
     with _level_sums_lock:
         kept = _level_sums_kept.setdefault(atlas, OrderedDict())
-        kept[key] = out
-        while len(kept) > LEVEL_SUMS_KEPT:
+        kept[key] = (out, size)
+        while len(kept) > LEVEL_SUMS_KEPT or sum(n for _, n in kept.values()) > LEVEL_SUMS_MAX_BYTES:
             kept.popitem(last=False)
     return out
 
