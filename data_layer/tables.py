@@ -94,8 +94,8 @@ def read_arrow(
     Returns
     -------
     pyarrow.Table
-        the present columns in ``columns`` order, one chunk each (:func:`column_array`); text is never null (an empty cell is ``""``, a
-        term named ``NA`` stays ``NA``).
+        the present columns in ``columns`` order, one chunk each (:func:`column_array`); text is never null (an
+        empty cell is ``""``, a term named ``NA`` stays ``NA``).
 
     Raises
     ------
