@@ -28,13 +28,14 @@ from dash import Input, Output, State, no_update
 
 from core.context import ViewerContext
 from callbacks.selection import SelectedCells, applies, describe_scope
-from callbacks.view import PLACE, place_of, view_inputs, view_states
+from callbacks.view import PLACE, embedding_of, place_of, view_inputs, view_states
 from components import ids
 from components.analysis_panels import dot_plot_figure
 from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from core.compare import compare_datasets
 from core.errors import ViewError
 from core.markers import SELECTION, Comparison, check, compare, group_label, markers_href
+from core.selection import selection_where
 from components.figures import message_figure
 from components.layout import gene_options
 
@@ -189,10 +190,11 @@ def term_markers(term: dict, dataset: str, added: list[str] | None, context: Vie
 
 # ---------------------------------------------------------------------------------------------- A versus B
 def comparison_dataset(selection: dict | None, dataset: str | None, slab_plane: str | None, section: str | None,
-                       context: ViewerContext) -> tuple[str | None, bool]:
+                       context: ViewerContext, embedding: str | None = None) -> tuple[str | None, bool]:
     """``(dataset of the terms, whether the selection can be a group)``: the selection's dataset when it
-    belongs to the view (it may be the UMAP's), else the map's."""
-    if applies(selection, dataset, slab_plane, section, context):
+    belongs to the view (it may be the UMAP's, or the neighborhood UMAP ``embedding`` the map shows), else the
+    map's."""
+    if applies(selection, dataset, slab_plane, section, context, embedding):
         return selection["dataset"], True
     return dataset, False
 
@@ -217,13 +219,13 @@ def other_datasets(context: ViewerContext, dataset: str, level: str, term: str) 
 
 
 def comparison_choices(level: str | None, selection: dict | None, a: str | None, b: str | None,
-                       dataset: str | None, slab_plane: str | None, section: str | None, selected: SelectedCells
-                       ) -> tuple[list[dict], list[dict], str | None, str | None]:
+                       dataset: str | None, slab_plane: str | None, section: str | None, selected: SelectedCells,
+                       embedding: str | None = None) -> tuple[list[dict], list[dict], str | None, str | None]:
     """``(A options, B options, A value, B value)`` of the compare pickers: the terms of ``level`` with cells
     (the selection first when there is one); B also offers A's term in the other species' datasets. A value
     that is no longer offered is cleared."""
     context = selected.context
-    target, with_selection = comparison_dataset(selection, dataset, slab_plane, section, context)
+    target, with_selection = comparison_dataset(selection, dataset, slab_plane, section, context, embedding)
     table = _term_table(context, target, level)
     terms = [] if table is None else [{"label": n, "value": n} for n in table["name"].astype(str)]
     first = []
@@ -242,11 +244,12 @@ def comparison_choices(level: str | None, selection: dict | None, a: str | None,
 
 
 def comparison_of(a: str | None, b: str | None, level: str | None, selection: dict | None, dataset: str | None,
-                  slab_plane: str | None, section: str | None, context: ViewerContext) -> Comparison | None:
+                  slab_plane: str | None, section: str | None, context: ViewerContext,
+                  embedding: str | None = None) -> Comparison | None:
     """The checked comparison of the pickers, or None when one is empty or no longer valid."""
     if not a or not b:
         return None
-    target, with_selection = comparison_dataset(selection, dataset, slab_plane, section, context)
+    target, with_selection = comparison_dataset(selection, dataset, slab_plane, section, context, embedding)
     if target is None:
         return None
     b_dataset = target
@@ -256,10 +259,7 @@ def comparison_of(a: str | None, b: str | None, level: str | None, selection: di
     where: dict = {}
     if with_selection:
         geometry = {key: selection[key] for key in ("kind", "xs", "ys")}
-        if selection.get("section"):
-            where = {"section": selection["section"]}
-        elif selection.get("slab_plane"):
-            where = {"slab_plane": selection["slab_plane"]}
+        where = selection_where(selection)
     try:
         return check(context, Comparison(target, level, a, b, b_dataset, where, geometry))
     except ViewError as exc:
@@ -317,14 +317,16 @@ def comparison_markers(comparison: Comparison, added: list[str] | None, context:
 
 def markers_step(selection: dict | None, term: dict | None, added: list[str] | None, level: str | None,
                  dataset: str | None, slab_plane: str | None, section: str | None, selected: SelectedCells,
-                 a: str | None = None, b: str | None = None) -> tuple[Any, str, str, Any]:
-    """The marker card: A versus B when both are chosen, else the selection's markers when there is one, else
-    the highlighted term's, else a hint."""
+                 a: str | None = None, b: str | None = None, embedding: str | None = None
+                 ) -> tuple[Any, str, str, Any]:
+    """The marker card: A versus B when both are chosen, else the selection's markers when there is one (drawn in
+    what the map shows now: its section, slab plane, whole UMAP or neighborhood UMAP ``embedding``), else the
+    highlighted term's, else a hint."""
     context = selected.context
-    comparison = comparison_of(a, b, level, selection, dataset, slab_plane, section, context)
+    comparison = comparison_of(a, b, level, selection, dataset, slab_plane, section, context, embedding)
     if comparison is not None:
         return comparison_markers(comparison, added, context)
-    if applies(selection, dataset, slab_plane, section, context):
+    if applies(selection, dataset, slab_plane, section, context, embedding):
         return selection_markers(selection, level, added, selected)
     if term and term.get("level") and term.get("name") and dataset:
         return term_markers(term, dataset, added, context)
@@ -332,10 +334,10 @@ def markers_step(selection: dict | None, term: dict | None, added: list[str] | N
 
 
 def comparison_link_step(a: str | None, b: str | None, level: str | None, selection: dict | None,
-                         dataset: str | None, slab_plane: str | None, section: str | None, context: ViewerContext
-                         ) -> tuple[str | None, bool]:
+                         dataset: str | None, slab_plane: str | None, section: str | None, context: ViewerContext,
+                         embedding: str | None = None) -> tuple[str | None, bool]:
     """``(href, hidden)`` of the "Download table (CSV)" link: shown once A and B make a comparison."""
-    comparison = comparison_of(a, b, level, selection, dataset, slab_plane, section, context)
+    comparison = comparison_of(a, b, level, selection, dataset, slab_plane, section, context, embedding)
     return (markers_href(comparison), False) if comparison is not None else (None, True)
 
 
@@ -406,7 +408,8 @@ def register(app: Any, context: ViewerContext) -> dict:
     def draw_markers(selection, term, added, level, hidden, a, b, view):
         if hidden:  # nothing computed for a closed panel; opening it fires this again
             return no_update, no_update, no_update, no_update
-        return markers_step(selection, term, added, level, *place_of(view), selected, a=a, b=b)
+        return markers_step(selection, term, added, level, *place_of(view), selected, a=a, b=b,
+                            embedding=embedding_of(view))
 
     @app.callback(
         Output(ids.MARKERS_A, "options"),
@@ -418,7 +421,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         state=dict(b=State(ids.MARKERS_B, "value")),
     )
     def compare_choices(level, selection, a, view, b):
-        return comparison_choices(level, selection, a, b, *place_of(view), selected)
+        return comparison_choices(level, selection, a, b, *place_of(view), selected, embedding=embedding_of(view))
 
     @app.callback(
         Output(ids.MARKERS_CSV, "href"),
@@ -428,7 +431,7 @@ def register(app: Any, context: ViewerContext) -> dict:
         state=dict(view=view_states(*PLACE)),
     )
     def comparison_link(a, b, level, selection, view):
-        return comparison_link_step(a, b, level, selection, *place_of(view), context)
+        return comparison_link_step(a, b, level, selection, *place_of(view), context, embedding=embedding_of(view))
 
     @app.callback(
         Output(ids.MARKERS_GENES, "options"),

@@ -33,7 +33,7 @@ from components import ids
 from components.analysis_panels import composition_figure
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION
 from components.figures import message_figure
-from core.selection import NOTHING_LINKED, encode_codes, selection_from_event, selection_param
+from core.selection import NOTHING_LINKED, encode_codes, selection_from_event, selection_param, selection_where
 from core.state import ViewSelection, ViewState
 
 log = logging.getLogger(__name__)
@@ -117,14 +117,6 @@ def view_selection(selection: dict | None, dataset: str | None, slab_plane: str 
     return ViewSelection.from_geometry(selection["view"], selection)
 
 
-def _where(selection: dict) -> dict:
-    if selection.get("section"):
-        return {"section": selection["section"]}
-    if selection.get("embedding"):
-        return {"embedding": selection["embedding"]}
-    return {"slab_plane": selection["slab_plane"]} if selection.get("slab_plane") else {}
-
-
 class SelectedCells:
     """The cells of a selection store: its scope's cell table and the mask from the app's one mask cache
     (:class:`core.selection.SelectionMasks`, shared with the picture route and the exports)."""
@@ -134,7 +126,7 @@ class SelectedCells:
 
     def get(self, selection: dict) -> tuple[Any, np.ndarray, dict]:
         """``(cells, mask, where)``: ``atlas.cells(dataset, **where)``, its read-only ``(n,)`` bool mask, the scope."""
-        where = _where(selection)
+        where = selection_where(selection)
         cells = self.context.atlas.cells(selection["dataset"], **where)
         return cells, self.context.masks.mask(selection["dataset"], where, selection), where
 

@@ -5,8 +5,8 @@ CSV download.
 
 The analysis panel (``callbacks.markers``) and ``GET /export/markers.csv`` (``server.export``) read a comparison
 the same way: ``a`` and ``b`` name a term at ``level``, or :data:`SELECTION` for the view's selection (the
-address bar's ``selection`` over ``dataset`` and its ``section`` or ``slab_plane``); ``b_dataset`` puts B in
-another dataset (one term across species).
+address bar's ``selection`` over ``dataset`` and its ``section``, ``slab_plane`` or neighborhood UMAP
+``embedding``); ``b_dataset`` puts B in another dataset (one term across species).
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def markers_csv_from_args(context: ViewerContext, args: Mapping[str, str]) -> tu
 def markers_href(comparison: Comparison) -> str:
     """The download link of a comparison (the route reads it back with :func:`comparison_from_args`)."""
     pairs: list[tuple[str, str]] = [("dataset", comparison.dataset)]
-    for key in ("section", "slab_plane"):
+    for key in ("section", "slab_plane", "embedding"):
         if comparison.where.get(key):
             pairs.append((key, comparison.where[key]))
     if comparison.level:

@@ -181,6 +181,17 @@ def read_selection(raw: str | None, parameter: str = "selection") -> dict | None
         raise ViewError(parameter, str(exc)) from None
 
 
+def selection_where(selection: Mapping) -> dict[str, str]:
+    """The place a selection store was drawn in, as keyword arguments of the atlas's cell methods (and of
+    :meth:`SelectionMasks.mask`): ``section``, ``embedding`` (a neighborhood's UMAP) or ``slab_plane``; empty for
+    a whole single-cell dataset's UMAP."""
+    if selection.get("section"):
+        return {"section": selection["section"]}
+    if selection.get("embedding"):
+        return {"embedding": selection["embedding"]}
+    return {"slab_plane": selection["slab_plane"]} if selection.get("slab_plane") else {}
+
+
 class SelectionMasks:
     """The cells inside a selection as a read-only ``(n,)`` bool mask over ``atlas.cells(dataset, **where)``,
     remembered for the last ``size`` selections (thread-safe: one per app, shared by a worker's threads).

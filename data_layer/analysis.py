@@ -666,9 +666,10 @@ def term_group(atlas: Any, dataset: str, level: str, terms: str | Sequence[str],
 
 
 def rows_group(atlas: Any, dataset: str, rows, *, section: str | None = None, slab_plane: str | None = None,
-               label: str = "Selection") -> CellGroup:
-    """A selection: ``rows`` (bool mask or positions) of ``atlas.cells(dataset, section, slab_plane)``."""
-    a, b = atlas.row_range(dataset, section, slab_plane)
+               embedding: str | None = None, label: str = "Selection") -> CellGroup:
+    """A selection: ``rows`` (bool mask or positions) of ``atlas.cells(dataset, section, slab_plane, embedding)``
+    (``embedding``: the cells of a neighborhood's UMAP, one row range of the store)."""
+    a, b = atlas.row_range(dataset, section, slab_plane, embedding)
     return CellGroup(dataset, _as_mask(rows, b - a, "rows"), a, label)
 
 
@@ -801,11 +802,12 @@ class SelectionStats:
 
 
 def selection_stats(atlas: Any, dataset: str, rows, *, section: str | None = None,
-                    slab_plane: str | None = None, against: str = "scope",
+                    slab_plane: str | None = None, embedding: str | None = None, against: str = "scope",
                     genes: Sequence[str] | None = None) -> SelectionStats:
     """Mean and fraction expressing of every gene (or ``genes``) in a selection and in the rest.
 
-    ``rows`` select cells of ``atlas.cells(dataset, section, slab_plane)`` (the *scope*): an ``(n,)`` bool mask
+    ``rows`` select cells of ``atlas.cells(dataset, section, slab_plane, embedding)`` (the *scope*; ``embedding``:
+    a neighborhood's UMAP, whose rest is that neighborhood's other cells): an ``(n,)`` bool mask
     or integer positions. The rest is the scope's other cells (``against="scope"``) or the whole dataset's
     (``against="dataset"``). Cells without an expression row count in neither. One compiled pass over each
     gene's entries of the compared row range (:func:`scan_groups`); see :func:`markers_for_selection`.
@@ -813,8 +815,8 @@ def selection_stats(atlas: Any, dataset: str, rows, *, section: str | None = Non
     if against not in ("scope", "dataset"):
         raise ValueError(f"against={against!r} must be 'scope' or 'dataset'")
     gm = atlas.expression_matrix(dataset)
-    group = rows_group(atlas, dataset, rows, section=section, slab_plane=slab_plane)
-    a, b = atlas.row_range(dataset, section, slab_plane)
+    group = rows_group(atlas, dataset, rows, section=section, slab_plane=slab_plane, embedding=embedding)
+    a, b = atlas.row_range(dataset, section, slab_plane, embedding)
     s0, s1 = (a, b) if against == "scope" else (0, gm.n_cells)
     codes, window = _group_codes([group])
     rest, inside = scan_groups(atlas, dataset, codes, start=s0, stop=s1, window=window if len(codes) else s0,
@@ -837,8 +839,8 @@ def _tested(atlas: Any, dataset: str, inside: GroupSums, rest: GroupSums, n: int
 
 
 def markers_for_selection(atlas: Any, dataset: str, rows, n: int | None = 10, *, section: str | None = None,
-                          slab_plane: str | None = None, against: str = "scope", genes: Sequence[str] | None = None,
-                          min_frac_in: float = 0.0) -> pd.DataFrame:
+                          slab_plane: str | None = None, embedding: str | None = None, against: str = "scope",
+                          genes: Sequence[str] | None = None, min_frac_in: float = 0.0) -> pd.DataFrame:
     """Marker genes of a selection, computed directly on the gene-major store.
 
     For every gene the compiled kernel walks the gene's entries inside the compared row range (binary search on
@@ -850,11 +852,11 @@ def markers_for_selection(atlas: Any, dataset: str, rows, n: int | None = 10, *,
     Parameters
     ----------
     rows : numpy.ndarray
-        ``(n,)`` bool mask or integer positions in ``atlas.cells(dataset, section, slab_plane)``.
+        ``(n,)`` bool mask or integer positions in ``atlas.cells(dataset, section, slab_plane, embedding)``.
     n : int or None
         Number of genes returned (None = all, ranked).
-    section, slab_plane : str, optional
-        The scope ``rows`` refer to (default: the whole dataset).
+    section, slab_plane, embedding : str, optional
+        The scope ``rows`` refer to (default: the whole dataset; ``embedding``: a neighborhood UMAP's cells).
     against : {"scope", "dataset"}
         Compare with the scope's other cells or with every other cell of the dataset.
     genes : sequence of str, optional
@@ -868,16 +870,19 @@ def markers_for_selection(atlas: Any, dataset: str, rows, n: int | None = 10, *,
         :data:`MARKER_COLUMNS`, ranked by ``diff = mean_in - mean_out`` descending, ties by ``frac_in``. Empty
         when the selection has no cell with expression.
     """
-    st = selection_stats(atlas, dataset, rows, section=section, slab_plane=slab_plane, against=against, genes=genes)
+    st = selection_stats(atlas, dataset, rows, section=section, slab_plane=slab_plane, embedding=embedding,
+                         against=against, genes=genes)
     return _tested(atlas, dataset, st.inside, st.rest, n, min_frac_in)
 
 
 def selection_dot_plot_table(atlas: Any, dataset: str, rows, genes: Sequence[str], *,
-                             section: str | None = None, slab_plane: str | None = None, against: str = "scope",
+                             section: str | None = None, slab_plane: str | None = None,
+                             embedding: str | None = None, against: str = "scope",
                              labels: tuple[str, str] = ("Selection", "Rest")) -> pd.DataFrame:
     """Dot-plot rows (same columns as :func:`dot_plot_table`) for a selection and the rest of its scope, to
     stack under a term dot plot."""
-    st = selection_stats(atlas, dataset, rows, section=section, slab_plane=slab_plane, against=against, genes=genes)
+    st = selection_stats(atlas, dataset, rows, section=section, slab_plane=slab_plane, embedding=embedding,
+                         against=against, genes=genes)
     gm = atlas.expression_matrix(dataset)
     k = len(st.genes)
     return pd.DataFrame({

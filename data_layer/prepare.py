@@ -34,14 +34,15 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import data_layer.store as st
 from .convert import release_free_memory
 from .expression import LAYOUT_VERSION as EXPRESSION_LAYOUT, ExpressionError, convert_expression
 from .manifest import LocalCache, ManifestError, ManifestFile
 from .tables import (
-    TableError, categories_with_colors, csv_header, normalize_color, read_csv, read_numeric_columns,
-    read_value_sets, smallest_int_dtype,
+    TableError, categories_with_colors, column_array, csv_header, first_rows, normalize_color, positions_in,
+    read_arrow, read_csv, read_numeric_columns, read_value_sets, smallest_int_dtype,
 )
 from .taxonomy import OPTIONAL_TAGS, REQUIRED_TAGS, TaxonomyTables, normalize_aliases, read_taxonomy
 
@@ -314,7 +315,9 @@ def _choose_taxonomy(plan: UnitPlan, taxonomies: dict[str, UnitPlan], cache: _Ca
 class CellTable:
     """A dataset's cells before they are written: one row per cell, in any order."""
 
-    cells: pd.DataFrame  # cell_label, x, y, cluster_alias ("" = unmapped) [+ spatial and extra columns]
+    #: cell_label (object ``str`` or Arrow ``string``), x, y, cluster_alias ("" = unmapped) [+ spatial and extra
+    #: columns; text as object ``str`` or ``category``]
+    cells: pd.DataFrame
     categorical: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # extra col -> cats, colors
     bools: list[str] = field(default_factory=list)
     #: Numeric measurement columns of the release's cell tables (``umi_count``, ``total_counts``...), stored with
@@ -328,7 +331,8 @@ class CellTable:
     expression_files: list[ManifestFile] = field(default_factory=list)
     expression_problems: list[str] = field(default_factory=list)
     notes: dict = field(default_factory=dict)
-    #: Other 2-D embeddings of some of the cells (a neighborhood's UMAP): name -> ``cell_label, x, y``.
+    #: Other 2-D embeddings of some of the cells (a neighborhood's UMAP): name -> ``row, x, y`` (``row``: the cell's
+    #: row in ``cells``).
     embeddings: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
@@ -366,14 +370,36 @@ def _gene_symbols(cache: _Cache, f: ManifestFile | None) -> dict[str, str]:
     return dict(zip(genes["gene_identifier"], genes["gene_symbol"]))
 
 
-def _memberships(cache: _Cache, f: ManifestFile | None) -> pd.Series:
-    """cell_label -> normalized cluster_alias ("" when empty)."""
+def _arrow_labels(labels) -> pa.Array:
+    """Cell labels (a Series or array of ``str``, Arrow-backed or not) as one Arrow ``string`` array."""
+    if not isinstance(labels, (pa.Array, pa.ChunkedArray)):
+        labels = pa.array(labels, type=pa.string())
+    return labels.combine_chunks() if isinstance(labels, pa.ChunkedArray) else labels
+
+
+def _cluster_aliases(cache: _Cache, f: ManifestFile | None, labels) -> np.ndarray:
+    """The normalized ``cluster_alias`` of each cell of ``labels`` in ``cell_to_cluster_membership`` (the first
+    row of a repeated label; ``""`` for a cell the table lacks or leaves empty): an object array whose cells share
+    one string per alias. The join is by Arrow hashing and each distinct alias is normalized once, so millions of
+    cells cost no Python string each."""
+    labels = _arrow_labels(labels)
     if f is None:
-        return pd.Series([], dtype=object)
+        return np.full(len(labels), "", dtype=object)
     path = cache.path(f)
-    mem = read_csv(path, {"cell_label": "str", "cluster_alias": "str"}, required=["cell_label", "cluster_alias"])
-    mem = _dedupe(mem, path)
-    return pd.Series(normalize_aliases(mem["cluster_alias"].to_numpy()), index=mem["cell_label"].to_numpy())
+    mem = read_arrow(path, {"cell_label": "str", "cluster_alias": "category"}, required=["cell_label", "cluster_alias"])
+    mem_labels, alias = column_array(mem, "cell_label"), column_array(mem, "cluster_alias")
+    del mem
+    repeated = int((~first_rows(mem_labels)).sum())
+    if repeated:
+        log.warning("%s: %d repeated cell_label values; the first row of each is used", path, repeated)
+    rows = positions_in(labels, mem_labels)
+    del mem_labels
+    release_free_memory()
+    aliases = np.append(normalize_aliases(alias.dictionary.to_numpy(zero_copy_only=False)), "").astype(object)
+    codes = np.full(len(rows), len(aliases) - 1, dtype=np.int64)
+    found = rows >= 0
+    codes[found] = alias.indices.to_numpy(zero_copy_only=False)[rows[found]]
+    return aliases[codes]
 
 
 def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table: CellTable) -> None:
@@ -382,8 +408,10 @@ def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table:
     aligned 10X cells whose labels point at per-species matrices)."""
     files: list[ManifestFile] = []
     if "feature_matrix_label" in cells:
-        ds = cells["dataset_label"] if "dataset_label" in cells else pd.Series(plan.name, index=cells.index)
-        pairs = pd.DataFrame({"ds": ds.replace("", plan.name), "fml": cells["feature_matrix_label"]})
+        # the distinct pairs first (a categorical column is deduplicated on its codes), then the few of them named
+        pairs = pd.DataFrame({"ds": cells["dataset_label"] if "dataset_label" in cells else plan.name,
+                              "fml": cells["feature_matrix_label"]}).drop_duplicates().astype(object)
+        pairs["ds"] = pairs["ds"].replace("", plan.name)
         pairs = pairs[pairs["fml"] != ""].drop_duplicates()
         files = []
         for dsl, fml in pairs.itertuples(index=False):
@@ -493,8 +521,7 @@ def _cells_spatial(cache: _Cache, plan: UnitPlan) -> CellTable:
         first = [(DEFAULT_REGION, DEFAULT_REGION_COLOR)]
     cats, colors = categories_with_colors(pd.unique(cells["region"]), vs, first=first)
 
-    mem = _memberships(cache, f.get("cell_to_cluster_membership"))
-    cells["cluster_alias"] = cells["cell_label"].map(mem).fillna("").to_numpy(dtype=object)
+    cells["cluster_alias"] = _cluster_aliases(cache, f.get("cell_to_cluster_membership"), cells["cell_label"])
     table = CellTable(cells=cells, categorical={"region": (cats, colors)}, sections=sec,
                       platform=_platform_from_name(plan.name), bools=["qc_pass"] if "qc_pass" in cells else [])
     if "cell_supplemental_metadata" in f:
@@ -579,15 +606,29 @@ def _polygonal(geom: dict) -> dict | None:
     return None
 
 
+def _read_embedding(path: Path) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """``(cell labels, x, y)`` of a 2-D embedding table (``cell_label, x, y``), the first row of a repeated label;
+    labels stay in Arrow buffers, coordinates float64 as in the source (NaN when empty)."""
+    table = read_arrow(path, {"cell_label": "str", "x": "float", "y": "float"}, required=["cell_label", "x", "y"])
+    labels = column_array(table, "cell_label")
+    x, y = (column_array(table, c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False) for c in ("x", "y"))
+    del table
+    first = first_rows(labels)
+    if not first.all():
+        log.warning("%s: %d repeated cell_label values; the first row of each is used", path, int((~first).sum()))
+        labels, x, y = pc.filter(labels, pa.array(first), memory_pool=pa.system_memory_pool()), x[first], y[first]
+    release_free_memory()  # the reader's blocks
+    return labels, x, y
+
+
 def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
     f = plan.files
     p_emb = cache.path(f["embedding"])
-    emb = _dedupe(read_csv(p_emb, {"cell_label": "str", "x": "float", "y": "float"},
-                           required=["cell_label", "x", "y"]), p_emb)
-    cells = emb
     categorical: dict[str, tuple[list[str], list[str]]] = {}
-    table = CellTable(cells=cells, platform="10x")
+    table = CellTable(cells=pd.DataFrame(), platform="10x")
     if "cell_metadata" in f:
+        emb = _dedupe(read_csv(p_emb, {"cell_label": "str", "x": "float", "y": "float"},
+                               required=["cell_label", "x", "y"]), p_emb)
         p_cm = cache.path(f["cell_metadata"])
         cm = _dedupe(read_csv(p_cm, {"cell_label": "str", "donor_label": "str", "library_label": "str",
                                      "feature_matrix_label": "str", "dataset_label": "str",
@@ -630,53 +671,57 @@ def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
                 categorical["region_of_interest_label"] = categories_with_colors(
                     pd.unique(cells["region_of_interest_label"]), value_sets.get("region_of_interest_label"))
         table.gene_symbols = _gene_symbols(cache, f.get("gene"))
-    elif plan.cell_tables:
-        cells = _join_cell_tables(cache, plan, emb, table, categorical)
+        labels = _arrow_labels(cells["cell_label"])
     else:
-        table.species = _species_from_name(plan.name)
-    mem = _memberships(cache, f.get("cell_to_cluster_membership"))
-    cells["cluster_alias"] = cells["cell_label"].map(mem).fillna("").to_numpy(dtype=object)
+        # A taxonomy's own UMAP (the consensus mouse: 7.65 M cells): labels stay Arrow strings and every join is by
+        # Arrow hashing into row positions, so the cell tables cost tens of bytes a cell, not a Python string each.
+        labels, x, y = _read_embedding(p_emb)
+        cells = pd.DataFrame({"cell_label": pd.arrays.ArrowExtensionArray(labels), "x": x, "y": y})
+        del x, y
+        if plan.cell_tables:
+            _join_cell_tables(cache, plan, labels, cells, table, categorical)
+        else:
+            table.species = _species_from_name(plan.name)
+    cells["cluster_alias"] = _cluster_aliases(cache, f.get("cell_to_cluster_membership"), labels)
     table.cells = cells
     table.categorical = categorical
-    table.embeddings = _neighborhood_embeddings(cache, plan, cells)
+    table.embeddings = _neighborhood_embeddings(cache, plan, labels)
+    del labels
     if "cell_metadata" in f or plan.cell_tables:
         _expression_files(cache, plan, cells, table)
     return table
 
 
-def _neighborhood_embeddings(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The plan's per-neighborhood UMAP tables (``embedding:<name>`` files), each restricted to the dataset's cells
-    with finite coordinates; a cell listed by several tables stays in the first (by name) only, so that each
-    embedding's cells can be one contiguous row range of the store."""
-    tables: dict[str, pd.DataFrame] = {}
-    known = pd.Index(cells["cell_label"])
+def _neighborhood_embeddings(cache: _Cache, plan: UnitPlan, labels: pa.Array) -> dict[str, pd.DataFrame]:
+    """The plan's per-neighborhood UMAP tables (``embedding:<name>`` files) as ``row, x, y`` (``row``: the cell's
+    position in ``labels``, the dataset's cells), each restricted to the dataset's cells with finite coordinates;
+    a cell listed by several tables stays in the first (by name) only, so that each embedding's cells can be one
+    contiguous row range of the store."""
+    out: dict[str, pd.DataFrame] = {}
+    taken = np.zeros(len(labels), dtype=bool)
     for role in sorted(r for r in plan.files if r.startswith("embedding:")):
         name = role.split(":", 1)[1]
         path = cache.path(plan.files[role])
-        emb = _dedupe(read_csv(path, {"cell_label": "str", "x": "float", "y": "float"},
-                               required=["cell_label", "x", "y"]), path)
-        keep = emb["cell_label"].isin(known).to_numpy() & np.isfinite(emb["x"].to_numpy()) \
-            & np.isfinite(emb["y"].to_numpy())
+        own, x, y = _read_embedding(path)
+        rows = positions_in(own, labels)
+        del own
+        release_free_memory()
+        keep = (rows >= 0) & np.isfinite(x) & np.isfinite(y)
         if not keep.all():
             log.info("%s: %d of %d cells of the %s UMAP are not cells of the dataset (or lack coordinates) and "
-                     "are left out", plan.name, int((~keep).sum()), len(emb), name)
-        tables[name] = emb.loc[keep, ["cell_label", "x", "y"]].reset_index(drop=True)
-    if not tables:
-        return {}
-    # one pass over every table's labels: a cell seen in an earlier table (by name) is dropped from the later ones
-    again = pd.concat([t["cell_label"] for t in tables.values()], ignore_index=True).duplicated().to_numpy()
-    out: dict[str, pd.DataFrame] = {}
-    start = 0
-    for name, emb in tables.items():
-        twice = again[start:start + len(emb)]
-        start += len(emb)
+                     "are left out", plan.name, int((~keep).sum()), len(keep), name)
+        rows, x, y = rows[keep], x[keep], y[keep]
+        twice = taken[rows]
         if twice.any():
             log.warning("%s: %d cells of the %s UMAP are in an earlier neighborhood's UMAP too; they stay there",
                         plan.name, int(twice.sum()), name)
-            emb = emb[~twice].reset_index(drop=True)
-        if len(emb):
-            out[name] = emb
+            rows, x, y = rows[~twice], x[~twice], y[~twice]
+        taken[rows] = True
+        if len(rows):
+            out[name] = pd.DataFrame({"row": rows, "x": x, "y": y})
     return out
+
+
 def _join_numeric(cells: pd.DataFrame, path: Path, taken: set[str]) -> list[str]:
     """Add the numeric measurement columns of the cell table at ``path`` (:func:`data_layer.tables.
     read_numeric_columns`) to ``cells`` by ``cell_label``, in place; returns their names. A cell absent from the
@@ -708,41 +753,68 @@ def _join_numeric(cells: pd.DataFrame, path: Path, taken: set[str]) -> list[str]
     return names
 
 
-def _join_cell_tables(cache: _Cache, plan: UnitPlan, emb: pd.DataFrame, table: CellTable,
-                      categorical: dict[str, tuple[list[str], list[str]]]) -> pd.DataFrame:
-    """The embedding's cells with ``dataset_label`` / ``feature_matrix_label`` from the plan's cell tables (every
-    embedding cell is kept; one in no table has no expression) and an ``origin_dataset`` column."""
-    parts = []
+def _join_cell_tables(cache: _Cache, plan: UnitPlan, labels: pa.Array, cells: pd.DataFrame, table: CellTable,
+                      categorical: dict[str, tuple[list[str], list[str]]]) -> None:
+    """Add ``dataset_label`` / ``feature_matrix_label`` from the plan's cell tables and an ``origin_dataset``
+    column to the embedding's ``cells`` (``labels``: their cell labels), in place, as categorical columns. Every
+    embedding cell is kept: one in no table has ``""`` (no expression) and origin ``unknown``; a cell in several
+    tables (or repeated in one) takes the first table's (first) row."""
+    n = len(labels)
+    part = np.full(n, -1, dtype=np.int64)  # which table holds the cell
+    row = np.full(n, -1, dtype=np.int64)  # its row there
+    columns: dict[str, list] = {"dataset_label": [], "feature_matrix_label": []}
+    repeated = 0
     value_sets: dict = {}
-    for ds in plan.cell_tables:
+    for k, ds in enumerate(plan.cell_tables):
         path = cache.path(plan.files[f"cell_metadata:{ds}"])
-        cm = read_csv(path, {"cell_label": "str", "dataset_label": "str", "feature_matrix_label": "str"},
-                      required=["cell_label", "feature_matrix_label"])
-        cm = cm[[c for c in ("cell_label", "dataset_label", "feature_matrix_label") if c in cm]].copy()
-        cm["origin_dataset"] = CELL_TABLE_ORIGIN.get(ds, ds)
-        parts.append(cm)
+        cm = read_arrow(path, {"cell_label": "str", "dataset_label": "category", "feature_matrix_label": "category"},
+                        required=["cell_label", "feature_matrix_label"])
+        found = positions_in(labels, column_array(cm, "cell_label"))
+        for col in columns:
+            columns[col].append(column_array(cm, col) if col in cm.column_names else None)
+        del cm
+        release_free_memory()
+        repeated += int(((part >= 0) & (found >= 0)).sum())
+        new = (part < 0) & (found >= 0)
+        part[new], row[new] = k, found[new]
+        del found, new
         if f"value_sets:{ds}" in plan.files:
             value_sets = {**read_value_sets(cache.path(plan.files[f"value_sets:{ds}"])), **value_sets}
         table.gene_symbols.update(_gene_symbols(cache, plan.files.get(f"gene:{ds}")))
-    cm = pd.concat(parts, ignore_index=True)
-    dup = cm["cell_label"].duplicated()
-    if dup.any():
-        log.warning("%s: %d cells are in more than one of %s; the first table's row is used", plan.name,
-                    int(dup.sum()), ", ".join(plan.cell_tables))
-        cm = cm[~dup]
-    cells = emb.merge(cm, on="cell_label", how="left")
-    missing = int(cells["feature_matrix_label"].isna().sum())
+    if repeated:
+        log.warning("%s: %d UMAP cells are in more than one of %s; the first table's row is used", plan.name,
+                    repeated, ", ".join(plan.cell_tables))
+    missing = int((part < 0).sum())
     if missing:
-        log.info("%s: %d of %d UMAP cells are in none of %s (no expression)", plan.name, missing, len(cells),
+        log.info("%s: %d of %d UMAP cells are in none of %s (no expression)", plan.name, missing, n,
                  ", ".join(plan.cell_tables))
-    for col in ("dataset_label", "feature_matrix_label"):
-        if col in cells:
-            cells[col] = cells[col].fillna("").to_numpy(dtype=object)
-    cells["origin_dataset"] = cells["origin_dataset"].fillna("unknown").to_numpy(dtype=object)
+    for col, parts in columns.items():
+        if any(p is not None for p in parts):
+            cells[col] = _categorical_of_parts(parts, part, row, "")
+    origin = [CELL_TABLE_ORIGIN.get(ds, ds) for ds in plan.cell_tables]
+    categories = list(dict.fromkeys([*origin, "unknown"]))
+    codes = np.append(np.asarray([categories.index(o) for o in origin], dtype=np.int64), categories.index("unknown"))
+    cells["origin_dataset"] = pd.Categorical.from_codes(codes[part], categories)
     categorical["origin_dataset"] = categories_with_colors(pd.unique(cells["origin_dataset"]),
                                                            value_sets.get("origin_dataset"))
     table.species = _species_from_name(plan.name)
-    return cells
+
+
+def _categorical_of_parts(parts: list, part: np.ndarray, row: np.ndarray, missing: str) -> pd.Categorical:
+    """Per cell, the value at row ``row`` of the dictionary column ``parts[part]`` (``missing`` where ``part`` is -1
+    or that table lacks the column)."""
+    position: dict[str, int] = {}
+    codes = np.full(len(part), -1, dtype=np.int64)
+    for k, column in enumerate(parts):
+        if column is None:
+            continue
+        here = part == k
+        mapping = np.asarray([position.setdefault(v, len(position))
+                              for v in column.dictionary.to_pylist()], dtype=np.int64)
+        codes[here] = mapping[column.indices.to_numpy(zero_copy_only=False)[row[here]]]
+    codes[codes < 0] = position.setdefault(missing, len(position))
+    categories = list(position)
+    return pd.Categorical.from_codes(codes, categories)
 
 
 def _cells_cell_metadata(cache: _Cache, plan: UnitPlan) -> CellTable:
@@ -811,19 +883,21 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
         rank = pd.Series(np.arange(len(sec)), index=sec["brain_section_label"].to_numpy())
         section_code = cells["brain_section_label"].map(rank).to_numpy(dtype=np.int64)
         order = np.argsort(section_code, kind="stable")
-        cells = cells.iloc[order].reset_index(drop=True)
+        cells = table.cells = cells.iloc[order].reset_index(drop=True)  # the table's old order can go
         section_code = section_code[order]
     elif table.embeddings:
         # each neighborhood UMAP's cells one contiguous row range (in the embeddings' name order, the others last)
         group = np.full(len(cells), len(table.embeddings), dtype=np.int64)
-        position = pd.Series(np.arange(len(cells)), index=cells["cell_label"].to_numpy())
         for k, emb in enumerate(table.embeddings.values()):
-            group[position[emb["cell_label"]].to_numpy()] = k
+            group[emb["row"].to_numpy()] = k
         order = np.argsort(group, kind="stable")
-        cells = cells.iloc[order].reset_index(drop=True)
+        cells = table.cells = cells.iloc[order].reset_index(drop=True)  # the table's old order can go
         group = group[order]
+        new_row = np.empty(len(order), dtype=np.int64)  # the row each cell moved to
+        new_row[order] = np.arange(len(order))
+        del order
     n = len(cells)
-    labels = pa.array(cells["cell_label"].to_numpy(dtype=object), type=pa.string())
+    labels = _arrow_labels(cells["cell_label"])
     st.write_strings(folder / "cell_label.arrow", labels, "cell_label")
     x = cells["x"].to_numpy(dtype=np.float32)
     y = cells["y"].to_numpy(dtype=np.float32)
@@ -834,14 +908,16 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
         starts = np.searchsorted(group, np.arange(len(table.embeddings) + 1))
         for k, (name, emb) in enumerate(table.embeddings.items()):
             a, b = int(starts[k]), int(starts[k + 1])
-            coords = emb.set_index("cell_label").loc[cells["cell_label"].to_numpy()[a:b]]
-            ex, ey = coords["x"].to_numpy(dtype=np.float32), coords["y"].to_numpy(dtype=np.float32)
+            at = new_row[emb["row"].to_numpy()] - a  # each of the embedding's cells is one of rows a:b
+            ex, ey = np.empty(b - a, dtype=np.float32), np.empty(b - a, dtype=np.float32)
+            ex[at], ey[at] = emb["x"].to_numpy(dtype=np.float32), emb["y"].to_numpy(dtype=np.float32)
             st.save_npy(folder / f"embedding-{k}-x.npy", ex)
             st.save_npy(folder / f"embedding-{k}-y.npy", ey)
             embeddings.append({"name": name, "row_start": a, "row_stop": b, "n_cells": b - a,
                                "x": f"embedding-{k}-x.npy", "y": f"embedding-{k}-y.npy",
                                "bounds": [float(ex.min()), float(ex.max()), float(ey.min()), float(ey.max())]})
         meta["embeddings"] = embeddings
+        table.embeddings, new_row = {}, None
     bounds = [float(np.nanmin(x)), float(np.nanmax(x)), float(np.nanmin(y)), float(np.nanmax(y))] if n else [0.0] * 4
 
     def save_categorical(col: str, codes: np.ndarray, cats: list[str], colors: list[str]) -> None:
@@ -900,7 +976,7 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
         n_sections = n_planes = 0
 
     for col, (cats, colors) in table.categorical.items():
-        codes = pd.Categorical(cells[col].to_numpy(dtype=object), categories=cats).codes
+        codes = pd.Categorical(cells[col], categories=cats).codes
         if (codes < 0).any():
             raise AssertionError(f"{plan.name}: column {col} has values outside its categories")
         save_categorical(col, codes, cats, colors)

@@ -36,7 +36,11 @@ PALETTE = (
     "#dbdb8d", "#9edae5",
 )
 
-_TYPES = {"str": pa.string(), "float": pa.float64(), "bool": pa.string(), "int": pa.float64()}
+_TYPES = {"str": pa.string(), "float": pa.float64(), "bool": pa.string(), "int": pa.float64(),
+          "category": pa.dictionary(pa.int32(), pa.string())}
+#: Arrow's default pool (mimalloc) keeps what a hash table of millions of labels freed; the system allocator gives
+#: it back (with :func:`data_layer.convert.release_free_memory`), and the memory limit counts resident pages.
+_POOL = pa.system_memory_pool()
 _HEX6 = re.compile(r"^[0-9a-f]{6}$")
 _HEX3 = re.compile(r"^[0-9a-f]{3}$")
 _TRUE = {"true", "t", "1", "yes", "y"}
@@ -66,6 +70,73 @@ def csv_header(path: str | Path) -> list[str]:
     if not row:
         raise TableError(f"{path}: empty file (no header line)")
     return [c.strip() for c in row]
+
+
+def read_arrow(
+    path: str | Path,
+    columns: Mapping[str, str],
+    required: Iterable[str] = (),
+) -> pa.Table:
+    """Read the named columns of an ABC CSV table into Arrow buffers, without a Python object per value (what a
+    table of millions of cells needs: a 28-character cell label is 32 bytes here, about 85 as a Python string).
+
+    Parameters
+    ----------
+    path
+        the CSV file.
+    columns
+        column name -> ``"str"`` (``string``), ``"category"`` (``dictionary<int32, string>``: each distinct value
+        stored once, 4 bytes a row), ``"float"`` or ``"int"`` (float64, null when empty) or ``"bool"`` (read as
+        ``string``). Columns absent from the file are absent from the result unless required.
+    required
+        columns that must be present.
+
+    Returns
+    -------
+    pyarrow.Table
+        the present columns in ``columns`` order, one chunk each (:func:`column_array`); text is never null (an
+        empty cell is ``""``, a term named ``NA`` stays ``NA``).
+
+    Raises
+    ------
+    TableError
+        naming the file and the missing column, or the file and the parse problem.
+    """
+    path = Path(path)
+    header = csv_header(path)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise TableError(
+            f"{path}: missing required column {missing[0]!r}"
+            + (f" (and {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
+            + f"; the file has: {', '.join(header)}"
+        )
+    wanted = [c for c in columns if c in header]
+    types = {c: _TYPES[columns[c]] for c in wanted}
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types,
+                include_columns=wanted,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+            # The system allocator gives freed memory back; the default pool keeps tens of MB per read.
+            memory_pool=_POOL,
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise TableError(f"{path}: cannot parse ({exc})") from None
+    out = {}
+    for name in wanted:
+        col = table.column(name)
+        if pa.types.is_dictionary(col.type):
+            col = col.unify_dictionaries(memory_pool=_POOL)
+        out[name] = col.combine_chunks(memory_pool=_POOL)
+        table = table.drop_columns([name])  # free each column's chunks once combined
+    return pa.table(out) if out else table  # no column: the rows are still counted
 
 
 def read_csv(
@@ -98,34 +169,10 @@ def read_csv(
         naming the file and the missing column, or the file and the parse problem.
     """
     path = Path(path)
-    header = csv_header(path)
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise TableError(
-            f"{path}: missing required column {missing[0]!r}"
-            + (f" (and {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
-            + f"; the file has: {', '.join(header)}"
-        )
-    wanted = [c for c in columns if c in header]
-    types = {c: _TYPES[columns[c]] for c in wanted}
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(use_threads=True),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types,
-                include_columns=wanted,
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-            # The system allocator gives freed memory back; the default pool keeps tens of MB per read.
-            memory_pool=pa.system_memory_pool(),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise TableError(f"{path}: cannot parse ({exc})") from None
+    table = read_arrow(path, columns, required)
+    n_rows = table.num_rows
     out = {}
-    for name in wanted:
+    for name in table.column_names:
         col = table.column(name)
         kind = columns[name]
         if kind in ("float", "int"):
@@ -135,7 +182,33 @@ def read_csv(
         else:
             out[name] = _strings(col)
         table = table.drop_columns([name])  # free each column's Arrow buffers once converted
-    return pd.DataFrame(out, index=pd.RangeIndex(table.num_rows))
+    return pd.DataFrame(out, index=pd.RangeIndex(n_rows))
+
+
+def column_array(table: pa.Table, name: str) -> pa.Array:
+    """Column ``name`` of a :func:`read_arrow` table as one Arrow array (no copy)."""
+    col = table.column(name)
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+
+def first_rows(labels: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``(n,)`` bool: True at the first row of each distinct value of ``labels`` (one Arrow hash pass, no Python
+    string per value)."""
+    first = pc.index_in(labels, value_set=labels, memory_pool=_POOL).to_numpy(zero_copy_only=False)
+    return first == np.arange(len(first))
+
+
+def positions_in(labels: pa.Array | pa.ChunkedArray, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``(len(labels),)`` int64: the row of each of ``labels`` in ``keys`` (its first row when ``keys`` repeats
+    it), -1 where ``keys`` lacks it. The join of two cell tables by ``cell_label`` without a Python string per
+    label (Arrow hashes ``keys`` once)."""
+    if len(labels) == 0:
+        return np.zeros(0, dtype=np.int64)
+    found = pc.index_in(labels, value_set=keys, memory_pool=_POOL)
+    rows = found.to_numpy(zero_copy_only=False)  # float64 with NaN where absent, int32 when every label is found
+    if found.null_count:
+        rows = np.where(np.isnan(rows), -1, rows)
+    return rows.astype(np.int64, copy=False)
 
 
 #: Numeric columns of cell tables that are coordinates, identifiers or keys, not measurements of the cell.

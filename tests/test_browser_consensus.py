@@ -1,7 +1,8 @@
 """The consensus mouse taxonomy in the viewer, in a real headless Chromium (dash_duo) on the demo store: picking a
 neighborhood's UMAP draws only its cells in its own coordinates, writes ``embedding=`` into the address, and a
 short link reopens it; coloured by a gene, the UMAP shows its expressing cells in colour and the colour key names
-the gene. No console errors.
+the gene; a lasso drawn in a neighborhood UMAP fills the analysis panel (count, composition, marker dot plot) with
+that UMAP's cells inside it. No console errors.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from PIL import Image
 from selenium.webdriver.support.ui import WebDriverWait
 
-from browser_helpers import TIMEOUT, choose_option, open_view, shot, wait_for_picture, wait_settled
+from browser_helpers import (TIMEOUT, choose_option, drag_path, hexagon, open_view, set_dragmode, shot,
+                             wait_for_picture, wait_settled)
 from browser_helpers import atlas, store, viewer  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -88,3 +90,38 @@ def test_the_consensus_umap_coloured_by_a_gene_shows_expressing_cells_in_colour_
     grey = drawn & (spread < 12)
     assert coloured.sum() > 500 and grey.sum() > 50
     shot(viewer, "consensus_gene_snap25")
+
+
+def test_a_lasso_in_a_neighborhood_umap_gives_the_marker_card_and_summary_of_its_cells_there(viewer, atlas):
+    from data_layer.analysis import cells_in_polygon
+
+    neighborhood = "NN-IMN"
+    x, y = (np.asarray(v, dtype=np.float64) for v in atlas.xy(DATASET, embedding=neighborhood))
+    cx, cy = float(np.median(x)), float(np.median(y))
+    viewer.driver.set_window_size(1400, 1000)
+    open_view(viewer, f"?dataset={quote(DATASET)}&embedding={neighborhood}&color_by=class")
+    wait_for_picture(viewer, f"embedding={neighborhood}")
+    wait_settled(viewer)
+    set_dragmode(viewer, "map-graph", "lasso")
+    drag_path(viewer, "map-graph", hexagon(cx, cy, 1.2))
+    viewer.wait_for_contains_text("#selection-summary", f"cells selected in the {neighborhood} UMAP", timeout=TIMEOUT)
+    viewer.wait_for_element("#markers-graph .scatterlayer .point", timeout=TIMEOUT)
+    viewer.wait_for_contains_text("#markers-title", f"the {neighborhood} UMAP", timeout=TIMEOUT)
+    # the count is that of the neighborhood's cells inside the polygon the export link carries, in its coordinates
+    href = viewer.find_element("#selection-export").get_attribute("href")
+    params = parse_qs(urlsplit(href).query)
+    assert params["embedding"] == [neighborhood]
+    numbers = [float(v) for v in params["selection"][0].split(",")]
+    expected = int(cells_in_polygon(x, y, (numbers[0::2], numbers[1::2])).sum())
+    assert 0 < expected < len(x)
+    viewer.wait_for_contains_text("#selection-summary", f"{expected:,} cells selected", timeout=TIMEOUT)
+    rows = viewer.driver.execute_script(
+        "return document.querySelector('#markers-graph .js-plotly-plot').layout.yaxis.categoryarray;")
+    assert rows[:2] == [f"Selection ({expected:,})", "Rest"]
+    viewer.wait_for_element("#composition-graph .barlayer .point", timeout=TIMEOUT)
+    wait_for_picture(viewer, f"embedding={neighborhood}", "selection=")
+    wait_settled(viewer)
+    shot(viewer, "consensus_neighborhood_lasso_markers_1400x1000")
+    viewer.driver.set_window_size(1366, 768)
+    wait_settled(viewer)
+    shot(viewer, "consensus_neighborhood_lasso_markers_1366x768")

@@ -134,3 +134,72 @@ def test_a_box_in_a_neighborhood_umap_selects_its_cells_by_their_coordinates_the
     state = navigation.address_state({ids.DATASET: NAME, ids.EMBEDDING: "NN-IMN", ids.COLOR_BY: "class",
                                       ids.SELECTION: store}, context)
     assert "embedding=NN-IMN" in to_query(state) and "sel=" in to_query(state)
+
+
+def _post(app, output_id: str, values: dict):
+    """Answer of the page's callback that outputs ``output_id``'s ``figure``/``children``, posted as Dash's renderer
+    posts it: ``values`` maps ``(component id, property)`` to the value of each input and state (others None)."""
+    output, spec = next((o, s) for o, s in app.callback_map.items()
+                        if s.get("callback") is not None and f"..{output_id}." in f"..{o.lstrip('.')}")
+    parts = output[2:-2].split("...") if output.startswith("..") else [output]
+    outputs = [dict(zip(("id", "property"), part.rsplit(".", 1))) for part in parts]
+    items = [{"id": d["id"], "property": d["property"], "value": values.get((d["id"], d["property"]))}
+             for d in [*spec["inputs"], *spec.get("state", [])]]
+    n = len(spec["inputs"])
+    body = {"output": output, "outputs": outputs if output.startswith("..") else outputs[0], "inputs": items[:n],
+            "state": items[n:], "changedPropIds": [f"{items[0]['id']}.{items[0]['property']}"]}
+    response = app.server.test_client().post("/_dash-update-component", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    return response.get_json()["response"]
+
+
+def test_the_marker_card_and_summary_of_a_selection_in_a_neighborhood_umap_use_that_umaps_cells(context):
+    """A box drawn in the NN-IMN UMAP: the page's marker and summary callbacks (real Dash requests) count and compare
+    the cells inside the box by their NN-IMN coordinates, against the neighborhood's other cells."""
+    from app import create_app
+    from callbacks import selection as sel
+    from data_layer.analysis import markers_for_selection
+
+    atlas = context.atlas
+    x, y = (np.asarray(v, dtype=np.float64) for v in atlas.xy(NAME, embedding="NN-IMN"))
+    cx, cy = float(np.median(x)), float(np.median(y))
+    store = sel.selection_step({"range": {"x": [cx - 1, cx + 1], "y": [cy - 1, cy + 1]}}, "map", NAME, None, None,
+                               None, context, "NN-IMN")
+    inside = (x >= cx - 1) & (x <= cx + 1) & (y >= cy - 1) & (y <= cy + 1)
+    assert 0 < inside.sum() < len(x) // 2
+    app = create_app(Settings(store=context.settings.store), atlas=atlas)
+    view = {(ids.DATASET, "value"): NAME, (ids.EMBEDDING, "value"): "NN-IMN", (ids.SELECTION, "data"): store,
+            (ids.COMPOSITION_LEVEL, "value"): "class", (ids.ANALYSIS_PANEL, "hidden"): False}
+    answer = _post(app, ids.MARKERS_GRAPH, view)
+    figure, title, info = (answer[i][p] for i, p in ((ids.MARKERS_GRAPH, "figure"), (ids.MARKERS_TITLE, "children"),
+                                                     (ids.MARKERS_INFO, "children")))
+    assert title == "of the selection in the NN-IMN UMAP of " + NAME, (title, info)
+    rows = figure["layout"]["yaxis"]["categoryarray"]
+    assert rows[:2] == [f"Selection ({int(inside.sum()):,})", "Rest"]
+    # each dot is the gene's mean log2 and fraction expressing over the cells with expression: the box's cells,
+    # then the neighborhood's other cells (not the whole dataset's)
+    trace = figure["data"][0]
+    dots = {(r, g): (f, m) for g, r, f, m in zip(trace["x"], trace["y"], trace["marker"]["size"],
+                                                   trace["marker"]["color"])}
+    genes = figure["layout"]["xaxis"]["categoryarray"]
+    for gene in genes[:3]:
+        values = np.asarray(atlas.gene(NAME, gene, embedding="NN-IMN"), dtype=np.float64)
+        for row, part in zip(rows[:2], (inside, ~inside)):
+            measured = values[part & np.isfinite(values)]
+            np.testing.assert_allclose(dots[(row, gene)], (np.mean(measured > 0), measured.mean()), rtol=1e-5)
+    top = markers_for_selection(atlas, NAME, inside, n=len(genes), embedding="NN-IMN")
+    assert genes[:len(top)] == top["gene_symbol"].astype(str).tolist()[:len(genes)]
+    summary = _post(app, ids.SELECTION_SUMMARY, view)[ids.SELECTION_SUMMARY]["children"]
+    assert summary.startswith(f"{int(inside.sum()):,} cells selected in the NN-IMN UMAP of {NAME}")
+    # the selection is a group of A versus B, over the same cells; the table's link names the UMAP
+    classes = atlas.cells(NAME, embedding="NN-IMN")["class"].astype(str)
+    other = classes[~inside].value_counts().index[0]
+    compare = {**view, (ids.MARKERS_A, "value"): "@selection", (ids.MARKERS_B, "value"): other}
+    href = _post(app, ids.MARKERS_CSV, compare)[ids.MARKERS_CSV]["href"]
+    assert "embedding=NN-IMN" in href
+    table = app.server.test_client().get(href)
+    assert table.status_code == 200
+    answer = _post(app, ids.MARKERS_GRAPH, compare)
+    counts = answer[ids.MARKERS_GRAPH]["figure"]["data"][0]["text"]
+    values = np.asarray(atlas.gene(NAME, genes[0], embedding="NN-IMN"), dtype=np.float64)
+    assert any(f"of {int((inside & np.isfinite(values)).sum()):,} cells" in t for t in counts)
