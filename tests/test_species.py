@@ -418,14 +418,14 @@ def test_a_umap_click_puts_the_cells_shared_term_in_one_click_button_that_opens_
     assert highlighted == {"level": LEVEL, "name": D1, "taxonomy": entry.taxonomy}
     assert tree.pick_step(ids.TERM_PICKED, event, *clicks, dataset, None, None, LEVEL, highlighted,
                           demo.context) is no_update
-    trig = [f"{ids.TERM_PICKED}.data"]
-    assert species_callbacks.open_step(trig, None, False, dataset, highlighted, demo.context, event) is True
+    opens = species_callbacks.across_pick_step  # answered with the highlight, by the same callback
+    assert opens(ids.TERM_PICKED, event, dataset, demo.context) is True
     # coloured by clusters the click highlighted the cluster: the button highlights the group instead
     clustered = tree.pick_step(graph, None, *clicks, dataset, None, None, finest, None, demo.context)
     assert clustered["level"] == finest
     group = tree.pick_step(ids.TERM_PICKED, grouped, *clicks, dataset, None, None, finest, clustered, demo.context)
     assert group == {"level": "Group", "name": grouped["name"], "taxonomy": entry.taxonomy}
-    assert species_callbacks.open_step(trig, None, False, dataset, clustered, demo.context, grouped) is True
+    assert opens(ids.TERM_PICKED, grouped, dataset, demo.context) is True
     assert species_callbacks.panel_step(True, dataset, group, demo.context)[0] is False
 
 
