@@ -32,7 +32,7 @@ from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from components.figures import layout_image_of, message_figure, picture_figure, view_patch
 from components.layout import notice_children
 from components.panels import gene_legend
-from core.compare import (bar_length, compare_datasets, first_section, fit_scale, gallery_sections,
+from core.compare import (bar_length, compare_datasets, first_section, fit_scale, gallery_sections,  # noqa: F401
                           hand_gene_range, panel_window, section_choices, shared_gene_range, side_by_side_range,
                           side_panels, slot_colouring, slot_title, slot_window, together_zoom)
 from core.state import MAP_VIEWS, parse_query

@@ -4,10 +4,10 @@
   species share (:func:`core.state.across_levels`; it highlights the term and opens the panel); or, when the
   highlighted term (from the tree, the legend, the UMAP or the map) is at such a level, from the "Across species"
   button beside the legend's head; and from the UMAP (and the map): a click on a cell puts its term at a shared
-  level in the UMAP's head (the map's cell inspector; :func:`clicked_across_step`), a button that highlights it
-  and opens the panel in one click. While
-  it is open a click on the UMAP or the map (the clicked cell's term), the tree or the legend redraws it for
-  that term; clearing the highlight or choosing a term at a finer level closes it.
+  level in the UMAP's head (beside the map's cell inspector; :func:`clicked_across_step`), a button that
+  highlights it and opens the panel in one click. While it is open a click on the UMAP or the map (the clicked
+  cell's term), the tree or the legend redraws it for that term; clearing the highlight or choosing a term at a
+  finer level closes it.
 * **The address**: ``across=1`` while it is open (written by ``callbacks.navigation``); loading such an address,
   a short link or back/forward opens it again (:func:`open_step`).
 * **Content**: :func:`core.species.across_species` drawn by :mod:`components.species`; "Maps side by side" puts
@@ -111,8 +111,8 @@ def clicked_across_step(graph: str, trigger: Any, event: dict | None, dataset: s
     """The one-click button beside ``graph`` (the UMAP's head, or the map's cell inspector) after a click on it
     (``trigger``: the id that fired, ``event`` its ``clickData``; the place as in :func:`callbacks.inspector.
     clicked_cell`): the clicked cell's term at the colour-by level when the species share it, else at the finest
-    level they share (a cluster is followed by its group). None for a click away from cells, a cell without a term
-    there, a dataset whose taxonomy is not in several species, or a new dataset."""
+    level they share (a cluster is followed by its group). No button (``[]``) for a click away from cells, a cell
+    without a term there, a dataset whose taxonomy is not in several species, or a new dataset."""
     entry = context.catalog.get(dataset)
     if entry is None or trigger != graph:
         return []
@@ -170,22 +170,22 @@ def register(app: Any, context: ViewerContext) -> dict:
 
     @app.callback(
         Output(ids.UMAP_ACROSS, "children"),
-        inputs=dict(click=Input(ids.UMAP_GRAPH, "clickData"), _dataset=Input(ids.DATASET, "value")),
+        inputs=dict(click=Input(ids.UMAP_GRAPH, "clickData"), dataset=Input(ids.DATASET, "value")),
         state=dict(color_by=State(ids.COLOR_BY, "value")),
         prevent_initial_call=True,
     )
-    def umap_across(click, _dataset, color_by):
-        return clicked_across_step(ids.UMAP_GRAPH, ctx.triggered_id, click, _dataset, color_by, context)
+    def umap_across(click, dataset, color_by):
+        return clicked_across_step(ids.UMAP_GRAPH, ctx.triggered_id, click, dataset, color_by, context)
 
     @app.callback(
         Output(ids.MAP_ACROSS, "children"),
-        inputs=dict(click=Input(ids.MAP_GRAPH, "clickData"), _dataset=Input(ids.DATASET, "value")),
+        inputs=dict(click=Input(ids.MAP_GRAPH, "clickData"), dataset=Input(ids.DATASET, "value")),
         state=dict(view=view_states(ids.SLAB_PLANE, ids.SECTION, ids.EMBEDDING, ids.COLOR_BY)),
         prevent_initial_call=True,
     )
-    def map_across(click, _dataset, view):
+    def map_across(click, dataset, view):
         _, slab_plane, section = place_of(view)
-        return clicked_across_step(ids.MAP_GRAPH, ctx.triggered_id, click, _dataset, view[ids.COLOR_BY], context,
+        return clicked_across_step(ids.MAP_GRAPH, ctx.triggered_id, click, dataset, view[ids.COLOR_BY], context,
                                    slab_plane, section, embedding_of(view))
 
     @app.callback(
