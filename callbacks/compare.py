@@ -32,10 +32,9 @@ from core.catalog import COLOR_BY_GENE, COLOR_BY_TWO_GENES
 from components.figures import layout_image_of, message_figure, picture_figure, view_patch
 from components.layout import notice_children
 from components.panels import gene_legend
-from core.compare import (bar_length, compare_datasets, first_section, fit_scale, gallery_sections,
-                          hand_gene_range, panel_window, section_choices, shared_column_range, shared_gene_range,
-                          side_panels,
-                          slot_colouring, slot_title, slot_window, together_zoom)
+from core.compare import (bar_length, compare_datasets, first_section, fit_scale, gallery_sections,  # noqa: F401
+                          hand_gene_range, panel_window, section_choices, shared_gene_range, side_by_side_range,
+                          side_panels, slot_colouring, slot_title, slot_window, together_zoom)
 from core.state import MAP_VIEWS, parse_query
 from core.viewport import padded, window_from_relayout
 
@@ -76,11 +75,8 @@ def slot_step(slot: int, mode: str | None, sections: list, color_by: str | None,
     window = slot_window(panels, slot, together, zoom, viewport)
     bar = bar_length(panels, window, panel)
     low = high = None
-    if colouring.color_by == COLOR_BY_GENE:
-        shown = shared_gene_range(context, datasets, gene, vmin, vmax)
-        low, high = shown if shown else (None, None)
-    elif entry.is_numeric(colouring.color_by):  # one range over the species' maps, as a gene's
-        low, high = shared_column_range(context, datasets, colouring.color_by) or (None, None)
+    if colouring.color_by == COLOR_BY_GENE or entry.is_numeric(colouring.color_by):  # one range over the maps
+        low, high = side_by_side_range(context, datasets, colouring.color_by, gene, vmin, vmax) or (None, None)
     title = slot_title(context, dataset, panel.section, colouring)
     try:
         image = layout_image_of(context.picture_url(
@@ -186,14 +182,14 @@ def legend_step(mode: str | None, sections: list, color_by: str | None, gene: st
                                main.extra.get("blend_mode", "blend"),
                                (main.extra.get("threshold_a") or 0.0, main.extra.get("threshold_b") or 0.0))
     if COLOR_BY_GENE in kinds:
-        shown = shared_gene_range(context, datasets, gene, vmin, vmax)
+        shown = side_by_side_range(context, datasets, COLOR_BY_GENE, gene, vmin, vmax)
         if shown is None:
             return []
         return gene_legend(str(gene), colorscale_stops(GENE_CMAP), *shown, default=vmin in (None, ""),
                            nan_color=NAN_GREY, zero_color=ZERO_GREY)
     level = next(iter(kinds)) if len(kinds) == 1 else None
     if level is not None and any(context.catalog.get(d).is_numeric(level) for d in datasets):
-        shown = shared_column_range(context, datasets, level)
+        shown = side_by_side_range(context, datasets, level, gene, vmin, vmax)
         if shown is None:
             return []
         return gene_legend(level, colorscale_stops(GENE_CMAP), *shown, default=True, nan_color=NAN_GREY,

@@ -110,6 +110,34 @@ def nearest_cell_info(
     return info
 
 
+#: Names a cell's level may hold that are no term to highlight.
+UNNAMED = ("unassigned", "Adjacent")
+
+
+def clicked_cell(graph: str, event: dict | None, entry: Any, slab_plane: str | None, section: str | None,
+                 context: ViewerContext, embedding: str | None = None) -> dict | None:
+    """:func:`nearest_cell_info` of the cell clicked on the map or the UMAP (``graph``) of ``entry``'s view, or
+    None for a click away from every cell (on the UMAP, further than :data:`MAX_DISTANCE_OF_VIEW` of its width).
+
+    The UMAP shows :meth:`ViewerContext.umap_dataset` (a spatial dataset's single-cell dataset), the map the
+    dataset's place: the section, else the slab plane, or a single-cell dataset's neighborhood UMAP."""
+    position = event_position(event)
+    if position is None:
+        return None
+    if graph == ids.UMAP_GRAPH:
+        target = context.umap_dataset(entry.name)
+        where: dict = {}
+    else:
+        target = entry.name
+        where = ({"section": section} if section else {"slab_plane": slab_plane}) if entry.spatial else (
+            {"embedding": embedding} if entry.embedding(embedding) is not None else {})
+    if target is None or context.catalog.get(target) is None:
+        return None
+    frame = context.frame_of_dataset(target) if graph == ids.UMAP_GRAPH else None
+    max_distance = MAX_DISTANCE_OF_VIEW * frame.width if frame is not None else None
+    return nearest_cell_info(context, target, *position, max_distance=max_distance, **where)
+
+
 def inspect_step(
     trigger: str | None,
     map_event: dict | None,

@@ -1,6 +1,6 @@
 """The legend beside the map: the terms (or regions) present in the current section in taxonomy order with their
-colours and counts, clickable to highlight, narrowed by the filter box above it; or, for a gene, the colour bar
-with its shown range.
+colours and counts, clickable to highlight, narrowed by the filter box above it; or, for a gene (or a numeric cell
+column), the colour bar with its shown range (with the species side by side, the one range the maps share).
 """
 from __future__ import annotations
 
@@ -13,22 +13,27 @@ from core.context import ViewerContext, term_counts
 from callbacks.view import PLACE, embedding_of, place_of, view_inputs
 from components import ids
 from components.layout import column_label, range_label
-from core.state import across_levels
+from core.compare import compare_datasets, hand_gene_range, side_by_side_range
+from core.state import MAP_VIEWS, across_levels
 from core.catalog import COLOR_BY_GENE, COLOR_BY_REGION, COLOR_BY_TWO_GENES
 from components.panels import gene_legend, html_block, legend_html, legend_matches
 
 log = logging.getLogger(__name__)
+
+MODE_SPECIES = MAP_VIEWS[1]
 
 #: Colour map of gene pictures (the render route's default).
 GENE_CMAP = "viridis"
 
 
 def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
-                context: ViewerContext, text: str | None = None, embedding: str | None = None
-                ) -> tuple[Any, str, str, Any, Any]:
+                context: ViewerContext, text: str | None = None, embedding: str | None = None,
+                mode: str | None = None) -> tuple[Any, str, str, Any, Any]:
     """``(legend children, legend title, range info, vmin placeholder, vmax placeholder)``; ``text`` is the
     filter box's (only the entries whose name holds every word are listed, the title counts them); ``embedding``
-    a single-cell dataset's neighborhood UMAP (its cells only are counted)."""
+    a single-cell dataset's neighborhood UMAP (its cells only are counted); ``mode`` the map card's view: with the
+    species side by side a gene's or a column's colour bar shows the one range the maps share
+    (:func:`core.compare.side_by_side_range`)."""
     from rendering.colors import NAN_GREY, ZERO_GREY, colorscale_stops
 
     entry = context.catalog.get(dataset)
@@ -36,6 +41,10 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
         return [], "Legend", "", "min", "max"
     if color_by == COLOR_BY_TWO_GENES:  # the 2-D key is drawn by callbacks.two_genes (it knows the second gene)
         return no_update, "Two genes", "", "min", "max"
+    if mode == MODE_SPECIES and (color_by == COLOR_BY_GENE or entry.is_numeric(color_by)):
+        shared = _side_by_side_legend(color_by, gene, vmin, vmax, context)
+        if shared is not None:
+            return shared
     where = {}
     if entry.spatial:
         where = {"section": section} if section else ({"slab_plane": slab_plane} if slab_plane else {})
@@ -86,6 +95,30 @@ def legend_step(dataset, slab_plane, section, color_by, gene, term, vmin, vmax,
             "max")
 
 
+def _side_by_side_legend(color_by, gene, vmin, vmax, context: ViewerContext) -> tuple | None:
+    """:func:`legend_step`'s answer for a gene or a numeric column with the species side by side: the maps' one
+    range (None when no side-by-side dataset measures it: the dataset's own legend then)."""
+    from rendering.colors import NAN_GREY, ZERO_GREY, colorscale_stops
+
+    datasets = compare_datasets(context)
+    shown = side_by_side_range(context, datasets, color_by, gene, vmin, vmax)
+    default = side_by_side_range(context, datasets, color_by, gene, None, None)
+    if shown is None or default is None:
+        return None
+    low, high = default
+    if color_by == COLOR_BY_GENE:
+        info = f"Default range {low:.3g} – {high:.3g} (99th percentile of expressing cells, over the species shown)"
+        children = gene_legend(gene, colorscale_stops(GENE_CMAP), *shown, default=hand_gene_range(vmin, vmax) is None,
+                               nan_color=NAN_GREY, zero_color=ZERO_GREY,
+                               hint="range: 99th percentile of expressing cells, over the species shown")
+        return children, "Gene expression", info, f"{low:.3g}", f"{high:.3g}"
+    info = f"Range {low:.4g} – {high:.4g} (1st–99th percentile of cells, over the species shown)"
+    children = gene_legend(color_by, colorscale_stops(GENE_CMAP), *shown, default=True, nan_color=NAN_GREY,
+                           zero_color=None, unit="per cell",
+                           hint="range: 1st–99th percentile of cells, over the species shown")
+    return children, column_label(color_by), info, f"{low:.4g}", f"{high:.4g}"
+
+
 #: Controls whose change gives the legend other entries (another dataset, UMAP or colouring): its filter box is
 #: emptied.
 NEW_ENTRIES = (ids.DATASET, ids.EMBEDDING, ids.COLOR_BY, ids.GENE)
@@ -111,14 +144,14 @@ def register(app: Any, context: ViewerContext) -> dict:
         Output(ids.LEGEND_FILTER, "value"),
         Output(ids.RANGE_LABEL, "children"),
         inputs=dict(view=view_inputs(*PLACE, ids.COLOR_BY, ids.GENE, ids.TERM, ids.GENE_VMIN, ids.GENE_VMAX),
-                    text=Input(ids.LEGEND_FILTER, "value")),
+                    text=Input(ids.LEGEND_FILTER, "value"), mode=Input(ids.MAP_VIEW_MODE, "value")),
     )
-    def draw_legend(view, text):
+    def draw_legend(view, text, mode):
         dataset, slab_plane, section = place_of(view)
         text, cleared = filter_after(ctx.triggered_id, text)
         return (*legend_step(dataset, slab_plane, section, view[ids.COLOR_BY], view[ids.GENE], view[ids.TERM],
                              view[ids.GENE_VMIN], view[ids.GENE_VMAX], context, text,
-                             embedding=embedding_of(view)), cleared,
+                             embedding=embedding_of(view), mode=mode), cleared,
                 range_label(context.catalog.get(dataset), view[ids.COLOR_BY]))
 
     return {"draw_legend": draw_legend}

@@ -3,9 +3,11 @@
 * **Opening**: in one click from the "⇄ species" button of a tree row or legend entry of a term at a level the
   species share (:func:`core.state.across_levels`; it highlights the term and opens the panel); or, when the
   highlighted term (from the tree, the legend, the UMAP or the map) is at such a level, from the "Across species"
-  button beside the legend's head. While it is open a click on the UMAP or the map (the clicked cell's term),
-  the tree or the legend redraws it for that term; clearing the highlight or choosing a term at a finer level
-  closes it.
+  button beside the legend's head; and from the UMAP (and the map): a click on a cell puts its term at a shared
+  level in the UMAP's head (beside the map's cell inspector; :func:`clicked_across_step`), a button that
+  highlights it and opens the panel in one click. While it is open a click on the UMAP or the map (the clicked
+  cell's term), the tree or the legend redraws it for that term; clearing the highlight or choosing a term at a
+  finer level closes it.
 * **The address**: ``across=1`` while it is open (written by ``callbacks.navigation``); loading such an address,
   a short link or back/forward opens it again (:func:`open_step`).
 * **Content**: :func:`core.species.across_species` drawn by :mod:`components.species`; "Maps side by side" puts
@@ -19,9 +21,10 @@ from typing import Any, Iterable
 
 from dash import Input, Output, State, ctx, no_update
 
-from callbacks.view import view_inputs
+from callbacks.view import embedding_of, place_of, view_inputs, view_states
 from components import ids
-from components.species import across_body
+from callbacks.inspector import UNNAMED, clicked_cell
+from components.species import across_body, clicked_across
 from core.context import ViewerContext
 from core.errors import ViewError
 from core.species import across_species
@@ -102,6 +105,31 @@ def panel_step(is_open: Any, dataset: str | None, term: Any, context: ViewerCont
     return False, across_body(dataclasses.asdict(summary))
 
 
+def clicked_across_step(graph: str, trigger: Any, event: dict | None, dataset: str | None, color_by: str | None,
+                        context: ViewerContext, slab_plane: str | None = None, section: str | None = None,
+                        embedding: str | None = None) -> list:
+    """The one-click button beside ``graph`` (the UMAP's head, or the map's cell inspector) after a click on it
+    (``trigger``: the id that fired, ``event`` its ``clickData``; the place as in :func:`callbacks.inspector.
+    clicked_cell`): the clicked cell's term at the colour-by level when the species share it, else at the finest
+    level they share (a cluster is followed by its group). No button (``[]``) for a click away from cells, a cell
+    without a term there, a dataset whose taxonomy is not in several species, or a new dataset."""
+    entry = context.catalog.get(dataset)
+    if entry is None or trigger != graph:
+        return []
+    shared = across_levels(context.catalog, entry)
+    if not shared:
+        return []
+    cell = clicked_cell(graph, event, entry, slab_plane, section, context, embedding)
+    if cell is None:
+        return []
+    shown = color_by if color_by in entry.levels else entry.default_color_by()
+    level = shown if shown in shared else shared[-1]
+    for cell_level, name, color in cell["levels"]:
+        if cell_level == level and name not in UNNAMED:
+            return clicked_across(level, name, color)
+    return []
+
+
 def maps_step(clicks: Any) -> Any:
     """The map card's view mode after "Maps side by side": the species side by side."""
     return MODE_SPECIES if clicks else no_update
@@ -141,6 +169,26 @@ def register(app: Any, context: ViewerContext) -> dict:
         return panel_step(is_open, view[ids.DATASET], view[ids.TERM], context)[1]
 
     @app.callback(
+        Output(ids.UMAP_ACROSS, "children"),
+        inputs=dict(click=Input(ids.UMAP_GRAPH, "clickData"), dataset=Input(ids.DATASET, "value")),
+        state=dict(color_by=State(ids.COLOR_BY, "value")),
+        prevent_initial_call=True,
+    )
+    def umap_across(click, dataset, color_by):
+        return clicked_across_step(ids.UMAP_GRAPH, ctx.triggered_id, click, dataset, color_by, context)
+
+    @app.callback(
+        Output(ids.MAP_ACROSS, "children"),
+        inputs=dict(click=Input(ids.MAP_GRAPH, "clickData"), dataset=Input(ids.DATASET, "value")),
+        state=dict(view=view_states(ids.SLAB_PLANE, ids.SECTION, ids.EMBEDDING, ids.COLOR_BY)),
+        prevent_initial_call=True,
+    )
+    def map_across(click, dataset, view):
+        _, slab_plane, section = place_of(view)
+        return clicked_across_step(ids.MAP_GRAPH, ctx.triggered_id, click, dataset, view[ids.COLOR_BY], context,
+                                   slab_plane, section, embedding_of(view))
+
+    @app.callback(
         Output(ids.MAP_VIEW_MODE, "value", allow_duplicate=True),
         Input(ids.ACROSS_MAPS, "n_clicks"),
         prevent_initial_call=True,
@@ -149,4 +197,5 @@ def register(app: Any, context: ViewerContext) -> dict:
         return maps_step(clicks)
 
     return {"show_button": show_button, "open_panel": open_panel, "show_panel": show_panel, "draw_panel": draw_panel,
-            "maps_side_by_side": maps_side_by_side}
+            "maps_side_by_side": maps_side_by_side, "umap_across": umap_across,
+            "map_across": map_across}

@@ -15,7 +15,7 @@ from dash import Input, Output, State, ctx, no_update
 
 from core.context import ViewerContext, term_counts
 from core.state import across_levels
-from callbacks.inspector import event_position, nearest_cell_info
+from callbacks.inspector import UNNAMED, clicked_cell
 from callbacks.species import across_pick_step
 from callbacks.view import PLACE, embedding_of, place_of, view_inputs, view_states
 from components import ids
@@ -180,27 +180,12 @@ def expanded_step(trigger: Any, event: dict | None, dataset: str | None, term: d
 
 def _clicked_term(trigger, event, entry, slab_plane, section, color_by, context,
                   embedding=None) -> tuple[str, str] | None:
-    position = event_position(event)
-    if position is None:
+    info = clicked_cell(trigger, event, entry, slab_plane, section, context, embedding)
+    if info is None:
         return None
     level = color_by if color_by in entry.levels else entry.default_color_by()
-    if trigger == ids.UMAP_GRAPH:
-        target = context.umap_dataset(entry.name)
-        where: dict = {}
-    else:
-        target = entry.name
-        where = ({"section": section} if section else {"slab_plane": slab_plane}) if entry.spatial else (
-            {"embedding": embedding} if entry.embedding(embedding) is not None else {})
-    if target is None:
-        return None
-    target_entry = context.catalog.get(target)
-    frame = context.frame_of_dataset(target) if trigger == ids.UMAP_GRAPH else None
-    max_distance = 0.03 * frame.width if frame is not None else None
-    info = nearest_cell_info(context, target, *position, max_distance=max_distance, **where)
-    if info is None or target_entry is None:
-        return None
     for cell_level, name, _ in info["levels"]:
-        if cell_level == level and name not in ("unassigned", "Adjacent"):
+        if cell_level == level and name not in UNNAMED:
             return level, name
     return None
 

@@ -150,6 +150,8 @@ GALLERY_PICKED = "gallery-picked"  # dcc.Store: {"section", "t"} of a clicked sm
 # one cell type across species (components.species lays it out; callbacks.species drives it)
 ACROSS = "across"  # dcc.Store: True while the panel of the highlighted term across species is open (address across=1)
 ACROSS_OPEN = "across-open"  # button beside the legend's head: shown when the highlighted term is at a shared level
+UMAP_ACROSS = "umap-across"  # in the UMAP's head: the clicked cell's term at a shared level, opens the panel in one click
+MAP_ACROSS = "map-across"  # the same beside the map's cell inspector, after a click on the map
 ACROSS_PANEL = "across-panel"  # the panel (a dialog over the page)
 ACROSS_CLOSE = "across-close"  # button: close the panel
 ACROSS_BODY = "across-body"  # the term's annotation, share, regions and dot plot

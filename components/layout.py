@@ -345,12 +345,15 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
                                 responsive=True,
                                 clear_on_unhover=False,
                             ),
-                            html.Div(
-                                id=ids.INSPECT,
-                                className="inspect",
-                                children=html.Span("Hover over a cell to inspect it; click to highlight its term.",
-                                                   className="muted"),
-                            ),
+                            html.Div(className="inspect", children=[
+                                html.Div(
+                                    id=ids.INSPECT,
+                                    className="inspect-cell",
+                                    children=html.Span("Hover over a cell to inspect it; click to highlight its "
+                                                       "term.", className="muted"),
+                                ),
+                                html.Div(id=ids.MAP_ACROSS, className="map-across"),
+                            ]),
                             *map_panel_extras(),
                         ],
                     ),
@@ -361,7 +364,9 @@ def build_layout(catalog: Catalog, state: ViewState, *, store_label: str = "",
                                 id=ids.UMAP_PANEL,
                                 className="panel umap-panel",
                                 children=[
-                                    html.Div(umap_title, id=ids.UMAP_TITLE, className="panel-title"),
+                                    html.Div(className="panel-title umap-head", children=[
+                                        html.Div(umap_title, id=ids.UMAP_TITLE, className="umap-title"),
+                                        html.Div(id=ids.UMAP_ACROSS, className="umap-across")]),
                                     dcc.Graph(
                                         id=ids.UMAP_GRAPH,
                                         className="picture",

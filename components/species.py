@@ -12,6 +12,7 @@ from dash import dcc, html
 from components import ids
 from components.analysis_panels import CHART_CONFIG, _chart_layout, dot_key, dot_plot_figure
 from components.figures import message_figure
+from components.panels import ACTION_ACROSS
 
 #: Height of one bar of the region chart (px) and of the chart's legend rows.
 REGION_BAR_PX = 26
@@ -22,6 +23,20 @@ def across_button() -> html.Button:
     return html.Button("Across species", id=ids.ACROSS_OPEN, className="button small across-open", n_clicks=0,
                        hidden=True, title="The highlighted cell type in each species: annotation, share of cells, "
                                           "regions and marker genes")
+
+
+def clicked_across(level: str, name: str, color: str) -> list:
+    """Children of the UMAP's head after a click on a cell: its term at a level the species share, as a button
+    that highlights the term and opens the panel in one click (the tree's :data:`components.panels.ACTION_ACROSS`);
+    ``level`` and ``name`` travel as ``data-`` attributes to the page's one click listener."""
+    return [html.Button(
+        [html.Span(className="swatch", style={"backgroundColor": color}), html.Span(name, className="umap-across-name"),
+         html.Span("⇄ species", className="umap-across-go")],
+        className="umap-across-button", n_clicks=0,
+        title=f"The clicked cell's {level} {name} across species: annotation, share of cells, regions and marker "
+              f"genes in each species",
+        **{"data-action": ACTION_ACROSS, "data-level": level, "data-name": name},
+    )]
 
 
 def across_panel() -> html.Div:

@@ -136,6 +136,21 @@ def shared_column_range(context: ViewerContext, datasets: list[str], column: str
     return min(r[0] for r in ranges), max(r[1] for r in ranges)
 
 
+def side_by_side_range(context: ViewerContext, datasets: list[str], color_by: str | None, gene: str | None,
+                       vmin: Any, vmax: Any) -> tuple[float, float] | None:
+    """The one colour range the side-by-side maps of ``datasets`` are drawn over, and their legends show.
+
+    A gene's (:func:`shared_gene_range`: the range set by hand, else the widest default), a numeric cell column's
+    (:func:`shared_column_range`: the widest default; a range set by hand does not apply); None for a colouring
+    without a range (a level, a region, two genes: each gene keeps its own range).
+    """
+    if color_by == COLOR_BY_GENE:
+        return shared_gene_range(context, datasets, gene, vmin, vmax)
+    if color_by and any(context.catalog.get(d).is_numeric(color_by) for d in datasets):
+        return shared_column_range(context, datasets, color_by)
+    return None
+
+
 def slot_title(context: ViewerContext, dataset: str, section: str | None, colouring: SlotColouring) -> str:
     """Title of one side-by-side map: species, platform, cells, colouring and what could not be matched."""
     entry = context.catalog.get(dataset)

@@ -22,9 +22,8 @@ import numpy as np
 
 from rendering.colors import GENE_KEY_ENTRIES, NUMERIC_KEY_ENTRIES
 
-from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range, shared_column_range,
-                          shared_gene_range,
-                          slot_colouring)
+from core.compare import (compare_datasets, first_section, gallery_sections, hand_gene_range, shared_gene_range,
+                          side_by_side_range, slot_colouring)
 from core.context import ViewerContext
 from core.render import (picture_dot_radius_px, render_rgba, shown_column_range, shown_gene_range,
                          two_gene_ranges)
@@ -450,8 +449,9 @@ def comparison_views(context: ViewerContext, state: ViewState, request: PanelReq
 
     * ``species``: the side-by-side datasets (``compare_datasets``: the first of each species), each on the
       section asked (else its first), coloured by ``slot_colouring`` (the term only at a level shared across
-      species); a gene on ONE range for all: the range set by hand (``vmin``/``vmax``), else from the lowest
-      default low end to the highest default high end over the species measuring it (``shared_gene_range``).
+      species); a gene (or a numeric cell column) on ONE range for all, the maps' (``side_by_side_range``): the
+      range set by hand (``vmin``/``vmax``, genes only), else from the lowest default low end to the highest
+      default high end over the species measuring it.
       Two genes likewise: each gene on one range over the species whose panel draws both (one 2-D key).
     * ``gallery``: every section of the view's dataset (``gallery_sections``), coloured like the map (any level's
       term); a gene on the range set by hand, else the DATASET's default range (one range for all sections); two
@@ -464,9 +464,7 @@ def comparison_views(context: ViewerContext, state: ViewState, request: PanelReq
         datasets = compare_datasets(context)
         colourings = [slot_colouring(context, dataset, state.color_by, state.gene, term, _two_genes(state))
                       for dataset in datasets]
-        gene_range = shared_gene_range(context, datasets, state.gene, state.vmin, state.vmax)
-        if any(context.catalog.get(d).is_numeric(c.color_by) for d, c in zip(datasets, colourings)):
-            gene_range = shared_column_range(context, datasets, state.color_by)
+        gene_range = side_by_side_range(context, datasets, state.color_by, state.gene, state.vmin, state.vmax)
         both = [d for d, c in zip(datasets, colourings) if c.color_by == COLOR_BY_TWO_GENES]
         pair = None
         if both:  # two-gene pictures take no hand range: the shared default ranges of the species drawing both

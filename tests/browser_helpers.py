@@ -195,6 +195,17 @@ def drag_path(duo, graph, points_xy, close=True, release=True):
     return page
 
 
+def click_at(duo, graph, x, y):
+    """Click the point ``(x, y)`` (data units) of a graph's plot area, as a hand does; returns its page
+    coordinates."""
+    (page,) = duo.driver.execute_script(TO_PAGE_JS, graph, [[float(x), float(y)]])
+    builder = ActionBuilder(duo.driver, duration=10)
+    builder.pointer_action.move_to_location(int(page[0]), int(page[1]))
+    builder.pointer_action.click()
+    builder.perform()
+    return page
+
+
 def release_at(duo, point):
     """Release the mouse button at page ``point`` (the end of a :func:`drag_path` with ``release=False``)."""
     builder = ActionBuilder(duo.driver, duration=10)

@@ -9,9 +9,15 @@ From the taxonomy tree it takes one click: the "⇄ species" button of the term'
 highlights the term and opens the panel; the 10X rows of the dot plot are there and the panel's markers table
 gives each species row's adjusted p.
 
+From the UMAP it takes one click too: a click on a D1 MSN cell of the cross-species 10X UMAP (beside a spatial
+dataset's map, or in the map card when the 10X dataset is shown) puts "STR D1 MSN ⇄ species" by that UMAP; one
+click on it opens the panel.
+
 Screenshots: ``/tmp/shots/60_across_species_1400.png``, ``/tmp/shots/60_across_species_1366.png``,
 ``/tmp/shots/61_across_from_tree_1400.png``, ``/tmp/shots/61_across_from_tree_1366.png`` and the panel scrolled to
-its markers' table, ``/tmp/shots/62_across_markers_1400.png`` and ``/tmp/shots/62_across_markers_1366.png``.
+its markers' table, ``/tmp/shots/62_across_markers_1400.png`` and ``/tmp/shots/62_across_markers_1366.png``; the UMAP's button after a
+click on a cell, ``/tmp/shots/63_umap_across_<where>_1400.png`` and ``..._1366.png``, and the panel it opened,
+``/tmp/shots/64_across_from_umap_<where>_1400.png``.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from browser_helpers import (  # noqa: F401  (atlas, store, viewer: fixtures)
-    TIMEOUT, atlas, first_spatial, open_view, shot, store, viewer, wait_for_picture)
+    TIMEOUT, atlas, click_at, first_spatial, open_view, shot, store, viewer, wait_for_picture)
 
 pytestmark = pytest.mark.browser
 
@@ -123,4 +129,48 @@ def test_one_click_on_a_tree_rows_across_button_highlights_the_term_and_opens_th
     viewer.driver.set_window_size(1400, 1000)
     viewer.driver.execute_script("document.getElementById('across-markers-table').scrollIntoView();")
     shot(viewer, "62_across_markers_1400")
+    assert viewer.get_logs() == []
+
+
+@pytest.mark.parametrize("where", ["spatial", "10x"])
+def test_one_click_on_the_button_a_umap_click_puts_by_the_umap_opens_the_panel(viewer, atlas, where):
+    import numpy as np
+
+    spatial = first_spatial(atlas)
+    tenx = atlas.info(spatial).umap_dataset
+    assert tenx and not atlas.info(tenx).species  # the cross-species 10X cells
+    dataset, graph, holder = ((spatial, "umap-graph", "umap-across") if where == "spatial"
+                              else (tenx, "map-graph", "map-across"))
+    cells = atlas.cells(tenx)
+    xy = cells[["x", "y"]].to_numpy(float)
+    d1 = np.flatnonzero(cells[LEVEL].to_numpy() == D1)
+    # a D1 MSN cell whose nearest neighbour is a D1 MSN cell too: the click lands on a D1 MSN whatever the rounding
+    nearest = [np.argsort(np.hypot(*(xy - xy[row]).T))[1] for row in d1[:50]]
+    row = next(r for r, n in zip(d1, nearest) if cells[LEVEL].iat[n] == D1)
+    open_view(viewer, f"?dataset={quote(dataset)}&color_by={LEVEL}")
+    wait_for_picture(viewer, f"dataset={quote(tenx)}", graph=graph)
+    click_at(viewer, graph, *xy[row])
+    button = viewer.wait_for_element(f'#{holder} button[data-name="{D1}"]', timeout=TIMEOUT)
+    assert button.get_attribute("data-level") == LEVEL and "⇄ species" in button.text
+    WebDriverWait(viewer.driver, TIMEOUT).until(  # the click highlighted the cell's term
+        lambda d: parse_qs(urlsplit(d.current_url).query).get("term") == [D1])
+    assert not viewer.find_element("#across-panel").is_displayed()
+    shot(viewer, f"63_umap_across_{where}_1400")
+    viewer.driver.set_window_size(1366, 768)
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: button.is_displayed() and d.execute_script(
+        # drawn again at the new size: the map's plot no longer covers the inspector under it
+        "var svg = document.querySelector('#map-graph .main-svg').getBoundingClientRect();"
+        "return svg.bottom <= document.querySelector('.inspect').getBoundingClientRect().top + 1;"))
+    shot(viewer, f"63_umap_across_{where}_1366")
+    viewer.driver.set_window_size(1400, 1000)
+
+    button.click()  # the one click
+    panel = viewer.find_element("#across-panel")
+    WebDriverWait(viewer.driver, TIMEOUT).until(lambda d: panel.is_displayed())
+    viewer.wait_for_contains_text("#across-body .across-term", D1, timeout=3 * TIMEOUT)
+    WebDriverWait(viewer.driver, TIMEOUT).until(
+        lambda d: parse_qs(urlsplit(d.current_url).query).get("across") == ["1"]
+        and parse_qs(urlsplit(d.current_url).query).get("term") == [D1]
+        and parse_qs(urlsplit(d.current_url).query).get("term_level") == [LEVEL])
+    shot(viewer, f"64_across_from_umap_{where}_1400")
     assert viewer.get_logs() == []

@@ -245,6 +245,59 @@ def test_the_side_by_side_maps_share_one_range_of_a_column(context, atlas):
     assert "total_counts" in children and f"≥ {high}" in children and "over the species shown" in children
 
 
+def _maps_ranges(context, color_by, gene=None) -> set[tuple[float, float]]:
+    """``(vmin, vmax)`` of the picture of every side-by-side map (read from its address), as the map card draws it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from callbacks.compare import MODE_SPECIES, slot_step
+    from core.compare import compare_datasets
+
+    ranges = set()
+    for slot in range(len(compare_datasets(context))):
+        figure, _, _ = slot_step(slot, MODE_SPECIES, [], color_by, gene, None, None, None, None, None,
+                                 [{"width_px": 400, "height_px": 300}] * 3, None, context)
+        query = parse_qs(urlsplit(figure["layout"]["images"][0]["source"]).query)
+        ranges.add((float(query["vmin"][0]), float(query["vmax"][0])))
+    return ranges
+
+
+def _bar_ends(children) -> tuple[str, str]:
+    """The texts at the ends of a legend's colour bar."""
+    ticks = next(child for child in children if getattr(child, "className", "") == "colorbar-ticks")
+    return ticks.children[0].children, ticks.children[-1].children
+
+
+@pytest.mark.parametrize("color_by, gene", [("total_counts", None), ("gene", "DRD1")])
+def test_with_the_species_side_by_side_the_left_legend_shows_the_maps_one_range(context, color_by, gene):
+    from callbacks.compare import MODE_SPECIES
+    from components.panels import _tick
+
+    from core.compare import compare_datasets
+
+    symbol = context.lookups.gene_symbol(HUMAN, gene) if gene else None
+    (shared,) = _maps_ranges(context, color_by, symbol)  # the maps share one range
+
+    def own_range(dataset):
+        entry = context.catalog.get(dataset)
+        return entry.numeric_columns[color_by] if gene is None else context.gene_range(dataset, symbol)
+
+    # a species whose own range is not the shared one (the others' stretch it)
+    dataset = next(d for d in compare_datasets(context)
+                   if (_tick(own_range(d)[0]), _tick(own_range(d)[1])) != (_tick(shared[0]), _tick(shared[1])))
+    own = own_range(dataset)
+    section = next(iter(context.catalog.get(dataset).sections))
+    children, _, info, low_hint, high_hint = legend_step(dataset, None, section, color_by, symbol, None, None, None,
+                                                         context, mode=MODE_SPECIES)
+    low, high = _bar_ends(children)
+    assert (low.lstrip("≤ "), high.lstrip("≥ ")) == (_tick(shared[0]), _tick(shared[1]))
+    assert "over the species shown" in info and "over the species shown" in str(children)
+    digits = ".3g" if gene else ".4g"
+    assert (low_hint, high_hint) == (f"{shared[0]:{digits}}", f"{shared[1]:{digits}}")
+    # the dataset's own range is what the legend shows with the map alone
+    alone, *_ = legend_step(dataset, None, section, color_by, symbol, None, None, None, context, mode="map")
+    assert tuple(end.lstrip("≤≥ ") for end in _bar_ends(alone)) == (_tick(own[0]), _tick(own[1]))
+
+
 def test_a_side_by_side_figure_of_a_column_has_the_shared_range_on_its_colour_bar(context):
     from core.compare import compare_datasets, shared_column_range
     from core.figures import plan_comparison

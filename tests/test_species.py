@@ -371,6 +371,97 @@ def test_the_across_button_highlights_the_term_and_opens_the_panel_in_one_click(
     assert species_callbacks.hidden_step(True, dataset, {"level": finest, "name": cluster}, demo.context) is True
 
 
+def _nearest_row(cells, x, y) -> int:
+    """Row of the cell nearest to ``(x, y)``, by brute force (the inspector uses a KD-tree)."""
+    return int(np.argmin(np.hypot(cells["x"].to_numpy(float) - x, cells["y"].to_numpy(float) - y)))
+
+
+def _umap_click(cells, row) -> dict:
+    return {"points": [], "xvals": [float(cells["x"].iat[row])], "yvals": [float(cells["y"].iat[row])]}
+
+
+def _button_term(children) -> dict:
+    """The TERM_PICKED data the page's click listener sends for the UMAP head's button (its data- attributes)."""
+    (button,) = children
+    props = button.to_plotly_json()["props"]
+    assert props["data-action"] == "across-species"
+    return {"level": props["data-level"], "name": props["data-name"], "t": 1, "across": True}
+
+
+@pytest.mark.parametrize("where", ["10x", "spatial"])
+def test_a_umap_click_puts_the_cells_shared_term_in_one_click_button_that_opens_the_panel(demo, where):
+    from callbacks import tree
+
+    # the cross-species 10X dataset shows its UMAP in the map card; a spatial dataset beside its map, linked
+    dataset = demo.tenx if where == "10x" else demo.spatial[0]
+    graph = ids.MAP_GRAPH if where == "10x" else ids.UMAP_GRAPH
+    assert demo.context.umap_dataset(dataset) == demo.tenx
+    cells = demo.atlas.cells(demo.tenx)
+    d1 = np.flatnonzero(cells[LEVEL].to_numpy() == D1)
+    row = _nearest_row(cells, float(cells["x"].iat[d1[0]]), float(cells["y"].iat[d1[0]]))
+    assert cells[LEVEL].iat[row] == D1
+    click = _umap_click(cells, row)
+    step = species_callbacks.clicked_across_step
+
+    # coloured by a shared level: that level's term
+    event = _button_term(step(graph, graph, click, dataset, LEVEL, demo.context))
+    assert (event["level"], event["name"]) == (LEVEL, D1)
+    # coloured by clusters (not shared): the finest shared level, the cell's own group
+    cluster, finest = a_cluster(demo)
+    grouped = _button_term(step(graph, graph, click, dataset, finest, demo.context))
+    assert (grouped["level"], grouped["name"]) == ("Group", str(cells["Group"].iat[row]))
+
+    # one click on it: the UMAP click had highlighted the cell's subclass; the button keeps it and opens the panel
+    entry = demo.context.catalog.get(dataset)
+    clicks = (click, None) if graph == ids.MAP_GRAPH else (None, click)
+    highlighted = tree.pick_step(graph, None, *clicks, dataset, None, None, LEVEL, None, demo.context)
+    assert highlighted == {"level": LEVEL, "name": D1, "taxonomy": entry.taxonomy}
+    assert tree.pick_step(ids.TERM_PICKED, event, *clicks, dataset, None, None, LEVEL, highlighted,
+                          demo.context) is no_update
+    opens = species_callbacks.across_pick_step  # answered with the highlight, by the same callback
+    assert opens(ids.TERM_PICKED, event, dataset, demo.context) is True
+    # coloured by clusters the click highlighted the cluster: the button highlights the group instead
+    clustered = tree.pick_step(graph, None, *clicks, dataset, None, None, finest, None, demo.context)
+    assert clustered["level"] == finest
+    group = tree.pick_step(ids.TERM_PICKED, grouped, *clicks, dataset, None, None, finest, clustered, demo.context)
+    assert group == {"level": "Group", "name": grouped["name"], "taxonomy": entry.taxonomy}
+    assert opens(ids.TERM_PICKED, grouped, dataset, demo.context) is True
+    assert species_callbacks.panel_step(True, dataset, group, demo.context)[0] is False
+
+
+def test_a_click_on_a_spatial_map_gives_the_button_of_the_sections_cell(demo):
+    dataset = demo.spatial[0]
+    entry = demo.context.catalog.get(dataset)
+    section = next(iter(entry.sections))
+    cells = demo.atlas.cells(dataset, section=section)
+    d1 = np.flatnonzero(cells[LEVEL].to_numpy() == D1)
+    row = _nearest_row(cells, float(cells["x"].iat[d1[-1]]), float(cells["y"].iat[d1[-1]]))
+    step = species_callbacks.clicked_across_step
+    event = _button_term(step(ids.MAP_GRAPH, ids.MAP_GRAPH, _umap_click(cells, row), dataset, LEVEL, demo.context,
+                              section=section))
+    assert (event["level"], event["name"]) == (LEVEL, str(cells[LEVEL].iat[row]))
+    # a click on the UMAP is not the map's
+    assert step(ids.MAP_GRAPH, ids.UMAP_GRAPH, _umap_click(cells, row), dataset, LEVEL, demo.context,
+                section=section) == []
+
+
+def test_the_umap_button_is_gone_away_from_cells_on_a_new_dataset_and_for_one_species_taxonomies(demo):
+    step = species_callbacks.clicked_across_step
+    dataset, umap = demo.spatial[0], ids.UMAP_GRAPH
+    cells = demo.atlas.cells(demo.tenx)
+    frame = demo.context.frame_of_dataset(demo.tenx)
+    far = {"points": [], "xvals": [frame.x1 + frame.width], "yvals": [frame.y1 + frame.height]}
+    assert step(umap, umap, far, dataset, LEVEL, demo.context) == []
+    assert step(umap, ids.DATASET, _umap_click(cells, 0), dataset, LEVEL, demo.context) == []
+    assert step(umap, umap, None, dataset, LEVEL, demo.context) == []
+    single = [d for d in demo.atlas.datasets() if not species_callbacks.across_levels(
+        demo.context.catalog, demo.context.catalog.get(d)) and demo.context.umap_dataset(d)]
+    assert single  # the mouse taxonomy is in one species: no button from its UMAP
+    mouse = demo.atlas.cells(demo.context.umap_dataset(single[0]))
+    level = demo.context.catalog.get(single[0]).levels[0]
+    assert step(umap, umap, _umap_click(mouse, 0), single[0], level, demo.context) == []
+
+
 # ---------------------------------------------------------------------------------------------- the markers' tests
 def test_each_species_rows_test_is_welchs_t_against_the_rest_of_its_species_cells(demo):
     from scipy import stats
