@@ -672,7 +672,6 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     per_gene = counts.sum(axis=0)
     offsets = np.zeros(bg + 1, dtype=np.int64)
     np.cumsum(per_gene, out=offsets[1:])
-    genes_of_block = np.arange(bg, dtype=np.int32)
     raws: list[bytes | None] = []
     for s in range(n_slices):  # the block's compressed segments, one file open at a time
         a, b = int(slice_offsets[s, 0]), int(slice_offsets[s, -1])
@@ -686,91 +685,97 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
             os.close(fd)
     t.append(time.process_time())
     # Group after group (a few MB: stays in cache): each slice's frame is decompressed into one reused buffer,
-    # then one compiled pass decodes the row deltas and moves every entry to its gene-major place, slices in
-    # order within a gene.
+    # one compiled pass decodes the row deltas and moves every entry to its gene-major place (slices in order
+    # within a gene), then the group's genes get their statistics, ranges and store chunks.
     drop_scratch("slice_")
-    rows = scratch("block_rows", int(offsets[-1]), np.uint32)
-    values = scratch("block_values", int(offsets[-1]), np.float32)
-    cursor = offsets[:-1].copy()
-    words = np.zeros(0, dtype=np.uint32)
-    frame_start = np.zeros(n_slices + 1, dtype=np.int64)
-    base_u32 = np.asarray(slice_base, dtype=np.int64) & 0xFFFFFFFF
-    for k in range(f1 - f0):
-        ga, gb = group_start[f0 + k] - g0, group_start[f0 + k + 1] - g0
-        c = np.ascontiguousarray(counts[:, ga:gb])
-        frame_start[:] = chunks.frame_starts(c.sum(axis=1))
-        if frame_start[-1] == 0:
-            continue
-        if len(words) < frame_start[-1]:
-            words = np.zeros(int(frame_start[-1]) * 5 // 4, dtype=np.uint32)
-        for s in range(n_slices):
-            w0, w1 = int(frame_start[s]), int(frame_start[s + 1])
-            lo, hi = int(slice_offsets[s, k] - slice_offsets[s, 0]), int(slice_offsets[s, k + 1] - slice_offsets[s, 0])
-            if w1 == w0 and hi == lo:
-                continue
-            frame = memoryview(raws[s])[lo:hi] if hi > lo else b""
-            if hi - lo < 16 or int.from_bytes(frame[4:8], "little") != 4 * (w1 - w0):  # Blosc's header: size
-                raise RuntimeError(f"block of genes {g0}-{g1}: slice {s} holds {hi - lo} bytes for group "
-                                   f"{f0 + k}, not a frame of its {int(c[s].sum())} counted entries")
-            blosc.decompress(frame, words[w0:w1])
-        if not _place_runs(words, frame_start, c, base_u32, cursor[ga:gb], rows, values.view(np.uint32)):
-            raise RuntimeError(f"block of genes {g0}-{g1}: a frame of group {f0 + k} holds other entries than "
-                               f"counted")
-    del raws, words
-    if not np.array_equal(cursor, offsets[1:]):
-        raise RuntimeError(f"block of genes {g0}-{g1}: {int((cursor - offsets[:-1]).sum())} entries decoded, "
-                           f"{int(offsets[-1])} counted")
-    genes_local = np.repeat(genes_of_block, per_gene) if (n_clusters or not rows_ascending) else None
-    if not rows_ascending and len(rows):
-        rows, values = _rows_in_order(rows, values, genes_local)
-
-    t.append(time.process_time())
-    out: dict[str, np.ndarray] = {"counts": per_gene}
+    n_chunks = max(1, math.ceil(n_cells / chunk_rows))
+    out: dict[str, np.ndarray] = {"counts": per_gene, "ranges": np.zeros((bg, 2))}
     if n_clusters:
         # Cells outside any cluster count in an extra row, dropped: no masking pass over the entries.
         codes = np.load(folder / "clusters.npy", mmap_mode="r")
         codes = np.where(codes < 0, n_clusters, codes).astype(np.int64)
-        idx = codes[rows]
-        del codes
-        idx *= bg
-        idx += genes_local
-        size = (n_clusters + 1) * bg
-        out["sums"] = np.bincount(idx, weights=values, minlength=size)[:n_clusters * bg].reshape(n_clusters, bg)
-        out["npos"] = np.bincount(idx[values > 0], minlength=size)[:n_clusters * bg].reshape(n_clusters, bg)
-        del idx
-    del genes_local
-    out["ranges"] = block_default_ranges(values, offsets)
-
-    t.append(time.process_time())
-    n_chunks = max(1, math.ceil(n_cells / chunk_rows))
-    # Every (gene, row chunk) boundary in one pass: the entries are in (gene, store row) order.
-    if n_chunks == 1:
-        bounds = offsets
-    else:
-        bounds = np.zeros(bg * n_chunks + 1, dtype=np.int64)
-        _count_chunks(rows, offsets, n_chunks, chunk_rows, bounds[1:])
-        np.cumsum(bounds, out=bounds)
-    n_words = int(chunks.frame_starts(np.diff(bounds))[-1])
-    frames = chunks.encode_many(rows, values, bounds, (np.arange(bg * n_chunks) % n_chunks) * chunk_rows,
-                                words=scratch("block_words", n_words, np.uint32))
+        out["sums"] = np.zeros((n_clusters, bg))
+        out["npos"] = np.zeros((n_clusters, bg), dtype=np.int64)
+    frame_start = np.zeros(n_slices + 1, dtype=np.int64)
+    base_u32 = np.asarray(slice_base, dtype=np.int64) & 0xFFFFFFFF
     lengths = np.zeros(bg * n_chunks + 1, dtype=np.int64)
-    lengths[1:] = [len(frame) for frame in frames]
-    flat = np.cumsum(lengths)
-    chunk_offsets = flat[np.arange(bg, dtype=np.int64)[:, None] * n_chunks + np.arange(n_chunks + 1)[None, :]]
+    chunk_base = (np.arange(bg * n_chunks) % n_chunks) * chunk_rows
+    seconds = np.zeros(3)
     part = folder / f"block-{index:05d}.bin.part"
     with open(part, "wb") as f:
-        f.writelines(frame for frame in frames if frame)
+        for k in range(f1 - f0):
+            c0 = time.process_time()
+            ga, gb = group_start[f0 + k] - g0, group_start[f0 + k + 1] - g0
+            n = int(offsets[gb] - offsets[ga])
+            lo_hi = offsets[ga:gb + 1] - offsets[ga]
+            rows = scratch("block_rows", n, np.uint32)
+            values = scratch("block_values", n, np.float32)
+            if n:
+                c = np.ascontiguousarray(counts[:, ga:gb])
+                frame_start[:] = chunks.frame_starts(c.sum(axis=1))
+                words = scratch("block_words_in", int(frame_start[-1]), np.uint32)
+                for s in range(n_slices):
+                    w0, w1 = int(frame_start[s]), int(frame_start[s + 1])
+                    lo = int(slice_offsets[s, k] - slice_offsets[s, 0])
+                    hi = int(slice_offsets[s, k + 1] - slice_offsets[s, 0])
+                    if w1 == w0 and hi == lo:
+                        continue
+                    frame = memoryview(raws[s])[lo:hi] if hi > lo else b""
+                    if hi - lo < 16 or int.from_bytes(frame[4:8], "little") != 4 * (w1 - w0):  # Blosc header: size
+                        raise RuntimeError(f"block of genes {g0}-{g1}: slice {s} holds {hi - lo} bytes for group "
+                                           f"{f0 + k}, not a frame of its {int(c[s].sum())} counted entries")
+                    blosc.decompress(frame, words[w0:w1])
+                cursor = lo_hi[:-1].copy()
+                if not _place_runs(words, frame_start, c, base_u32, cursor, rows, values.view(np.uint32)) \
+                        or not np.array_equal(cursor, lo_hi[1:]):
+                    raise RuntimeError(f"block of genes {g0}-{g1}: a frame of group {f0 + k} holds other entries "
+                                       f"than counted")
+                genes_local = np.repeat(np.arange(gb - ga), np.diff(lo_hi)) if (n_clusters or not rows_ascending) \
+                    else None
+                if not rows_ascending:
+                    rows, values = _rows_in_order(rows, values, genes_local)
+            c1 = time.process_time()
+            if n and n_clusters:
+                idx = codes[rows]
+                idx *= gb - ga
+                idx += genes_local
+                size = (n_clusters + 1) * (gb - ga)
+                out["sums"][:, ga:gb] = np.bincount(idx, weights=values, minlength=size)[:n_clusters * (gb - ga)
+                                                                                        ].reshape(n_clusters, -1)
+                out["npos"][:, ga:gb] = np.bincount(idx[values > 0], minlength=size)[:n_clusters * (gb - ga)
+                                                                                     ].reshape(n_clusters, -1)
+                del idx
+            out["ranges"][ga:gb] = block_default_ranges(values, lo_hi)
+            c2 = time.process_time()
+            # Every (gene, row chunk) boundary in one pass: the entries are in (gene, store row) order.
+            if n_chunks == 1:
+                bounds = lo_hi
+            else:
+                bounds = np.zeros((gb - ga) * n_chunks + 1, dtype=np.int64)
+                _count_chunks(rows, lo_hi, n_chunks, chunk_rows, bounds[1:])
+                np.cumsum(bounds, out=bounds)
+            n_words = int(chunks.frame_starts(np.diff(bounds))[-1])
+            frames = chunks.encode_many(rows, values, bounds, chunk_base[ga * n_chunks:gb * n_chunks],
+                                        words=scratch("block_words_out", n_words, np.uint32))
+            lengths[1 + ga * n_chunks:1 + gb * n_chunks] = [len(frame) for frame in frames]
+            f.writelines(frame for frame in frames if frame)
+            del frames
+            seconds += (c1 - c0, c2 - c1, time.process_time() - c2)
+    del raws
+    flat = np.cumsum(lengths)
+    out["chunk_offsets"] = flat[np.arange(bg, dtype=np.int64)[:, None] * n_chunks + np.arange(n_chunks + 1)[None, :]]
     pos = int(flat[-1])
-    del frames
     os.replace(part, folder / f"block-{index:05d}.bin")
-    out["chunk_offsets"] = chunk_offsets
+    if n_clusters:
+        del codes
     _save_npz(folder / f"block-{index:05d}.npz", out)
-    del rows, values, out
+    del out
     release_free_memory()
     t.append(time.process_time())
     return {"entries": int(offsets[-1]), "bytes": pos,
-            "seconds": {"block_read": t[1] - t[0], "block_decode_order": t[2] - t[1],
-                        "block_stats_ranges": t[3] - t[2], "block_encode_write": t[4] - t[3],
+            "seconds": {"block_read": t[1] - t[0], "block_decode_order": float(seconds[0]),
+                        "block_stats_ranges": float(seconds[1]),
+                        "block_encode_write": t[2] - t[1] - float(seconds[0] + seconds[1]),
                         **_worker_start_seconds()}}
 
 
