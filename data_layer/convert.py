@@ -888,7 +888,7 @@ def make_pool(workers: int):
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if "forkserver" in methods:
-        ctx.set_forkserver_preload(["data_layer.convert"])
+        ctx.set_forkserver_preload(["data_layer.convert_preload"])  # imports and compiled loops, loaded once
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_start_worker,
                                initargs=(os.getpid(),))
 
@@ -952,7 +952,7 @@ _start_seconds = 0.0
 def _worker_start_seconds() -> dict:
     global _start_seconds
     seconds, _start_seconds = _start_seconds, 0.0
-    return {"worker_start": seconds} if seconds else {}
+    return {"worker_start": seconds} if seconds > 0.01 else {}  # loaded in the fork server: nothing to report
 
 
 def load_kernels() -> None:
