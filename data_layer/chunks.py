@@ -96,8 +96,7 @@ def encode_many(rows: np.ndarray, values: np.ndarray, bounds: np.ndarray, bases:
     bounds = np.asarray(bounds, dtype=np.int64)
     frame_start = frame_starts(np.diff(bounds))
     total = int(frame_start[-1])
-    words = np.zeros(total, dtype=np.uint32) if words is None or len(words) < total else words[:total]
-    words.fill(0)
+    words = np.empty(total, dtype=np.uint32) if words is None or len(words) < total else words[:total]
     if len(words):
         _lay_out_frames(np.asarray(rows), np.ascontiguousarray(values, dtype=np.float32).view(np.uint32), bounds,
                         np.asarray(bases, dtype=np.int64), frame_start, words)
@@ -114,6 +113,25 @@ def frame_starts(counts: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def frame_headers(words, frame_start, counts):  # pragma: no cover - compiled
+    """Write each non-empty frame's header (its count, then zeros) and the zero padding after its deltas and
+    its values into a laid-out buffer (``frame_start`` from :func:`frame_starts` of ``counts``); the deltas and
+    values themselves are left to the caller."""
+    for i in range(len(counts)):
+        n = counts[i]
+        if n == 0:
+            continue
+        w = frame_start[i]
+        n8 = (n + 7) // 8 * 8
+        words[w] = np.uint32(n)
+        for j in range(1, 8):
+            words[w + j] = 0
+        for j in range(n, n8):
+            words[w + 8 + j] = 0
+            words[w + 8 + n8 + j] = 0
+
+
 def compress_frames(words: np.ndarray, frame_start: np.ndarray) -> list[bytes]:
     """Compress each laid-out frame ``words[frame_start[i]:frame_start[i + 1]]`` (uint32) with the module's
     codec: the bytes :func:`encode` gives for the same words; ``b""`` for an empty frame."""
@@ -125,7 +143,8 @@ def compress_frames(words: np.ndarray, frame_start: np.ndarray) -> list[bytes]:
 
 @numba.njit(cache=True, nogil=True)
 def _lay_out_frames(rows, value_bits, bounds, bases, frame_start, words):  # pragma: no cover - compiled
-    """The words of each frame (header, row deltas, values; padding left zero) in the zeroed ``words``."""
+    """The words of each frame (header, row deltas, values, zero padding) in ``words``."""
+    frame_headers(words, frame_start, bounds[1:] - bounds[:-1])
     for i in range(len(bounds) - 1):
         a = bounds[i]
         n = bounds[i + 1] - a
@@ -133,7 +152,6 @@ def _lay_out_frames(rows, value_bits, bounds, bases, frame_start, words):  # pra
             continue
         w = frame_start[i]
         n8 = (n + 7) // 8 * 8
-        words[w] = np.uint32(n)
         d = w + 8
         v = d + n8
         prev = bases[i]

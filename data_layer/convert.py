@@ -411,8 +411,8 @@ def _run_layout(counts: np.ndarray, group_start: Sequence[int], f0: int, f1: int
     -------
     tuple of numpy.ndarray
         ``(frame_start int64 (n_groups + 1,) word offsets of each group's frame (empty outside f0:f1), words
-        uint32 zeroed with each frame's header, cursor int64 (n_genes,) word of each gene's first delta (-1:
-        not in the run), n8_of_gene int64 (n_genes,) words from a delta to its value)``.
+        uint32 with each frame's header and padding written, cursor int64 (n_genes,) word of each gene's first
+        delta (-1: not in the run), n8_of_gene int64 (n_genes,) words from a delta to its value)``.
     """
     n_genes = len(counts)
     gs = np.asarray(group_start, dtype=np.int64)
@@ -423,9 +423,7 @@ def _run_layout(counts: np.ndarray, group_start: Sequence[int], f0: int, f1: int
     frame_n[f0:f1] = group_n[f0:f1]
     frame_start = chunks.frame_starts(frame_n)
     words = scratch("slice_words", int(frame_start[-1]), np.uint32)
-    words.fill(0)
-    full = np.flatnonzero(frame_n > 0)
-    words[frame_start[full]] = frame_n[full]
+    chunks.frame_headers(words, frame_start, frame_n)
     group_of_gene = np.repeat(np.arange(len(group_n)), np.diff(gs))
     k = group_of_gene
     cursor = np.where(frame_n[k] > 0, frame_start[k] + 8 + gene_start[:-1] - gene_start[gs[k]], -1)
@@ -964,6 +962,7 @@ def load_kernels() -> None:
         _scatter_csr(cols, z64, z32, z32, True, zf.view(np.uint32), z64[:1].copy(), z64[:1].copy(), 0,
                      np.zeros(24, np.uint32), 1, 1)
     block_default_ranges(zf, z64)
+    chunks.frame_headers(np.zeros(24, np.uint32), z64.copy(), z64[:1].copy())
     chunks.encode_many(np.zeros(1, np.uint32), zf, np.array([0, 1]), z64[:1])
     _count_chunks(np.zeros(1, np.uint32), z64, 1, 1, np.zeros(1, np.int64))
     _place_runs(np.zeros(24, np.uint32), np.zeros(2, np.int64), np.zeros((1, 1), np.int64), z64[:1],

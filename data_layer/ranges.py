@@ -106,66 +106,82 @@ def _order_statistics(values, bounds, fraction, n_pos, low, high, negative):  # 
     at ``k = floor((n - 1) * fraction)`` and ``k + 1`` (both the largest when k is the last position).
 
     The n - k largest values are kept in a min-heap while scanning (the percentile is near the top, so most
-    values are only compared with the heap's least); its least is the k-th value, the next least the k+1-th."""
+    values are only compared with the heap's least); its least is the k-th value, the next least the k+1-th.
+    One scan when every value is finite and > 0 (stored expression usually is), else a count first."""
     heap = np.empty(16, dtype=values.dtype)
     for i in range(len(bounds) - 1):
         a, b = bounds[i], bounds[i + 1]
-        n = 0
-        neg = False
-        for j in range(a, b):
-            x = values[j]
-            if x > 0:
-                if x < np.inf:
-                    n += 1
-            elif x < 0 and x > -np.inf:
-                neg = True
-                break
-        if neg:
-            negative[i] = True
+        if b == a:
             continue
-        n_pos[i] = n
-        if n == 0:
-            continue
-        virtual = (n - 1) * fraction
-        k = n - 1 if virtual >= n - 1 else int(np.floor(virtual))
-        t = n - k
-        if len(heap) < t:
-            heap = np.empty(2 * t, dtype=values.dtype)
-        size = 0
-        for j in range(a, b):
-            x = values[j]
-            if not (x > 0 and x < np.inf):
+        n = b - a
+        if len(heap) < n - int(np.floor((n - 1) * fraction)):  # the most values above the percentile
+            heap = np.empty(2 * (n - int(np.floor((n - 1) * fraction))), dtype=values.dtype)
+        if not _top_of(values, a, b, n, fraction, heap, low, high, i):  # some value is not finite and > 0
+            n = 0
+            neg = False
+            for j in range(a, b):
+                x = values[j]
+                if x > 0:
+                    if x < np.inf:
+                        n += 1
+                elif x < 0 and x > -np.inf:
+                    neg = True
+                    break
+            if neg:
+                negative[i] = True
                 continue
-            if size < t:  # sift up
-                c = size
-                size += 1
-                while c > 0:
-                    parent = (c - 1) // 2
-                    if heap[parent] <= x:
-                        break
-                    heap[c] = heap[parent]
-                    c = parent
-                heap[c] = x
-            elif x > heap[0]:  # replace the least, sift down
-                c = 0
-                while True:
-                    child = 2 * c + 1
-                    if child >= t:
-                        break
-                    if child + 1 < t and heap[child + 1] < heap[child]:
-                        child += 1
-                    if heap[child] >= x:
-                        break
-                    heap[c] = heap[child]
-                    c = child
-                heap[c] = x
-        low[i] = heap[0]
-        if t == 1:
-            high[i] = heap[0]
-        elif t == 2:
-            high[i] = heap[1]
-        else:
-            high[i] = min(heap[1], heap[2])
+            if n > 0:
+                _top_of(values, a, b, n, fraction, heap, low, high, i)
+        n_pos[i] = n
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_of(values, a, b, n, fraction, heap, low, high, i):  # pragma: no cover - compiled
+    """:func:`_order_statistics` of ``values[a:b]`` given its n finite values > 0 (``heap``: scratch of at
+    least ``n - floor((n - 1) * fraction)`` items); False, and nothing set, when ``n == b - a`` but some value
+    is not finite and > 0."""
+    virtual = (n - 1) * fraction
+    k = n - 1 if virtual >= n - 1 else int(np.floor(virtual))
+    t = n - k
+    check = n == b - a
+    size = 0
+    for j in range(a, b):
+        x = values[j]
+        if not (x > 0 and x < np.inf):
+            if check:
+                return False
+            continue
+        if size < t:  # sift up
+            c = size
+            size += 1
+            while c > 0:
+                parent = (c - 1) // 2
+                if heap[parent] <= x:
+                    break
+                heap[c] = heap[parent]
+                c = parent
+            heap[c] = x
+        elif x > heap[0]:  # replace the least, sift down
+            c = 0
+            while True:
+                child = 2 * c + 1
+                if child >= t:
+                    break
+                if child + 1 < t and heap[child + 1] < heap[child]:
+                    child += 1
+                if heap[child] >= x:
+                    break
+                heap[c] = heap[child]
+                c = child
+            heap[c] = x
+    low[i] = heap[0]
+    if t == 1:
+        high[i] = heap[0]
+    elif t == 2:
+        high[i] = heap[1]
+    else:
+        high[i] = min(heap[1], heap[2])
+    return True
 
 
 def _percentile_linear(x: np.ndarray, percentile: float) -> float:
