@@ -66,10 +66,11 @@ log = logging.getLogger(__name__)
 BYTES_PER_ENTRY = 96
 #: Bytes per (cluster, gene) of a block's statistics accumulators.
 BYTES_PER_STAT = 24
-#: Memory a worker process uses before any work (interpreter, numpy, h5py, numba).
-WORKER_BASE_BYTES = 160 << 20
-#: A slice holds at most this many entries: enough slices to keep every worker busy, and a transpose (scipy's
-#: counting sort) whose writes stay closer to the cache (2-3x faster than at 32 M entries).
+#: Memory a worker process uses before any work (interpreter, numpy, h5py, numba and the compiled loops: about
+#: 195 MB resident, much of it shared with the fork server it is forked from, but counted in each).
+WORKER_BASE_BYTES = 224 << 20
+#: A slice holds at most this many entries: enough slices to keep every worker busy, and a transpose whose
+#: writes stay closer to the cache.
 MAX_SLICE_ENTRIES = 8 << 20
 #: Fewer entries than this in all sources: no process pool (starting workers costs more than it saves).
 POOL_MIN_ENTRIES = 4 << 20
