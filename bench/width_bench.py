@@ -141,9 +141,14 @@ class TreeMemory:
         return total
 
     def _run(self) -> None:
+        t = time.thread_time()
         while not self._stop.is_set():
             self.peak = max(self.peak, self._total())
             time.sleep(self.interval)
+        self.cpu_seconds = time.thread_time() - t
+
+    #: CPU seconds of the sampling thread itself (in this process's CPU time, not the measured work's).
+    cpu_seconds = 0.0
 
     def __enter__(self) -> "TreeMemory":
         self._thread.start()
@@ -152,6 +157,22 @@ class TreeMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def fork_server_cpu() -> float:
+    """CPU seconds so far of this process's multiprocessing fork server (its imports and the conversion's compiled
+    loops, loaded once for every worker it forks), 0 when there is none."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children():
+        try:
+            if any("forkserver" in part for part in child.cmdline()):
+                times = child.cpu_times()
+                total += times.user + times.system
+        except Exception:  # noqa: BLE001 - a process that just ended
+            pass
+    return total
 
 
 def convert_before(paths: list[Path], n_cells: int, out: Path, memory_limit_bytes: int) -> dict:
@@ -166,23 +187,27 @@ def convert_before(paths: list[Path], n_cells: int, out: Path, memory_limit_byte
 
 def convert_after(paths: list[Path], n_cells: int, out: Path, memory_limit_bytes: int, workers: int | None,
                   temp_limit_bytes: int | None = None) -> dict:
-    """The conversion, timed: wall seconds, and CPU seconds of this process plus its workers' task sections (on a
-    machine shared with other work the CPU seconds are the steadier measure of the conversion's own cost)."""
+    """The conversion, timed: wall seconds, and CPU seconds of this process (less its memory sampler's) plus its
+    workers' task sections (on a machine shared with other work the CPU seconds are the steadier measure of the
+    conversion's own cost)."""
     from data_layer.expression import convert_expression
 
     shutil.rmtree(out, ignore_errors=True)
     labels = cell_labels(n_cells)
+    server0 = fork_server_cpu()
     with TreeMemory() as mem:
         t0, c0 = time.perf_counter(), time.process_time()
         summary = convert_expression(paths, labels, out, memory_limit_bytes=memory_limit_bytes, workers=workers,
                                      temp_limit_bytes=temp_limit_bytes)
         seconds, main_cpu = time.perf_counter() - t0, time.process_time() - c0
+    main_cpu -= mem.cpu_seconds  # the memory sampler runs in this process: not the conversion's CPU
     conv = summary.conversion
     return {"seconds": seconds, "nnz": summary.nnz, "workers": conv["workers"], "slices_s": conv["seconds_slices"],
             "blocks_s": conv["seconds_blocks"], "store_bytes": conv["store_entry_bytes"],
             "temp_peak_bytes": conv["temp_bytes_peak"], "peak_growth_bytes": mem.peak - mem.base,
             "n_slices": conv["n_slices"], "n_blocks": conv["n_blocks"], "passes": conv["extra"].get("passes", 1),
-            "sections": conv["sections"],
+            "sections": conv["sections"], "main_cpu_seconds": main_cpu, "sampler_cpu_seconds": mem.cpu_seconds,
+            "fork_server_cpu_seconds": fork_server_cpu() - server0,
             "cpu_seconds": main_cpu + (sum(conv["sections"].values()) if conv["workers"] > 1 else 0.0)}
 
 
@@ -328,7 +353,11 @@ def rows(res: dict) -> list[dict]:
                 "cpu_seconds": after["cpu_seconds"], "inflate_cpu_seconds": res["inflate"]["cpu_seconds"],
                 "x_inflate_cpu": after["cpu_seconds"] / res["inflate"]["cpu_seconds"],
                 "x_before_cpu": (res["before"]["cpu_seconds"] / after["cpu_seconds"]) if "before" in res else None,
-                "sections": ", ".join(f"{k} {v:.1f}" for k, v in after["sections"].items())})
+                "sections": f"this process {after['main_cpu_seconds']:.1f}; worker tasks: "
+                            + ", ".join(f"{k} {v:.1f}" for k, v in after["sections"].items())
+                            + (f"; not counted: the fork server's imports and compiled loops, once for all workers, "
+                               f"{after['fork_server_cpu_seconds']:.1f}" if after.get("fork_server_cpu_seconds")
+                               else "")})
     if "after_temp_limit" in res:
         lim = res["after_temp_limit"]
         out.append({"what": f"prepare expression, --temp-limit {res['temp_limit_bytes'] / 2**20:.0f} MB (half the "
@@ -364,7 +393,7 @@ def format_rows(res: dict) -> str:
                          ("peak_growth_mb", "peak memory +{:.0f} MB"), ("memory_limit_mb", "limit {:.0f} MB"),
                          ("cpu_seconds", "{:.1f} CPU s"), ("inflate_cpu_seconds", "inflate {:.1f} CPU s"),
                          ("x_inflate_cpu", "{:.2f}x the inflate CPU"),
-                         ("x_before_cpu", "before used {:.2f}x as much CPU"), ("sections", "workers: {}"),
+                         ("x_before_cpu", "before used {:.2f}x as much CPU"), ("sections", "{}"),
                          ("p50_ms", "p50 {:.2f} ms"), ("p95_ms", "p95 {:.2f} ms"),
                          ("mean_entries", "{:,.0f} entries/gene"), ("hours", "{:.1f} h"),
                          ("inflate_hours", "(inflate {:.1f} h)"), ("store_gb", "store {:.0f} GB"),

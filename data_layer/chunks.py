@@ -11,6 +11,7 @@ and a chunk decodes at 1-3 GB/s. The values are the source's float32 bits, so no
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numcodecs import Blosc, blosc
 
@@ -80,10 +81,12 @@ def encode(rows: np.ndarray, values: np.ndarray, base: int = 0, codec=CODEC, res
     return bytes(codec.encode(buf))
 
 
-def encode_many(rows: np.ndarray, values: np.ndarray, bounds: np.ndarray, bases: np.ndarray) -> list[bytes]:
+def encode_many(rows: np.ndarray, values: np.ndarray, bounds: np.ndarray, bases: np.ndarray,
+                words: np.ndarray | None = None) -> list[bytes]:
     """Many chunks at once, each exactly what :func:`encode` gives for it (no restarts, the module's codec):
-    chunk i holds ``rows[bounds[i]:bounds[i + 1]]`` and their values, deltas from ``bases[i]``. Each chunk's
-    words are laid out in one reused buffer (no allocation per chunk, none of the size of the whole input).
+    chunk i holds ``rows[bounds[i]:bounds[i + 1]]`` and their values, deltas from ``bases[i]``. Every chunk's
+    words are laid out by one compiled pass into one buffer (``words``, uint32, when given and large enough:
+    see :func:`frame_starts`), then each is compressed (:func:`compress_frames`).
 
     Returns
     -------
@@ -91,27 +94,72 @@ def encode_many(rows: np.ndarray, values: np.ndarray, bounds: np.ndarray, bases:
         ``len(bounds) - 1`` frames; ``b""`` for an empty chunk.
     """
     bounds = np.asarray(bounds, dtype=np.int64)
-    n_all = np.diff(bounds)
-    frames = [b""] * len(n_all)
-    full = np.flatnonzero(n_all > 0)
-    if not len(full):
-        return frames
-    r = np.asarray(rows).astype(np.uint32, copy=False)
-    v = np.asarray(values, dtype=np.float32).view(np.uint32)
-    buf = np.zeros(8 + 2 * (-(-int(n_all.max()) // 8) * 8), dtype=np.uint32)
+    frame_start = frame_starts(np.diff(bounds))
+    total = int(frame_start[-1])
+    words = np.empty(total, dtype=np.uint32) if words is None or len(words) < total else words[:total]
+    if len(words):
+        _lay_out_frames(np.asarray(rows), np.ascontiguousarray(values, dtype=np.float32).view(np.uint32), bounds,
+                        np.asarray(bases, dtype=np.int64), frame_start, words)
+    return compress_frames(words, frame_start)
+
+
+def frame_starts(counts: np.ndarray) -> np.ndarray:
+    """Word offsets of consecutive frames of ``counts`` entries each in a laid-out buffer (int64
+    ``(len(counts) + 1,)``): a frame of n > 0 entries takes 8 + 2 * ceil8(n) words, an empty one none."""
+    counts = np.asarray(counts, dtype=np.int64)
+    words = np.where(counts > 0, 8 + 2 * (-(-counts // 8) * 8), 0)
+    out = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(words, out=out[1:])
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def frame_headers(words, frame_start, counts):  # pragma: no cover - compiled
+    """Write each non-empty frame's header (its count, then zeros) and the zero padding after its deltas and
+    its values into a laid-out buffer (``frame_start`` from :func:`frame_starts` of ``counts``); the deltas and
+    values themselves are left to the caller."""
+    for i in range(len(counts)):
+        n = counts[i]
+        if n == 0:
+            continue
+        w = frame_start[i]
+        n8 = (n + 7) // 8 * 8
+        words[w] = np.uint32(n)
+        for j in range(1, 8):
+            words[w + j] = 0
+        for j in range(n, n8):
+            words[w + 8 + j] = 0
+            words[w + 8 + n8 + j] = 0
+
+
+def compress_frames(words: np.ndarray, frame_start: np.ndarray) -> list[bytes]:
+    """Compress each laid-out frame ``words[frame_start[i]:frame_start[i + 1]]`` (uint32) with the module's
+    codec: the bytes :func:`encode` gives for the same words; ``b""`` for an empty frame."""
     compress, cname, level, shuffle, blocksize = blosc.compress, _CNAME, CODEC.clevel, CODEC.shuffle, CODEC.blocksize
-    starts, counts = bounds[full].tolist(), n_all[full].tolist()
-    first_rows = (r[bounds[full]].astype(np.int64) - np.asarray(bases, dtype=np.int64)[full]) & 0xFFFFFFFF
-    for k, (i, a, n, d0) in enumerate(zip(full.tolist(), starts, counts, first_rows.tolist())):
-        n8 = -(-n // 8) * 8
-        buf[0] = n
-        buf[8] = d0
-        np.subtract(r[a + 1:a + n], r[a:a + n - 1], out=buf[9:8 + n])  # uint32 arithmetic wraps, as in encode
-        buf[8 + n:8 + n8] = 0
-        buf[8 + n8:8 + n8 + n] = v[a:a + n]
-        buf[8 + n8 + n:8 + 2 * n8] = 0
-        frames[i] = compress(buf[:8 + 2 * n8], cname, level, shuffle, blocksize)
-    return frames
+    starts = np.asarray(frame_start, dtype=np.int64).tolist()
+    return [compress(words[a:b], cname, level, shuffle, blocksize) if b > a else b""
+            for a, b in zip(starts[:-1], starts[1:])]
+
+
+@numba.njit(cache=True, nogil=True)
+def _lay_out_frames(rows, value_bits, bounds, bases, frame_start, words):  # pragma: no cover - compiled
+    """The words of each frame (header, row deltas, values, zero padding) in ``words``."""
+    frame_headers(words, frame_start, bounds[1:] - bounds[:-1])
+    for i in range(len(bounds) - 1):
+        a = bounds[i]
+        n = bounds[i + 1] - a
+        if n == 0:
+            continue
+        w = frame_start[i]
+        n8 = (n + 7) // 8 * 8
+        d = w + 8
+        v = d + n8
+        prev = bases[i]
+        for j in range(n):
+            r = np.int64(rows[a + j])
+            words[d + j] = np.uint32((r - prev) & 0xFFFFFFFF)  # wraps as uint32 arithmetic does in encode
+            words[v + j] = value_bits[a + j]
+            prev = r
 
 
 def decode(frame, base: int = 0, codec=CODEC, rows_dtype=np.int64, restarts: np.ndarray | None = None

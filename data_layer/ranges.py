@@ -4,6 +4,7 @@ store's ranges file and :func:`rendering.raster.default_gene_range`.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 #: Percentile of the expressing cells' values that tops a gene's default colour range.
@@ -60,31 +61,127 @@ def default_range_of_entries(entries: np.ndarray, n_implicit_zeros: int,
 def block_default_ranges(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Default ranges of a block's genes from their sorted entries (``values[offsets[i]:offsets[i+1]]``).
 
+    One compiled pass picks, per gene, the two order statistics of its finite values > 0 around the percentile
+    (a selection in a scratch copy); the interpolation between them is :func:`_percentile_linear`'s, in the
+    same float64 operations, for all genes at once.
+
     Returns
     -------
     numpy.ndarray
         ``(n_genes_in_block, 2)`` float64; NaN rows for genes with negative values (their range needs the
         count of implicit zeros; :meth:`GeneMatrix.default_range` computes it when asked).
     """
-    out = np.full((len(offsets) - 1, 2), np.nan, dtype=np.float64)
-    values = np.asarray(values)
-    ok = np.isfinite(values)
-    all_finite = bool(ok.all())
     bounds = np.asarray(offsets, dtype=np.int64)
-    nonempty = bounds[1:] > bounds[:-1]
-    # Per-gene minimum in one pass: genes with a negative value keep a NaN row.
-    lowest = np.zeros(len(bounds) - 1)
-    if nonempty.any():
-        lowest[nonempty] = np.minimum.reduceat(np.where(ok, values, np.inf), bounds[:-1][nonempty])
-    for i in np.flatnonzero(lowest >= 0):
-        segment = values[int(bounds[i]):int(bounds[i + 1])]
-        if not all_finite:
-            segment = segment[np.isfinite(segment)]
-        # No negative value: the implicit zeros do not change the range, only the values > 0 do (all of them
-        # when the smallest is > 0, the usual case: no copy).
-        expressing = segment if lowest[i] > 0 else segment[segment > 0]
-        out[i] = (0.0, _percentile_linear(expressing, DEFAULT_RANGE_PERCENTILE)) if expressing.size else (0.0, 1.0)
+    n_genes = len(bounds) - 1
+    out = np.full((n_genes, 2), np.nan, dtype=np.float64)
+    if n_genes <= 0:
+        return out
+    values = np.ascontiguousarray(values)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    fraction = DEFAULT_RANGE_PERCENTILE / 100.0
+    n_pos = np.zeros(n_genes, dtype=np.int64)
+    low = np.zeros(n_genes, dtype=np.float64)
+    high = np.zeros(n_genes, dtype=np.float64)
+    negative = np.zeros(n_genes, dtype=np.bool_)
+    _order_statistics(values, bounds, fraction, n_pos, low, high, negative)
+    # The interpolation of _percentile_linear (numpy's linear method), vectorised: the same float64 operations.
+    virtual = (n_pos - 1).astype(np.float64) * fraction
+    lo = np.floor(virtual)
+    gamma = virtual - lo
+    diff = high - low
+    with np.errstate(invalid="ignore"):
+        top = np.where(gamma >= 0.5, high - diff * (1 - gamma), low + diff * gamma)
+    top = np.where(virtual >= n_pos - 1, high, top)  # the largest value (high holds it then)
+    ok = ~negative
+    out[ok, 0] = 0.0
+    out[ok, 1] = np.where(n_pos[ok] > 0, top[ok], 1.0)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _order_statistics(values, bounds, fraction, n_pos, low, high, negative):  # pragma: no cover - compiled
+    """Per gene i (``values[bounds[i]:bounds[i+1]]``): ``negative[i]`` if a finite value is < 0; else
+    ``n_pos[i]`` = its finite values > 0 and, of those in ascending order, ``low[i]`` / ``high[i]`` = the values
+    at ``k = floor((n - 1) * fraction)`` and ``k + 1`` (both the largest when k is the last position).
+
+    The n - k largest values are kept in a min-heap while scanning (the percentile is near the top, so most
+    values are only compared with the heap's least); its least is the k-th value, the next least the k+1-th.
+    One scan when every value is finite and > 0 (stored expression usually is), else a count first."""
+    heap = np.empty(16, dtype=values.dtype)
+    for i in range(len(bounds) - 1):
+        a, b = bounds[i], bounds[i + 1]
+        if b == a:
+            continue
+        n = b - a
+        if len(heap) < n - int(np.floor((n - 1) * fraction)):  # the most values above the percentile
+            heap = np.empty(2 * (n - int(np.floor((n - 1) * fraction))), dtype=values.dtype)
+        if not _top_of(values, a, b, n, fraction, heap, low, high, i):  # some value is not finite and > 0
+            n = 0
+            neg = False
+            for j in range(a, b):
+                x = values[j]
+                if x > 0:
+                    if x < np.inf:
+                        n += 1
+                elif x < 0 and x > -np.inf:
+                    neg = True
+                    break
+            if neg:
+                negative[i] = True
+                continue
+            if n > 0:
+                _top_of(values, a, b, n, fraction, heap, low, high, i)
+        n_pos[i] = n
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_of(values, a, b, n, fraction, heap, low, high, i):  # pragma: no cover - compiled
+    """:func:`_order_statistics` of ``values[a:b]`` given its n finite values > 0 (``heap``: scratch of at
+    least ``n - floor((n - 1) * fraction)`` items); False, and nothing set, when ``n == b - a`` but some value
+    is not finite and > 0."""
+    virtual = (n - 1) * fraction
+    k = n - 1 if virtual >= n - 1 else int(np.floor(virtual))
+    t = n - k
+    check = n == b - a
+    size = 0
+    for j in range(a, b):
+        x = values[j]
+        if not (x > 0 and x < np.inf):
+            if check:
+                return False
+            continue
+        if size < t:  # sift up
+            c = size
+            size += 1
+            while c > 0:
+                parent = (c - 1) // 2
+                if heap[parent] <= x:
+                    break
+                heap[c] = heap[parent]
+                c = parent
+            heap[c] = x
+        elif x > heap[0]:  # replace the least, sift down
+            c = 0
+            while True:
+                child = 2 * c + 1
+                if child >= t:
+                    break
+                if child + 1 < t and heap[child + 1] < heap[child]:
+                    child += 1
+                if heap[child] >= x:
+                    break
+                heap[c] = heap[child]
+                c = child
+            heap[c] = x
+    low[i] = heap[0]
+    if t == 1:
+        high[i] = heap[0]
+    elif t == 2:
+        high[i] = heap[1]
+    else:
+        high[i] = min(heap[1], heap[2])
+    return True
 
 
 def _percentile_linear(x: np.ndarray, percentile: float) -> float:

@@ -90,6 +90,37 @@ def test_indices_are_sorted_store_rows_within_each_gene(source, tmp_path):
         assert len(idx) == gm.indptr[g + 1] - gm.indptr[g] and (np.diff(idx) > 0).all()
 
 
+@pytest.mark.parametrize("store_order", ["ascending", "permuted"])
+@pytest.mark.parametrize("columns", ["ascending", "reversed"])
+def test_a_transpose_in_bands_of_columns_keeps_every_entry_and_each_gene_in_row_order(tmp_path, monkeypatch, columns,
+                                                                                      store_order):
+    import data_layer.convert as cv
+
+    monkeypatch.setattr(cv, "SCATTER_BAND", 7)  # 40 genes: six bands
+    matrix = sp.random(300, 40, density=0.3, format="csr", dtype=np.float32, random_state=5)
+    if columns == "reversed":  # CSR rows whose columns descend: one sweep instead of bands
+        for r in range(300):
+            a, b = matrix.indptr[r], matrix.indptr[r + 1]
+            matrix.indices[a:b], matrix.data[a:b] = matrix.indices[a:b][::-1].copy(), matrix.data[a:b][::-1].copy()
+        matrix.has_sorted_indices = False
+    labels = [f"c{i}" for i in range(300)]
+    path = _write(tmp_path / "m.h5ad", matrix, labels, [f"ID{j}" for j in range(40)])
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        first = f["X/indices"][int(f["X/indptr"][0]):int(f["X/indptr"][1])]
+    assert (np.diff(first) < 0).all() if columns == "reversed" else (np.diff(first) > 0).all()
+    order = np.arange(300) if store_order == "ascending" else np.random.default_rng(2).permutation(300)
+    out = tmp_path / "out"
+    convert_expression([path], pa.array([labels[i] for i in order]), out, workers=1)
+    gm = GeneMatrix(out, 300)
+    dense = matrix.toarray()[order]
+    for g in range(40):
+        np.testing.assert_array_equal(gm.values(g).view(np.uint32), dense[:, g].view(np.uint32))
+        rows, _ = gm.entries(g)
+        assert (np.diff(rows) > 0).all()
+
+
 def test_cells_without_a_row_are_nan_and_undetected_genes_are_zero(source, tmp_path):
     gm = _convert(source, tmp_path)
     v = gm.values(0)
@@ -173,6 +204,8 @@ MEMORY_CHILD = textwrap.dedent("""
     import numpy, pandas, pyarrow, pyarrow.csv, pyarrow.parquet, pyarrow.compute, pyarrow.ipc, h5py, scipy
     import anndata, anndata.io, tqdm, tqdm.contrib.logging
     from data_layer.prepare import prepare_store
+    from data_layer.convert import load_kernels
+    load_kernels()  # the conversion's compiled loops: JIT code loaded once per process, like an import
     baseline = psutil.Process().memory_info().rss
     report = prepare_store(sys.argv[1], sys.argv[2], memory_limit_bytes=int(sys.argv[3]))
     # VmHWM: peak RSS of this address space. (ru_maxrss would include the forking parent's peak.)

@@ -220,3 +220,30 @@ def test_the_worker_processes_of_a_killed_prepare_end_too(tmp_path):
     for proc in alive:  # leave nothing behind, then fail
         proc.kill()
     assert alive == []
+
+
+def test_read_range_gives_the_bytes_h5py_reads_for_any_range_layout_and_filter(tmp_path):
+    import h5py
+
+    from data_layer.convert import read_range
+
+    rng = np.random.default_rng(11)
+    values = {"i4": rng.integers(0, 32_000, 10_007).astype(np.int32),
+              "f4": rng.random(10_007).astype(np.float32), ">i8": rng.integers(0, 1 << 40, 10_007).astype(">i8")}
+    layouts = {"gzip": {"chunks": (1_000,), "compression": "gzip", "compression_opts": 1},
+               "gzip_shuffle": {"chunks": (1_000,), "compression": "gzip", "shuffle": True},
+               "chunked_plain": {"chunks": (1_000,)}, "contiguous": {}}
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        for kind, data in values.items():
+            for name, opts in layouts.items():
+                f.create_dataset(f"{kind}/{name}", data=data, **opts)
+    ranges = [(0, 10_007), (0, 1), (999, 1_001), (1_000, 2_000), (3_333, 9_999), (10_000, 10_007), (5, 5)]
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        for kind in values:
+            for name in layouts:
+                ds = f[f"{kind}/{name}"]
+                for a, b in ranges:
+                    got = read_range(ds, a, b)
+                    assert got.dtype == ds.dtype and got.tobytes() == ds[a:b].tobytes(), (kind, name, a, b)
+                out = np.full(500, -1, dtype=ds.dtype)
+                assert read_range(ds, 1_500, 2_000, out) is out and out.tobytes() == ds[1_500:2_000].tobytes()
