@@ -162,6 +162,21 @@ def choose_option(duo, dropdown_id, text):
     WebDriverWait(duo.driver, TIMEOUT, poll_frequency=0.05).until(click_option)
 
 
+def click_element(duo, selector):
+    """Click the first element matching ``selector``, looking it up again when a re-render replaced it between
+    the look-up and the click (the tree and legend are drawn again as the first view settles)."""
+    def click(driver):
+        try:
+            elements = driver.find_elements(By.CSS_SELECTOR, selector)
+            if not elements:
+                return False
+            elements[0].click()
+            return True
+        except StaleElementReferenceException:
+            return False
+    WebDriverWait(duo.driver, TIMEOUT, poll_frequency=0.05).until(click)
+
+
 def choose_view(duo, label):
     """Click the map's view mode ``label`` (single, side by side, gallery)."""
     for element in duo.driver.find_elements(By.CSS_SELECTOR, "#map-view-mode label"):

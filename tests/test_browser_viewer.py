@@ -17,8 +17,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from browser_helpers import (  # noqa: F401  (atlas, store, viewer: fixtures)
-    TIMEOUT, atlas, choose_option, first_spatial, open_view, picture, shot, store, viewer, wait_for_picture,
-    wait_settled)
+    TIMEOUT, atlas, choose_option, click_element, first_spatial, open_view, picture, shot, store, viewer,
+    wait_for_picture, wait_settled)
 
 pytestmark = pytest.mark.browser
 
@@ -98,8 +98,7 @@ def test_clicking_a_tree_term_highlights_it_in_the_pictures(viewer, atlas):
     top = taxonomy.terms(taxonomy.levels[0])["name"].iloc[0]
     open_view(viewer)
     before = wait_for_picture(viewer, "color_by=")
-    row = viewer.wait_for_element("#tree .tree-row .term", timeout=TIMEOUT)
-    row.click()
+    click_element(viewer, "#tree .tree-row .term")
     after = wait_for_picture(viewer, "term=" + quote(top).replace("%20", "+"), f"term_level={taxonomy.levels[0]}")
     assert after["shown"] != before["shown"]
     viewer.wait_for_element("#tree .tree-row.highlighted", timeout=TIMEOUT)
