@@ -177,7 +177,45 @@ def bench_markers(store: str | Path | None = None, *, dataset: str | None = None
         report["cases"]["a_vs_b"] = bench_a_vs_b(atlas, dataset, level, repeats)
         report["cases"]["a_vs_b_quarter"] = bench_a_vs_b_quarter(atlas, dataset, info.levels[1 if len(info.levels) > 1
                                                                                              else 0], repeats)
+    across = bench_across_species(atlas, repeats)
+    if across:
+        report["cases"]["across_species"] = across
     return report
+
+
+def bench_across_species(atlas, repeats: int) -> dict | None:
+    """The dot plot of the panel across species (every species' cells, Welch's t over every gene) for the two
+    largest terms of the second level of the first taxonomy several species share: the first term of the level
+    (one scan of each dataset that sums every term, kept) and the next term (from the kept sums), against a scan
+    of each term alone (what every term cost before the sums were kept). None without such a taxonomy."""
+    from core.catalog import catalog_from_atlas
+    from data_layer import species as sp
+
+    catalog = catalog_from_atlas(atlas)
+    for dataset in atlas.datasets():
+        info = atlas.info(dataset)
+        parts = sp.species_cells(atlas, catalog.species_datasets(info.taxonomy)) if info.taxonomy else []
+        if info.kind == "spatial" and len({p.species for p in parts}) > 1 and len(info.levels) > 1:
+            break
+    else:
+        return None
+    level = info.levels[1]
+    counts = np.bincount(np.asarray(atlas.codes(dataset, level)) + 1)[1:]
+    names = atlas.categories(dataset, level)
+    first, second = (str(names[i]) for i in np.argsort(counts)[::-1][:2])
+    genes = ["__none__"]  # every gene is scanned for the tests; the dot plot's genes do not change the cost
+
+    def fresh():
+        sp._level_sums_kept.pop(atlas, None)
+        return sp.species_dot_plot(atlas, parts, level, first, genes)
+
+    fresh()  # warm-up
+    first_timing, _ = _time(fresh, repeats)
+    next_timing, _ = _time(lambda: sp.species_dot_plot(atlas, parts, level, second, genes), repeats)
+    alone_timing, _ = _time(lambda: sp.species_dot_plot(atlas, parts, level, second, genes, keep=False), repeats)
+    return {"dataset": dataset, "level": level, "terms": [first, second],
+            "n_cells": int(sum(atlas.info(d).n_cells for d in {p.dataset for p in parts})),
+            "first_term": first_timing, "next_term": next_timing, "term_alone": alone_timing}
 
 
 class _PeakRss:

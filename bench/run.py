@@ -689,6 +689,14 @@ def build_rows(results: dict, errors: dict) -> list[Row]:
                             note=f"{m['dataset']}; Welch's t + BH and the markers.csv text; peak traced "
                                  f"{quarter['peak_traced_mb']:,.0f} MB, RSS +{quarter['rss_growth_mb']:,.0f} MB "
                                  f"(incl. mapped store pages)"))
+        across = m["cases"].get("across_species")
+        if across:
+            nxt, alone = across["next_term"], across["term_alone"]
+            rows.append(Row(f"across species, next {across['level']} ({_million(across['n_cells'])} cells of every "
+                            "species, every gene tested)", fmt_ms(nxt["p50_ms"]), fmt_ms(nxt["p95_ms"]),
+                            fmt_ms(alone["p50_ms"]), fmt_ratio(alone["p50_ms"], nxt["p50_ms"]),
+                            f"vs a scan of the term alone; the level's first term (one scan summing every term, "
+                            f"kept): {fmt_ms(across['first_term']['p50_ms'])}"))
         term = m["cases"].get("term_markers")
         if term:
             rows.append(Row(f"marker genes of a {term['level']} (cluster statistics)", fmt_ms(term["p50_ms"]),

@@ -255,7 +255,7 @@ def _term_and_rest(atlas: Any, part: SpeciesCells, level: str, term: str, by_cod
 
 
 def species_dot_plot(atlas: Any, parts: Sequence[SpeciesCells], level: str, term: str,
-                     genes: Sequence[str]) -> pd.DataFrame:
+                     genes: Sequence[str], *, keep: bool = True) -> pd.DataFrame:
     """A dot plot of genes (by symbol) in the term's cells of each species' cells, one row per part, with each
     gene's test of the term against the rest of that species' cells.
 
@@ -265,7 +265,7 @@ def species_dot_plot(atlas: Any, parts: Sequence[SpeciesCells], level: str, term
     (:func:`data_layer.analysis.adjust_bh`) over every gene the part's dataset measures (the genes the markers
     were picked from), not only ``genes``. One scan of the gene-major store per dataset gives every term of the
     level in every part of it (:func:`data_layer.analysis.scan_groups`, no dense matrix), kept for the next term
-    (:func:`_level_sums`).
+    (:func:`_level_sums`); with ``keep=False`` a scan of the term alone (nothing kept).
 
     Returns
     -------
@@ -288,7 +288,7 @@ def species_dot_plot(atlas: Any, parts: Sequence[SpeciesCells], level: str, term
     for dataset, members in by_dataset.items():
         gm = atlas.expression_matrix(dataset)
         by_symbol = {str(s).lower(): i for i, s in reversed(list(enumerate(gm.gene_symbols)))}
-        level_sums = _level_sums(atlas, dataset, level, tuple(parts[i] for i in members))
+        level_sums = _level_sums(atlas, dataset, level, tuple(parts[i] for i in members)) if keep else None
         if level_sums is not None:
             pairs = [_term_and_rest(atlas, parts[i], level, term, level_sums[k]) for k, i in enumerate(members)]
         else:
