@@ -119,7 +119,7 @@ def install_live_store(app: Any, live: LiveContext) -> None:
 
     features = server.extensions.get("atlas_viewer_features")
     if features is not None:
-        features.probe.follow(lambda: live.in_use().atlas)
+        features.probe.follow(lambda: live.in_use().atlas, lambda: live.in_use().version)
     server.extensions["atlas_viewer_live"] = live
 
 

@@ -1,7 +1,7 @@
 """``/healthz`` for load balancers and process managers, and one structured (JSON) log line per request.
 
 ``/healthz`` answers 200 with ``{"ok": true, "status": "ok", "store", "datasets", "version", "cache", "cache_ok",
-"worker"}`` when the store opens and every dataset is sound; 200 with ``"status": "degraded"`` and the damaged
+"worker", "store_version"}`` (the store version that worker serves) when the store opens and every dataset is sound; 200 with ``"status": "degraded"`` and the damaged
 datasets when some are damaged but at least one serves (a load balancer keeps the server); 503 with ``ok: false``,
 ``"status": "down"`` and the reason when the store cannot be opened or no dataset serves. It stays open when login
 is on, but then tells a client who is not logged in only ``ok`` and ``status``.
@@ -103,9 +103,16 @@ class StoreProbe:
         self._opener = opener
         self._lock = threading.Lock()
 
-    def follow(self, atlas_in_use: Callable[[], Any]) -> None:
-        """Check the atlas ``atlas_in_use()`` returns (the version the server serves now) from now on."""
+    def follow(self, atlas_in_use: Callable[[], Any], version_in_use: Callable[[], str] | None = None) -> None:
+        """Check the atlas ``atlas_in_use()`` returns (the version the server serves now) from now on, and report
+        ``version_in_use()`` (the store version this worker serves) as ``store_version``."""
         self._current = atlas_in_use
+        self._version = version_in_use
+
+    def store_version(self) -> str | None:
+        """The store version this worker serves (:meth:`follow`), None when it does not follow one."""
+        version = getattr(self, "_version", None)
+        return version() if version is not None else None
 
     def _open(self) -> Any:
         current = getattr(self, "_current", None)
@@ -173,8 +180,11 @@ def install_health(server: Flask, settings: Settings, atlas: Any = None, caches:
             response.status_code = 200 if ok else 503
             response.headers["Cache-Control"] = "no-store"
             return response
-        body = {"ok": ok, "status": facts["status"], "store": str(settings.store), "datasets": facts.get("datasets"), "version": version,
-                "worker": os.getpid()}
+        body = {"ok": ok, "status": facts["status"], "store": str(settings.store), "datasets": facts.get("datasets"),
+                "version": version, "worker": os.getpid()}
+        store_version = probe.store_version()
+        if store_version:
+            body["store_version"] = store_version  # after a re-prepare: which workers serve the new one
         if caches is not None:
             body["cache"] = caches.kind
             body["cache_ok"] = not caches.guard.down

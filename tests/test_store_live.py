@@ -144,10 +144,18 @@ def test_through_gunicorn_a_reprepare_is_served_without_restart_and_without_a_50
             # the requests are under way before the store changes
             WebDriverWait(None, 60, poll_frequency=0.1).until(lambda _: len(statuses) >= 3)
             labels = annotate_everything_as_str(quirky)
+            old_version = requests.get(server.base_url + "/healthz", timeout=60).json()["store_version"]
             prepare_store(quirky.root, store)
             assert (store / UNITS / old_unit).is_dir()  # kept: the running server holds it
-            WebDriverWait(None, 60, poll_frequency=0.5).until(
-                lambda _: [regions(labels) for _ in range(4)] == [{"STR"}] * 4)
+            # both workers say they serve the new version (each request lands on either worker)
+            served: dict = {}
+
+            def every_worker_switched(_):
+                body = requests.get(server.base_url + "/healthz", timeout=60,
+                                    headers={"Connection": "close"}).json()
+                served[body["worker"]] = body["store_version"]
+                return len(served) == 2 and old_version not in served.values()
+            WebDriverWait(None, 60, poll_frequency=0.2).until(every_worker_switched)
             assert [regions(labels) for _ in range(6)] == [{"STR"}] * 6  # every worker serves the new value
             # both workers let go of the old version once no request used it; the server removed its folders
             WebDriverWait(None, 60, poll_frequency=0.5).until(lambda _: not (store / UNITS / old_unit).exists())
