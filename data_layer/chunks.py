@@ -132,10 +132,12 @@ def frame_headers(words, frame_start, counts):  # pragma: no cover - compiled
             words[w + 8 + n8 + j] = 0
 
 
-def compress_frames(words: np.ndarray, frame_start: np.ndarray) -> list[bytes]:
+def compress_frames(words: np.ndarray, frame_start: np.ndarray, clevel: int | None = None) -> list[bytes]:
     """Compress each laid-out frame ``words[frame_start[i]:frame_start[i + 1]]`` (uint32) with the module's
-    codec: the bytes :func:`encode` gives for the same words; ``b""`` for an empty frame."""
-    compress, cname, level, shuffle, blocksize = blosc.compress, _CNAME, CODEC.clevel, CODEC.shuffle, CODEC.blocksize
+    codec: the bytes :func:`encode` gives for the same words; ``b""`` for an empty frame. ``clevel``: another
+    compression level of the same codec (frames any Blosc decompression reads; not the store's bytes)."""
+    compress, cname, shuffle, blocksize = blosc.compress, _CNAME, CODEC.shuffle, CODEC.blocksize
+    level = CODEC.clevel if clevel is None else int(clevel)
     starts = np.asarray(frame_start, dtype=np.int64).tolist()
     return [compress(words[a:b], cname, level, shuffle, blocksize) if b > a else b""
             for a, b in zip(starts[:-1], starts[1:])]

@@ -77,6 +77,9 @@ POOL_MIN_ENTRIES = 4 << 20
 #: Source columns per sweep of a slice's transpose (:func:`_scatter_csr`): the frames of this many genes are
 #: written at a time (about 1,024 genes fit a core's cache; 1.7x faster than one sweep over 32 k genes).
 SCATTER_BAND = 1024
+#: Compression level of the run files (Blosc LZ4 with bit shuffle, as the store): level 1 takes about 20 % less
+#: CPU than the store's level for the same size (the bit shuffle makes the long runs; LZ4 barely searches).
+RUN_CLEVEL = 1
 #: Number of gene groups the runs are segmented into (a block is one or more consecutive groups).
 MAX_GROUPS = 4096
 PLAN_VERSION = 4
@@ -468,7 +471,6 @@ def _slice_runs(src: SourcePlan, start: int, stop: int, row_map: np.ndarray, gen
         a, b = int(indptr[0]), int(indptr[-1])
         if len(indptr) != stop - start + 1 or b < a or bool(np.any(indptr[1:] < indptr[:-1])):
             raise ValueError(f"{src.path}: X/indptr of rows {start}-{stop} is not ascending")
-        drop_scratch("block_")
         cols = read_range(x["indices"], a, b, scratch("slice_cols", b - a, x["indices"].dtype))
         vals = read_range(x["data"], a, b, scratch("slice_vals", b - a, x["data"].dtype)).astype(np.float32,
                                                                                                    copy=False)
@@ -508,6 +510,7 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
         ``entries`` (kept), ``bytes_read``, ``max_abs`` and ``finite`` of the values, ``run_bytes``.
     """
     t = [time.process_time()]
+    _begin_task("slice")
     folder = Path(work)
     src = SourcePlan(**source)
     row_map = np.load(folder / f"rows-{source_index}.npy", mmap_mode="r")
@@ -516,7 +519,7 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
     counts, frame_start, words, base, info = _slice_runs(src, start, stop, row_map, gene_map, n_genes,
                                                          group_start, f0, f1)
     t.append(time.process_time())
-    frames = chunks.compress_frames(words, frame_start[f0:f1 + 1])
+    frames = chunks.compress_frames(words, frame_start[f0:f1 + 1], clevel=RUN_CLEVEL)
     del words
     offsets = np.zeros(f1 - f0 + 1, dtype=np.int64)
     np.cumsum([len(frame) for frame in frames], out=offsets[1:])
@@ -529,7 +532,7 @@ def run_slice(work: str, index: int, source_index: int, source: dict, start: int
     summary = {"offsets": offsets, "base": np.array([base], dtype=np.int64),
                "info": np.array([info["bytes_read"], info["max_abs"], float(info["finite"])], dtype=np.float64)}
     _save_npz(folder / f"slice-{index:06d}.npz", summary)
-    release_free_memory()
+    _end_task()
     t.append(time.process_time())
     return {"entries": int(counts.sum()), "bytes_read": info["bytes_read"], "max_abs": info["max_abs"],
             "finite": info["finite"], "run_bytes": int(offsets[-1]), "scanned": int(stop - start),
@@ -662,6 +665,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     """
 
     t = [time.process_time()]
+    _begin_task("block")
     folder = Path(work)
     bg = g1 - g0
     slice_base = np.zeros(n_slices, dtype=np.int64) if slice_base is None else np.asarray(slice_base)
@@ -686,7 +690,6 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
     # Group after group (a few MB: stays in cache): each slice's frame is decompressed into one reused buffer,
     # one compiled pass decodes the row deltas and moves every entry to its gene-major place (slices in order
     # within a gene), then the group's genes get their statistics, ranges and store chunks.
-    drop_scratch("slice_")
     n_chunks = max(1, math.ceil(n_cells / chunk_rows))
     out: dict[str, np.ndarray] = {"counts": per_gene, "ranges": np.zeros((bg, 2))}
     if n_clusters:
@@ -769,7 +772,7 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
         del codes
     _save_npz(folder / f"block-{index:05d}.npz", out)
     del out
-    release_free_memory()
+    _end_task()
     t.append(time.process_time())
     return {"entries": int(offsets[-1]), "bytes": pos,
             "seconds": {"block_read": t[1] - t[0], "block_decode_order": float(seconds[0]),
@@ -787,6 +790,30 @@ def release_free_memory() -> None:
             _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
             _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
         _libc.malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+#: glibc ``mallopt`` parameters: allocations below the first are served from the heap (not ``mmap``), and up to
+#: the second of free memory at the heap's top stays there until :func:`release_free_memory`.
+_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD = -3, -1
+#: A worker's allocations below this size come from its heap.
+HEAP_MAX_ALLOCATION = 64 << 20
+
+
+def _reuse_heap() -> None:
+    """In a worker: serve allocations up to :data:`HEAP_MAX_ALLOCATION` from the heap, where a freed one is reused
+    by the next. By default glibc maps each allocation above 128 kB to fresh pages and unmaps it when freed: every
+    chunk inflated from a source (a new ``bytes`` of 1 MB or more) then faults in all its pages again, which on a
+    virtual machine costs about as much as inflating it. Freed memory is still given back after each task
+    (:func:`release_free_memory`)."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        _libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MAX_ALLOCATION)
+        _libc.mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_MAX_ALLOCATION)
     except (OSError, AttributeError, TypeError):
         pass
 
@@ -823,10 +850,34 @@ def drop_scratch(prefix: str = "") -> None:
 
 
 def keep_scratch(keep: bool) -> None:
-    global _keep_scratch
+    global _keep_scratch, _phase
     _keep_scratch = bool(keep)
     if not keep:
         drop_scratch()
+        _phase = ""
+        release_free_memory()
+
+
+#: The kind of this process's last task ("slice" or "block"; "" before the first).
+_phase = ""
+
+
+def _begin_task(kind: str) -> None:
+    """Start a task of ``kind`` ("slice" or "block") in this process. After a task of the other kind, its kept
+    working arrays are dropped and the freed heap given back to the system; between tasks of one kind it is kept
+    (when working arrays are kept), so the next task reuses those pages instead of faulting in new ones: its
+    peak is the same."""
+    global _phase
+    if _phase and _phase != kind:
+        drop_scratch(f"{_phase}_")
+        release_free_memory()
+    _phase = kind
+
+
+def _end_task() -> None:
+    """End a task: without kept working arrays (a dask worker), the freed heap is given back at once."""
+    if not _keep_scratch:
+        release_free_memory()
 
 
 # ------------------------------------------------------------------------------------------------ hole punch
@@ -938,6 +989,7 @@ def _start_worker(pid: int) -> None:
     that started it."""
     global _start_seconds
     t = time.process_time()
+    _reuse_heap()
     load_kernels()
     _start_seconds = time.process_time() - t
     keep_scratch(True)
