@@ -815,7 +815,13 @@ def _reuse_heap() -> None:
         _libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MAX_ALLOCATION)
         _libc.mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_MAX_ALLOCATION)
     except (OSError, AttributeError, TypeError):
-        pass
+        return
+    global _heap_reused
+    _heap_reused = True
+
+
+#: Whether this process serves its allocations from a reused heap (:func:`_reuse_heap`, pool workers).
+_heap_reused = False
 
 
 # ------------------------------------------------------------------------------------------------ scratch
@@ -864,9 +870,8 @@ _phase = ""
 
 def _begin_task(kind: str) -> None:
     """Start a task of ``kind`` ("slice" or "block") in this process. After a task of the other kind, its kept
-    working arrays are dropped and the freed heap given back to the system; between tasks of one kind it is kept
-    (when working arrays are kept), so the next task reuses those pages instead of faulting in new ones: its
-    peak is the same."""
+    working arrays are dropped and the freed heap given back to the system; in a pool worker it is kept between
+    tasks of one kind (:func:`_end_task`), so the next task reuses those pages instead of faulting in new ones."""
     global _phase
     if _phase and _phase != kind:
         drop_scratch(f"{_phase}_")
@@ -875,8 +880,9 @@ def _begin_task(kind: str) -> None:
 
 
 def _end_task() -> None:
-    """End a task: without kept working arrays (a dask worker), the freed heap is given back at once."""
-    if not _keep_scratch:
+    """End a task: the freed heap is given back, except in a pool worker that reuses its heap (its next task of
+    the same kind needs about as much again)."""
+    if not (_heap_reused and _keep_scratch):
         release_free_memory()
 
 
