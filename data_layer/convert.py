@@ -781,14 +781,19 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
                         **_worker_start_seconds()}}
 
 
+def _load_libc() -> None:
+    """Load the C library once (``OSError`` or ``AttributeError`` where there is none to load)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
 def release_free_memory() -> None:
     """Give freed heap pages back to the system (glibc keeps them otherwise, and the memory limit counts
     resident pages)."""
-    global _libc
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        _load_libc()
         _libc.malloc_trim(0)
     except (OSError, AttributeError, TypeError):
         pass
@@ -805,19 +810,15 @@ def _reuse_heap() -> None:
     """In a worker: serve allocations up to :data:`HEAP_MAX_ALLOCATION` from the heap, where a freed one is reused
     by the next. By default glibc maps each allocation above 128 kB to fresh pages and unmaps it when freed: every
     chunk inflated from a source (a new ``bytes`` of 1 MB or more) then faults in all its pages again, which on a
-    virtual machine costs about as much as inflating it. Freed memory is still given back after each task
-    (:func:`release_free_memory`)."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-        _libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MAX_ALLOCATION)
-        _libc.mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_MAX_ALLOCATION)
-    except (OSError, AttributeError, TypeError):
-        return
+    virtual machine costs about as much as inflating it. The freed heap is given back when the worker turns from
+    one kind of task to the other (:func:`_begin_task`)."""
     global _heap_reused
-    _heap_reused = True
+    try:
+        _load_libc()
+        _heap_reused = bool(_libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MAX_ALLOCATION)) and bool(
+            _libc.mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_MAX_ALLOCATION))
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 #: Whether this process serves its allocations from a reused heap (:func:`_reuse_heap`, pool workers).
@@ -892,13 +893,10 @@ def _end_task() -> None:
 def punch_hole(path: Path, offset: int, length: int) -> bool:
     """Release the disk blocks of ``path[offset:offset + length]`` (Linux ``fallocate``); False when the file
     system or platform cannot (the bytes then stay until the work folder is removed)."""
-    global _libc
     if length <= 0:
         return True
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        _load_libc()
         fd = os.open(path, os.O_WRONLY)
     except (OSError, AttributeError, TypeError):
         return False
