@@ -804,6 +804,8 @@ def release_free_memory() -> None:
 _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD = -3, -1
 #: A worker's allocations below this size come from its heap.
 HEAP_MAX_ALLOCATION = 64 << 20
+#: Free heap a pool worker may keep between tasks (glibc's trim threshold): counted in each worker's memory.
+HEAP_KEPT_BYTES = 2 * HEAP_MAX_ALLOCATION
 
 
 def _reuse_heap() -> None:
@@ -816,7 +818,7 @@ def _reuse_heap() -> None:
     try:
         _load_libc()
         _heap_reused = bool(_libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MAX_ALLOCATION)) and bool(
-            _libc.mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_MAX_ALLOCATION))
+            _libc.mallopt(_M_TRIM_THRESHOLD, HEAP_KEPT_BYTES))
     except (OSError, AttributeError, TypeError):
         pass
 

@@ -317,7 +317,9 @@ def convert_expression(
             n_workers = 1
     main_bytes = (16 << 20) + n_cells * (12 + 1 + 4 + 4) + sum(i.n_rows for i in infos) * 4  # + HDF5, codec
     while True:
-        share = (memory_limit_bytes - main_bytes) // n_workers - (cv.WORKER_BASE_BYTES if n_workers > 1 else 0)
+        # a pool worker's interpreter and the free heap it keeps between tasks are not working memory
+        share = (memory_limit_bytes - main_bytes) // n_workers - (
+            cv.WORKER_BASE_BYTES + cv.HEAP_KEPT_BYTES if n_workers > 1 else 0)
         if share >= 64 << 20 or n_workers == 1 or scheduler:  # a cluster keeps its workers
             break
         n_workers -= 1
