@@ -317,12 +317,9 @@ def convert_expression(
             n_workers = 1
     main_bytes = (16 << 20) + n_cells * (12 + 1 + 4 + 4) + sum(i.n_rows for i in infos) * 4  # + HDF5, codec
     while True:
-        # a pool worker's interpreter and the free heap it keeps between tasks are not working memory, nor is the
-        # fork server the local pool's workers are forked from (an interpreter with the compiled loops)
-        pool = n_workers > 1
-        server = cv.WORKER_BASE_BYTES if pool and not scheduler else 0
-        share = (memory_limit_bytes - main_bytes - server) // n_workers - (
-            cv.WORKER_BASE_BYTES + cv.HEAP_KEPT_BYTES if pool else 0)
+        # a pool worker's interpreter and the free heap it keeps between tasks are not working memory
+        share = (memory_limit_bytes - main_bytes) // n_workers - (
+            cv.WORKER_BASE_BYTES + cv.HEAP_KEPT_BYTES if n_workers > 1 else 0)
         if share >= 64 << 20 or n_workers == 1 or scheduler:  # a cluster keeps its workers
             break
         n_workers -= 1
