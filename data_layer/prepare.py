@@ -817,29 +817,59 @@ def _categorical_of_parts(parts: list, part: np.ndarray, row: np.ndarray, missin
     return pd.Categorical.from_codes(codes, categories)
 
 
+def _dictionary_categorical(column: pa.DictionaryArray, rows: np.ndarray | None = None,
+                            empty: str | None = None) -> pd.Categorical:
+    """A :func:`data_layer.tables.read_arrow` ``category`` column as a pandas Categorical, each distinct value one
+    category (``rows``: the rows kept, all when None; ``empty``: what an empty value reads as)."""
+    values = column.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    if empty is not None:
+        values[values == ""] = empty
+    mapping, categories = pd.factorize(values)  # a dictionary may repeat a value (one entry per read block)
+    indices = column.indices.to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(mapping[indices if rows is None else indices[rows]], categories)
+
+
 def _cells_cell_metadata(cache: _Cache, plan: UnitPlan) -> CellTable:
+    """The cells of a ``cell_metadata`` table with UMAP coordinates (WMB-10X: 4 M cells). Labels stay Arrow
+    strings and text columns are categorical, so the table costs tens of bytes a cell, not a Python string each."""
     f = plan.files
     p_cm = cache.path(f["cell_metadata"])
-    cm = read_csv(p_cm, {"cell_label": "str", "x": "float", "y": "float", "cluster_alias": "str",
-                         "feature_matrix_label": "str", "dataset_label": "str",
-                         "region_of_interest_acronym": "str", "library_method": "str"},
-                  required=["cell_label", *UMAP_COLUMNS])
-    cm = _dedupe(cm, p_cm)
-    bad = ~(np.isfinite(cm["x"]) & np.isfinite(cm["y"]))
-    if bad.any():
-        log.info("%s: %d cells without UMAP coordinates left out", p_cm, int(bad.sum()))
-        cm = cm[~bad]
-    cm["cluster_alias"] = normalize_aliases(cm["cluster_alias"].to_numpy())
+    text = ("feature_matrix_label", "dataset_label", "region_of_interest_acronym", "library_method")
+    cm = read_arrow(p_cm, {"cell_label": "str", "x": "float", "y": "float", "cluster_alias": "category",
+                           **{col: "category" for col in text}},
+                    required=["cell_label", *UMAP_COLUMNS])
+    labels = column_array(cm, "cell_label")
+    x, y = (column_array(cm, c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False) for c in ("x", "y"))
+    first = first_rows(labels)
+    if not first.all():
+        log.warning("%s: %d repeated cell_label values; the first row of each is used", p_cm, int((~first).sum()))
+    keep = first & np.isfinite(x) & np.isfinite(y)
+    if (first & ~keep).any():
+        log.info("%s: %d cells without UMAP coordinates left out", p_cm, int((first & ~keep).sum()))
+    rows = None if keep.all() else np.flatnonzero(keep)
+    del first, keep
+    if rows is not None:
+        labels, x, y = pc.take(labels, pa.array(rows), memory_pool=pa.system_memory_pool()), x[rows], y[rows]
+    cells = pd.DataFrame({"cell_label": pd.arrays.ArrowExtensionArray(labels), "x": x, "y": y})
+    del labels, x, y
+    alias = column_array(cm, "cluster_alias")  # each distinct alias normalized once, the cells sharing its string
+    indices = alias.indices.to_numpy(zero_copy_only=False)
+    cells["cluster_alias"] = normalize_aliases(alias.dictionary.to_numpy(zero_copy_only=False))[
+        indices if rows is None else indices[rows]]
+    del alias, indices
     value_sets = read_value_sets(cache.path(f["value_sets"]) if "value_sets" in f else None)
     categorical = {}
-    for col in ("region_of_interest_acronym", "library_method"):
-        if col in cm:
-            cm[col] = cm[col].replace("", "unknown").to_numpy(dtype=object)
-            categorical[col] = categories_with_colors(pd.unique(cm[col]), value_sets.get(col))
-    table = CellTable(cells=cm.reset_index(drop=True), categorical=categorical, platform="10x",
-                      species=_species_from_name(plan.name))
+    for col in text:
+        if col in cm.column_names:
+            named = col in ("region_of_interest_acronym", "library_method")
+            cells[col] = _dictionary_categorical(column_array(cm, col), rows, "unknown" if named else None)
+            if named:
+                categorical[col] = categories_with_colors(pd.unique(cells[col]), value_sets.get(col))
+    del cm
+    release_free_memory()  # the reader's blocks
+    table = CellTable(cells=cells, categorical=categorical, platform="10x", species=_species_from_name(plan.name))
     table.gene_symbols = _gene_symbols(cache, f.get("gene"))
-    _expression_files(cache, plan, cm, table)
+    _expression_files(cache, plan, cells, table)
     return table
 
 

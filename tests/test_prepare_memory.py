@@ -89,3 +89,53 @@ def test_the_consensus_cell_tables_hold_no_python_object_per_cell(tmp_path):
     emb = table.embeddings["NN-IMN"]
     np.testing.assert_array_equal(emb["row"].to_numpy(), np.arange(n // 3, n))
     np.testing.assert_array_equal(emb[["x", "y"]].to_numpy(), nn[["x", "y"]].to_numpy())
+
+
+def test_the_wmb_cell_table_holds_no_python_object_per_cell_and_keeps_the_release_values(tmp_path):
+    """WMB-10X's ``cell_metadata`` (4 M cells in the release) read by the builder prepare runs before the
+    expression: under 150 bytes a cell of Python objects and numpy arrays at its peak; the first row of a repeated
+    label is kept, a cell without coordinates left out, an empty region of interest reads ``unknown`` and an alias
+    written ``14.0`` is cluster ``14``."""
+    import tracemalloc
+
+    import data_layer.prepare as pr
+    from data_layer.manifest import LocalCache
+
+    n = 100_000
+    b = build_umap_cache(tmp_path / "cache", n_cells=10, n_genes=5, per_row=1)
+    rng = np.random.default_rng(1)
+    labels = np.array([f"GCGAGAAGTTAAGGGC-{i:07d}-CHEM" for i in range(n)], dtype=object)
+    labels[5] = labels[4]  # repeated: the first row (4) stays
+    x = rng.normal(size=n)
+    x[9] = np.nan  # no coordinates: left out
+    alias = (np.arange(n) % 12 + 1).astype(str).astype(object)
+    alias[3] = "12.0"
+    region = np.where(np.arange(n) % 2, "STR", "HPF").astype(object)
+    region[10] = ""
+    cm = pd.DataFrame({"cell_label": labels, "x": x, "y": rng.normal(size=n), "cluster_alias": alias,
+                       "feature_matrix_label": "WMB-10Xv3-STR", "dataset_label": "WMB-10Xv3",
+                       "region_of_interest_acronym": region, "library_method": "10Xv3"})
+    b.csv(WMB, "cell_metadata", cm)
+    b.write_manifest()
+    cache = pr._Cache(LocalCache(tmp_path / "cache"))
+    plan = next(p for p in pr.plan_units(cache)[1] if p.name == WMB)
+    tracemalloc.start()
+    try:
+        table = pr.BUILDERS[plan.builder](cache, plan)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 150 * n, f"{peak / n:.0f} bytes a cell"
+    kept = np.ones(n, dtype=bool)
+    kept[[5, 9]] = False
+    cells = table.cells
+    assert cells["cell_label"].astype(str).tolist() == labels[kept].tolist()
+    np.testing.assert_array_equal(cells["x"].to_numpy(), x[kept])
+    expected_alias = alias[kept].copy()
+    expected_alias[3] = "12"
+    assert cells["cluster_alias"].tolist() == expected_alias.tolist()
+    expected_region = region[kept].copy()
+    expected_region[expected_region == ""] = "unknown"
+    assert cells["region_of_interest_acronym"].astype(str).tolist() == expected_region.tolist()
+    assert table.categorical["region_of_interest_acronym"][0] == ["HPF", "STR", "unknown"]
+    assert [f.tag for f in table.expression_files] == ["WMB-10Xv3-STR"]
