@@ -113,7 +113,8 @@ def _side_by_side_legend(color_by, gene, vmin, vmax, context: ViewerContext) -> 
                                hint="range: 99th percentile of expressing cells, over the species shown")
         return children, "Gene expression", info, f"{low:.3g}", f"{high:.3g}"
     info = f"Range {low:.4g} – {high:.4g} (1st–99th percentile of cells, over the species shown)"
-    children = gene_legend(color_by, colorscale_stops(GENE_CMAP), *shown, default=True, nan_color=NAN_GREY,
+    children = gene_legend(color_by, colorscale_stops(GENE_CMAP), *shown, default=hand_gene_range(vmin, vmax) is None,
+                           nan_color=NAN_GREY,
                            zero_color=None, unit="per cell",
                            hint="range: 1st–99th percentile of cells, over the species shown")
     return children, column_label(color_by), info, f"{low:.4g}", f"{high:.4g}"

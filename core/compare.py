@@ -46,7 +46,8 @@ def gallery_sections(context: ViewerContext, dataset: str) -> list[str]:
 
 
 def hand_gene_range(vmin: Any, vmax: Any) -> tuple[float, float] | None:
-    """The gene range set by hand (``vmin < vmax``, both numbers), else None (the default range applies)."""
+    """The colour range set by hand (``vmin < vmax``, both numbers; a gene's or a numeric cell column's), else
+    None (the default range applies)."""
     try:
         if vmin not in (None, "") and vmax not in (None, "") and float(vmin) < float(vmax):
             return float(vmin), float(vmax)
@@ -140,14 +141,14 @@ def side_by_side_range(context: ViewerContext, datasets: list[str], color_by: st
                        vmin: Any, vmax: Any) -> tuple[float, float] | None:
     """The one colour range the side-by-side maps of ``datasets`` are drawn over, and their legends show.
 
-    A gene's (:func:`shared_gene_range`: the range set by hand, else the widest default), a numeric cell column's
-    (:func:`shared_column_range`: the widest default; a range set by hand does not apply); None for a colouring
-    without a range (a level, a region, two genes: each gene keeps its own range).
+    The range set by hand, else the widest default: a gene's (:func:`shared_gene_range`), a numeric cell
+    column's (:func:`shared_column_range`); None for a colouring without a range (a level, a region, two genes:
+    each gene keeps its own range).
     """
     if color_by == COLOR_BY_GENE:
         return shared_gene_range(context, datasets, gene, vmin, vmax)
     if color_by and any(context.catalog.get(d).is_numeric(color_by) for d in datasets):
-        return shared_column_range(context, datasets, color_by)
+        return hand_gene_range(vmin, vmax) or shared_column_range(context, datasets, color_by)
     return None
 
 

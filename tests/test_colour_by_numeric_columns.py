@@ -245,7 +245,7 @@ def test_the_side_by_side_maps_share_one_range_of_a_column(context, atlas):
     assert "total_counts" in children and f"≥ {high}" in children and "over the species shown" in children
 
 
-def _maps_ranges(context, color_by, gene=None) -> set[tuple[float, float]]:
+def _maps_ranges(context, color_by, gene=None, vmin=None, vmax=None) -> set[tuple[float, float]]:
     """``(vmin, vmax)`` of the picture of every side-by-side map (read from its address), as the map card draws it."""
     from urllib.parse import parse_qs, urlsplit
 
@@ -254,7 +254,7 @@ def _maps_ranges(context, color_by, gene=None) -> set[tuple[float, float]]:
 
     ranges = set()
     for slot in range(len(compare_datasets(context))):
-        figure, _, _ = slot_step(slot, MODE_SPECIES, [], color_by, gene, None, None, None, None, None,
+        figure, _, _ = slot_step(slot, MODE_SPECIES, [], color_by, gene, None, None, vmin, vmax, None,
                                  [{"width_px": 400, "height_px": 300}] * 3, None, context)
         query = parse_qs(urlsplit(figure["layout"]["images"][0]["source"]).query)
         ranges.add((float(query["vmin"][0]), float(query["vmax"][0])))
@@ -296,6 +296,20 @@ def test_with_the_species_side_by_side_the_left_legend_shows_the_maps_one_range(
     # the dataset's own range is what the legend shows with the map alone
     alone, *_ = legend_step(dataset, None, section, color_by, symbol, None, None, None, context, mode="map")
     assert tuple(end.lstrip("≤≥ ") for end in _bar_ends(alone)) == (_tick(own[0]), _tick(own[1]))
+
+
+def test_a_range_set_by_hand_for_a_column_colours_every_side_by_side_map_and_their_legend(context):
+    from callbacks.compare import MODE_SPECIES
+
+    shared = context.catalog.get(HUMAN).numeric_columns["total_counts"]
+    chosen = (round(shared[0] + 10.0), round(shared[0] + 0.5 * (shared[1] - shared[0])))
+    assert _maps_ranges(context, "total_counts", None, *chosen) == {chosen}
+    section = next(iter(context.catalog.get(HUMAN).sections))
+    children, *_ = legend_step(HUMAN, None, section, "total_counts", None, None, *chosen, context, mode=MODE_SPECIES)
+    low, high = _bar_ends(children)
+    assert (low.lstrip("≤ "), high.lstrip("≥ ")) == (f"{chosen[0]:,}", f"{chosen[1]:,}")
+    assert "range: set by hand" in str(children)
+    assert _maps_ranges(context, "total_counts") != {chosen}  # without it, the shared default
 
 
 def test_a_side_by_side_figure_of_a_column_has_the_shared_range_on_its_colour_bar(context):
