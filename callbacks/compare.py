@@ -185,14 +185,15 @@ def legend_step(mode: str | None, sections: list, color_by: str | None, gene: st
         shown = side_by_side_range(context, datasets, COLOR_BY_GENE, gene, vmin, vmax)
         if shown is None:
             return []
-        return gene_legend(str(gene), colorscale_stops(GENE_CMAP), *shown, default=vmin in (None, ""),
+        return gene_legend(str(gene), colorscale_stops(GENE_CMAP), *shown, default=hand_gene_range(vmin, vmax) is None,
                            nan_color=NAN_GREY, zero_color=ZERO_GREY)
     level = next(iter(kinds)) if len(kinds) == 1 else None
     if level is not None and any(context.catalog.get(d).is_numeric(level) for d in datasets):
         shown = side_by_side_range(context, datasets, level, gene, vmin, vmax)
         if shown is None:
             return []
-        return gene_legend(level, colorscale_stops(GENE_CMAP), *shown, default=True, nan_color=NAN_GREY,
+        return gene_legend(level, colorscale_stops(GENE_CMAP), *shown, default=hand_gene_range(vmin, vmax) is None,
+                           nan_color=NAN_GREY,
                            zero_color=None, unit="per cell",
                            hint="range: 1st–99th percentile of cells, over the species shown")
     if level is None:

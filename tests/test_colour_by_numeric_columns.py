@@ -299,7 +299,7 @@ def test_with_the_species_side_by_side_the_left_legend_shows_the_maps_one_range(
 
 
 def test_a_range_set_by_hand_for_a_column_colours_every_side_by_side_map_and_their_legend(context):
-    from callbacks.compare import MODE_SPECIES
+    from callbacks.compare import MODE_SPECIES, legend_step as compare_legend
 
     shared = context.catalog.get(HUMAN).numeric_columns["total_counts"]
     chosen = (round(shared[0] + 10.0), round(shared[0] + 0.5 * (shared[1] - shared[0])))
@@ -309,6 +309,8 @@ def test_a_range_set_by_hand_for_a_column_colours_every_side_by_side_map_and_the
     low, high = _bar_ends(children)
     assert (low.lstrip("≤ "), high.lstrip("≥ ")) == (f"{chosen[0]:,}", f"{chosen[1]:,}")
     assert "range: set by hand" in str(children)
+    below = str(compare_legend(MODE_SPECIES, [], "total_counts", None, None, None, *chosen, context))
+    assert "range: set by hand" in below and f"≥ {chosen[1]:,}" in below  # the legend under the maps too
     assert _maps_ranges(context, "total_counts") != {chosen}  # without it, the shared default
 
 
