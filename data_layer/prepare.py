@@ -881,9 +881,11 @@ def _dictionary_categorical(column: pa.DictionaryArray, rows: np.ndarray | None 
     indices = column.indices.to_numpy(zero_copy_only=False)
     if rows is not None:
         absent = rows < 0
-        if absent.any():  # the absent rows read the extra last value, ""
+        if absent.any():  # the absent rows read an extra last value, ""
             values = np.append(values, "")
-            indices = np.where(absent, len(values) - 1, indices[np.where(absent, 0, rows)])
+            kept = np.full(len(rows), len(values) - 1, dtype=np.int64)
+            kept[~absent] = indices[rows[~absent]]
+            indices = kept
         else:
             indices = indices[rows]
     if empty is not None:
