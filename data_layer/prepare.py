@@ -404,19 +404,40 @@ def _cluster_aliases(cache: _Cache, f: ManifestFile | None, labels) -> np.ndarra
     return aliases[codes]
 
 
+def _distinct_pairs(first: pd.Series | None, second: pd.Series) -> list[tuple[str, str]]:
+    """The distinct ``(first, second)`` text pairs of two cell columns, in order of first appearance (``first``
+    None: ``""`` for it; a missing value reads ``""``). The columns' category codes are combined into one int64 key
+    a row, so millions of cells cost no text and no DataFrame deduplication each."""
+    columns = [c.array if isinstance(c.dtype, pd.CategoricalDtype) else pd.Categorical(c)
+               for c in (first, second) if c is not None]
+    texts = [np.append(np.asarray(c.categories, dtype=object), "") for c in columns]  # code -1: the last, ""
+    key = np.zeros(len(second), dtype=np.int64)
+    for column, text in zip(columns, texts):
+        codes = column.codes.astype(np.int64)
+        codes[codes < 0] = len(text) - 1
+        key *= len(text)
+        key += codes
+        del codes
+    keys, at = np.unique(key, return_index=True)
+    del key
+    keys = keys[np.argsort(at)]
+    if first is None:
+        return [("", texts[0][k]) for k in keys]
+    return [(texts[0][k // len(texts[1])], texts[1][k % len(texts[1])]) for k in keys]
+
+
 def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table: CellTable) -> None:
     """The log2 h5ad files of the dataset (its own or ``<dataset>*`` ones) that its cells name through
     ``dataset_label``/``feature_matrix_label``; all of them if the cells name none of the dataset's own (e.g.
     aligned 10X cells whose labels point at per-species matrices)."""
     files: list[ManifestFile] = []
     if "feature_matrix_label" in cells:
-        # the distinct pairs first (a categorical column is deduplicated on its codes), then the few of them named
-        pairs = pd.DataFrame({"ds": cells["dataset_label"] if "dataset_label" in cells else plan.name,
-                              "fml": cells["feature_matrix_label"]}).drop_duplicates().astype(object)
-        pairs["ds"] = pairs["ds"].replace("", plan.name)
-        pairs = pairs[pairs["fml"] != ""].drop_duplicates()
+        # the distinct pairs first (found on the columns' codes), then the few of them named
+        pairs = _distinct_pairs(cells["dataset_label"] if "dataset_label" in cells else None,
+                                cells["feature_matrix_label"])
+        pairs = dict.fromkeys((dsl or plan.name, fml) for dsl, fml in pairs if fml)
         files = []
-        for dsl, fml in pairs.itertuples(index=False):
+        for dsl, fml in pairs:
             try:
                 f = cache.manifest.file(dsl, "expression_matrices", fml, "log2")
             except KeyError:
