@@ -720,7 +720,8 @@ def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
                                                       "donor_species": "str"}, required=["donor_label"])
             col = "species_genus" if "species_genus" in donor else ("donor_species" if "donor_species" in donor else None)
             if col:
-                donor_species = dict(zip(donor["donor_label"][::-1], donor[col][::-1]))  # a repeated donor: its first row
+                # a repeated donor: its first row
+                donor_species = dict(zip(donor["donor_label"][::-1], donor[col][::-1]))
                 species = _map_categorical(cells["donor_label"].array,
                                            {k: _canonical_species(v) if v else "" for k, v in donor_species.items()},
                                            "unknown")
