@@ -41,8 +41,8 @@ from .convert import release_free_memory
 from .expression import LAYOUT_VERSION as EXPRESSION_LAYOUT, ExpressionError, convert_expression
 from .manifest import LocalCache, ManifestError, ManifestFile
 from .tables import (
-    TableError, categories_with_colors, column_array, csv_header, first_rows, normalize_color, positions_in,
-    read_arrow, read_csv, read_numeric_columns, read_value_sets, smallest_int_dtype,
+    TableError, bool_values, categories_with_colors, column_array, csv_header, first_rows, normalize_color,
+    positions_in, read_arrow, read_csv, read_numeric_columns, read_value_sets, smallest_int_dtype,
 )
 from .taxonomy import OPTIONAL_TAGS, REQUIRED_TAGS, TaxonomyTables, normalize_aliases, read_taxonomy
 
@@ -315,8 +315,8 @@ def _choose_taxonomy(plan: UnitPlan, taxonomies: dict[str, UnitPlan], cache: _Ca
 class CellTable:
     """A dataset's cells before they are written: one row per cell, in any order."""
 
-    #: cell_label (object ``str`` or Arrow ``string``), x, y, cluster_alias ("" = unmapped) [+ spatial and extra
-    #: columns; text as object ``str`` or ``category``]
+    #: cell_label (Arrow ``string``), x, y, cluster_alias (object, one shared ``str`` per alias; "" = unmapped)
+    #: [+ spatial and extra columns; text as ``category``]
     cells: pd.DataFrame
     categorical: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # extra col -> cats, colors
     bools: list[str] = field(default_factory=list)
@@ -336,7 +336,9 @@ class CellTable:
     embeddings: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def _dedupe(df: pd.DataFrame, path: Path, key: str = "cell_label") -> pd.DataFrame:
+def _dedupe(df: pd.DataFrame, path: Path, key: str) -> pd.DataFrame:
+    """A small table (sections) without the later rows of a repeated ``key``, with a warning naming ``path``; cell
+    tables are deduplicated by Arrow hashing instead (:func:`_first_rows`)."""
     dup = df[key].duplicated()
     if dup.any():
         log.warning("%s: %d repeated %s values; the first row of each is used", path, int(dup.sum()), key)
@@ -402,19 +404,40 @@ def _cluster_aliases(cache: _Cache, f: ManifestFile | None, labels) -> np.ndarra
     return aliases[codes]
 
 
+def _distinct_pairs(first: pd.Series | None, second: pd.Series) -> list[tuple[str, str]]:
+    """The distinct ``(first, second)`` text pairs of two cell columns, in order of first appearance (``first``
+    None: ``""`` for it; a missing value reads ``""``). The columns' category codes are combined into one int64 key
+    a row, so millions of cells cost no text and no DataFrame deduplication each."""
+    columns = [c.array if isinstance(c.dtype, pd.CategoricalDtype) else pd.Categorical(c)
+               for c in (first, second) if c is not None]
+    texts = [np.append(np.asarray(c.categories, dtype=object), "") for c in columns]  # code -1: the last, ""
+    key = np.zeros(len(second), dtype=np.int64)
+    for column, text in zip(columns, texts):
+        codes = column.codes.astype(np.int64)
+        codes[codes < 0] = len(text) - 1
+        key *= len(text)
+        key += codes
+        del codes
+    keys, at = np.unique(key, return_index=True)
+    del key
+    keys = keys[np.argsort(at)]
+    if first is None:
+        return [("", texts[0][k]) for k in keys]
+    return [(texts[0][k // len(texts[1])], texts[1][k % len(texts[1])]) for k in keys]
+
+
 def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table: CellTable) -> None:
     """The log2 h5ad files of the dataset (its own or ``<dataset>*`` ones) that its cells name through
     ``dataset_label``/``feature_matrix_label``; all of them if the cells name none of the dataset's own (e.g.
     aligned 10X cells whose labels point at per-species matrices)."""
     files: list[ManifestFile] = []
     if "feature_matrix_label" in cells:
-        # the distinct pairs first (a categorical column is deduplicated on its codes), then the few of them named
-        pairs = pd.DataFrame({"ds": cells["dataset_label"] if "dataset_label" in cells else plan.name,
-                              "fml": cells["feature_matrix_label"]}).drop_duplicates().astype(object)
-        pairs["ds"] = pairs["ds"].replace("", plan.name)
-        pairs = pairs[pairs["fml"] != ""].drop_duplicates()
+        # the distinct pairs first (found on the columns' codes), then the few of them named
+        pairs = _distinct_pairs(cells["dataset_label"] if "dataset_label" in cells else None,
+                                cells["feature_matrix_label"])
+        pairs = dict.fromkeys((dsl or plan.name, fml) for dsl, fml in pairs if fml)
         files = []
-        for dsl, fml in pairs.itertuples(index=False):
+        for dsl, fml in pairs:
             try:
                 f = cache.manifest.file(dsl, "expression_matrices", fml, "log2")
             except KeyError:
@@ -444,29 +467,57 @@ def _expression_files(cache: _Cache, plan: UnitPlan, cells: pd.DataFrame, table:
 
 
 def _cells_spatial(cache: _Cache, plan: UnitPlan) -> CellTable:
+    """The cells of a spatial dataset (1-1.5 M in a release's MERSCOPE or Xenium set): ``cell_metadata`` inner-joined
+    with ``slab_plane_coordinates`` by ``cell_label``, in ``cell_metadata`` order, the first row of a repeated label.
+    Labels stay Arrow strings, text columns are categorical and every join is by Arrow hashing into row positions,
+    so the table costs tens of bytes a cell, not a Python string each."""
     f = plan.files
     p_cells = cache.path(f["cell_metadata"])
-    cm = read_csv(p_cells, {"cell_label": "str", "brain_section_label": "str", "feature_matrix_label": "str",
-                            "dataset_label": "str", "qc_pass": "bool"},
-                  required=["cell_label", "brain_section_label"])
-    cm = _dedupe(cm, p_cells)
+    text = ("brain_section_label", "feature_matrix_label", "dataset_label")
+    cm = read_arrow(p_cells, {"cell_label": "str", **{col: "category" for col in text}, "qc_pass": "category"},
+                    required=["cell_label", "brain_section_label"])
+    cm_labels = column_array(cm, "cell_label")
+    first = _first_rows(cm_labels, p_cells)
     p_coords = cache.path(f["slab_plane_coordinates"])
-    coords = read_csv(p_coords, {"cell_label": "str", "slab_plane_label": "str", "x_slab_mm": "float",
-                                 "y_slab_mm": "float"},
-                      required=["cell_label", "slab_plane_label", "x_slab_mm", "y_slab_mm"])
-    coords = _dedupe(coords, p_coords)
-    cells = cm.merge(coords, on="cell_label", how="inner")
-    n_no_coords = len(cm) - len(cells)
-    if n_no_coords:
-        log.info("%s: %d of %d cells have no slab-plane coordinates and are left out", plan.name, n_no_coords, len(cm))
-    if len(coords) > len(cells):
+    coords = read_arrow(p_coords, {"cell_label": "str", "slab_plane_label": "category", "x_slab_mm": "float",
+                                   "y_slab_mm": "float"},
+                        required=["cell_label", "slab_plane_label", "x_slab_mm", "y_slab_mm"])
+    coord_labels = column_array(coords, "cell_label")
+    n_coords = int(_first_rows(coord_labels, p_coords).sum())
+    at = positions_in(cm_labels, coord_labels)  # each cell's coordinate row (the first of a repeated label), or -1
+    del coord_labels
+    rows = np.flatnonzero(first & (at >= 0))  # the cells with coordinates, in cell_metadata order
+    at = at[rows]
+    n_cm = int(first.sum())
+    del first
+    if n_cm > len(rows):
+        log.info("%s: %d of %d cells have no slab-plane coordinates and are left out", plan.name, n_cm - len(rows),
+                 n_cm)
+    if n_coords > len(rows):
         log.info("%s: %d coordinate rows name cells absent from cell_metadata; ignored", plan.name,
-                 len(coords) - len(cells))
-    bad_xy = ~(np.isfinite(cells["x_slab_mm"]) & np.isfinite(cells["y_slab_mm"]))
+                 n_coords - len(rows))
+    x, y = (column_array(coords, c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)[at]
+            for c in ("x_slab_mm", "y_slab_mm"))
+    bad_xy = ~(np.isfinite(x) & np.isfinite(y))
     if bad_xy.any():
         log.warning("%s: %d cells with empty or non-numeric slab coordinates left out", p_coords, int(bad_xy.sum()))
-        cells = cells[~bad_xy]
-    cells = cells.rename(columns={"x_slab_mm": "x", "y_slab_mm": "y", "slab_plane_label": "coord_plane"})
+        rows, at, x, y = rows[~bad_xy], at[~bad_xy], x[~bad_xy], y[~bad_xy]
+    del bad_xy
+    coord_plane = _dictionary_categorical(column_array(coords, "slab_plane_label"), at)
+    del coords, at
+    labels = pc.take(cm_labels, pa.array(rows), memory_pool=pa.system_memory_pool())
+    del cm_labels
+    cells = pd.DataFrame({"cell_label": pd.arrays.ArrowExtensionArray(labels)})
+    for col in text:
+        if col in cm.column_names:
+            cells[col] = _dictionary_categorical(column_array(cm, col), rows)
+    if "qc_pass" in cm.column_names:
+        cells["qc_pass"] = bool_values(p_cells, "qc_pass", column_array(cm, "qc_pass"))[rows]
+    del cm, rows
+    release_free_memory()  # the reader's blocks
+    cells["x"], cells["y"] = x, y
+    del x, y
+    cells["brain_section_label"] = cells["brain_section_label"].cat.remove_unused_categories()
 
     # Sections in atlas order: slab plane order, then section ordinal.
     spec_cols = {"brain_section_label": "str", "slab_plane_label": "str", "slab_plane_order": "str",
@@ -479,15 +530,17 @@ def _cells_spatial(cache: _Cache, plan: UnitPlan) -> CellTable:
     else:
         log.warning("%s: no specimen_metadata.csv; sections ordered by label", plan.name)
         spec = pd.DataFrame({"brain_section_label": pd.Series([], dtype=object)})
-    present = pd.DataFrame({"brain_section_label": pd.unique(cells["brain_section_label"])})
+    section = cells["brain_section_label"].array  # a Categorical: each section's text once
+    present = pd.DataFrame({"brain_section_label": np.asarray(pd.unique(section), dtype=object)})
     sec = present.merge(spec, on="brain_section_label", how="left")
     for col in spec_cols:
         if col not in sec:
             sec[col] = ""
         sec[col] = sec[col].fillna("").astype(object)
-    plane_mode = cells.groupby("brain_section_label", sort=False)["coord_plane"].agg(lambda s: s.mode().iat[0])
     no_plane = sec["slab_plane_label"] == ""
-    sec.loc[no_plane, "slab_plane_label"] = sec.loc[no_plane, "brain_section_label"].map(plane_mode)
+    if no_plane.any():
+        plane_mode = _most_common(section, coord_plane)
+        sec.loc[no_plane, "slab_plane_label"] = sec.loc[no_plane, "brain_section_label"].map(plane_mode)
     for col in ("slab_plane_order", "slab_plane_ordinal", "brain_section_ordinal"):
         sec[col] = pd.to_numeric(sec[col], errors="coerce")
     plane_rank = sec.groupby("slab_plane_label")["slab_plane_order"].min()
@@ -496,32 +549,37 @@ def _cells_spatial(cache: _Cache, plan: UnitPlan) -> CellTable:
     sec = sec.sort_values(["_plane_rank", "slab_plane_label", "brain_section_ordinal", "brain_section_label"],
                           na_position="last").drop(columns="_plane_rank").reset_index(drop=True)
     section_plane = pd.Series(sec["slab_plane_label"].to_numpy(), index=sec["brain_section_label"].to_numpy())
-    cells["slab_plane_label"] = cells["brain_section_label"].map(section_plane).to_numpy(dtype=object)
-    differ = int((cells["slab_plane_label"] != cells["coord_plane"]).sum())
+    plane = _categorical_of(section.codes, section_plane.reindex(section.categories).to_numpy(dtype=object))
+    cells["slab_plane_label"] = plane
+    differ = int((~_same_values(plane, coord_plane)).sum())
     if differ:
         log.warning("%s: %d cells have coordinates in another slab plane than their section's (specimen_metadata); "
                     "they are drawn in their section's plane", plan.name, differ)
-    cells = cells.drop(columns="coord_plane")
+    del section, plane, coord_plane
 
     # Regions.
     value_sets = read_value_sets(cache.path(f["value_sets"]) if "value_sets" in f else None)
     if "cell_anatomical_annotations" in f:
         p_ann = cache.path(f["cell_anatomical_annotations"])
-        ann = _dedupe(read_csv(p_ann, {"cell_label": "str", "parcellation_term_symbol": "str"},
-                               required=["cell_label", "parcellation_term_symbol"]), p_ann)
-        region = cells["cell_label"].map(pd.Series(ann["parcellation_term_symbol"].to_numpy(),
-                                                   index=ann["cell_label"].to_numpy()))
-        region = region.fillna("").replace("", DEFAULT_REGION)
+        ann = read_arrow(p_ann, {"cell_label": "str", "parcellation_term_symbol": "category"},
+                         required=["cell_label", "parcellation_term_symbol"])
+        ann_labels = column_array(ann, "cell_label")
+        _first_rows(ann_labels, p_ann)
+        at = positions_in(labels, ann_labels)  # a cell without an annotation row is in the default region
+        del ann_labels
+        cells["region"] = _dictionary_categorical(column_array(ann, "parcellation_term_symbol"), at, DEFAULT_REGION)
+        del ann, at
+        release_free_memory()
     else:
-        region = pd.Series(DEFAULT_REGION, index=cells.index)
-    cells["region"] = region.to_numpy(dtype=object)
+        cells["region"] = pd.Categorical.from_codes(np.zeros(len(cells), dtype=np.int8), [DEFAULT_REGION])
     vs = value_sets.get("parcellation_term_symbol")
     first = []
     if vs is None or DEFAULT_REGION not in set(vs["label"]):
         first = [(DEFAULT_REGION, DEFAULT_REGION_COLOR)]
     cats, colors = categories_with_colors(pd.unique(cells["region"]), vs, first=first)
 
-    cells["cluster_alias"] = _cluster_aliases(cache, f.get("cell_to_cluster_membership"), cells["cell_label"])
+    cells["cluster_alias"] = _cluster_aliases(cache, f.get("cell_to_cluster_membership"), labels)
+    del labels
     table = CellTable(cells=cells, categorical={"region": (cats, colors)}, sections=sec,
                       platform=_platform_from_name(plan.name), bools=["qc_pass"] if "qc_pass" in cells else [])
     if "cell_supplemental_metadata" in f:
@@ -613,9 +671,8 @@ def _read_embedding(path: Path) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     labels = column_array(table, "cell_label")
     x, y = (column_array(table, c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False) for c in ("x", "y"))
     del table
-    first = first_rows(labels)
+    first = _first_rows(labels, path)
     if not first.all():
-        log.warning("%s: %d repeated cell_label values; the first row of each is used", path, int((~first).sum()))
         labels, x, y = pc.filter(labels, pa.array(first), memory_pool=pa.system_memory_pool()), x[first], y[first]
     release_free_memory()  # the reader's blocks
     return labels, x, y
@@ -627,18 +684,35 @@ def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
     categorical: dict[str, tuple[list[str], list[str]]] = {}
     table = CellTable(cells=pd.DataFrame(), platform="10x")
     if "cell_metadata" in f:
-        emb = _dedupe(read_csv(p_emb, {"cell_label": "str", "x": "float", "y": "float"},
-                               required=["cell_label", "x", "y"]), p_emb)
+        # The aligned basal ganglia 10X (2 M nuclei): the UMAP's cells joined to their cell_metadata rows by Arrow
+        # hashing, labels Arrow strings and text columns categorical, so the cells cost no Python string each.
+        emb_labels, x, y = _read_embedding(p_emb)
         p_cm = cache.path(f["cell_metadata"])
-        cm = _dedupe(read_csv(p_cm, {"cell_label": "str", "donor_label": "str", "library_label": "str",
-                                     "feature_matrix_label": "str", "dataset_label": "str",
-                                     "alignment_job_id": "str", "abc_sample_id": "str"},
-                              required=["cell_label"]), p_cm)
-        cells = emb.merge(cm, on="cell_label", how="inner")
+        text = ("donor_label", "library_label", "feature_matrix_label", "dataset_label")
+        cm = read_arrow(p_cm, {"cell_label": "str", **{col: "category" for col in text}}, required=["cell_label"])
+        cm_labels = column_array(cm, "cell_label")
+        _first_rows(cm_labels, p_cm)
+        at = positions_in(emb_labels, cm_labels)  # each UMAP cell's row (the first of a repeated label), or -1
+        del cm_labels
+        n_emb = len(emb_labels)
+        found = at >= 0
+        if found.all():
+            labels = emb_labels
+        else:
+            labels, x, y, at = pc.filter(emb_labels, pa.array(found), memory_pool=pa.system_memory_pool()), \
+                x[found], y[found], at[found]
+        del emb_labels, found
+        cells = pd.DataFrame({"cell_label": pd.arrays.ArrowExtensionArray(labels), "x": x, "y": y})
+        del x, y
+        for col in text:
+            if col in cm.column_names:
+                cells[col] = _dictionary_categorical(column_array(cm, col), at)
+        del cm, at
+        release_free_memory()  # the reader's blocks
         table.numeric = _join_numeric(cells, p_cm, set(cells.columns))
-        if len(cells) < len(emb):
-            log.info("%s: %d of %d UMAP cells are absent from %s and left out", plan.name, len(emb) - len(cells),
-                     len(emb), p_cm)
+        if len(cells) < n_emb:
+            log.info("%s: %d of %d UMAP cells are absent from %s and left out", plan.name, n_emb - len(cells),
+                     n_emb, p_cm)
         value_sets = read_value_sets(cache.path(f["value_sets"]) if "value_sets" in f else None)
         species = None
         if "donor" in f and "donor_label" in cells:
@@ -646,32 +720,34 @@ def _cells_embedding(cache: _Cache, plan: UnitPlan) -> CellTable:
                                                       "donor_species": "str"}, required=["donor_label"])
             col = "species_genus" if "species_genus" in donor else ("donor_species" if "donor_species" in donor else None)
             if col:
-                donor_species = pd.Series([_canonical_species(v) if v else "" for v in donor[col]],
-                                          index=donor["donor_label"].to_numpy())
-                species = cells["donor_label"].map(donor_species).fillna("").replace("", "unknown")
+                # a repeated donor: its first row
+                donor_species = dict(zip(donor["donor_label"][::-1], donor[col][::-1]))
+                species = _map_categorical(cells["donor_label"].array,
+                                           {k: _canonical_species(v) if v else "" for k, v in donor_species.items()},
+                                           "unknown")
         if species is None:
             name_species = _species_from_name(plan.name)
             if name_species:
                 table.species = name_species
         else:
-            cells["species"] = species.to_numpy(dtype=object)
+            cells["species"] = species
+            present = list(pd.unique(species))  # in order of appearance
             vs = value_sets.get("species_genus", value_sets.get("species"))
-            order = [(s, None) for s in SPECIES_ORDER if s in set(cells["species"])] if vs is None else []
-            categorical["species"] = categories_with_colors(pd.unique(cells["species"]), vs, first=order)
-            uniq = [s for s in pd.unique(cells["species"]) if s != "unknown"]
+            order = [(s, None) for s in SPECIES_ORDER if s in present] if vs is None else []
+            categorical["species"] = categories_with_colors(present, vs, first=order)
+            uniq = [s for s in present if s != "unknown"]
             table.species = uniq[0] if len(uniq) == 1 else None
         if "library" in f and "library_label" in cells:
             lib = read_csv(cache.path(f["library"]), {"library_label": "str", "region_of_interest_label": "str"},
                            required=["library_label"])
             if "region_of_interest_label" in lib:
                 lib = lib.drop_duplicates("library_label")
-                roi = cells["library_label"].map(pd.Series(lib["region_of_interest_label"].to_numpy(),
-                                                           index=lib["library_label"].to_numpy()))
-                cells["region_of_interest_label"] = roi.fillna("").replace("", "unknown").to_numpy(dtype=object)
+                cells["region_of_interest_label"] = _map_categorical(
+                    cells["library_label"].array,
+                    dict(zip(lib["library_label"], lib["region_of_interest_label"])), "unknown")
                 categorical["region_of_interest_label"] = categories_with_colors(
                     pd.unique(cells["region_of_interest_label"]), value_sets.get("region_of_interest_label"))
         table.gene_symbols = _gene_symbols(cache, f.get("gene"))
-        labels = _arrow_labels(cells["cell_label"])
     else:
         # A taxonomy's own UMAP (the consensus mouse: 7.65 M cells): labels stay Arrow strings and every join is by
         # Arrow hashing into row positions, so the cell tables cost tens of bytes a cell, not a Python string each.
@@ -724,20 +800,21 @@ def _neighborhood_embeddings(cache: _Cache, plan: UnitPlan, labels: pa.Array) ->
 
 def _join_numeric(cells: pd.DataFrame, path: Path, taken: set[str]) -> list[str]:
     """Add the numeric measurement columns of the cell table at ``path`` (:func:`data_layer.tables.
-    read_numeric_columns`) to ``cells`` by ``cell_label``, in place; returns their names. A cell absent from the
-    table gets NaN (its column is then float64; an int64 column keeps its dtype when every cell has a value)."""
+    read_numeric_columns`) to ``cells`` by ``cell_label`` (joined by Arrow hashing, the first row of a repeated
+    label), in place; returns their names. A cell absent from the table gets NaN (its column is then float64; an
+    int64 column keeps its dtype when every cell has a value)."""
     try:
         found = read_numeric_columns(path, skip=taken)
     except TableError as exc:
         log.warning("%s; its numeric columns are left out", exc)
         return []
     labels = found.pop("cell_label")
-    if len(pd.unique(labels)) < len(labels):
-        keep = ~pd.Series(labels).duplicated().to_numpy()
-        log.warning("%s: %d duplicate cell labels; the first row of each is used", path, int((~keep).sum()))
-        labels = labels[keep]
-        found = {name: values[keep] for name, values in found.items()}
-    rows = pd.Index(labels).get_indexer(cells["cell_label"].to_numpy(dtype=object))
+    first = first_rows(labels)
+    if not first.all():
+        log.warning("%s: %d duplicate cell labels; the first row of each is used", path, int((~first).sum()))
+    del first
+    rows = positions_in(_arrow_labels(cells["cell_label"]), labels)  # the first row of a repeated label
+    del labels
     absent = rows < 0
     names = []
     for name, values in found.items():
@@ -820,13 +897,64 @@ def _categorical_of_parts(parts: list, part: np.ndarray, row: np.ndarray, missin
 def _dictionary_categorical(column: pa.DictionaryArray, rows: np.ndarray | None = None,
                             empty: str | None = None) -> pd.Categorical:
     """A :func:`data_layer.tables.read_arrow` ``category`` column as a pandas Categorical, each distinct value one
-    category (``rows``: the rows kept, all when None; ``empty``: what an empty value reads as)."""
+    category (``rows``: the rows kept, all when None, -1 for a cell the table has no row for, which reads as an
+    empty value; ``empty``: what an empty value reads as)."""
     values = column.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    indices = column.indices.to_numpy(zero_copy_only=False)
+    if rows is not None:
+        absent = rows < 0
+        if absent.any():  # the absent rows read an extra last value, ""
+            values = np.append(values, "")
+            kept = np.full(len(rows), len(values) - 1, dtype=np.int64)
+            kept[~absent] = indices[rows[~absent]]
+            indices = kept
+        else:
+            indices = indices[rows]
     if empty is not None:
         values[values == ""] = empty
-    mapping, categories = pd.factorize(values)  # a dictionary may repeat a value (one entry per read block)
-    indices = column.indices.to_numpy(zero_copy_only=False)
-    return pd.Categorical.from_codes(mapping[indices if rows is None else indices[rows]], categories)
+    return _categorical_of(indices, values)  # a dictionary may repeat a value (one entry per read block)
+
+
+def _categorical_of(codes: np.ndarray, values: np.ndarray) -> pd.Categorical:
+    """The Categorical whose row ``i`` reads ``values[codes[i]]`` (``values``: text, repeats allowed), each distinct
+    text one category, in ``values`` order."""
+    mapping, categories = pd.factorize(np.asarray(values, dtype=object))
+    return pd.Categorical.from_codes(mapping[codes], categories)
+
+
+def _same_values(a: pd.Categorical, b: pd.Categorical) -> np.ndarray:
+    """``(n,)`` bool: where two Categoricals of the same length read the same text (their categories may differ)."""
+    b_in_a = pd.Index(a.categories).get_indexer(b.categories)  # -1 where a lacks b's category
+    return a.codes == np.where(b.codes >= 0, b_in_a[b.codes], -2)
+
+
+def _most_common(groups: pd.Categorical, values: pd.Categorical) -> pd.Series:
+    """Per category of ``groups`` that has rows, the most common of ``values`` in its rows (the first by text on a
+    tie, as ``Series.mode``), indexed by the groups' text."""
+    n_values = len(values.categories)
+    counts = np.bincount(groups.codes.astype(np.int64) * n_values + values.codes,
+                         minlength=len(groups.categories) * n_values).reshape(len(groups.categories), n_values)
+    by_text = np.argsort(np.asarray(values.categories, dtype=object), kind="stable")
+    best = by_text[counts[:, by_text].argmax(axis=1)]  # argmax: the first maximum, so the first by text
+    held = counts.sum(axis=1) > 0
+    return pd.Series(np.asarray(values.categories, dtype=object)[best[held]],
+                     index=np.asarray(groups.categories, dtype=object)[held])
+
+
+def _map_categorical(values: pd.Categorical, mapping: dict[str, str], missing: str) -> pd.Categorical:
+    """Per row, ``mapping`` of the row's text (``missing`` where ``mapping`` lacks it or gives ``""``), mapping each
+    category once."""
+    mapped = [mapping.get(c, "") or missing for c in values.categories]
+    return _categorical_of(values.codes, np.asarray([*mapped, missing], dtype=object))  # code -1: the last
+
+
+def _first_rows(labels: pa.Array, path: Path) -> np.ndarray:
+    """:func:`data_layer.tables.first_rows` of a table's ``cell_label`` column, with a warning naming ``path`` when
+    a label is repeated."""
+    first = first_rows(labels)
+    if not first.all():
+        log.warning("%s: %d repeated cell_label values; the first row of each is used", path, int((~first).sum()))
+    return first
 
 
 def _cells_cell_metadata(cache: _Cache, plan: UnitPlan) -> CellTable:
@@ -840,9 +968,7 @@ def _cells_cell_metadata(cache: _Cache, plan: UnitPlan) -> CellTable:
                     required=["cell_label", *UMAP_COLUMNS])
     labels = column_array(cm, "cell_label")
     x, y = (column_array(cm, c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False) for c in ("x", "y"))
-    first = first_rows(labels)
-    if not first.all():
-        log.warning("%s: %d repeated cell_label values; the first row of each is used", p_cm, int((~first).sum()))
+    first = _first_rows(labels, p_cm)
     keep = first & np.isfinite(x) & np.isfinite(y)
     if (first & ~keep).any():
         log.info("%s: %d cells without UMAP coordinates left out", p_cm, int((first & ~keep).sum()))
@@ -895,6 +1021,16 @@ def numeric_range(values: np.ndarray) -> list[float] | None:
     return [low, high]
 
 
+def _positions_of(column: pd.Series, labels: Sequence[str]) -> np.ndarray:
+    """``(n,)`` int64: the position in ``labels`` of each row's text of ``column`` (-1 where absent); a categorical
+    column's categories are looked up once each, not its rows."""
+    index = pd.Index(np.asarray(labels, dtype=object))
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        at = np.append(index.get_indexer(column.cat.categories), -1)  # code -1 (no value): the last, absent
+        return at[column.cat.codes.to_numpy()].astype(np.int64, copy=False)
+    return index.get_indexer(column.to_numpy(dtype=object)).astype(np.int64, copy=False)
+
+
 def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy: TaxonomyTables | None, *,
                        memory_limit_bytes: int, expression_dtype: str, progress: bool, cache: _Cache,
                        work_dir: Path | None = None, workers: int | None = None,
@@ -910,8 +1046,9 @@ def write_dataset_unit(folder: Path, plan: UnitPlan, table: CellTable, taxonomy:
     # Order: one section's cells are one contiguous row range (slab plane order, then section).
     if spatial:
         sec = table.sections
-        rank = pd.Series(np.arange(len(sec)), index=sec["brain_section_label"].to_numpy())
-        section_code = cells["brain_section_label"].map(rank).to_numpy(dtype=np.int64)
+        section_code = _positions_of(cells["brain_section_label"], sec["brain_section_label"])
+        if (section_code < 0).any():
+            raise AssertionError(f"{plan.name}: cells of sections absent from the section table")
         order = np.argsort(section_code, kind="stable")
         cells = table.cells = cells.iloc[order].reset_index(drop=True)  # the table's old order can go
         section_code = section_code[order]

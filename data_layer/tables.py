@@ -178,7 +178,7 @@ def read_csv(
         if kind in ("float", "int"):
             out[name] = col.to_numpy().astype(np.float64, copy=False)
         elif kind == "bool":
-            out[name] = _parse_bool_column(path, name, col)
+            out[name] = bool_values(path, name, col)
         else:
             out[name] = _strings(col)
         table = table.drop_columns([name])  # free each column's Arrow buffers once converted
@@ -228,7 +228,7 @@ def is_measurement(name: str) -> bool:
 
 
 def read_numeric_columns(path: str | Path, key: str = "cell_label",
-                         skip: Iterable[str] = ()) -> dict[str, np.ndarray]:
+                         skip: Iterable[str] = ()) -> dict[str, np.ndarray | pa.Array]:
     """The numeric measurement columns of a cell table (:func:`is_measurement`), with the source's values.
 
     Every other column (``skip`` too) is read as text, then a column is numeric when every non-empty value
@@ -240,7 +240,8 @@ def read_numeric_columns(path: str | Path, key: str = "cell_label",
     Returns
     -------
     dict
-        ``{key: object array of str}`` first, then column name -> values in file order.
+        ``{key: Arrow string array}`` first (no Python string per cell label), then column name -> values in file
+        order.
 
     Raises
     ------
@@ -262,7 +263,7 @@ def read_numeric_columns(path: str | Path, key: str = "cell_label",
             memory_pool=pa.system_memory_pool())
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise TableError(f"{path}: cannot parse ({exc})") from None
-    out: dict[str, np.ndarray] = {key: _strings(table.column(key))}
+    out: dict[str, np.ndarray | pa.Array] = {key: column_array(table, key)}
     for name in wanted:
         text = pc.utf8_trim_whitespace(table.column(name).combine_chunks())
         empty = pc.or_(pc.equal(text, ""), pc.is_in(pc.utf8_lower(text), pa.array(["nan", "na"])))
@@ -296,13 +297,28 @@ def _strings(col: pa.ChunkedArray) -> np.ndarray:
     return uniques[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _parse_bool_column(path: Path, name: str, col: pa.ChunkedArray) -> np.ndarray:
-    lowered = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object).str.strip().str.lower()
-    uniques = set(lowered.unique())
-    bad = uniques - _TRUE - _FALSE
+def bool_values(path: str | Path, name: str, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A text or :func:`read_arrow` ``category`` column of booleans as a bool array: ``True``/``False``,
+    ``t``/``f``, ``1``/``0``, ``yes``/``no`` (case-insensitive, blanks around ignored; empty -> False). Each distinct
+    text is parsed once, so millions of rows cost no Python string each.
+
+    Raises
+    ------
+    TableError
+        naming ``path`` and column ``name`` when some value is not one of those.
+    """
+    if len(column) == 0:
+        return np.zeros(0, dtype=bool)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks(memory_pool=_POOL)
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column, memory_pool=_POOL)
+    words = [str(v).strip().lower() for v in column.dictionary.to_pylist()]
+    bad = set(words) - _TRUE - _FALSE
     if bad:
         raise TableError(f"{path}: column {name!r} is not boolean (values such as {sorted(bad)[:3]})")
-    return lowered.isin(_TRUE).to_numpy(dtype=bool)
+    truth = np.asarray([w in _TRUE for w in words], dtype=bool)
+    return truth[column.indices.to_numpy(zero_copy_only=False)]
 
 
 def normalize_color(value: object) -> str | None:

@@ -1,5 +1,6 @@
 """``--memory-limit`` bounds the whole prepare (cell tables, the conversion and its worker processes) at 4 M cells; the
-consensus mouse's cell tables (7.65 M cells in the release) cost no Python object per cell."""
+cell tables of every builder (WMB-10X: 4 M cells, the consensus mouse: 7.65 M, the aligned basal ganglia 10X: 2 M, a
+MERSCOPE or Xenium set: 1-1.5 M) cost no Python object per cell."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from abc_builders import CONSENSUS, WMB, CacheBuilder, QuirkyCache, add_consensus, build_umap_cache
+from abc_builders import (BG_10X, BG_TAX, BG_TREE, CONSENSUS, HUMAN, WMB, CacheBuilder, QuirkyCache, add_consensus,
+                          build_quirky_cache, build_umap_cache)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,3 +141,165 @@ def test_the_wmb_cell_table_holds_no_python_object_per_cell_and_keeps_the_releas
     assert cells["region_of_interest_acronym"].astype(str).tolist() == expected_region.tolist()
     assert table.categorical["region_of_interest_acronym"][0] == ["HPF", "STR", "unknown"]
     assert [f.tag for f in table.expression_files] == ["WMB-10Xv3-STR"]
+
+
+def _traced_build(cache_root: Path, dataset: str):
+    """The cell table prepare's builder makes of ``dataset`` (before the expression), and the peak of the Python
+    objects and numpy arrays it allocated."""
+    import tracemalloc
+
+    import data_layer.prepare as pr
+    from data_layer.manifest import LocalCache
+
+    cache = pr._Cache(LocalCache(cache_root))
+    plan = next(p for p in pr.plan_units(cache)[1] if p.name == dataset)
+    tracemalloc.start()
+    try:
+        table = pr.BUILDERS[plan.builder](cache, plan)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return table, peak
+
+
+def test_a_spatial_cell_table_holds_no_python_object_per_cell_and_keeps_the_release_values(tmp_path):
+    """A MERSCOPE set's cells (1-1.5 M in the release) joined to their slab coordinates, annotations, memberships and
+    supplemental measurements by the builder prepare runs before the expression: under 150 bytes a cell of Python
+    objects and numpy arrays at its peak; cells keep cell_metadata's order, the first row of a repeated label (in
+    either table), a cell without coordinates is left out, an empty or missing region is the default one, a cell
+    is drawn in its section's slab plane (specimen_metadata's, else its coordinates' most common)."""
+    from data_layer.prepare import DEFAULT_REGION
+
+    n = 100_000
+    rng = np.random.default_rng(2)
+    b = CacheBuilder(tmp_path / "cache")
+    labels = np.array([f"1324989690_{i}-20250227" for i in range(n)], dtype=object)
+    labels[5] = labels[4]  # repeated: row 4 stays
+    sections = np.array(["H22.S.01.02", "H22.S.01.01", "H22.S.02.01", "H22.S.03.01"], dtype=object)
+    section = sections[np.arange(n) % 4]
+    qc = np.arange(n) % 7 != 3
+    b.csv(HUMAN, "cell_metadata", pd.DataFrame({
+        "cell_label": labels, "brain_section_label": section, "qc_pass": qc, "feature_matrix_label": "MERSCOPE-H22",
+        "dataset_label": HUMAN, "abc_sample_id": [f"ddc7b0c5-{i:06d}" for i in range(n)]}))
+    section_plane = {"H22.S.01.02": "H22.P.01", "H22.S.01.01": "H22.P.01", "H22.S.02.01": "H22.P.02",
+                     "H22.S.03.01": "H22.P.03"}  # the last section is not in specimen_metadata
+    plane = np.array([section_plane[s] for s in section], dtype=object)
+    coord_plane = plane.copy()
+    coord_plane[20:40:4] = "H22.P.02"  # a few cells' coordinates name another plane than their section's
+    x, y = rng.uniform(0, 10, n), rng.uniform(0, 8, n)
+    distinct = np.flatnonzero(np.arange(n) != 5)
+    placed = distinct[distinct != 9]  # cell 9 has no coordinates
+    coords = pd.DataFrame({"cell_label": labels[placed], "slab_plane_label": coord_plane[placed],
+                           "x_slab_mm": x[placed], "y_slab_mm": y[placed]}).iloc[::-1]
+    again = coords[coords["cell_label"] == labels[7]].assign(x_slab_mm=99.0)  # a later row of cell 7: ignored
+    orphan = coords.iloc[:1].assign(cell_label="9999999999_orphan-20250227")
+    b.csv(HUMAN, "slab_plane_coordinates", pd.concat([coords, again, orphan], ignore_index=True))
+    b.csv(HUMAN, "specimen_metadata", pd.DataFrame({
+        "brain_section_label": sections[:3], "slab_plane_label": ["H22.P.01", "H22.P.01", "H22.P.02"],
+        "slab_plane_order": [1, 1, 2], "brain_section_ordinal": [2, 1, 1], "donor_label": "H22.30.001"}))
+    region = np.array(["STR", "GPe", ""], dtype=object)[np.arange(n) % 3]
+    annotated = distinct[distinct % 10 != 1]  # every tenth cell has no annotation row
+    b.csv(HUMAN, "cell_anatomical_annotations", pd.DataFrame({"cell_label": labels[annotated], "STR": True,
+                                                             "parcellation_term_symbol": region[annotated]}))
+    alias = np.array([f"Human-{i % 5 + 1}" for i in range(n)], dtype=object)
+    mapped = distinct[distinct != 11]
+    b.csv(HUMAN, "cell_to_cluster_membership", pd.DataFrame({"cell_label": labels[mapped],
+                                                            "cluster_alias": alias[mapped]}))
+    volume, count = rng.uniform(100, 900, n), rng.integers(10, 2000, n)
+    measured = distinct[distinct != 12]
+    b.csv(HUMAN, "cell_supplemental_metadata", pd.DataFrame({"cell_label": labels[measured],
+                                                            "volume": volume[measured],
+                                                            "transcript_count": count[measured]}))
+    b.csv(HUMAN, "donor", pd.DataFrame({"donor_label": ["H22.30.001"], "species_genus": ["Human"]}))
+    b.write_manifest()
+    table, peak = _traced_build(tmp_path / "cache", HUMAN)
+    assert peak < 150 * n, f"{peak / n:.0f} bytes a cell"
+
+    kept = np.ones(n, dtype=bool)
+    kept[[5, 9]] = False
+    cells = table.cells
+    assert cells["cell_label"].astype(str).tolist() == labels[kept].tolist()
+    assert cells["brain_section_label"].astype(str).tolist() == section[kept].tolist()
+    np.testing.assert_array_equal(cells["x"].to_numpy(), x[kept])  # cell 7's first coordinate row
+    np.testing.assert_array_equal(cells["y"].to_numpy(), y[kept])
+    assert cells["qc_pass"].dtype == bool
+    np.testing.assert_array_equal(cells["qc_pass"].to_numpy(), qc[kept])
+    assert cells["slab_plane_label"].astype(str).tolist() == plane[kept].tolist()
+    expected_region = region.copy()
+    expected_region[np.arange(n) % 10 == 1] = ""
+    expected_region[expected_region == ""] = DEFAULT_REGION
+    assert cells["region"].astype(str).tolist() == expected_region[kept].tolist()
+    assert table.categorical["region"][0] == [DEFAULT_REGION, "GPe", "STR"]
+    expected_alias = alias.copy()
+    expected_alias[11] = ""
+    assert cells["cluster_alias"].tolist() == expected_alias[kept].tolist()
+    assert table.numeric == ["volume", "transcript_count"]
+    expected_volume = volume.copy()
+    expected_volume[12] = np.nan
+    np.testing.assert_array_equal(cells["volume"].to_numpy(), expected_volume[kept])
+    expected_count = np.where(np.arange(n) == 12, np.nan, count)
+    np.testing.assert_array_equal(cells["transcript_count"].to_numpy(), expected_count[kept])
+    assert cells["feature_matrix_label"].astype(str).unique().tolist() == ["MERSCOPE-H22"]
+    assert table.sections["brain_section_label"].tolist() == ["H22.S.01.01", "H22.S.01.02", "H22.S.02.01",
+                                                              "H22.S.03.01"]
+    assert table.sections["slab_plane_label"].tolist() == ["H22.P.01", "H22.P.01", "H22.P.02", "H22.P.03"]
+    assert table.species == "Human"
+
+
+def test_the_aligned_10x_cell_table_holds_no_python_object_per_cell_and_keeps_the_release_values(tmp_path):
+    """The aligned basal ganglia 10X (2.04 M nuclei in the release): its taxonomy's UMAP joined to its cell_metadata,
+    donors, libraries and memberships by the builder prepare runs before the expression: under 150 bytes a cell of
+    Python objects and numpy arrays at its peak; cells keep the UMAP's order, the first row of a repeated label (in
+    either table), UMAP cells absent from cell_metadata are left out, species come from the donor (``unknown``
+    without one) and regions of interest from the library (``unknown`` when empty or absent)."""
+    n = 100_000
+    rng = np.random.default_rng(3)
+    q = build_quirky_cache(tmp_path / "cache", wmb=False, marmoset=False)
+    b = q.builder
+    labels = np.array([f"AAACCC{i:010d}-L8TX_{i % 4 + 1}" for i in range(n)], dtype=object)
+    labels[5] = labels[4]  # repeated: row 4 stays
+    donor = np.array(["H19.30.002", "QM23.50.002", "CJ23.56.001", "X99.00.001"], dtype=object)[np.arange(n) % 4]
+    library = np.array([f"L8TX_{i % 4 + 1}" for i in range(n)], dtype=object)
+    umi, doublet = rng.integers(1000, 5000, n), rng.uniform(0, 0.3, n)
+    b.csv(BG_10X, "cell_metadata", pd.DataFrame({
+        "cell_label": labels, "donor_label": donor, "library_label": library,
+        "alignment_job_id": [str(1400000 + i) if i % 2 else f"5f3a{i:08x}" for i in range(n)],
+        "doublet_score": doublet, "umi_count": umi, "feature_matrix_label": BG_10X, "dataset_label": BG_10X,
+        "abc_sample_id": [f"s{i}" for i in range(n)]}))
+    b.csv(BG_10X, "library", pd.DataFrame({"library_label": ["L8TX_1", "L8TX_2", "L8TX_3"],
+                                           "region_of_interest_label": ["Ca", "GPe", ""]}))  # no L8TX_4
+    x, y = rng.normal(0, 5, n), rng.normal(0, 5, n)
+    distinct = np.flatnonzero(np.arange(n) != 5)
+    in_umap = distinct[distinct != 9][::-1]  # the UMAP lists the cells in reverse; cell 9 is not in it
+    emb = pd.DataFrame({"cell_label": labels[in_umap], "x": x[in_umap], "y": y[in_umap]})
+    stray = pd.DataFrame({"cell_label": ["GGGTTT000001-L8TX_9", "GGGTTT000002-L8TX_9"], "x": 0.0, "y": 0.0})
+    again = emb[emb["cell_label"] == labels[7]].assign(x=99.0)  # a later row of cell 7: ignored
+    b.csv(BG_TAX, "cell_2d_embedding_coordinates", pd.concat([emb.iloc[:50], stray, emb.iloc[50:], again],
+                                                             ignore_index=True))
+    aliases = np.array(list(BG_TREE), dtype=object)[np.arange(n) % len(BG_TREE)]
+    mapped = distinct[distinct != 11]
+    b.csv(BG_TAX, "cell_to_cluster_membership", pd.DataFrame({"cell_label": labels[mapped],
+                                                             "cluster_alias": aliases[mapped]}))
+    b.write_manifest()
+    table, peak = _traced_build(tmp_path / "cache", BG_10X)
+    assert peak < 150 * n, f"{peak / n:.0f} bytes a cell"
+
+    cells = table.cells
+    assert cells["cell_label"].astype(str).tolist() == labels[in_umap].tolist()
+    np.testing.assert_array_equal(cells["x"].to_numpy(), x[in_umap])  # cell 7's first row
+    np.testing.assert_array_equal(cells["y"].to_numpy(), y[in_umap])
+    species = {"H19.30.002": "Human", "QM23.50.002": "Macaque", "CJ23.56.001": "Marmoset", "X99.00.001": "unknown"}
+    assert cells["species"].astype(str).tolist() == [species[d] for d in donor[in_umap]]
+    assert table.categorical["species"][0] == ["Human", "Macaque", "Marmoset", "unknown"]
+    assert table.species is None
+    roi = {"L8TX_1": "Ca", "L8TX_2": "GPe", "L8TX_3": "unknown", "L8TX_4": "unknown"}
+    assert cells["region_of_interest_label"].astype(str).tolist() == [roi[lib] for lib in library[in_umap]]
+    assert table.numeric == ["doublet_score", "umi_count"]
+    np.testing.assert_array_equal(cells["umi_count"].to_numpy(), umi[in_umap])
+    assert cells["umi_count"].dtype == np.int64
+    np.testing.assert_array_equal(cells["doublet_score"].to_numpy(), doublet[in_umap])
+    expected_alias = aliases.copy()
+    expected_alias[11] = ""
+    assert cells["cluster_alias"].tolist() == expected_alias[in_umap].tolist()
+    assert cells["feature_matrix_label"].astype(str).unique().tolist() == [BG_10X]
+    assert [f.dataset for f in table.expression_files] == [BG_10X]
