@@ -66,6 +66,14 @@ def equal_scales(duo, slots=SLOTS, tol=0.01):
     return scales
 
 
+def zoom_store(duo):
+    """The shared zoom of the side-by-side maps, as the page's Dash store holds it."""
+    return duo.driver.execute_script(
+        "var s = window.store.getState(), path = s.paths.strs['compare-zoom'], o = s.layout;"
+        "for (var i = 0; i < path.length; i++) { o = o[path[i]]; }"
+        "return JSON.stringify(o.props.data);")
+
+
 def zoom(duo, slot, factor):
     """Zoom map ``slot`` by ``factor`` about its centre the way Plotly's own zoom does (Plotly.relayout)."""
     duo.driver.execute_script(
@@ -91,8 +99,12 @@ def test_the_species_maps_share_one_scale_and_zoom_together(viewer, atlas, size)
     shot(viewer, f"40_species_one_scale_{size[0]}x{size[1]}")
     # zooming one map brings the others to its scale
     zoom(viewer, 1, 3.0)
-    zoomed = WebDriverWait(viewer.driver, TIMEOUT).until(
-        lambda d: (lambda s: s if s and s[0]["x"] < fitted[0]["x"] / 2.5 else False)(equal_scales(viewer)))
+    try:
+        zoomed = WebDriverWait(viewer.driver, TIMEOUT).until(
+            lambda d: (lambda s: s if s and s[0]["x"] < fitted[0]["x"] / 2.5 else False)(equal_scales(viewer)))
+    except TimeoutException as exc:
+        raise TimeoutException(f"the maps never reached the zoomed map's scale: fitted {fitted}, last seen {LAST}, "
+                               f"shared zoom {zoom_store(viewer)}") from exc
     assert zoomed[0]["x"] == pytest.approx(fitted[0]["x"] / 3, rel=0.02)
     assert len({s["bar"] for s in zoomed}) == 1
     wait_settled(viewer)
