@@ -48,16 +48,33 @@ def test_prepare_and_its_workers_stay_under_the_memory_limit_at_four_million_cel
     assert 0 < result["growth"] < limit, f"grew {result['growth'] >> 20} MB; limit {limit >> 20} MB"
 
 
-def test_the_consensus_cell_tables_hold_no_python_object_per_cell(tmp_path):
-    """The consensus UMAP's cells joined to its two cell tables, its memberships and a neighborhood UMAP (the
-    builder prepare runs before the expression): the Python objects and numpy arrays it allocates at its peak stay
-    under 150 bytes a cell (a Python string per cell label is about 80 bytes, and every pandas join of them
-    makes more), and the cells' values are the tables'."""
+def _build_within_150_bytes_a_cell(b: CacheBuilder, dataset: str, n: int):
+    """The cell table prepare's builder makes of ``dataset`` from the cache ``b`` writes (before the expression),
+    after checking that the Python objects and numpy arrays it allocated at its peak stay under 150 bytes a cell
+    of its ``n``."""
     import tracemalloc
 
     import data_layer.prepare as pr
     from data_layer.manifest import LocalCache
 
+    b.write_manifest()
+    cache = pr._Cache(LocalCache(b.root))
+    plan = next(p for p in pr.plan_units(cache)[1] if p.name == dataset)
+    tracemalloc.start()
+    try:
+        table = pr.BUILDERS[plan.builder](cache, plan)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 150 * n, f"{dataset}: {peak / n:.0f} bytes a cell"
+    return table
+
+
+def test_the_consensus_cell_tables_hold_no_python_object_per_cell(tmp_path):
+    """The consensus UMAP's cells joined to its two cell tables, its memberships and a neighborhood UMAP (the
+    builder prepare runs before the expression): the Python objects and numpy arrays it allocates at its peak stay
+    under 150 bytes a cell (a Python string per cell label is about 80 bytes, and every pandas join of them
+    makes more), and the cells' values are the tables'."""
     n = 100_000
     b = CacheBuilder(tmp_path / "cache")
     q = QuirkyCache(root=tmp_path / "cache", builder=b)
@@ -71,16 +88,7 @@ def test_the_consensus_cell_tables_hold_no_python_object_per_cell(tmp_path):
     nn = pd.DataFrame({"cell_label": labels[n // 3:], "x": rng.normal(size=n - n // 3),
                        "y": rng.normal(size=n - n // 3)})
     b.csv(CONSENSUS, "NN-IMN_cell_2d_embedding_coordinates", nn)
-    b.write_manifest()
-    cache = pr._Cache(LocalCache(tmp_path / "cache"))
-    plan = next(p for p in pr.plan_units(cache)[1] if p.name == CONSENSUS)
-    tracemalloc.start()
-    try:
-        table = pr.BUILDERS[plan.builder](cache, plan)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 150 * n, f"{peak / n:.0f} bytes a cell"
+    table = _build_within_150_bytes_a_cell(b, CONSENSUS, n)
     cells = table.cells
     assert cells["cell_label"].astype(str).tolist() == labels.tolist()
     origin = np.array(["WMB-AIBS"] * (n // 2) + ["WMB-Macosko"] * (n - 5 - n // 2) + ["unknown"] * 5)
@@ -98,11 +106,6 @@ def test_the_wmb_cell_table_holds_no_python_object_per_cell_and_keeps_the_releas
     expression: under 150 bytes a cell of Python objects and numpy arrays at its peak; the first row of a repeated
     label is kept, a cell without coordinates left out, an empty region of interest reads ``unknown`` and an alias
     written ``14.0`` is cluster ``14``."""
-    import tracemalloc
-
-    import data_layer.prepare as pr
-    from data_layer.manifest import LocalCache
-
     n = 100_000
     b = build_umap_cache(tmp_path / "cache", n_cells=10, n_genes=5, per_row=1)
     rng = np.random.default_rng(1)
@@ -118,16 +121,7 @@ def test_the_wmb_cell_table_holds_no_python_object_per_cell_and_keeps_the_releas
                        "feature_matrix_label": "WMB-10Xv3-STR", "dataset_label": "WMB-10Xv3",
                        "region_of_interest_acronym": region, "library_method": "10Xv3"})
     b.csv(WMB, "cell_metadata", cm)
-    b.write_manifest()
-    cache = pr._Cache(LocalCache(tmp_path / "cache"))
-    plan = next(p for p in pr.plan_units(cache)[1] if p.name == WMB)
-    tracemalloc.start()
-    try:
-        table = pr.BUILDERS[plan.builder](cache, plan)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 150 * n, f"{peak / n:.0f} bytes a cell"
+    table = _build_within_150_bytes_a_cell(b, WMB, n)
     kept = np.ones(n, dtype=bool)
     kept[[5, 9]] = False
     cells = table.cells
@@ -141,25 +135,6 @@ def test_the_wmb_cell_table_holds_no_python_object_per_cell_and_keeps_the_releas
     assert cells["region_of_interest_acronym"].astype(str).tolist() == expected_region.tolist()
     assert table.categorical["region_of_interest_acronym"][0] == ["HPF", "STR", "unknown"]
     assert [f.tag for f in table.expression_files] == ["WMB-10Xv3-STR"]
-
-
-def _traced_build(cache_root: Path, dataset: str):
-    """The cell table prepare's builder makes of ``dataset`` (before the expression), and the peak of the Python
-    objects and numpy arrays it allocated."""
-    import tracemalloc
-
-    import data_layer.prepare as pr
-    from data_layer.manifest import LocalCache
-
-    cache = pr._Cache(LocalCache(cache_root))
-    plan = next(p for p in pr.plan_units(cache)[1] if p.name == dataset)
-    tracemalloc.start()
-    try:
-        table = pr.BUILDERS[plan.builder](cache, plan)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    return table, peak
 
 
 def test_a_spatial_cell_table_holds_no_python_object_per_cell_and_keeps_the_release_values(tmp_path):
@@ -211,9 +186,7 @@ def test_a_spatial_cell_table_holds_no_python_object_per_cell_and_keeps_the_rele
                                                             "volume": volume[measured],
                                                             "transcript_count": count[measured]}))
     b.csv(HUMAN, "donor", pd.DataFrame({"donor_label": ["H22.30.001"], "species_genus": ["Human"]}))
-    b.write_manifest()
-    table, peak = _traced_build(tmp_path / "cache", HUMAN)
-    assert peak < 150 * n, f"{peak / n:.0f} bytes a cell"
+    table = _build_within_150_bytes_a_cell(b, HUMAN, n)
 
     kept = np.ones(n, dtype=bool)
     kept[[5, 9]] = False
@@ -280,9 +253,7 @@ def test_the_aligned_10x_cell_table_holds_no_python_object_per_cell_and_keeps_th
     mapped = distinct[distinct != 11]
     b.csv(BG_TAX, "cell_to_cluster_membership", pd.DataFrame({"cell_label": labels[mapped],
                                                              "cluster_alias": aliases[mapped]}))
-    b.write_manifest()
-    table, peak = _traced_build(tmp_path / "cache", BG_10X)
-    assert peak < 150 * n, f"{peak / n:.0f} bytes a cell"
+    table = _build_within_150_bytes_a_cell(b, BG_10X, n)
 
     cells = table.cells
     assert cells["cell_label"].astype(str).tolist() == labels[in_umap].tolist()
