@@ -31,7 +31,6 @@ the slice and block sizes (``BYTES_PER_ENTRY``).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import logging
 import math
@@ -782,10 +781,13 @@ def run_block(work: str, index: int, g0: int, g1: int, f0: int, f1: int, group_s
 
 
 def _load_libc() -> None:
-    """Load the C library once (``OSError`` or ``AttributeError`` where there is none to load)."""
+    """Load the C library once (``OSError`` or ``AttributeError`` where there is none to load): the symbols of
+    the running program, which hold the C library's. Not ``ctypes.util.find_library``: it runs ``ldconfig`` in a
+    child process, a fork of this one that holds all its memory until it execs (millions of cells' worth, for the
+    memory limit that sums the prepare's processes)."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        _libc = ctypes.CDLL(None, use_errno=True)
         _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 
 
