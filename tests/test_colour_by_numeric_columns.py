@@ -312,6 +312,16 @@ def test_a_range_set_by_hand_for_a_column_colours_every_side_by_side_map_and_the
     below = str(compare_legend(MODE_SPECIES, [], "total_counts", None, None, None, *chosen, context))
     assert "range: set by hand" in below and f"≥ {chosen[1]:,}" in below  # the legend under the maps too
     assert _maps_ranges(context, "total_counts") != {chosen}  # without it, the shared default
+    # and the exported figure
+    from core.figures import plan_comparison
+    from core.requests import FigureOptions, PanelRequest
+    from core.state import ViewState
+
+    state = ViewState(dataset=HUMAN, slab_plane=context.catalog.get(HUMAN).sections[section].slab_plane,
+                      section=section, color_by="total_counts", map_view="species", vmin=chosen[0], vmax=chosen[1])
+    plan = plan_comparison(context, state, FigureOptions(fmt="png", width_in=16, height_in=6, dpi=100),
+                           PanelRequest("species"))
+    assert tuple(plan.grid.colorbar[1:3]) == chosen
 
 
 def test_a_side_by_side_figure_of_a_column_has_the_shared_range_on_its_colour_bar(context):
