@@ -74,6 +74,21 @@ def zoom_store(duo):
         "return JSON.stringify(o.props.data);")
 
 
+def record_relayouts(duo):
+    """Record every map's relayout events from now on (read by :func:`relayouts`)."""
+    duo.driver.execute_script(
+        "window.__relayouts = [];"
+        "[0, 1, 2].forEach(function (slot) {"
+        "  var gd = document.querySelector('#compare-graph-' + slot + ' .js-plotly-plot');"
+        "  if (gd) { gd.on('plotly_relayout', function (e) {"
+        "    window.__relayouts.push([slot, Math.round(performance.now()), JSON.stringify(e)]); }); }"
+        "});")
+
+
+def relayouts(duo):
+    return duo.driver.execute_script("return window.__relayouts;")
+
+
 def zoom(duo, slot, factor):
     """Zoom map ``slot`` by ``factor`` about its centre the way Plotly's own zoom does (Plotly.relayout)."""
     duo.driver.execute_script(
@@ -98,13 +113,14 @@ def test_the_species_maps_share_one_scale_and_zoom_together(viewer, atlas, size)
     assert len({s["bar"] for s in fitted}) == 1
     shot(viewer, f"40_species_one_scale_{size[0]}x{size[1]}")
     # zooming one map brings the others to its scale
+    record_relayouts(viewer)
     zoom(viewer, 1, 3.0)
     try:
         zoomed = WebDriverWait(viewer.driver, TIMEOUT).until(
             lambda d: (lambda s: s if s and s[0]["x"] < fitted[0]["x"] / 2.5 else False)(equal_scales(viewer)))
     except TimeoutException as exc:
         raise TimeoutException(f"the maps never reached the zoomed map's scale: fitted {fitted}, last seen {LAST}, "
-                               f"shared zoom {zoom_store(viewer)}") from exc
+                               f"shared zoom {zoom_store(viewer)}, relayout events {relayouts(viewer)}") from exc
     assert zoomed[0]["x"] == pytest.approx(fitted[0]["x"] / 3, rel=0.02)
     assert len({s["bar"] for s in zoomed}) == 1
     wait_settled(viewer)
