@@ -426,54 +426,40 @@ def dot_plot_table(atlas: Any, dataset: str, level: str, terms: Sequence[str],
 # ============================================================================================== group statistics
 #: Entries decoded at once by a scan of the gene-major store (about 12 bytes each).
 SCAN_BATCH_ENTRIES = 4 << 20
-#: float16 bit pattern -> float32 value (numba has no float16 on the CPU; a 256 kB table stays in L2).
-_F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 #: Columns of an A-versus-B table (:func:`compare_groups`) and of its CSV.
 DE_COLUMNS = ["gene", "mean_A", "mean_B", "frac_A", "frac_B", "mean_diff", "t", "p", "p_adj"]
 
 
-@numba.njit(inline="always")
-def _value_f32(data, table, j):  # pragma: no cover - compiled
-    return np.float64(data[j])
-
-
-def _scan_kernel(value, name):
-    """The group scan over a gene-major store, compiled for one way of reading a stored value (``value(data,
-    table, j)``): float16 bit patterns through a table, or float32 as they are.
+@numba.njit(nogil=True, cache=True)
+def _scan_f32(indptr, indices, data, genes, s0, s1, r0, codes, out):  # pragma: no cover - compiled
+    """The group scan over a gene-major store of float32 values.
 
     For each gene ``genes[k]``, over its stored rows in ``[s0, s1)``: ``out[k, c] += (value, value², value > 0)``
     where ``c = codes[row - r0]`` for rows in the codes' window and ``c = 0`` outside it. Zeros are not stored, so
-    they add nothing to a sum (the caller counts the group's cells)."""
-    def scan(indptr, indices, data, table, genes, s0, s1, r0, codes, out):  # pragma: no cover - compiled
-        n_window = codes.shape[0]
-        acc = np.zeros((out.shape[1], 3))  # one gene's sums, contiguous and small (L1)
-        for k in range(genes.shape[0]):
-            g = genes[k]
-            a = indptr[g]
-            b = indptr[g + 1]
-            seg = indices[a:b]
-            lo = a + np.searchsorted(seg, s0)
-            hi = a + np.searchsorted(seg, s1)
-            acc[:] = 0.0
-            for j in range(lo, hi):
-                v = value(data, table, j)
-                if v != v:  # NaN stored value: not counted
-                    continue
-                idx = indices[j] - r0
-                c = 0
-                if 0 <= idx < n_window:  # rows are sorted: this branch is predictable
-                    c = codes[idx]
-                acc[c, 0] += v
-                acc[c, 1] += v * v
-                acc[c, 2] += v > 0
-            out[k] += acc
-
-    # numba's on-disk cache is named after the function's qualified name: one name per compiled variant
-    scan.__name__ = scan.__qualname__ = name
-    return numba.njit(nogil=True, cache=True)(scan)
-
-
-_scan_f32 = _scan_kernel(_value_f32, "_scan_groups_f32")
+    they add nothing to a sum (the caller counts the group's cells). A module-level function without closure
+    variables, so numba's on-disk cache finds it again in the next process."""
+    n_window = codes.shape[0]
+    acc = np.zeros((out.shape[1], 3))  # one gene's sums, contiguous and small (L1)
+    for k in range(genes.shape[0]):
+        g = genes[k]
+        a = indptr[g]
+        b = indptr[g + 1]
+        seg = indices[a:b]
+        lo = a + np.searchsorted(seg, s0)
+        hi = a + np.searchsorted(seg, s1)
+        acc[:] = 0.0
+        for j in range(lo, hi):
+            v = np.float64(data[j])
+            if v != v:  # NaN stored value: not counted
+                continue
+            idx = indices[j] - r0
+            c = 0
+            if 0 <= idx < n_window:  # rows are sorted: this branch is predictable
+                c = codes[idx]
+            acc[c, 0] += v
+            acc[c, 1] += v * v
+            acc[c, 2] += v > 0
+        out[k] += acc
 
 
 def warm_up() -> None:
@@ -484,7 +470,7 @@ def warm_up() -> None:
     genes = np.zeros(1, dtype=np.int64)
     codes = np.ones(1, dtype=np.uint8)
     out = np.zeros((1, 2, 3))
-    _scan_f32(indptr, rows, np.zeros(1, dtype=np.float32), _F16_TABLE, genes, 0, 1, 0, codes, out)
+    _scan_f32(indptr, rows, np.zeros(1, dtype=np.float32), genes, 0, 1, 0, codes, out)
 
 
 @dataclass(frozen=True)
@@ -579,7 +565,7 @@ def scan_groups(atlas: Any, dataset: str, codes: np.ndarray, *, start: int = 0, 
             last = first + 1 + int(np.searchsorted(np.cumsum(counts[first + 1:]), SCAN_BATCH_ENTRIES))
             batch = cols[first:last]
             indptr, rows, values = gm.csc(batch, start, stop)
-            _scan_f32(indptr, rows, values, _F16_TABLE, np.arange(len(batch), dtype=np.int64), start, stop, window,
+            _scan_f32(indptr, rows, values, np.arange(len(batch), dtype=np.int64), start, stop, window,
                       codes, out[first:last])
             first = last
     # cells with an expression row per group (one byte per scanned row, not per gene)

@@ -324,6 +324,33 @@ def test_warm_up_compiles_the_kernel_for_the_arrays_the_store_decodes(marker_sto
     assert before >= 1 and len(an._scan_f32.signatures) == before  # the selection compiled nothing new
 
 
+def test_a_second_process_loads_the_scan_kernel_from_numbas_disk_cache_and_writes_no_new_file(tmp_path):
+    """Every server start warms the kernel up: the second process must find it on disk (about 0.4 s) instead of
+    compiling it again (about 5 s) and adding one more cache file each time."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = ("import json; from data_layer import analysis as an; an.warm_up(); "
+              "print(json.dumps(sum(an._scan_f32.stats.cache_hits.values())))")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(root)}
+
+    def hits() -> int:
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, env=env,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert hits() == 0  # an empty cache: compiled and written
+    files = sorted(str(f.relative_to(tmp_path)) for f in tmp_path.rglob("*.nbc"))
+    assert len(files) == 1, files
+    assert hits() == 1
+    assert sorted(str(f.relative_to(tmp_path)) for f in tmp_path.rglob("*.nbc")) == files
+
+
 def test_csv_cells_that_start_like_a_formula_are_written_as_text():
     table = pd.DataFrame({
         "cell_label": ["=HYPERLINK(\"http://x\")", "+1", "-cmd", "@SUM(A1)", "\tx", "plain", "a=b", "ok"],
