@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from abc_builders import BG_TAX, HUMAN, build_quirky_cache
@@ -42,12 +41,8 @@ def test_readme_download_of_human_merscope_prepares_to_the_same_atlas_as_the_sou
     np.testing.assert_array_equal(got.gene(HUMAN, gene), want.gene(HUMAN, gene))
 
 
-def test_downloaded_demo_cache_is_prepared_without_further_step(tmp_path):
-    demo = pytest.importorskip("data_layer.demo", reason="data_layer.demo not written yet")
-    if not hasattr(demo, "write_demo_cache"):
-        pytest.skip("data_layer.demo.write_demo_cache not written yet")
-    source = tmp_path / "demo"
-    demo.write_demo_cache(source, seed=0, scale="demo", progress=False)
+def test_downloaded_demo_cache_is_prepared_without_further_step(tmp_path, demo_cache):
+    source = demo_cache  # the session's demo cache, only read here
     cache, store = tmp_path / "cache", tmp_path / "store"
     with BucketServer(tmp_path / "bucket") as server:
         version = bucket_from_cache(source, server.root, server.url)
