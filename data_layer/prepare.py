@@ -391,9 +391,7 @@ def _cluster_aliases(cache: _Cache, f: ManifestFile | None, labels) -> np.ndarra
     mem = read_arrow(path, {"cell_label": "str", "cluster_alias": "category"}, required=["cell_label", "cluster_alias"])
     mem_labels, alias = column_array(mem, "cell_label"), column_array(mem, "cluster_alias")
     del mem
-    repeated = int((~first_rows(mem_labels)).sum())
-    if repeated:
-        log.warning("%s: %d repeated cell_label values; the first row of each is used", path, repeated)
+    _first_rows(mem_labels, path)  # a warning when a label is repeated; positions_in takes its first row
     rows = positions_in(labels, mem_labels)
     del mem_labels
     release_free_memory()
