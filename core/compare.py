@@ -49,8 +49,10 @@ def hand_gene_range(vmin: Any, vmax: Any) -> tuple[float, float] | None:
     """The colour range set by hand (``vmin < vmax``, both numbers; a gene's or a numeric cell column's), else
     None (the default range applies)."""
     try:
-        if vmin not in (None, "") and vmax not in (None, "") and float(vmin) < float(vmax):
-            return float(vmin), float(vmax)
+        if vmin not in (None, "") and vmax not in (None, ""):
+            low, high = float(vmin), float(vmax)
+            if math.isfinite(low) and math.isfinite(high) and low < high:  # "inf" from a crafted request: default
+                return low, high
     except (TypeError, ValueError):
         pass
     return None

@@ -312,6 +312,8 @@ def test_a_range_set_by_hand_for_a_column_colours_every_side_by_side_map_and_the
     below = str(compare_legend(MODE_SPECIES, [], "total_counts", None, None, None, *chosen, context))
     assert "range: set by hand" in below and f"≥ {chosen[1]:,}" in below  # the legend under the maps too
     assert _maps_ranges(context, "total_counts") != {chosen}  # without it, the shared default
+    # a range no input box gives (a crafted request) is the shared default too, not an infinite picture range
+    assert _maps_ranges(context, "total_counts", None, "-inf", "1e3") == _maps_ranges(context, "total_counts")
     # and the exported figure
     from core.figures import plan_comparison
     from core.requests import FigureOptions, PanelRequest
